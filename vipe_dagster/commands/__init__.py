@@ -1,0 +1,1 @@
+"""One module per ``vipe-dagster`` subcommand (see ``vipe_dagster.cli``)."""

@@ -1,0 +1,30 @@
+"""Decode a video (inclusive frame range, skip, resize) into ``<output>/rgb/<name>.mp4`` plus a manifest."""
+
+from __future__ import annotations
+
+import json
+
+from ._common import add_frame_range, add_output
+
+NAME = "ingest"
+HELP = "copy a video's selected frames into an artifact store (rgb + manifest)"
+
+
+def add_arguments(p):
+    p.add_argument("video", help="video file, image folder, or s3:// URI")
+    add_output(p)
+    add_frame_range(p)
+    p.add_argument("--long_side", "--long-side", dest="long_side", type=int, default=None,
+                   help="resize so the long side is about this many px (multiple of 8); default: keep size")
+    p.add_argument("--name", default=None, help="sequence name (default: the video's file stem)")
+
+
+def run(args) -> int:
+    from ..ingest import ingest_summary, ingest_video
+    from ..io import ArtifactStore
+
+    res = ingest_video(args.video, ArtifactStore(args.output), name=args.name, start_frame=args.start_frame,
+                       end_frame=args.end_frame, frame_skip=args.frame_skip, long_side=args.long_side,
+                       progress=True)
+    print(json.dumps(ingest_summary(res), indent=2))
+    return 0

@@ -1,0 +1,32 @@
+"""Check a ViPE-format result folder the way ViPE's CI smoke validator does (files, counts, shapes, finiteness)."""
+
+from __future__ import annotations
+
+NAME = "validate"
+HELP = "validate the artifacts of one or all sequences in a ViPE-format folder"
+
+
+def add_arguments(p):
+    p.add_argument("root", help="artifact root (folder or s3:// prefix)")
+    p.add_argument("--sequence", default=None, help="sequence name (default: every sequence found)")
+    p.add_argument("--frames", type=int, default=None, help="expected number of frames")
+    p.add_argument("--require", default="rgb,pose,intrinsics,depth,mask,info",
+                   help="comma-separated attributes that must be present")
+
+
+def run(args) -> int:
+    from ..errors import ArtifactError
+    from ..io import ArtifactStore
+    from ..io.validate import validate_sequence
+
+    store = ArtifactStore(args.root)
+    names = [args.sequence] if args.sequence else store.sequences()
+    if not names:
+        raise ArtifactError(f"no sequences found under {args.root}")
+    require = tuple(a for a in args.require.split(",") if a)
+    failed = 0
+    for name in names:
+        for f in validate_sequence(store, name, args.frames, require):
+            failed += not f.ok
+            print(f"{'PASS' if f.ok else 'FAIL'} {name} {f.check}: {f.detail}")
+    return 1 if failed else 0

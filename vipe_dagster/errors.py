@@ -1,0 +1,27 @@
+"""Typed exceptions. Messages name the file, the frame and what was expected."""
+
+from __future__ import annotations
+
+
+class VipeError(Exception):
+    """Base class for every error this package raises on purpose."""
+
+
+class InputError(VipeError):
+    """Bad user input: a missing file, a file of the wrong kind, bad arguments."""
+
+
+class VideoError(InputError):
+    """A video (or image directory) that cannot be read as expected."""
+
+
+class FrameRangeError(InputError):
+    """A requested frame range that is negative, inverted or outside the video."""
+
+
+class ArtifactError(VipeError):
+    """A ViPE-format artifact that is missing, malformed or inconsistent."""
+
+
+class ConfigError(InputError):
+    """An invalid configuration value."""

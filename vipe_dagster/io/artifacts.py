@@ -1,0 +1,446 @@
+"""ViPE-compatible artifact store (local folder or ``s3://`` prefix).
+
+Layout under ``root`` for a sequence ``<n>`` (byte-compatible with ViPE, see docs/architecture.md):
+
+- ``rgb/<n>.mp4``            H.264 video of the processed frames
+- ``pose/<n>.npz``           ``data`` (N,4,4) float OpenCV camera-to-world, ``inds`` (N,) int
+- ``intrinsics/<n>.npz``     ``data`` (N,4) fx fy cx cy (N,5 with MEI k1), ``inds`` (N,)
+- ``intrinsics/<n>_camera.txt``  ``"<idx>: PINHOLE"`` per frame
+- ``depth/<n>.zip``          ``00000.exr`` ... float16 EXR, channel ``Z``, metric z-depth
+- ``mask/<n>.zip``           ``00000.png`` ... uint8 instance ids (0 = background)
+- ``mask/<n>.txt``           ``"<id>: <phrase>"`` lines
+- ``vipe/<n>_info.pkl``      ``{"ba_residual": float}`` (ViPE's discovery marker)
+- ``vipe/<n>_manifest.json`` our provenance manifest
+- ``vipe/<n>_sparse.npz``    our SLAM sparse map (keyframe observations + 3D points)
+
+Every writer is atomic; every reader of per-frame data streams one frame at a time.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import re
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ArtifactError
+from . import fs
+from .exr import decode_depth_exr, encode_depth_exr
+
+CAMERA_TYPES = ("PINHOLE", "MEI", "PANORAMA")
+_CAMERA_LINE = re.compile(r"^\s*(\d+)\s*:\s*([A-Z_]+)\s*$")
+_PHRASE_LINE = re.compile(r"^\s*(\d+)\s*:\s*(.*?)\s*$")
+
+
+@dataclass
+class SparseMap:
+    """Sparse SLAM map: 3D points and their 2D observations in keyframes.
+
+    ``obs_frame[k]`` is a frame index (0-based in the artifact), ``obs_point[k]`` an index into
+    ``points``, ``obs_uv[k]`` the observed pixel (x, y) in the stored rgb resolution.
+    """
+
+    points: np.ndarray  # (P,3) float32 world coordinates
+    colors: np.ndarray  # (P,3) uint8
+    obs_frame: np.ndarray  # (K,) int32
+    obs_point: np.ndarray  # (K,) int32
+    obs_uv: np.ndarray  # (K,2) float32
+    keyframes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # frame ids
+
+    def validate(self, name: str = "sparse map") -> None:
+        p = len(self.points)
+        if self.points.shape != (p, 3) or self.colors.shape != (p, 3):
+            raise ArtifactError(f"{name}: points {self.points.shape} / colors {self.colors.shape}, expected (P,3)")
+        k = len(self.obs_frame)
+        if self.obs_point.shape != (k,) or self.obs_uv.shape != (k, 2):
+            raise ArtifactError(f"{name}: observation arrays disagree in length ({k} frames, "
+                                f"{self.obs_point.shape} points, {self.obs_uv.shape} uv)")
+        if k and (self.obs_point.min() < 0 or self.obs_point.max() >= p):
+            raise ArtifactError(f"{name}: observation references a point outside [0, {p - 1}]")
+
+
+class ArtifactStore:
+    """Reads and writes ViPE-format artifacts under a local folder or ``s3://`` prefix."""
+
+    def __init__(self, root: str):
+        self.root = str(root)
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({self.root!r})"
+
+    # ---------------------------------------------------------------- paths
+    def path(self, kind: str, name: str) -> str:
+        rel = {
+            "rgb": f"rgb/{name}.mp4",
+            "pose": f"pose/{name}.npz",
+            "intrinsics": f"intrinsics/{name}.npz",
+            "camera": f"intrinsics/{name}_camera.txt",
+            "depth": f"depth/{name}.zip",
+            "mask": f"mask/{name}.zip",
+            "phrases": f"mask/{name}.txt",
+            "info": f"vipe/{name}_info.pkl",
+            "manifest": f"vipe/{name}_manifest.json",
+            "sparse": f"vipe/{name}_sparse.npz",
+            "vis": f"vipe/{name}_vis.mp4",
+        }.get(kind)
+        if rel is None:
+            raise ArtifactError(f"unknown artifact kind {kind!r}")
+        return fs.join(self.root, *rel.split("/"))
+
+    def exists(self, kind: str, name: str) -> bool:
+        return fs.exists(self.path(kind, name))
+
+    def sequences(self) -> list[str]:
+        """Sequence names found in the store (by any of rgb/pose/intrinsics/depth/info files)."""
+        names: set[str] = set()
+        for sub, pattern in (
+            ("vipe", r"^(.+)_info\.pkl$"),
+            ("vipe", r"^(.+)_manifest\.json$"),
+            ("pose", r"^(.+)\.npz$"),
+            ("rgb", r"^(.+)\.mp4$"),
+            ("depth", r"^(.+)\.zip$"),
+        ):
+            for entry in fs.listdir(fs.join(self.root, sub)):
+                m = re.match(pattern, entry)
+                if m and not entry.startswith(fs._TMP_PREFIX):
+                    names.add(m.group(1))
+        return sorted(names)
+
+    # ---------------------------------------------------------------- npz helpers
+    def _write_npz(self, uri: str, **arrays: np.ndarray) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        fs.write_bytes(uri, buf.getvalue())
+
+    def _read_npz(self, uri: str) -> dict[str, np.ndarray]:
+        if not fs.exists(uri):
+            raise ArtifactError(f"missing artifact file {uri}")
+        try:
+            with np.load(io.BytesIO(fs.read_bytes(uri)), allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except Exception as exc:
+            raise ArtifactError(f"{uri}: not a readable npz file ({exc})") from exc
+
+    @staticmethod
+    def _inds(inds: Sequence[int] | np.ndarray | None, n: int) -> np.ndarray:
+        if inds is None:
+            return np.arange(n, dtype=np.int64)
+        arr = np.asarray(inds, dtype=np.int64)
+        if arr.shape != (n,):
+            raise ArtifactError(f"inds has shape {arr.shape}, expected ({n},)")
+        return arr
+
+    # ---------------------------------------------------------------- pose
+    def write_pose(self, name: str, c2w: np.ndarray, inds=None, keyframe_ids=None) -> str:
+        c2w = np.asarray(c2w)
+        if c2w.ndim != 3 or c2w.shape[1:] != (4, 4):
+            raise ArtifactError(f"pose for {name}: expected (N,4,4) camera-to-world, got {c2w.shape}")
+        arrays: dict[str, np.ndarray] = {"data": c2w.astype(np.float32), "inds": self._inds(inds, len(c2w))}
+        if keyframe_ids is not None:
+            arrays["keyframe_ids"] = np.asarray(keyframe_ids, dtype=np.int64)
+        uri = self.path("pose", name)
+        self._write_npz(uri, **arrays)
+        return uri
+
+    def read_pose(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        uri = self.path("pose", name)
+        z = self._read_npz(uri)
+        if "data" not in z or "inds" not in z:
+            raise ArtifactError(f"{uri}: expected arrays 'data' and 'inds', found {sorted(z)}")
+        data = z["data"]
+        if data.ndim != 3 or data.shape[1:] != (4, 4):
+            raise ArtifactError(f"{uri}: 'data' has shape {data.shape}, expected (N,4,4)")
+        return data, z["inds"]
+
+    # ---------------------------------------------------------------- intrinsics
+    def write_intrinsics(self, name: str, intr: np.ndarray, inds=None, camera_type: str = "PINHOLE") -> str:
+        intr = np.asarray(intr, dtype=np.float32)
+        if intr.ndim == 1:
+            intr = intr[None]
+        if intr.ndim != 2 or intr.shape[1] < 4:
+            raise ArtifactError(f"intrinsics for {name}: expected (N,4+) fx fy cx cy, got {intr.shape}")
+        if camera_type not in CAMERA_TYPES:
+            raise ArtifactError(f"intrinsics for {name}: camera type {camera_type!r} not in {CAMERA_TYPES}")
+        ind = self._inds(inds, len(intr))
+        uri = self.path("intrinsics", name)
+        self._write_npz(uri, data=intr, inds=ind)
+        fs.write_text(self.path("camera", name), "".join(f"{i}: {camera_type}\n" for i in ind))
+        return uri
+
+    def read_intrinsics(self, name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Return ``(data, inds, camera_types)``; camera types default to PINHOLE if the txt is absent."""
+        uri = self.path("intrinsics", name)
+        z = self._read_npz(uri)
+        if "data" not in z or "inds" not in z:
+            raise ArtifactError(f"{uri}: expected arrays 'data' and 'inds', found {sorted(z)}")
+        data, inds = z["data"], z["inds"]
+        if data.ndim != 2 or data.shape[1] < 4:
+            raise ArtifactError(f"{uri}: 'data' has shape {data.shape}, expected (N,4+)")
+        types = ["PINHOLE"] * len(inds)
+        cam_uri = self.path("camera", name)
+        if fs.exists(cam_uri):
+            by_idx = {}
+            for lineno, line in enumerate(fs.read_text(cam_uri).splitlines(), 1):
+                if not line.strip():
+                    continue
+                m = _CAMERA_LINE.match(line)
+                if not m or m.group(2) not in CAMERA_TYPES:
+                    raise ArtifactError(f"{cam_uri} line {lineno}: expected '<idx>: PINHOLE|MEI|PANORAMA', got {line!r}")
+                by_idx[int(m.group(1))] = m.group(2)
+            types = [by_idx.get(int(i), "PINHOLE") for i in inds]
+        return data, inds, types
+
+    # ---------------------------------------------------------------- depth
+    def depth_writer(self, name: str) -> FrameZipWriter:
+        return FrameZipWriter(self.path("depth", name), "exr", encode_depth_exr)
+
+    def write_depth(self, name: str, frames: Iterable[np.ndarray]) -> str:
+        with self.depth_writer(name) as w:
+            for d in frames:
+                w.add(d)
+        return self.path("depth", name)
+
+    def depth_count(self, name: str) -> int:
+        return FrameZipReader(self.path("depth", name), "exr", decode_depth_exr).count()
+
+    def iter_depth(self, name: str, frames: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Stream ``(index, HxW float32 depth)``; a frame that fails to decode raises ArtifactError."""
+        yield from FrameZipReader(self.path("depth", name), "exr", decode_depth_exr).iter(frames)
+
+    def read_depth(self, name: str, index: int) -> np.ndarray:
+        return FrameZipReader(self.path("depth", name), "exr", decode_depth_exr).read(index)
+
+    # ---------------------------------------------------------------- masks
+    def mask_writer(self, name: str) -> FrameZipWriter:
+        return FrameZipWriter(self.path("mask", name), "png", _encode_mask_png)
+
+    def write_masks(self, name: str, frames: Iterable[np.ndarray], phrases: dict[int, str]) -> str:
+        with self.mask_writer(name) as w:
+            for m in frames:
+                w.add(m)
+        self.write_phrases(name, phrases)
+        return self.path("mask", name)
+
+    def write_phrases(self, name: str, phrases: dict[int, str]) -> None:
+        phrases = {0: "background", **{int(k): v for k, v in phrases.items()}}
+        fs.write_text(self.path("phrases", name), "".join(f"{k}: {v}\n" for k, v in sorted(phrases.items())))
+
+    def read_phrases(self, name: str) -> dict[int, str]:
+        uri = self.path("phrases", name)
+        if not fs.exists(uri):
+            raise ArtifactError(f"missing artifact file {uri}")
+        out = {}
+        for lineno, line in enumerate(fs.read_text(uri).splitlines(), 1):
+            if not line.strip():
+                continue
+            m = _PHRASE_LINE.match(line)
+            if not m:
+                raise ArtifactError(f"{uri} line {lineno}: expected '<id>: <phrase>', got {line!r}")
+            out[int(m.group(1))] = m.group(2)
+        return out
+
+    def mask_count(self, name: str) -> int:
+        return FrameZipReader(self.path("mask", name), "png", _decode_mask_png).count()
+
+    def iter_masks(self, name: str, frames: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        yield from FrameZipReader(self.path("mask", name), "png", _decode_mask_png).iter(frames)
+
+    def read_mask(self, name: str, index: int) -> np.ndarray:
+        return FrameZipReader(self.path("mask", name), "png", _decode_mask_png).read(index)
+
+    # ---------------------------------------------------------------- rgb
+    def rgb_writer(self, name: str, fps: float, crf: int = 18):
+        from .video import VideoWriter
+
+        return VideoWriter(self.path("rgb", name), fps=fps, crf=crf)
+
+    def write_rgb(self, name: str, frames: Iterable[np.ndarray], fps: float) -> str:
+        with self.rgb_writer(name, fps) as w:
+            for f in frames:
+                w.add(f)
+        return self.path("rgb", name)
+
+    def open_rgb(self, name: str, **kwargs):
+        from .video import open_video
+
+        uri = self.path("rgb", name)
+        if not fs.exists(uri):
+            raise ArtifactError(f"missing artifact file {uri}")
+        return open_video(uri, **kwargs)
+
+    # ---------------------------------------------------------------- info, manifest, sparse map
+    def write_info(self, name: str, info: dict[str, Any]) -> None:
+        fs.write_bytes(self.path("info", name), pickle.dumps(dict(info), protocol=4))
+
+    def read_info(self, name: str) -> dict[str, Any]:
+        uri = self.path("info", name)
+        if not fs.exists(uri):
+            raise ArtifactError(f"missing artifact file {uri}")
+        obj = _SafeUnpickler(io.BytesIO(fs.read_bytes(uri))).load()
+        if not isinstance(obj, dict):
+            raise ArtifactError(f"{uri}: expected a dict, got {type(obj).__name__}")
+        return obj
+
+    def write_manifest(self, name: str, manifest: dict[str, Any]) -> None:
+        fs.write_text(self.path("manifest", name), json.dumps(manifest, indent=2, sort_keys=True, default=_json_default))
+
+    def read_manifest(self, name: str) -> dict[str, Any]:
+        uri = self.path("manifest", name)
+        if not fs.exists(uri):
+            raise ArtifactError(f"missing artifact file {uri}")
+        try:
+            return json.loads(fs.read_text(uri))
+        except json.JSONDecodeError as exc:
+            raise ArtifactError(f"{uri}: invalid JSON ({exc})") from exc
+
+    def write_sparse_map(self, name: str, sm: SparseMap) -> None:
+        sm.validate(f"sparse map for {name}")
+        self._write_npz(
+            self.path("sparse", name),
+            points=sm.points.astype(np.float32), colors=sm.colors.astype(np.uint8),
+            obs_frame=sm.obs_frame.astype(np.int32), obs_point=sm.obs_point.astype(np.int32),
+            obs_uv=sm.obs_uv.astype(np.float32), keyframes=np.asarray(sm.keyframes, np.int32),
+        )
+
+    def read_sparse_map(self, name: str) -> SparseMap:
+        uri = self.path("sparse", name)
+        z = self._read_npz(uri)
+        missing = {"points", "colors", "obs_frame", "obs_point", "obs_uv"} - set(z)
+        if missing:
+            raise ArtifactError(f"{uri}: missing arrays {sorted(missing)}")
+        sm = SparseMap(z["points"], z["colors"], z["obs_frame"], z["obs_point"], z["obs_uv"],
+                       z.get("keyframes", np.zeros(0, np.int32)))
+        sm.validate(uri)
+        return sm
+
+
+# -------------------------------------------------------------------- frame zips
+class FrameZipWriter:
+    """Streams frames into ``%05d.<ext>`` members of a zip written atomically at close."""
+
+    def __init__(self, uri: str, ext: str, encode):
+        self.uri, self.ext, self.encode = uri, ext, encode
+        self._stack: ExitStack | None = None
+        self._zip: zipfile.ZipFile | None = None
+        self.count = 0
+        self._shape: tuple[int, ...] | None = None
+
+    def __enter__(self) -> FrameZipWriter:
+        self._stack = ExitStack()
+        tmp = self._stack.enter_context(fs.local_path_for_write(self.uri, suffix=".zip"))
+        # png/exr are already compressed; storing avoids paying deflate twice
+        self._zip = zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED)
+        return self
+
+    def add(self, frame: np.ndarray) -> None:
+        assert self._zip is not None, "use FrameZipWriter as a context manager"
+        frame = np.asarray(frame)
+        if self._shape is None:
+            self._shape = frame.shape
+        elif frame.shape != self._shape:
+            raise ArtifactError(
+                f"{self.uri}: frame {self.count} has shape {frame.shape}, expected {self._shape} like frame 0"
+            )
+        self._zip.writestr(f"{self.count:05d}.{self.ext}", self.encode(frame))
+        self.count += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self._zip is not None and self._stack is not None
+        self._zip.close()
+        # closing the stack renames the temp file into place, or deletes it if an exception is active
+        self._stack.__exit__(exc_type, exc, tb)
+
+
+class FrameZipReader:
+    """Random and streaming access to ``%05d.<ext>`` members; decodes one member at a time."""
+
+    def __init__(self, uri: str, ext: str, decode):
+        self.uri, self.ext, self.decode = uri, ext, decode
+        if not fs.exists(uri):
+            raise ArtifactError(f"missing artifact file {uri}")
+
+    def _open(self):
+        stack = ExitStack()
+        f = stack.enter_context(fs.open_read(self.uri))
+        try:
+            z = stack.enter_context(zipfile.ZipFile(f))
+        except zipfile.BadZipFile as exc:
+            stack.close()
+            raise ArtifactError(f"{self.uri}: not a zip file ({exc})") from exc
+        return stack, z
+
+    def _members(self, z: zipfile.ZipFile) -> dict[int, str]:
+        out = {}
+        pat = re.compile(rf"^(\d+)\.{self.ext}$")
+        for n in z.namelist():
+            m = pat.match(n.rsplit("/", 1)[-1])
+            if m:
+                out[int(m.group(1))] = n
+        return dict(sorted(out.items()))
+
+    def count(self) -> int:
+        stack, z = self._open()
+        with stack:
+            return len(self._members(z))
+
+    def iter(self, frames: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        stack, z = self._open()
+        with stack:
+            members = self._members(z)
+            wanted = members.keys() if frames is None else frames
+            for i in wanted:
+                if i not in members:
+                    raise ArtifactError(f"{self.uri}: frame {i} ({i:05d}.{self.ext}) is missing "
+                                        f"(available: {len(members)} frames)")
+                yield i, self.decode(z.read(members[i]), f"{self.uri}:{members[i]}")
+
+    def read(self, index: int) -> np.ndarray:
+        return next(self.iter([index]))[1]
+
+
+def _encode_mask_png(mask: np.ndarray) -> bytes:
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ArtifactError(f"mask must be HxW instance ids, got shape {mask.shape}")
+    if mask.dtype != np.uint8:
+        if mask.min() < 0 or mask.max() > 255:
+            raise ArtifactError(f"mask ids must fit uint8, got range [{mask.min()}, {mask.max()}]")
+        mask = mask.astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(mask, mode="L").save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def _decode_mask_png(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except Exception as exc:
+        raise ArtifactError(f"{name}: not a readable PNG ({exc})") from exc
+    arr = np.asarray(img)
+    if arr.ndim != 2:
+        raise ArtifactError(f"{name}: expected a single-channel uint8 PNG, got shape {arr.shape}")
+    return arr.astype(np.uint8)
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """ViPE's info.pkl holds plain dicts of numbers; refuse anything that needs a class import."""
+
+    def find_class(self, module, name):
+        raise ArtifactError(f"info.pkl references {module}.{name}; only plain dicts are accepted")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
