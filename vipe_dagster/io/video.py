@@ -148,6 +148,8 @@ def probe(uri: str | os.PathLike) -> VideoInfo:
         try:
             f = stack.enter_context(fs.open_read(uri))
             container = stack.enter_context(av.open(f, mode="r"))
+        except EOFError as exc:
+            raise VideoError(f"{uri} has zero frames (the container ends before any video data)") from exc
         except Exception as exc:
             raise VideoError(f"{uri} is not a readable video file ({type(exc).__name__}: {exc})") from exc
         if not container.streams.video:
@@ -163,8 +165,12 @@ def probe(uri: str | os.PathLike) -> VideoInfo:
                     n += 1
         except Exception as exc:
             raise VideoError(f"{uri}: stream breaks after frame {n - 1} (last good frame): {exc}") from exc
+        declared = int(vs.frames or 0)
     if n == 0 or width == 0 or height == 0:
         raise VideoError(f"{uri} has zero frames")
+    if declared > n:
+        raise VideoError(f"{uri}: stream breaks after frame {n - 1} (last frame with data; the header "
+                         f"declares {declared} frames, only {n} are present)")
     return VideoInfo(uri=uri, name=stem, num_frames=n, width=width, height=height, fps=fps, kind="video")
 
 
