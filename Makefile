@@ -1,5 +1,8 @@
 # vipe-dagster developer entry points. Every target bootstraps .venv idempotently.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# pip warns once per absent local index folder; keep real errors visible
+QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -24,10 +27,10 @@ apt:
 $(STAMP): requirements.txt pyproject.toml
 	@$(MAKE) --no-print-directory apt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -r requirements.txt
-	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/pip install -q --upgrade pip $(QUIET_PIP)
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1 $(QUIET_PIP)
+	$(BIN)/pip install -q -r requirements.txt $(QUIET_PIP)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e . $(QUIET_PIP)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
