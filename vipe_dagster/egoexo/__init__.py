@@ -1,0 +1,1 @@
+"""Ego-Exo4D / Aria / EgoX file formats."""
