@@ -6,7 +6,7 @@ Output folder (written atomically: it appears complete or not at all)::
     <out>/sparse/0/cameras.{txt|bin}
     <out>/sparse/0/images.{txt|bin}       world-to-camera poses, POINTS2D from the sparse map (+ dense)
     <out>/sparse/0/points3D.{txt|bin}     sparse-map points with their real tracks (+ dense points)
-    <out>/points.ply                      every exported point, binary little-endian x y z red green blue
+    <out>/points.ply                      sparse + all dense points, binary little-endian x y z red green blue
     <out>/export_stats.json               counts, notes and reprojection-error statistics
 
 Conventions. Our artifacts use OpenCV camera-to-world poses and pixel centres at integer coordinates;
@@ -22,7 +22,9 @@ observations behind the camera dropped, tracks shorter than ``min_track_length``
 (:mod:`vipe_dagster.depth.reliable`) on every ``depth_step``-th exported frame and every
 ``pixel_step``-th pixel, are merged in voxels of ``voxel_size`` (position and colour averaged), and
 keep as their track the pixels they were unprojected from (one per image), so their error field is
-the measured multi-view consistency of the depth maps, not a placeholder.
+the measured multi-view consistency of the depth maps, not a placeholder. ``points3D`` holds the dense
+points seen in at least ``min_track_length`` exported images (COLMAP's bundle adjuster rejects
+single-observation points); ``points.ply`` holds every dense point.
 """
 
 from __future__ import annotations
@@ -448,9 +450,10 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
             de_obs_img, de_obs_xy, de_obs_pt = np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0, np.int64)
             dense_stats: dict[str, Any] | None = None
             de_point_err = np.zeros(0)
+            ply_xyz, ply_rgb = de_xyz, de_rgb
             if use_dense:
-                de_xyz, de_rgb, de_obs_img, de_obs_xy, de_obs_pt, dense_stats = _dense_points(
-                    dense_parts, cameras, image_cam, rot, trans, inp, rows, pixel_step, voxel_size)
+                de_xyz, de_rgb, de_obs_img, de_obs_xy, de_obs_pt, dense_stats, ply_xyz, ply_rgb = _dense_points(
+                    dense_parts, cameras, image_cam, rot, trans, inp, rows, pixel_step, voxel_size, min_track_length)
                 dense_stats.update({"depth_step": depth_step, "pixel_step": pixel_step,
                                     "frames_used": [int(frame_ids[i]) for i in sorted(dense_rows)],
                                     "source": store.path("depth", name)})
@@ -472,8 +475,9 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
                 error=np.concatenate([sp_point_err, de_point_err]), header_notes=notes)
             sparse_dir = stage_p / "sparse" / "0"
             write_model(model, sparse_dir, fmt)
-            ply_comments = [f"vipe-dagster COLMAP export of {name}: {n_sp} sparse + {len(de_xyz)} dense points"]
-            write_ply(stage_p / "points.ply", xyz, model.rgb, ply_comments)
+            ply_comments = [f"vipe-dagster COLMAP export of {name}: {n_sp} sparse + {len(ply_xyz)} dense points"]
+            write_ply(stage_p / "points.ply", np.concatenate([sp_xyz, ply_xyz]), np.concatenate([sp_rgb, ply_rgb]),
+                      ply_comments)
             timings["write_s"] = time.perf_counter() - t0
             timings["total_s"] = time.perf_counter() - t_start
 
@@ -488,7 +492,8 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
                 "cameras": [{"camera_id": c.camera_id, "model": c.model, "width": c.width, "height": c.height,
                              "params": c.params.tolist()} for c in cameras.values()],
                 "frames": {"first": int(frame_ids[0]), "last": int(frame_ids[-1]), "count": len(frame_ids)},
-                "num_points": len(xyz), "num_observations": int(len(model.obs_image)),
+                "num_points": len(xyz), "num_points_ply": n_sp + len(ply_xyz),
+                "num_observations": int(len(model.obs_image)),
                 "sparse": sparse_stats, "dense": dense_stats, "timings_s": timings,
             }
             (stage_p / STATS_FILE).write_text(json.dumps(stats, indent=2), encoding="utf-8")
@@ -557,15 +562,16 @@ def _write_images_and_sample(store: ArtifactStore, name: str, inp: _Inputs, rows
 
 def _dense_points(parts: list[dict[str, np.ndarray]], cameras: dict[int, Camera], image_cam: np.ndarray,
                   rot: np.ndarray, trans: np.ndarray, inp: _Inputs, rows: np.ndarray, pixel_step: int,
-                  voxel_size: float | None):
+                  voxel_size: float | None, min_track_length: int):
     cat = {k: (np.concatenate([p[k] for p in parts]) if parts else np.zeros((0,))) for k in
            ("image", "xyz", "rgb", "xy", "z")}
     n_samples = len(cat["image"])
     if n_samples == 0:
         log.warning("no reliable depth pixels in the selected depth frames; no dense points")
-        return (np.zeros((0, 3)), np.zeros((0, 3), np.uint8), np.zeros(0, np.int64), np.zeros((0, 2)),
-                np.zeros(0, np.int64), {"num_points": 0, "num_samples": 0, "voxel_size": voxel_size,
-                                        "_point_err": np.zeros(0)})
+        empty_xyz, empty_rgb = np.zeros((0, 3)), np.zeros((0, 3), np.uint8)
+        return (empty_xyz, empty_rgb, np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0, np.int64),
+                {"num_points": 0, "num_points_ply": 0, "num_samples": 0, "voxel_size": voxel_size,
+                 "_point_err": np.zeros(0)}, empty_xyz, empty_rgb)
     xyz = cat["xyz"].astype(np.float64)
     if voxel_size is None:
         focal = float(np.mean(inp.intr[rows, :2]))
@@ -580,9 +586,17 @@ def _dense_points(parts: list[dict[str, np.ndarray]], cameras: dict[int, Camera]
         pos, col = xyz, cat["rgb"].astype(np.uint8)
         obs_img, obs_xy, obs_pt = cat["image"], cat["xy"], np.arange(n_samples)
     err, _ = _observation_errors(cameras, image_cam, rot, trans, obs_img, pos[obs_pt], obs_xy)
-    point_err = _per_point_mean(obs_pt, err, len(pos))
-    stats = {"num_points": int(len(pos)), "num_samples": n_samples, "num_observations": int(len(obs_pt)),
+    track_len = np.bincount(obs_pt, minlength=len(pos))
+    keep = track_len >= min_track_length
+    remap = np.full(len(pos), -1, np.int64)
+    remap[keep] = np.arange(int(keep.sum()))
+    keep_obs = keep[obs_pt]
+    obs_img, obs_xy, obs_pt, err = obs_img[keep_obs], obs_xy[keep_obs], remap[obs_pt[keep_obs]], err[keep_obs]
+    point_err = _per_point_mean(obs_pt, err, int(keep.sum()))
+    stats = {"num_points": int(keep.sum()), "num_points_ply": int(len(pos)), "num_samples": n_samples,
+             "num_observations": int(len(obs_pt)), "min_track_length": min_track_length,
              "voxel_size": voxel_size, "voxel_size_auto": auto,
              "reprojection_error_px": _dist(err), "point_error_px": _dist(point_err),
-             "track_length": _track_stats(np.bincount(obs_pt, minlength=len(pos))), "_point_err": point_err}
-    return pos, col, obs_img, obs_xy, obs_pt, stats
+             "track_length": _track_stats(np.bincount(obs_pt, minlength=int(keep.sum()))),
+             "_point_err": point_err}
+    return pos[keep], col[keep], obs_img, obs_xy, obs_pt, stats, pos, col
