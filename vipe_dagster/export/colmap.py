@@ -533,7 +533,9 @@ def _write_images_and_sample(store: ArtifactStore, name: str, inp: _Inputs, rows
         from tqdm import tqdm
 
         it = tqdm(it, total=len(stream), desc=f"colmap {name}", unit="frame")
-    params = [int(cv2.IMWRITE_JPEG_QUALITY), int(jpeg_quality)]
+    # full-resolution chroma (4:4:4): 4:2:0 re-subsampling of the already 4:2:0 video smears colour edges
+    params = [int(cv2.IMWRITE_JPEG_QUALITY), int(jpeg_quality),
+              int(cv2.IMWRITE_JPEG_SAMPLING_FACTOR), int(cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444)]
     written = 0
     for fidx, rgb in it:
         i = want.get(int(fidx))
