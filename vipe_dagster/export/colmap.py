@@ -82,7 +82,8 @@ class ExportResult:
     def summary(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("stats")
-        d["reprojection_error_px"] = self.stats.get("sparse", {}).get("reprojection_error_px")
+        d["reprojection_error_px"] = (self.stats.get("sparse") or {}).get("reprojection_error_px")
+        d["dense_reprojection_error_px"] = (self.stats.get("dense") or {}).get("reprojection_error_px")
         return d
 
 
