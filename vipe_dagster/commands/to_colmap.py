@@ -40,6 +40,9 @@ def add_arguments(p):
                    help="JPEG quality of the exported images")
     p.add_argument("--min_track_length", "--min-track-length", dest="min_track_length", type=int, default=2,
                    help="drop sparse points observed in fewer exported images")
+    p.add_argument("--no_rectify_mei", "--no-rectify-mei", dest="no_rectify_mei", action="store_true",
+                   help="refuse MEI (unified, xi != 0) sequences instead of exporting them resampled into the "
+                        "equivalent pinhole camera f/(1+xi)")
     p.add_argument("--no_manifest", "--no-manifest", dest="no_manifest", action="store_true",
                    help="do not record the export statistics in vipe/<sequence>_manifest.json")
 
@@ -67,6 +70,6 @@ def run(args) -> int:
     res = export_colmap(store, name, out_dir=args.output, fmt=args.fmt, dense=args.dense, frames=frames,
                         depth_step=args.depth_step, pixel_step=args.pixel_step, voxel_size=args.voxel_size,
                         jpeg_quality=args.jpeg_quality, min_track_length=args.min_track_length,
-                        update_manifest=not args.no_manifest, progress=True)
+                        rectify_mei=not args.no_rectify_mei, update_manifest=not args.no_manifest, progress=True)
     print(json.dumps(res.summary(), indent=2))
     return 0
