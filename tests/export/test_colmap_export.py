@@ -271,3 +271,50 @@ def test_fx_fy_differ_gives_pinhole_and_changing_intrinsics_give_several_cameras
         f = _frame_of(img)
         assert img.camera.model.name == "PINHOLE"
         np.testing.assert_allclose(img.camera.params, intr[f].astype(np.float64) + [0, 0, 0.5, 0.5], atol=1e-4)
+
+
+def test_mei_sequence_is_exported_rectified_to_its_pinhole(tmp_path):
+    xi, f = 0.5, 250.0
+    sc = make_scene(tmp_path / "mei", name="wide", n_frames=10, xi=xi, fx=f, fy=f, n_points=200, dots=False)
+    out = tmp_path / "out"
+    res = export_colmap(sc.store, sc.name, str(out), fmt="bin", dense=True, depth_step=3, update_manifest=False)
+    assert any("MEI camera" in n and "rectified" in n for n in res.stats["notes"])
+    rec = pycolmap.Reconstruction(str(out / "sparse" / "0"))
+    cam = rec.cameras[1]
+    assert cam.model.name == "SIMPLE_PINHOLE"
+    fp = f / (1 + xi)
+    np.testing.assert_allclose(cam.params, [fp, sc.intr[2] + 0.5, sc.intr[3] + 0.5], atol=1e-4)
+    # the rectified image is what a pinhole camera with f/(1+xi) sees: render the wall with it and
+    # compare after a blur (the 7 px checker is mostly H.264/JPEG edge error at full resolution); a
+    # 1 px misregistration in any direction must fit worse than the exact pinhole
+    k = 6
+    c2w = sc.c2w[k].astype(np.float64)
+    uu, vv = np.meshgrid(np.arange(sc.width, dtype=float), np.arange(sc.height, dtype=float))
+    got = cv2.cvtColor(cv2.imread(str(out / "images" / f"frame_{k:06d}.jpg")), cv2.COLOR_BGR2RGB)
+
+    def blurred_error(du: float, dv: float) -> float:
+        rays = np.stack([(uu + du - sc.intr[2]) / fp, (vv + dv - sc.intr[3]) / fp, np.ones_like(uu)], -1)
+        rays = rays @ c2w[:3, :3].T
+        hit = c2w[:3, 3] + ((WALL_Z - c2w[2, 3]) / rays[..., 2])[..., None] * rays
+        truth = wall_color(hit[..., 0], hit[..., 1])
+        blur = [cv2.GaussianBlur(x.astype(np.float32), (0, 0), 2.0) for x in (got, truth)]
+        return float(np.abs(blur[0] - blur[1]).mean())
+
+    exact = blurred_error(0, 0)
+    assert exact < 8.0
+    assert all(exact < 0.85 * blurred_error(du, dv) for du, dv in ((1, 0), (-1, 0), (0, 1), (0, -1)))
+    # mapped observations are consistent with the pinhole model: BA brings them to the noise level
+    sp = res.stats["sparse"]
+    assert sp["num_points"] > 100 and sp["reprojection_error_px"]["mean"] > 1.0
+    opts = pycolmap.BundleAdjustmentOptions()
+    opts.print_summary = False
+    rec_sparse = pycolmap.Reconstruction(str(out / "sparse" / "0"))
+    for pid in [p for p in rec_sparse.point3D_ids() if p > res.num_sparse_points]:
+        rec_sparse.delete_point3D(pid)
+    pycolmap.bundle_adjustment(rec_sparse, opts)
+    rec_sparse.update_point_3d_errors()
+    assert rec_sparse.compute_mean_reprojection_error() < 1.0
+    # dense points unprojected through the MEI model lie on the wall
+    dense = [p for pid, p in rec.points3D.items() if pid > res.num_sparse_points]
+    assert len(dense) > 100
+    _check_dense_points(dense)
