@@ -13,8 +13,11 @@ Conventions. Our artifacts use OpenCV camera-to-world poses and pixel centres at
 COLMAP wants world-to-camera poses and puts the centre of the top-left pixel at (0.5, 0.5), so
 principal points and observations are shifted by +0.5 px (reprojection errors are unchanged).
 Camera models: SIMPLE_PINHOLE when fx == fy, else PINHOLE; KB4 fisheye (fx fy cx cy k1..k4) maps
-to OPENCV_FISHEYE; MEI with xi == 0 is a pinhole and is exported as one. MEI with xi != 0 and
-PANORAMA have no COLMAP equivalent and are refused with :class:`UnsupportedCameraError`.
+to OPENCV_FISHEYE; MEI with xi == 0 is a pinhole and is exported as one. MEI with xi != 0 has no
+COLMAP equivalent: by default the frames are resampled into the equivalent pinhole camera
+(f / (1 + xi), same principal point) and observations and dense points are mapped through the exact
+MEI unprojection (a note in the stats says so); with ``rectify_mei=False`` it is refused with
+:class:`UnsupportedCameraError`, as PANORAMA always is.
 
 Points. Sparse-map points keep the tracks the SLAM map observed (restricted to the exported frames,
 observations behind the camera dropped, tracks shorter than ``min_track_length`` dropped). Dense points
