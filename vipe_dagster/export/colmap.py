@@ -9,6 +9,9 @@ Output folder (written atomically: it appears complete or not at all)::
     <out>/points.ply                      sparse + all dense points, binary little-endian x y z red green blue
     <out>/export_stats.json               counts, notes and reprojection-error statistics
 
+On ``s3://`` the objects are uploaded after the export succeeded, ``export_stats.json`` last, so its
+presence marks a complete export there.
+
 Conventions. Our artifacts use OpenCV camera-to-world poses and pixel centres at integer coordinates;
 COLMAP wants world-to-camera poses and puts the centre of the top-left pixel at (0.5, 0.5), so
 principal points and observations are shifted by +0.5 px (reprojection errors are unchanged).
@@ -474,7 +477,8 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
             raise ArtifactError(f"{store.path('depth', name)} has {n_depth} depth frames but frame {need} "
                                 f"is needed for dense points")
     # a failed export must not leave an empty parent (e.g. <root>/colmap/) that it created itself
-    new_parent = None if fs.is_remote(out_dir) else Path(fs.get_fs(out_dir)[1]).parent
+    remote_out = fs.is_remote(out_dir)
+    new_parent = None if remote_out else Path(fs.get_fs(out_dir)[1]).parent
     if new_parent is not None and new_parent.exists():
         new_parent = None
 
@@ -540,7 +544,11 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
                 "num_observations": int(len(model.obs_image)),
                 "sparse": sparse_stats, "dense": dense_stats, "timings_s": timings,
             }
-            (stage_p / STATS_FILE).write_text(json.dumps(stats, indent=2), encoding="utf-8")
+            if not remote_out:
+                (stage_p / STATS_FILE).write_text(json.dumps(stats, indent=2), encoding="utf-8")
+        if remote_out:
+            # objects of an s3:// folder appear one by one: the stats file goes last and marks completion
+            fs.write_text(fs.join(out_dir, STATS_FILE), json.dumps(stats, indent=2))
     except BaseException:
         if new_parent is not None and new_parent.exists() and not any(new_parent.iterdir()):
             new_parent.rmdir()
