@@ -127,7 +127,7 @@ def colmap_camera(camera_type: str, intr: Sequence[float], width: int, height: i
             raise ArtifactError(f"{where}: KB4 fisheye needs fx fy cx cy k1 k2 k3 k4, got {p.shape[0]} values")
         return Camera(camera_id, "OPENCV_FISHEYE", width, height, [fx, fy, cx, cy, *p[4:8]])
     raise UnsupportedCameraError(
-        f"{where}: camera model {camera_type} has no COLMAP equivalent (supported: PINHOLE, MEI with xi=0, KB4)")
+        f"{where}: camera model {camera_type} has no COLMAP equivalent (supported: PINHOLE, MEI (rectified to its pinhole), KB4)")
 
 
 def project(camera: Camera, points_cam: np.ndarray) -> np.ndarray:
