@@ -143,3 +143,16 @@ def test_poses_only_without_sparse_map_or_depth(tmp_path, caplog):
 
     rec = pycolmap.Reconstruction(str(tmp_path / "o" / "sparse" / "0"))
     assert rec.num_reg_images() == 4 and rec.num_points3D() == 0
+
+
+def test_video_shorter_than_poses(small, tmp_path, caplog):
+    """Released datasets have pose/video counts off by one: export what both cover, refuse the rest."""
+    frames = [f for _, f in small.store.open_rgb(small.name)]
+    small.store.write_rgb(small.name, frames[:5], fps=10.0)
+    with pytest.raises(FrameRangeError, match=r"frame 5 is selected for export but .*rgb/seq\.mp4 has only "
+                                              r"frames \[0, 4\]"):
+        export_colmap(small.store, small.name, str(tmp_path / "o"))
+    _assert_no_output(tmp_path / "o")
+    res = export_colmap(small.store, small.name, str(tmp_path / "o"), frames=slice(0, 5), update_manifest=False)
+    assert res.num_images == 5
+    assert any("has 5 frames but" in r.getMessage() for r in caplog.records)
