@@ -135,6 +135,9 @@ def test_reprojection_statistics_in_manifest_and_stats_file(scene, exports):
     assert manifest["input"]["uri"] == "synthetic"  # existing manifest content kept
     entry = manifest["colmap_export"]
     assert entry["out_dir"] in {str(exports["text"][0]), str(d)}
+    for key in ("reprojection_error_px", "point_error_px"):
+        assert {"mean", "median", "p95", "max", "count"} <= set(entry["sparse"][key])
+    assert {"mean", "median", "min", "max"} <= set(entry["sparse"]["track_length"])
     sp = stats_file["sparse"]
     # independent recomputation with pycolmap's camera model and poses
     rec = pycolmap.Reconstruction(str(d / "sparse" / "0"))
