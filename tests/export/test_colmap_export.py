@@ -161,6 +161,14 @@ def test_reprojection_statistics_in_manifest_and_stats_file(scene, exports):
     assert sp["point_error_px"]["mean"] == pytest.approx(rec.compute_mean_reprojection_error(), rel=1e-9)
     assert sp["track_length"]["mean"] == pytest.approx(rec.compute_mean_track_length(), rel=1e-9)
     assert sp["track_length"]["max"] == max(track_len)
+    # per-image diagnostics: the worst image's mean matches pycolmap's numbers for that image
+    worst = sp["worst_images"][0]
+    img = next(i for i in rec.images.values() if _frame_of(i) == worst["frame"])
+    e_img = [np.linalg.norm(img.camera.img_from_cam(img.cam_from_world() * rec.points3D[p.point3D_id].xyz) - p.xy)
+             for p in img.points2D if p.has_point3D()]
+    assert worst["observations"] == len(e_img) and worst["mean_px"] == pytest.approx(np.mean(e_img), rel=1e-9)
+    assert all(w["mean_px"] <= worst["mean_px"] for w in sp["worst_images"])
+    assert sp["observations_outside_image"] == 0
     # the perturbed map has ~3 cm point error at 3-5 m and f=250: a few pixels, well above the 0.3 px noise
     assert 1.0 < r["mean"] < 8.0
     if entry["out_dir"] == str(d):

@@ -278,6 +278,20 @@ def _observation_errors(cameras: dict[int, Camera], image_cam: np.ndarray, rot: 
     return err, pc[:, 2]
 
 
+def _worst_images(obs_image: np.ndarray, err: np.ndarray, frame_ids: np.ndarray, k: int = 10) -> list[dict]:
+    """The ``k`` images with the highest mean reprojection error (frame, observations, mean, max)."""
+    if obs_image.size == 0:
+        return []
+    n = len(frame_ids)
+    cnt = np.bincount(obs_image, minlength=n)
+    mean = np.bincount(obs_image, weights=err, minlength=n) / np.maximum(cnt, 1)
+    mx = np.zeros(n)
+    np.maximum.at(mx, obs_image, err)
+    order = [i for i in np.argsort(-mean, kind="stable") if cnt[i] > 0][:k]
+    return [{"frame": int(frame_ids[i]), "observations": int(cnt[i]), "mean_px": float(mean[i]),
+             "max_px": float(mx[i])} for i in order]
+
+
 def _per_point_mean(point: np.ndarray, values: np.ndarray, num_points: int) -> np.ndarray:
     cnt = np.bincount(point, minlength=num_points)
     return np.bincount(point, weights=values, minlength=num_points) / np.maximum(cnt, 1)
@@ -460,6 +474,9 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
             "reprojection_error_px": _dist(sp_err),
             "point_error_px": _dist(sp_point_err),
             "track_length": _track_stats(np.bincount(sp_obs_pt, minlength=len(sp_xyz))),
+            "observations_outside_image": int(np.sum((sp_obs_xy[:, 0] < 0) | (sp_obs_xy[:, 0] > inp.width) |
+                                                     (sp_obs_xy[:, 1] < 0) | (sp_obs_xy[:, 1] > inp.height))),
+            "worst_images": _worst_images(sp_obs_img, sp_err, frame_ids),
         }
         if len(sp_xyz) == 0:
             w = f"no sparse-map point has {min_track_length}+ observations in the exported frames"
