@@ -89,7 +89,7 @@ def writer_lock(db_path: str | os.PathLike, timeout: float = 0.0) -> Iterator[No
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise CatalogLockedError(f"{lock_path} is held by another catalog build; waited {timeout:.0f} s")
+                    raise CatalogLockedError(f"{lock_path} is held by another catalog build; waited {timeout:.0f} s") from None
                 time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -223,8 +223,12 @@ def query_arrow(db_path: str | os.PathLike | None, sql: str, params: Sequence[An
 
     con = connect_readonly(db_path)
     try:
-        cur = con.execute(sql, params) if params else con.execute(sql)
-        return cur.to_arrow_table()
+        rel = con.sql(sql, params=list(params)) if params else con.sql(sql)
+        if rel is None:  # a statement without a result set
+            import pyarrow as pa
+
+            return pa.table({})
+        return rel.to_arrow_table()
     except duckdb.Error as exc:
         raise QueryError(f"query rejected by the catalog ({db_path or default_db_path()}): {exc}") from exc
     finally:
