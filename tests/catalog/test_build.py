@@ -197,7 +197,7 @@ def test_writer_lock_excludes_second_builder(tmp_path, small_repos):
 
 READER = textwrap.dedent("""
     import json, sys, time, duckdb
-    db, stop = sys.argv[1], sys.argv[2]
+    db, stop, ready = sys.argv[1], sys.argv[2], sys.argv[3]
     import os
     reads, errors, seen = 0, [], set()
     while not os.path.exists(stop) or reads < 20:
@@ -213,6 +213,8 @@ READER = textwrap.dedent("""
                 errors.append(f"inconsistent: catalog_info says {info[1]} videos, table has {n}")
             seen.add(n)
             reads += 1
+            if reads == 1:
+                open(ready, "w").close()
         except Exception as exc:
             errors.append(repr(exc))
     print(json.dumps({"reads": reads, "errors": errors[:5], "seen": sorted(seen)}))
@@ -227,9 +229,13 @@ def test_concurrent_readers_always_see_a_complete_catalog(tmp_path, small_repos)
     stop = tmp_path / "stop"
     script = tmp_path / "reader.py"
     script.write_text(READER)
-    proc = subprocess.Popen([sys.executable, str(script), str(db), str(stop)], stdout=subprocess.PIPE, text=True)
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, str(script), str(db), str(stop), str(ready)],
+                            stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.5)
+        deadline = time.time() + 60
+        while not ready.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
         for i in range(6):
             build_catalog(b if i % 2 == 0 else a, [], db)
     finally:
@@ -238,7 +244,7 @@ def test_concurrent_readers_always_see_a_complete_catalog(tmp_path, small_repos)
     res = json.loads(out)
     assert res["errors"] == []
     assert res["reads"] >= 20
-    assert set(res["seen"]) <= {2, 3}
+    assert set(res["seen"]) == {2, 3}  # the reader overlapped the rebuilds and saw both catalogs
 
 
 def test_cli_catalog_build_and_query(tmp_path, small_repos, capsys):

@@ -279,7 +279,7 @@ def open_source(uri_or_name: str, revision: str | None = None, dataset: str | No
         fsys, root = vfs.get_fs(raw)
         if not fsys.isdir(root):
             raise SourceError(f"dataset folder {raw} does not exist")
-        return DatasetSource(raw, fsys, root.rstrip("/"), "local", None, spec)
+        return DatasetSource(raw, fsys, root.rstrip("/"), "local", None, spec or _spec_from_folder(root))
     protocol = raw.split("://", 1)[0]
     try:
         if storage_options is not None:
@@ -288,7 +288,12 @@ def open_source(uri_or_name: str, revision: str | None = None, dataset: str | No
             fsys, root = vfs.get_fs(raw)
     except Exception as exc:
         raise SourceError(f"cannot open {raw}: {exc}") from exc
-    return DatasetSource(raw, fsys, root.rstrip("/"), protocol, None, spec)
+    return DatasetSource(raw, fsys, root.rstrip("/"), protocol, None, spec or _spec_from_folder(root))
+
+
+def _spec_from_folder(root: str) -> DatasetSpec | None:
+    """A mirror folder named like the dataset (``vipe-web360``, ``web360``, ``w360``); else inferred from meta."""
+    return dataset_spec(posixpath.basename(root.rstrip("/")))
 
 
 def _open_hf(uri: str, revision: str | None, spec: DatasetSpec | None) -> DatasetSource:
