@@ -175,7 +175,7 @@ def build_catalog(sources: Iterable[str | DatasetSource], artifact_roots: Iterab
             try:
                 if threads:
                     con.execute(f"SET threads = {int(threads)}")
-                con.execute("SET preserve_insertion_order = false")
+                con.execute("SET enable_progress_bar = false")
                 result = run_project(con, project, paths)
                 counts = {k: int(v) for k, v in zip(
                     ["datasets", "shards", "videos", "artifacts", "video_stats", "lineage"],
@@ -188,6 +188,7 @@ def build_catalog(sources: Iterable[str | DatasetSource], artifact_roots: Iterab
             finally:
                 con.close()
             timings["sql_models"] = time.perf_counter() - t0
+            timings.update({f"model_{k}": v for k, v in result.model_seconds.items()})
             wal = Path(str(db) + ".wal")
             if wal.exists():  # a stale WAL of an earlier read-write session would be replayed on the new file
                 wal.unlink()
@@ -203,16 +204,18 @@ def build_catalog(sources: Iterable[str | DatasetSource], artifact_roots: Iterab
 
 
 # ---------------------------------------------------------------------- read side
-def connect_readonly(db_path: str | os.PathLike | None = None):
-    """A DuckDB connection that cannot write the catalog nor touch other files."""
+def connect_readonly(db_path: str | os.PathLike | None = None, threads: int | None = None):
+    """A DuckDB connection that cannot write the catalog nor touch other files (settings locked)."""
     import duckdb
 
     db = Path(db_path or default_db_path()).expanduser().absolute()
     if not db.is_file():
         raise CatalogError(f"no catalog at {db}; build one with `vipe-dagster catalog build`")
     try:
-        return duckdb.connect(str(db), read_only=True,
-                              config={"enable_external_access": False, "lock_configuration": True})
+        config: dict[str, Any] = {"enable_external_access": False, "lock_configuration": True}
+        if threads:
+            config["threads"] = int(threads)
+        return duckdb.connect(str(db), read_only=True, config=config)
     except duckdb.Error as exc:
         raise CatalogError(f"cannot open catalog {db} read-only: {exc}") from exc
 

@@ -1,8 +1,9 @@
 -- One row per video: released videos from meta.parquet plus sequences found only in local artifact roots
 -- (dataset 'local'), with source links and which artifacts exist locally.
+-- Stored sorted by sequence: min/max zone maps then make point lookups by sequence skip all but one row
+-- group (about 5 ms at 1M videos) without the cost of an ART index on 32-character keys (5 s to build).
 -- index: dataset, tar_name
 -- index: num_frames
--- index: sequence
 -- test: unique(sequence)
 -- test: not_null(sequence, dataset, num_frames)
 -- test: accepted_range(num_frames, 1, 100000)
@@ -70,3 +71,4 @@ SELECT
     l.artifact_root
 FROM all_videos AS v
 LEFT JOIN local_files AS l ON l.sequence = v.sequence
+ORDER BY v.sequence

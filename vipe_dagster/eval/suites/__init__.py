@@ -1,0 +1,1 @@
+"""Benchmark suites discovered by `vipe-dagster bench`: each module defines SUITE and run(quick)."""
