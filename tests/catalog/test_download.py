@@ -131,3 +131,13 @@ def test_cli_download(wsdg_repo, tmp_path, capsys):
     rc = main(["download", "--source", str(wsdg_repo.root), "--prefix", "wsdg-0000bad1",
                "--attributes", "depth", "--output", str(out)])
     assert rc == 1
+
+
+def test_symlinked_attribute_folder_is_refused(wsdg_repo, tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "pose").symlink_to(elsewhere)
+    rep = download(str(wsdg_repo.root), "wsdg-00000001", "pose", out)
+    assert rep.shards[0].status == "rejected" and "symlinked folder" in rep.shards[0].problems[0]
+    assert list(elsewhere.iterdir()) == []

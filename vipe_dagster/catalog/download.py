@@ -334,6 +334,9 @@ def _fill_from_entry(res: ShardResult, entry: dict[str, Any], expected: set[str]
 def _extract(tar_path: str, label: str, attribute: str, out: Path) -> dict[str, dict[str, Any]]:
     """Validate every member first, then write the regular files atomically under ``out/attribute``."""
     dest_root = (out / attribute).resolve()
+    if dest_root.parent != out.resolve():
+        raise UnsafeArchiveError(f"{out / attribute} resolves to {dest_root}, outside {out}; "
+                                 f"refusing to extract {label} through a symlinked folder")
     try:
         tf = tarfile.open(tar_path, mode="r:*")
     except tarfile.TarError as exc:
