@@ -263,3 +263,33 @@ def test_cli_catalog_build_and_query(tmp_path, small_repos, capsys):
     assert "query rejected" in capsys.readouterr().err
     assert main(["catalog", "tables", "--db", str(db)]) == 0
     assert "video_stats" in capsys.readouterr().out
+
+
+def test_stats_cache_and_invalid_artifacts(tmp_path, monkeypatch):
+    own = tmp_path / "own"
+    store = ArtifactStore(str(own))
+    c2w = trajectory(6)
+    c2w[3, 0, 3] = np.nan  # a broken pose
+    store.write_pose("broken", c2w)
+    store.write_intrinsics("broken", np.tile([FX, FX, W / 2, H / 2], (6, 1)))
+    (own / "depth").mkdir()
+    (own / "depth" / "broken.zip").write_bytes(b"not a zip")
+    db = tmp_path / "c.duckdb"
+    res = build_catalog([], [str(own)], db)
+    arts = dict(q(db, "SELECT attribute, validated FROM artifacts WHERE sequence = 'broken'").rows())
+    assert arts == {"pose": False, "intrinsics": True, "camera": True, "depth": False}
+    assert "artifacts_validated" in {t.name for t in res.warnings}
+    problems = q(db, "SELECT problems FROM video_stats").item()
+    assert "not a zip" in problems and "pose:" in problems
+
+    import vipe_dagster.catalog.stats as stats_mod
+
+    calls = []
+    real = stats_mod.sequence_stats
+    monkeypatch.setattr(stats_mod, "sequence_stats", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    build_catalog([], [str(own)], db)
+    assert calls == []  # unchanged files: statistics come from <db>.stats.parquet
+    store.write_pose("broken", trajectory(6))
+    build_catalog([], [str(own)], db)
+    assert calls == ["broken"]
+    assert q(db, "SELECT validated FROM artifacts WHERE sequence = 'broken' AND attribute = 'pose'").item() is True
