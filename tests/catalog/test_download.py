@@ -141,3 +141,52 @@ def test_symlinked_attribute_folder_is_refused(wsdg_repo, tmp_path):
     rep = download(str(wsdg_repo.root), "wsdg-00000001", "pose", out)
     assert rep.shards[0].status == "rejected" and "symlinked folder" in rep.shards[0].problems[0]
     assert list(elsewhere.iterdir()) == []
+
+
+def test_interrupted_transfer_resumes_from_partial_bytes(wsdg_repo, tmp_path, monkeypatch):
+    import hashlib
+
+    src = open_source(str(wsdg_repo.root))
+    tar = wsdg_repo.root / "payload/wsdg-a2de74e8/depth.tar"
+    total = tar.stat().st_size
+    real_open = src.open
+    seeks = []
+
+    class Flaky:
+        """Delivers ``limit`` bytes, then fails like a dropped connection."""
+
+        def __init__(self, f, limit):
+            self.f, self.limit, self.sent = f, limit, 0
+
+        def seek(self, pos):
+            seeks.append(pos)
+            return self.f.seek(pos)
+
+        def read(self, n=-1):
+            if self.limit is not None and self.sent >= self.limit:
+                raise ConnectionResetError("connection reset by peer")
+            want = n if self.limit is None else min(n, self.limit - self.sent)
+            data = self.f.read(want)
+            self.sent += len(data)
+            return data
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    limit = {"n": 4096}
+    monkeypatch.setattr(src, "open", lambda path, block_size=None: (
+        Flaky(real_open(path), limit["n"]) if path.endswith(".tar") else real_open(path)))
+    out = tmp_path / "out"
+    rep = download(src, "wsdg-a2de74e8", "depth", out)
+    assert rep.shards[0].status == "failed" and "connection reset" in rep.shards[0].problems[0]
+    part = out / ".partial" / "wsdg-a2de74e8-depth.tar"
+    assert part.stat().st_size == 4096 and not (out / "depth").exists()
+    limit["n"] = None
+    rep = download(src, "wsdg-a2de74e8", "depth", out)
+    assert rep.shards[0].status == "extracted" and rep.shards[0].complete
+    assert seeks == [4096]  # only the missing bytes were fetched
+    assert rep.shards[0].sha256 == hashlib.sha256(tar.read_bytes()).hexdigest() and rep.shards[0].bytes == total
+    assert not (out / ".partial").exists()

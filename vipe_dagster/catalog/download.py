@@ -7,7 +7,9 @@ name selects that one shard), and for every selected shard and attribute fetch
 - **checksummed**: each tar is streamed once into a local temporary file while its sha256 is computed; the
   tar digest and the sha256 of every extracted file are recorded in ``<output>/.vipe_download_state.json``;
 - **resumable**: a shard whose recorded files all exist and verify (sha256, or size with ``verify="size"``)
-  is skipped; a changed remote (size differs) or a corrupted local file makes it download again;
+  is skipped; a changed remote (size differs) or a corrupted local file makes it download again; an
+  interrupted transfer keeps its bytes in ``<output>/.partial/`` and the next run continues from there
+  (same remote path, size and data version, else it starts over);
 - **safe extraction**: every member is checked before anything is written: absolute names, ``..``
   components, symlinks, hard links and devices reject the whole shard; only regular files are written,
   each atomically (temp file + rename) and only inside ``<output>/<attribute>/``;
@@ -25,7 +27,6 @@ import os
 import posixpath
 import shutil
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -277,24 +278,23 @@ def _one_shard(src: DatasetSource, tar_name: str, attr: str, seqs: list[str], ou
         log.warning("%s/%s.tar will be downloaded again: %s", tar_name, attr, "; ".join(problems[:3]))
     tmp_dir = out / ".partial"
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f"{tar_name}-{attr}-", suffix=".tar", dir=tmp_dir)
-    os.close(fd)
+    part = tmp_dir / f"{tar_name}-{attr}.tar"
+    keep_partial = False
     try:
-        h, nbytes = hashlib.sha256(), 0
-        with src.open(remote, block_size=8 * _CHUNK) as fin, open(tmp_name, "wb") as fout:
-            while block := fin.read(8 * _CHUNK):
-                h.update(block)
-                fout.write(block)
-                nbytes += len(block)
-        if remote_size is not None and nbytes != int(remote_size):
-            raise DownloadError(f"{res.remote}: read {nbytes} bytes, the source reports {remote_size}")
-        res.sha256, res.bytes = h.hexdigest(), nbytes
-        files = _extract(tmp_name, res.remote, attr, out)
+        res.sha256, res.bytes = _fetch(src, remote, part, remote_size, version)
+        files = _extract(str(part), res.remote, attr, out)
     except UnsafeArchiveError as exc:
         res.status = "rejected"
         res.problems.append(str(exc))
         state.drop(tar_name, attr)
         log.error("%s", exc)
+        return res
+    except _TransferError as exc:  # interrupted transfer: keep the bytes so a rerun continues from there
+        keep_partial = True
+        res.status = "failed"
+        res.problems.append(f"{res.remote}: {exc.__cause__ or exc}")
+        log.error("%s: transfer interrupted after %d bytes (%s); rerun to resume", res.remote,
+                  part.stat().st_size if part.exists() else 0, exc.__cause__ or exc)
         return res
     except (DownloadError, SourceError, tarfile.TarError, OSError) as exc:
         res.status = "failed"
@@ -302,8 +302,10 @@ def _one_shard(src: DatasetSource, tar_name: str, attr: str, seqs: list[str], ou
         log.error("%s: %s", res.remote, exc)
         return res
     finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+        if not keep_partial:
+            for p in (part, part.with_suffix(".json")):
+                if p.exists():
+                    p.unlink()
         if tmp_dir.exists() and not any(tmp_dir.iterdir()):
             tmp_dir.rmdir()
     entry = {"tar_sha256": res.sha256, "bytes": res.bytes, "remote": res.remote, "data_version": version,
@@ -313,6 +315,54 @@ def _one_shard(src: DatasetSource, tar_name: str, attr: str, seqs: list[str], ou
     entry["sequences_found"] = res.sequences_found
     state.put(tar_name, attr, entry)
     return res
+
+
+class _TransferError(DownloadError):
+    """Reading the remote tar failed part-way (network, server); the partial file is kept."""
+
+
+def _fetch(src: DatasetSource, remote: str, part: Path, remote_size: int | None, version: str) -> tuple[str, int]:
+    """Stream ``remote`` into ``part`` (continuing a kept partial download of the same remote version).
+
+    Returns ``(sha256 hex, bytes)``. The sidecar ``part.json`` identifies what the partial bytes belong to;
+    a partial file of another remote, size or data version is discarded.
+    """
+    sidecar = part.with_suffix(".json")
+    ident = {"remote": src.display(remote), "size": remote_size, "data_version": version}
+    h, offset = hashlib.sha256(), 0
+    if part.exists() and sidecar.exists():
+        try:
+            same = json.loads(sidecar.read_text()) == ident
+        except (json.JSONDecodeError, OSError):
+            same = False
+        size = part.stat().st_size
+        if same and remote_size is not None and 0 < size < int(remote_size):
+            with open(part, "rb") as f:
+                while block := f.read(_CHUNK):
+                    h.update(block)
+            offset = size
+            log.info("resuming %s at byte %d of %d", ident["remote"], offset, remote_size)
+    if offset == 0:
+        part.unlink(missing_ok=True)
+        vfs.write_text(str(sidecar), json.dumps(ident))
+    nbytes = offset
+    with open(part, "ab" if offset else "wb") as fout:
+        try:
+            with src.open(remote, block_size=8 * _CHUNK) as fin:
+                if offset:
+                    fin.seek(offset)
+                while block := fin.read(8 * _CHUNK):
+                    h.update(block)
+                    fout.write(block)
+                    nbytes += len(block)
+        except SourceError:
+            raise
+        except Exception as exc:
+            fout.flush()
+            raise _TransferError(f"transfer of {ident['remote']} interrupted") from exc
+    if remote_size is not None and nbytes != int(remote_size):
+        raise DownloadError(f"{ident['remote']}: read {nbytes} bytes, the source reports {remote_size}")
+    return h.hexdigest(), nbytes
 
 
 def _fill_from_entry(res: ShardResult, entry: dict[str, Any], expected: set[str], status: str) -> None:
