@@ -135,8 +135,15 @@ def test_s3_mirror_same_code_path(s3_env, small_repos, wsdg_repo, tmp_path):
     assert by["depth"].complete
     bad = download(src, "wsdg-0000bad1", "depth", tmp_path / "out")
     assert bad.shards[0].status == "rejected"
-    res = build_catalog(["s3://vipe-mirror/wsdg"], [str(tmp_path / "out")], tmp_path / "c.duckdb")
-    assert res.counts["videos"] == 8
+    # the extracted folder, mirrored to S3, is catalogued as an artifact root too
+    fs.put(str(tmp_path / "out"), "vipe-mirror/extracted", recursive=True)
+    res = build_catalog(["s3://vipe-mirror/wsdg"], ["s3://vipe-mirror/extracted"], tmp_path / "c.duckdb")
+    assert res.counts["videos"] == 8 and res.counts["video_stats"] == 3
+    stats = query_arrow(tmp_path / "c.duckdb", "SELECT sequence, pose_frames, depth_frames, path_length, root "
+                                               "FROM video_stats ORDER BY sequence").to_pylist()
+    assert [(r["pose_frames"], r["depth_frames"]) for r in stats] == [(28, 28), (29, 29), (None, 26)]
+    assert stats[0]["path_length"] == pytest.approx(0.1 * 27, rel=1e-5)
+    assert {r["root"] for r in stats} == {"s3://vipe-mirror/extracted"}
     row = query_arrow(tmp_path / "c.duckdb", "SELECT remote_path, local_status FROM shards WHERE tar_name = "
                                              "'wsdg-a2de74e8' AND attribute = 'pose'").to_pylist()[0]
     assert row == {"remote_path": "s3://vipe-mirror/wsdg/payload/wsdg-a2de74e8/pose.tar", "local_status": "incomplete"}

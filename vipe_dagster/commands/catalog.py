@@ -1,11 +1,7 @@
-"""Build and query the annotation catalog (DuckDB) of released ViPE datasets and local ViPE-format outputs.
-
-  vipe-dagster catalog build --source web360 --source s3://mirror/wsdg --artifacts ./vipe_results --db data/catalog.duckdb
-  vipe-dagster catalog query "SELECT dataset, count(*) FROM videos GROUP BY 1" --format csv
-  vipe-dagster catalog tables
-
-The build writes a temporary file and renames it into place after the SQL data tests passed, so readers never
-see a partial catalog. Queries run on a read-only connection with file access disabled.
+"""Build the DuckDB annotation catalog of released ViPE datasets (hf://, s3:// or local mirrors) and local
+ViPE-format folders, or query it with SQL. The build writes a temporary file and renames it into place after
+the SQL data tests passed, so readers never see a partial catalog; queries run on a read-only connection with
+file access disabled. See docs/catalog.md for the tables.
 """
 
 from __future__ import annotations
