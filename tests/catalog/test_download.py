@@ -190,3 +190,21 @@ def test_interrupted_transfer_resumes_from_partial_bytes(wsdg_repo, tmp_path, mo
     assert seeks == [4096]  # only the missing bytes were fetched
     assert rep.shards[0].sha256 == hashlib.sha256(tar.read_bytes()).hexdigest() and rep.shards[0].bytes == total
     assert not (out / ".partial").exists()
+
+
+def test_second_downloader_on_same_output_is_refused(wsdg_repo, tmp_path):
+    import fcntl
+    import os
+
+    from vipe_dagster.catalog.errors import DownloadError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    fd = os.open(out / ".vipe_download.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(DownloadError, match="another download is writing to"):
+            download(str(wsdg_repo.root), "wsdg-00000001", "pose", out)
+    finally:
+        os.close(fd)
+    assert download(str(wsdg_repo.root), "wsdg-00000001", "pose", out).ok

@@ -19,7 +19,9 @@ name selects that one shard), and for every selected shard and attribute fetch
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import logging
@@ -27,7 +29,7 @@ import os
 import posixpath
 import shutil
 import tarfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -242,19 +244,34 @@ def download(source: str | DatasetSource, prefix: str, attributes: str | Sequenc
     }
     out.mkdir(parents=True, exist_ok=True)
     version = src.data_version()
-    state = DownloadState(out)
-    state.note_source(src.uri, version)
     results: list[ShardResult] = []
-    for tar_name, seqs in expected.items():
-        for attr in attrs:
-            res = _one_shard(src, tar_name, attr, seqs, out, state, verify, version)
-            results.append(res)
-            log.info("%s/%s.tar: %s (%d/%d sequences)%s", tar_name, attr, res.status, res.sequences_found,
-                     res.sequences_expected, "" if res.complete or res.status in ("missing", "rejected", "failed")
-                     else " INCOMPLETE")
-            if progress:
-                progress(res)
+    with _output_lock(out):
+        state = DownloadState(out)
+        state.note_source(src.uri, version)
+        for tar_name, seqs in expected.items():
+            for attr in attrs:
+                res = _one_shard(src, tar_name, attr, seqs, out, state, verify, version)
+                results.append(res)
+                log.info("%s/%s.tar: %s (%d/%d sequences)%s", tar_name, attr, res.status, res.sequences_found,
+                         res.sequences_expected,
+                         "" if res.complete or res.status in ("missing", "rejected", "failed") else " INCOMPLETE")
+                if progress:
+                    progress(res)
     return DownloadReport(src.uri, version, str(out), results)
+
+
+@contextlib.contextmanager
+def _output_lock(out: Path) -> Iterator[None]:
+    """One downloader per output folder (they share the state file and the partial downloads)."""
+    fd = os.open(out / ".vipe_download.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DownloadError(f"another download is writing to {out} (lock {out / '.vipe_download.lock'})") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _one_shard(src: DatasetSource, tar_name: str, attr: str, seqs: list[str], out: Path, state: DownloadState,
