@@ -9,6 +9,7 @@ invalid (0).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -207,3 +208,114 @@ def s3_env(moto_endpoint, monkeypatch):
 
     s3fs.S3FileSystem.clear_instance_cache()
     return moto_endpoint
+
+
+# ---------------------------------------------------------------------- a fake Hugging Face Hub
+class FakeHub:
+    """Serves local folders as Hub dataset repos at fixed commit shas on 127.0.0.1 (the subset of the Hub
+    HTTP API that ``HfApi.dataset_info`` and ``HfFileSystem`` use: revision info, tree, paths-info and
+    ranged ``resolve`` downloads). Every request is recorded in ``requests``."""
+
+    def __init__(self, repos: dict[str, tuple[Path, str]]):
+        import http.server
+        import threading
+
+        self.repos = repos  # repo_id -> (folder, sha)
+        self.requests: list[str] = []
+        hub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                hub._handle(self, "GET")
+
+            def do_HEAD(self):
+                hub._handle(self, "HEAD")
+
+            def do_POST(self):
+                hub._handle(self, "POST")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _repo(self, repo_id: str, rev: str):
+        from urllib.parse import unquote
+
+        folder, sha = self.repos.get(repo_id, (None, None))
+        if folder is None or unquote(rev) not in (sha, "main"):
+            return None, None
+        return folder, sha
+
+    @staticmethod
+    def _entry(folder: Path, p: Path) -> dict:
+        rel = p.relative_to(folder).as_posix()
+        if p.is_dir():
+            return {"type": "directory", "oid": hashlib.sha1(rel.encode()).hexdigest(), "path": rel}
+        return {"type": "file", "oid": hashlib.sha1(p.read_bytes()).hexdigest(), "size": p.stat().st_size, "path": rel}
+
+    def _send(self, h, code: int, body: bytes = b"", ctype: str = "application/json", extra: dict | None = None,
+              method: str = "GET"):
+        h.send_response(code)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        if method != "HEAD":
+            h.wfile.write(body)
+
+    def _handle(self, h, method: str):
+        import json
+        import re
+        from urllib.parse import parse_qs, unquote, urlparse
+
+        u = urlparse(h.path)
+        self.requests.append(f"{method} {u.path}")
+        m = re.match(r"^/api/datasets/([^/]+/[^/]+)(?:/(revision|tree|paths-info)/([^/]+)(/.*)?)?$", u.path)
+        if m:
+            kind = m.group(2) or "revision"
+            folder, sha = self._repo(m.group(1), m.group(3) or "main")
+            if folder is None:
+                return self._send(h, 404, b'{"error": "Repository or revision not found"}', method=method,
+                                  extra={"X-Error-Code": "RevisionNotFound"})
+            if kind == "revision":
+                files = [{"rfilename": p.relative_to(folder).as_posix()} for p in sorted(folder.rglob("*")) if p.is_file()]
+                body = {"id": m.group(1), "sha": sha, "private": False, "siblings": files, "tags": []}
+                return self._send(h, 200, json.dumps(body).encode(), method=method)
+            if kind == "tree":
+                base = folder / unquote((m.group(4) or "").lstrip("/"))
+                recursive = parse_qs(u.query).get("recursive", ["false"])[0].lower() == "true"
+                if not base.exists():
+                    return self._send(h, 404, b'{"error": "not found"}', method=method,
+                                      extra={"X-Error-Code": "EntryNotFound"})
+                items = sorted(base.rglob("*") if recursive else base.iterdir())
+                return self._send(h, 200, json.dumps([self._entry(folder, p) for p in items]).encode(), method=method)
+            n = int(h.headers.get("Content-Length") or 0)
+            form = parse_qs(h.rfile.read(n).decode())
+            out = [self._entry(folder, folder / p) for p in form.get("paths", []) if (folder / p).exists()]
+            return self._send(h, 200, json.dumps(out).encode(), method=method)
+        m = re.match(r"^/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", u.path)
+        if m:
+            folder, sha = self._repo(m.group(1), m.group(2))
+            p = folder / unquote(m.group(3)) if folder else None
+            if p is None or not p.is_file():
+                return self._send(h, 404, b"", method=method, extra={"X-Error-Code": "EntryNotFound"})
+            data = p.read_bytes()
+            meta = {"X-Repo-Commit": sha, "ETag": f'"{hashlib.sha1(data).hexdigest()}"', "Accept-Ranges": "bytes"}
+            rng = h.headers.get("Range") or h.headers.get("range")
+            if rng:
+                a, _, b = rng.split("=", 1)[1].partition("-")
+                start, end = int(a), (int(b) if b else len(data) - 1)
+                end = min(end, len(data) - 1)
+                meta["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+                return self._send(h, 206, data[start:end + 1], "application/octet-stream", meta, method)
+            return self._send(h, 200, data, "application/octet-stream", meta, method)
+        return self._send(h, 404, b'{"error": "unknown route"}', method=method)

@@ -132,3 +132,31 @@ def _schedule_ticks(instance, res_def, repos):
     assert isinstance(req, RunRequest)
     assert set(req.asset_selection) == {AssetKey(["hf_dataset_meta", "web360"]), AssetKey("annotation_catalog")}
     assert req.tags["catalog/changed"] == "web360"
+
+
+def test_hub_revision_is_the_data_version_and_drives_the_schedule(small_repos, tmp_path, monkeypatch):
+    from catalog_fakes import FakeHub
+
+    sha1, sha2 = "a" * 40, "b" * 40
+    hub = FakeHub({"nvidia/vipe-web360": (small_repos["web360"].root, sha1)})
+    try:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        res_def = CatalogResource(db_path=str(tmp_path / "c.duckdb"), datasets=["web360"])
+        assert res_def.source_uri("web360") == "hf://datasets/nvidia/vipe-web360"
+        with instance_for_test() as instance:
+            key = AssetKey(["hf_dataset_meta", "web360"])
+            result = materialize(ASSETS, instance=instance, resources={"catalog_db": res_def},
+                                 selection=[key, annotation_catalog.key])
+            assert result.success and latest_data_version(instance, key) == sha1
+            (sched,) = SCHEDULES
+            tick = sched.evaluate_tick(build_schedule_context(instance=instance, resources={"catalog_db": res_def}))
+            assert not tick.run_requests and sha1[:12] in tick.skip_message
+            hub.repos["nvidia/vipe-web360"] = (small_repos["web360"].root, sha2)  # a new commit on main
+            tick = sched.evaluate_tick(build_schedule_context(instance=instance, resources={"catalog_db": res_def}))
+            (req,) = tick.run_requests
+            assert set(req.asset_selection) == {key, annotation_catalog.key}
+        assert query_arrow(res_def.db_path, "SELECT data_version FROM datasets WHERE name = 'web360'"
+                           ).to_pylist() == [{"data_version": sha1}]
+    finally:
+        hub.close()

@@ -156,3 +156,38 @@ def test_spec_inferred_from_tar_prefix(tmp_path, small_repos):
     assert src.spec is None
     src.read_meta()
     assert src.spec is DATASETS["web360"] and src.name == "web360"
+
+
+def test_hf_filesystem_against_a_local_fake_hub(small_repos, tmp_path, monkeypatch):
+    """The real hf:// path (HfApi + HfFileSystem) against a Hub-API server on 127.0.0.1."""
+    from catalog_fakes import FakeHub
+
+    sha = "1111111111111111111111111111111111111111"
+    hub = FakeHub({"nvidia/vipe-web360": (small_repos["web360"].root, sha)})
+    try:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+        src = open_source("web360")
+        from huggingface_hub import HfFileSystem
+
+        assert isinstance(src.fs, HfFileSystem) and src.revision == sha and src.kind == "hf"
+        assert src.read_meta().get_column("sequence").to_list() == ["100001", "100002"]
+        assert sorted(src.list_payload().get_column("attribute")) == ["depth", "intrinsics", "pose"]
+        rep = download(src, "w360-a6680dd8", "pose,rgb", tmp_path / "out")
+        by = {s.attribute: s for s in rep.shards}
+        assert by["pose"].status == "extracted" and by["pose"].complete and by["rgb"].status == "missing"
+        tar = small_repos["web360"].root / "payload/w360-a6680dd8/pose.tar"
+        assert by["pose"].sha256 == hashlib.sha256(tar.read_bytes()).hexdigest()
+        # every file read went to the pinned commit, never to a moving branch name
+        reads = [r for r in hub.requests if "/resolve/" in r]
+        assert reads and all(f"/resolve/{sha}/" in r for r in reads)
+        res = build_catalog([src], [str(tmp_path / "out")], tmp_path / "c.duckdb")
+        assert res.data_versions == {"web360": sha}
+        row = query_arrow(tmp_path / "c.duckdb", "SELECT data_version, source_uri FROM datasets "
+                                                 "WHERE name = 'web360'").to_pylist()[0]
+        assert row == {"data_version": sha, "source_uri": f"hf://datasets/nvidia/vipe-web360@{sha}"}
+        with pytest.raises(SourceError, match="cannot resolve revision v9"):
+            open_source("web360", revision="v9")
+    finally:
+        hub.close()

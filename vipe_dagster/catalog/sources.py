@@ -316,14 +316,15 @@ def _open_hf(uri: str, revision: str | None, spec: DatasetSpec | None) -> Datase
                              "hf-cache", sha, spec)
     from huggingface_hub import HfApi, HfFileSystem
 
+    endpoint = os.environ.get("HF_ENDPOINT") or None  # read per call: constants are frozen at import
     try:
-        info = HfApi().dataset_info(repo_id, revision=rev)
+        info = HfApi(endpoint=endpoint).dataset_info(repo_id, revision=rev)
     except Exception as exc:
         raise SourceError(f"cannot resolve revision {rev or 'main'} of hf dataset {repo_id}: {exc}") from exc
     sha = info.sha
     if not sha:
         raise SourceError(f"hf dataset {repo_id}@{rev or 'main'} reported no commit sha")
-    fsys = HfFileSystem()
+    fsys = HfFileSystem(endpoint=endpoint) if endpoint else HfFileSystem()
     root = f"datasets/{repo_id}@{sha}{sub}"
     return DatasetSource(f"{base_uri}@{sha}{sub}", fsys, root.rstrip("/"), "hf", sha, spec)
 
