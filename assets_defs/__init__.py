@@ -1,0 +1,1 @@
+"""Dagster assets, checks, sensors, schedules and jobs, one module per asset family."""

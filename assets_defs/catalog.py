@@ -1,0 +1,251 @@
+"""Dagster assets of the annotation catalog.
+
+- ``hf_dataset_meta/<dataset>`` (one asset per released dataset): reads ``meta.parquet`` at the source's
+  current revision; its **data version is the Hub revision sha** (or the mirror's ETag / content hash).
+- ``annotation_catalog``: rebuilds the DuckDB catalog atomically from the revisions the upstream assets
+  recorded (Hub sources are pinned to those shas), plus the configured artifact roots.
+- checks on ``annotation_catalog``: schema, unique sequences, frame-count ranges, shard prefix consistency
+  (the SQL data tests of ``dbt_like_sql/``, run on a read-only connection) and a great-expectations suite.
+- ``catalog_daily_refresh``: a daily schedule that resolves every source's current revision and requests a
+  run only for datasets whose revision changed (``SkipReason`` when none did).
+"""
+
+
+import hashlib
+import logging
+from typing import Any
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSelection,
+    DataVersion,
+    DefaultScheduleStatus,
+    MaterializeResult,
+    MetadataValue,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SkipReason,
+    asset,
+    asset_check,
+    define_asset_job,
+    schedule,
+)
+
+from resources.catalog import CatalogResource
+from vipe_dagster.catalog.sources import DATASETS, DatasetSpec
+
+log = logging.getLogger(__name__)
+
+GROUP = "catalog"
+META_PREFIX = "hf_dataset_meta"
+DATA_VERSION_TAG = "dagster/data_version"
+
+# tables and the columns downstream users rely on
+REQUIRED_SCHEMA: dict[str, tuple[str, ...]] = {
+    "datasets": ("name", "hf_repo", "prefix", "license", "data_version", "videos", "frames"),
+    "shards": ("dataset", "tar_name", "attribute", "remote_path", "remote_bytes", "videos", "local_status",
+               "checksum", "member_count"),
+    "videos": ("sequence", "dataset", "tar_name", "num_frames", "youtube_link", "youtube_timestamp",
+               "rgb_source", "annotation_source", "has_rgb", "has_pose", "has_depth"),
+    "artifacts": ("root", "sequence", "attribute", "path", "frame_count", "validated", "frame_mismatch"),
+    "video_stats": ("sequence", "dataset", "width", "height", "camera_type", "fx", "fy", "fov_x_deg",
+                    "fov_y_deg", "path_length", "total_rotation_deg", "is_static", "depth_p05", "depth_p50",
+                    "depth_p95", "invalid_depth_fraction"),
+    "lineage": ("sequence", "manifest_path", "input_uri", "input_hash", "code_version", "scale"),
+    "catalog_info": ("build_id", "built_at", "videos"),
+}
+
+
+def meta_key(spec: DatasetSpec) -> AssetKey:
+    return AssetKey([META_PREFIX, spec.name.replace("-", "_")])
+
+
+def _meta_asset(spec: DatasetSpec):
+    @asset(
+        key=meta_key(spec),
+        group_name=GROUP,
+        description=f"{spec.title} meta.parquet ({spec.hf_repo}, tar prefix {spec.prefix}, {spec.license}); "
+                    "data version = Hub revision sha",
+        kinds={"parquet"},
+        metadata={"hf_repo": spec.hf_repo, "prefix": spec.prefix, "license": spec.license},
+    )
+    def _meta(context: AssetExecutionContext, catalog_db: CatalogResource) -> MaterializeResult:
+        src = catalog_db.open_source(spec.name)
+        meta = src.read_meta()
+        version = src.data_version()
+        shards = meta.get_column("tar_name").n_unique()
+        frames = int(meta.get_column("num_frames").sum() or 0)
+        context.log.info("%s @ %s: %d videos in %d shards", spec.name, version, meta.height, shards)
+        return MaterializeResult(
+            data_version=DataVersion(version),
+            metadata={"revision": version, "source": src.uri, "videos": meta.height, "shards": shards,
+                      "frames": frames, "expected_videos": spec.videos,
+                      "num_frames_min": int(meta.get_column("num_frames").min() or 0),
+                      "num_frames_max": int(meta.get_column("num_frames").max() or 0)},
+        )
+
+    return _meta
+
+
+META_ASSETS = [_meta_asset(spec) for spec in DATASETS.values()]
+META_KEYS = {spec.name: meta_key(spec) for spec in DATASETS.values()}
+
+
+def latest_data_version(instance, key: AssetKey) -> str | None:
+    event = instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None:
+        return None
+    return (event.asset_materialization.tags or {}).get(DATA_VERSION_TAG)
+
+
+@asset(
+    group_name=GROUP,
+    deps=list(META_KEYS.values()),
+    kinds={"duckdb"},
+    description="DuckDB annotation catalog (datasets, shards, videos, artifacts, video_stats, lineage), "
+                "rebuilt atomically by the SQL models in dbt_like_sql/",
+)
+def annotation_catalog(context: AssetExecutionContext, catalog_db: CatalogResource) -> MaterializeResult:
+    pinned = {}
+    for name in catalog_db.datasets:
+        version = latest_data_version(context.instance, META_KEYS[name])
+        if version:
+            pinned[name] = version
+    res = catalog_db.build(pinned)
+    digest = hashlib.sha256("|".join(f"{k}={v}" for k, v in sorted(res.data_versions.items())).encode())
+    md: dict[str, Any] = {"db_path": MetadataValue.path(res.db_path), "build_id": res.build_id,
+                          "build_seconds": round(res.seconds, 3), "data_versions": res.data_versions,
+                          **{f"rows_{k}": v for k, v in res.counts.items()}}
+    if res.warnings:
+        md["warnings"] = MetadataValue.md("\n".join(f"- `{t.name}`: {t.failures} row(s)" for t in res.warnings))
+    for t in res.warnings:
+        context.log.warning("data test %s: %d row(s), e.g. %s", t.name, t.failures, t.sample[:3])
+    return MaterializeResult(metadata=md, data_version=DataVersion(digest.hexdigest()[:16] + "-" + res.build_id))
+
+
+# ---------------------------------------------------------------------- checks
+def _sql_tests(catalog_db: CatalogResource, names: set[str] | None = None, prefixes: tuple[str, ...] = ()):
+    from vipe_dagster.catalog.build import connect_readonly
+    from vipe_dagster.catalog.sqlmodels import SqlProject, run_tests_only
+
+    con = connect_readonly(catalog_db.db_path)
+    try:
+        results = run_tests_only(con, SqlProject())
+    finally:
+        con.close()
+    return [t for t in results if (names and t.name in names) or (prefixes and t.name.startswith(prefixes))]
+
+
+def _check_from_tests(tests, description: str) -> AssetCheckResult:
+    failing = [t for t in tests if not t.passed]
+    return AssetCheckResult(
+        passed=not failing,
+        severity=AssetCheckSeverity.ERROR,
+        description=description,
+        metadata={"tests_run": len(tests), "failing_rows": sum(t.failures for t in failing),
+                  "failing": MetadataValue.md("\n".join(f"- `{t.name}`: {t.failures} row(s), e.g. {t.sample[:3]}"
+                                                        for t in failing) or "none")},
+    )
+
+
+@asset_check(asset=annotation_catalog, blocking=True, description="every catalog table has its required columns")
+def catalog_schema(catalog_db: CatalogResource) -> AssetCheckResult:
+    cols = catalog_db.query_arrow("SELECT table_name, column_name FROM duckdb_columns()").to_pylist()
+    have: dict[str, set[str]] = {}
+    for r in cols:
+        have.setdefault(r["table_name"], set()).add(r["column_name"])
+    missing = {t: sorted(set(c) - have.get(t, set())) for t, c in REQUIRED_SCHEMA.items()}
+    missing = {t: c for t, c in missing.items() if c or t not in have}
+    return AssetCheckResult(passed=not missing, metadata={"missing": MetadataValue.json(missing),
+                                                          "tables": sorted(have)})
+
+
+@asset_check(asset=annotation_catalog, blocking=True, description="sequences are unique and keys not null")
+def catalog_unique_sequences(catalog_db: CatalogResource) -> AssetCheckResult:
+    return _check_from_tests(_sql_tests(catalog_db, {"videos.unique(sequence)",
+                                                     "videos.not_null(sequence, dataset, num_frames)"}),
+                             "unique sequences, non-null keys")
+
+
+@asset_check(asset=annotation_catalog, description="frame counts inside each dataset's documented range")
+def catalog_frame_counts(catalog_db: CatalogResource) -> AssetCheckResult:
+    return _check_from_tests(_sql_tests(catalog_db, {"frame_count_in_dataset_range"},
+                                        ("videos.accepted_range",)), "frame-count ranges")
+
+
+@asset_check(asset=annotation_catalog, description="shard names carry their dataset's prefix")
+def catalog_shard_prefixes(catalog_db: CatalogResource) -> AssetCheckResult:
+    return _check_from_tests(_sql_tests(catalog_db, {"shard_prefix_consistency", "shard_single_dataset"}),
+                             "shard prefix consistency")
+
+
+@asset_check(asset=annotation_catalog, description="great-expectations suite over videos and video_stats")
+def catalog_expectations(catalog_db: CatalogResource) -> AssetCheckResult:
+    import os
+
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    ctx = gx.get_context(mode="ephemeral")
+    source = ctx.data_sources.add_pandas("catalog")
+    outcomes: dict[str, Any] = {}
+    suites = {
+        "videos": ("SELECT sequence, dataset, tar_name, num_frames FROM videos", [
+            gx.expectations.ExpectColumnValuesToNotBeNull(column="sequence"),
+            gx.expectations.ExpectColumnValuesToBeUnique(column="sequence"),
+            gx.expectations.ExpectColumnValuesToNotBeNull(column="dataset"),
+            gx.expectations.ExpectColumnValuesToBeBetween(column="num_frames", min_value=1, max_value=100000),
+            gx.expectations.ExpectColumnValuesToMatchRegex(column="tar_name", regex=r"^[a-z0-9]{4}-[0-9a-f]{8}$"),
+        ]),
+        "video_stats": ("SELECT fov_x_deg, fov_y_deg, invalid_depth_fraction, path_length FROM video_stats", [
+            gx.expectations.ExpectColumnValuesToBeBetween(column="fov_x_deg", min_value=0, max_value=180),
+            gx.expectations.ExpectColumnValuesToBeBetween(column="fov_y_deg", min_value=0, max_value=180),
+            gx.expectations.ExpectColumnValuesToBeBetween(column="invalid_depth_fraction", min_value=0, max_value=1),
+            gx.expectations.ExpectColumnValuesToBeBetween(column="path_length", min_value=0),
+        ]),
+    }
+    passed = True
+    for table, (sql, expectations) in suites.items():
+        df = catalog_db.query_arrow(sql).to_pandas()  # great-expectations validates pandas frames
+        suite = ctx.suites.add(gx.ExpectationSuite(name=f"catalog_{table}"))
+        for e in expectations:
+            suite.add_expectation(e)
+        batch_def = source.add_dataframe_asset(name=table).add_batch_definition_whole_dataframe(f"{table}_all")
+        vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"vd_{table}", data=batch_def, suite=suite))
+        result = vd.run(batch_parameters={"dataframe": df})
+        passed &= bool(result.success)
+        outcomes[table] = {r.expectation_config.type: bool(r.success) for r in result.results}
+        outcomes[table]["rows"] = len(df)
+    return AssetCheckResult(passed=passed, metadata={"results": MetadataValue.json(outcomes)})
+
+
+# ---------------------------------------------------------------------- job and schedule
+catalog_refresh_job = define_asset_job(
+    "catalog_refresh", selection=AssetSelection.groups(GROUP),
+    description="read dataset metadata at the current revisions and rebuild the annotation catalog")
+
+
+@schedule(cron_schedule="0 4 * * *", job=catalog_refresh_job, name="catalog_daily_refresh",
+          default_status=DefaultScheduleStatus.STOPPED,
+          description="daily: rebuild the catalog only when a dataset revision changed")
+def catalog_daily_refresh(context: ScheduleEvaluationContext, catalog_db: CatalogResource):
+    changed, unchanged = {}, {}
+    for name in catalog_db.datasets:
+        current = catalog_db.open_source(name).data_version()
+        last = latest_data_version(context.instance, META_KEYS[name])
+        (unchanged if current == last else changed)[name] = current
+    if not changed:
+        return SkipReason("dataset revisions unchanged: " + ", ".join(f"{k}@{v[:12]}" for k, v in unchanged.items()))
+    run_key = "catalog-" + hashlib.sha256(repr(sorted(changed.items())).encode()).hexdigest()[:16]
+    return RunRequest(run_key=run_key, asset_selection=[META_KEYS[n] for n in changed] + [annotation_catalog.key],
+                      tags={"catalog/changed": ",".join(sorted(changed))})
+
+
+ASSETS = [*META_ASSETS, annotation_catalog]
+CHECKS = [catalog_schema, catalog_unique_sequences, catalog_frame_counts, catalog_shard_prefixes,
+          catalog_expectations]
+SCHEDULES = [catalog_daily_refresh]
+JOBS = [catalog_refresh_job]

@@ -1,0 +1,45 @@
+-- One row per shard and attribute: remote tar (path, bytes), videos it should hold, local extraction status.
+-- index: dataset, tar_name
+-- test: not_null(dataset, tar_name, attribute)
+-- test: unique(dataset, tar_name, attribute)
+-- test: accepted_values(local_status, 'complete', 'incomplete', 'absent')
+WITH per_shard AS (
+    SELECT dataset, tar_name, count(*) AS videos, sum(num_frames) AS frames
+    FROM {{ ref('stg_meta') }}
+    GROUP BY dataset, tar_name
+),
+attrs AS (
+    SELECT unnest(['rgb', 'depth', 'intrinsics', 'pose']) AS attribute
+),
+local_state AS (
+    SELECT
+        tar_name, attribute,
+        min(root) AS local_root,
+        min(tar_sha256) AS checksum,
+        bool_and(complete) AS complete,
+        max(files) AS member_count,
+        max(sequences_found) AS local_sequences,
+        max(extracted) AS extracted_at
+    FROM {{ ref('stg_local_shards') }}
+    GROUP BY tar_name, attribute
+)
+SELECT
+    p.dataset,
+    p.tar_name,
+    a.attribute,
+    p.videos,
+    p.frames,
+    r.remote_path,
+    r.remote_bytes,
+    r.remote_path IS NOT NULL AS remote_exists,
+    CASE WHEN l.tar_name IS NULL THEN 'absent' WHEN l.complete THEN 'complete' ELSE 'incomplete' END AS local_status,
+    l.local_root,
+    l.checksum,
+    l.member_count,
+    l.local_sequences,
+    l.extracted_at
+FROM per_shard AS p
+CROSS JOIN attrs AS a
+LEFT JOIN {{ ref('stg_remote_shards') }} AS r
+    ON r.dataset = p.dataset AND r.tar_name = p.tar_name AND r.attribute = a.attribute
+LEFT JOIN local_state AS l ON l.tar_name = p.tar_name AND l.attribute = a.attribute

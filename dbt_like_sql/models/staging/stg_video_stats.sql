@@ -1,0 +1,3 @@
+-- Per-video statistics computed in Python from the artifacts (vipe_dagster.catalog.stats).
+SELECT * EXCLUDE (fingerprint)
+FROM {{ source('video_stats') }}

@@ -1,0 +1,1 @@
+"""Dagster ConfigurableResources (artifact store, compute device, model hub, catalog DB)."""

@@ -1,0 +1,57 @@
+"""``catalog_db``: where the annotation catalog lives and which dataset sources feed it."""
+
+
+import re
+from typing import Any
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from vipe_dagster.catalog.build import BuildResult, build_catalog, default_db_path, query, query_arrow
+from vipe_dagster.catalog.sources import DATASETS, DatasetSource, open_source
+
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+class CatalogResource(ConfigurableResource):
+    """The DuckDB annotation catalog and its inputs.
+
+    ``sources`` maps a dataset name (``dynpose-100kpp``, ``wild-sdg-1m``, ``web360``) to a URI; a dataset not
+    listed is read from the Hub (``hf://datasets/nvidia/vipe-...``). ``revisions`` pins Hub revisions.
+    ``datasets`` selects which released datasets are catalogued (default: all three).
+    """
+
+    db_path: str = Field(default_factory=default_db_path, description="DuckDB catalog file")
+    datasets: list[str] = Field(default_factory=lambda: list(DATASETS), description="datasets to catalogue")
+    sources: dict[str, str] = Field(default_factory=dict, description="dataset name -> URI of a mirror")
+    revisions: dict[str, str] = Field(default_factory=dict, description="dataset name -> pinned Hub revision")
+    artifact_roots: list[str] = Field(default_factory=list, description="ViPE-format folders to catalogue")
+    list_payload: bool = Field(default=True, description="list payload/ tars of every source at build time")
+    depth_frames: int = Field(default=8, description="depth frames sampled per video for statistics")
+    lock_timeout_s: float = Field(default=600.0, description="how long a build waits for another build's lock")
+
+    def source_uri(self, name: str) -> str:
+        if name not in DATASETS:
+            raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+        return self.sources.get(name) or DATASETS[name].hf_uri
+
+    def open_source(self, name: str, revision: str | None = None) -> DatasetSource:
+        """Open a dataset; ``revision`` (a Hub sha from a materialization) pins hf:// sources only."""
+        uri = self.source_uri(name)
+        rev = revision if (revision and uri.startswith("hf://") and _SHA.match(revision)) else None
+        rev = rev or (self.revisions.get(name) if uri.startswith("hf://") else None)
+        return open_source(uri, revision=rev, dataset=name)
+
+    def build(self, revisions: dict[str, str] | None = None) -> BuildResult:
+        srcs = [self.open_source(n, (revisions or {}).get(n)) for n in self.datasets]
+        return build_catalog(srcs, self.artifact_roots, self.db_path, list_payload=self.list_payload,
+                             depth_frames=self.depth_frames, lock_timeout=self.lock_timeout_s)
+
+    def query(self, sql: str, fmt: str = "table") -> Any:
+        return query(self.db_path, sql, fmt)
+
+    def query_arrow(self, sql: str):
+        return query_arrow(self.db_path, sql)
+
+
+RESOURCES = {"catalog_db": CatalogResource()}

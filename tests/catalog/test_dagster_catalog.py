@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import polars as pl
+import pytest
+
+dagster = pytest.importorskip("dagster")
+
+from dagster import (  # noqa: E402
+    AssetKey,
+    AssetSelection,
+    DagsterInstance,
+    Definitions,
+    RunRequest,
+    build_schedule_context,
+    define_asset_job,
+    instance_for_test,
+    materialize,
+)
+
+from assets_defs.catalog import ASSETS, CHECKS, JOBS, SCHEDULES, annotation_catalog, latest_data_version  # noqa: E402
+from resources.catalog import RESOURCES, CatalogResource  # noqa: E402
+from vipe_dagster.catalog.build import query_arrow  # noqa: E402
+
+
+@pytest.fixture
+def repos(small_repos, tmp_path):
+    """Private copies (the test edits one of them)."""
+    out = {}
+    for name, repo in small_repos.items():
+        shutil.copytree(repo.root, tmp_path / "repos" / repo.root.name)
+        out[name] = str(tmp_path / "repos" / repo.root.name)
+    return out
+
+
+def _resource(repos, tmp_path) -> CatalogResource:
+    return CatalogResource(db_path=str(tmp_path / "catalog.duckdb"), sources=repos, artifact_roots=[])
+
+
+def test_module_lists_and_resource_defaults():
+    assert len(ASSETS) == 4 and len(CHECKS) == 5 and len(SCHEDULES) == 1 and len(JOBS) == 1
+    assert isinstance(RESOURCES["catalog_db"], CatalogResource)
+    assert RESOURCES["catalog_db"].source_uri("web360") == "hf://datasets/nvidia/vipe-web360"
+    defs = Definitions(assets=ASSETS, asset_checks=CHECKS, schedules=SCHEDULES, jobs=JOBS, resources=RESOURCES)
+    assert defs.resolve_job_def("catalog_refresh") is not None
+
+
+def test_materialize_meta_and_catalog_then_checks(repos, tmp_path):
+    res_def = _resource(repos, tmp_path)
+    instance = DagsterInstance.ephemeral()
+    result = materialize(ASSETS, instance=instance, resources={"catalog_db": res_def})
+    assert result.success
+    key = AssetKey(["hf_dataset_meta", "web360"])
+    md = result.asset_materializations_for_node("hf_dataset_meta__web360")[0].metadata
+    sha = "sha256:" + hashlib.sha256(open(f"{repos['web360']}/meta.parquet", "rb").read()).hexdigest()
+    assert md["revision"].value == sha and md["videos"].value == 2
+    assert latest_data_version(instance, key) == sha
+    cat = result.asset_materializations_for_node("annotation_catalog")[0].metadata
+    assert cat["rows_videos"].value == 6
+    assert query_arrow(res_def.db_path, "SELECT count(*) AS n FROM videos").to_pylist() == [{"n": 6}]
+
+    # the checks, run through the refresh job (assets + checks of the catalog group)
+    defs = Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=JOBS, resources={"catalog_db": res_def})
+    run = defs.resolve_job_def("catalog_refresh").execute_in_process(instance=instance)
+    assert run.success
+    evals = {e.check_name: e for e in run.get_asset_check_evaluations()}
+    assert set(evals) == {"catalog_schema", "catalog_unique_sequences", "catalog_frame_counts",
+                          "catalog_shard_prefixes", "catalog_expectations"}
+    assert all(e.passed for e in evals.values()), {k: e.metadata for k, e in evals.items() if not e.passed}
+
+
+def test_checks_fail_on_bad_catalog(repos, tmp_path):
+    # a web360 row outside 70-501 frames and a duplicated sequence
+    meta = pl.read_parquet(f"{repos['web360']}/meta.parquet")
+    bad = pl.concat([meta, meta.head(1), meta.head(1).with_columns(pl.lit(100003, pl.Int64).alias("sequence"),
+                                                                    pl.lit(5, meta.schema["num_frames"]).alias("num_frames"))])
+    bad.write_parquet(f"{repos['web360']}/meta.parquet")
+    res_def = _resource(repos, tmp_path)
+    instance = DagsterInstance.ephemeral()
+    # the build itself refuses bad data: the catalog asset fails and no catalog file appears
+    result = materialize(ASSETS, instance=instance, resources={"catalog_db": res_def}, raise_on_error=False)
+    assert not result.success
+    assert not (tmp_path / "catalog.duckdb").exists()
+    # a catalog tampered with after its build (no tests ran on it) is caught by the checks
+    import duckdb
+
+    good = CatalogResource(db_path=str(tmp_path / "catalog.duckdb"), datasets=["wild-sdg-1m", "dynpose-100kpp"],
+                           sources={k: v for k, v in repos.items() if k != "web360"})
+    good.build()
+    con = duckdb.connect(good.db_path)
+    con.execute("INSERT INTO videos (sequence, dataset, tar_name, num_frames) "
+                "SELECT sequence, dataset, 'w360-a6680dd8', 3 FROM videos LIMIT 1")
+    con.close()
+    job = Definitions(
+        assets=ASSETS, asset_checks=CHECKS, resources={"catalog_db": good},
+        jobs=[define_asset_job("checks_only", selection=AssetSelection.checks_for_assets(annotation_catalog))],
+    ).resolve_job_def("checks_only")
+    run = job.execute_in_process(instance=instance, raise_on_error=False)
+    evals = {e.check_name: e.passed for e in run.get_asset_check_evaluations()}
+    assert evals["catalog_unique_sequences"] is False
+    assert evals["catalog_frame_counts"] is False
+    assert evals["catalog_shard_prefixes"] is False
+    assert evals["catalog_expectations"] is False
+    assert evals["catalog_schema"] is True
+
+
+def test_daily_schedule_skips_when_revisions_unchanged(repos, tmp_path):
+    res_def = _resource(repos, tmp_path)
+    with instance_for_test() as instance:
+        _schedule_ticks(instance, res_def, repos)
+
+
+def _schedule_ticks(instance, res_def, repos):
+    (sched,) = SCHEDULES
+
+    def tick():
+        ctx = build_schedule_context(instance=instance, resources={"catalog_db": res_def})
+        return sched.evaluate_tick(ctx)
+
+    first = tick()
+    assert len(first.run_requests) == 1  # nothing materialized yet: every dataset counts as changed
+    materialize(ASSETS, instance=instance, resources={"catalog_db": res_def})
+    second = tick()
+    assert not second.run_requests and second.skip_message.startswith("dataset revisions unchanged")
+    # a new revision of one dataset requests exactly that dataset's metadata plus the catalog
+    meta = pl.read_parquet(f"{repos['web360']}/meta.parquet")
+    meta.with_columns(pl.col("num_frames") + 1).write_parquet(f"{repos['web360']}/meta.parquet")
+    third = tick()
+    (req,) = third.run_requests
+    assert isinstance(req, RunRequest)
+    assert set(req.asset_selection) == {AssetKey(["hf_dataset_meta", "web360"]), AssetKey("annotation_catalog")}
+    assert req.tags["catalog/changed"] == "web360"
+
+
+def test_hub_revision_is_the_data_version_and_drives_the_schedule(small_repos, tmp_path, monkeypatch):
+    from catalog_fakes import FakeHub
+
+    sha1, sha2 = "a" * 40, "b" * 40
+    hub = FakeHub({"nvidia/vipe-web360": (small_repos["web360"].root, sha1)})
+    try:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        res_def = CatalogResource(db_path=str(tmp_path / "c.duckdb"), datasets=["web360"])
+        assert res_def.source_uri("web360") == "hf://datasets/nvidia/vipe-web360"
+        with instance_for_test() as instance:
+            key = AssetKey(["hf_dataset_meta", "web360"])
+            result = materialize(ASSETS, instance=instance, resources={"catalog_db": res_def},
+                                 selection=[key, annotation_catalog.key])
+            assert result.success and latest_data_version(instance, key) == sha1
+            (sched,) = SCHEDULES
+            tick = sched.evaluate_tick(build_schedule_context(instance=instance, resources={"catalog_db": res_def}))
+            assert not tick.run_requests and sha1[:12] in tick.skip_message
+            hub.repos["nvidia/vipe-web360"] = (small_repos["web360"].root, sha2)  # a new commit on main
+            tick = sched.evaluate_tick(build_schedule_context(instance=instance, resources={"catalog_db": res_def}))
+            (req,) = tick.run_requests
+            assert set(req.asset_selection) == {key, annotation_catalog.key}
+        assert query_arrow(res_def.db_path, "SELECT data_version FROM datasets WHERE name = 'web360'"
+                           ).to_pylist() == [{"data_version": sha1}]
+    finally:
+        hub.close()

@@ -1,0 +1,274 @@
+"""Build the annotation catalog (a DuckDB file) atomically, and query it read-only.
+
+``build_catalog`` gathers the raw inputs in Python (``meta.parquet`` of every source, the payload listing,
+files and statistics of local artifact roots, our manifests) into Parquet files, runs the SQL models of
+``dbt_like_sql/`` into a *temporary* DuckDB file beside the destination, runs the data tests, and only then
+renames it over ``db_path``. Readers therefore see the old catalog or the new one, never a partial file.
+A lock file (``<db>.lock``, ``flock``) admits one writer at a time; a failed build leaves the old catalog.
+
+``query`` opens the catalog with ``read_only=True`` and external access disabled, so a query can neither
+change the catalog nor write (``COPY ... TO``) or attach other files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from .errors import CatalogError, CatalogLockedError, QueryError
+from .sources import DatasetSource, open_source
+from .sqlmodels import SqlProject, TestResult, run_project
+from .stats import scan_roots
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB = "data/catalog.duckdb"
+FORMATS = ("table", "csv", "json", "parquet")
+
+META_SCHEMA = {"sequence": pl.Utf8, "num_frames": pl.Int32, "tar_name": pl.Utf8, "youtube_link": pl.Utf8,
+               "youtube_timestamp": pl.Utf8, "dataset": pl.Utf8}
+REMOTE_SCHEMA = {"dataset": pl.Utf8, "tar_name": pl.Utf8, "attribute": pl.Utf8, "path": pl.Utf8, "bytes": pl.Int64}
+DATASET_SCHEMA = {"name": pl.Utf8, "title": pl.Utf8, "hf_repo": pl.Utf8, "prefix": pl.Utf8, "license": pl.Utf8,
+                  "source_uri": pl.Utf8, "source_kind": pl.Utf8, "data_version": pl.Utf8,
+                  "expected_videos": pl.Int64, "expected_frames": pl.Int64, "num_frames_min": pl.Int32,
+                  "num_frames_max": pl.Int32, "rgb_hosted": pl.Boolean}
+
+
+def default_db_path() -> str:
+    return os.environ.get("VIPE_CATALOG_DB", DEFAULT_DB)
+
+
+@dataclass
+class BuildResult:
+    db_path: str
+    build_id: str
+    seconds: float
+    counts: dict[str, int]
+    data_versions: dict[str, str]
+    tests: list[TestResult] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list[TestResult]:
+        return [t for t in self.tests if not t.passed]
+
+    def summary(self) -> dict[str, Any]:
+        return {"db_path": self.db_path, "build_id": self.build_id, "seconds": round(self.seconds, 3),
+                "counts": self.counts, "data_versions": self.data_versions,
+                "timings": {k: round(v, 3) for k, v in self.timings.items()},
+                "tests": {"passed": sum(t.passed for t in self.tests), "failed": len(self.warnings)},
+                "warnings": [f"{t.name}: {t.failures} row(s)" for t in self.warnings]}
+
+
+@contextlib.contextmanager
+def writer_lock(db_path: str | os.PathLike, timeout: float = 0.0) -> Iterator[None]:
+    """Exclusive advisory lock on ``<db>.lock`` (released by the OS if the process dies)."""
+    lock_path = Path(str(db_path) + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise CatalogLockedError(f"{lock_path} is held by another catalog build; waited {timeout:.0f} s") from None
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def _source_rows(src: DatasetSource, list_payload: bool) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
+    meta = src.read_meta()
+    remote = src.list_payload() if list_payload else pl.DataFrame(schema=REMOTE_SCHEMA)
+    if "dataset" not in remote.columns:
+        remote = remote.with_columns(pl.lit(src.name).alias("dataset"))
+    spec = src.spec
+    prefix = spec.prefix if spec else None
+    if prefix is None:
+        prefixes = meta.get_column("tar_name").str.split("-").list.first().unique().to_list()
+        prefix = prefixes[0] if len(prefixes) == 1 else None
+    row = {"name": src.name, "title": spec.title if spec else src.name, "hf_repo": spec.hf_repo if spec else None,
+           "prefix": prefix, "license": spec.license if spec else None, "source_uri": src.uri.rstrip("/"),
+           "source_kind": src.kind, "data_version": src.data_version(),
+           "expected_videos": spec.videos if spec else None, "expected_frames": spec.frames if spec else None,
+           "num_frames_min": spec.num_frames_range[0] if spec and spec.num_frames_range else None,
+           "num_frames_max": spec.num_frames_range[1] if spec and spec.num_frames_range else None,
+           "rgb_hosted": spec.rgb_hosted if spec else True}
+    return meta.select(list(META_SCHEMA)), remote.select(list(REMOTE_SCHEMA)), row
+
+
+def build_catalog(sources: Iterable[str | DatasetSource], artifact_roots: Iterable[str] = (),
+                  db_path: str | os.PathLike | None = None, *, models_dir: str | os.PathLike | None = None,
+                  list_payload: bool = True, stats_cache: bool = True, depth_frames: int = 8,
+                  lock_timeout: float = 0.0, threads: int | None = None) -> BuildResult:
+    """Build the catalog into a temporary DuckDB file and rename it over ``db_path`` when every test passed."""
+    import duckdb
+
+    from .. import __version__
+
+    t_start = time.perf_counter()
+    db = Path(db_path or default_db_path()).expanduser().absolute()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    project = SqlProject(models_dir)
+    timings: dict[str, float] = {}
+    build_id = uuid.uuid4().hex[:12]
+    with writer_lock(db, lock_timeout):
+        work = Path(tempfile.mkdtemp(prefix=".tmp-catalog-", dir=db.parent))
+        tmp_db = db.parent / f".tmp-{db.stem}-{build_id}.duckdb"
+        try:
+            t0 = time.perf_counter()
+            metas, remotes, ds_rows, versions = [], [], [], {}
+            for s in sources:
+                src = s if isinstance(s, DatasetSource) else open_source(str(s))
+                meta, remote, row = _source_rows(src, list_payload)
+                if row["name"] in versions:
+                    raise CatalogError(f"dataset {row['name']} given twice (second source {src.uri})")
+                versions[row["name"]] = row["data_version"]
+                metas.append(meta)
+                remotes.append(remote)
+                ds_rows.append(row)
+            timings["read_sources"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            roots = [str(r) for r in artifact_roots]
+            scan = scan_roots(roots, cache_path=(str(db) + ".stats.parquet") if stats_cache and roots else None,
+                              depth_frames=depth_frames)
+            timings["scan_artifacts"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            tables = {
+                "meta": pl.concat(metas) if metas else pl.DataFrame(schema=META_SCHEMA),
+                "remote_shards": pl.concat(remotes) if remotes else pl.DataFrame(schema=REMOTE_SCHEMA),
+                "datasets": pl.DataFrame(ds_rows, schema=DATASET_SCHEMA),
+                "artifacts": scan.artifacts, "video_stats": scan.stats, "manifests": scan.manifests,
+                "local_shards": scan.local_shards,
+                "build": pl.DataFrame({"build_id": [build_id], "built_at": [_dt.datetime.now(_dt.UTC)],
+                                       "code_version": [__version__]}),
+            }
+            paths = {}
+            for name, df in tables.items():
+                p = work / f"{name}.parquet"
+                df.write_parquet(p, compression="lz4", statistics=False)
+                paths[name] = str(p)
+            timings["write_parquet"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            con = duckdb.connect(str(tmp_db))
+            try:
+                if threads:
+                    con.execute(f"SET threads = {int(threads)}")
+                con.execute("SET enable_progress_bar = false")
+                result = run_project(con, project, paths)
+                counts = {k: int(v) for k, v in zip(
+                    ["datasets", "shards", "videos", "artifacts", "video_stats", "lineage"],
+                    con.execute("SELECT datasets, shards, videos, artifacts, video_stats, lineage "
+                                "FROM catalog_info").fetchone(), strict=True)}
+                for name in ("meta", "remote_shards", "artifacts", "video_stats", "manifests", "local_shards",
+                             "datasets", "build"):
+                    con.execute(f"DROP TABLE IF EXISTS raw_{name}")
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
+            timings["sql_models"] = time.perf_counter() - t0
+            timings.update({f"model_{k}": v for k, v in result.model_seconds.items()})
+            wal = Path(str(db) + ".wal")
+            if wal.exists():  # a stale WAL of an earlier read-write session would be replayed on the new file
+                wal.unlink()
+            os.replace(tmp_db, db)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            for p in (tmp_db, Path(str(tmp_db) + ".wal")):
+                if p.exists():
+                    p.unlink()
+    seconds = time.perf_counter() - t_start
+    log.info("catalog %s built in %.2f s: %s", db, seconds, counts)
+    return BuildResult(str(db), build_id, seconds, counts, versions, result.tests, timings)
+
+
+# ---------------------------------------------------------------------- read side
+def connect_readonly(db_path: str | os.PathLike | None = None, threads: int | None = None):
+    """A DuckDB connection that cannot write the catalog nor touch other files (settings locked)."""
+    import duckdb
+
+    db = Path(db_path or default_db_path()).expanduser().absolute()
+    if not db.is_file():
+        raise CatalogError(f"no catalog at {db}; build one with `vipe-dagster catalog build`")
+    try:
+        config: dict[str, Any] = {"enable_external_access": False, "lock_configuration": True}
+        if threads:
+            config["threads"] = int(threads)
+        return duckdb.connect(str(db), read_only=True, config=config)
+    except duckdb.Error as exc:
+        raise CatalogError(f"cannot open catalog {db} read-only: {exc}") from exc
+
+
+def query_arrow(db_path: str | os.PathLike | None, sql: str, params: Sequence[Any] | None = None):
+    """Run ``sql`` on a fresh read-only connection and return a ``pyarrow.Table``."""
+    import duckdb
+
+    con = connect_readonly(db_path)
+    try:
+        rel = con.sql(sql, params=list(params)) if params else con.sql(sql)
+        if rel is None:  # a statement without a result set
+            import pyarrow as pa
+
+            return pa.table({})
+        return rel.to_arrow_table()
+    except duckdb.Error as exc:
+        raise QueryError(f"query rejected by the catalog ({db_path or default_db_path()}): {exc}") from exc
+    finally:
+        con.close()
+
+
+def query(db_path: str | os.PathLike | None, sql: str, fmt: str = "table", output: str | os.PathLike | None = None,
+          params: Sequence[Any] | None = None) -> str | bytes | None:
+    """Run a read-only query; return text (table/csv/json) or Parquet bytes, or write to ``output``."""
+    if fmt not in FORMATS:
+        raise QueryError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    table = query_arrow(db_path, sql, params)
+    data: str | bytes
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        data = buf.getvalue()
+    elif fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        buf = io.BytesIO()
+        pcsv.write_csv(table, buf)
+        data = buf.getvalue().decode("utf-8")
+    else:
+        df = pl.from_arrow(table)
+        assert isinstance(df, pl.DataFrame)
+        if fmt == "json":
+            data = json.dumps(df.to_dicts(), default=str, indent=1)
+        else:
+            with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=100, tbl_width_chars=200,
+                           tbl_hide_dataframe_shape=False):
+                data = str(df)
+    if output is None:
+        return data
+    from ..io import fs as vfs
+
+    vfs.write_bytes(str(output), data if isinstance(data, bytes) else data.encode("utf-8"))
+    return None
