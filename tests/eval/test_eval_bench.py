@@ -119,3 +119,16 @@ def test_bench_cli_list_and_unknown_suite(capsys):
     assert "unknown benchmark suite(s) nope" in capsys.readouterr().err
     with pytest.raises(ConfigError):
         run_bench(suites=["nope"])
+
+
+@pytest.mark.slow
+def test_synth_suite_quick_rows_are_well_formed():
+    from vipe_dagster.eval.suites import synth
+
+    rows = synth.run(quick=True)
+    assert all({"suite", "name", "value", "unit"} <= set(r) and r["suite"] == "synth" for r in rows)
+    by = {r["name"].split(" (")[0].split(",")[0]: r for r in rows}
+    assert by["generate indoor/forward"]["frames"] == 30
+    # the rendered video is trackable to a fraction of a pixel against the ground truth
+    klt = next(r for r in rows if r["name"].startswith("KLT error"))
+    assert klt["unit"] == "px" and klt["value"] < 0.3
