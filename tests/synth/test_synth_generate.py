@@ -157,3 +157,36 @@ def test_cli_bad_config_exit_code(tmp_path, capsys):
     rc = main(["synth", "--width", "101", "-o", str(tmp_path / "x"), "--no-progress"])
     assert rc == 2
     assert "width must be an even number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scene", ["indoor", "outdoor"])
+@pytest.mark.parametrize("trajectory", ["forward", "orbit", "handheld", "rotation", "fixed"])
+def test_camera_keeps_clear_of_objects_and_sees_the_moving_ones(scene, trajectory):
+    from vipe_dagster.synth import Scene
+    from vipe_dagster.synth.scene import INDOOR_ROOM
+
+    for seed in (0, 1):
+        s = Scene(SceneConfig(trajectory=trajectory, scene=scene, moving_objects=2, seed=seed, num_frames=60))
+        K, W, H = s.intrinsics, s.config.width, s.config.height
+        cams = s.c2w[:, :3, 3]
+        if scene == "indoor":
+            lo = np.array([b[0] for b in INDOOR_ROOM]) + 0.5
+            hi = np.array([b[1] for b in INDOOR_ROOM]) - 0.5
+            assert (cams > lo).all() and (cams < hi).all(), "camera must stay inside the room"
+        for obj in s.objects:
+            if obj.kind != "box" or obj.name == "ground":
+                continue
+            for k in range(0, 60, 2):
+                T = obj.world_pose(float(s.times[k]))
+                q = np.abs(T[:3, :3].T @ (cams[k] - T[:3, 3])) - np.asarray(obj.half_extents)
+                dist = np.linalg.norm(np.maximum(q, 0)) + min(q.max(), 0.0)  # signed distance to the box
+                assert dist > (0.3 if scene == "indoor" else 1.5), (obj.name, k, dist)
+        for obj in (o for o in s.objects if o.instance_id):
+            seen = 0
+            for k in range(60):
+                w2c = np.linalg.inv(s.c2w[k])
+                pc = w2c[:3, :3] @ obj.world_pose(float(s.times[k]))[:3, 3] + w2c[:3, 3]
+                if pc[2] > 0.2:
+                    u, v = K.fx * pc[0] / pc[2] + K.cx, K.fy * pc[1] / pc[2] + K.cy
+                    seen += (0 <= u < W) and (0 <= v < H)
+            assert seen >= 12, f"{obj.name} is in view in only {seen} of 60 frames"
