@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ArtifactError, InputError
 from ..io import ArtifactStore
-from .metrics import ate, depth_metrics, focal_error, rpe
+from .metrics import ate, depth_metrics, focal_error, mask_metrics, mask_scores, rpe
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,27 @@ def evaluate_sequence(pred: ArtifactStore, gt: ArtifactStore, name: str, align: 
     if pred.exists("depth", name) and gt.exists("depth", name):
         out["depth"] = _depth_section(pred, gt, name, depth_align, depth_stride, static_only,
                                       pose_scale=out["ate"]["scale"])
+    if pred.exists("mask", name) and gt.exists("mask", name):
+        out["masks"] = _mask_section(pred, gt, name)
     return out
+
+
+def _mask_section(pred: ArtifactStore, gt: ArtifactStore, name: str) -> dict[str, Any]:
+    """Dynamic-object masks: pooled IoU/precision/recall over the sequence plus the mean per-frame IoU."""
+    import cv2
+
+    n = min(pred.mask_count(name), gt.mask_count(name))
+    if n == 0:
+        raise ArtifactError(f"{name}: a mask zip is empty")
+    tp = fp = fn = 0
+    ious = []
+    for (_, mp), (_, mg) in zip(pred.iter_masks(name, range(n)), gt.iter_masks(name, range(n)), strict=True):
+        if mp.shape != mg.shape:
+            mp = cv2.resize(mp, (mg.shape[1], mg.shape[0]), interpolation=cv2.INTER_NEAREST)
+        m = mask_metrics(mp, mg)
+        tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
+        ious.append(m["iou"])
+    return {**mask_scores(tp, fp, fn), "mean_frame_iou": float(np.mean(ious)), "frames": n}
 
 
 def _depth_section(pred: ArtifactStore, gt: ArtifactStore, name: str, depth_align: str, stride: int,
@@ -157,6 +177,10 @@ def format_table(result: dict[str, Any]) -> str:
                 ("depth RMSE", f"{d['rmse']:.4f} m"),
                 ("depth valid fraction", f"{d['valid_fraction']:.4f} ({d['frames']} frames)"),
             ]
+        if "masks" in r:
+            mk = r["masks"]
+            rows.append(("dynamic mask IoU", f"{mk['iou']:.4f} (precision {mk['precision']:.3f}, "
+                                             f"recall {mk['recall']:.3f}, {mk['frames']} frames)"))
         width = max(len(k) for k, _ in rows)
         lines.append(f"== {r['sequence']}")
         lines += [f"  {k:<{width}}  {v}" for k, v in rows]
