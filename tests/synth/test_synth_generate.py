@@ -190,3 +190,25 @@ def test_camera_keeps_clear_of_objects_and_sees_the_moving_ones(scene, trajector
                     u, v = K.fx * pc[0] / pc[2] + K.cx, K.fy * pc[1] / pc[2] + K.cy
                     seen += (0 <= u < W) and (0 <= v < H)
             assert seen >= 12, f"{obj.name} is in view in only {seen} of 60 frames"
+
+
+def test_presets_and_cli_preset_override(tmp_path, capsys):
+    from vipe_dagster.synth import benchmark_configs, preset, preset_names
+
+    names = preset_names()
+    cfgs = benchmark_configs()
+    assert len(cfgs) == len(names) >= 6 and {c.trajectory for c in cfgs} == set(
+        ["forward", "orbit", "handheld", "rotation", "fixed"])
+    assert any(c.moving_objects for c in cfgs) and {c.scene for c in cfgs} == {"indoor", "outdoor"}
+    q = preset("indoor_orbit", quick=True)
+    assert (q.num_frames, q.width, q.height, q.name) == (30, 256, 192, "indoor_orbit")
+    with pytest.raises(ConfigError, match="unknown synthetic preset"):
+        preset("nope")
+    assert main(["synth", "--list-presets"]) == 0
+    assert "indoor_handheld_dynamic" in capsys.readouterr().out
+    rc = main(["synth", "--preset", "outdoor_orbit_dynamic", "--num-frames", "4", "--width", "64", "--height", "48",
+               "-o", str(tmp_path), "--no-progress"])
+    assert rc == 0
+    desc = json.load(open(tmp_path / "outdoor_orbit_dynamic_scene.json"))
+    assert desc["config"] == {**desc["config"], "scene": "outdoor", "trajectory": "orbit", "moving_objects": 2,
+                              "seed": 5, "num_frames": 4, "width": 64}
