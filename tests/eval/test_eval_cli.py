@@ -117,3 +117,18 @@ def test_eval_fixed_camera_scene(tmp_path, capsys):
     assert r["ate"]["rmse"] == 0.0 and r["ate"]["path_length"] == 0.0
     assert r["ate"]["rmse_pct_of_path"] is None  # undefined for a camera that does not move (NaN -> null)
     assert r["masks"]["iou"] == 1.0  # both masks are empty: full agreement
+
+
+def test_prediction_over_a_sub_range_is_paired_by_frame_number(scene, tmp_path):
+    """A prediction for frames 5..19 (zip members 0..14) must be compared with GT frames 5..19."""
+    gt = scene.gt
+    c2w, inds = gt.read_pose("seq")
+    pred = ArtifactStore(str(tmp_path / "sub"))
+    pred.write_pose("seq", c2w[5:], inds=inds[5:])
+    pred.write_intrinsics("seq", gt.read_intrinsics("seq")[0][5:], inds=inds[5:])
+    pred.write_depth("seq", [d for _, d in gt.iter_depth("seq", range(5, 20))])
+    pred.write_masks("seq", [m for _, m in gt.iter_masks("seq", range(5, 20))], {1: "thing"})
+    r = evaluate(str(tmp_path / "sub"), gt.root)["sequences"][0]
+    assert r["frames"] == 15 and r["ate"]["rmse"] < 1e-6
+    assert r["depth"]["frames"] == 15 and r["depth"]["abs_rel"] == 0.0
+    assert r["masks"]["iou"] == 1.0 and r["masks"]["frames"] == 15

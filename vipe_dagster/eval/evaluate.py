@@ -32,6 +32,20 @@ def _resolution(store: ArtifactStore, name: str) -> tuple[int, int] | None:
     return None
 
 
+def frame_pairs(n_pred: int, n_gt: int, p_inds: np.ndarray, g_inds: np.ndarray) -> tuple[list[int], list[int]]:
+    """Pair per-frame zip members (depth, masks) of prediction and ground truth.
+
+    When a zip holds one member per pose, member ``k`` is frame ``inds[k]``, so members are paired by
+    frame number (a prediction over a sub-range still lines up). Otherwise members pair by position.
+    Returns the member indices ``(pred_members, gt_members)``.
+    """
+    if n_pred == len(p_inds) and n_gt == len(g_inds):
+        _, a, b = np.intersect1d(p_inds, g_inds, return_indices=True)
+        return [int(i) for i in a], [int(i) for i in b]
+    n = min(n_pred, n_gt)
+    return list(range(n)), list(range(n))
+
+
 def evaluate_sequence(pred: ArtifactStore, gt: ArtifactStore, name: str, align: str = "sim3", rpe_delta: int = 1,
                       depth_align: str = "median", depth_stride: int = 1, static_only: bool = False) -> dict[str, Any]:
     """Metrics of one sequence: ``ate``, ``ate_se3``, ``rpe``, ``focal`` and ``depth`` sections."""
@@ -74,22 +88,23 @@ def evaluate_sequence(pred: ArtifactStore, gt: ArtifactStore, name: str, align: 
                             "fov_deg_error": fx_e["fov_deg_error"], "frames": int(len(a))}
     if pred.exists("depth", name) and gt.exists("depth", name):
         out["depth"] = _depth_section(pred, gt, name, depth_align, depth_stride, static_only,
-                                      pose_scale=out["ate"]["scale"])
+                                      pose_scale=out["ate"]["scale"], inds=(p_inds, g_inds))
     if pred.exists("mask", name) and gt.exists("mask", name):
-        out["masks"] = _mask_section(pred, gt, name)
+        out["masks"] = _mask_section(pred, gt, name, inds=(p_inds, g_inds))
     return out
 
 
-def _mask_section(pred: ArtifactStore, gt: ArtifactStore, name: str) -> dict[str, Any]:
+def _mask_section(pred: ArtifactStore, gt: ArtifactStore, name: str, inds) -> dict[str, Any]:
     """Dynamic-object masks: pooled IoU/precision/recall over the sequence plus the mean per-frame IoU."""
     import cv2
 
-    n = min(pred.mask_count(name), gt.mask_count(name))
+    pm, gm = frame_pairs(pred.mask_count(name), gt.mask_count(name), *inds)
+    n = len(pm)
     if n == 0:
-        raise ArtifactError(f"{name}: a mask zip is empty")
+        raise ArtifactError(f"{name}: prediction and ground-truth masks share no frame")
     tp = fp = fn = 0
     ious = []
-    for (_, mp), (_, mg) in zip(pred.iter_masks(name, range(n)), gt.iter_masks(name, range(n)), strict=True):
+    for (_, mp), (_, mg) in zip(pred.iter_masks(name, pm), gt.iter_masks(name, gm), strict=True):
         if mp.shape != mg.shape:
             mp = cv2.resize(mp, (mg.shape[1], mg.shape[0]), interpolation=cv2.INTER_NEAREST)
         m = mask_metrics(mp, mg)
@@ -99,19 +114,19 @@ def _mask_section(pred: ArtifactStore, gt: ArtifactStore, name: str) -> dict[str
 
 
 def _depth_section(pred: ArtifactStore, gt: ArtifactStore, name: str, depth_align: str, stride: int,
-                   static_only: bool, pose_scale: float) -> dict[str, Any]:
+                   static_only: bool, pose_scale: float, inds) -> dict[str, Any]:
     import cv2
 
     n_p, n_g = pred.depth_count(name), gt.depth_count(name)
-    n = min(n_p, n_g)
-    if n == 0:
-        raise ArtifactError(f"{name}: depth zip of the {'prediction' if n_p == 0 else 'ground truth'} is empty")
-    frames = list(range(0, n, stride))
+    pm, gm = frame_pairs(n_p, n_g, *inds)
+    pm, gm = pm[::stride], gm[::stride]
+    if not pm:
+        raise ArtifactError(f"{name}: prediction ({n_p} depth maps) and ground truth ({n_g}) share no frame")
     use_masks = static_only and gt.exists("mask", name)
-    masks = gt.iter_masks(name, frames) if use_masks else None
+    masks = gt.iter_masks(name, gm) if use_masks else None
     align = {"none": None, "pose": None}.get(depth_align, depth_align)
     per: list[dict[str, float]] = []
-    for (k, dp), (_, dg) in zip(pred.iter_depth(name, frames), gt.iter_depth(name, frames), strict=True):
+    for (_, dp), (k, dg) in zip(pred.iter_depth(name, pm), gt.iter_depth(name, gm), strict=True):
         if dp.shape != dg.shape:
             dp = cv2.resize(dp, (dg.shape[1], dg.shape[0]), interpolation=cv2.INTER_NEAREST)
         if depth_align == "pose":
@@ -128,7 +143,7 @@ def _depth_section(pred: ArtifactStore, gt: ArtifactStore, name: str, depth_alig
     agg = {key: float(np.nanmean([m[key] for m in per])) for key in keys}
     agg.update({"frames": len(per), "frames_pred": n_p, "frames_gt": n_g, "align": depth_align,
                 "static_only": bool(use_masks),
-                "abs_rel_max_frame": int(frames[int(np.nanargmax([m["abs_rel"] for m in per]))])
+                "abs_rel_max_frame": int(inds[1][gm[int(np.nanargmax([m["abs_rel"] for m in per]))]])
                 if any(np.isfinite(m["abs_rel"]) for m in per) else None})
     if depth_align == "pose":
         agg["scale"] = float(pose_scale)
