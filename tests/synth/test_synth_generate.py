@@ -217,3 +217,19 @@ def test_presets_and_cli_preset_override(tmp_path, capsys):
     desc = json.load(open(tmp_path / "outdoor_orbit_dynamic_scene.json"))
     assert desc["config"] == {**desc["config"], "scene": "outdoor", "trajectory": "orbit", "moving_objects": 2,
                               "seed": 5, "num_frames": 4, "width": 64}
+
+
+def test_missing_gl_platform_is_a_clear_error(tmp_path):
+    import ctypes.util
+    import subprocess
+    import sys
+
+    if ctypes.util.find_library("OSMesa"):
+        pytest.skip("OSMesa is installed here, so it cannot stand in for a missing GL platform")
+    env = {**os.environ, "PYOPENGL_PLATFORM": "osmesa"}
+    out = subprocess.run([sys.executable, "-m", "vipe_dagster.cli", "synth", "--num-frames", "2", "--width", "64",
+                          "--height", "48", "-o", str(tmp_path / "o"), "--no-progress"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2
+    assert "could not set up offscreen OpenGL" in out.stderr and "PYOPENGL_PLATFORM=egl" in out.stderr
+    assert not (tmp_path / "o").exists()
