@@ -50,7 +50,7 @@ lint: setup
 	$(BIN)/ruff check vipe_dagster assets_defs resources gpu_kernels tests
 
 bench: setup
-	$(BIN)/vipe-dagster bench
+	$(BIN)/vipe-dagster bench --json bench.json --markdown docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .dagster_home build *.egg-info
