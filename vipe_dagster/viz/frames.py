@@ -64,6 +64,8 @@ class RandomAccessVideo:
         self.num_frames = frames
         self._decoder = None
         self._next = 0  # index of the frame the open decoder will yield next
+        self.frames_decoded = 0  # total frames decoded so far (shows that nothing decodes the whole video)
+        self.seeks = 0
 
     def _index_of(self, pts: int | None) -> int:
         if pts is None:
@@ -74,6 +76,7 @@ class RandomAccessVideo:
         target = self._start + int(round(index / (self._rate * self._tb)))
         self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
         self._decoder = self._container.decode(self._stream)
+        self.seeks += 1
         self._next = -1  # unknown until the first frame arrives
 
     def read(self, index: int) -> np.ndarray:
@@ -88,6 +91,7 @@ class RandomAccessVideo:
                 self._seek(index)
             try:
                 for frame in self._decoder:
+                    self.frames_decoded += 1
                     idx = self._index_of(frame.pts)
                     self._next = idx + 1
                     if idx == index:
