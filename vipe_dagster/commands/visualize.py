@@ -27,7 +27,8 @@ def add_arguments(p):
 
 def run(args) -> int:
     import logging
-    import time
+    import signal
+    import threading
 
     from ..viz.viewer import ResultViewer, ViewerOptions
 
@@ -37,10 +38,15 @@ def run(args) -> int:
                           verbose=False)
     log.info("viewer for %s at %s (Ctrl-C to stop)", args.dir, viewer.url)
     print(f"open {viewer.url} in a browser", flush=True)
-    start = time.monotonic()
+    stop = threading.Event()
     try:
-        while args.exit_after is None or time.monotonic() - start < args.exit_after:
-            time.sleep(0.2)
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    except ValueError:  # not the main thread (embedded use): Ctrl-C / exit_after still work
+        pass
+    try:
+        stop.wait(args.exit_after)
+        while args.exit_after is None and not stop.is_set():
+            stop.wait(0.5)
     except KeyboardInterrupt:
         pass
     finally:

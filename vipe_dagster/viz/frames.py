@@ -105,6 +105,29 @@ class RandomAccessVideo:
             self._decoder = None
             raise ArtifactError(f"{self.uri}: frame {index} not found; the stream ends before it")
 
+    def read_keyframe_before(self, index: int) -> tuple[int, np.ndarray]:
+        """``(j, rgb)`` of the keyframe at or before ``index``: one seek and one decoded frame.
+
+        For sampling frames spread over a long video (overviews), where any frame near ``index`` will do.
+        """
+        import av
+
+        if index < 0 or (self.num_frames and index >= self.num_frames):
+            raise ArtifactError(f"{self.uri}: frame {index} is outside [0, {self.num_frames - 1}]")
+        with self._lock:
+            self._seek(index)
+            try:
+                for frame in self._decoder:
+                    self.frames_decoded += 1
+                    j = self._index_of(frame.pts)
+                    self._next = j + 1
+                    return j, frame.to_ndarray(format="rgb24")
+            except av.FFmpegError as exc:
+                self._decoder = None
+                raise ArtifactError(f"{self.uri}: frame {index} cannot be decoded ({exc})") from exc
+            self._decoder = None
+            raise ArtifactError(f"{self.uri}: frame {index} not found; the stream ends before it")
+
     def close(self) -> None:
         with self._lock:
             try:
@@ -261,6 +284,19 @@ class SequenceSource:
             while len(self._cache) > self.cache_frames:
                 self._cache.popitem(last=False)
         return data
+
+    def frame_near(self, index: int) -> FrameData:
+        """A frame at or shortly before ``index`` that is cheap to decode (cached, or a keyframe)."""
+        with self._cache_lock:
+            if index in self._cache:
+                return self._cache[index]
+        if self.video is None or (self.video.num_frames and index >= self.video.num_frames):
+            return self.frame(index)
+        j, rgb = self.video.read_keyframe_before(index)
+        j = min(max(j, 0), self.n - 1)
+        depth = self.depth.read(j) if self.depth is not None and j in self.depth else None
+        mask = self.mask.read(j) if self.mask is not None and j in self.mask else None
+        return FrameData(j, rgb, depth, mask)  # not cached: overview sampling must not evict the view
 
     def cached_indices(self) -> list[int]:
         with self._cache_lock:

@@ -373,8 +373,8 @@ class ResultViewer:
         c0 = src.c2w[0]
         fwd = c0[:3, 2]
         span = max(lo.frustum_scale / 0.06, 1e-3)
-        target = c0[:3, 3] + fwd * span * 0.8
-        cam = c0[:3, 3] - fwd * span * 0.9 + up * span * 0.6
+        target = c0[:3, 3] + fwd * span * 0.6
+        cam = c0[:3, 3] - fwd * span * 0.45 + up * span * 0.35
         self.server.initial_camera.position = tuple(float(x) for x in cam)
         self.server.initial_camera.look_at = tuple(float(x) for x in target)
         self.server.initial_camera.up = tuple(float(x) for x in up)
@@ -515,18 +515,21 @@ class ResultViewer:
         per_frame = max(1, self.opts.overview_max_points // max(1, len(idx)))
         step = max(lo.step, auto_step(src.width, src.height, per_frame))
         xyz_all, col_all = [], []
+        seen: set[int] = set()
         t0 = time.monotonic()
         for j in idx:
             if self._stop.is_set() or gen != self._generation:
                 return
             try:
-                fr = src.frame(j)
+                fr = src.frame_near(j)
             except ArtifactError as exc:
                 log.warning("overview: %s", exc)
                 continue
-            if fr.depth is None:
+            if fr.depth is None or fr.index in seen:
                 continue
-            xyz, col = unproject_frame(fr.depth, src.K(j), src.c2w[j], fr.rgb, fr.mask, step)["static"]
+            seen.add(fr.index)
+            xyz, col = unproject_frame(fr.depth, src.K(fr.index), src.c2w[fr.index], fr.rgb, fr.mask,
+                                       step)["static"]
             xyz_all.append(xyz)
             col_all.append(col)
         if not xyz_all or gen != self._generation:
@@ -558,11 +561,13 @@ class ResultViewer:
             return
         src = lo.src
         acc = MeanBackground()
+        seen: set[int] = set()
         for j in self._sample_indices(src.n, self.opts.mean_bg_frames):
             if self._stop.is_set() or gen != self._generation:
                 return
-            fr = src.frame(j)
-            if fr.depth is not None:
+            fr = src.frame_near(j)
+            if fr.depth is not None and fr.index not in seen:
+                seen.add(fr.index)
                 acc.add(fr.depth, fr.rgb, fr.mask)
         xyz, col = acc.points(src.K(0), src.c2w[0], lo.step)
         with self._lock:

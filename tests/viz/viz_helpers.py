@@ -1,4 +1,5 @@
-"""Minimal headless-Chromium driver over the DevTools protocol (no playwright/selenium needed)."""
+"""Test helpers: free ports, the artifacts folder, and a minimal headless-Chromium driver over the
+DevTools protocol (no playwright/selenium needed)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,21 @@ import itertools
 import json
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
