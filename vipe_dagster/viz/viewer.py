@@ -114,6 +114,7 @@ class ResultViewer:
         self._bg_threads: list[threading.Thread] = []
         self._loaded: _Loaded | None = None
         self._nearby_shown: dict[str, int] = {}
+        self.overview_frames_used: list[int] = []
         self._build_gui()
         self._worker = threading.Thread(target=self._frame_loop, name="viewer-frames", daemon=True)
         self._worker.start()
@@ -535,13 +536,14 @@ class ResultViewer:
         if not xyz_all or gen != self._generation:
             return
         xyz, col = np.concatenate(xyz_all), np.concatenate(col_all)
+        self.overview_frames_used = sorted(seen)
         with self._lock:
             if gen != self._generation:
                 return
             self.server.scene.add_point_cloud("/seq/overview", xyz, col, point_size=lo.point_size,
                                               point_shape="square", precision="float32", point_shading="flat",
                                               visible=bool(self.gui_overview.value))
-        log.info("%s: overview cloud of %d points from %d frames in %.2f s", src.name, len(xyz), len(idx),
+        log.info("%s: overview cloud of %d points from %d frames in %.2f s", src.name, len(xyz), len(seen),
                  time.monotonic() - t0)
 
     def _on_mean_bg(self) -> None:
