@@ -228,3 +228,31 @@ def test_browser_renders_scene(viewer, plane_result, tmp_path):
     green = (img[..., 1] > 120) & (img[..., 1] - img[..., 0] > 50) & (img[..., 1] - img[..., 2] > 30)
     assert blue.mean() > 0.01, f"too few point-cloud pixels on screen ({blue.mean():.4f})"
     assert green.mean() > 0.001
+
+
+def test_sequence_switch(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    write_scene(store, "a", make_scene(32, 24, 6))
+    write_scene(store, "b", make_scene(32, 24, 9))
+    with ResultViewer(store, port=free_port()) as v:
+        assert v.scene_state()["sequence"] == "a" and v.scene_state()["frustums"] == 6
+        v.gui_sequence.value = "b"
+        st = v.scene_state()
+        assert st["sequence"] == "b" and st["frustums"] == 9 and st["frame"] == 0
+        v.set_frame(8)
+        assert v.scene_state()["frame"] == 8
+
+
+@pytest.mark.s3
+def test_viewer_and_video_on_s3(s3_root):
+    store = ArtifactStore(s3_root)
+    scene = make_scene(32, 24, 8)
+    write_scene(store, "s3seq", scene)
+    with ResultViewer(store, port=free_port()) as v:
+        assert v.scene_state()["frustums"] == 8
+        v.set_frame(6)
+        assert v.scene_state()["points_static"] > 0
+    from vipe_dagster.viz.video import write_vis_video
+
+    uri = write_vis_video(store, "s3seq")
+    assert uri.startswith("s3://") and store.exists("vis", "s3seq")

@@ -214,10 +214,10 @@ class SequenceSource:
             if len(intr) != self.n:
                 raise ArtifactError(f"{store.path('intrinsics', name)}: {len(intr)} rows, expected {self.n} "
                                     f"like {store.path('pose', name)}")
-            self.intrinsics: np.ndarray | None = intr[:, :4].astype(np.float32)
-            self.camera_types = types
+            self.intrinsics_raw: np.ndarray | None = intr.astype(np.float32)
+            self.camera_types = list(types) if len(types) == self.n else [types[0] if types else "PINHOLE"] * self.n
         else:
-            self.intrinsics, self.camera_types = None, []
+            self.intrinsics_raw, self.camera_types = None, ["PINHOLE"] * self.n
         self._opened: list[Any] = []
         self.video = self._open_optional("rgb", lambda: RandomAccessVideo(store.path("rgb", name)))
         self.depth = self._open_optional("depth", lambda: ZipFrames(store.path("depth", name), "exr",
@@ -243,8 +243,8 @@ class SequenceSource:
         if self.depth is not None and len(self.depth):
             d = self.depth.read(min(self.depth._members))
             return d.shape[1], d.shape[0]
-        if self.intrinsics is not None:
-            cx, cy = float(self.intrinsics[0, 2]), float(self.intrinsics[0, 3])
+        if self.intrinsics_raw is not None and self.camera_types[0] != "PANORAMA":
+            cx, cy = float(self.intrinsics_raw[0, 2]), float(self.intrinsics_raw[0, 3])
             return max(2, int(round(2 * cx + 1))), max(2, int(round(2 * cy + 1)))
         return 640, 480
 
@@ -252,12 +252,32 @@ class SequenceSource:
     def fps(self) -> float:
         return self.video.fps if self.video is not None else 30.0
 
+    def model(self, index: int) -> str:
+        return self.camera_types[index]
+
+    def raw_K(self, index: int) -> np.ndarray:
+        """The stored intrinsics of a frame (fx fy cx cy [xi]); a pinhole guess if there are none."""
+        if self.intrinsics_raw is not None:
+            return self.intrinsics_raw[index]
+        return self.K(index)
+
     def K(self, index: int) -> np.ndarray:
-        """fx fy cx cy for a frame (a 60-degree guess when the sequence has no intrinsics)."""
-        if self.intrinsics is not None:
-            return self.intrinsics[index]
+        """Pinhole fx fy cx cy to draw a frame's frustum: the stored one for PINHOLE, f/(1+xi) for MEI,
+        and a 60-degree guess for PANORAMA or when the sequence has no intrinsics."""
+        model = self.camera_types[index]
+        if self.intrinsics_raw is not None and model != "PANORAMA":
+            k = self.intrinsics_raw[index]
+            if model == "MEI" and len(k) > 4:
+                return np.array([k[0] / (1 + k[4]), k[1] / (1 + k[4]), k[2], k[3]], np.float32)
+            return k[:4]
         f = self.width / (2 * np.tan(np.radians(30)))
         return np.array([f, f, (self.width - 1) / 2, (self.height - 1) / 2], np.float32)
+
+    def draw_intrinsics(self) -> np.ndarray:
+        """(N,4) pinhole intrinsics for drawing all frustums."""
+        if self.intrinsics_raw is not None and all(t == "PINHOLE" for t in self.camera_types):
+            return self.intrinsics_raw[:, :4]
+        return np.stack([self.K(i) for i in range(self.n)])
 
     def frame(self, index: int) -> FrameData:
         if not 0 <= index < self.n:

@@ -20,21 +20,51 @@ def auto_step(width: int, height: int, max_points: int) -> int:
     return max(2, int(math.ceil(math.sqrt(width * height / max(1, max_points)))))
 
 
+def pixel_rays(model: str, params: np.ndarray, uu: np.ndarray, vv: np.ndarray, width: int,
+               height: int) -> np.ndarray:
+    """(M,3) camera-frame rays for integer pixels, scaled so that ``ray * depth`` is the 3D point.
+
+    PINHOLE and MEI depth is z-depth (rays have z = 1; MEI uses the unified model's closed-form
+    unprojection with xi = params[4]); PANORAMA depth is ray distance (unit rays, equirectangular:
+    theta = (u - 0.5) 2 pi, phi = v pi with u, v the normalised pixel centres).
+    """
+    uu = uu.astype(np.float64)
+    vv = vv.astype(np.float64)
+    if model == "PANORAMA":
+        theta = ((uu + 0.5) / width - 0.5) * 2 * np.pi
+        phi = (vv + 0.5) / height * np.pi
+        return np.stack([np.sin(phi) * np.sin(theta), -np.cos(phi), np.sin(phi) * np.cos(theta)], axis=1)
+    fx, fy, cx, cy = (float(x) for x in np.asarray(params, np.float64)[:4])
+    mx, my = (uu - cx) / fx, (vv - cy) / fy
+    if model == "MEI" and len(params) > 4:
+        xi = float(params[4])
+        r2 = mx * mx + my * my
+        with np.errstate(invalid="ignore"):
+            f = (xi + np.sqrt(1 + (1 - xi * xi) * r2)) / (1 + r2)
+        z = f - xi
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rays = np.stack([f * mx / z, f * my / z, np.ones_like(z)], axis=1)
+        rays[~(z > 1e-6)] = np.nan
+        return rays
+    return np.stack([mx, my, np.ones_like(mx)], axis=1)
+
+
 def unproject_frame(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, rgb: np.ndarray | None,
-                    mask: np.ndarray | None, step: int = 2) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                    mask: np.ndarray | None, step: int = 2,
+                    model: str = "PINHOLE") -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Reliable-depth points of one frame on the grid ``u, v in {0, step, ...}``, split by the mask.
 
-    Returns ``{"static": (xyz, rgb), "dynamic": (xyz, rgb)}`` with world points (float32, OpenCV c2w
-    applied) and uint8 colours; "dynamic" holds pixels whose instance id is non-zero.
+    ``K`` holds the stored intrinsics of the frame (fx fy cx cy [xi]) for ``model``. Returns
+    ``{"static": (xyz, rgb), "dynamic": (xyz, rgb)}`` with world points (float32, OpenCV c2w applied)
+    and uint8 colours; "dynamic" holds pixels whose instance id is non-zero.
     """
     d = np.asarray(depth, np.float32)
     h, w = d.shape
     keep = reliable_depth_mask(d)[::step, ::step]
     vv, uu = np.nonzero(keep)
     vv, uu = vv * step, uu * step
-    fx, fy, cx, cy = (float(x) for x in np.asarray(K, np.float64)[:4])
     z = d[vv, uu].astype(np.float32)
-    cam = np.stack([(uu - cx) / fx * z, (vv - cy) / fy * z, z], axis=1).astype(np.float32)
+    cam = (pixel_rays(model, np.asarray(K), uu, vv, w, h) * z[:, None]).astype(np.float32)
     pose = np.asarray(c2w, np.float32)
     world = cam @ pose[:3, :3].T + pose[:3, 3]
     ok = np.all(np.isfinite(world), axis=1) & (np.linalg.norm(world, axis=1) < 1e6)
@@ -86,13 +116,14 @@ class MeanBackground:
             self.sum_rgb[valid] += img[valid]
         self.frames += 1
 
-    def points(self, K: np.ndarray, c2w: np.ndarray, step: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    def points(self, K: np.ndarray, c2w: np.ndarray, step: int = 2,
+               model: str = "PINHOLE") -> tuple[np.ndarray, np.ndarray]:
         if self.count is None:
             return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean_d = np.where(self.count > 0, self.sum_d / np.maximum(self.count, 1), 0.0).astype(np.float32)
             mean_rgb = np.clip(self.sum_rgb / np.maximum(self.count, 1)[..., None], 0, 255).astype(np.uint8)
-        pts = unproject_frame(mean_d, K, c2w, mean_rgb, None, step)["static"]
+        pts = unproject_frame(mean_d, K, c2w, mean_rgb, None, step, model)["static"]
         return pts
 
 

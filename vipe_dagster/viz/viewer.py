@@ -346,12 +346,12 @@ class ResultViewer:
         have = [k for k, v in (("rgb", src.video), ("depth", src.depth), ("mask", src.mask)) if v is not None]
         ego = ", ".join(f"{e.take}/{e.camera}" for e in lo.egos) or "none"
         return (f"**{src.name}**: {src.n} frames, {src.width}x{src.height}, {src.fps:.2f} fps  \n"
-                f"artifacts: pose, {'intrinsics, ' if src.intrinsics is not None else ''}{', '.join(have)}  \n"
+                f"artifacts: pose, {'intrinsics, ' if src.intrinsics_raw is not None else ''}{', '.join(have)}  \n"
                 f"grid step {lo.step} px; ego renders: {ego}")
 
     def _add_static_scene(self, lo: _Loaded) -> None:
         src, sc = lo.src, self.server.scene
-        Ks = src.intrinsics if src.intrinsics is not None else np.repeat(src.K(0)[None], src.n, axis=0)
+        Ks = src.draw_intrinsics()
         segs = frustum_segments(src.c2w, Ks, src.width, src.height, lo.frustum_scale)
         cols = np.repeat(_time_colors(src.n), 8, axis=0)[:, None, :].repeat(2, axis=1)
         sc.add_line_segments("/seq/frustums", segs, cols, thickness=1.0, thickness_units="screen")
@@ -430,7 +430,7 @@ class ResultViewer:
         aspect = src.width / src.height
         with self.server.atomic():
             if fr.depth is not None:
-                parts = unproject_frame(fr.depth, K, c2w, fr.rgb, fr.mask, lo.step)
+                parts = unproject_frame(fr.depth, src.raw_K(i), c2w, fr.rgb, fr.mask, lo.step, src.model(i))
                 for key in ("static", "dynamic"):
                     xyz, col = parts[key]
                     sc.add_point_cloud(f"/seq/points/{key}", xyz, col, point_size=lo.point_size,
@@ -529,8 +529,8 @@ class ResultViewer:
             if fr.depth is None or fr.index in seen:
                 continue
             seen.add(fr.index)
-            xyz, col = unproject_frame(fr.depth, src.K(fr.index), src.c2w[fr.index], fr.rgb, fr.mask,
-                                       step)["static"]
+            xyz, col = unproject_frame(fr.depth, src.raw_K(fr.index), src.c2w[fr.index], fr.rgb, fr.mask,
+                                       step, src.model(fr.index))["static"]
             xyz_all.append(xyz)
             col_all.append(col)
         if not xyz_all or gen != self._generation:
@@ -571,7 +571,7 @@ class ResultViewer:
             if fr.depth is not None and fr.index not in seen:
                 seen.add(fr.index)
                 acc.add(fr.depth, fr.rgb, fr.mask)
-        xyz, col = acc.points(src.K(0), src.c2w[0], lo.step)
+        xyz, col = acc.points(src.raw_K(0), src.c2w[0], lo.step, src.model(0))
         with self._lock:
             if gen != self._generation:
                 return
