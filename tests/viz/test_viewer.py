@@ -236,7 +236,11 @@ def test_sequence_switch(tmp_path):
     write_scene(store, "b", make_scene(32, 24, 9))
     with ResultViewer(store, port=free_port()) as v:
         assert v.scene_state()["sequence"] == "a" and v.scene_state()["frustums"] == 6
+        v.set_frame(5)
         v.gui_sequence.value = "b"
+        names = set(v.server.scene._handle_from_node_name)
+        # the new sequence's nodes only: thumbnails of frame 0 of "b" (frames 1, 2 with stride 1)
+        assert {n for n in names if n.startswith("/seq/nearby/")} == {"/seq/nearby/3", "/seq/nearby/4"}
         st = v.scene_state()
         assert st["sequence"] == "b" and st["frustums"] == 9 and st["frame"] == 0
         v.set_frame(8)

@@ -120,7 +120,11 @@ class ResultViewer:
         self._worker.start()
         self._player = threading.Thread(target=self._play_loop, name="viewer-player", daemon=True)
         self._player.start()
-        self.load_sequence(names[0])
+        try:
+            self.load_sequence(names[0])
+        except BaseException:
+            self.close()  # do not leave a server and threads behind
+            raise
 
     # ------------------------------------------------------------------ public API
     @property
@@ -197,6 +201,8 @@ class ResultViewer:
         }
 
     def close(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
         with self._cv:
             self._cv.notify_all()
@@ -296,9 +302,14 @@ class ResultViewer:
             self._nearby_shown = {}
             self._unload()
             sc = self.server.scene
-            h = sc.get_handle_by_name("/seq")
-            if h is not None:
-                h.remove()
+            for node in sorted((n for n in sc._handle_from_node_name if n.startswith("/seq/")), key=len,
+                               reverse=True):
+                h = sc._handle_from_node_name.get(node)
+                if h is not None:
+                    h.remove()
+            if self.gui_ego_image is not None:
+                self.gui_ego_image.remove()
+                self.gui_ego_image = None
             src = SequenceSource(self.store, name, cache_frames=self.opts.cache_frames)
             lo = self._prepare(src)
             self._loaded = lo
