@@ -149,3 +149,19 @@ def test_short_rgb_fails_without_partial_output(tmp_path):
     with pytest.raises(ArtifactError, match="frame 4"):
         write_vis_video(store, "s")
     assert not any(p.name.endswith(".mp4") for p in (tmp_path / "vipe").iterdir())
+
+
+def test_cli_write_video(tmp_path):
+    import subprocess
+    import sys
+
+    store = ArtifactStore(str(tmp_path))
+    write_scene(store, "c", make_scene(32, 24, 5))
+    out = subprocess.run([sys.executable, "-m", "vipe_dagster.cli", "visualize", str(tmp_path), "--write-video"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == store.path("vis", "c")
+    assert len(_decode_all(store.path("vis", "c"))) == 5
+    bad = subprocess.run([sys.executable, "-m", "vipe_dagster.cli", "visualize", str(tmp_path), "--write-video",
+                          "--sequence", "zz"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "available: c" in bad.stderr

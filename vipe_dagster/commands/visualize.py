@@ -21,6 +21,8 @@ def add_arguments(p):
                    help="points per frame at most (sets the grid step, >= 2 px)")
     p.add_argument("--cache_frames", "--cache-frames", dest="cache_frames", type=int, default=16,
                    help="decoded frames kept in memory")
+    p.add_argument("--write_video", "--write-video", dest="write_video", action="store_true",
+                   help="instead of serving, write vipe/<n>_vis.mp4 (RGB | depth | mask | trajectory) per sequence")
     p.add_argument("--exit_after", "--exit-after", dest="exit_after", type=float, default=None,
                    help="stop the server after this many seconds (for scripted checks)")
 
@@ -33,6 +35,8 @@ def run(args) -> int:
     from ..viz.viewer import ResultViewer, ViewerOptions
 
     log = logging.getLogger("vipe_dagster.visualize")
+    if args.write_video:
+        return _write_videos(args)
     opts = ViewerOptions(max_points_per_frame=args.max_points, cache_frames=args.cache_frames)
     viewer = ResultViewer(args.dir, host=args.host, port=args.port, sequence=args.sequence, options=opts,
                           verbose=False)
@@ -51,4 +55,30 @@ def run(args) -> int:
         pass
     finally:
         viewer.close()
+    return 0
+
+
+def _write_videos(args) -> int:
+    from tqdm import tqdm
+
+    from ..errors import ArtifactError, InputError
+    from ..io import ArtifactStore
+    from ..viz.video import write_vis_video
+
+    store = ArtifactStore(args.dir)
+    names = [n for n in store.sequences() if store.exists("pose", n)]
+    if not names:
+        raise ArtifactError(f"No ViPE artifacts found in {store.root} (expected pose/<name>.npz)")
+    if args.sequence is not None:
+        if args.sequence not in names:
+            raise InputError(f"sequence {args.sequence!r} not found in {store.root}; available: {', '.join(names)}")
+        names = [args.sequence]
+    for name in names:
+        with tqdm(desc=name, unit="frame") as bar:
+            def step(done: int, total: int, bar=bar) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            uri = write_vis_video(store, name, progress=step)
+        print(uri, flush=True)
     return 0

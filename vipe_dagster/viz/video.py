@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -188,8 +189,12 @@ def render_vis_frame(src: SequenceSource, index: int, layout: VisLayout, plot: T
     return np.concatenate([_header(layout, index, src.n), row], axis=0)
 
 
-def write_vis_video(store: ArtifactStore, name: str, crf: int = 18) -> str:
-    """Write ``vipe/<name>_vis.mp4`` (atomically) and return its URI."""
+def write_vis_video(store: ArtifactStore, name: str, crf: int = 18,
+                    progress: Callable[[int, int], None] | None = None) -> str:
+    """Write ``vipe/<name>_vis.mp4`` (atomically) and return its URI.
+
+    ``progress(done, total)`` is called after every frame when given (CLI progress bars, asset logs).
+    """
     src = SequenceSource(store, name, cache_frames=2)
     try:
         if src.video is None:
@@ -202,6 +207,8 @@ def write_vis_video(store: ArtifactStore, name: str, crf: int = 18) -> str:
         with VideoWriter(uri, fps=src.fps, crf=crf) as w:
             for i in range(src.n):
                 w.add(render_vis_frame(src, i, layout, plot, drange))
+                if progress is not None:
+                    progress(i + 1, src.n)
         log.info("%s: wrote %d visualisation frames to %s", name, src.n, uri)
         return uri
     finally:
