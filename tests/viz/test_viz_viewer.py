@@ -87,10 +87,11 @@ def test_play_button_advances_frames(viewer):
     viewer.gui_play._impl.value = True
     for cb in viewer.gui_play._impl.update_cb:  # what a browser click triggers
         cb(None)
+    assert viewer.playing and viewer.gui_play.label == "Pause"
     time.sleep(1.0)
     for cb in viewer.gui_play._impl.update_cb:
         cb(None)
-    assert not viewer.playing
+    assert not viewer.playing and viewer.gui_play.label == "Play"
     assert viewer.gui_frame.value > 3
 
 

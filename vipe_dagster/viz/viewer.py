@@ -220,6 +220,15 @@ class ResultViewer:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @property
+    def playing(self) -> bool:
+        return self._playing
+
+    def set_playing(self, on: bool) -> None:
+        """Start or stop playback (what the Play/Pause button does)."""
+        self._playing = bool(on)
+        self.gui_play.label = "Pause" if self._playing else "Play"
+
     # ------------------------------------------------------------------ GUI
     def _build_gui(self) -> None:
         gui = self.server.gui
@@ -228,13 +237,9 @@ class ResultViewer:
             self.gui_sequence.on_update(lambda _: self.load_sequence(self.gui_sequence.value))
         self.gui_frame = gui.add_slider("Frame", min=0, max=1, step=1, initial_value=0)
         self.gui_frame.on_update(lambda _: self.request_frame(int(self.gui_frame.value)))
-        self.gui_play = gui.add_button("Play / pause", icon=None)
-        self.playing = False
-
-        def _toggle(_):
-            self.playing = not self.playing
-
-        self.gui_play.on_click(_toggle)
+        self.gui_play = gui.add_button("Play", icon=None)
+        self._playing = False
+        self.gui_play.on_click(lambda _: self.set_playing(not self._playing))
         self.gui_fps = gui.add_slider("Play fps", min=1, max=60, step=1, initial_value=int(self.opts.play_fps))
         with gui.add_folder("Layers"):
             self.gui_points = gui.add_checkbox("Frame points", True)
@@ -292,7 +297,7 @@ class ResultViewer:
         """Show ``name``: poses, frustums and trajectory now; frame 0 synchronously; overview in background."""
         # stop background jobs of the previous sequence before taking the lock they finish under
         self._generation += 1
-        self.playing = False
+        self.set_playing(False)
         for t in list(self._bg_threads):
             t.join(30)
         with self._lock:
