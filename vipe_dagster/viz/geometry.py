@@ -214,5 +214,6 @@ def mask_overlay(rgb: np.ndarray, mask: np.ndarray | None, alpha: float = 0.55) 
         col = INSTANCE_COLORS[mask]
         out[fg] = np.round((1 - alpha) * rgb[fg] + alpha * col[fg]).astype(np.uint8)
         edges = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
-        out[edges] = col[edges]
+        grown = cv2.dilate(mask, np.ones((3, 3), np.uint8))  # outer ring takes the neighbouring id
+        out[edges] = INSTANCE_COLORS[grown][edges]
     return out
