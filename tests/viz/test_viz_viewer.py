@@ -261,3 +261,17 @@ def test_viewer_and_video_on_s3(s3_root):
 
     uri = write_vis_video(store, "s3seq")
     assert uri.startswith("s3://") and store.exists("vis", "s3seq")
+
+
+def test_depth_at_another_resolution_than_rgb(tmp_path):
+    """Intrinsics are in rgb pixels; a half-resolution depth map must be unprojected with rescaled K."""
+    store = ArtifactStore(str(tmp_path))
+    big, small = make_scene(128, 96, 6), make_scene(64, 48, 6)
+    write_scene(store, "h", big)
+    store.write_depth("h", [render_frame(small, i)[1] for i in range(6)])
+    store.write_masks("h", [render_frame(small, i)[2] for i in range(6)], {1: "ball"})
+    with ResultViewer(store, port=free_port()) as v:
+        v.set_frame(2)
+        pts = np.asarray(v.server.scene.get_handle_by_name("/seq/points/static").points, np.float64)
+        assert len(pts) > 100
+        assert np.percentile(_plane_distance(pts), 99) < 0.02

@@ -50,11 +50,13 @@ def pixel_rays(model: str, params: np.ndarray, uu: np.ndarray, vv: np.ndarray, w
 
 
 def unproject_frame(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, rgb: np.ndarray | None,
-                    mask: np.ndarray | None, step: int = 2,
-                    model: str = "PINHOLE") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                    mask: np.ndarray | None, step: int = 2, model: str = "PINHOLE",
+                    k_size: tuple[int, int] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Reliable-depth points of one frame on the grid ``u, v in {0, step, ...}``, split by the mask.
 
-    ``K`` holds the stored intrinsics of the frame (fx fy cx cy [xi]) for ``model``. Returns
+    ``K`` holds the stored intrinsics of the frame (fx fy cx cy [xi]) for ``model``, in pixels of an
+    image of size ``k_size`` (w, h); when the depth map has another size they are rescaled to it
+    (pixel-centre convention). Returns
     ``{"static": (xyz, rgb), "dynamic": (xyz, rgb)}`` with world points (float32, OpenCV c2w applied)
     and uint8 colours; "dynamic" holds pixels whose instance id is non-zero.
     """
@@ -64,7 +66,12 @@ def unproject_frame(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, rgb: np.n
     vv, uu = np.nonzero(keep)
     vv, uu = vv * step, uu * step
     z = d[vv, uu].astype(np.float32)
-    cam = (pixel_rays(model, np.asarray(K), uu, vv, w, h) * z[:, None]).astype(np.float32)
+    K = np.array(K, np.float64, copy=True)
+    if k_size is not None and tuple(k_size) != (w, h) and model != "PANORAMA":
+        sx, sy = w / k_size[0], h / k_size[1]
+        K[0], K[1] = K[0] * sx, K[1] * sy
+        K[2], K[3] = (K[2] + 0.5) * sx - 0.5, (K[3] + 0.5) * sy - 0.5
+    cam = (pixel_rays(model, K, uu, vv, w, h) * z[:, None]).astype(np.float32)
     pose = np.asarray(c2w, np.float32)
     world = cam @ pose[:3, :3].T + pose[:3, 3]
     ok = np.all(np.isfinite(world), axis=1) & (np.linalg.norm(world, axis=1) < 1e6)
@@ -116,14 +123,14 @@ class MeanBackground:
             self.sum_rgb[valid] += img[valid]
         self.frames += 1
 
-    def points(self, K: np.ndarray, c2w: np.ndarray, step: int = 2,
-               model: str = "PINHOLE") -> tuple[np.ndarray, np.ndarray]:
+    def points(self, K: np.ndarray, c2w: np.ndarray, step: int = 2, model: str = "PINHOLE",
+               k_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         if self.count is None:
             return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean_d = np.where(self.count > 0, self.sum_d / np.maximum(self.count, 1), 0.0).astype(np.float32)
             mean_rgb = np.clip(self.sum_rgb / np.maximum(self.count, 1)[..., None], 0, 255).astype(np.uint8)
-        pts = unproject_frame(mean_d, K, c2w, mean_rgb, None, step, model)["static"]
+        pts = unproject_frame(mean_d, K, c2w, mean_rgb, None, step, model, k_size)["static"]
         return pts
 
 

@@ -446,7 +446,8 @@ class ResultViewer:
         aspect = src.width / src.height
         with self.server.atomic():
             if fr.depth is not None:
-                parts = unproject_frame(fr.depth, src.raw_K(i), c2w, fr.rgb, fr.mask, lo.step, src.model(i))
+                parts = unproject_frame(fr.depth, src.raw_K(i), c2w, fr.rgb, fr.mask, lo.step, src.model(i),
+                                        (src.width, src.height))
                 for key in ("static", "dynamic"):
                     xyz, col = parts[key]
                     sc.add_point_cloud(f"/seq/points/{key}", xyz, col, point_size=lo.point_size,
@@ -546,7 +547,7 @@ class ResultViewer:
                 continue
             seen.add(fr.index)
             xyz, col = unproject_frame(fr.depth, src.raw_K(fr.index), src.c2w[fr.index], fr.rgb, fr.mask,
-                                       step, src.model(fr.index))["static"]
+                                       step, src.model(fr.index), (src.width, src.height))["static"]
             xyz_all.append(xyz)
             col_all.append(col)
         if not xyz_all or gen != self._generation:
@@ -587,7 +588,7 @@ class ResultViewer:
             if fr.depth is not None and fr.index not in seen:
                 seen.add(fr.index)
                 acc.add(fr.depth, fr.rgb, fr.mask)
-        xyz, col = acc.points(src.raw_K(0), src.c2w[0], lo.step, src.model(0))
+        xyz, col = acc.points(src.raw_K(0), src.c2w[0], lo.step, src.model(0), (src.width, src.height))
         with self._lock:
             if gen != self._generation:
                 return
