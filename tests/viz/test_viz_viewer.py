@@ -275,3 +275,22 @@ def test_depth_at_another_resolution_than_rgb(tmp_path):
         pts = np.asarray(v.server.scene.get_handle_by_name("/seq/points/static").points, np.float64)
         assert len(pts) > 100
         assert np.percentile(_plane_distance(pts), 99) < 0.02
+
+
+def test_ego_png_frames_without_trajectory(tmp_path):
+    """EgoX pre-release layout: PNG frames only, no pose file: the view is shown, no trajectory."""
+    import cv2
+
+    store = ArtifactStore(str(tmp_path))
+    write_scene(store, "cam02_static_vda", make_scene(32, 24, 4))
+    folder = tmp_path / "render" / "cmu_bike01_2" / "cam02"
+    folder.mkdir(parents=True)
+    for i in range(4):
+        img = np.zeros((16, 16, 3), np.uint8)
+        img[..., 2] = 60 * i  # red ramp (channel 2 is red in cv2's BGR order)
+        cv2.imwrite(str(folder / f"frame_{i:06d}.png"), img)
+    with ResultViewer(store, port=free_port()) as v:
+        assert v.scene_state()["ego_trajectories"] == 0
+        v.set_frame(3)
+        shown = v.gui_ego_image.image
+        assert shown.shape == (16, 16, 3) and abs(int(shown[..., 0].mean()) - 180) <= 2

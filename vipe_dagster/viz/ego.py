@@ -2,7 +2,8 @@
 
 A render folder may hold:
 
-- a rendered ego video: ``ego_Prior.mp4`` (EgoX's name), otherwise the first ``*.mp4`` in the folder;
+- a rendered ego video: ``ego_Prior.mp4`` (EgoX's name), otherwise the first ``*.mp4`` in the folder,
+  otherwise PNG frames (``frame_%06d.png`` as EgoX's pre-release writes them, or any ``*.png``, in name order);
 - the ego trajectory, either ``ego_pose.npz`` (``data`` (M,4,4) OpenCV camera-to-world already in the
   ViPE world of the sequence; optional ``intrinsics`` (4,) fx fy cx cy and ``size`` (2,) w h) or an EgoX
   ``meta.json`` (``test_datasets[0]``: ``ego_extrinsics`` list of 3x4 world-to-camera, ``camera_extrinsics``
@@ -19,8 +20,9 @@ from __future__ import annotations
 import io
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from ..io import ArtifactStore, fs
@@ -36,6 +38,17 @@ class EgoRender:
     c2w: np.ndarray | None  # (M,4,4) in the ViPE world
     intrinsics: np.ndarray  # fx fy cx cy
     size: tuple[int, int]
+    frame_uris: list[str] = field(default_factory=list)  # PNG frames when there is no video
+
+    def read_frame(self, index: int) -> np.ndarray | None:
+        """RGB of PNG frame ``index`` (None when out of range or unreadable)."""
+        if not 0 <= index < len(self.frame_uris):
+            return None
+        img = cv2.imdecode(np.frombuffer(fs.read_bytes(self.frame_uris[index]), np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            log.warning("%s: not a readable image", self.frame_uris[index])
+            return None
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def _pad44(m) -> np.ndarray:
@@ -95,7 +108,9 @@ def find_ego_renders(store: ArtifactStore, name: str) -> list[EgoRender]:
             except (ValueError, KeyError, IndexError, json.JSONDecodeError, OSError) as exc:
                 log.warning("%s: ego trajectory not usable (%s); showing the render only", folder, exc)
                 c2w = None
-            if video is None and c2w is None:
+            pngs = [] if video else sorted(e for e in entries if e.lower().endswith(".png") and not e.startswith("."))
+            if video is None and not pngs and c2w is None:
                 continue
-            out.append(EgoRender(take, camera, fs.join(folder, video) if video else None, c2w, intr, size))
+            out.append(EgoRender(take, camera, fs.join(folder, video) if video else None, c2w, intr, size,
+                                 [fs.join(folder, e) for e in pngs]))
     return out

@@ -504,6 +504,8 @@ class ResultViewer:
                     img = vid.read(i)
                 except ArtifactError as exc:
                     log.warning("%s", exc)
+            elif e.frame_uris:
+                img = e.read_frame(i)
             if img is not None:
                 if self.gui_ego_image is None:
                     self.gui_ego_image = self.server.gui.add_image(_thumb(img, 256), label=f"ego view {key}",
