@@ -294,3 +294,28 @@ def test_ego_png_frames_without_trajectory(tmp_path):
         v.set_frame(3)
         shown = v.gui_ego_image.image
         assert shown.shape == (16, 16, 3) and abs(int(shown[..., 0].mean()) - 180) <= 2
+
+
+def test_invalid_poses_are_skipped(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    scene = make_scene(32, 24, 8)
+    write_scene(store, "n", scene)
+    c2w = scene.c2w.copy()
+    c2w[3] = np.nan
+    c2w[5, :3, :3] *= 3.0  # not a rotation
+    store.write_pose("n", c2w)
+    with ResultViewer(store, port=free_port()) as v:
+        st = v.scene_state()
+        assert st["frustums"] == 6
+        traj = np.asarray(v.server.scene.get_handle_by_name("/seq/trajectory").points)
+        assert np.isfinite(traj).all() and len(traj) == 7 - 4  # links 0-1, 1-2, 6-7
+        v.set_frame(3)
+        assert v.scene_state()["frame"] == 3 and v.server.scene.get_handle_by_name("/seq/current") is None
+        v.set_frame(4)
+        assert v.server.scene.get_handle_by_name("/seq/current") is not None
+    from vipe_dagster.viz.video import write_vis_video
+
+    write_vis_video(store, "n")  # the plot skips the invalid frames
+    store.write_pose("n", np.full((8, 4, 4), np.nan, np.float32))
+    with pytest.raises(ArtifactError, match="none of the 8 poses"):
+        ResultViewer(store, port=free_port())

@@ -207,6 +207,17 @@ class SequenceSource:
         self.c2w = c2w.astype(np.float32)
         self.pose_inds = inds
         self.n = len(c2w)
+        # frames whose pose is unusable (non-finite, or not a rotation) are skipped when drawing
+        with np.errstate(invalid="ignore"):
+            det = np.linalg.det(np.where(np.isfinite(self.c2w[:, :3, :3]), self.c2w[:, :3, :3], 0.0))
+        self.pose_valid = np.isfinite(self.c2w).all(axis=(1, 2)) & (np.abs(det - 1.0) < 0.05)
+        if not self.pose_valid.any():
+            raise ArtifactError(f"{store.path('pose', name)}: none of the {self.n} poses is a finite rigid "
+                                f"transform (expected 4x4 camera-to-world matrices with a rotation block)")
+        if not self.pose_valid.all():
+            bad = np.nonzero(~self.pose_valid)[0]
+            log.warning("%s: %d invalid poses (first at frame %d) are not drawn", store.path("pose", name),
+                        len(bad), bad[0])
         if store.exists("intrinsics", name):
             intr, _, types = store.read_intrinsics(name)
             if len(intr) == 1 and self.n > 1:

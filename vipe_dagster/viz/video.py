@@ -90,11 +90,15 @@ class TrajectoryPlot:
 
     def __init__(self, c2w: np.ndarray, width: int, height: int, margin: float = 0.08):
         self.w, self.h = width, height
-        basis = topdown_basis(c2w)
-        centres = np.asarray(c2w, np.float64)[:, :3, 3]
-        xy = centres @ basis.T  # (N,2): right, forward
-        heads = np.asarray(c2w, np.float64)[:, :3, 2] @ basis.T
-        lo, hi = xy.min(axis=0), xy.max(axis=0)
+        c2w = np.asarray(c2w, np.float64)
+        self.valid = np.isfinite(c2w).all(axis=(1, 2))
+        if not self.valid.any():
+            raise ArtifactError("trajectory plot: no finite camera pose")
+        basis = topdown_basis(c2w[self.valid])
+        centres = c2w[:, :3, 3]
+        xy = centres @ basis.T  # (N,2): right, forward; NaN rows for invalid poses
+        heads = c2w[:, :3, 2] @ basis.T
+        lo, hi = xy[self.valid].min(axis=0), xy[self.valid].max(axis=0)
         span = float(max((hi - lo).max(), 1e-6))
         s = (1 - 2 * margin) * min(width, height) / span
         mid = (lo + hi) / 2
@@ -107,9 +111,23 @@ class TrajectoryPlot:
         self.thick = max(1, round(min(width, height) / 160))
         base = np.full((height, width, 3), 250, np.uint8)
         self._grid(base, s, mid)
-        poly = np.round(self.pts * 16).astype(np.int32).reshape(-1, 1, 2)
-        cv2.polylines(base, [poly], False, (170, 170, 170), self.thick, cv2.LINE_AA, shift=4)
+        self.pts[~self.valid] = np.nan
+        self._fixed = np.round(np.nan_to_num(self.pts) * 16).astype(np.int32)
+        edges = np.diff(np.concatenate([[0], self.valid.astype(np.int8), [0]]))
+        self._ranges = list(zip(np.nonzero(edges == 1)[0].tolist(), np.nonzero(edges == -1)[0].tolist(),
+                                strict=True))  # [start, end) of runs of valid poses
+        for run in self._runs(len(self.pts)):
+            cv2.polylines(base, [run], False, (170, 170, 170), self.thick, cv2.LINE_AA, shift=4)
         self.base = base
+
+    def _runs(self, end: int) -> list[np.ndarray]:
+        """Fixed-point (shift 4) polylines over consecutive valid poses among the first ``end``."""
+        out = []
+        for a, b in self._ranges:
+            if a >= end:
+                break
+            out.append(self._fixed[a:min(b, end)].reshape(-1, 1, 2))
+        return out
 
     def _grid(self, img: np.ndarray, s: float, mid: np.ndarray) -> None:
         """Light grid lines every power-of-ten metre step (or relative unit)."""
@@ -134,12 +152,14 @@ class TrajectoryPlot:
             marker = False
         else:
             marker = True
-        done = np.round(self.pts[: index + 1] * 16).astype(np.int32).reshape(-1, 1, 2)
-        if len(done) > 1:
-            cv2.polylines(img, [done], False, (255, 140, 0), self.thick + 1, cv2.LINE_AA, shift=4)
+        for run in self._runs(index + 1):
+            if len(run) > 1:
+                cv2.polylines(img, [run], False, (255, 140, 0), self.thick + 1, cv2.LINE_AA, shift=4)
         r = max(3, self.thick * 3)
-        start = tuple(np.round(self.pts[0]).astype(int))
+        start = tuple(np.round(self.pts[int(np.argmax(self.valid))]).astype(int))
         cv2.circle(img, start, r, (0, 160, 0), -1, cv2.LINE_AA)
+        if not self.valid[index]:
+            return img  # no position for this frame
         if marker:
             p = self.pts[index]
             tip = p + self.heads[index] * r * 3

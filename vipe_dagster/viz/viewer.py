@@ -334,7 +334,7 @@ class ResultViewer:
 
     def _prepare(self, src: SequenceSource) -> _Loaded:
         step = auto_step(src.width, src.height, self.opts.max_points_per_frame)
-        centres = src.c2w[:, :3, 3]
+        centres = src.c2w[src.pose_valid, :3, 3]
         span = float(np.linalg.norm(np.percentile(centres, 95, axis=0) - np.percentile(centres, 5, axis=0)))
         med_depth = 1.0
         fr0 = src.frame(0)
@@ -368,26 +368,32 @@ class ResultViewer:
     def _add_static_scene(self, lo: _Loaded) -> None:
         src, sc = lo.src, self.server.scene
         Ks = src.draw_intrinsics()
-        segs = frustum_segments(src.c2w, Ks, src.width, src.height, lo.frustum_scale)
-        cols = np.repeat(_time_colors(src.n), 8, axis=0)[:, None, :].repeat(2, axis=1)
+        ok = src.pose_valid
+        segs = frustum_segments(src.c2w[ok], Ks[ok], src.width, src.height, lo.frustum_scale)
+        cols = np.repeat(_time_colors(src.n)[ok], 8, axis=0)[:, None, :].repeat(2, axis=1)
         sc.add_line_segments("/seq/frustums", segs, cols, thickness=1.0, thickness_units="screen")
         centres = src.c2w[:, :3, 3]
-        if src.n > 1:
-            path = np.stack([centres[:-1], centres[1:]], axis=1)
+        link = ok[:-1] & ok[1:]  # path segments between consecutive valid poses
+        if link.any():
+            path = np.stack([centres[:-1], centres[1:]], axis=1)[link]
             tc = _time_colors(src.n)
-            pc = np.stack([tc[:-1], tc[1:]], axis=1)
+            pc = np.stack([tc[:-1], tc[1:]], axis=1)[link]
             sc.add_line_segments("/seq/trajectory", path, pc, thickness=2.5, thickness_units="screen")
         for e in lo.egos:
             if e.c2w is None or len(e.c2w) < 2:
                 continue
             key = f"{e.take}_{e.camera}"
             ec = e.c2w[:, :3, 3]
-            sc.add_line_segments(f"/seq/ego/{key}/trajectory", np.stack([ec[:-1], ec[1:]], axis=1),
+            fin = np.isfinite(ec).all(axis=1)
+            elink = fin[:-1] & fin[1:]
+            if not elink.any():
+                continue
+            sc.add_line_segments(f"/seq/ego/{key}/trajectory", np.stack([ec[:-1], ec[1:]], axis=1)[elink],
                                  (230, 30, 200), thickness=2.5, thickness_units="screen")
-        up = up_vector(src.c2w)
+        up = up_vector(src.c2w[ok])
         self.server.scene.set_up_direction(tuple(float(x) for x in up))
         # look at the first frame's scene from behind and above its camera
-        c0 = src.c2w[0]
+        c0 = src.c2w[int(np.argmax(ok))]
         fwd = c0[:3, 2]
         span = max(lo.frustum_scale / 0.06, 1e-3)
         target = c0[:3, 3] + fwd * span * 0.6
@@ -441,21 +447,28 @@ class ResultViewer:
             src.frame(j)
         fr = src.frame(i)
         K, c2w = src.K(i), src.c2w[i]
-        wxyz, pos = rotation_to_wxyz(c2w[:3, :3]), c2w[:3, 3]
         fov = 2 * np.arctan2(src.height / 2, float(K[1]))
         aspect = src.width / src.height
         with self.server.atomic():
-            if fr.depth is not None:
-                parts = unproject_frame(fr.depth, src.raw_K(i), c2w, fr.rgb, fr.mask, lo.step, src.model(i),
-                                        (src.width, src.height))
-                for key in ("static", "dynamic"):
-                    xyz, col = parts[key]
-                    sc.add_point_cloud(f"/seq/points/{key}", xyz, col, point_size=lo.point_size,
-                                       point_shape="square", precision="float32", point_shading="flat")
-            sc.add_camera_frustum("/seq/current", fov=float(fov), aspect=aspect, scale=lo.frustum_scale * 1.6,
-                                  color=(255, 40, 40), thickness=2.0, thickness_units="screen",
-                                  image=None if fr.rgb is None else _thumb(fr.rgb, CURRENT_LONG_SIDE),
-                                  format="jpeg", jpeg_quality=85, wxyz=wxyz, position=pos)
+            if not src.pose_valid[i]:
+                for name in ("/seq/current", "/seq/points/static", "/seq/points/dynamic"):
+                    h = sc.get_handle_by_name(name)
+                    if h is not None:
+                        h.remove()
+                log.warning("%s: frame %d has no valid pose; nothing to draw for it", src.name, i)
+            else:
+                if fr.depth is not None:
+                    parts = unproject_frame(fr.depth, src.raw_K(i), c2w, fr.rgb, fr.mask, lo.step, src.model(i),
+                                            (src.width, src.height))
+                    for key in ("static", "dynamic"):
+                        xyz, col = parts[key]
+                        sc.add_point_cloud(f"/seq/points/{key}", xyz, col, point_size=lo.point_size,
+                                           point_shape="square", precision="float32", point_shading="flat")
+                sc.add_camera_frustum("/seq/current", fov=float(fov), aspect=aspect, scale=lo.frustum_scale * 1.6,
+                                      color=(255, 40, 40), thickness=2.0, thickness_units="screen",
+                                      image=None if fr.rgb is None else _thumb(fr.rgb, CURRENT_LONG_SIDE),
+                                      format="jpeg", jpeg_quality=85, wxyz=rotation_to_wxyz(c2w[:3, :3]),
+                                      position=c2w[:3, 3])
             self._show_nearby(lo, i, fov, aspect)
             self._show_ego(lo, i)
         with self._cv:
@@ -469,7 +482,7 @@ class ResultViewer:
         out = {}
         for k in range(-self.opts.nearby, self.opts.nearby + 1):
             j = base + k * lo.nearby_stride
-            if j == i or not 0 <= j < lo.src.n:
+            if j == i or not 0 <= j < lo.src.n or not lo.src.pose_valid[j]:
                 continue
             out[f"/seq/nearby/{k + self.opts.nearby}"] = j
         return out
@@ -512,7 +525,7 @@ class ResultViewer:
                                                                    format="jpeg")
                 else:
                     self.gui_ego_image.image = _thumb(img, 256)
-            if e.c2w is not None and i < len(e.c2w):
+            if e.c2w is not None and i < len(e.c2w) and np.isfinite(e.c2w[i]).all():
                 c2w = e.c2w[i]
                 fx, fy, cx, cy = (float(v) for v in e.intrinsics)
                 w, h = e.size
@@ -545,7 +558,7 @@ class ResultViewer:
             except ArtifactError as exc:
                 log.warning("overview: %s", exc)
                 continue
-            if fr.depth is None or fr.index in seen:
+            if fr.depth is None or fr.index in seen or not src.pose_valid[fr.index]:
                 continue
             seen.add(fr.index)
             xyz, col = unproject_frame(fr.depth, src.raw_K(fr.index), src.c2w[fr.index], fr.rgb, fr.mask,
@@ -590,7 +603,8 @@ class ResultViewer:
             if fr.depth is not None and fr.index not in seen:
                 seen.add(fr.index)
                 acc.add(fr.depth, fr.rgb, fr.mask)
-        xyz, col = acc.points(src.raw_K(0), src.c2w[0], lo.step, src.model(0), (src.width, src.height))
+        first = int(np.argmax(src.pose_valid))
+        xyz, col = acc.points(src.raw_K(first), src.c2w[first], lo.step, src.model(first), (src.width, src.height))
         with self._lock:
             if gen != self._generation:
                 return
