@@ -18,7 +18,7 @@ from vipe_dagster.errors import ArtifactError, InputError
 from vipe_dagster.io import ArtifactStore
 from vipe_dagster.viz.frames import RandomAccessVideo
 from vipe_dagster.viz.planes import _PLANES, SPHERE_RADIUS, make_scene, render_frame, write_scene
-from vipe_dagster.viz.viewer import ResultViewer
+from vipe_dagster.viz.viewer import ResultViewer, ViewerOptions
 
 
 def _plane_distance(xyz: np.ndarray) -> np.ndarray:
@@ -99,7 +99,8 @@ def test_long_video_decodes_on_demand(tmp_path):
     store = ArtifactStore(str(tmp_path))
     scene = make_scene(32, 24, 600)
     write_scene(store, "long", scene)
-    with ResultViewer(store, port=free_port()) as v:
+    opts = ViewerOptions(exact_sampling_max_frames=0)  # the path every long video takes
+    with ResultViewer(store, port=free_port(), options=opts) as v:
         vid = v.source.video
         v.wait_background()
         # frame 0 + thumbnails, and one keyframe per overview sample: far fewer than 600 frames
@@ -111,6 +112,11 @@ def test_long_video_decodes_on_demand(tmp_path):
         np.testing.assert_allclose(v.server.scene.get_handle_by_name("/seq/current").position,
                                    scene.c2w[580, :3, 3], atol=1e-5)
         assert v.scene_state()["frustums"] == 600
+        assert 1 < len(v.overview_frames_used) <= 24
+        assert all(f % 250 == 0 for f in v.overview_frames_used)  # x264's keyframes
+    with ResultViewer(store, port=free_port()) as v:  # short video: exact samples, decoded forward
+        v.wait_background()
+        assert len(v.overview_frames_used) == 24 and v.source.video.frames_decoded <= 600 + 30
 
 
 def test_random_access_video_matches_sequential(plane_result):

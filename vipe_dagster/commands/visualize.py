@@ -31,26 +31,30 @@ def run(args) -> int:
     import logging
     import signal
     import threading
+    import time
 
     from ..viz.viewer import ResultViewer, ViewerOptions
 
     log = logging.getLogger("vipe_dagster.visualize")
     if args.write_video:
         return _write_videos(args)
+    stop = threading.Event()
+    try:  # before the viewer starts, so a SIGTERM at any time after start-up shuts down cleanly
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    except ValueError:  # not the main thread (embedded use): Ctrl-C / exit_after still work
+        pass
     opts = ViewerOptions(max_points_per_frame=args.max_points, cache_frames=args.cache_frames)
     viewer = ResultViewer(args.dir, host=args.host, port=args.port, sequence=args.sequence, options=opts,
                           verbose=False)
     log.info("viewer for %s at %s (Ctrl-C to stop)", args.dir, viewer.url)
     print(f"open {viewer.url} in a browser", flush=True)
-    stop = threading.Event()
+    deadline = None if args.exit_after is None else time.monotonic() + args.exit_after
     try:
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    except ValueError:  # not the main thread (embedded use): Ctrl-C / exit_after still work
-        pass
-    try:
-        stop.wait(args.exit_after)
-        while args.exit_after is None and not stop.is_set():
-            stop.wait(0.5)
+        # short waits: a SIGTERM delivered to another thread only runs its Python handler once the
+        # main thread wakes up
+        while not stop.wait(0.2):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
     except KeyboardInterrupt:
         pass
     finally:

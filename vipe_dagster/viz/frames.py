@@ -316,14 +316,22 @@ class SequenceSource:
                 self._cache.popitem(last=False)
         return data
 
-    def frame_near(self, index: int) -> FrameData:
-        """A frame at or shortly before ``index`` that is cheap to decode (cached, or a keyframe)."""
+    def frame_near(self, index: int, exact: bool = False) -> FrameData:
+        """A frame at or shortly before ``index`` that is cheap to decode (cached, or a keyframe).
+
+        With ``exact`` the frame ``index`` itself is decoded (cheap when requests ascend: the
+        decoder runs forward). Either way the result is not cached, so sampling a video for an
+        overview does not evict the frames being looked at.
+        """
         with self._cache_lock:
             if index in self._cache:
                 return self._cache[index]
         if self.video is None or (self.video.num_frames and index >= self.video.num_frames):
             return self.frame(index)
-        j, rgb = self.video.read_keyframe_before(index)
+        if exact:
+            j, rgb = index, self.video.read(index)
+        else:
+            j, rgb = self.video.read_keyframe_before(index)
         j = min(max(j, 0), self.n - 1)
         depth = self.depth.read(j) if self.depth is not None and j in self.depth else None
         mask = self.mask.read(j) if self.mask is not None and j in self.mask else None

@@ -56,6 +56,11 @@ class ViewerOptions:
     overview_frames: int = 24  # frames sampled for the overview cloud
     overview_max_points: int = 400_000
     mean_bg_frames: int = 48
+    # the overview / mean background decode their sampled frames exactly (running the decoder forward
+    # through the video, in the background) for short videos: at most this many frames and this many
+    # frames x pixels (e.g. 650 frames at 640x480); longer videos use the keyframe before each sample
+    exact_sampling_max_frames: int = 1000
+    exact_sampling_pixels: int = 200_000_000
     play_fps: float = 15.0
 
 
@@ -536,6 +541,12 @@ class ResultViewer:
                                       format="jpeg", wxyz=rotation_to_wxyz(c2w[:3, :3]), position=c2w[:3, 3])
 
     # ------------------------------------------------------------------ background clouds
+    def _exact_sampling(self, src: SequenceSource) -> bool:
+        """Decode sampled frames exactly (forward through the video) when the whole video is cheap
+        to decode; otherwise take the keyframe before each sample (one decode each)."""
+        return (src.n <= self.opts.exact_sampling_max_frames
+                and src.n * src.width * src.height <= self.opts.exact_sampling_pixels)
+
     def _sample_indices(self, n_frames: int, count: int) -> list[int]:
         return sorted(set(np.linspace(0, n_frames - 1, min(count, n_frames)).round().astype(int).tolist()))
 
@@ -548,13 +559,14 @@ class ResultViewer:
         per_frame = max(1, self.opts.overview_max_points // max(1, len(idx)))
         step = max(lo.step, auto_step(src.width, src.height, per_frame))
         xyz_all, col_all = [], []
+        exact = self._exact_sampling(src)
         seen: set[int] = set()
         t0 = time.monotonic()
         for j in idx:
             if self._stop.is_set() or gen != self._generation:
                 return
             try:
-                fr = src.frame_near(j)
+                fr = src.frame_near(j, exact)
             except ArtifactError as exc:
                 log.warning("overview: %s", exc)
                 continue
@@ -595,11 +607,12 @@ class ResultViewer:
             return
         src = lo.src
         acc = MeanBackground()
+        exact = self._exact_sampling(src)
         seen: set[int] = set()
         for j in self._sample_indices(src.n, self.opts.mean_bg_frames):
             if self._stop.is_set() or gen != self._generation:
                 return
-            fr = src.frame_near(j)
+            fr = src.frame_near(j, exact)
             if fr.depth is not None and fr.index not in seen:
                 seen.add(fr.index)
                 acc.add(fr.depth, fr.rgb, fr.mask)
