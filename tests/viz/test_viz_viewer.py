@@ -136,7 +136,7 @@ def test_ego_render_is_shown(ego_result):
     store, scene, expected = ego_result
     with ResultViewer(store, port=free_port()) as v:
         st = v.scene_state()
-        assert st["ego_trajectories"] == 1
+        assert st["ego_trajectories"] == 1 and v.gui_ego.visible
         v.set_frame(5)
         cam = v.server.scene.get_handle_by_name("/seq/ego/take1_cam01/camera")
         np.testing.assert_allclose(cam.position, expected[5, :3, 3], atol=1e-4)
@@ -152,6 +152,7 @@ def test_missing_optional_artifacts(tmp_path):
     with ResultViewer(store, port=free_port()) as v:
         st = v.scene_state()
         assert st["frustums"] == 10 and st["points_static"] == 0 and st["ego_trajectories"] == 0
+        assert not v.gui_ego.visible and not v.gui_mean_bg.visible
 
 
 def test_bad_inputs(tmp_path, plane_result):

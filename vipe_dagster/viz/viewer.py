@@ -327,6 +327,8 @@ class ResultViewer:
             self.gui_frame.max = max(1, src.n - 1)
             self.gui_frame.value = 0
             self.gui_info.content = self._info_text(lo)
+            self.gui_ego.visible = bool(lo.egos)  # the toggle only where there is something to toggle
+            self.gui_mean_bg.visible = src.depth is not None
             with self._cv:
                 self._shown = None
             self._show_frame(0)
