@@ -22,6 +22,7 @@ import tempfile
 import time
 
 SUITE = "viz"
+TITLE = "Visualisation"
 OPEN_TARGET_S = 10.0
 MEMORY_TARGET_MB = 1536.0
 
