@@ -173,6 +173,10 @@ class ResultViewer:
 
     def scene_state(self) -> dict:
         """What the scene holds now, read back from viser's scene handles."""
+        with self._lock:  # the frame thread adds and removes nodes under this lock
+            return self._scene_state()
+
+    def _scene_state(self) -> dict:
         sc = self.server.scene
 
         def handle(name):
@@ -263,6 +267,10 @@ class ResultViewer:
         self.gui_ego_image = None
 
     def _apply_visibility(self) -> None:
+        with self._lock:
+            self._apply_visibility_locked()
+
+    def _apply_visibility_locked(self) -> None:
         sc = self.server.scene
         lo = self._loaded
         vis = {
