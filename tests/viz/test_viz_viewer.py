@@ -10,6 +10,7 @@ import time
 import urllib.request
 import zipfile
 
+import cv2
 import numpy as np
 import pytest
 from viz_helpers import ARTIFACTS, HeadlessChromium, find_chromium, free_port
@@ -66,6 +67,12 @@ def test_scene_state_frustums_points_and_geometry(viewer, plane_result):
     np.testing.assert_allclose(cur.position, scene.c2w[k, :3, 3], atol=1e-5)
     rgb_true = render_frame(scene, k)[0]
     assert np.abs(cur.image.astype(float) - rgb_true).mean() < 15
+    # side panel: frame k above the depth colour map of frame k, 256 px wide
+    prev = viewer.gui_preview.image
+    h = scene.height * 256 // scene.width
+    assert prev.shape == (2 * h, 256, 3)
+    big = cv2.resize(rgb_true, (256, h), interpolation=cv2.INTER_NEAREST)
+    assert np.abs(prev[:h].astype(float) - big).mean() < 15
     # overview and mean background come from sampled frames, in the background
     viewer.wait_background()
     assert viewer.scene_state()["overview_points"] > st["points_static"]
@@ -228,7 +235,6 @@ def test_browser_renders_scene(viewer, plane_result, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(shot, ARTIFACTS / "viewer.png")
     assert not errors, errors
-    import cv2
 
     img = cv2.cvtColor(cv2.imread(str(shot)), cv2.COLOR_BGR2RGB).astype(int)
     # the back wall is blue-ish, the side walls red and green, the ball yellow: the cloud was drawn
@@ -286,7 +292,6 @@ def test_depth_at_another_resolution_than_rgb(tmp_path):
 
 def test_ego_png_frames_without_trajectory(tmp_path):
     """EgoX pre-release layout: PNG frames only, no pose file: the view is shown, no trajectory."""
-    import cv2
 
     store = ArtifactStore(str(tmp_path))
     write_scene(store, "cam02_static_vda", make_scene(32, 24, 4))

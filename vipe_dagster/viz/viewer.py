@@ -36,16 +36,19 @@ from .frames import RandomAccessVideo, SequenceSource
 from .geometry import (
     MeanBackground,
     auto_step,
+    depth_colormap,
     frustum_segments,
     rotation_to_wxyz,
     unproject_frame,
     up_vector,
 )
+from .video import sequence_depth_range
 
 log = logging.getLogger(__name__)
 
 THUMB_LONG_SIDE = 96
 CURRENT_LONG_SIDE = 320
+PREVIEW_WIDTH = 256
 
 
 @dataclass
@@ -72,6 +75,7 @@ class _Loaded:
     point_size: float
     nearby_stride: int
     egos: list[EgoRender] = field(default_factory=list)
+    depth_range: tuple[float, float] = (0.0, 1.0)
     ego_videos: dict[str, RandomAccessVideo] = field(default_factory=dict)
 
 
@@ -250,6 +254,7 @@ class ResultViewer:
         self._playing = False
         self.gui_play.on_click(lambda _: self.set_playing(not self._playing))
         self.gui_fps = gui.add_slider("Play fps", min=1, max=60, step=1, initial_value=int(self.opts.play_fps))
+        self.gui_preview = gui.add_image(np.zeros((2, 2, 3), np.uint8), label="frame / depth", format="jpeg")
         with gui.add_folder("Layers"):
             self.gui_points = gui.add_checkbox("Frame points", True)
             self.gui_dynamic = gui.add_checkbox("Dynamic points (mask != 0)", True)
@@ -363,7 +368,8 @@ class ResultViewer:
         fx = float(src.K(0)[0])
         point_size = max(1e-4, med_depth * step / max(fx, 1e-6))
         egos = find_ego_renders(self.store, src.name)
-        lo = _Loaded(src, step, max(scale, 1e-4), point_size, nearby_stride=max(1, src.n // 50), egos=egos)
+        lo = _Loaded(src, step, max(scale, 1e-4), point_size, nearby_stride=max(1, src.n // 50), egos=egos,
+                     depth_range=sequence_depth_range(src))
         for e in egos:
             if e.video_uri:
                 try:
@@ -484,12 +490,30 @@ class ResultViewer:
                                       image=None if fr.rgb is None else _thumb(fr.rgb, CURRENT_LONG_SIDE),
                                       format="jpeg", jpeg_quality=85, wxyz=rotation_to_wxyz(c2w[:3, :3]),
                                       position=c2w[:3, 3])
+            self._show_preview(lo, fr)
             self._show_nearby(lo, i, fov, aspect)
             self._show_ego(lo, i)
         with self._cv:
             self._shown = i
             self._cv.notify_all()
         self._apply_visibility()
+
+    def _show_preview(self, lo: _Loaded, fr) -> None:
+        """Side-panel picture of the current frame: rgb above its depth colour map."""
+        tiles = []
+
+        def fit(img: np.ndarray) -> np.ndarray:  # PREVIEW_WIDTH wide, aspect kept
+            h = max(1, round(img.shape[0] * PREVIEW_WIDTH / img.shape[1]))
+            interp = cv2.INTER_AREA if img.shape[1] > PREVIEW_WIDTH else cv2.INTER_NEAREST
+            return cv2.resize(img, (PREVIEW_WIDTH, h), interpolation=interp)
+
+        if fr.rgb is not None:
+            tiles.append(fit(fr.rgb))
+        if fr.depth is not None:
+            tiles.append(fit(depth_colormap(fr.depth, *lo.depth_range)))
+        if tiles:
+            self.gui_preview.image = np.concatenate(tiles, axis=0)
+        self.gui_preview.visible = bool(tiles)
 
     def _nearby_indices(self, lo: _Loaded, i: int) -> dict[str, int]:
         """Thumbnail frames on a grid of ``nearby_stride`` around ``i`` (stable while playing, so cached)."""
