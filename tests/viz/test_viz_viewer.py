@@ -18,12 +18,12 @@ from viz_helpers import ARTIFACTS, HeadlessChromium, find_chromium, free_port
 from vipe_dagster.errors import ArtifactError, InputError
 from vipe_dagster.io import ArtifactStore
 from vipe_dagster.viz.frames import RandomAccessVideo
-from vipe_dagster.viz.planes import _PLANES, SPHERE_RADIUS, make_scene, render_frame, write_scene
+from vipe_dagster.viz.planes import PLANES, SPHERE_RADIUS, make_scene, render_frame, write_scene
 from vipe_dagster.viz.viewer import ResultViewer, ViewerOptions
 
 
 def _plane_distance(xyz: np.ndarray) -> np.ndarray:
-    d = np.stack([np.abs(xyz @ n - off) for n, off, *_ in _PLANES], axis=1)
+    d = np.stack([np.abs(xyz @ n - off) for n, off, *_ in PLANES], axis=1)
     return d.min(axis=1)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..io import ArtifactStore
 
 # (normal, offset) with n . X = offset, and two in-plane axes for the texture
-_PLANES = [
+PLANES = [
     (np.array([0.0, 1.0, 0.0]), 1.2, np.array([1.0, 0, 0]), np.array([0, 0, 1.0]), (200, 180, 120)),   # floor
     (np.array([0.0, 0.0, 1.0]), 7.0, np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), (90, 140, 220)),    # back
     (np.array([1.0, 0.0, 0.0]), -3.5, np.array([0, 0, 1.0]), np.array([0, 1.0, 0]), (210, 90, 90)),    # left
@@ -63,7 +63,7 @@ def render_frame(scene: PlaneScene, i: int) -> tuple[np.ndarray, np.ndarray, np.
     rays = rays_cam @ R.T
     best_t = np.full((h, w), np.inf)
     rgb = np.zeros((h, w, 3), np.float64)
-    for n, off, a1, a2, base in _PLANES:
+    for n, off, a1, a2, base in PLANES:
         denom = rays @ n
         with np.errstate(divide="ignore", invalid="ignore"):
             t = (off - C @ n) / denom

@@ -337,8 +337,8 @@ class ResultViewer:
             lo = self._prepare(src)
             self._loaded = lo
             self._add_static_scene(lo)
+            self.gui_frame.value = 0  # before shrinking the range, so the value is never outside it
             self.gui_frame.max = max(1, src.n - 1)
-            self.gui_frame.value = 0
             self.gui_info.content = self._info_text(lo)
             self.gui_ego.visible = bool(lo.egos)  # the toggle only where there is something to toggle
             self.gui_mean_bg.visible = src.depth is not None
