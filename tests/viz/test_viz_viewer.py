@@ -175,6 +175,15 @@ def test_bad_inputs(tmp_path, plane_result):
         z.writestr("00000.exr", b"not an exr")
     with pytest.raises(ArtifactError, match=r"b\.zip:00000\.exr"):
         ResultViewer(bad, port=free_port())
+    scene = make_scene(32, 24, 4)
+    write_scene(bad, "b", scene)
+    (tmp_path / "bad" / "rgb" / "b.mp4").write_bytes(b"\x00" * 1000)
+    with pytest.raises(ArtifactError, match=r"rgb/b\.mp4: not a readable video"):
+        ResultViewer(bad, port=free_port())
+    write_scene(bad, "b", scene)
+    bad.write_intrinsics("b", np.tile(scene.K, (3, 1)))
+    with pytest.raises(ArtifactError, match=r"intrinsics/b\.npz: 3 rows, expected 4"):
+        ResultViewer(bad, port=free_port())
 
 
 def test_cli_serves_page(plane_result):
