@@ -37,6 +37,10 @@ class RotatedCW:
     def __init__(self, base: CameraModel, raw_height: int):
         self.base, self.raw_height = base, raw_height
 
+    @property
+    def params(self) -> torch.Tensor:
+        return self.base.params
+
     def project(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         uv, valid = self.base.project(points)
         rotated = torch.stack([self.raw_height - 1 - uv[..., 1], uv[..., 0]], dim=-1)
