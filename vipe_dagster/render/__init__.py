@@ -1,0 +1,1 @@
+"""Point clouds from artifacts and ego-view (EgoX) rendering."""

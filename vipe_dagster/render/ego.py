@@ -1,0 +1,226 @@
+"""Ego-view ("ego prior") rendering: the scene reconstructed from a static exo camera, seen by the Aria camera.
+
+Inputs are a ViPE-format result folder of the exo video plus either an EgoX ``meta.json`` or the Ego-Exo4D
+native files (camera_pose JSON, ``gopro_calibs.csv``, ``online_calibration.jsonl``). Everything that can be
+validated (camera id, files, frame ranges, ego frames) is validated before the point cloud is built.
+
+Output layout (compatible with the reference's pre-release version)::
+
+    <out_dir>/<parent>/<cam_id>/test_output_<rest>[_mean_bg][_fisheye]_pts<point_size>/
+        frame_%06d.png      (frame number = start_frame + i)
+        ego_Prior.mp4
+        render_meta.json    (inputs, flags, per-frame coverage)
+
+where ``<parent>/<cam_id>_<rest>`` are the last two components of ``input_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from gpu_kernels.splat import splat
+
+from ..egoexo.formats import find_camera_id
+from ..errors import ArtifactError, FrameRangeError, InputError
+from ..io import ArtifactStore, fs
+from ..io.video import VideoWriter
+from .ego_camera import EgoView, views_from_egoexo, views_from_meta
+from .pointcloud import (
+    ArtifactReader,
+    PointCloud,
+    all_frames_background,
+    dynamic_points,
+    mean_background,
+    voxel_downsample,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EgoRenderConfig:
+    input_dir: str
+    out_dir: str
+    meta_json_path: str | None = None
+    ego_camera_pose_path: str | None = None
+    exo_camera_pose_path: str | None = None  # gopro_calibs.csv
+    online_calibration_path: str | None = None
+    start_frame: int = 0
+    end_frame: int | None = None  # inclusive; default: last inference frame
+    source_start_frame: int | None = None  # take frame of ViPE frame start_frame (native mode)
+    point_size: float = 1.5
+    fish_eye_rendering: bool = False
+    use_mean_bg: bool = False
+    only_bg: bool = False
+    near_clip: float = 0.0
+    resolution: int = 448
+    fps: float = 30.0
+    output: str = "both"  # mp4 | png | both
+    subsample: int = 2
+    points_per_pixel: int = 20
+    voxel_size: float | None = None
+    artifact_name: str | None = None
+    normalize: bool = False  # normalised alpha weights instead of the reference's front-to-back sum
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    device: str = "cpu"
+
+
+@dataclass
+class EgoRenderResult:
+    out_path: str
+    frames: list[int]
+    coverage: list[float]
+    num_background_points: int
+    seconds: float
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def mean_coverage(self) -> float:
+        return float(np.mean(self.coverage)) if self.coverage else 0.0
+
+
+def output_folder(cfg: EgoRenderConfig) -> str:
+    parts = [p for p in str(cfg.input_dir).rstrip("/").split("/") if p]
+    parent = parts[-2] if len(parts) >= 2 else "unknown"
+    cam, _, rest = parts[-1].partition("_")
+    name = f"test_output_{rest}" if rest else "test_output"
+    if cfg.use_mean_bg:
+        name += "_mean_bg"
+    if cfg.fish_eye_rendering:
+        name += "_fisheye"
+    name += f"_pts{float(cfg.point_size)}"
+    return fs.join(cfg.out_dir, parent, cam, name)
+
+
+def _artifact_name(cfg: EgoRenderConfig) -> str:
+    store = ArtifactStore(cfg.input_dir)
+    names = store.sequences()
+    if cfg.artifact_name:
+        if cfg.artifact_name not in names:
+            raise ArtifactError(f"artifact {cfg.artifact_name!r} not found in {cfg.input_dir} (found {names})")
+        return cfg.artifact_name
+    with_pose = [n for n in names if store.exists("pose", n)]
+    if not with_pose:
+        raise ArtifactError(f"No VIPE artifacts found in {cfg.input_dir}")
+    if len(with_pose) > 1:
+        raise ArtifactError(f"{cfg.input_dir} holds several sequences {with_pose}; choose one with --artifact_name")
+    return with_pose[0]
+
+
+def validate(cfg: EgoRenderConfig) -> tuple[ArtifactReader, list[int], np.ndarray, list[EgoView]]:
+    """All cheap checks, in order, before any heavy work. Returns the reader, ViPE frames and cameras."""
+    if cfg.output not in ("mp4", "png", "both"):
+        raise InputError(f"--output must be mp4, png or both, got {cfg.output!r}")
+    if cfg.point_size <= 0:
+        raise InputError(f"--point_size must be > 0, got {cfg.point_size}")
+    if cfg.resolution < 16:
+        raise InputError(f"--resolution must be >= 16 px, got {cfg.resolution}")
+    native = cfg.ego_camera_pose_path is not None
+    if native == (cfg.meta_json_path is not None):
+        raise InputError("give either --meta_json_path (EgoX) or --ego_camera_pose_path (Ego-Exo4D), not both/neither")
+    cam_id = find_camera_id(cfg.input_dir) if native else None
+    reader = ArtifactReader(ArtifactStore(cfg.input_dir), _artifact_name(cfg))
+    a, b = reader.inference_range
+    start = cfg.start_frame
+    end = b if cfg.end_frame is None else cfg.end_frame
+    if start < 0:
+        raise FrameRangeError(f"start_frame must be non-negative, got {start}")
+    if end < start:
+        raise FrameRangeError(f"end_frame ({end}) must be >= start_frame ({start})")
+    if start < a or end > b:
+        raise FrameRangeError(f"Frame range [{start}, {end}] exceeds available inference results [{a}, {b}] "
+                              f"in {cfg.input_dir}")
+    frames = list(range(start, end + 1))
+    if native:
+        src0 = start if cfg.source_start_frame is None else cfg.source_start_frame
+        T_exo, views = views_from_egoexo(cfg.ego_camera_pose_path, cam_id, frames, src0, cfg.resolution,
+                                         cfg.fish_eye_rendering, cfg.exo_camera_pose_path,
+                                         cfg.online_calibration_path, cfg.fps)
+    else:
+        T_exo, views = views_from_meta(cfg.meta_json_path, Path(cfg.input_dir.rstrip("/")).name, frames,
+                                       cfg.resolution, cfg.fish_eye_rendering, cfg.online_calibration_path)
+    return reader, frames, T_exo, views
+
+
+def render_view(cloud: PointCloud, view: EgoView, cfg: EgoRenderConfig) -> tuple[np.ndarray, np.ndarray]:
+    """One frame: (HxWx3 uint8 image, HxW bool coverage)."""
+    dev = torch.device(cfg.device)
+    T = torch.as_tensor(view.w2c, dtype=torch.float32, device=dev)
+    xyz = torch.as_tensor(cloud.xyz, dtype=torch.float32, device=dev)
+    pc = xyz @ T[:3, :3].T + T[:3, 3]
+    if cfg.near_clip > 0:
+        keep = torch.linalg.vector_norm(pc, dim=-1) >= cfg.near_clip
+        pc = pc[keep]
+        rgb = torch.as_tensor(cloud.rgb, device=dev)[keep]
+    else:
+        rgb = torch.as_tensor(cloud.rgb, device=dev)
+    colors = rgb.to(torch.float32) / 255.0
+    image, _, mask = splat(pc, colors, view.camera, cfg.resolution, cfg.resolution, radius=cfg.point_size,
+                           k=cfg.points_per_pixel, background=cfg.background,
+                           mode="normalized" if cfg.normalize else "front_to_back")
+    img = (torch.clamp(image, 0, 1) * 255).to(torch.uint8).cpu().numpy()
+    return img, mask.cpu().numpy().astype(bool)
+
+
+def render_ego(cfg: EgoRenderConfig, progress: bool = False) -> EgoRenderResult:
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    reader, frames, T_exo, views = validate(cfg)
+    out = output_folder(cfg)
+    log.info("building %s background cloud from %s", "mean" if cfg.use_mean_bg else "all-frames", cfg.input_dir)
+    # Both backgrounds use the whole inference clip; only the rendered range is restricted.
+    a, b = reader.inference_range
+    if cfg.use_mean_bg:
+        bg = mean_background(reader, a, b, cfg.subsample)
+    else:
+        bg = all_frames_background(reader, a, b, cfg.subsample, cfg.voxel_size)
+    bg = voxel_downsample(bg, cfg.voxel_size) if cfg.voxel_size else bg
+    if len(bg) == 0:
+        raise ArtifactError(f"No points in background point cloud built from {cfg.input_dir} "
+                            f"(no reliable static depth)")
+    bg_world = bg.transformed(T_exo)
+    coverage, files = [], []
+    with fs.atomic_dir(out) as stage:
+        writer = VideoWriter(str(Path(stage) / "ego_Prior.mp4"), fps=cfg.fps) if cfg.output != "png" else None
+        if writer:
+            writer.__enter__()
+        try:
+            frame_iter = reader.frames(frames[0], frames[-1]) if not cfg.only_bg else iter([None] * len(frames))
+            for i, view, f in tqdm(zip(frames, views, frame_iter, strict=True), total=len(frames),
+                                   disable=not progress, desc="render-ego", unit="frame"):
+                cloud = bg_world
+                if f is not None:
+                    dyn = dynamic_points(reader, f, cfg.subsample)
+                    if len(dyn):
+                        cloud = bg_world + dyn.transformed(T_exo)
+                img, mask = render_view(cloud, view, cfg)
+                coverage.append(float(mask.mean()))
+                if cfg.output in ("png", "both"):
+                    name = f"frame_{i:06d}.png"
+                    cv2.imwrite(str(Path(stage) / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+                    files.append(name)
+                if writer:
+                    writer.add(img)
+        except BaseException as exc:
+            if writer:
+                writer.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        if writer:
+            writer.__exit__(None, None, None)
+            files.append("ego_Prior.mp4")
+        res = EgoRenderResult(out, frames, coverage, len(bg), time.perf_counter() - t0, files)
+        meta = {"config": {k: v for k, v in asdict(cfg).items()}, "frames": frames,
+                "take_frames": [v.take_frame for v in views], "coverage": coverage,
+                "mean_coverage": res.mean_coverage, "num_background_points": len(bg),
+                "seconds": round(res.seconds, 3)}
+        (Path(stage) / "render_meta.json").write_text(json.dumps(meta, indent=2))
+    return res

@@ -1,0 +1,195 @@
+"""Point clouds from ViPE-format artifacts (the EgoX ego-prior semantics, with its bugs fixed).
+
+- **Mean background**: per pixel, the mean over frames of depth and colour where the pixel is static
+  (instance id 0, or everything without masks) and reliable; unprojected once with the first frame's pose
+  and intrinsics, then filtered by reliability of the mean depth. Running sums keep memory at O(H*W).
+- **All-frames background**: every frame's reliable static points, concatenated, optionally de-duplicated on
+  a voxel grid (the reference concatenates without de-duplication).
+- **Dynamic points**: for one frame, reliable pixels whose instance id is non-zero and whose phrase is not
+  ``sky`` (the reference counts sky as dynamic). Produced while streaming the artifacts once, so the cost is
+  linear in the number of frames (the reference re-reads everything for every frame).
+
+Pixels are sampled on the integer grid ``u, v in {0, step, 2 step, ...}`` (no half-pixel offset), rays are
+``((u - cx) / fx, (v - cy) / fy, 1)``, colours are ``uint8``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..depth.reliable import reliable_depth_mask
+from ..errors import ArtifactError
+from ..io import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+STATIC_PHRASES = ("background", "sky")
+
+
+@dataclass
+class PointCloud:
+    xyz: np.ndarray  # (N,3) float32 world coordinates
+    rgb: np.ndarray  # (N,3) uint8
+
+    def __len__(self) -> int:
+        return len(self.xyz)
+
+    @staticmethod
+    def empty() -> PointCloud:
+        return PointCloud(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8))
+
+    def transformed(self, T: np.ndarray) -> PointCloud:
+        T = np.asarray(T, np.float64)
+        xyz = self.xyz.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+        return PointCloud(xyz.astype(np.float32), self.rgb)
+
+    def __add__(self, other: PointCloud) -> PointCloud:
+        return PointCloud(np.concatenate([self.xyz, other.xyz]), np.concatenate([self.rgb, other.rgb]))
+
+
+def unproject_grid(depth: np.ndarray, rgb: np.ndarray, intr: np.ndarray, c2w: np.ndarray, keep: np.ndarray,
+                   step: int) -> PointCloud:
+    """World points of the pixels ``keep[::step, ::step]`` (finite and within 1e6 of the origin)."""
+    vv, uu = np.nonzero(keep[::step, ::step])
+    vv, uu = vv * step, uu * step
+    fx, fy, cx, cy = (float(x) for x in intr[:4])
+    z = depth[vv, uu].astype(np.float64)
+    cam = np.stack([(uu - cx) / fx * z, (vv - cy) / fy * z, z], axis=1)
+    world = cam @ np.asarray(c2w, np.float64)[:3, :3].T + np.asarray(c2w, np.float64)[:3, 3]
+    ok = np.isfinite(world).all(axis=1) & (np.linalg.norm(world, axis=1) < 1e6)
+    return PointCloud(world[ok].astype(np.float32), rgb[vv[ok], uu[ok]].astype(np.uint8))
+
+
+def voxel_downsample(pc: PointCloud, voxel: float) -> PointCloud:
+    """One point per occupied voxel: the mean position and mean colour of the points inside it."""
+    if voxel is None or voxel <= 0 or len(pc) == 0:
+        return pc
+    keys = np.floor(pc.xyz / voxel).astype(np.int64)
+    _, inv, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    inv = inv.reshape(-1)
+    xyz = np.zeros((len(counts), 3))
+    rgb = np.zeros((len(counts), 3))
+    np.add.at(xyz, inv, pc.xyz)
+    np.add.at(rgb, inv, pc.rgb.astype(np.float64))
+    xyz /= counts[:, None]
+    rgb /= counts[:, None]
+    return PointCloud(xyz.astype(np.float32), np.clip(np.round(rgb), 0, 255).astype(np.uint8))
+
+
+@dataclass
+class FrameData:
+    index: int
+    rgb: np.ndarray  # HxWx3 uint8
+    depth: np.ndarray  # HxW float32
+    mask: np.ndarray | None  # HxW uint8 instance ids
+    c2w: np.ndarray  # 4x4
+    intr: np.ndarray  # fx fy cx cy
+
+
+class ArtifactReader:
+    """Streams rgb, depth, mask, pose and intrinsics of one sequence in lock-step."""
+
+    def __init__(self, store: ArtifactStore, name: str):
+        self.store, self.name = store, name
+        for kind in ("pose", "intrinsics", "depth", "rgb"):
+            if not store.exists(kind, name):
+                what = {"pose": "Pose", "intrinsics": "Intrinsics", "depth": "Depth", "rgb": "RGB video"}[kind]
+                raise ArtifactError(f"{what} file not found: {store.path(kind, name)}")
+        self.c2w, pose_inds = store.read_pose(name)
+        if len(pose_inds) == 0:
+            raise ArtifactError(f"No pose data found in inference results {store.path('pose', name)}")
+        intr, _, types = store.read_intrinsics(name)
+        if any(t != "PINHOLE" for t in types):
+            raise ArtifactError(f"{store.path('camera', name)}: only PINHOLE ViPE cameras can be unprojected, "
+                                f"got {sorted(set(types))}")
+        if len(intr) != len(self.c2w):
+            raise ArtifactError(f"{store.path('intrinsics', name)} has {len(intr)} frames but "
+                                f"{store.path('pose', name)} has {len(self.c2w)}")
+        self.intr = intr
+        self.num_frames = len(self.c2w)
+        self.has_mask = store.exists("mask", name)
+        if self.has_mask:
+            phrases = store.read_phrases(name) if store.exists("phrases", name) else {}
+            self.static_ids = {i for i, p in phrases.items() if p.strip().lower() in STATIC_PHRASES} | {0}
+
+    @property
+    def inference_range(self) -> tuple[int, int]:
+        return 0, self.num_frames - 1
+
+    def frames(self, first: int = 0, last: int | None = None) -> Iterator[FrameData]:
+        last = self.num_frames - 1 if last is None else last
+        wanted = range(first, last + 1)
+        rgb_it = iter(self.store.open_rgb(self.name))
+        depth_it = self.store.iter_depth(self.name, wanted)
+        mask_it = self.store.iter_masks(self.name, wanted) if self.has_mask else None
+        i = -1
+        for i, (_, depth) in zip(wanted, depth_it, strict=False):
+            rgb = None
+            for j, frame in rgb_it:
+                if j == i:
+                    rgb = frame
+                    break
+            if rgb is None:
+                raise ArtifactError(f"{self.store.path('rgb', self.name)}: frame {i} is missing")
+            mask = next(mask_it)[1] if mask_it is not None else None
+            if rgb.shape[:2] != depth.shape or (mask is not None and mask.shape != depth.shape):
+                raise ArtifactError(
+                    f"{self.name} frame {i}: rgb {rgb.shape[:2]}, depth {depth.shape}"
+                    f"{'' if mask is None else f', mask {mask.shape}'} must all have the same HxW")
+            yield FrameData(i, rgb, depth, mask, self.c2w[i], self.intr[i])
+        if i != last:
+            raise ArtifactError(f"{self.store.path('depth', self.name)}: frames end at {i}, expected up to {last}")
+
+    def static_mask(self, f: FrameData) -> np.ndarray:
+        if f.mask is None:
+            return np.ones(f.depth.shape, bool)
+        return np.isin(f.mask, list(self.static_ids))
+
+
+def mean_background(reader: ArtifactReader, first: int, last: int, step: int = 2) -> PointCloud:
+    """Per-pixel mean of static, reliable depth and colour over frames ``first..last``, unprojected once."""
+    sum_d = sum_c = cnt = None
+    ref: FrameData | None = None
+    for f in reader.frames(first, last):
+        valid = reader.static_mask(f) & reliable_depth_mask(f.depth)
+        if sum_d is None:
+            sum_d = np.zeros(f.depth.shape, np.float64)
+            sum_c = np.zeros(f.rgb.shape, np.float64)
+            cnt = np.zeros(f.depth.shape, np.int64)
+            ref = f
+        sum_d[valid] += f.depth[valid]
+        sum_c[valid] += f.rgb[valid]
+        cnt += valid
+    assert ref is not None and sum_d is not None and sum_c is not None and cnt is not None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_d = np.where(cnt > 0, sum_d / cnt, 0.0)
+        mean_c = np.where(cnt[..., None] > 0, sum_c / np.maximum(cnt, 1)[..., None], 0.0)
+    keep = reliable_depth_mask(mean_d)
+    rgb = np.clip(np.trunc(mean_c), 0, 255).astype(np.uint8)
+    return unproject_grid(mean_d.astype(np.float32), rgb, ref.intr, ref.c2w, keep, step)
+
+
+def all_frames_background(reader: ArtifactReader, first: int, last: int, step: int = 2,
+                          voxel: float | None = None) -> PointCloud:
+    parts = []
+    for f in reader.frames(first, last):
+        keep = reader.static_mask(f) & reliable_depth_mask(f.depth)
+        parts.append(unproject_grid(f.depth, f.rgb, f.intr, f.c2w, keep, step))
+        if voxel:
+            # de-duplicate as we go so memory follows the scene size, not the frame count
+            merged = parts[0] if len(parts) == 1 else sum(parts[1:], parts[0])
+            parts = [voxel_downsample(merged, voxel)]
+    if not parts:
+        return PointCloud.empty()
+    return parts[0] if len(parts) == 1 else sum(parts[1:], parts[0])
+
+
+def dynamic_points(reader: ArtifactReader, f: FrameData, step: int = 2) -> PointCloud:
+    if f.mask is None:
+        return PointCloud.empty()
+    keep = ~reader.static_mask(f) & reliable_depth_mask(f.depth)
+    return unproject_grid(f.depth, f.rgb, f.intr, f.c2w, keep, step)

@@ -1,0 +1,222 @@
+"""A synthetic Ego-Exo4D take with exact ground truth, made by analytic ray casting (numpy only).
+
+The scene is the inside of a textured box room (six planes with smooth procedural textures) plus one
+textured box standing in it. A static exo pinhole camera ("cam01") sees the room; its ViPE-format result
+(rgb, identity poses as ViPE's fixed-camera mode writes them, intrinsics, z-depth, empty masks) is written
+exactly, so the ego renderer can be tested without any estimation error. An Aria wearer walks near the exo
+camera; for every frame the take holds:
+
+- ``annotations/ego_pose/test/camera_pose/<uid>.json``: ``cam01`` K / world-to-camera / KB4 (zeros) and
+  ``aria01`` per-frame world-to-camera of the raw Aria RGB sensor;
+- ``takes/<take>/trajectory/gopro_calibs.csv`` (``T_world_cam`` of cam01) and ``online_calibration.jsonl``
+  (a real Aria camera-rgb Fisheye624 calibration at 2880 px, one line per frame at 30 fps);
+- ``meta.json`` in the EgoX layout;
+- ground truth ego views: ``gt/ego_fisheye/frame_%06d.png`` (upright = raw rotated 90 degrees clockwise) and
+  ``gt/ego_fisheye_visible/frame_%06d.png`` (255 where the surface point is also seen by the exo camera),
+  computed by casting the fisheye rays with **projectaria_tools**' unprojection (an independent
+  implementation of the camera model).
+
+The world frame is not the exo camera frame (cam01 is rotated and translated in it), so the renderer's
+exo-to-world transform is exercised.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from ..egoexo.formats import ARIA_RGB_SENSOR_PX, DEFAULT_ARIA_RGB_PARAMS, scale_fisheye624
+from ..io import ArtifactStore
+
+ROOM_MIN = np.array([-3.0, -1.6, -3.0])  # world: x right, y down (floor at y=+1.4), z forward
+ROOM_MAX = np.array([3.0, 1.4, 4.0])
+BOX_MIN = np.array([-0.4, 0.6, 1.4])
+BOX_MAX = np.array([0.5, 1.4, 2.2])
+
+
+@dataclass
+class EgoExoTake:
+    root: str
+    take: str
+    take_uid: str
+    vipe_dir: str  # ViPE result folder of cam01
+    camera_pose_json: str
+    gopro_calibs: str
+    online_calibration: str
+    meta_json: str
+    gt_dir: str
+    num_frames: int
+    resolution: int
+
+
+def _texture(plane: int, s: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Smooth multi-scale colour pattern on a plane's 2-D coordinates (metres) -> (..., 3) in [0, 1]."""
+    rng = np.random.default_rng(100 + plane)
+    out = np.zeros((*s.shape, 3))
+    for c in range(3):
+        acc = np.full(s.shape, 0.5)
+        for freq, amp in ((0.7, 0.22), (1.9, 0.14), (4.3, 0.08)):
+            a, b, ph = rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(0, 2 * np.pi)
+            acc += amp * np.sin(2 * np.pi * freq * (a * s + b * t) + ph)
+        out[..., c] = acc
+    return np.clip(out, 0, 1)
+
+
+def _planes():
+    """(normal axis, coordinate, bounds-min, bounds-max, plane id) for the room walls and the box faces."""
+    planes = []
+    for axis in range(3):
+        for pid, val in ((2 * axis, ROOM_MIN[axis]), (2 * axis + 1, ROOM_MAX[axis])):
+            planes.append((axis, val, ROOM_MIN, ROOM_MAX, pid))
+    for axis in range(3):
+        for pid, val in ((10 + 2 * axis, BOX_MIN[axis]), (11 + 2 * axis, BOX_MAX[axis])):
+            planes.append((axis, val, BOX_MIN, BOX_MAX, pid))
+    return planes
+
+
+def cast(origin: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest hit of rays ``origin + t dirs`` (dirs (...,3) world). Returns (t, rgb)."""
+    shape = dirs.shape[:-1]
+    d = dirs.reshape(-1, 3)
+    best_t = np.full(len(d), np.inf)
+    best_rgb = np.zeros((len(d), 3))
+    for axis, val, lo, hi, pid in _planes():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (val - origin[axis]) / d[:, axis]
+        p = origin + t[:, None] * d
+        others = [a for a in range(3) if a != axis]
+        inside = (t > 1e-6) & np.all((p[:, others] >= lo[others] - 1e-9) & (p[:, others] <= hi[others] + 1e-9), axis=1)
+        better = inside & (t < best_t)
+        if better.any():
+            best_t[better] = t[better]
+            best_rgb[better] = _texture(pid, p[better, others[0]], p[better, others[1]])
+    return best_t.reshape(shape), best_rgb.reshape(*shape, 3)
+
+
+def _look_at(eye, target, up=(0.0, -1.0, 0.0)) -> np.ndarray:
+    """Camera-to-world (OpenCV axes) looking from ``eye`` at ``target`` with image-up along ``up``."""
+    z = np.asarray(target, float) - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(-np.asarray(up, float), z)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    T = np.eye(4)
+    T[:3, :3] = np.stack([x, y, z], axis=1)
+    T[:3, 3] = eye
+    return T
+
+
+def generate_take(out_root: str, num_frames: int = 8, exo_size: tuple[int, int] = (320, 240),
+                  exo_focal: float = 220.0, resolution: int = 224, take: str = "synth_take_1") -> EgoExoTake:
+    from projectaria_tools.core import calibration
+
+    root = Path(out_root)
+    W, H = exo_size
+    K = np.array([[exo_focal, 0, (W - 1) / 2], [0, exo_focal, (H - 1) / 2], [0, 0, 1.0]])
+    T_exo = _look_at(np.array([0.3, -0.2, -2.4]), np.array([0.0, 0.4, 2.0]))  # exo camera-to-world
+
+    # --- exo render (exact), written as a ViPE fixed-camera result in the exo camera frame
+    u, v = np.meshgrid(np.arange(W, dtype=float), np.arange(H, dtype=float))
+    rays_c = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=-1)
+    t, rgb = cast(T_exo[:3, 3], rays_c @ T_exo[:3, :3].T)
+    depth = t.astype(np.float32)  # unit-z rays in the camera frame: t along the ray is the z-depth
+    img = (rgb * 255).round().astype(np.uint8)
+    vipe_dir = root / "vipe_results" / take / "cam01"
+    store = ArtifactStore(str(vipe_dir))
+    store.write_rgb("cam01", [img] * num_frames, fps=30.0)
+    store.write_pose("cam01", np.tile(np.eye(4), (num_frames, 1, 1)))
+    store.write_intrinsics("cam01", np.tile([[K[0, 0], K[1, 1], K[0, 2], K[1, 2]]], (num_frames, 1)))
+    store.write_depth("cam01", [depth] * num_frames)
+    store.write_masks("cam01", [np.zeros((H, W), np.uint8)] * num_frames, {})
+    store.write_info("cam01", {"ba_residual": 0.0})
+
+    # --- ego trajectory: raw Aria sensor (image rotated 90 deg from upright), walking beside the exo camera
+    ego_w2c = []
+    for i in range(num_frames):
+        s = i / max(num_frames - 1, 1)
+        eye = np.array([0.1 + 0.4 * s, -0.1, -1.9 + 0.3 * s])
+        upright = _look_at(eye, np.array([0.2 - 0.6 * s, 0.3, 2.0]))
+        # the raw sensor frame is the upright camera rolled by +90 degrees about its optical axis
+        # (raw +u points down in the world, so rotating the raw image clockwise makes it upright)
+        raw = upright.copy()
+        raw[:3, :3] = upright[:3, :3] @ Rotation.from_euler("z", 90, degrees=True).as_matrix()
+        ego_w2c.append(np.linalg.inv(raw))
+    ego_w2c = np.stack(ego_w2c)
+
+    params_sensor = DEFAULT_ARIA_RGB_PARAMS
+    ann = root / "annotations" / "ego_pose" / "test" / "camera_pose"
+    ann.mkdir(parents=True, exist_ok=True)
+    uid = "00000000-synth-take-0001"
+    exo_w2c = np.linalg.inv(T_exo)
+    pose_json = {
+        "metadata": {"take_name": take, "take_uid": uid},
+        "cam01": {"camera_intrinsics": K.tolist(), "camera_extrinsics": exo_w2c[:3].tolist(),
+                  "distortion_coeffs": [0.0, 0.0, 0.0, 0.0]},
+        "aria01": {"camera_intrinsics": [[150.0, 0, 255.5], [0, 150.0, 255.5], [0, 0, 1]],
+                   "camera_extrinsics": {str(i): ego_w2c[i][:3].tolist() for i in range(num_frames)}},
+    }
+    cp_path = ann / f"{uid}.json"
+    cp_path.write_text(json.dumps(pose_json))
+    traj = root / "takes" / take / "trajectory"
+    traj.mkdir(parents=True, exist_ok=True)
+    q = Rotation.from_matrix(T_exo[:3, :3]).as_quat()
+    cols = ["cam_uid", "graph_uid", "tx_world_cam", "ty_world_cam", "tz_world_cam", "qx_world_cam",
+            "qy_world_cam", "qz_world_cam", "qw_world_cam", "image_width", "image_height", "intrinsics_type",
+            *[f"intrinsics_{k}" for k in range(8)], "start_frame_idx", "end_frame_idx"]
+    row = ["cam01", "g0", *T_exo[:3, 3], *q, W, H, "KANNALABRANDTK3", K[0, 0], K[1, 1], K[0, 2], K[1, 2],
+           0, 0, 0, 0, -1, -1]
+    (traj / "gopro_calibs.csv").write_text(",".join(cols) + "\n" + ",".join(str(x) for x in row) + "\n")
+    lines = []
+    for i in range(num_frames + 2):
+        lines.append(json.dumps({
+            "tracking_timestamp_us": 1_000_000 + int(round(i / 30.0 * 1e6)), "utc_timestamp_ns": 0,
+            "ImuCalibrations": [], "CameraCalibrations": [{
+                "Label": "camera-rgb", "SerialNumber": "synth", "Calibrated": True,
+                "Projection": {"Name": "FisheyeRadTanThinPrism", "Params": params_sensor.tolist()},
+                "T_Device_Camera": {"Translation": [0, 0, 0], "UnitQuaternion": [1.0, [0, 0, 0]]}}]}))
+    (traj / "online_calibration.jsonl").write_text("\n".join(lines) + "\n")
+    meta = {"test_datasets": [{
+        "exo_path": f"./takes/{take}/cam01/exo.mp4", "prompt": "", "ego_prior_path": "", "ego_gt_path": "",
+        "camera_intrinsics": K.tolist(), "camera_extrinsics": exo_w2c[:3].tolist(),
+        "ego_intrinsics": [[150.0, 0, 255.5], [0, 150.0, 255.5], [0, 0, 1]],
+        "ego_extrinsics": [m[:3].tolist() for m in ego_w2c]}]}
+    (root / "meta.json").write_text(json.dumps(meta))
+
+    # --- ground-truth ego fisheye views with projectaria_tools' unprojection
+    gt_dir = root / "gt"
+    (gt_dir / "ego_fisheye").mkdir(parents=True, exist_ok=True)
+    (gt_dir / "ego_fisheye_visible").mkdir(parents=True, exist_ok=True)
+    scaled = scale_fisheye624(params_sensor, resolution / ARIA_RGB_SENSOR_PX)
+    proj = calibration.CameraProjection(calibration.CameraModelType.FISHEYE624, scaled)
+    R = resolution
+    rows, cols_ = np.meshgrid(np.arange(R), np.arange(R), indexing="ij")
+    # upright pixel (col', row') comes from raw (u, v) = (row', R - 1 - col')
+    raw_u, raw_v = rows.astype(float), (R - 1 - cols_).astype(float)
+    rays = np.array([proj.unproject(np.array([a, b])) for a, b in zip(raw_u.ravel(), raw_v.ravel(), strict=True)])
+    rays = rays / np.linalg.norm(rays, axis=1, keepdims=True)
+    for i in range(num_frames):
+        c2w = np.linalg.inv(ego_w2c[i])
+        tt, col = cast(c2w[:3, 3], rays @ c2w[:3, :3].T)
+        ok = np.isfinite(tt) & (rays[:, 2] > 0)
+        X = c2w[:3, 3] + tt[:, None] * (rays @ c2w[:3, :3].T)
+        Xe = (X - T_exo[:3, 3]) @ T_exo[:3, :3]  # into the exo camera frame
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ue = K[0, 0] * Xe[:, 0] / Xe[:, 2] + K[0, 2]
+            ve = K[1, 1] * Xe[:, 1] / Xe[:, 2] + K[1, 2]
+        inimg = ok & (Xe[:, 2] > 0) & (ue >= 0) & (ue <= W - 1) & (ve >= 0) & (ve <= H - 1)
+        seen = np.zeros(len(X), bool)
+        ui, vi = np.clip(np.round(ue[inimg]).astype(int), 0, W - 1), np.clip(np.round(ve[inimg]).astype(int), 0, H - 1)
+        seen[inimg] = np.abs(depth[vi, ui] - Xe[inimg, 2]) < 0.02 * Xe[inimg, 2]
+        gt_img = np.where(ok[:, None], col, 0).reshape(R, R, 3)
+        cv2.imwrite(str(gt_dir / "ego_fisheye" / f"frame_{i:06d}.png"),
+                    cv2.cvtColor((gt_img * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(gt_dir / "ego_fisheye_visible" / f"frame_{i:06d}.png"),
+                    (seen.reshape(R, R) * 255).astype(np.uint8))
+    return EgoExoTake(str(root), take, uid, str(vipe_dir), str(cp_path), str(traj / "gopro_calibs.csv"),
+                      str(traj / "online_calibration.jsonl"), str(root / "meta.json"), str(gt_dir),
+                      num_frames, resolution)
