@@ -163,3 +163,17 @@ def test_cli_render_png_only(take, tmp_path, capsys):
     rc = main(["render-ego", "--input_dir", take.vipe_dir, "--out_dir", str(tmp_path / "o2"),
                "--meta_json_path", take.meta_json, "--end_frame", "9"])
     assert rc == 2 and "exceeds available inference results [0, 3]" in capsys.readouterr().err
+
+
+def test_ego_pose_written_for_viewers(take, tmp_path):
+    cfg = EgoRenderConfig(input_dir=take.vipe_dir, out_dir=str(tmp_path / "o"), meta_json_path=take.meta_json,
+                          resolution=64, output="png", only_bg=True)
+    res = render_ego(cfg)
+    z = np.load(Path(res.out_path) / "ego_pose.npz")
+    assert z["data"].shape == (take.num_frames, 4, 4)
+    # the ego centre in the ViPE (= exo camera) frame equals the exo-frame position of the GT ego centre
+    meta = json.loads(Path(take.meta_json).read_text())["test_datasets"][0]
+    exo_w2c = np.vstack([np.array(meta["camera_extrinsics"]), [0, 0, 0, 1]])
+    ego_w2c = np.vstack([np.array(meta["ego_extrinsics"][0]), [0, 0, 0, 1]])
+    centre_world = np.linalg.inv(ego_w2c)[:3, 3]
+    np.testing.assert_allclose(z["data"][0][:3, 3], exo_w2c[:3, :3] @ centre_world + exo_w2c[:3, 3], atol=1e-4)

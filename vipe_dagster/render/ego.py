@@ -170,6 +170,20 @@ def render_view(cloud: PointCloud, view: EgoView, cfg: EgoRenderConfig) -> tuple
     return img, mask.cpu().numpy().astype(bool)
 
 
+def _write_ego_pose(path: Path, T_exo: np.ndarray, views: list[EgoView], cfg: EgoRenderConfig) -> None:
+    """The upright ego camera per frame in the ViPE world of the input (for viewers): ``data`` (M,4,4) c2w.
+
+    P_world = T_exo P_vipe, so an ego camera-to-world in the ViPE world is inv(T_exo) inv(ego_w2c); the upright
+    camera is the raw sensor rolled by -90 degrees about its optical axis (the output image is rotated clockwise).
+    """
+    roll = np.array([[0.0, 1, 0, 0], [-1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])  # Rz(-90)
+    c2w = np.stack([np.linalg.inv(T_exo) @ np.linalg.inv(v.w2c) @ roll for v in views])
+    f = float(views[0].camera.base.params[0]) if views else float(cfg.resolution)
+    c = (cfg.resolution - 1) / 2
+    np.savez(path, data=c2w.astype(np.float32), intrinsics=np.array([f, f, c, c], np.float32),
+             size=np.array([cfg.resolution, cfg.resolution]))
+
+
 def render_ego(cfg: EgoRenderConfig, progress: bool = False) -> EgoRenderResult:
     from tqdm import tqdm
 
@@ -223,4 +237,5 @@ def render_ego(cfg: EgoRenderConfig, progress: bool = False) -> EgoRenderResult:
                 "mean_coverage": res.mean_coverage, "num_background_points": len(bg),
                 "seconds": round(res.seconds, 3)}
         (Path(stage) / "render_meta.json").write_text(json.dumps(meta, indent=2))
+        _write_ego_pose(Path(stage) / "ego_pose.npz", T_exo, views, cfg)
     return res
