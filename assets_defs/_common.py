@@ -12,8 +12,7 @@ from typing import Any
 import dagster as dg
 
 from vipe_dagster import __version__
-from vipe_dagster.io import ArtifactStore
-from vipe_dagster.io import fs
+from vipe_dagster.io import ArtifactStore, fs
 
 log = logging.getLogger(__name__)
 

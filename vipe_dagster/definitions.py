@@ -9,8 +9,11 @@ that imports dagster (besides the CLI's ``ui``/``demo`` hand-offs).
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+import shutil
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -68,3 +71,33 @@ def build_definitions(resources: Mapping[str, Any] | None = None) -> dg.Definiti
 
 
 defs = build_definitions()
+
+
+# ---------------------------------------------------------------------------- local instance helpers
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LOCAL_INSTANCE_YAML = REPO_ROOT / "deployments" / "local" / "dagster.yaml"
+WORKSPACE_YAML = REPO_ROOT / "workspace.yaml"
+
+
+def ensure_dagster_home(path: str | os.PathLike | None = None) -> Path:
+    """Resolve ``DAGSTER_HOME`` (argument > environment > ``./.dagster_home``), create it, put the local
+    ``dagster.yaml`` (SQLite, queued runs, pools) there if it has none, and export it."""
+    home = Path(path or os.environ.get("DAGSTER_HOME") or ".dagster_home").expanduser().absolute()
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    if not target.exists():
+        if not LOCAL_INSTANCE_YAML.exists():
+            raise ConfigError(f"{LOCAL_INSTANCE_YAML} is missing; cannot create {target}")
+        shutil.copyfile(LOCAL_INSTANCE_YAML, target)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def apply_pool_limits(instance: dg.DagsterInstance, definitions: dg.Definitions | None = None) -> dict[str, int]:
+    """Set the ``gpu`` pool's limit from the ``compute`` resource (number of GPUs, or 1 on CPU)."""
+    from assets_defs._common import GPU_POOL
+
+    compute = (definitions or defs).resources.get("compute")
+    limit = compute.pool_limit() if compute is not None else 1
+    instance.event_log_storage.set_concurrency_slots(GPU_POOL, limit)
+    return {GPU_POOL: limit}

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ArtifactError, InputError
-from .io import ArtifactStore
-from .io import fs
+from .io import ArtifactStore, fs
 from .io.manifest import content_hash
 from .io.video import VIDEO_EXTS
 
