@@ -46,7 +46,8 @@ def scan_and_register(context: dg.SensorEvaluationContext, store: ArtifactStore,
     present = {f.uri for f in files}
     now = time.time()
     todo = [f for f in files if seen.get(f.uri) != f.fingerprint
-            and not (f.etag is None and f.mtime is not None and now - f.mtime < settle_seconds)]
+            and not (settle_seconds > 0 and f.etag is None and f.mtime is not None
+                         and now - f.mtime < settle_seconds)]
     registry = VideoRegistry(store)
     known = set(context.instance.get_dynamic_partitions(VIDEOS.name))
     new_keys: list[str] = []
