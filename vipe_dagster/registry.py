@@ -169,7 +169,7 @@ class VideoRegistry:
         uri = self._path(key)
         if not fs.exists(uri):
             raise ArtifactError(f"video partition {key!r} is not registered (no {uri}); register it with "
-                                f"`vipe-dagster demo --video ...` or drop the file into a watched folder")
+                                f"`vipe-dagster demo VIDEO` or drop the file into a watched folder")
         try:
             d = json.loads(fs.read_text(uri))
             return VideoEntry(**d)
