@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +103,32 @@ def remove_stale_temps(store: ArtifactStore, key: str, kinds: tuple[str, ...]) -
 def sidecar_path(store: ArtifactStore, key: str, suffix: str) -> str:
     """``vipe/<key>_<suffix>``: our extra per-sequence files (previews, metric tables)."""
     return fs.join(store.root, "vipe", f"{key}_{suffix}")
+
+
+class _DagsterLogForwarder(logging.Handler):
+    def __init__(self, dagster_log):
+        super().__init__(level=logging.INFO)
+        self._log = dagster_log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = f"{record.name}: {record.getMessage()}"
+            (self._log.warning if record.levelno >= logging.WARNING else self._log.info)(msg)
+        except Exception:  # logging must never break the step
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def engine_logs_to_dagster(context) -> Iterator[None]:
+    """Forward the engine's ``vipe_dagster`` log records (INFO and up) to the step's Dagster log."""
+    logger = logging.getLogger("vipe_dagster")
+    handler = _DagsterLogForwarder(context.log)
+    old_level = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)

@@ -20,6 +20,7 @@ from ._common import (
     VIDEO_GROUP,
     VIDEO_PIPELINE_JOB,
     VIDEOS,
+    engine_logs_to_dagster,
     placement_tags,
     remove_stale_temps,
     sidecar_path,
@@ -87,8 +88,9 @@ def processed_video(context: dg.AssetExecutionContext, config: IngestConfig,
     eff_start, eff_end = resolve_range(info.num_frames, req_start, min(req_end, info.num_frames - 1), source_name)
     context.log.info(f"ingesting {entry.uri} frames {eff_start}..{eff_end} (skip {skip}, long side {long_side})")
     t0 = time.perf_counter()
-    res = ingest_video(entry.uri, store, name=key, start_frame=eff_start, end_frame=eff_end, frame_skip=skip,
-                       long_side=long_side)
+    with engine_logs_to_dagster(context):
+        res = ingest_video(entry.uri, store, name=key, start_frame=eff_start, end_frame=eff_end,
+                           frame_skip=skip, long_side=long_side)
     manifest = store.read_manifest(key)
     manifest["request"] = {"start_frame": req_start, "end_frame": req_end, "frame_skip": skip,
                            "long_side": long_side}

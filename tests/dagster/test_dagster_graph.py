@@ -91,6 +91,9 @@ def test_full_graph_local(tmp_path, instance):
     entry = _register(instance, artifacts, SAMPLE, start_frame=0, end_frame=15, long_side=256)
     _, job, result, checks = _run(instance, artifacts, entry.key)
     _check_graph(instance, artifacts, entry.key, result, checks, job)
+    # the engine's progress logging shows up in the run's Dagster log
+    messages = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert any("vipe_dagster.ingest: ingesting" in m for m in messages)
     # code versions are recorded, so a code change marks partitions stale
     rec = instance.get_latest_materialization_event(dg.AssetKey("processed_video"))
     assert rec.asset_materialization.tags["dagster/code_version"].endswith("+ingest.1")
