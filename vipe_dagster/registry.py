@@ -149,6 +149,7 @@ class VideoRegistry:
     def __init__(self, store: ArtifactStore):
         self.store = store
         self.root = fs.join(store.root, "sources")
+        self._by_uri: dict[str, str] | None = None  # uri -> key, loaded once per registry object
 
     def _path(self, key: str) -> str:
         if not is_valid_key(key):
@@ -178,12 +179,14 @@ class VideoRegistry:
 
     def put(self, entry: VideoEntry) -> None:
         fs.write_text(self._path(entry.key), entry.to_json())
+        if self._by_uri is not None:
+            self._by_uri = {u: k for u, k in self._by_uri.items() if k != entry.key}
+            self._by_uri[entry.uri] = entry.key
 
     def key_for_uri(self, uri: str) -> str | None:
-        for e in self.entries():
-            if e.uri == uri:
-                return e.key
-        return None
+        if self._by_uri is None:
+            self._by_uri = {e.uri: e.key for e in self.entries()}
+        return self._by_uri.get(uri)
 
     def register(self, uri: str, key: str | None = None, *, start_frame: int | None = None,
                  end_frame: int | None = None, frame_skip: int = 1, long_side: int | None = DEFAULT_LONG_SIDE,
