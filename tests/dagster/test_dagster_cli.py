@@ -25,7 +25,7 @@ def test_ui_command_hands_off_to_dagster_dev():
 def test_ensure_dagster_home_creates_instance_config(tmp_path, monkeypatch):
     from vipe_dagster.definitions import apply_pool_limits, ensure_dagster_home
 
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", "")  # restored after the test; empty = unset for ensure_dagster_home
     monkeypatch.chdir(tmp_path)
     home = ensure_dagster_home()
     assert home == tmp_path / ".dagster_home" and (home / "dagster.yaml").exists()
@@ -69,3 +69,29 @@ def test_demo_from_nothing(tmp_path, video_maker, monkeypatch):
         assert inst.get_latest_materialization_event(dg.AssetKey("processed_video")) is not None
     finally:
         inst.dispose()
+
+
+def test_register_command(tmp_path, video_maker, monkeypatch):
+    from vipe_dagster.cli import main
+
+    a = video_maker(tmp_path / "Cam A.mp4", n=4)
+    b = video_maker(tmp_path / "cam_b.mkv", n=4, seed=2)
+    home, art = tmp_path / "home", tmp_path / "art"
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "unused"))  # restored after the test; --dagster-home wins
+    argv = ["register", str(a), str(b), "--dagster-home", str(home), "--artifacts", str(art), "--end-frame", "2"]
+    assert main(argv) == 0
+    assert main(argv) == 0  # idempotent
+    import dagster as dg
+
+    inst = dg.DagsterInstance.get()
+    try:
+        assert sorted(inst.get_dynamic_partitions("videos")) == ["cam-a", "cam_b"]
+        rec = inst.get_latest_data_version_record(dg.AssetKey("raw_video"), is_source=True, partition_key="cam-a")
+        assert rec.asset_observation.data_version.startswith("sha256:")
+    finally:
+        inst.dispose()
+    from vipe_dagster.io import ArtifactStore
+    from vipe_dagster.registry import VideoRegistry
+
+    assert VideoRegistry(ArtifactStore(str(art))).get("cam_b").end_frame == 2
+    assert main(["register", str(a), str(b), "--key", "x", "--dagster-home", str(home)]) == 2
