@@ -109,6 +109,6 @@ def trajectory_topdown(c2w: np.ndarray, keyframes: Sequence[int] = (), size: int
     cv2.rectangle(img, (x0 - 5, y0 - 5), (x0 + 5, y0 + 5), (0, 170, 0), 2)
     label = title or "top-down x/z"
     cv2.putText(img, label[:60], (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, f"extent {span:.3g}", (8, size + top - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                (80, 80, 80), 1, cv2.LINE_AA)
+    cv2.putText(img, f"extent {span:.3g}   x right, z up, start = green square", (8, size + top - 10),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
     return encode_png(img)

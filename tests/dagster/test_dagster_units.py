@@ -183,3 +183,22 @@ def test_compute_resource_pool_limit():
     assert ComputeResource(gpu_pool_size=3).pool_limit() == 3
     assert ComputeResource().pool_limit() == max(1, cuda_device_count())
     assert ComputeResource(device="cpu").resolved_device() == "cpu"
+
+
+def test_great_expectations_suite_over_frame_metrics():
+    from vipe_dagster.quality import expectations_report
+
+    w, h = 256, 144
+    intr = np.array([[220.0, 220.0, 127.5, 71.5]])
+    good = frame_metrics_table(_trajectory(30), intr, keyframes=[0, 10, 20])
+    v = expectations_report(good, w, h, expected_rows=30)
+    assert v.passed, v.description
+    assert v.metadata["evaluated"] >= 10 and v.metadata["failed"] == 0
+    bad_pose = _trajectory(30)
+    bad_pose[12, 0, 3] += 3.0
+    v = expectations_report(frame_metrics_table(bad_pose, intr, keyframes=[0, 10]), w, h, expected_rows=30)
+    assert not v.passed and "step_over_median" in v.description
+    v = expectations_report(good, w, h, expected_rows=31)
+    assert not v.passed and "expect_table_row_count_to_equal" in v.description
+    v = expectations_report(frame_metrics_table(_trajectory(30), intr * [1, 1, 20, 1], [0]), w, h, expected_rows=30)
+    assert not v.passed and "(cx)" in v.description
