@@ -33,26 +33,26 @@ def bundle_adjust(poses_w2c: np.ndarray, points: np.ndarray, obs_cam: np.ndarray
     from gpu_kernels.ba import bundle_adjust as _ba
 
     dev = torch.device(cfg.device)
-    f32 = torch.float32
+    # float64: small problems, and the tightest convergence for the focal
+    dt = torch.float64
     prob = BAProblem(
-        poses_w2c=torch.as_tensor(poses_w2c, dtype=f32, device=dev),
-        points=torch.as_tensor(points, dtype=f32, device=dev),
+        poses_w2c=torch.as_tensor(poses_w2c, dtype=dt, device=dev),
+        points=torch.as_tensor(points, dtype=dt, device=dev),
         obs_cam=torch.as_tensor(obs_cam, dtype=torch.long, device=dev),
         obs_pt=torch.as_tensor(obs_pt, dtype=torch.long, device=dev),
-        obs_uv=torch.as_tensor(obs_uv, dtype=f32, device=dev),
-        intrinsics=torch.as_tensor(intrinsics, dtype=f32, device=dev),
+        obs_uv=torch.as_tensor(obs_uv, dtype=dt, device=dev),
+        intrinsics=torch.as_tensor(intrinsics, dtype=dt, device=dev),
+        fixed_poses=torch.as_tensor(np.asarray(fixed, bool), device=dev),
+        obs_weight=None if obs_weight is None else torch.as_tensor(obs_weight, dtype=dt, device=dev),
     )
-    opts = BAOptions(
-        max_iters=iters, optimize_focal=optimize_focal, optimize_points=optimize_points,
-        loss=cfg.loss, loss_scale=cfg.loss_scale_px,
-        fixed_poses=torch.as_tensor(np.flatnonzero(fixed), dtype=torch.long, device=dev),
-        obs_weight=None if obs_weight is None else torch.as_tensor(obs_weight, dtype=f32, device=dev),
-    )
+    opts = BAOptions(max_iters=iters, optimize_focal=optimize_focal, optimize_points=optimize_points,
+                     loss=cfg.loss, loss_scale=cfg.loss_scale_px)
     res = _ba(prob, opts)
     poses = res.poses_w2c.detach().cpu().double().numpy()
     pts = res.points.detach().cpu().double().numpy()
     intr = res.intrinsics.detach().cpu().double().numpy()
     r = res.residuals.detach().cpu().double().numpy().reshape(len(obs_cam), 2)
     err = np.linalg.norm(r, axis=1)
+    err = np.where(np.isfinite(err), err, np.inf)  # NaN residual: point behind the camera
     cost = float(res.cost_history[-1]) if len(res.cost_history) else float(np.sum(err**2))
     return BAOutput(poses, pts, intr, err < cfg.outlier_px, err, cost)
