@@ -202,13 +202,17 @@ class SlamSystem:
         inl = inl.ravel().astype(bool)
         if inl.sum() < self._min_tracks():
             return False
-        _, H_inl = cv2.findHomography(p0, p1, cv2.RANSAC, 1.5)
+        H, H_inl = cv2.findHomography(p0, p1, cv2.RANSAC, 1.5)
         h_frac = float(H_inl.sum()) / max(len(p0), 1) if H_inl is not None else 0.0
         e_frac = float(inl.sum()) / len(p0)
         _, R, t, pmask = cv2.recoverPose(E, p0[inl], p1[inl], K)
         par = geo.rotation_compensated_parallax(p0[inl], p1[inl], R, K)
         med_par = float(np.median(par))
-        rotation_like = h_frac >= 0.8 and h_frac >= 0.95 * e_frac  # a homography explains the tracks
+        # a homography explains the tracks as well as E does, and it is a rotation homography (not a plane)
+        rot_res = geo.rotation_from_homography(H, K)[1] if H is not None else float("inf")
+        rotation_like = h_frac >= 0.8 and h_frac >= 0.95 * e_frac and rot_res < 0.01
+        log.debug("init test frame %d: parallax %.2f deg, H/E inliers %.2f/%.2f, H rotation residual %.4f",
+                  frame, med_par, h_frac, e_frac, rot_res)
         if med_par < self.cfg.keyframe.init_min_parallax_deg or rotation_like:
             return False
         T0, T1 = np.eye(4), geo.pose(R, t.ravel())
