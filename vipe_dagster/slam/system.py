@@ -514,7 +514,7 @@ class SlamSystem:
         ic = self.cfg.intrinsics
         if ic.focal_sweep:
             lo, hi = ic.sweep_fov_deg
-            grid = np.linspace(lo, hi, 9)
+            grid = np.linspace(lo, hi, 6)
             costs = []
             for fov in grid:
                 f = geo.fov_to_focal(fov, self.w)
