@@ -73,6 +73,10 @@ class IntrinsicsConfig(_Model):
                                  "focal search when fx is not given")
     estimate_focal: bool = Field(True, description="refine the focal in BA (ignored when fx is given)")
     focal_sweep: bool = Field(True, description="choose the starting focal by a BA-cost sweep over FoVs")
+    calibration_pass: bool = Field(True, description="estimate the focal on the first keyframes in a first "
+                                   "pass, then build the map with it (re-reads the start of the video)")
+    calibration_rounds: int = Field(3, ge=1, description="maximum rounds of the calibration pass")
+    calibration_keyframes: int = Field(8, ge=3, description="keyframes mapped in each calibration round")
     sweep_fov_deg: tuple[float, float] = Field((30.0, 110.0), description="FoV range of the focal sweep")
 
     @property

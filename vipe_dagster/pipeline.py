@@ -51,6 +51,36 @@ def _mask_iter(store: ArtifactStore, name: str, use: bool):
         yield None
 
 
+def _calibration_pass(store: ArtifactStore, name: str, cfg: PoseConfig, width: int, height: int) -> float | None:
+    """Estimate the focal on the first keyframes before the real run (fixed-point iteration).
+
+    Each round streams the start of the video until ``calibration_keyframes`` keyframes exist, builds the
+    map with the current focal (the FoV prior and a focal sweep in the first round) and refines the focal
+    by global BA. Rounds repeat until the focal changes by less than 0.5 %: a map built with a wrong focal
+    is distorted and BA alone does not always undo that. The main pass starts from the result.
+    """
+    from .slam.system import SlamSystem
+
+    ic = cfg.intrinsics
+    f: float | None = None
+    for rnd in range(ic.calibration_rounds):
+        slam = SlamSystem(cfg, width, height, focal_init=f)
+        masks = _mask_iter(store, name, cfg.use_masks)
+        for i, (_, frame) in enumerate(store.open_rgb(name)):
+            slam.process(i, frame, next(masks))
+            if slam.calibration_ready(ic.calibration_keyframes):
+                break
+        f_new = slam.calibrate_now()
+        log.info("calibration round %d: focal %s px", rnd + 1, "unobservable" if f_new is None else f"{f_new:.1f}")
+        if f_new is None:
+            return f
+        done = f is not None and abs(f_new / f - 1.0) < 0.005
+        f = f_new
+        if done:
+            break
+    return f
+
+
 def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, progress: bool = False) -> PoseResult:
     """Estimate poses and intrinsics for ``rgb/<name>.mp4`` and write pose/intrinsics/sparse/info/manifest."""
     from .slam.system import STATUS_NAMES, SlamSystem
@@ -59,7 +89,13 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
     t0 = time.perf_counter()
     stream = store.open_rgb(name)
     n = len(stream)
-    slam = SlamSystem(cfg, stream.width, stream.height)
+    focal_init = None
+    t_calib = 0.0
+    if cfg.intrinsics.fx is None and cfg.intrinsics.estimate_focal and cfg.intrinsics.calibration_pass \
+            and not cfg.assume_fixed_camera_pose:
+        focal_init = _calibration_pass(store, name, cfg, stream.width, stream.height)
+        t_calib = time.perf_counter() - t0
+    slam = SlamSystem(cfg, stream.width, stream.height, focal_init=focal_init)
     masks = _mask_iter(store, name, cfg.use_masks)
     for i, (_, frame) in enumerate(tqdm(stream, total=n, disable=not progress, desc=f"pose {name}", unit="frame")):
         slam.process(i, frame, next(masks))
@@ -88,6 +124,7 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
     status_counts = {STATUS_NAMES[k]: int((out.status == k).sum()) for k in STATUS_NAMES}
     manifest.setdefault("timings", {})
     manifest["timings"].update({"pose_s": round(seconds, 3), "pose_tracking_s": round(t_track, 3),
+                                "pose_calibration_s": round(t_calib, 3),
                                 "pose_fps": round(n / seconds, 2) if seconds > 0 else None})
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     manifest["pose"] = {

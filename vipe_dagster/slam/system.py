@@ -84,6 +84,7 @@ class Segment:
     velocity: np.ndarray = field(default_factory=lambda: np.eye(4))
     frames: list[FrameRecord] = field(default_factory=list)
     rot_H: list = field(default_factory=list)  # rotation-only chunk: homography start -> frame
+    dynamic: set = field(default_factory=set)  # track ids rejected as moving (epipolar / BA outliers)
 
 
 @dataclass
@@ -105,7 +106,9 @@ class SlamOutput:
 
 
 class SlamSystem:
-    def __init__(self, cfg: PoseConfig, width: int, height: int):
+    def __init__(self, cfg: PoseConfig, width: int, height: int, focal_init: float | None = None):
+        """``focal_init``: a focal (px) from a calibration pass; it starts the map and is still refined in the
+        final global BA (when the focal is estimated), but no focal sweep runs."""
         self.cfg = cfg
         self.w, self.h = width, height
         ic = cfg.intrinsics
@@ -118,8 +121,10 @@ class SlamSystem:
         else:
             fx = fy = geo.fov_to_focal(ic.fov_prior_deg, width)
             self.estimate_focal = ic.estimate_focal
+        if focal_init is not None and self.estimate_focal:
+            fx = fy = float(focal_init)
         self.intr = np.array([fx, fy, cx, cy], np.float64)
-        self.focal_calibrated = not self.estimate_focal
+        self.focal_calibrated = not self.estimate_focal or focal_init is not None
         self.tracker = KLTTracker(cfg.tracking, width, height)
         self.segments: list[Segment] = []
         self.seg: Segment | None = None
@@ -139,6 +144,10 @@ class SlamSystem:
         self.segments.append(s)
         self.seg = s
         return s
+
+    def _outlier_px(self) -> float:
+        # before the focal is calibrated the geometry is distorted: be lenient
+        return self.cfg.ba.outlier_px * (1.0 if self.focal_calibrated else 3.0)
 
     def _min_tracks(self) -> int:
         return self.cfg.tracking.min_tracks
@@ -346,8 +355,35 @@ class SlamSystem:
             seg.frames.append(FrameRecord(f, TRACKED, seg.index, a, a, T @ geo.invert(Ta), T @ geo.invert(Ta)))
         seg.pending = []
 
+    def _reject_dynamic(self, seg: Segment, prev: Keyframe, kf: Keyframe) -> None:
+        """Blacklist tracks whose motion between two keyframes violates the epipolar geometry of the
+        estimated camera motion (independently moving objects), and drop their map points."""
+        common, ia, ib = np.intersect1d(prev.ids, kf.ids, return_indices=True)
+        if len(common) == 0:
+            return
+        T = kf.T @ geo.invert(prev.T)
+        t = T[:3, 3]
+        if np.linalg.norm(t) < 1e-9:
+            return
+        tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+        E = tx @ T[:3, :3]
+        K = self.K
+        x1 = np.c_[geo.normalise_uv(prev.uv[ia], K), np.ones(len(ia))]
+        x2 = np.c_[geo.normalise_uv(kf.uv[ib], K), np.ones(len(ib))]
+        Ex1 = x1 @ E.T
+        Etx2 = x2 @ E
+        num = np.sum(x2 * Ex1, axis=1) ** 2
+        den = Ex1[:, 0] ** 2 + Ex1[:, 1] ** 2 + Etx2[:, 0] ** 2 + Etx2[:, 1] ** 2 + 1e-18
+        err_px = np.sqrt(num / den) * K[0, 0]
+        bad = common[err_px > self._outlier_px()]
+        for i in bad.tolist():
+            seg.dynamic.add(i)
+            seg.points.pop(i, None)
+            seg.colors.pop(i, None)
+
     def _insert_keyframe(self, seg: Segment, frame: int, T, ids, uv, rgb) -> None:
         kf = Keyframe(frame, T, ids.copy(), uv.copy(), np.zeros(len(ids), bool))
+        self._reject_dynamic(seg, seg.keyframes[-1], kf)
         seg.keyframes.append(kf)
         self._triangulate_new(seg, kf, rgb)
         self._ba(seg, window=True, iters=self.cfg.ba.window_iters)
@@ -383,7 +419,7 @@ class SlamSystem:
 
     def _triangulate_new(self, seg: Segment, kf: Keyframe, rgb) -> None:
         K = self.K
-        new = np.array([i not in seg.points for i in kf.ids.tolist()], bool)
+        new = np.array([i not in seg.points and i not in seg.dynamic for i in kf.ids.tolist()], bool)
         cand = kf.ids[new]
         if len(cand) == 0:
             return
@@ -479,9 +515,14 @@ class SlamSystem:
         if optimize_focal or focal_override is not None:
             self.intr[:2] = out.intrinsics[:2]
         # reject outliers: observations with large reprojection error, points behind cameras
-        for (k, row), ok in zip(obs_ref.tolist(), out.inliers.tolist(), strict=True):
+        inliers = out.reproj_px < self._outlier_px()
+        for (k, row), ok, pid in zip(obs_ref.tolist(), inliers.tolist(), obs_pid.tolist(), strict=True):
             if not ok:
                 seg.keyframes[k].bad[row] = True
+                # a track that leaves the rigid scene's geometry is not trusted again
+                seg.dynamic.add(pid)
+                seg.points.pop(pid, None)
+                seg.colors.pop(pid, None)
         self._prune(seg)
         return out.cost
 
@@ -509,10 +550,25 @@ class SlamSystem:
                     seg.points.pop(i)
                     seg.colors.pop(i, None)
 
-    def _calibrate_focal(self, seg: Segment) -> None:
+    def calibration_ready(self, min_keyframes: int) -> bool:
+        seg = self.seg
+        return seg is not None and seg.kind == "map" and len(seg.keyframes) >= min_keyframes
+
+    def calibrate_now(self) -> float | None:
+        """Estimate the focal on the current map (focal sweep unless a focal was given at construction,
+        then BA with focal refinement); at the end of a video this finishes the run instead."""
+        seg = self.seg
+        if seg is not None and seg.kind == "map" and len(seg.keyframes) >= 3:
+            self._calibrate_focal(seg, sweep=not self.focal_calibrated)
+            return float(self.intr[0])
+        self.focal_calibrated = False
+        self.finish()
+        return float(self.intr[0]) if self.focal_calibrated else None
+
+    def _calibrate_focal(self, seg: Segment, sweep: bool = True) -> None:
         """Focal sweep (BA cost over a FoV grid), then BA with focal refinement, all keyframes."""
         ic = self.cfg.intrinsics
-        if ic.focal_sweep:
+        if ic.focal_sweep and sweep:
             lo, hi = ic.sweep_fov_deg
             grid = np.linspace(lo, hi, 6)
             costs = []
@@ -658,7 +714,8 @@ class SlamSystem:
                     X = np.stack([seg.points[i] for i in kf.ids[rows].tolist()])
                     proj, _ = geo.project(X, kf.T, K)
                     reproj.append(np.linalg.norm(proj - kf.uv[rows], axis=1))
-        cat = (lambda xs, shape, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(shape, dt))
+        def cat(xs, shape, dt):
+            return (np.concatenate(xs).astype(dt) if xs else np.zeros(shape, dt))
         r = np.concatenate(reproj) if reproj else np.zeros(0)
         kinds = {s.kind for s in self.segments}
         return SlamOutput(
