@@ -42,7 +42,7 @@ class KeyframeConfig(_Model):
                              "as a fraction of the image width, that triggers a keyframe")
     track_loss_frac: float = Field(0.3, gt=0, lt=1, description="fraction of the last keyframe's mapped tracks "
                                    "lost that triggers a keyframe")
-    max_gap: int = Field(30, ge=1, description="a keyframe at least every this many frames")
+    max_gap: int = Field(15, ge=1, description="a keyframe at least every this many frames")
     init_min_parallax_deg: float = Field(1.0, gt=0, description="median rotation-compensated parallax needed "
                                          "before the two-view initialisation is accepted")
     init_max_frames: int = Field(90, ge=2, description="frames to search for an initialisation pair before "
