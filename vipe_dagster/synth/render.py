@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from ..errors import ConfigError
 from .scene import Scene
 
 GL_FROM_CV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -29,9 +30,18 @@ def _import_pyrender():
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     if not hasattr(np, "infty"):
         np.infty = np.inf  # pyrender 0.1.45 uses np.infty (removed in NumPy 2)
-    import pyrender
-
+    try:
+        import pyrender
+    except Exception as exc:  # PyOpenGL raises ImportError/OSError when the GL platform library is missing
+        raise _gl_error(exc) from exc
     return pyrender
+
+
+def _gl_error(exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"pyrender could not set up offscreen OpenGL with PYOPENGL_PLATFORM={os.environ.get('PYOPENGL_PLATFORM')!r} "
+        f"({type(exc).__name__}: {exc}); on Debian/Ubuntu install libegl1 libegl-mesa0 libgl1-mesa-dri and set "
+        f"PYOPENGL_PLATFORM=egl")
 
 
 class SceneRenderer:
@@ -45,27 +55,37 @@ class SceneRenderer:
         self.width, self.height = int(cfg.width), int(cfg.height)
         self._pscene = pr.Scene(bg_color=[0.0, 0.0, 0.0, 1.0], ambient_light=[1.0, 1.0, 1.0])
         self._nodes = []
-        tex_objs = {}
-        for obj in scene.objects:
-            v, f, uv = scene.object_mesh(obj)
-            if obj.texture not in tex_objs:
+        tex_objs: dict[int, object] = {}
+
+        def material(tex_id: int):
+            if tex_id not in tex_objs:
                 sampler = pr.Sampler(magFilter=pr.constants.GLTF.LINEAR,
                                      minFilter=pr.constants.GLTF.LINEAR_MIPMAP_LINEAR,
                                      wrapS=pr.constants.GLTF.REPEAT, wrapT=pr.constants.GLTF.REPEAT)
-                tex_objs[obj.texture] = pr.Texture(source=scene.textures[obj.texture], source_channels="RGB",
-                                                   sampler=sampler)
-            mat = pr.MetallicRoughnessMaterial(baseColorTexture=tex_objs[obj.texture], doubleSided=True,
-                                               metallicFactor=0.0, roughnessFactor=1.0)
-            prim = pr.Primitive(positions=v.astype(np.float32), indices=f.astype(np.uint32),
-                                texcoord_0=uv.astype(np.float32), material=mat, mode=pr.constants.GLTF.TRIANGLES)
-            node = self._pscene.add(pr.Mesh([prim]), pose=obj.world_pose(0.0))
+                tex_objs[tex_id] = pr.Texture(source=scene.textures[tex_id], source_channels="RGB", sampler=sampler)
+            return pr.MetallicRoughnessMaterial(baseColorTexture=tex_objs[tex_id], doubleSided=True,
+                                                metallicFactor=0.0, roughnessFactor=1.0)
+
+        for obj in scene.objects:
+            v, f, uv = scene.object_mesh(obj)
+            pos, tc = v.astype(np.float32), uv.astype(np.float32)
+            # box faces are two consecutive triangles each; a face texture list gives one primitive per face
+            groups = ([(obj.face_textures[i], f[2 * i:2 * i + 2]) for i in range(len(f) // 2)]
+                      if obj.face_textures else [(obj.texture, f)])
+            prims = [pr.Primitive(positions=pos, indices=idx.astype(np.uint32), texcoord_0=tc,
+                                  material=material(tex), mode=pr.constants.GLTF.TRIANGLES) for tex, idx in groups]
+            node = self._pscene.add(pr.Mesh(prims), pose=obj.world_pose(0.0))
             self._nodes.append((obj, node))
         K = scene.intrinsics
         cam = pr.IntrinsicsCamera(fx=K.fx, fy=K.fy, cx=K.cx + 0.5, cy=K.cy + 0.5,
                                   znear=scene.znear, zfar=scene.zfar)
         self._cam_node = self._pscene.add(cam, pose=np.eye(4))
         self._seg_map = {node: int(obj.instance_id) for obj, node in self._nodes}
-        self._renderer = pr.OffscreenRenderer(self.width, self.height)
+        self._renderer = None
+        try:
+            self._renderer = pr.OffscreenRenderer(self.width, self.height)
+        except Exception as exc:  # EGL/OSMesa missing or broken: say what to install
+            raise _gl_error(exc) from exc
 
     def set_frame(self, k: int) -> None:
         t = float(self.scene.times[k])
