@@ -179,3 +179,17 @@ def test_raw_video_observation_reports_content_versions(tmp_path, instance, vide
     assert observe([raw_video], instance=instance, resources={"artifacts": artifacts}).success
     assert version("a") == "sha256:" + hashlib.sha256(a.read_bytes()).hexdigest() != ea.data_version
     assert version("b") == eb.data_version
+
+
+@pytest.mark.slow
+def test_wrong_known_intrinsics_fail_the_blocking_intrinsics_check(tmp_path, instance):
+    pytest.importorskip("vipe_dagster.pipeline")
+    artifacts = ArtifactStoreResource(root=str(tmp_path / "artifacts"))
+    entry = _register(instance, artifacts, SAMPLE, start_frame=0, end_frame=15, long_side=256)
+    # a user passes the focal of the 1280 px source video for the 256 px processed frames
+    run_config = {"ops": {"slam_pose": {"config": {"fx": 2000.0, "fy": 2000.0}}}}
+    _, _, result, checks = _run(instance, artifacts, entry.key, run_config)
+    assert not result.success
+    chk = checks["intrinsics_plausible"]
+    assert not chk.passed and chk.blocking
+    assert "horizontal FoV 7.3..7.3 deg outside [15.0, 160.0]" in chk.description
