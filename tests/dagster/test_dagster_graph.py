@@ -193,3 +193,20 @@ def test_wrong_known_intrinsics_fail_the_blocking_intrinsics_check(tmp_path, ins
     chk = checks["intrinsics_plausible"]
     assert not chk.passed and chk.blocking
     assert "horizontal FoV 7.3..7.3 deg outside [15.0, 160.0]" in chk.description
+
+
+def test_processed_video_versions_the_file_it_actually_read(tmp_path, instance, video_maker):
+    import hashlib
+
+    artifacts = ArtifactStoreResource(root=str(tmp_path / "artifacts"))
+    clip = video_maker(tmp_path / "clip.mp4", n=6)
+    entry = _register(instance, artifacts, clip, long_side=0)
+    video_maker(clip, n=7, seed=4)  # replaced after registration
+    defs = build_definitions({"artifacts": artifacts})
+    res = dg.materialize([defs.resolve_assets_def("processed_video")], instance=instance, partition_key=entry.key,
+                         selection=["processed_video"])
+    md = res.asset_materializations_for_node("processed_video")[0].metadata
+    now = "sha256:" + hashlib.sha256(clip.read_bytes()).hexdigest()
+    assert md["source_data_version"].value == now != entry.data_version
+    assert md["num_frames"].value == 7
+    assert artifacts.store().read_manifest(entry.key)["input"]["data_version"] == now
