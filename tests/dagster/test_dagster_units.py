@@ -237,3 +237,29 @@ def test_engine_assets_are_pooled_versioned_and_backfilled_per_video():
     tags = json.loads(out.stdout.strip().splitlines()[-1])
     assert tags["container_config"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert tags["pod_spec_config"]["node_selector"] == {"gpu": "h100"}
+
+
+def test_previews_render_and_stay_small():
+    import base64
+
+    import cv2
+
+    from vipe_dagster.errors import ArtifactError
+    from vipe_dagster.previews import contact_sheet, markdown_image, trajectory_topdown
+
+    png = trajectory_topdown(_trajectory(50), keyframes=[0, 25, 49], title="t")
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (448, 420, 3)
+    # the path is drawn: the start marker (green) and coloured pixels exist
+    assert ((img[:, :, 1] > 120) & (img[:, :, 0] < 60) & (img[:, :, 2] < 60)).any()
+    rng = np.random.default_rng(0)
+    frames = [(i, rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)) for i in range(4)]
+    sheet = contact_sheet(frames)
+    md = markdown_image(sheet, "noise", max_bytes=48_000)
+    assert md.startswith("![noise](data:image/jpeg;base64,")
+    assert len(base64.b64decode(md.split(",", 1)[1][:-1])) < len(sheet)
+    assert markdown_image(png).startswith("![preview](data:image/png;base64,")
+    with pytest.raises(ArtifactError, match=r"\(N,4,4\)"):
+        trajectory_topdown(np.zeros((3, 3, 4)))
+    with pytest.raises(ArtifactError, match="at least one frame"):
+        contact_sheet([])
