@@ -55,6 +55,9 @@ class BAConfig(_Model):
     window: int = Field(10, ge=2, description="keyframes optimised by the windowed BA (older ones fixed)")
     window_iters: int = Field(8, ge=1, description="LM iterations of the windowed BA")
     global_iters: int = Field(30, ge=1, description="LM iterations of the final global BA")
+    window_tol: float = Field(1e-5, gt=0, description="windowed BA stops when the relative cost decrease "
+                              "of a step is below this")
+    global_tol: float = Field(1e-8, gt=0, description="the same for global BA (and focal calibration)")
     loss: Literal["huber", "cauchy", "l2"] = Field("huber", description="robust loss on reprojection residuals")
     loss_scale_px: float = Field(1.5, gt=0, description="robust loss scale (px)")
     outlier_px: float = Field(3.0, gt=0, description="observations with larger reprojection error are dropped")

@@ -25,7 +25,7 @@ class BAOutput:
 def bundle_adjust(poses_w2c: np.ndarray, points: np.ndarray, obs_cam: np.ndarray, obs_pt: np.ndarray,
                   obs_uv: np.ndarray, intrinsics: np.ndarray, fixed: np.ndarray, cfg: BAConfig, iters: int,
                   optimize_focal: bool = False, optimize_points: bool = True,
-                  obs_weight: np.ndarray | None = None) -> BAOutput:
+                  obs_weight: np.ndarray | None = None, tol: float = 1e-8) -> BAOutput:
     """Run LM bundle adjustment (Schur complement on points, robust loss) from ``gpu_kernels``."""
     import torch
     from gpu_kernels.ba import BAOptions, BAProblem
@@ -45,7 +45,7 @@ def bundle_adjust(poses_w2c: np.ndarray, points: np.ndarray, obs_cam: np.ndarray
         obs_weight=None if obs_weight is None else torch.as_tensor(obs_weight, dtype=dt, device=dev),
     )
     opts = BAOptions(max_iters=iters, optimize_focal=optimize_focal, optimize_points=optimize_points,
-                     loss=cfg.loss, loss_scale=cfg.loss_scale_px)
+                     loss=cfg.loss, loss_scale=cfg.loss_scale_px, tol=tol)
     res = _ba(prob, opts)
     poses = res.poses_w2c.detach().cpu().double().numpy()
     pts = res.points.detach().cpu().double().numpy()

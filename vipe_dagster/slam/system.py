@@ -503,7 +503,8 @@ class SlamSystem:
         if focal_override is not None:
             intr[0] = intr[1] = focal_override
         out = bundle_adjust(poses, pts, obs_cam, obs_pt, obs_uv, intr, fixed, self.cfg.ba, iters,
-                            optimize_focal=optimize_focal)
+                            optimize_focal=optimize_focal,
+                            tol=self.cfg.ba.window_tol if window else self.cfg.ba.global_tol)
         if not commit:
             return out.cost
         self.stats["ba_global" if not window else "ba_windowed"] += 1
