@@ -1,1 +1,2 @@
-"""Dagster ConfigurableResources (artifact store, compute device, model hub, catalog DB)."""
+"""Dagster resources. Each module exposes ``RESOURCES: dict[str, resource]`` with its defaults;
+``vipe_dagster.definitions`` discovers every public module of this package."""

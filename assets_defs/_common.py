@@ -1,0 +1,134 @@
+"""Shared pieces of the video asset graph: partitions, pools, placement tags, backfill policy."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from vipe_dagster import __version__
+from vipe_dagster.io import ArtifactStore, fs
+
+log = logging.getLogger(__name__)
+
+VIDEOS = dg.DynamicPartitionsDefinition(name="videos")
+"""One partition per registered source video; keys match ``[a-z0-9_-]+`` (see vipe_dagster.registry)."""
+
+VIDEO_GROUP = "video"
+GPU_POOL = "gpu"
+BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
+DATA_VERSION_TAG = "dagster/data_version"
+
+INGEST_CODE_VERSION = f"{__version__}+ingest.1"
+POSE_CODE_VERSION = f"{__version__}+pose.1"
+
+VIDEO_PIPELINE_JOB = dg.define_asset_job(
+    "video_pipeline",
+    selection=dg.AssetSelection.groups(VIDEO_GROUP),
+    partitions_def=VIDEOS,
+    description="Every per-video asset (and its checks) for one partition of `videos`.",
+)
+
+
+def placement_tags(kind: str = "gpu") -> dict[str, Any]:
+    """Kubernetes placement for engine steps, supplied by the deployment through the environment.
+
+    ``VIPE_K8S_GPU_CONFIG`` (JSON, used verbatim as the ``dagster-k8s/config`` tag), or the pieces
+    ``VIPE_K8S_GPU_LIMIT`` (``nvidia.com/gpu`` limit), ``VIPE_K8S_GPU_NODE_SELECTOR`` (``k=v,k2=v2``) and
+    ``VIPE_K8S_GPU_TOLERATIONS`` (JSON list). Nothing set -> no tags (local runs). ``kind="cpu"`` reads
+    the ``VIPE_K8S_CPU_*`` variables instead.
+    """
+    prefix = f"VIPE_K8S_{kind.upper()}_"
+    raw = os.environ.get(prefix + "CONFIG")
+    if raw:
+        try:
+            return {"dagster-k8s/config": json.loads(raw)}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{prefix}CONFIG is not valid JSON: {exc}") from exc
+    container: dict[str, Any] = {}
+    pod: dict[str, Any] = {}
+    limit = os.environ.get(prefix + "LIMIT")
+    if limit and kind == "gpu":
+        container["resources"] = {"limits": {"nvidia.com/gpu": str(int(limit))}}
+    selector = os.environ.get(prefix + "NODE_SELECTOR")
+    if selector:
+        pairs = [p.split("=", 1) for p in selector.split(",") if p.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError(f"{prefix}NODE_SELECTOR must look like 'key=value,key2=value2', got {selector!r}")
+        pod["node_selector"] = {k.strip(): v.strip() for k, v in pairs}
+    tol = os.environ.get(prefix + "TOLERATIONS")
+    if tol:
+        pod["tolerations"] = json.loads(tol)
+    if not container and not pod:
+        return {}
+    cfg: dict[str, Any] = {}
+    if container:
+        cfg["container_config"] = container
+    if pod:
+        cfg["pod_spec_config"] = pod
+    return {"dagster-k8s/config": cfg}
+
+
+def remove_stale_temps(store: ArtifactStore, key: str, kinds: tuple[str, ...]) -> list[str]:
+    """Delete temporary files a killed run left for this partition (local stores only).
+
+    Atomic writers stage into ``.tmp-<stem>-<8 hex><suffix>`` beside the destination; a SIGKILL leaves
+    that file behind (never the destination). Runs of one partition are serialised by the run queue
+    (``dagster/partition`` tag limit in deployments/local/dagster.yaml), so such files are garbage.
+    """
+    if fs.is_remote(store.root):
+        return []  # S3 writes stage locally and upload with one PUT: nothing partial remote
+    removed = []
+    for kind in kinds:
+        dest = Path(store.path(kind, key))
+        if not dest.parent.is_dir():
+            continue
+        pat = re.compile(rf"^{re.escape(fs._TMP_PREFIX)}{re.escape(dest.stem)}-[0-9a-f]{{8}}{re.escape(dest.suffix)}$")
+        for p in dest.parent.iterdir():
+            if pat.match(p.name):
+                p.unlink(missing_ok=True)
+                removed.append(str(p))
+    if removed:
+        log.warning("removed %d temporary file(s) left by an interrupted run: %s", len(removed), removed)
+    return removed
+
+
+def sidecar_path(store: ArtifactStore, key: str, suffix: str) -> str:
+    """``vipe/<key>_<suffix>``: our extra per-sequence files (previews, metric tables)."""
+    return fs.join(store.root, "vipe", f"{key}_{suffix}")
+
+
+class _DagsterLogForwarder(logging.Handler):
+    def __init__(self, dagster_log):
+        super().__init__(level=logging.INFO)
+        self._log = dagster_log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = f"{record.name}: {record.getMessage()}"
+            (self._log.warning if record.levelno >= logging.WARNING else self._log.info)(msg)
+        except Exception:  # logging must never break the step
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def engine_logs_to_dagster(context) -> Iterator[None]:
+    """Forward the engine's ``vipe_dagster`` log records (INFO and up) to the step's Dagster log."""
+    logger = logging.getLogger("vipe_dagster")
+    handler = _DagsterLogForwarder(context.log)
+    old_level = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)

@@ -1,0 +1,97 @@
+"""`vipe-dagster demo` from nothing, and the `ui` hand-off command line."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vipe_dagster.cli import build_parser
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_ui_command_hands_off_to_dagster_dev():
+    from vipe_dagster.commands import ui
+
+    args = build_parser().parse_args(["ui", "--port", "3123"])
+    assert args.port == 3123 and args.host == "127.0.0.1"
+    cmd = ui.build_command(args.port, args.host, str(REPO / "workspace.yaml"))
+    assert Path(cmd[0]).name == "dagster" and Path(cmd[0]).exists()
+    assert cmd[1:] == ["dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", "3123"]
+
+
+def test_ensure_dagster_home_creates_instance_config(tmp_path, monkeypatch):
+    from vipe_dagster.definitions import apply_pool_limits, ensure_dagster_home
+
+    monkeypatch.setenv("DAGSTER_HOME", "")  # restored after the test; empty = unset for ensure_dagster_home
+    monkeypatch.chdir(tmp_path)
+    home = ensure_dagster_home()
+    assert home == tmp_path / ".dagster_home" and (home / "dagster.yaml").exists()
+    assert os.environ["DAGSTER_HOME"] == str(home)
+    import dagster as dg
+
+    inst = dg.DagsterInstance.get()
+    try:
+        assert type(inst.run_coordinator).__name__ == "QueuedRunCoordinator"
+        limits = apply_pool_limits(inst)
+        assert inst.event_log_storage.get_concurrency_info("gpu").slot_count == limits["gpu"] >= 1
+    finally:
+        inst.dispose()
+    (home / "dagster.yaml").write_text("# mine\n")
+    ensure_dagster_home()
+    assert (home / "dagster.yaml").read_text() == "# mine\n", "an existing instance config is kept"
+
+
+@pytest.mark.slow
+def test_demo_from_nothing(tmp_path, video_maker, monkeypatch):
+    video = video_maker(tmp_path / "My Demo.mp4", n=20, w=192, h=128)
+    home, art = tmp_path / "home", tmp_path / "art"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
+    env.pop("DAGSTER_HOME", None)
+    out = subprocess.run([sys.executable, "-m", "vipe_dagster.cli", "demo", str(video), "--end-frame", "11",
+                          "--long-side", "96", "--dagster-home", str(home), "--artifacts", str(art)],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert (home / "dagster.yaml").exists()
+    assert "partition 'my-demo'" in out.stdout
+    assert f"{art}/rgb/my-demo.mp4" in out.stdout and "my-demo_frames.png" in out.stdout
+    assert "frame_range_within_video" in out.stdout and "passed" in out.stdout
+    assert (art / "rgb" / "my-demo.mp4").exists() and (art / "vipe" / "my-demo_frames.png").exists()
+    # the run is in the instance the UI would open
+    import dagster as dg
+
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    inst = dg.DagsterInstance.get()
+    try:
+        assert inst.get_dynamic_partitions("videos") == ["my-demo"]
+        assert inst.get_latest_materialization_event(dg.AssetKey("processed_video")) is not None
+    finally:
+        inst.dispose()
+
+
+def test_register_command(tmp_path, video_maker, monkeypatch):
+    from vipe_dagster.cli import main
+
+    a = video_maker(tmp_path / "Cam A.mp4", n=4)
+    b = video_maker(tmp_path / "cam_b.mkv", n=4, seed=2)
+    home, art = tmp_path / "home", tmp_path / "art"
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "unused"))  # restored after the test; --dagster-home wins
+    argv = ["register", str(a), str(b), "--dagster-home", str(home), "--artifacts", str(art), "--end-frame", "2"]
+    assert main(argv) == 0
+    assert main(argv) == 0  # idempotent
+    import dagster as dg
+
+    inst = dg.DagsterInstance.get()
+    try:
+        assert sorted(inst.get_dynamic_partitions("videos")) == ["cam-a", "cam_b"]
+        rec = inst.get_latest_data_version_record(dg.AssetKey("raw_video"), is_source=True, partition_key="cam-a")
+        assert rec.asset_observation.data_version.startswith("sha256:")
+    finally:
+        inst.dispose()
+    from vipe_dagster.io import ArtifactStore
+    from vipe_dagster.registry import VideoRegistry
+
+    assert VideoRegistry(ArtifactStore(str(art))).get("cam_b").end_frame == 2
+    assert main(["register", str(a), str(b), "--key", "x", "--dagster-home", str(home)]) == 2

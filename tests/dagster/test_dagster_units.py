@@ -1,0 +1,204 @@
+"""Registry, discovery, placement tags, quality functions and resources (no runs)."""
+
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from vipe_dagster.errors import InputError
+from vipe_dagster.io import ArtifactStore
+from vipe_dagster.quality import frame_metrics_table, intrinsics_plausibility, pose_validity
+from vipe_dagster.registry import VideoRegistry, is_valid_key, sanitize_key
+
+
+@pytest.mark.parametrize("name,key", [
+    ("dog-example.mp4", "dog-example"),
+    ("My Clip (2).MP4", "my-clip-2"),
+    ("take_01,cam02.mov", "take_01-cam02"),
+    ("s3://bucket/a/b/Ünïcode vidéo.mkv", "n-code-vid-o"),
+    ("---.mp4", "video"),
+    ("x" * 100 + ".mp4", "x" * 64),
+])
+def test_sanitize_key(name, key):
+    assert sanitize_key(name) == key
+    assert is_valid_key(sanitize_key(name))
+
+
+def test_registry_register_collision_and_idempotence(tmp_path, video_maker):
+    a = video_maker(tmp_path / "a" / "Clip.mp4", n=4)
+    b = video_maker(tmp_path / "b" / "clip.mp4", n=4, seed=1)
+    reg = VideoRegistry(ArtifactStore(tmp_path / "art"))
+    ea, changed = reg.register(str(a), end_frame=2, long_side=64)
+    assert changed and ea.key == "clip" and ea.data_version.startswith("sha256:")
+    eb, _ = reg.register(str(b))
+    assert eb.key.startswith("clip-") and eb.key != ea.key and is_valid_key(eb.key)
+    again, changed = reg.register(str(a), end_frame=2, long_side=64)
+    assert not changed and again.key == "clip"
+    assert reg.get("clip").uri == str(a) and reg.get("clip").end_frame == 2
+    assert reg.keys() == sorted([ea.key, eb.key])
+    with pytest.raises(InputError, match="must match"):
+        reg.register(str(a), key="Bad Key")
+    with pytest.raises(Exception, match="not registered"):
+        reg.get("missing")
+
+
+def test_placement_tags_come_from_env(monkeypatch):
+    from assets_defs._common import placement_tags
+
+    for v in ("VIPE_K8S_GPU_CONFIG", "VIPE_K8S_GPU_LIMIT", "VIPE_K8S_GPU_NODE_SELECTOR", "VIPE_K8S_GPU_TOLERATIONS"):
+        monkeypatch.delenv(v, raising=False)
+    assert placement_tags("gpu") == {}
+    monkeypatch.setenv("VIPE_K8S_GPU_LIMIT", "1")
+    monkeypatch.setenv("VIPE_K8S_GPU_NODE_SELECTOR", "pool=a100, zone=x")
+    monkeypatch.setenv("VIPE_K8S_GPU_TOLERATIONS", '[{"key": "nvidia.com/gpu", "operator": "Exists"}]')
+    cfg = placement_tags("gpu")["dagster-k8s/config"]
+    assert cfg["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert cfg["pod_spec_config"]["node_selector"] == {"pool": "a100", "zone": "x"}
+    assert cfg["pod_spec_config"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    monkeypatch.setenv("VIPE_K8S_GPU_CONFIG", '{"pod_spec_config": {"node_selector": {"n": "1"}}}')
+    assert placement_tags("gpu") == {"dagster-k8s/config": {"pod_spec_config": {"node_selector": {"n": "1"}}}}
+    monkeypatch.setenv("VIPE_K8S_GPU_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="VIPE_K8S_GPU_CONFIG"):
+        placement_tags("gpu")
+
+
+def test_definitions_discover_new_modules(tmp_path, monkeypatch):
+    """A new asset family is one module in an assets package plus one in a resources package."""
+    import dagster as dg
+
+    from vipe_dagster import definitions
+
+    (tmp_path / "extra_assets").mkdir()
+    (tmp_path / "extra_assets" / "__init__.py").write_text("")
+    (tmp_path / "extra_assets" / "catalog.py").write_text(textwrap.dedent("""
+        import dagster as dg
+        class Db(dg.ConfigurableResource):
+            path: str = "x.duckdb"
+        @dg.asset
+        def annotation_catalog(catalog_db: Db) -> dg.MaterializeResult:
+            return dg.MaterializeResult(metadata={"path": catalog_db.path})
+        @dg.asset_check(asset=annotation_catalog)
+        def catalog_ok() -> dg.AssetCheckResult:
+            return dg.AssetCheckResult(passed=True)
+        ASSETS = [annotation_catalog]
+        CHECKS = [catalog_ok]
+        SCHEDULES = [dg.ScheduleDefinition(name="refresh", cron_schedule="0 3 * * *",
+                                           target=dg.AssetSelection.assets(annotation_catalog))]
+    """))
+    (tmp_path / "extra_assets" / "_helper.py").write_text("raise RuntimeError('private modules are not imported')\n")
+    (tmp_path / "extra_resources").mkdir()
+    (tmp_path / "extra_resources" / "__init__.py").write_text("")
+    (tmp_path / "extra_resources" / "catalog.py").write_text(
+        "from extra_assets.catalog import Db\nRESOURCES = {'catalog_db': Db(path='cat.duckdb')}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(definitions, "ASSET_PACKAGES", ("assets_defs", "extra_assets"))
+    monkeypatch.setattr(definitions, "RESOURCE_PACKAGES", ("resources", "extra_resources"))
+    defs = definitions.build_definitions()
+    keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
+    assert {"raw_video", "processed_video", "annotation_catalog"} <= keys
+    assert defs.resolve_schedule_def("refresh") is not None
+    assert {"artifacts", "compute", "model_hub", "incoming", "catalog_db"} <= set(defs.resources)
+    res = dg.materialize([defs.resolve_assets_def("annotation_catalog")], selection=["annotation_catalog"])
+    assert res.success  # bound to the discovered resource default
+    mat = res.asset_materializations_for_node("annotation_catalog")[0]
+    assert mat.metadata["path"].value == "cat.duckdb"
+    # the same key from two modules is an error that names both
+    (tmp_path / "extra_resources" / "dup.py").write_text("RESOURCES = {'artifacts': object()}\n")
+    with pytest.raises(Exception, match="resources.artifacts and extra_resources.dup"):
+        definitions.build_definitions()
+    for m in [m for m in sys.modules if m.startswith(("extra_assets", "extra_resources"))]:
+        del sys.modules[m]
+
+
+def _trajectory(n=40):
+    t = np.linspace(0, 1, n)
+    c2w = np.tile(np.eye(4), (n, 1, 1))
+    c2w[:, :3, :3] = Rotation.from_euler("y", (40 * t)[:, None], degrees=True).as_matrix()
+    c2w[:, 0, 3], c2w[:, 2, 3] = t, 0.3 * t ** 2
+    return c2w
+
+
+def test_pose_validity_detects_each_failure():
+    good = _trajectory()
+    v = pose_validity(good)
+    assert v.passed, v.description
+    assert v.metadata["max_orthonormality_error"] < 1e-6
+    bad = good.copy()
+    bad[17, 0, 3] += 1.0
+    v = pose_validity(bad)
+    assert not v.passed and "jump" in v.description and "frame 17" in v.description
+    bad = good.copy()
+    bad[5, :3, :3] *= 1.1
+    v = pose_validity(bad)
+    assert not v.passed and "orthonormal" in v.description and "frame 5" in v.description
+    bad = good.copy()
+    bad[3, 1, 1] = np.nan
+    assert "non-finite" in pose_validity(bad).description
+    bad = good.copy()
+    bad[20, :3, :3] = bad[20, :3, :3] @ Rotation.from_euler("x", 90, degrees=True).as_matrix()
+    assert "rotation jump" in pose_validity(bad).description
+    static = np.tile(np.eye(4), (10, 1, 1))
+    assert pose_validity(static).passed
+    static[6, 0, 3] = 0.5  # a static camera that teleports
+    assert not pose_validity(static).passed
+
+
+def test_intrinsics_plausibility():
+    w, h = 256, 144
+    fx = w / (2 * np.tan(np.radians(30)))  # 60 deg hFoV
+    good = np.array([[fx, fx, 127.5, 71.5]] * 5)
+    v = intrinsics_plausibility(good, w, h)
+    assert v.passed and abs(v.metadata["hfov_deg"] - 60) < 1e-6
+    assert "FoV" in intrinsics_plausibility(good * [20, 20, 1, 1], w, h).description
+    assert "fx/fy" in intrinsics_plausibility(good * [1, 2, 1, 1], w, h).description
+    assert "principal point" in intrinsics_plausibility(good + [0, 0, 500, 0], w, h).description
+    assert "> 0" in intrinsics_plausibility(good * [-1, 1, 1, 1], w, h).description
+    drift = good.copy()
+    drift[:, 0] *= np.linspace(1, 1.2, 5)
+    drift[:, 1] = drift[:, 0]
+    assert "varies" in intrinsics_plausibility(drift, w, h).description
+
+
+def test_frame_metrics_table_columns():
+    c2w = _trajectory(12)
+    df = frame_metrics_table(c2w, np.array([[100, 100, 50, 40]]), keyframes=[0, 6], source_frames=range(10, 22))
+    assert df.height == 12 and df["is_keyframe"].sum() == 2
+    assert df["source_frame"].to_list() == list(range(10, 22))
+    np.testing.assert_allclose(df["step"][1:].to_numpy(), np.linalg.norm(np.diff(c2w[:, :3, 3], axis=0), axis=1))
+
+
+def test_model_hub_offline_names_the_missing_weight(tmp_path):
+    from resources.models import ModelHubResource
+
+    hub = ModelHubResource(cache_dir=str(tmp_path / "cache"), offline=True)
+    with pytest.raises(InputError, match="acme/depth-net/weights.safetensors.*offline"):
+        hub.fetch("acme/depth-net", "weights.safetensors")
+
+
+def test_compute_resource_pool_limit():
+    from resources.compute import ComputeResource, cuda_device_count
+
+    assert ComputeResource(gpu_pool_size=3).pool_limit() == 3
+    assert ComputeResource().pool_limit() == max(1, cuda_device_count())
+    assert ComputeResource(device="cpu").resolved_device() == "cpu"
+
+
+def test_great_expectations_suite_over_frame_metrics():
+    from vipe_dagster.quality import expectations_report
+
+    w, h = 256, 144
+    intr = np.array([[220.0, 220.0, 127.5, 71.5]])
+    good = frame_metrics_table(_trajectory(30), intr, keyframes=[0, 10, 20])
+    v = expectations_report(good, w, h, expected_rows=30)
+    assert v.passed, v.description
+    assert v.metadata["evaluated"] >= 10 and v.metadata["failed"] == 0
+    bad_pose = _trajectory(30)
+    bad_pose[12, 0, 3] += 3.0
+    v = expectations_report(frame_metrics_table(bad_pose, intr, keyframes=[0, 10]), w, h, expected_rows=30)
+    assert not v.passed and "step_over_median" in v.description
+    v = expectations_report(good, w, h, expected_rows=31)
+    assert not v.passed and "expect_table_row_count_to_equal" in v.description
+    v = expectations_report(frame_metrics_table(_trajectory(30), intr * [1, 1, 20, 1], [0]), w, h, expected_rows=30)
+    assert not v.passed and "(cx)" in v.description
