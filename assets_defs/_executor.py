@@ -1,6 +1,8 @@
 """The run executor, chosen by the deployment's environment (``vipe_dagster.deploy_config``).
 
-* ``in_process`` / ``multiprocess``: Dagster's own executors (``VIPE_MAX_CONCURRENT`` caps child processes).
+* ``in_process`` / ``multiprocess``: Dagster's own executors (``VIPE_MAX_CONCURRENT`` caps child processes,
+  ``VIPE_MP_START_METHOD`` picks forkserver (default) or spawn). The multiprocess configuration is fixed by
+  the environment, so the launchpad does not offer executor settings.
 * ``k8s``: ``dagster_k8s.k8s_job_executor`` (only imported when selected; ``dagster-k8s`` is optional). Every
   step becomes a Kubernetes Job; steps of assets in pool ``gpu`` that carry no ``dagster-k8s/config`` op tag
   of their own get the GPU placement (``nvidia.com/gpu`` limit, node selector, tolerations) through the
@@ -54,10 +56,10 @@ def build_executor(settings: ExecutorSettings, assets: Iterable[Any] = ()) -> dg
     if settings.kind == "in_process":
         return dg.in_process_executor
     if settings.kind == "multiprocess":
+        mp: dict[str, Any] = {"start_method": {settings.start_method: {}}}
         if settings.max_concurrent:
-            return dg.multiprocess_executor.configured({"max_concurrent": settings.max_concurrent},
-                                                       name="multiprocess")
-        return dg.multiprocess_executor
+            mp["max_concurrent"] = settings.max_concurrent
+        return dg.multiprocess_executor.configured(mp, name="multiprocess")
     from dagster_k8s import k8s_job_executor  # optional dependency, checked by executor_settings
 
     cfg: dict[str, Any] = {"per_step_k8s_config": gpu_per_step_k8s_config(assets, settings.gpu_step_k8s_config)}

@@ -10,10 +10,18 @@ Which executor runs the steps of a run, and where the Kubernetes executor puts t
 ``VIPE_MAX_CONCURRENT``
     Steps of one run that may execute at once (multiprocess: child processes, k8s: step pods). Default:
     Dagster's own (number of CPUs for multiprocess, unlimited for k8s). Global GPU limits are pools, not this.
+``VIPE_MP_START_METHOD``
+    How the multiprocess executor starts step processes: ``forkserver`` (default: a server process imports
+    Dagster and the code location once and forks every step from it, so steps start in a fraction of the
+    time) or ``spawn`` (a fresh interpreter per step; Dagster's own default).
 ``VIPE_K8S_GPU_LIMIT`` / ``VIPE_K8S_GPU_NODE_SELECTOR`` / ``VIPE_K8S_GPU_TOLERATIONS`` / ``VIPE_K8S_GPU_CONFIG``
     Placement of ``gpu``-pool steps (the same variables ``assets_defs._common.placement_tags`` reads). With
     the k8s executor a ``gpu`` step without its own ``dagster-k8s/config`` tag gets: ``nvidia.com/gpu``
-    limit ``VIPE_K8S_GPU_LIMIT`` (default 1), node selector ``k=v,k2=v2`` (default none) and tolerations
+    limit ``VIPE_MP_START_METHOD``
+    How the multiprocess executor starts step processes: ``forkserver`` (default: a server process imports
+    Dagster and the code location once and forks every step from it, so steps start in a fraction of the
+    time) or ``spawn`` (a fresh interpreter per step; Dagster's own default).
+``VIPE_K8S_GPU_LIMIT`` (default 1), node selector ``k=v,k2=v2`` (default none) and tolerations
     (JSON list; default: tolerate the ``nvidia.com/gpu`` taint that GKE/EKS/AKS GPU node pools carry).
     ``VIPE_K8S_GPU_CONFIG`` (JSON) replaces all of it verbatim.
 ``VIPE_K8S_NAMESPACE`` / ``VIPE_K8S_STEP_IMAGE``
@@ -57,6 +65,7 @@ def in_kubernetes(environ: Mapping[str, str] | None = None) -> bool:
 class ExecutorSettings:
     kind: ExecutorKind
     max_concurrent: int | None = None
+    start_method: str = "forkserver"
     gpu_step_k8s_config: dict[str, Any] = field(default_factory=dict)
     namespace: str | None = None
     step_image: str | None = None
@@ -130,8 +139,12 @@ def executor_settings(environ: Mapping[str, str] | None = None) -> ExecutorSetti
         raise ConfigError("environment variable VIPE_EXECUTOR=k8s needs the dagster-k8s package "
                           "(pip install dagster-k8s matching your dagster version)")
     max_concurrent = _positive_int(env, "VIPE_MAX_CONCURRENT")
+    start = (env.get("VIPE_MP_START_METHOD") or "forkserver").strip().lower()
+    if start not in ("forkserver", "spawn"):
+        raise ConfigError(f"environment variable VIPE_MP_START_METHOD={start!r}: expected forkserver or spawn")
     if kind != "k8s":
-        return ExecutorSettings(kind=kind, max_concurrent=max_concurrent)  # type: ignore[arg-type]
+        return ExecutorSettings(kind=kind, max_concurrent=max_concurrent,  # type: ignore[arg-type]
+                                start_method=start)
     return ExecutorSettings(
         kind="k8s",
         max_concurrent=max_concurrent,

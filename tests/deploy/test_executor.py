@@ -41,6 +41,8 @@ def test_settings_reject_bad_values_naming_the_variable():
         executor_settings({"VIPE_MAX_CONCURRENT": "0"})
     with pytest.raises(ConfigError, match="VIPE_MAX_CONCURRENT='two'"):
         executor_settings({"VIPE_MAX_CONCURRENT": "two"})
+    with pytest.raises(ConfigError, match="VIPE_MP_START_METHOD='fork'"):
+        executor_settings({"VIPE_MP_START_METHOD": "fork"})
     with pytest.raises(ConfigError, match="VIPE_K8S_GPU_NODE_SELECTOR"):
         gpu_step_k8s_config({"VIPE_K8S_GPU_NODE_SELECTOR": "gpu"})
     with pytest.raises(ConfigError, match="VIPE_K8S_GPU_TOLERATIONS"):
@@ -108,6 +110,10 @@ def test_local_executors_resolve_on_the_real_jobs():
     ex = defs.resolve_job_def("video_pipeline").executor_def
     assert ex.name == "multiprocess"
     assert _resolved_config(ex)["max_concurrent"] == 2
+    assert _resolved_config(ex)["start_method"] == {"forkserver": {}}
+    ex = _definitions({"VIPE_EXECUTOR": "multiprocess", "VIPE_MP_START_METHOD": "spawn"}).resolve_job_def(
+        "video_pipeline").executor_def
+    assert _resolved_config(ex)["start_method"] == {"spawn": {}}
 
 
 def _step_jobs(defs, tmp_path):
