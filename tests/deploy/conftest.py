@@ -127,3 +127,19 @@ def create_database(server: dict, name: str) -> str:
         cur.execute(f'CREATE DATABASE "{name}"')
     conn.close()
     return name
+
+
+def helm_values() -> dict:
+    import yaml
+
+    return yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+
+
+def helm_user_code_env() -> dict[str, str]:
+    """Environment of the user-code deployment (and, via includeConfigInLaunchedRuns, of run/step pods)."""
+    dep = helm_values()["dagster-user-deployments"]["deployments"][0]
+    env = {e["name"]: e["value"] for e in dep["env"]}
+    for item in helm_values()["runLauncher"]["config"]["k8sRunLauncher"].get("envVars", []):
+        k, _, v = item.partition("=")
+        env.setdefault(k, v)
+    return env

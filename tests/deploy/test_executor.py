@@ -13,6 +13,8 @@ import pytest
 from vipe_dagster.deploy_config import executor_settings, gpu_step_k8s_config
 from vipe_dagster.errors import ConfigError
 
+from .conftest import helm_user_code_env
+
 warnings.filterwarnings("ignore", module="dagster")
 
 K8S_ENV = {
@@ -185,6 +187,19 @@ def test_gpu_pool_steps_get_gpu_placement_under_k8s(tmp_path):
     assert not (pod.containers[0].resources and pod.containers[0].resources.limits
                 and "nvidia.com/gpu" in pod.containers[0].resources.limits)
     assert not pod.tolerations and not pod.node_selector
+
+
+def test_helm_values_place_gpu_steps_on_the_gpu_node_pool(tmp_path):
+    """The environment deployments/helm/values.yaml gives the user code selects the k8s executor and puts
+    gpu-pool steps on the labelled GPU nodes, CPU steps on the CPU nodes."""
+    pytest.importorskip("dagster_k8s", reason="dagster-k8s is optional; install it to test k8s placement")
+    env = helm_user_code_env()
+    assert executor_settings(env).kind == "k8s"
+    _, jobs = _step_jobs(_definitions(env), tmp_path)
+    pod = jobs["gpu_pose"][1].spec.template.spec
+    assert pod.containers[0].resources.limits == {"nvidia.com/gpu": "1"}
+    assert pod.node_selector == {"vipe.dev/pool": "gpu"}
+    assert [(t.key, t.effect) for t in pod.tolerations] == [("nvidia.com/gpu", "NoSchedule")]
 
 
 def test_real_gpu_pool_assets_all_get_placement():
