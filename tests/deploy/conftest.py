@@ -56,6 +56,7 @@ def _server_user() -> pwd.struct_passwd | None:
 @pytest.fixture(scope="session")
 def postgres_server():
     """``dict(host, port, user, password, db)`` of a running private PostgreSQL cluster."""
+    pytest.importorskip("dagster_postgres", reason="dagster-postgres is needed for the PostgreSQL instance")
     bindir = _pg_bindir()
     if bindir is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found; install the Debian package postgresql")
