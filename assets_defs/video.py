@@ -68,7 +68,12 @@ def processed_video(context: dg.AssetExecutionContext, config: IngestConfig,
                     artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     key = context.partition_key
     store = artifacts.store()
-    entry = artifacts.registry().get(key)
+    registry = artifacts.registry()
+    entry = registry.get(key)
+    # the file may have changed since it was registered: version what is read now
+    source_version = registry.current_data_version(key)
+    if source_version != entry.data_version:
+        context.log.warning(f"{entry.uri} changed since registration ({entry.data_version} -> {source_version})")
     remove_stale_temps(store, key, ("rgb", "manifest"))
     start = config.start_frame if config.start_frame is not None else entry.start_frame
     end = config.end_frame if config.end_frame is not None else entry.end_frame
@@ -94,7 +99,7 @@ def processed_video(context: dg.AssetExecutionContext, config: IngestConfig,
     manifest = store.read_manifest(key)
     manifest["request"] = {"start_frame": req_start, "end_frame": req_end, "frame_skip": skip,
                            "long_side": long_side}
-    manifest["input"]["data_version"] = entry.data_version
+    manifest["input"]["data_version"] = source_version
     manifest["partition"] = key
     store.write_manifest(key, manifest)
 
@@ -105,11 +110,11 @@ def processed_video(context: dg.AssetExecutionContext, config: IngestConfig,
     preview_uri = sidecar_path(store, key, "frames.png")
     fs.write_bytes(preview_uri, png)
     seconds = time.perf_counter() - t0
-    version_src = json.dumps([entry.data_version, req_start, req_end, skip, long_side, INGEST_CODE_VERSION])
+    version_src = json.dumps([source_version, req_start, req_end, skip, long_side, INGEST_CODE_VERSION])
     return dg.MaterializeResult(
         metadata={
             "source_uri": dg.MetadataValue.path(entry.uri),
-            "source_data_version": entry.data_version,
+            "source_data_version": source_version,
             "source_num_frames": info.num_frames,
             "requested_range": f"[{req_start}, {req_end}]",
             "ingested_range": f"[{res.source_frames[0]}, {res.source_frames[-1]}]",

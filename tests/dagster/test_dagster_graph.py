@@ -179,3 +179,34 @@ def test_raw_video_observation_reports_content_versions(tmp_path, instance, vide
     assert observe([raw_video], instance=instance, resources={"artifacts": artifacts}).success
     assert version("a") == "sha256:" + hashlib.sha256(a.read_bytes()).hexdigest() != ea.data_version
     assert version("b") == eb.data_version
+
+
+@pytest.mark.slow
+def test_wrong_known_intrinsics_fail_the_blocking_intrinsics_check(tmp_path, instance):
+    pytest.importorskip("vipe_dagster.pipeline")
+    artifacts = ArtifactStoreResource(root=str(tmp_path / "artifacts"))
+    entry = _register(instance, artifacts, SAMPLE, start_frame=0, end_frame=15, long_side=256)
+    # a user passes the focal of the 1280 px source video for the 256 px processed frames
+    run_config = {"ops": {"slam_pose": {"config": {"fx": 2000.0, "fy": 2000.0}}}}
+    _, _, result, checks = _run(instance, artifacts, entry.key, run_config)
+    assert not result.success
+    chk = checks["intrinsics_plausible"]
+    assert not chk.passed and chk.blocking
+    assert "horizontal FoV 7.3..7.3 deg outside [15.0, 160.0]" in chk.description
+
+
+def test_processed_video_versions_the_file_it_actually_read(tmp_path, instance, video_maker):
+    import hashlib
+
+    artifacts = ArtifactStoreResource(root=str(tmp_path / "artifacts"))
+    clip = video_maker(tmp_path / "clip.mp4", n=6)
+    entry = _register(instance, artifacts, clip, long_side=0)
+    video_maker(clip, n=7, seed=4)  # replaced after registration
+    defs = build_definitions({"artifacts": artifacts})
+    res = dg.materialize([defs.resolve_assets_def("processed_video")], instance=instance, partition_key=entry.key,
+                         selection=["processed_video"])
+    md = res.asset_materializations_for_node("processed_video")[0].metadata
+    now = "sha256:" + hashlib.sha256(clip.read_bytes()).hexdigest()
+    assert md["source_data_version"].value == now != entry.data_version
+    assert md["num_frames"].value == 7
+    assert artifacts.store().read_manifest(entry.key)["input"]["data_version"] == now

@@ -202,3 +202,64 @@ def test_great_expectations_suite_over_frame_metrics():
     assert not v.passed and "expect_table_row_count_to_equal" in v.description
     v = expectations_report(frame_metrics_table(_trajectory(30), intr * [1, 1, 20, 1], [0]), w, h, expected_rows=30)
     assert not v.passed and "(cx)" in v.description
+
+
+def test_engine_assets_are_pooled_versioned_and_backfilled_per_video():
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+
+    import dagster as dg
+
+    from vipe_dagster.definitions import build_definitions
+
+    defs = build_definitions()
+    slam = defs.resolve_assets_def("pose_trajectory")
+    assert slam.op.pool == "gpu"
+    assert set(slam.keys) == {dg.AssetKey("camera_intrinsics"), dg.AssetKey("pose_trajectory")}
+    assert all(v.endswith("+pose.1") for v in slam.code_versions_by_key.values())
+    ingest = defs.resolve_assets_def("processed_video")
+    assert ingest.code_versions_by_key[dg.AssetKey("processed_video")].endswith("+ingest.1")
+    for a in (slam, ingest):
+        assert a.partitions_def.name == "videos"
+        assert a.backfill_policy.max_partitions_per_run == 1
+    if not os.environ.get("VIPE_K8S_GPU_CONFIG") and not os.environ.get("VIPE_K8S_GPU_LIMIT"):
+        assert "dagster-k8s/config" not in slam.op.tags  # nothing hard-coded
+    # placement from the deployment's environment reaches the op tags when the code location loads
+    repo = Path(__file__).resolve().parents[2]
+    code = ("import json; from vipe_dagster.definitions import defs; "
+            "print(defs.resolve_assets_def('pose_trajectory').op.tags['dagster-k8s/config'])")
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=repo, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(repo), "VIPE_K8S_GPU_LIMIT": "1",
+                              "VIPE_K8S_GPU_NODE_SELECTOR": "gpu=h100"}, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    tags = json.loads(out.stdout.strip().splitlines()[-1])
+    assert tags["container_config"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert tags["pod_spec_config"]["node_selector"] == {"gpu": "h100"}
+
+
+def test_previews_render_and_stay_small():
+    import base64
+
+    import cv2
+
+    from vipe_dagster.errors import ArtifactError
+    from vipe_dagster.previews import contact_sheet, markdown_image, trajectory_topdown
+
+    png = trajectory_topdown(_trajectory(50), keyframes=[0, 25, 49], title="t")
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (448, 420, 3)
+    # the path is drawn: the start marker (green) and coloured pixels exist
+    assert ((img[:, :, 1] > 120) & (img[:, :, 0] < 60) & (img[:, :, 2] < 60)).any()
+    rng = np.random.default_rng(0)
+    frames = [(i, rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)) for i in range(4)]
+    sheet = contact_sheet(frames)
+    md = markdown_image(sheet, "noise", max_bytes=48_000)
+    assert md.startswith("![noise](data:image/jpeg;base64,")
+    assert len(base64.b64decode(md.split(",", 1)[1][:-1])) < len(sheet)
+    assert markdown_image(png).startswith("![preview](data:image/png;base64,")
+    with pytest.raises(ArtifactError, match=r"\(N,4,4\)"):
+        trajectory_topdown(np.zeros((3, 3, 4)))
+    with pytest.raises(ArtifactError, match="at least one frame"):
+        contact_sheet([])

@@ -87,7 +87,8 @@ def run(args) -> int:
         if ev.event_type_value == "ASSET_CHECK_EVALUATION":
             d = ev.event_specific_data
             status = "passed" if d.passed else f"FAILED ({d.severity.value})"
-            print(f"  {d.asset_key.to_user_string()}:{d.check_name:28s} {status}: {d.description}")
+            name = f"{d.asset_key.to_user_string()}:{d.check_name}"
+            print(f"  {name:46s} {status}: {d.description}")
     print(f"\nopen the UI on the same instance: DAGSTER_HOME={home} vipe-dagster ui --port 3000")
     return 0 if result.success else 1
 

@@ -1,0 +1,204 @@
+"""Camera poses and intrinsics: one SLAM run per video writes both (``@multi_asset``), plus their checks."""
+
+import json
+import time
+
+import dagster as dg
+import numpy as np
+from pydantic import Field, ValidationError
+
+from resources.artifacts import ArtifactStoreResource
+from resources.compute import ComputeResource
+from vipe_dagster.config import PoseConfig, preset
+from vipe_dagster.errors import ConfigError
+from vipe_dagster.io import fs
+from vipe_dagster.pipeline import run_pose
+from vipe_dagster.previews import markdown_image, trajectory_topdown
+from vipe_dagster.quality import (
+    expectations_report,
+    frame_metrics_table,
+    intrinsics_plausibility,
+    pose_validity,
+)
+
+from ._common import (
+    BACKFILL,
+    GPU_POOL,
+    POSE_CODE_VERSION,
+    VIDEO_GROUP,
+    VIDEOS,
+    engine_logs_to_dagster,
+    placement_tags,
+    remove_stale_temps,
+    sidecar_path,
+)
+from .video import processed_video
+
+INTRINSICS = dg.AssetKey("camera_intrinsics")
+POSE = dg.AssetKey("pose_trajectory")
+
+
+class PoseRunConfig(dg.Config):
+    """Which pose preset to run, with optional dotted overrides (``{"tracking.max_features": "1200"}``)."""
+
+    preset: str = Field(default="pose_only", description="pose_only | fixed_camera | default (poses part)")
+    fx: float | None = Field(default=None, description="known focal x in px of the processed rgb")
+    fy: float | None = Field(default=None, description="known focal y (default: fx)")
+    cx: float | None = Field(default=None, description="known principal point x (default: image centre)")
+    cy: float | None = Field(default=None, description="known principal point y (default: image centre)")
+    overrides: dict[str, str] = Field(default_factory=dict,
+                                      description="dotted PoseConfig paths -> values, e.g. ba.window: '12'")
+
+
+def build_pose_config(cfg: PoseRunConfig, device: str) -> PoseConfig:
+    """PoseConfig from a preset, given intrinsics, dotted overrides and the compute device."""
+    base = preset(cfg.preset).pose.model_dump()
+    base["ba"]["device"] = device
+    for name in ("fx", "fy", "cx", "cy"):
+        if getattr(cfg, name) is not None:
+            base["intrinsics"][name] = getattr(cfg, name)
+    for path, value in cfg.overrides.items():
+        node = base
+        parts = path.split(".")
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                raise ConfigError(f"pose override {path!r}: {p!r} is not a section of PoseConfig")
+            node = node[p]
+        if parts[-1] not in node:
+            raise ConfigError(f"pose override {path!r}: unknown setting {parts[-1]!r}")
+        node[parts[-1]] = json.loads(value) if value[:1] in "[{" else value
+    try:
+        return PoseConfig.model_validate(base)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid pose configuration: {exc}") from exc
+
+
+@dg.multi_asset(
+    name="slam_pose",
+    specs=[
+        dg.AssetSpec(INTRINSICS, deps=[processed_video], group_name=VIDEO_GROUP, code_version=POSE_CODE_VERSION,
+                     kinds={"pytorch"}, partitions_def=VIDEOS,
+                     description="Per-frame fx fy cx cy in pixels of the processed rgb (`intrinsics/<key>.npz` "
+                                 "+ `_camera.txt`)."),
+        dg.AssetSpec(POSE, deps=[processed_video], group_name=VIDEO_GROUP, code_version=POSE_CODE_VERSION,
+                     kinds={"pytorch"}, partitions_def=VIDEOS,
+                     description="Per-frame OpenCV camera-to-world poses (`pose/<key>.npz`), sparse map, "
+                                 "ViPE info.pkl, per-frame metrics table and a top-down trajectory preview."),
+    ],
+    partitions_def=VIDEOS,
+    backfill_policy=BACKFILL,
+    pool=GPU_POOL,
+    op_tags=placement_tags("gpu"),
+    can_subset=False,
+)
+def slam_pose(context: dg.AssetExecutionContext, config: PoseRunConfig, artifacts: ArtifactStoreResource,
+              compute: ComputeResource):
+    key = context.partition_key
+    store = artifacts.store()
+    remove_stale_temps(store, key, ("pose", "intrinsics", "camera", "sparse", "info", "manifest"))
+    device = compute.resolved_device()
+    pose_cfg = build_pose_config(config, device)
+    context.log.info(f"SLAM on {store.path('rgb', key)} with preset {config.preset} on {device}")
+    with engine_logs_to_dagster(context):
+        res = run_pose(store, key, pose_cfg)
+    t0 = time.perf_counter()
+    c2w, _ = store.read_pose(key)
+    intr, _, _ = store.read_intrinsics(key)
+    manifest = store.read_manifest(key)
+    frames = manifest.get("frames", {})
+    width, height = int(frames.get("width", 0)), int(frames.get("height", 0))
+    src = frames.get("source_indices") or list(range(len(c2w)))
+    table = frame_metrics_table(c2w, intr, res.keyframes, src)
+    metrics_uri = sidecar_path(store, key, "frame_metrics.parquet")
+    with fs.local_path_for_write(metrics_uri, suffix=".parquet") as tmp:
+        table.write_parquet(tmp)
+    verdict = pose_validity(c2w)
+    png = trajectory_topdown(c2w, res.keyframes, title=f"{key}: {len(c2w)} frames, scale {res.scale}")
+    preview_uri = sidecar_path(store, key, "trajectory.png")
+    fs.write_bytes(preview_uri, png)
+    fx, fy, cx, cy = (float(v) for v in res.intrinsics[:4])
+    hfov = float(np.degrees(2 * np.arctan(width / (2 * fx)))) if width else None
+    frame_range = f"[{src[0]}, {src[-1]}]" if src else "[]"
+    common = {"frame_range": frame_range, "num_frames": res.num_frames, "seconds": round(res.seconds, 3),
+              "frames_per_second": round(res.frames_per_second, 2), "device": device, "preset": config.preset}
+    yield dg.MaterializeResult(
+        asset_key=INTRINSICS,
+        metadata={
+            **common,
+            "fx": round(fx, 3), "fy": round(fy, 3), "cx": round(cx, 3), "cy": round(cy, 3),
+            "hfov_deg": round(hfov, 2) if hfov is not None else None,
+            "image_size": f"{width}x{height}",
+            "focal_source": manifest.get("pose", {}).get("intrinsics", {}).get("source", "unknown"),
+            "intrinsics_uri": dg.MetadataValue.path(store.path("intrinsics", key)),
+            "camera_txt_uri": dg.MetadataValue.path(store.path("camera", key)),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=POSE,
+        metadata={
+            **common,
+            "num_keyframes": len(res.keyframes),
+            "scale": res.scale,
+            "rotation_only": res.rotation_only,
+            "tracking_ok_fraction": round(res.tracking_ok_fraction, 4),
+            "mean_reproj_px": round(res.mean_reproj_px, 4) if np.isfinite(res.mean_reproj_px) else None,
+            "path_length": round(float(verdict.metadata.get("path_length", 0.0)), 4),
+            "pose_uri": dg.MetadataValue.path(store.path("pose", key)),
+            "sparse_map_uri": dg.MetadataValue.path(store.path("sparse", key)),
+            "frame_metrics_uri": dg.MetadataValue.path(metrics_uri),
+            "preview": dg.MetadataValue.md(markdown_image(png, f"{key} trajectory")),
+            "preview_uri": dg.MetadataValue.path(preview_uri),
+            "postprocess_seconds": round(time.perf_counter() - t0, 3),
+        },
+    )
+
+
+@dg.asset_check(asset=POSE, blocking=True, partitions_def=VIDEOS,
+                description="Poses are finite, rotations orthonormal with det 1, and no frame jumps "
+                            "(translation > 8x the median step, or > 30 deg turn). Blocking.")
+def pose_valid(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
+    c2w, _ = artifacts.store().read_pose(context.partition_key)
+    v = pose_validity(c2w)
+    return dg.AssetCheckResult(passed=v.passed, description=v.description, metadata=_scalars(v.metadata))
+
+
+@dg.asset_check(asset=INTRINSICS, blocking=True, partitions_def=VIDEOS,
+                description="Focals positive with fx/fy near 1, principal point inside the image, "
+                            "horizontal FoV in [15, 160] deg, focal stable across frames. Blocking.")
+def intrinsics_plausible(context: dg.AssetCheckExecutionContext,
+                         artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
+    store = artifacts.store()
+    intr, _, _ = store.read_intrinsics(context.partition_key)
+    frames = store.read_manifest(context.partition_key).get("frames", {})
+    v = intrinsics_plausibility(intr, int(frames["width"]), int(frames["height"]))
+    return dg.AssetCheckResult(passed=v.passed, description=v.description, metadata=_scalars(v.metadata))
+
+
+@dg.asset_check(asset=POSE, partitions_def=VIDEOS,
+                description="great-expectations suite over the partition's per-frame metrics table "
+                            "(row count, unique/increasing frames, no nulls, intrinsics and step ranges).")
+def frame_metrics_expectations(context: dg.AssetCheckExecutionContext,
+                               artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
+    import polars as pl
+
+    store = artifacts.store()
+    key = context.partition_key
+    frames = store.read_manifest(key).get("frames", {})
+    with fs.local_copy(sidecar_path(store, key, "frame_metrics.parquet")) as path:
+        df = pl.read_parquet(path)
+    v = expectations_report(df, int(frames["width"]), int(frames["height"]), int(frames["count"]))
+    table = dg.MetadataValue.md("| expectation | column | ok | observed |\n|---|---|---|---|\n" + "\n".join(
+        f"| {r['expectation']} | {r['column']} | {'yes' if r['success'] else '**no**'} | {r['observed']} |"
+        for r in v.metadata["results"]))
+    return dg.AssetCheckResult(passed=v.passed, description=v.description,
+                               severity=dg.AssetCheckSeverity.WARN,
+                               metadata={"evaluated": v.metadata["evaluated"], "failed": v.metadata["failed"],
+                                         "results": table})
+
+
+def _scalars(meta: dict) -> dict:
+    return {k: v for k, v in meta.items() if isinstance(v, int | float | str | bool)}
+
+
+ASSETS = [slam_pose]
+CHECKS = [pose_valid, intrinsics_plausible, frame_metrics_expectations]
