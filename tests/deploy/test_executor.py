@@ -99,8 +99,10 @@ def _definitions(environ):
     def gpu_depth() -> None:
         return None
 
+    from assets_defs.pose import slam_pose  # the engine's real GPU asset
+
     job = dg.define_asset_job("deploy_test_job", selection=dg.AssetSelection.assets(
-        processed_video, gpu_pose, gpu_depth), partitions_def=VIDEOS)
+        processed_video, slam_pose, gpu_pose, gpu_depth), partitions_def=VIDEOS)
     base = dg.Definitions.merge(build_definitions(), dg.Definitions(assets=[gpu_pose, gpu_depth], jobs=[job]))
     return with_deploy_executor(base, environ)
 
@@ -165,8 +167,10 @@ def test_gpu_pool_steps_get_gpu_placement_under_k8s(tmp_path):
     pytest.importorskip("dagster_k8s", reason="dagster-k8s is optional; install it to test k8s placement")
     defs = _definitions(K8S_ENV)
     exc_cfg, jobs = _step_jobs(defs, tmp_path)
-    # only the gpu-pool op without its own tag is configured by the executor
-    assert sorted(exc_cfg["per_step_k8s_config"]) == ["gpu_pose"]
+    # gpu-pool ops without their own tag are configured by the executor, nothing else
+    per_step = exc_cfg["per_step_k8s_config"]
+    assert "gpu_pose" in per_step and "gpu_depth" not in per_step and "processed_video" not in per_step
+    assert all(step.pool == "gpu" for step, _ in (jobs[k] for k in per_step if k in jobs))
 
     step, job = jobs["gpu_pose"]
     assert step.pool == "gpu"
@@ -175,6 +179,12 @@ def test_gpu_pool_steps_get_gpu_placement_under_k8s(tmp_path):
     assert pod.node_selector == {"cloud.google.com/gke-accelerator": "nvidia-l4", "vipe/pool": "gpu"}
     tol = [(t.key, t.operator, t.value, t.effect) for t in pod.tolerations]
     assert tol == [("nvidia.com/gpu", "Exists", None, "NoSchedule"), ("vipe/gpu-only", "Equal", "true", "NoExecute")]
+
+    step, job = jobs["slam_pose"]  # the real SLAM asset (pool gpu)
+    assert step.pool == "gpu"
+    pod = job.spec.template.spec
+    assert pod.containers[0].resources.limits == {"nvidia.com/gpu": "2"}
+    assert pod.node_selector == {"cloud.google.com/gke-accelerator": "nvidia-l4", "vipe/pool": "gpu"}
 
     step, job = jobs["gpu_depth"]  # explicit op tag: 4 GPUs, no executor defaults mixed in
     assert step.pool == "gpu"
@@ -200,6 +210,9 @@ def test_helm_values_place_gpu_steps_on_the_gpu_node_pool(tmp_path):
     assert pod.containers[0].resources.limits == {"nvidia.com/gpu": "1"}
     assert pod.node_selector == {"vipe.dev/pool": "gpu"}
     assert [(t.key, t.effect) for t in pod.tolerations] == [("nvidia.com/gpu", "NoSchedule")]
+    pod = jobs["slam_pose"][1].spec.template.spec
+    assert pod.containers[0].resources.limits == {"nvidia.com/gpu": "1"}
+    assert pod.node_selector == {"vipe.dev/pool": "gpu"}
 
 
 def test_real_gpu_pool_assets_all_get_placement():
