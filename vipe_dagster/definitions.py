@@ -19,6 +19,8 @@ from typing import Any
 
 import dagster as dg
 
+from assets_defs._executor import deploy_executor
+
 from .errors import ConfigError
 
 ASSET_PACKAGES = ("assets_defs",)
@@ -55,8 +57,12 @@ def default_resources() -> dict[str, Any]:
     return found
 
 
-def build_definitions(resources: Mapping[str, Any] | None = None) -> dg.Definitions:
-    """All discovered definitions; ``resources`` replaces defaults key by key (tests, demo)."""
+def build_definitions(resources: Mapping[str, Any] | None = None, with_executor: bool = True) -> dg.Definitions:
+    """All discovered definitions; ``resources`` replaces defaults key by key (tests, demo).
+
+    The executor comes from the environment (``VIPE_EXECUTOR``, see ``docs/deploy.md``); ``with_executor=False``
+    leaves it out so a caller can add assets first and then attach one (``assets_defs._executor``).
+    """
     parts = collect()
     res = default_resources()
     res.update(resources or {})
@@ -67,6 +73,7 @@ def build_definitions(resources: Mapping[str, Any] | None = None) -> dg.Definiti
         schedules=parts["SCHEDULES"],
         sensors=parts["SENSORS"],
         resources=res,
+        executor=deploy_executor(parts["ASSETS"]) if with_executor else None,
     )
 
 

@@ -103,7 +103,7 @@ def _definitions(environ):
 
     job = dg.define_asset_job("deploy_test_job", selection=dg.AssetSelection.assets(
         processed_video, slam_pose, gpu_pose, gpu_depth), partitions_def=VIDEOS)
-    base = dg.Definitions.merge(build_definitions(), dg.Definitions(assets=[gpu_pose, gpu_depth], jobs=[job]))
+    base = dg.Definitions.merge(build_definitions(with_executor=False), dg.Definitions(assets=[gpu_pose, gpu_depth], jobs=[job]))
     return with_deploy_executor(base, environ)
 
 
