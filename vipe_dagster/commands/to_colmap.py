@@ -1,0 +1,72 @@
+"""Export an artifact sequence as a COLMAP model (``sparse/0`` text or binary, images, PLY).
+
+Poses, intrinsics and the rgb video are required. Points come from the SLAM sparse map with its
+real feature tracks (``vipe/<n>_sparse.npz``) and, with ``--dense``, from reliable depth. Artifacts
+without a sparse map (e.g. the released ViPE datasets) get a dense-only export, flagged in
+``export_stats.json`` and in a warning.
+"""
+
+from __future__ import annotations
+
+import json
+
+NAME = "to-colmap"
+HELP = "export poses, intrinsics, images and points as a COLMAP reconstruction (sparse/0)"
+
+
+def add_arguments(p):
+    p.add_argument("artifact_dir", help="artifact root (folder or s3://bucket/prefix) in ViPE layout")
+    p.add_argument("--sequence", default=None,
+                   help="sequence name (default: the only sequence in the artifact root)")
+    p.add_argument("-o", "--output", default=None,
+                   help="output folder (default: <artifact_dir>/colmap/<sequence>)")
+    p.add_argument("--format", dest="fmt", choices=["text", "bin"], default="text",
+                   help="COLMAP model format under sparse/0")
+    p.add_argument("--dense", action="store_true", help="add dense points from reliable depth")
+    p.add_argument("--start_frame", "--start-frame", dest="start_frame", type=int, default=None,
+                   help="first frame to export (inclusive; default: first)")
+    p.add_argument("--end_frame", "--end-frame", dest="end_frame", type=int, default=None,
+                   help="last frame to export (inclusive; default: last)")
+    p.add_argument("--frame_skip", "--frame-skip", dest="frame_skip", type=int, default=1,
+                   help="export every k-th frame of the range")
+    p.add_argument("--depth_step", "--depth-step", dest="depth_step", type=int, default=16,
+                   help="every k-th exported frame contributes dense points")
+    p.add_argument("--pixel_step", "--pixel-step", dest="pixel_step", type=int, default=4,
+                   help="pixel stride of the dense sampling grid")
+    p.add_argument("--voxel_size", "--voxel-size", dest="voxel_size", type=float, default=None,
+                   help="voxel size for merging dense points in scene units (default: one grid step at the "
+                        "median depth; 0 disables merging)")
+    p.add_argument("--jpeg_quality", "--jpeg-quality", dest="jpeg_quality", type=int, default=95,
+                   help="JPEG quality of the exported images")
+    p.add_argument("--min_track_length", "--min-track-length", dest="min_track_length", type=int, default=2,
+                   help="drop sparse points observed in fewer exported images")
+    p.add_argument("--no_manifest", "--no-manifest", dest="no_manifest", action="store_true",
+                   help="do not record the export statistics in vipe/<sequence>_manifest.json")
+
+
+def run(args) -> int:
+    from ..errors import ArtifactError, FrameRangeError
+    from ..export.colmap import export_colmap
+    from ..io import ArtifactStore, resolve_range
+
+    store = ArtifactStore(args.artifact_dir)
+    name = args.sequence
+    if name is None:
+        names = store.sequences()
+        if len(names) != 1:
+            raise ArtifactError(f"{args.artifact_dir} holds {len(names)} sequences ({', '.join(names) or 'none'}); "
+                                f"pick one with --sequence")
+        name = names[0]
+    frames = None
+    if args.start_frame is not None or args.end_frame is not None or args.frame_skip != 1:
+        if args.frame_skip < 1:
+            raise FrameRangeError(f"--frame_skip must be >= 1, got {args.frame_skip}")
+        _, inds = store.read_pose(name)
+        start, end = resolve_range(len(inds), args.start_frame, args.end_frame, store.path("pose", name))
+        frames = [int(f) for f in inds[start:end + 1:args.frame_skip]]
+    res = export_colmap(store, name, out_dir=args.output, fmt=args.fmt, dense=args.dense, frames=frames,
+                        depth_step=args.depth_step, pixel_step=args.pixel_step, voxel_size=args.voxel_size,
+                        jpeg_quality=args.jpeg_quality, min_track_length=args.min_track_length,
+                        update_manifest=not args.no_manifest, progress=True)
+    print(json.dumps(res.summary(), indent=2))
+    return 0

@@ -1,0 +1,1 @@
+"""Depth: multi-view stereo, learned priors (plug-ins), scale alignment, reliability masks."""

@@ -1,0 +1,1 @@
+"""Benchmark suites: each module defines SUITE and run(quick=False) -> list[dict]."""

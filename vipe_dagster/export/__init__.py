@@ -1,0 +1,1 @@
+"""Exports: COLMAP (text and binary, sparse/0, real tracks) and PLY."""
