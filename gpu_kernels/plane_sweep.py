@@ -133,37 +133,38 @@ def zncc_cost_volume(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_
     cost = torch.empty(n_hyp, h, w, device=dev, dtype=dt)
     nvalid = torch.empty(n_hyp, h, w, device=dev, dtype=torch.int64)
     src_in = src_g[:, None]  # (S,1,H,W)
+    big = 4.0  # sentinel cost of an invalid (out-of-image) sample; valid costs lie in [0, 2]
+    ax0, ax1, ax2 = ax[:, 0][None], ax[:, 1][None], ax[:, 2][None]  # (1,S,HW)
+    b0, b1, b2 = b[:, 0][None], b[:, 1][None], b[:, 2][None]  # (1,S,1)
+    sx, sy = 2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)
     for d0 in range(0, n_hyp, chunk):
         wd = inv_depths[d0:d0 + chunk].to(dev, dt)
         p = wd.shape[0]
-        wflat = wd.reshape(p, 1, 1, -1) if per_pixel else wd.reshape(p, 1, 1, 1)
-        xs_h = ax[None] + wflat * b[None]  # (P,S,3,HW)
-        z = xs_h[:, :, 2]
+        wflat = wd.reshape(p, 1, -1) if per_pixel else wd.reshape(p, 1, 1)
+        z = ax2 + wflat * b2  # (P,S,HW)
         front = z > 1e-6
-        zs = torch.where(front, z, torch.ones_like(z))
-        u = xs_h[:, :, 0] / zs
-        v = xs_h[:, :, 1] / zs
-        inside = front & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
-        grid = torch.stack([u / max(w - 1, 1) * 2 - 1, v / max(h - 1, 1) * 2 - 1], -1)  # (P,S,HW,2)
-        grid = grid.reshape(p * s, h, w, 2)
-        warped = F.grid_sample(src_in.repeat(p, 1, 1, 1), grid, mode="bilinear", padding_mode="border",
-                               align_corners=True)  # (P*S,1,H,W)
-        w_mu = _box(warped, window)
-        w_var = (_box(warped * warped, window) - w_mu * w_mu).clamp_min(0)
-        cov = _box(warped * r, window) - w_mu * r_mu
-        zncc = cov / torch.sqrt(w_var * r_var + eps * eps)
+        zinv = 1.0 / torch.where(front, z, torch.ones_like(z))
+        gx = (ax0 + wflat * b0) * zinv * sx - 1.0
+        gy = (ax1 + wflat * b1) * zinv * sy - 1.0
+        inside = front & (gx.abs() <= 1.0) & (gy.abs() <= 1.0)
+        grid = torch.stack([gx, gy], -1).reshape(p * s, h, w, 2)
+        warped = F.grid_sample(src_in.expand(s, 1, h, w).repeat(p, 1, 1, 1), grid, mode="bilinear",
+                               padding_mode="border", align_corners=True)  # (P*S,1,H,W)
+        stats = _box(torch.cat([warped, warped * warped, warped * r], 1), window)
+        w_mu, w_sq, wr = stats[:, 0:1], stats[:, 1:2], stats[:, 2:3]
+        w_var = (w_sq - w_mu * w_mu).clamp_min(0)
+        zncc = (wr - w_mu * r_mu) * torch.rsqrt(w_var * r_var + eps * eps)
         c = (1.0 - zncc.clamp(-1, 1)).reshape(p, s, h, w)
         valid = inside.reshape(p, s, h, w)
-        c = torch.where(valid, c, torch.full_like(c, float("inf")))
-        if kk < s:
-            c_sorted, _ = torch.sort(c, dim=1)
-            c_best = c_sorted[:, :kk]
-        else:
-            c_best = c
+        c = torch.where(valid, c, torch.full_like(c, big))
         nv = valid.sum(1)
-        finite = torch.isfinite(c_best)
-        total = torch.where(finite, c_best, torch.zeros_like(c_best)).sum(1)
-        cnt = finite.sum(1)
+        if kk == 1:
+            total = c.min(1).values
+            cnt = (nv > 0).to(dt)
+        else:
+            c_best = torch.topk(c, kk, dim=1, largest=False, sorted=False).values if kk < s else c
+            cnt = nv.clamp(max=kk).to(dt)
+            total = c_best.sum(1) - (kk - cnt) * big  # valid costs come first, drop the sentinels
         cost[d0:d0 + p] = torch.where(cnt > 0, total / cnt.clamp_min(1), torch.full_like(total, float("inf")))
         nvalid[d0:d0 + p] = nv
     return cost, nvalid
@@ -202,10 +203,8 @@ def _wta(cost: Tensor, inv_depths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     # confidence: matching quality (ZNCC of the winner) times the distinctness of the minimum against
     # the best cost outside its immediate neighbourhood
     far = c.clone()
-    lo = (idx - 2).clamp_min(0)
-    hi = (idx + 2).clamp_max(n_hyp - 1)
-    ar = torch.arange(n_hyp, device=c.device)[:, None, None]
-    far = torch.where((ar >= lo[None]) & (ar <= hi[None]), torch.full_like(far, 1e6), far)
+    for off in (-2, -1, 0, 1, 2):
+        far.scatter_(0, (idx + off).clamp(0, n_hyp - 1)[None], 1e6)
     second = far.min(0).values
     quality = (1.0 - best_cost / 2.0).clamp(0, 1)  # cost 0 -> 1, cost 2 -> 0
     distinct = ((second - best_cost) / (second + 1e-6)).clamp(0, 1)
