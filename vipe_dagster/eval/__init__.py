@@ -1,1 +1,5 @@
-"""Metrics and benchmarks."""
+"""Evaluation: trajectory/depth/focal metrics against ground truth, and the benchmark harness."""
+
+from .metrics import ate, depth_metrics, focal_error, rpe, umeyama
+
+__all__ = ["ate", "depth_metrics", "focal_error", "rpe", "umeyama"]

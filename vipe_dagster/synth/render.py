@@ -45,20 +45,26 @@ class SceneRenderer:
         self.width, self.height = int(cfg.width), int(cfg.height)
         self._pscene = pr.Scene(bg_color=[0.0, 0.0, 0.0, 1.0], ambient_light=[1.0, 1.0, 1.0])
         self._nodes = []
-        tex_objs = {}
-        for obj in scene.objects:
-            v, f, uv = scene.object_mesh(obj)
-            if obj.texture not in tex_objs:
+        tex_objs: dict[int, object] = {}
+
+        def material(tex_id: int):
+            if tex_id not in tex_objs:
                 sampler = pr.Sampler(magFilter=pr.constants.GLTF.LINEAR,
                                      minFilter=pr.constants.GLTF.LINEAR_MIPMAP_LINEAR,
                                      wrapS=pr.constants.GLTF.REPEAT, wrapT=pr.constants.GLTF.REPEAT)
-                tex_objs[obj.texture] = pr.Texture(source=scene.textures[obj.texture], source_channels="RGB",
-                                                   sampler=sampler)
-            mat = pr.MetallicRoughnessMaterial(baseColorTexture=tex_objs[obj.texture], doubleSided=True,
-                                               metallicFactor=0.0, roughnessFactor=1.0)
-            prim = pr.Primitive(positions=v.astype(np.float32), indices=f.astype(np.uint32),
-                                texcoord_0=uv.astype(np.float32), material=mat, mode=pr.constants.GLTF.TRIANGLES)
-            node = self._pscene.add(pr.Mesh([prim]), pose=obj.world_pose(0.0))
+                tex_objs[tex_id] = pr.Texture(source=scene.textures[tex_id], source_channels="RGB", sampler=sampler)
+            return pr.MetallicRoughnessMaterial(baseColorTexture=tex_objs[tex_id], doubleSided=True,
+                                                metallicFactor=0.0, roughnessFactor=1.0)
+
+        for obj in scene.objects:
+            v, f, uv = scene.object_mesh(obj)
+            pos, tc = v.astype(np.float32), uv.astype(np.float32)
+            # box faces are two consecutive triangles each; a face texture list gives one primitive per face
+            groups = ([(obj.face_textures[i], f[2 * i:2 * i + 2]) for i in range(len(f) // 2)]
+                      if obj.face_textures else [(obj.texture, f)])
+            prims = [pr.Primitive(positions=pos, indices=idx.astype(np.uint32), texcoord_0=tc,
+                                  material=material(tex), mode=pr.constants.GLTF.TRIANGLES) for tex, idx in groups]
+            node = self._pscene.add(pr.Mesh(prims), pose=obj.world_pose(0.0))
             self._nodes.append((obj, node))
         K = scene.intrinsics
         cam = pr.IntrinsicsCamera(fx=K.fx, fy=K.fy, cx=K.cx + 0.5, cy=K.cy + 0.5,

@@ -116,6 +116,7 @@ class SceneObject:
     pose: list[list[float]] = field(default_factory=lambda: np.eye(4).tolist())  # static world pose
     instance_id: int = 0  # 0 static, 1..n moving
     motion: Motion | None = None
+    face_textures: list[int] | None = None  # one texture per box face (+x, -x, +y, -y, +z, -z) if given
 
     def world_pose(self, t: float) -> np.ndarray:
         return self.motion.pose(t) if self.motion is not None else np.asarray(self.pose, np.float64)
@@ -166,7 +167,7 @@ class Scene:
         outdoor = cfg.scene == "outdoor"
         self.znear, self.zfar = (0.1, 600.0) if outdoor else (0.05, 60.0)
 
-        n_tex = 12 if not outdoor else 14
+        n_tex = 14  # indoor: 0-5 the room's six faces; outdoor: 0 ground, 1 backdrop; the rest for objects
         tex_rng = np.random.default_rng([cfg.seed, 7])
         self.textures: list[np.ndarray] = []
         for i in range(n_tex):
@@ -190,8 +191,9 @@ class Scene:
         else:
             (x0, x1), (y0, y1), (z0, z1) = INDOOR_ROOM
             self.objects.append(SceneObject("room", "room", [(x1 - x0) / 2, (y1 - y0) / 2, (z1 - z0) / 2],
-                                            texture=0, tex_metres=1.6,
+                                            texture=0, tex_metres=1.8, face_textures=[0, 1, 2, 3, 4, 5],
                                             pose=_translation([(x0 + x1) / 2, (y0 + y1) / 2, (z0 + z1) / 2])))
+        self._first_object_texture = 2 if outdoor else 6
         self._place_moving(rng, n_tex)
         self._place_static(rng, n_tex)
 
@@ -244,7 +246,7 @@ class Scene:
                     for o in self.objects if o.motion is not None)
                 if clearance > (2.0 if outdoor else 0.5) and others_ok:
                     break
-            self.objects.append(SceneObject(f"moving_{i}", "box", half.tolist(), texture=int(rng.integers(2, n_tex)),
+            self.objects.append(SceneObject(f"moving_{i}", "box", half.tolist(), texture=int(rng.integers(self._first_object_texture, n_tex)),
                                             tex_metres=1.0 if not outdoor else 2.5, instance_id=i, motion=motion))
 
     def _place_static(self, rng: np.random.Generator, n_tex: int) -> None:
@@ -284,7 +286,7 @@ class Scene:
             pose[:3, :3] = Rotation.from_euler("y", rng.uniform(0, np.pi)).as_matrix()
             pose[:3, 3] = c
             placed += 1
-            self.objects.append(SceneObject(f"box_{placed}", "box", half.tolist(), texture=int(rng.integers(2, n_tex)),
+            self.objects.append(SceneObject(f"box_{placed}", "box", half.tolist(), texture=int(rng.integers(self._first_object_texture, n_tex)),
                                             tex_metres=1.2 if not outdoor else 4.0, pose=pose.tolist()))
 
     # ------------------------------------------------------------------ geometry
@@ -307,6 +309,7 @@ class Scene:
         objs = []
         for o in self.objects:
             d = {"name": o.name, "kind": o.kind, "half_extents_m": o.half_extents, "texture": o.texture,
+                 "face_textures": o.face_textures,
                  "tex_metres": o.tex_metres, "instance_id": o.instance_id}
             if o.motion is not None:
                 d["motion"] = asdict(o.motion)

@@ -1,1 +1,1 @@
-"""Benchmark suites: each module defines SUITE and run(quick=False) -> list[dict]."""
+"""Benchmark suites: each module defines ``SUITE``, optionally ``TITLE``, and ``run(quick=False) -> list[dict]``."""

@@ -1,0 +1,163 @@
+"""Evaluate a ViPE-format prediction folder against a ground-truth folder.
+
+Poses are matched by their ``inds`` (frame numbers); depth maps by their index in the depth zip, streamed
+one frame at a time. Predicted intrinsics and depth at another resolution are mapped to the
+ground-truth resolution first.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from ..errors import ArtifactError, InputError
+from ..io import ArtifactStore
+from .metrics import ate, depth_metrics, focal_error, rpe
+
+log = logging.getLogger(__name__)
+
+DEPTH_ALIGN = ("median", "lstsq", "none", "pose")
+
+
+def _resolution(store: ArtifactStore, name: str) -> tuple[int, int] | None:
+    """(width, height) of a sequence's frames: from the rgb video, else from the first depth map."""
+    if store.exists("rgb", name):
+        s = store.open_rgb(name)
+        return s.width, s.height
+    if store.exists("depth", name):
+        d = next(store.iter_depth(name, [0]))[1]
+        return d.shape[1], d.shape[0]
+    return None
+
+
+def evaluate_sequence(pred: ArtifactStore, gt: ArtifactStore, name: str, align: str = "sim3", rpe_delta: int = 1,
+                      depth_align: str = "median", depth_stride: int = 1, static_only: bool = False) -> dict[str, Any]:
+    """Metrics of one sequence: ``ate``, ``ate_se3``, ``rpe``, ``focal`` and ``depth`` sections."""
+    if depth_align not in DEPTH_ALIGN:
+        raise InputError(f"depth alignment {depth_align!r} is not one of {', '.join(DEPTH_ALIGN)}")
+    if depth_stride < 1:
+        raise InputError(f"depth stride must be >= 1, got {depth_stride}")
+    for store, what in ((pred, "prediction"), (gt, "ground truth")):
+        if not store.exists("pose", name):
+            raise ArtifactError(f"{what} {store.root} has no poses for sequence {name!r} "
+                                f"(expected {store.path('pose', name)})")
+    p_pose, p_inds = pred.read_pose(name)
+    g_pose, g_inds = gt.read_pose(name)
+    common, pi, gi = np.intersect1d(p_inds, g_inds, return_indices=True)
+    if len(common) < 3:
+        raise ArtifactError(f"{name}: prediction and ground truth share {len(common)} frame indices "
+                            f"(prediction {len(p_inds)} frames, ground truth {len(g_inds)}); need >= 3")
+    out: dict[str, Any] = {"sequence": name, "frames": int(len(common)),
+                           "frames_pred": int(len(p_inds)), "frames_gt": int(len(g_inds))}
+    P, G = p_pose[pi].astype(np.float64), g_pose[gi].astype(np.float64)
+    out["ate"] = ate(P, G, align=align)
+    out["ate_se3"] = ate(P, G, align="se3") if align != "se3" else out["ate"]
+    out["rpe"] = rpe(P, G, delta=min(rpe_delta, len(common) - 1), align=align)
+
+    g_res = _resolution(gt, name)
+    p_res = _resolution(pred, name) or g_res
+    if pred.exists("intrinsics", name) and gt.exists("intrinsics", name) and g_res is not None:
+        p_int, p_iinds, _ = pred.read_intrinsics(name)
+        g_int, g_iinds, _ = gt.read_intrinsics(name)
+        _, a, b = np.intersect1d(p_iinds, g_iinds, return_indices=True)
+        if len(a):
+            sx, sy = g_res[0] / p_res[0], g_res[1] / p_res[1]
+            fx_p = float(np.mean(p_int[a, 0])) * sx
+            fy_p = float(np.mean(p_int[a, 1])) * sy
+            fx_g, fy_g = float(np.mean(g_int[b, 0])), float(np.mean(g_int[b, 1]))
+            fx_e, fy_e = focal_error(fx_p, fx_g, g_res[0]), focal_error(fy_p, fy_g, g_res[1])
+            out["focal"] = {"fx_pred": fx_p, "fx_gt": fx_g, "fy_pred": fy_p, "fy_gt": fy_g,
+                            "percent": 0.5 * (fx_e["percent"] + fy_e["percent"]),
+                            "fx_percent": fx_e["percent"], "fy_percent": fy_e["percent"],
+                            "fov_deg_error": fx_e["fov_deg_error"], "frames": int(len(a))}
+    if pred.exists("depth", name) and gt.exists("depth", name):
+        out["depth"] = _depth_section(pred, gt, name, depth_align, depth_stride, static_only,
+                                      pose_scale=out["ate"]["scale"])
+    return out
+
+
+def _depth_section(pred: ArtifactStore, gt: ArtifactStore, name: str, depth_align: str, stride: int,
+                   static_only: bool, pose_scale: float) -> dict[str, Any]:
+    import cv2
+
+    n_p, n_g = pred.depth_count(name), gt.depth_count(name)
+    n = min(n_p, n_g)
+    if n == 0:
+        raise ArtifactError(f"{name}: depth zip of the {'prediction' if n_p == 0 else 'ground truth'} is empty")
+    frames = list(range(0, n, stride))
+    use_masks = static_only and gt.exists("mask", name)
+    masks = gt.iter_masks(name, frames) if use_masks else None
+    align = {"none": None, "pose": None}.get(depth_align, depth_align)
+    per: list[dict[str, float]] = []
+    for (k, dp), (_, dg) in zip(pred.iter_depth(name, frames), gt.iter_depth(name, frames), strict=True):
+        if dp.shape != dg.shape:
+            dp = cv2.resize(dp, (dg.shape[1], dg.shape[0]), interpolation=cv2.INTER_NEAREST)
+        if depth_align == "pose":
+            dp = dp * pose_scale
+        valid = None
+        if masks is not None:
+            _, m = next(masks)
+            valid = m == 0
+        try:
+            per.append(depth_metrics(dp, dg, valid=valid, align=align))
+        except InputError as exc:
+            raise ArtifactError(f"{name}: depth frame {k}: {exc}") from exc
+    keys = ("abs_rel", "sq_rel", "rmse", "delta1", "delta2", "delta3", "valid_fraction", "scale")
+    agg = {key: float(np.nanmean([m[key] for m in per])) for key in keys}
+    agg.update({"frames": len(per), "frames_pred": n_p, "frames_gt": n_g, "align": depth_align,
+                "static_only": bool(use_masks),
+                "abs_rel_max_frame": int(frames[int(np.nanargmax([m["abs_rel"] for m in per]))])
+                if any(np.isfinite(m["abs_rel"]) for m in per) else None})
+    if depth_align == "pose":
+        agg["scale"] = float(pose_scale)
+    return agg
+
+
+def evaluate(pred_root: str, gt_root: str, sequences: list[str] | None = None, **kwargs) -> dict[str, Any]:
+    """Evaluate every sequence present in both folders (or the named ones)."""
+    pred, gt = ArtifactStore(pred_root), ArtifactStore(gt_root)
+    if sequences:
+        names = list(sequences)
+    else:
+        names = sorted(set(pred.sequences()) & set(gt.sequences()))
+        if not names:
+            raise ArtifactError(f"no sequence is present in both {pred_root} ({pred.sequences() or 'none'}) and "
+                                f"{gt_root} ({gt.sequences() or 'none'})")
+    results = [evaluate_sequence(pred, gt, n, **kwargs) for n in names]
+    return {"pred": str(pred_root), "gt": str(gt_root), "sequences": results}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Human-readable table: one block of rows per sequence."""
+    lines = []
+    for r in result["sequences"]:
+        a, a2, p = r["ate"], r["ate_se3"], r["rpe"]
+        rows = [
+            ("frames (common / pred / gt)", f"{r['frames']} / {r['frames_pred']} / {r['frames_gt']}"),
+            (f"ATE RMSE ({a['align']})", f"{a['rmse']:.4f} m  ({a['rmse_pct_of_path']:.3f} % of "
+                                         f"{a['path_length']:.2f} m path)"),
+            ("ATE mean / median / max", f"{a['mean']:.4f} / {a['median']:.4f} / {a['max']:.4f} m"),
+            ("ATE RMSE (se3)", f"{a2['rmse']:.4f} m"),
+            ("alignment scale", f"{a['scale']:.5f}"),
+            ("orientation RMSE", f"{a['rot_rmse_deg']:.3f} deg"),
+            (f"RPE trans (delta {p['delta']})", f"{p['trans_rmse']:.4f} m rmse, {p['trans_pct_per_m']:.2f} %/m"),
+            (f"RPE rot (delta {p['delta']})", f"{p['rot_rmse_deg']:.4f} deg rmse, {p['rot_deg_per_m']:.3f} deg/m"),
+        ]
+        if "focal" in r:
+            f = r["focal"]
+            rows.append(("focal error", f"{f['percent']:.3f} % (fx {f['fx_pred']:.2f} vs {f['fx_gt']:.2f}), "
+                                        f"FOV {f['fov_deg_error']:.3f} deg"))
+        if "depth" in r:
+            d = r["depth"]
+            rows += [
+                (f"depth AbsRel ({d['align']})", f"{d['abs_rel']:.4f}"),
+                ("depth delta<1.25", f"{d['delta1']:.4f}"),
+                ("depth RMSE", f"{d['rmse']:.4f} m"),
+                ("depth valid fraction", f"{d['valid_fraction']:.4f} ({d['frames']} frames)"),
+            ]
+        width = max(len(k) for k, _ in rows)
+        lines.append(f"== {r['sequence']}")
+        lines += [f"  {k:<{width}}  {v}" for k, v in rows]
+    return "\n".join(lines)

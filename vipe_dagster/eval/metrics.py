@@ -1,0 +1,256 @@
+"""Accuracy metrics against ground truth.
+
+- :func:`umeyama`: least-squares similarity (or rigid) transform between point sets (Umeyama 1991).
+- :func:`ate`: absolute trajectory error of camera centres after Sim3 / SE3 / no alignment.
+- :func:`rpe`: relative pose error over a frame offset (translation and rotation, per frame and per metre).
+- :func:`depth_metrics`: AbsRel, delta < 1.25, RMSE after median / least-squares / no scale alignment.
+- :func:`focal_error`: focal length error in percent and as a field-of-view difference.
+
+Poses are (N,4,4) camera-to-world matrices; metrics are computed in float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import InputError
+
+ALIGN_MODES = ("sim3", "se3", "none")
+DEPTH_ALIGN_MODES = ("median", "lstsq", None)
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
+    """``(s, R, t)`` minimising ``sum ||dst_i - (s R src_i + t)||^2`` over rotations R (det +1).
+
+    ``src`` and ``dst`` are (N,3) corresponding points; ``s`` is 1 when ``with_scale`` is False.
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    if src.ndim != 2 or src.shape[1] != 3 or src.shape != dst.shape:
+        raise InputError(f"umeyama: expected two (N,3) arrays of equal shape, got {src.shape} and {dst.shape}")
+    n = len(src)
+    if n < 3:
+        raise InputError(f"umeyama: need at least 3 corresponding points, got {n}")
+    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
+    xs, xd = src - mu_s, dst - mu_d
+    var_s = (xs ** 2).sum() / n
+    cov = xd.T @ xs / n
+    U, D, Vt = np.linalg.svd(cov)
+    S = np.eye(3)
+    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
+        S[2, 2] = -1.0
+    R = U @ S @ Vt
+    if with_scale:
+        if var_s <= 0:
+            raise InputError("umeyama: source points are all identical; scale is undefined")
+        s = float(np.trace(np.diag(D) @ S) / var_s)
+    else:
+        s = 1.0
+    t = mu_d - s * R @ mu_s
+    return s, R, t
+
+
+def _check_poses(pred: np.ndarray, gt: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    pred = np.asarray(pred, np.float64)
+    gt = np.asarray(gt, np.float64)
+    if pred.ndim != 3 or pred.shape[1:] != (4, 4) or gt.ndim != 3 or gt.shape[1:] != (4, 4):
+        raise InputError(f"{what}: expected (N,4,4) camera-to-world poses, got {pred.shape} and {gt.shape}")
+    if len(pred) != len(gt):
+        raise InputError(f"{what}: predicted trajectory has {len(pred)} poses, ground truth has {len(gt)}")
+    for name, arr in (("predicted", pred), ("ground-truth", gt)):
+        bad = ~np.isfinite(arr).all(axis=(1, 2))
+        if bad.any():
+            raise InputError(f"{what}: {name} pose of frame {int(np.argmax(bad))} is not finite")
+    return pred, gt
+
+
+def _stats(err: np.ndarray) -> dict[str, float]:
+    err = np.asarray(err, np.float64)
+    return {"rmse": float(np.sqrt((err ** 2).mean())), "mean": float(err.mean()), "median": float(np.median(err)),
+            "std": float(err.std()), "min": float(err.min()), "max": float(err.max())}
+
+
+def path_length(c2w: np.ndarray) -> float:
+    p = np.asarray(c2w, np.float64)[:, :3, 3]
+    return float(np.linalg.norm(np.diff(p, axis=0), axis=1).sum()) if len(p) > 1 else 0.0
+
+
+def align_trajectory(pred: np.ndarray, gt: np.ndarray, align: str = "sim3") -> tuple[np.ndarray, float, np.ndarray,
+                                                                                        np.ndarray]:
+    """Apply the ``align`` transform fitted on camera centres to ``pred``: returns (aligned, s, R, t).
+
+    The aligned poses have rotation ``R @ R_pred`` and centre ``s R c_pred + t`` (the similarity acts on
+    the world frame, so camera orientations stay orthonormal).
+    """
+    if align not in ALIGN_MODES:
+        raise InputError(f"alignment {align!r} is not one of {', '.join(ALIGN_MODES)}")
+    pred, gt = _check_poses(pred, gt, "alignment")
+    if align == "none":
+        return pred.copy(), 1.0, np.eye(3), np.zeros(3)
+    s, R, t = umeyama(pred[:, :3, 3], gt[:, :3, 3], with_scale=(align == "sim3"))
+    out = pred.copy()
+    out[:, :3, :3] = R @ pred[:, :3, :3]
+    out[:, :3, 3] = s * pred[:, :3, 3] @ R.T + t
+    return out, s, R, t
+
+
+def ate(pred_c2w: np.ndarray, gt_c2w: np.ndarray, align: str = "sim3") -> dict[str, float]:
+    """Absolute trajectory error of camera centres (metres of the ground truth).
+
+    Returns rmse, mean, median, std, min, max, the alignment ``scale``, the ground-truth
+    ``path_length`` and ``rmse_pct_of_path`` (100 * rmse / path length), plus ``rot_rmse_deg`` of the
+    aligned orientations and ``num_poses``.
+    """
+    aligned, s, _, _ = align_trajectory(pred_c2w, gt_c2w, align)
+    gt = np.asarray(gt_c2w, np.float64)
+    err = np.linalg.norm(aligned[:, :3, 3] - gt[:, :3, 3], axis=1)
+    out = _stats(err)
+    rel = np.einsum("nji,njk->nik", gt[:, :3, :3], aligned[:, :3, :3])
+    rot = np.degrees(_rotation_angle(rel))
+    plen = path_length(gt)
+    out.update({
+        "scale": float(s),
+        "path_length": plen,
+        "rmse_pct_of_path": float(100.0 * out["rmse"] / plen) if plen > 0 else float("nan"),
+        "rot_rmse_deg": float(np.sqrt((rot ** 2).mean())),
+        "num_poses": len(gt),
+        "align": align,
+    })
+    return out
+
+
+def _rotation_angle(R: np.ndarray) -> np.ndarray:
+    """Rotation angle (radians) of (N,3,3) rotation matrices, accurate near 0 and pi."""
+    from scipy.spatial.transform import Rotation
+
+    R = np.asarray(R, np.float64)
+    # project onto SO(3) first so that float32 inputs do not produce spurious angles
+    U, _, Vt = np.linalg.svd(R)
+    d = np.sign(np.linalg.det(U @ Vt))
+    U[:, :, 2] *= d[:, None]
+    return Rotation.from_matrix(U @ Vt).magnitude()
+
+
+def _inv_se3(T: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(T)
+    Rt = np.swapaxes(T[..., :3, :3], -1, -2)
+    out[..., :3, :3] = Rt
+    out[..., :3, 3] = -np.einsum("...ij,...j->...i", Rt, T[..., :3, 3])
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def rpe(pred: np.ndarray, gt: np.ndarray, delta: int = 1, align: str = "sim3",
+        all_pairs: bool = True) -> dict[str, float]:
+    """Relative pose error between frames ``i`` and ``i + delta``.
+
+    ``all_pairs=True`` uses every pair ``(i, i + delta)`` (TUM convention, evo's ``all_pairs=True``);
+    ``False`` uses the consecutive non-overlapping pairs ``(0, delta), (delta, 2 delta), ...`` (evo's default).
+
+    For each pair the error is ``E = (G_i^-1 G_j)^-1 (P_i^-1 P_j)``; its translation norm (metres) and
+    rotation angle (degrees) are summarised (``trans_*``, ``rot_*``). ``align="sim3"`` first scales the
+    prediction with the Sim3 fit of :func:`ate` (relative errors are invariant to the rigid part), so a
+    relative-scale trajectory is comparable. Also reported: ``trans_m_per_frame`` and
+    ``rot_deg_per_frame`` (mean error / delta), ``trans_pct_per_m`` (100 * sum of translation errors /
+    ground-truth distance travelled over the pairs) and ``rot_deg_per_m``.
+    """
+    if int(delta) < 1:
+        raise InputError(f"rpe: delta must be >= 1 frame, got {delta}")
+    delta = int(delta)
+    pred_a, s, _, _ = align_trajectory(pred, gt, align)
+    gt = np.asarray(gt, np.float64)
+    if len(gt) <= delta:
+        raise InputError(f"rpe: trajectory has {len(gt)} poses, need more than delta={delta}")
+    if all_pairs:
+        i = np.arange(len(gt) - delta)
+    else:
+        i = np.arange(0, len(gt), delta)[:-1] if len(gt) > delta else np.zeros(0, int)
+        i = i[i + delta < len(gt)]
+    j = i + delta
+    rel_gt = _inv_se3(gt[i]) @ gt[j]
+    rel_pr = _inv_se3(pred_a[i]) @ pred_a[j]
+    E = _inv_se3(rel_gt) @ rel_pr
+    terr = np.linalg.norm(E[:, :3, 3], axis=1)
+    rerr = np.degrees(_rotation_angle(E[:, :3, :3]))
+    seg = np.linalg.norm(rel_gt[:, :3, 3], axis=1)
+    dist = float(seg.sum())
+    out = {f"trans_{k}": v for k, v in _stats(terr).items()}
+    out.update({f"rot_{k}_deg": v for k, v in _stats(rerr).items()})
+    out.update({
+        "delta": delta,
+        "pairs": len(terr),
+        "scale": float(s),
+        "trans_m_per_frame": float(terr.mean() / delta),
+        "rot_deg_per_frame": float(rerr.mean() / delta),
+        "trans_pct_per_m": float(100.0 * terr.sum() / dist) if dist > 0 else float("nan"),
+        "rot_deg_per_m": float(rerr.sum() / dist) if dist > 0 else float("nan"),
+    })
+    return out
+
+
+def depth_metrics(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None,
+                  align: str | None = "median") -> dict[str, float]:
+    """Depth accuracy on pixels with valid (finite, > 0) ground truth inside ``valid``.
+
+    ``align``: ``"median"`` scales the prediction by median(gt)/median(pred), ``"lstsq"`` by the least
+    squares factor sum(p g)/sum(p^2), ``None`` keeps it. Pixels where the prediction is missing
+    (non-finite or <= 0) do not enter the errors; ``valid_fraction`` is the share of evaluable pixels
+    where the prediction exists. Returns abs_rel, sq_rel, rmse, delta1 (max(p/g, g/p) < 1.25), delta2,
+    delta3, valid_fraction, scale and ``num_pixels``.
+    """
+    pred = np.asarray(pred, np.float64)
+    gt = np.asarray(gt, np.float64)
+    if pred.shape != gt.shape:
+        raise InputError(f"depth_metrics: prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+    if align not in DEPTH_ALIGN_MODES:
+        raise InputError(f"depth alignment {align!r} is not one of median, lstsq, None")
+    base = np.isfinite(gt) & (gt > 0)
+    if valid is not None:
+        valid = np.asarray(valid, bool)
+        if valid.shape != gt.shape:
+            raise InputError(f"depth_metrics: valid mask {valid.shape} does not match depth {gt.shape}")
+        base &= valid
+    n_base = int(base.sum())
+    if n_base == 0:
+        raise InputError("depth_metrics: no pixel has valid ground-truth depth")
+    use = base & np.isfinite(pred) & (pred > 0)
+    n = int(use.sum())
+    nan = float("nan")
+    if n == 0:
+        return {"abs_rel": nan, "sq_rel": nan, "rmse": nan, "delta1": nan, "delta2": nan, "delta3": nan,
+                "valid_fraction": 0.0, "scale": nan, "num_pixels": 0}
+    p, g = pred[use], gt[use]
+    if align == "median":
+        s = float(np.median(g) / np.median(p))
+    elif align == "lstsq":
+        s = float((p * g).sum() / (p * p).sum())
+    else:
+        s = 1.0
+    p = p * s
+    ratio = np.maximum(p / g, g / p)
+    return {
+        "abs_rel": float(np.mean(np.abs(p - g) / g)),
+        "sq_rel": float(np.mean((p - g) ** 2 / g)),
+        "rmse": float(np.sqrt(np.mean((p - g) ** 2))),
+        "delta1": float(np.mean(ratio < 1.25)),
+        "delta2": float(np.mean(ratio < 1.25 ** 2)),
+        "delta3": float(np.mean(ratio < 1.25 ** 3)),
+        "valid_fraction": n / n_base,
+        "scale": s,
+        "num_pixels": n,
+    }
+
+
+def focal_error(pred_f: float, gt_f: float, size_px: float) -> dict[str, float]:
+    """Focal length error: ``percent`` = 100 |f_pred - f_gt| / f_gt, and ``fov_deg_error`` = |FOV_pred - FOV_gt|
+    for an image side of ``size_px`` pixels (``fov = 2 atan(size / 2f)``)."""
+    pred_f, gt_f, size_px = float(pred_f), float(gt_f), float(size_px)
+    if not (gt_f > 0 and pred_f > 0 and size_px > 0) or not all(map(math.isfinite, (pred_f, gt_f, size_px))):
+        raise InputError(f"focal_error: focal lengths and size must be positive and finite, got "
+                         f"pred={pred_f}, gt={gt_f}, size={size_px}")
+    fov_p = math.degrees(2 * math.atan(size_px / (2 * pred_f)))
+    fov_g = math.degrees(2 * math.atan(size_px / (2 * gt_f)))
+    return {"percent": 100.0 * abs(pred_f - gt_f) / gt_f, "signed_percent": 100.0 * (pred_f - gt_f) / gt_f,
+            "fov_deg_error": abs(fov_p - fov_g), "fov_pred_deg": fov_p, "fov_gt_deg": fov_g}
