@@ -17,16 +17,16 @@ HELP = "export poses, intrinsics, images and points as a COLMAP reconstruction (
 def add_arguments(p):
     p.add_argument("artifact_dir", help="artifact root (folder or s3://bucket/prefix) in ViPE layout")
     p.add_argument("--sequence", default=None,
-                   help="sequence name (default: the only sequence in the artifact root)")
+                   help="sequence name; omitted: the only sequence in the artifact root")
     p.add_argument("-o", "--output", default=None,
-                   help="output folder (default: <artifact_dir>/colmap/<sequence>)")
+                   help="output folder; omitted: <artifact_dir>/colmap/<sequence>")
     p.add_argument("--format", dest="fmt", choices=["text", "bin"], default="text",
                    help="COLMAP model format under sparse/0")
     p.add_argument("--dense", action="store_true", help="add dense points from reliable depth")
     p.add_argument("--start_frame", "--start-frame", dest="start_frame", type=int, default=None,
-                   help="first frame to export (inclusive; default: first)")
+                   help="first frame to export (inclusive; omitted: the first)")
     p.add_argument("--end_frame", "--end-frame", dest="end_frame", type=int, default=None,
-                   help="last frame to export (inclusive; default: last)")
+                   help="last frame to export (inclusive; omitted: the last)")
     p.add_argument("--frame_skip", "--frame-skip", dest="frame_skip", type=int, default=1,
                    help="export every k-th frame of the range")
     p.add_argument("--depth_step", "--depth-step", dest="depth_step", type=int, default=16,
@@ -34,12 +34,15 @@ def add_arguments(p):
     p.add_argument("--pixel_step", "--pixel-step", dest="pixel_step", type=int, default=4,
                    help="pixel stride of the dense sampling grid")
     p.add_argument("--voxel_size", "--voxel-size", dest="voxel_size", type=float, default=None,
-                   help="voxel size for merging dense points in scene units (default: one grid step at the "
-                        "median depth; 0 disables merging)")
+                   help="voxel size for merging dense points in scene units; omitted: one grid step at the "
+                        "median depth; 0 disables merging")
     p.add_argument("--jpeg_quality", "--jpeg-quality", dest="jpeg_quality", type=int, default=95,
                    help="JPEG quality of the exported images")
     p.add_argument("--min_track_length", "--min-track-length", dest="min_track_length", type=int, default=2,
                    help="drop sparse points observed in fewer exported images")
+    p.add_argument("--no_rectify_mei", "--no-rectify-mei", dest="no_rectify_mei", action="store_true",
+                   help="refuse MEI (unified, xi != 0) sequences instead of exporting them resampled into the "
+                        "equivalent pinhole camera f/(1+xi)")
     p.add_argument("--no_manifest", "--no-manifest", dest="no_manifest", action="store_true",
                    help="do not record the export statistics in vipe/<sequence>_manifest.json")
 
@@ -67,6 +70,6 @@ def run(args) -> int:
     res = export_colmap(store, name, out_dir=args.output, fmt=args.fmt, dense=args.dense, frames=frames,
                         depth_step=args.depth_step, pixel_step=args.pixel_step, voxel_size=args.voxel_size,
                         jpeg_quality=args.jpeg_quality, min_track_length=args.min_track_length,
-                        update_manifest=not args.no_manifest, progress=True)
+                        rectify_mei=not args.no_rectify_mei, update_manifest=not args.no_manifest, progress=True)
     print(json.dumps(res.summary(), indent=2))
     return 0

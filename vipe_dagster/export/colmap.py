@@ -9,12 +9,18 @@ Output folder (written atomically: it appears complete or not at all)::
     <out>/points.ply                      sparse + all dense points, binary little-endian x y z red green blue
     <out>/export_stats.json               counts, notes and reprojection-error statistics
 
+On ``s3://`` the objects are uploaded after the export succeeded, ``export_stats.json`` last, so its
+presence marks a complete export there.
+
 Conventions. Our artifacts use OpenCV camera-to-world poses and pixel centres at integer coordinates;
 COLMAP wants world-to-camera poses and puts the centre of the top-left pixel at (0.5, 0.5), so
 principal points and observations are shifted by +0.5 px (reprojection errors are unchanged).
 Camera models: SIMPLE_PINHOLE when fx == fy, else PINHOLE; KB4 fisheye (fx fy cx cy k1..k4) maps
-to OPENCV_FISHEYE; MEI with xi == 0 is a pinhole and is exported as one. MEI with xi != 0 and
-PANORAMA have no COLMAP equivalent and are refused with :class:`UnsupportedCameraError`.
+to OPENCV_FISHEYE; MEI with xi == 0 is a pinhole and is exported as one. MEI with xi != 0 has no
+COLMAP equivalent: by default the frames are resampled into the equivalent pinhole camera
+(f / (1 + xi), same principal point) and observations and dense points are mapped through the exact
+MEI unprojection (a note in the stats says so); with ``rectify_mei=False`` it is refused with
+:class:`UnsupportedCameraError`, as PANORAMA always is.
 
 Points. Sparse-map points keep the tracks the SLAM map observed (restricted to the exported frames,
 observations behind the camera dropped, tracks shorter than ``min_track_length`` dropped). Dense points
@@ -42,12 +48,13 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..depth.reliable import sample_reliable_points
+from ..depth.reliable import reliable_depth_mask, sample_reliable_points
 from ..errors import ArtifactError, ConfigError, FrameRangeError
 from ..io import ArtifactStore, SparseMap, fs
 from ..io.manifest import MANIFEST_SCHEMA
 from ..io.video import probe
 from .colmap_format import Camera, SparseModel, write_model
+from .mei import MeiRectifier
 from .ply import write_ply
 
 log = logging.getLogger(__name__)
@@ -82,14 +89,19 @@ class ExportResult:
     def summary(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("stats")
-        d["reprojection_error_px"] = self.stats.get("sparse", {}).get("reprojection_error_px")
+        d["reprojection_error_px"] = (self.stats.get("sparse") or {}).get("reprojection_error_px")
+        d["dense_reprojection_error_px"] = (self.stats.get("dense") or {}).get("reprojection_error_px")
         return d
 
 
 # ------------------------------------------------------------------ cameras and poses
 def colmap_camera(camera_type: str, intr: Sequence[float], width: int, height: int, camera_id: int = 1,
-                  where: str = "intrinsics") -> Camera:
-    """Map one of our cameras (type + ``fx fy cx cy [extra]``) to a COLMAP camera (see module doc)."""
+                  where: str = "intrinsics", rectify_mei: bool = False) -> Camera:
+    """Map one of our cameras (type + ``fx fy cx cy [extra]``) to a COLMAP camera (see module doc).
+
+    ``rectify_mei``: an MEI camera with xi != 0 becomes its rectified pinhole (f / (1 + xi)); the caller
+    must then resample the images and map the observations (:class:`~.mei.MeiRectifier`).
+    """
     p = np.asarray(intr, dtype=np.float64).reshape(-1)
     if p.shape[0] < 4 or not np.all(np.isfinite(p[:4])) or p[0] <= 0 or p[1] <= 0:
         raise ArtifactError(f"{where}: expected finite fx fy cx cy with fx, fy > 0, got {p.tolist()}")
@@ -98,10 +110,13 @@ def colmap_camera(camera_type: str, intr: Sequence[float], width: int, height: i
     ctype = camera_type.upper()
     if ctype == "MEI":
         xi = p[4] if p.shape[0] > 4 else 0.0
-        if xi != 0.0:
+        if xi != 0.0 and not rectify_mei:
             raise UnsupportedCameraError(
-                f"{where}: MEI (unified) camera with xi={xi:g} has no COLMAP equivalent; COLMAP export "
-                f"supports PINHOLE (and MEI with xi=0). Rectify the video to a pinhole camera first.")
+                f"{where}: MEI (unified) camera with xi={xi:g} has no COLMAP equivalent; export it rectified "
+                f"to a pinhole camera (rectify_mei=True, the CLI default) or rectify the video first.")
+        if xi <= -1.0:
+            raise ArtifactError(f"{where}: MEI xi must be > -1, got {xi:g}")
+        fx, fy = fx / (1.0 + xi), fy / (1.0 + xi)
         ctype = "PINHOLE"
     if ctype == "PINHOLE":
         if fx == fy:
@@ -112,7 +127,7 @@ def colmap_camera(camera_type: str, intr: Sequence[float], width: int, height: i
             raise ArtifactError(f"{where}: KB4 fisheye needs fx fy cx cy k1 k2 k3 k4, got {p.shape[0]} values")
         return Camera(camera_id, "OPENCV_FISHEYE", width, height, [fx, fy, cx, cy, *p[4:8]])
     raise UnsupportedCameraError(
-        f"{where}: camera model {camera_type} has no COLMAP equivalent (supported: PINHOLE, MEI with xi=0, KB4)")
+        f"{where}: camera model {camera_type} has no COLMAP equivalent (supported: PINHOLE, MEI (rectified to its pinhole), KB4)")
 
 
 def project(camera: Camera, points_cam: np.ndarray) -> np.ndarray:
@@ -218,7 +233,10 @@ def _select(inds: np.ndarray, frames: Sequence[int] | range | slice | None, pose
     if frames is None:
         return np.arange(len(inds))
     if isinstance(frames, slice):
-        return np.arange(len(inds))[frames]
+        rows = np.arange(len(inds))[frames]
+        if rows.size == 0:
+            raise FrameRangeError(f"frame slice {frames} selects no rows of {pose_uri} ({len(inds)} poses)")
+        return np.sort(rows)
     wanted = np.asarray(list(frames), dtype=np.int64)
     if wanted.size == 0:
         raise FrameRangeError(f"no frames selected for export from {pose_uri}")
@@ -260,6 +278,20 @@ def _observation_errors(cameras: dict[int, Camera], image_cam: np.ndarray, rot: 
     return err, pc[:, 2]
 
 
+def _worst_images(obs_image: np.ndarray, err: np.ndarray, frame_ids: np.ndarray, k: int = 10) -> list[dict]:
+    """The ``k`` images with the highest mean reprojection error (frame, observations, mean, max)."""
+    if obs_image.size == 0:
+        return []
+    n = len(frame_ids)
+    cnt = np.bincount(obs_image, minlength=n)
+    mean = np.bincount(obs_image, weights=err, minlength=n) / np.maximum(cnt, 1)
+    mx = np.zeros(n)
+    np.maximum.at(mx, obs_image, err)
+    order = [i for i in np.argsort(-mean, kind="stable") if cnt[i] > 0][:k]
+    return [{"frame": int(frame_ids[i]), "observations": int(cnt[i]), "mean_px": float(mean[i]),
+             "max_px": float(mx[i])} for i in order]
+
+
 def _per_point_mean(point: np.ndarray, values: np.ndarray, num_points: int) -> np.ndarray:
     cnt = np.bincount(point, minlength=num_points)
     return np.bincount(point, weights=values, minlength=num_points) / np.maximum(cnt, 1)
@@ -294,13 +326,16 @@ def voxel_merge(xyz: np.ndarray, rgb: np.ndarray, obs_image: np.ndarray, voxel_s
 def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = None, fmt: str = "text",
                   dense: bool = False, frames: Sequence[int] | range | slice | None = None, depth_step: int = 16,
                   pixel_step: int = 4, voxel_size: float | None = None, jpeg_quality: int = 95,
-                  min_track_length: int = 2, update_manifest: bool = True, progress: bool = False) -> ExportResult:
+                  min_track_length: int = 2, rectify_mei: bool = True, update_manifest: bool = True,
+                  progress: bool = False) -> ExportResult:
     """Export sequence ``name`` of ``store`` as a COLMAP model under ``out_dir`` (see the module doc).
 
     ``frames``: artifact frame indices (a list, a ``range`` for a stride) or a ``slice`` over the pose
     rows; default all. ``depth_step``: every k-th exported frame contributes dense points;
     ``pixel_step``: pixel stride of the dense grid; ``voxel_size``: merge size in scene units
     (``None``: the footprint of one grid step at the median depth; ``0``: no merging).
+    ``rectify_mei``: export MEI (xi != 0) sequences resampled into the equivalent pinhole camera
+    (``False``: refuse them with :class:`UnsupportedCameraError`).
     """
     t_start = time.perf_counter()
     if fmt not in FORMATS:
@@ -333,11 +368,20 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
     trans = np.empty((len(rows), 3))
     qvec = np.empty((len(rows), 4))
     intr_uri = store.path("intrinsics", name)
+    rectifiers: dict[tuple, MeiRectifier] = {}
+    image_rect: list[MeiRectifier | None] = []
     for i, r in enumerate(rows):
         where = f"{intr_uri} frame {int(inp.inds[r])}"
-        cam = colmap_camera(inp.types[r], inp.intr[r], inp.width, inp.height, len(cams) + 1, where)
+        cam = colmap_camera(inp.types[r], inp.intr[r], inp.width, inp.height, len(cams) + 1, where, rectify_mei)
         key = (cam.model, *cam.params.tolist())
         cam = cams.setdefault(key, cam)
+        rect = None
+        if inp.types[r].upper() == "MEI" and inp.intr.shape[1] > 4 and inp.intr[r, 4] != 0:
+            src_key = tuple(np.asarray(inp.intr[r, :5], np.float64).tolist())
+            if src_key not in rectifiers:
+                rectifiers[src_key] = MeiRectifier(src_key, inp.width, inp.height)
+            rect = rectifiers[src_key]
+        image_rect.append(rect)
         image_cam[i] = cam.camera_id
         rot[i], trans[i] = world_to_camera(inp.c2w[r], f"{pose_uri} frame {int(inp.inds[r])}")
         qvec[i] = rotation_to_qvec(rot[i])
@@ -361,6 +405,12 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
         log.warning(msg)
         warnings.append(msg)
         notes.append(msg)
+    for src_key, rect in rectifiers.items():
+        note = (f"MEI camera (fx fy cx cy xi = {' '.join(f'{v:g}' for v in src_key)}) rectified to PINHOLE "
+                f"f/(1+xi) = {rect.pinhole[0]:g} {rect.pinhole[1]:g}: images resampled bilinearly, observations "
+                f"mapped through the exact MEI unprojection")
+        log.warning(note)
+        notes.append(note)
     if use_dense and any(cameras[c].model == "OPENCV_FISHEYE" for c in cameras):
         raise UnsupportedCameraError(f"{intr_uri}: dense points are only supported for pinhole cameras")
 
@@ -379,7 +429,17 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
         in_sel = obs_img_all >= 0
         obs_img = obs_img_all[in_sel]
         obs_pt = sm.obs_point[in_sel].astype(np.int64)
-        obs_xy = sm.obs_uv[in_sel].astype(np.float64) + PIXEL_SHIFT
+        obs_uv = sm.obs_uv[in_sel].astype(np.float64)
+        n_outside = 0
+        if rectifiers:
+            in_view = np.ones(len(obs_uv), bool)
+            for rect in rectifiers.values():
+                sel = np.nonzero([image_rect[j] is rect for j in range(len(rows))])[0]
+                idx = np.nonzero(np.isin(obs_img, sel))[0]
+                obs_uv[idx], in_view[idx] = rect.pixels_to_pinhole(obs_uv[idx])
+            n_outside = int((~in_view).sum())
+            obs_img, obs_pt, obs_uv = obs_img[in_view], obs_pt[in_view], obs_uv[in_view]
+        obs_xy = obs_uv + PIXEL_SHIFT
         pts = sm.points.astype(np.float64)
         err, depth_c = _observation_errors(cameras, image_cam, rot, trans, obs_img, pts[obs_pt], obs_xy)
         front = (depth_c > 1e-9) & np.isfinite(err)
@@ -407,12 +467,16 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
             "map_observations": int(len(sm.obs_frame)),
             "dropped_observations_outside_selection": int((~in_sel).sum()),
             "dropped_observations_behind_camera": n_behind,
+            "dropped_observations_outside_rectified_view": n_outside,
             "dropped_points_short_track": n_short,
             "dropped_points_unobserved": int((track_len == 0).sum()),
             "min_track_length": min_track_length,
             "reprojection_error_px": _dist(sp_err),
             "point_error_px": _dist(sp_point_err),
             "track_length": _track_stats(np.bincount(sp_obs_pt, minlength=len(sp_xyz))),
+            "observations_outside_image": int(np.sum((sp_obs_xy[:, 0] < 0) | (sp_obs_xy[:, 0] > inp.width) |
+                                                     (sp_obs_xy[:, 1] < 0) | (sp_obs_xy[:, 1] > inp.height))),
+            "worst_images": _worst_images(sp_obs_img, sp_err, frame_ids),
         }
         if len(sp_xyz) == 0:
             w = f"no sparse-map point has {min_track_length}+ observations in the exported frames"
@@ -429,10 +493,11 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
         if n_depth <= need:
             raise ArtifactError(f"{store.path('depth', name)} has {n_depth} depth frames but frame {need} "
                                 f"is needed for dense points")
-    if fs.is_remote(out_dir) is False:
-        out_parent_existed = Path(fs.get_fs(out_dir)[1]).parent.exists()
-    else:
-        out_parent_existed = True
+    # a failed export must not leave an empty parent (e.g. <root>/colmap/) that it created itself
+    remote_out = fs.is_remote(out_dir)
+    new_parent = None if remote_out else Path(fs.get_fs(out_dir)[1]).parent
+    if new_parent is not None and new_parent.exists():
+        new_parent = None
 
     timings = {"sparse_s": t_sparse}
     try:
@@ -442,7 +507,7 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
             img_dir.mkdir()
             t0 = time.perf_counter()
             dense_parts = _write_images_and_sample(store, name, inp, rows, frame_ids, names, img_dir, jpeg_quality,
-                                                   dense_rows, pixel_step, progress)
+                                                   dense_rows, pixel_step, image_rect, progress)
             timings["images_and_depth_s"] = time.perf_counter() - t0
 
             t0 = time.perf_counter()
@@ -453,7 +518,7 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
             ply_xyz, ply_rgb = de_xyz, de_rgb
             if use_dense:
                 de_xyz, de_rgb, de_obs_img, de_obs_xy, de_obs_pt, dense_stats, ply_xyz, ply_rgb = _dense_points(
-                    dense_parts, cameras, image_cam, rot, trans, inp, rows, pixel_step, voxel_size, min_track_length)
+                    dense_parts, cameras, image_cam, rot, trans, pixel_step, voxel_size, min_track_length)
                 dense_stats.update({"depth_step": depth_step, "pixel_step": pixel_step,
                                     "frames_used": [int(frame_ids[i]) for i in sorted(dense_rows)],
                                     "source": store.path("depth", name)})
@@ -496,12 +561,14 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
                 "num_observations": int(len(model.obs_image)),
                 "sparse": sparse_stats, "dense": dense_stats, "timings_s": timings,
             }
-            (stage_p / STATS_FILE).write_text(json.dumps(stats, indent=2), encoding="utf-8")
+            if not remote_out:
+                (stage_p / STATS_FILE).write_text(json.dumps(stats, indent=2), encoding="utf-8")
+        if remote_out:
+            # objects of an s3:// folder appear one by one: the stats file goes last and marks completion
+            fs.write_text(fs.join(out_dir, STATS_FILE), json.dumps(stats, indent=2))
     except BaseException:
-        if not out_parent_existed:  # do not leave an empty colmap/ folder behind for a failed export
-            parent = Path(fs.get_fs(out_dir)[1]).parent
-            if parent.exists() and not any(parent.iterdir()):
-                parent.rmdir()
+        if new_parent is not None and new_parent.exists() and not any(new_parent.iterdir()):
+            new_parent.rmdir()
         raise
 
     if update_manifest:
@@ -520,7 +587,8 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
 
 def _write_images_and_sample(store: ArtifactStore, name: str, inp: _Inputs, rows: np.ndarray,
                              frame_ids: np.ndarray, names: list[str], img_dir: Path, jpeg_quality: int,
-                             dense_rows: set[int], pixel_step: int, progress: bool) -> list[dict[str, np.ndarray]]:
+                             dense_rows: set[int], pixel_step: int, image_rect: list[MeiRectifier | None],
+                             progress: bool) -> list[dict[str, np.ndarray]]:
     """Stream the rgb video once: write each exported frame as JPEG; sample dense points on depth frames."""
     want = {int(f): i for i, f in enumerate(frame_ids)}
     dense_frames = [int(frame_ids[i]) for i in sorted(dense_rows)]
@@ -533,13 +601,17 @@ def _write_images_and_sample(store: ArtifactStore, name: str, inp: _Inputs, rows
         from tqdm import tqdm
 
         it = tqdm(it, total=len(stream), desc=f"colmap {name}", unit="frame")
-    params = [int(cv2.IMWRITE_JPEG_QUALITY), int(jpeg_quality)]
+    # full-resolution chroma (4:4:4): 4:2:0 re-subsampling of the already 4:2:0 video smears colour edges
+    params = [int(cv2.IMWRITE_JPEG_QUALITY), int(jpeg_quality),
+              int(cv2.IMWRITE_JPEG_SAMPLING_FACTOR), int(cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444)]
     written = 0
     for fidx, rgb in it:
         i = want.get(int(fidx))
         if i is None:
             continue
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+        rect = image_rect[i]
+        out_rgb = rgb if rect is None else rect.image(rgb)
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out_rgb, cv2.COLOR_RGB2BGR), params)
         if not ok:
             raise ArtifactError(f"{store.path('rgb', name)} frame {fidx}: JPEG encoding failed")
         (img_dir / names[i]).write_bytes(buf.tobytes())
@@ -552,17 +624,34 @@ def _write_images_and_sample(store: ArtifactStore, name: str, inp: _Inputs, rows
                 raise ArtifactError(f"{depth_uri} frame {fidx}: depth is {depth.shape[1]}x{depth.shape[0]}, "
                                     f"expected {rgb.shape[1]}x{rgb.shape[0]} like the rgb video")
             r = rows[i]
-            xyz, u, v = sample_reliable_points(depth, inp.intr[r, :4], inp.c2w[r], step=pixel_step)
+            if rect is None:
+                xyz, u, v = sample_reliable_points(depth, inp.intr[r, :4], inp.c2w[r], step=pixel_step)
+                xy = np.stack([u, v], 1).astype(np.float64)
+            else:
+                xyz, u, v, xy = _sample_mei(depth, rect, inp.c2w[r], pixel_step)
             parts.append({"image": np.full(len(u), i, np.int64), "xyz": xyz, "rgb": rgb[v, u],
-                          "xy": np.stack([u, v], 1).astype(np.float64) + PIXEL_SHIFT, "z": depth[v, u]})
+                          "xy": xy + PIXEL_SHIFT, "z": depth[v, u]})
     if written != len(rows):
         raise ArtifactError(f"{store.path('rgb', name)}: decoded {written} of {len(rows)} selected frames")
     return parts
 
 
+def _sample_mei(depth: np.ndarray, rect: MeiRectifier, c2w: np.ndarray, step: int):
+    """Reliable MEI depth pixels on the sampling grid -> world points, source pixels, rectified pixels."""
+    keep = reliable_depth_mask(depth)[::step, ::step]
+    v, u = np.nonzero(keep)
+    u, v = u * step, v * step
+    cam, ok = rect.unproject_depth(depth, u, v)
+    xy, inside = rect.camera_points_to_pinhole(cam)
+    pose = np.asarray(c2w, dtype=np.float64)
+    world = cam @ pose[:3, :3].T + pose[:3, 3]
+    ok &= inside & (np.linalg.norm(np.where(np.isfinite(world), world, np.inf), axis=1) < 1e6)
+    return world[ok].astype(np.float32), u[ok], v[ok], xy[ok]
+
+
 def _dense_points(parts: list[dict[str, np.ndarray]], cameras: dict[int, Camera], image_cam: np.ndarray,
-                  rot: np.ndarray, trans: np.ndarray, inp: _Inputs, rows: np.ndarray, pixel_step: int,
-                  voxel_size: float | None, min_track_length: int):
+                  rot: np.ndarray, trans: np.ndarray, pixel_step: int, voxel_size: float | None,
+                  min_track_length: int):
     cat = {k: (np.concatenate([p[k] for p in parts]) if parts else np.zeros((0,))) for k in
            ("image", "xyz", "rgb", "xy", "z")}
     n_samples = len(cat["image"])
@@ -574,7 +663,8 @@ def _dense_points(parts: list[dict[str, np.ndarray]], cameras: dict[int, Camera]
                  "_point_err": np.zeros(0)}, empty_xyz, empty_rgb)
     xyz = cat["xyz"].astype(np.float64)
     if voxel_size is None:
-        focal = float(np.mean(inp.intr[rows, :2]))
+        focal = float(np.mean([np.mean(cameras[c].params[:1 if cameras[c].model == "SIMPLE_PINHOLE" else 2])
+                               for c in image_cam]))
         voxel_size = float(np.median(cat["z"]) * pixel_step / focal)
         auto = True
     else:
