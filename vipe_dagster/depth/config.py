@@ -61,7 +61,7 @@ class DepthConfig(BaseModel):
     range_percentiles: tuple[float, float] = Field((1.0, 99.0), description="percentiles of sparse/coarse "
                                                                               "depths that bound the sweep")
     range_margin: float = Field(1.5, ge=1.0, description="the range is widened by this factor on both ends")
-    min_confidence: float = Field(0.45, ge=0, le=1, description="sweep confidence below which a pixel is dropped")
+    min_confidence: float = Field(0.6, ge=0, le=1, description="sweep confidence below which a pixel is dropped")
     consistency_rel: float = Field(0.03, gt=0, description="relative depth agreement for the geometric check")
     consistency_px: float = Field(1.5, gt=0, description="forward-backward reprojection error limit (px, MVS res)")
     min_consistent: int = Field(1, ge=0, description="neighbours that must agree (0 disables the filter)")

@@ -232,7 +232,13 @@ def build_model(config: LearnedDepthConfig, state_dict: dict[str, torch.Tensor] 
     net = DepthAnythingV2(config)
     if state_dict is not None:
         sd = {k: v for k, v in state_dict.items() if k != "pretrained.mask_token"}
-        missing, unexpected = net.load_state_dict(sd, strict=False)
+        try:
+            missing, unexpected = net.load_state_dict(sd, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            raise ModelWeightsError(
+                f"{source}: checkpoint does not match the Depth-Anything-V2 layout for {config.backbone} "
+                f"(features={config.features}, out_channels={config.out_channels}): "
+                f"{str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else exc}") from exc
         if missing or unexpected:
             raise ModelWeightsError(
                 f"{source}: checkpoint does not match the Depth-Anything-V2 layout for {config.backbone} "
