@@ -35,11 +35,11 @@ def scene(tmp_path_factory):
 
 @pytest.fixture
 def inputs_only(tmp_path):
-    """``inputs_only(synth_result, kinds=INPUT_KINDS) -> ArtifactStore`` holding copies of the GT inputs only."""
+    """``inputs_only(synth_result, kinds=INPUT_KINDS, folder=...) -> ArtifactStore`` holding copies of the GT inputs only."""
     from vipe_dagster.io import ArtifactStore, fs
 
-    def make(res, kinds=INPUT_KINDS):
-        store = ArtifactStore(str(tmp_path / "artifacts"))
+    def make(res, kinds=INPUT_KINDS, folder="artifacts"):
+        store = ArtifactStore(str(tmp_path / folder))
         for kind in kinds:
             fs.write_bytes(store.path(kind, res.name), fs.read_bytes(res.gt.path(kind, res.name)))
         return store
