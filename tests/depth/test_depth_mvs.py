@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from vipe_dagster.depth.config import DepthConfig
+from vipe_dagster.depth.reliable import reliable_depth_mask
 from vipe_dagster.depth.run import StaticCameraError, run_depth
 from vipe_dagster.errors import ArtifactError
 from vipe_dagster.eval.metrics import depth_metrics
@@ -19,7 +20,10 @@ def _evaluate(store, gt, name):
         assert i == j
         assert pred.shape == ref.shape
         m = depth_metrics(pred, ref, align="median")
-        rows.append((m["abs_rel"], m["valid_fraction"], m["delta1"]))
+        rel = reliable_depth_mask(pred)
+        r = depth_metrics(pred, ref, valid=rel, align=None)["abs_rel"] if rel.sum() > 100 else np.nan
+        a = depth_metrics(pred, ref, align=None)["abs_rel"]
+        rows.append((m["abs_rel"], m["valid_fraction"], m["delta1"], r, a, rel.mean()))
     return np.array(rows)
 
 
@@ -36,6 +40,11 @@ def test_mvs_depth_accuracy_static_textured_scene(scene, inputs_only, trajectory
           f"MVS-kept {out.mvs_valid_fraction:.3f}, range {out.depth_range} ({out.range_source})")
     assert valid >= 0.85
     assert abs_rel <= 0.05
+    # ViPE's reliable-depth mask (egox spec 3.3) keeps the flatter, more accurate part of our depth
+    rel_err, all_err, rel_frac = np.nanmean(m[:, 3]), m[:, 4].mean(), m[:, 5].mean()
+    print(f"reliable pixels {rel_frac:.3f}: AbsRel {rel_err:.4f} vs {all_err:.4f} on all pixels")
+    assert 0.3 < rel_frac < 1.0 and rel_err < all_err
+    assert out.reliable_fraction == pytest.approx(rel_frac, abs=0.02)
     # the scale follows the (metric) poses: no alignment needed either
     _, ref = next(res.gt.iter_depth(res.name))
     _, pred = next(store.iter_depth(res.name))
@@ -67,8 +76,6 @@ def test_depth_range_from_sparse_map(scene, inputs_only):
                                                np.concatenate(uv).astype(np.float32), np.array([0, 6, 11])))
     out = run_depth(store, res.name, FAST.model_copy(update={"max_frame_gap": 4}))
     assert out.range_source == "sparse_map"
-    gt_lo, gt_hi = float(np.percentile(pts @ np.zeros(3) + 0, 0)), 0.0
-    del gt_lo, gt_hi
     near, far = out.depth_range
     all_gt = np.concatenate([d.ravel() for _, d in res.gt.iter_depth(res.name)])
     assert near < np.percentile(all_gt, 1) and far > np.percentile(all_gt, 99)

@@ -52,6 +52,9 @@ class DepthConfig(BaseModel):
     agg_window: int = Field(5, ge=1, description="box aggregation window of the cost volume (odd)")
     num_sources: int = Field(2, ge=1, le=16, description="source frames per reference frame")
     best_k: int | None = Field(None, ge=1, description="sources averaged per pixel (lowest costs); None = half")
+    sweep_every: int = Field(1, ge=1, description="sweep every k-th frame (and the last); the frames between get "
+                                                  "the depth of the two swept frames around them, reprojected "
+                                                  "with the poses (z-buffered) and filled edge-aware")
     max_frame_gap: int = Field(10, ge=1, description="sources come from frames within +-this many frames")
     min_parallax_px: float = Field(6.0, gt=0, description="wanted parallax (px at MVS resolution, at the median "
                                                           "scene depth) between reference and source")

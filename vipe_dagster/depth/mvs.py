@@ -237,3 +237,29 @@ def depth_range_from_points(depths: np.ndarray, percentiles: tuple[float, float]
 
 def geometric_mid(depth_range: tuple[float, float]) -> float:
     return math.sqrt(depth_range[0] * depth_range[1])
+
+
+def propagate_depth(sources: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], k_dst: np.ndarray,
+                    c2w_dst: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Forward-splat dense depth maps ``(depth, k, c2w)`` of other frames into a frame (z-buffer, nearest
+    surface wins). Pixels nothing lands on are NaN (fill them afterwards)."""
+    h, w = shape
+    w2c = np.linalg.inv(np.asarray(c2w_dst, np.float64))
+    flat = np.full(h * w, np.inf)
+    for depth, k, c2w in sources:
+        hs, ws = depth.shape
+        vv, uu = np.mgrid[0:hs, 0:ws].astype(np.float64)
+        d = depth.astype(np.float64)
+        ok = np.isfinite(d) & (d > 0)
+        cam = np.stack([(uu - k[2]) / k[0] * d, (vv - k[3]) / k[1] * d, d], -1)[ok]
+        rel = w2c @ np.asarray(c2w, np.float64)
+        p = cam @ rel[:3, :3].T + rel[:3, 3]
+        z = p[:, 2]
+        front = z > 1e-9
+        p, z = p[front], z[front]
+        u = np.rint(k_dst[0] * p[:, 0] / z + k_dst[2]).astype(np.int64)
+        v = np.rint(k_dst[1] * p[:, 1] / z + k_dst[3]).astype(np.int64)
+        inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        np.minimum.at(flat, v[inside] * w + u[inside], z[inside])
+    out = flat.reshape(h, w)
+    return np.where(np.isfinite(out), out, np.nan).astype(np.float32)

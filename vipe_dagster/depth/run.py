@@ -32,6 +32,7 @@ from ..errors import ArtifactError, InputError
 from ..io import ArtifactStore
 from . import mvs
 from .config import DepthConfig
+from .reliable import reliable_depth_mask
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class DepthResult:
     seconds: float
     scale: str = "poses"  # depth is in the units of the poses ("relative" for a static relative prior)
     per_frame_valid: list[float] = field(default_factory=list)
+    reliable_fraction: float = float("nan")  # mean share of pixels passing ViPE's reliable-depth test
 
     @property
     def frames_per_s(self) -> float:
@@ -162,7 +164,13 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
     hi: dict[int, np.ndarray] = {}
     raw: dict[int, mvs.RawDepth] = {}
     per_frame_valid: list[float] = []
+    reliable: list[float] = []
     state = {"next_raw": 0, "next_final": 0, "prev_final": None}
+    stride = cfg.sweep_every
+    pending: list[int] = []  # frames between swept frames, waiting for the next swept frame
+
+    def swept(i: int) -> bool:
+        return i % stride == 0 or i == n - 1
 
     def ensure_range() -> None:
         nonlocal depth_range, range_source, ref_depth
@@ -189,7 +197,7 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
     def do_raw(i: int) -> None:
         ensure_range()
         assert depth_range is not None and ref_depth is not None
-        avail = [j for j in lo if abs(j - i) <= gap]
+        avail = [j for j in lo if abs(j - i) <= gap and swept(j)]
         srcs = mvs.select_sources(i, centres, avail, float(k_lo[i][0]), ref_depth, cfg)
         if not srcs:
             raw[i] = mvs.RawDepth(np.full((h, w), np.nan, np.float32), np.zeros((h, w), np.float32), [])
@@ -227,8 +235,21 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
                 d = np.full((h, w), ref_depth, np.float32)
                 log.warning("depth %s: frame %d has no reliable MVS depth; using the median scene depth", name, i)
         filled = mvs.edge_aware_fill(d, guide_lo, cfg.fill_sigma_color, cfg.fill_iterations)
+        prev = state["prev_final"]
+        # frames between the previous swept frame and this one: reprojected depth of both, then filled
+        for j in pending:
+            srcs = [(filled, k_lo[i], poses[i])] + ([(prev[1], k_lo[prev[0]], poses[prev[0]])] if prev else [])
+            dj = mvs.propagate_depth(srcs, k_lo[j], poses[j], (h, w))
+            if not np.isfinite(dj).any():
+                dj = filled.copy()
+            emit(j, mvs.edge_aware_fill(dj, lo[j], cfg.fill_sigma_color, cfg.fill_iterations), writer)
+        pending.clear()
         state["prev_final"] = (i, filled)
-        up = mvs.joint_bilateral_upsample(filled, guide_lo, hi[i].astype(np.float32) / 255.0, cfg.fill_sigma_color)
+        emit(i, filled, writer)
+
+    def emit(i: int, filled: np.ndarray, writer) -> None:
+        up = mvs.joint_bilateral_upsample(filled, lo[i], hi[i].astype(np.float32) / 255.0, cfg.fill_sigma_color)
+        reliable.append(float(reliable_depth_mask(up).mean()))
         writer.add(up)
 
     frames = iter(stream)
@@ -245,17 +266,23 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
             lo[t] = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
             last = t == n - 1
             while state["next_raw"] < n and (state["next_raw"] + gap <= t or last):
-                do_raw(state["next_raw"])
+                if swept(state["next_raw"]):
+                    do_raw(state["next_raw"])
                 state["next_raw"] += 1
             while state["next_final"] < state["next_raw"]:
                 i = state["next_final"]
+                if not swept(i):
+                    pending.append(i)
+                    state["next_final"] += 1
+                    continue
                 if not last and any(j >= state["next_raw"] for j in raw[i].sources):
                     break
                 do_final(i, writer)
                 state["next_final"] += 1
-            for j in [j for j in lo if j < state["next_raw"] - gap and j < state["next_final"]]:
+            keep_from = min(pending) if pending else state["next_final"]
+            for j in [j for j in lo if j < state["next_raw"] - gap and j < keep_from]:
                 del lo[j]
-            for j in [j for j in hi if j < state["next_final"]]:
+            for j in [j for j in hi if j < keep_from]:
                 del hi[j]
             for j in [j for j in raw if j < state["next_final"] - gap]:
                 del raw[j]
@@ -263,7 +290,8 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
     res = DepthResult(name=name, uri=store.path("depth", name), num_frames=n, width=W, height=H,
                       method="mvs+learned" if learned is not None else "mvs", depth_range=depth_range,
                       range_source=range_source, mvs_valid_fraction=float(np.mean(per_frame_valid)),
-                      seconds=seconds, per_frame_valid=per_frame_valid)
-    log.info("depth %s: %d frames in %.1f s (%.2f frames/s), MVS valid %.1f%%, range %s from %s", name, n,
-             seconds, res.frames_per_s, 100 * res.mvs_valid_fraction, depth_range, range_source)
+                      seconds=seconds, per_frame_valid=per_frame_valid, reliable_fraction=float(np.mean(reliable)))
+    log.info("depth %s: %d frames in %.1f s (%.2f frames/s), MVS valid %.1f%%, reliable %.1f%%, range %s from %s",
+             name, n, seconds, res.frames_per_s, 100 * res.mvs_valid_fraction, 100 * res.reliable_fraction,
+             depth_range, range_source)
     return res
