@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import timm  # noqa: F401  (import before the synth fixture loads pyrender's EGL: torchvision after EGL segfaults)
 import torch
 
 from vipe_dagster.depth.config import DepthConfig, LearnedDepthConfig
