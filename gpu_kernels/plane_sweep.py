@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["SweepResult", "inverse_depth_planes", "plane_sweep", "zncc_cost_volume"]
+__all__ = ["SweepResult", "inverse_depth_planes", "plane_sweep", "refine_sweep", "zncc_cost_volume"]
 
 
 @dataclass
@@ -236,3 +236,25 @@ def plane_sweep(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_src_r
                                chunk=chunk)
     cost = _aggregate(cost, agg_window)
     return _result(*_wta(cost, planes))
+
+
+def refine_sweep(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_src_ref: Tensor, inv_depth: Tensor,
+                 half_width: float, num_hyp: int = 9, window: int = 5, agg_window: int = 5,
+                 best_k: int | None = None, chunk: int = 8) -> SweepResult:
+    """Sweep of per-pixel hypotheses ``inv_depth + s * half_width``, ``s`` uniform in ``[-1, 1]``.
+
+    Used coarse-to-fine: ``inv_depth`` (H,W) comes from a sweep at lower resolution (upsampled); pixels where
+    it is NaN are searched around the image's median inverse depth. Hypotheses stay positive.
+    """
+    if num_hyp < 3:
+        raise ValueError(f"need at least 3 hypotheses, got {num_hyp}")
+    ok = torch.isfinite(inv_depth) & (inv_depth > 0)
+    if not bool(ok.any()):
+        raise ValueError("refine_sweep needs at least one finite positive inverse depth")
+    base = torch.where(ok, inv_depth, inv_depth[ok].median())
+    s = torch.linspace(-1.0, 1.0, num_hyp, device=inv_depth.device, dtype=inv_depth.dtype)
+    hyp = base[None] + s[:, None, None] * float(half_width)
+    hyp = torch.maximum(hyp, torch.full_like(hyp, 1e-3 * float(half_width)))
+    cost, _ = zncc_cost_volume(ref, srcs, k_ref, k_src, t_src_ref, hyp, window=window, best_k=best_k, chunk=chunk)
+    cost = _aggregate(cost, agg_window)
+    return _result(*_wta(cost, hyp))

@@ -48,6 +48,10 @@ class DepthConfig(BaseModel):
 
     mvs_long_side: int = Field(256, ge=32, description="long side (px) of the images the sweep runs on")
     num_planes: int = Field(64, ge=8, le=512, description="inverse-depth hypotheses per sweep")
+    coarse_to_fine: bool = Field(False, description="sweep all planes at half resolution, then only "
+                                                     "refine_hypotheses per pixel around it at full resolution")
+    refine_hypotheses: int = Field(7, ge=3, description="per-pixel hypotheses of the coarse-to-fine refinement")
+    refine_steps: float = Field(1.5, gt=0, description="refinement half-width in coarse plane spacings")
     window: int = Field(5, ge=1, description="ZNCC window (odd, px at MVS resolution)")
     agg_window: int = Field(5, ge=1, description="box aggregation window of the cost volume (odd)")
     num_sources: int = Field(2, ge=1, le=16, description="source frames per reference frame")

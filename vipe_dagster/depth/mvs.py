@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from gpu_kernels.plane_sweep import plane_sweep
+from gpu_kernels.plane_sweep import plane_sweep, refine_sweep
 
 from .config import DepthConfig
 
@@ -82,12 +82,30 @@ def sweep_frame(ref_img: np.ndarray, src_imgs: Sequence[np.ndarray], k_ref: np.n
     t_src_ref = np.stack([np.linalg.inv(np.asarray(c, np.float64)) @ np.asarray(c2w_ref, np.float64)
                           for c in c2w_srcs])
     del w2c_ref
-    res = plane_sweep(ref, srcs, torch.tensor(np.asarray(k_ref), dtype=torch.float32, device=dev),
-                      torch.tensor(np.stack(k_srcs), dtype=torch.float32, device=dev),
-                      torch.tensor(t_src_ref, dtype=torch.float32, device=dev),
-                      depth_min=float(depth_range[0]), depth_max=float(depth_range[1]),
-                      num_planes=int(num_planes or config.num_planes), window=config.window,
-                      agg_window=config.agg_window, best_k=config.best_k)
+    kr = torch.tensor(np.asarray(k_ref), dtype=torch.float32, device=dev)
+    ks = torch.tensor(np.stack(k_srcs), dtype=torch.float32, device=dev)
+    tt = torch.tensor(t_src_ref, dtype=torch.float32, device=dev)
+    planes = int(num_planes or config.num_planes)
+    near, far = float(depth_range[0]), float(depth_range[1])
+    opts = dict(window=config.window, agg_window=config.agg_window, best_k=config.best_k)
+    h, w = ref.shape[-2:]
+    if config.coarse_to_fine and min(h, w) >= 96 and num_planes is None:
+        # full sweep at half resolution, then a narrow per-pixel sweep around it at full resolution
+        half = torch.tensor([0.5, 0.5, 0.5, 0.5], device=dev)
+        off = torch.tensor([0.0, 0.0, -0.25, -0.25], device=dev)  # c' = (c + 0.5) / 2 - 0.5
+        coarse = plane_sweep(F.avg_pool2d(ref[None], 2)[0], F.avg_pool2d(srcs, 2), kr * half + off,
+                             ks * half + off, tt, depth_min=near, depth_max=far, num_planes=planes, **opts)
+        up = F.interpolate(coarse.inv_depth[None, None], size=(h, w), mode="nearest")[0, 0]
+        conf_up = F.interpolate(coarse.confidence[None, None], size=(h, w), mode="nearest")[0, 0]
+        step = (1.0 / near - 1.0 / far) / (planes - 1)
+        if not bool(torch.isfinite(up).any()):
+            res = plane_sweep(ref, srcs, kr, ks, tt, depth_min=near, depth_max=far, num_planes=planes, **opts)
+        else:
+            res = refine_sweep(ref, srcs, kr, ks, tt, up, half_width=config.refine_steps * step,
+                               num_hyp=config.refine_hypotheses, **opts)
+            res.confidence = torch.minimum(res.confidence, conf_up)
+    else:
+        res = plane_sweep(ref, srcs, kr, ks, tt, depth_min=near, depth_max=far, num_planes=planes, **opts)
     return res.depth.cpu().numpy().astype(np.float32), res.confidence.cpu().numpy().astype(np.float32)
 
 

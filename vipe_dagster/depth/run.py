@@ -183,7 +183,11 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
             raise StaticCameraError(f"{store.path('pose', name)}: no baseline between frame 0 and frames {far}; "
                                     f"cannot estimate a depth range for {name}. " + HOW_TO_PROVIDE_MODEL)
         wide = (0.5 * base, 2000.0 * base)
-        d, c = mvs.sweep_frame(lo[0], [lo[j] for j in far], k_lo[0], [k_lo[j] for j in far], poses[0],
+        # at half resolution: only the percentiles of the confident depths are needed
+        hw_, hh_ = max(8, w // 2), max(8, h // 2)
+        small = {j: cv2.resize(lo[j], (hw_, hh_), interpolation=cv2.INTER_AREA) for j in [0, *far]}
+        ks = {j: mvs.scale_intrinsics(k_lo[j], hw_ / w, hh_ / h) for j in [0, *far]}
+        d, c = mvs.sweep_frame(small[0], [small[j] for j in far], ks[0], [ks[j] for j in far], poses[0],
                                [poses[j] for j in far], wide, cfg, num_planes=128)
         good = np.isfinite(d) & (c > 0.6)
         depth_range = mvs.depth_range_from_points(d[good], cfg.range_percentiles, cfg.range_margin)
