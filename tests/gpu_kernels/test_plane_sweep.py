@@ -83,3 +83,16 @@ def test_cuda_matches_cpu():
     assert b.depth.device.type == "cuda"
     ok = torch.isfinite(a.depth)
     assert float(((a.depth[ok] - b.depth.cpu()[ok]).abs() / a.depth[ok]).median()) < 1e-3
+
+
+def test_refine_sweep_around_a_coarse_guess():
+    from gpu_kernels.plane_sweep import refine_sweep
+
+    ref, srcs, k, ks, t = _views(3.7)
+    guess = torch.full((96, 128), 1 / 3.7 + 0.02)  # off by ~7 % in inverse depth
+    guess[:5, :5] = float("nan")  # unknown pixels fall back to the median guess
+    res = refine_sweep(ref, srcs, k, ks, t, guess, half_width=0.04, num_hyp=9)
+    inner = res.depth[10:-10, 20:-20]
+    assert float((inner / 3.7 - 1).abs().median()) < 0.01
+    with pytest.raises(ValueError, match="at least one"):
+        refine_sweep(ref, srcs, k, ks, t, torch.full((96, 128), float("nan")), half_width=0.04)
