@@ -45,6 +45,10 @@ def make_prediction(scene, root, scale=0.5, focal_factor=1.02, offset=None, hole
         d[:hole_rows] = 0.0  # no prediction in the top rows
         frames.append(d)
     pred.write_depth(scene.name, frames)
+    masks = [m for _, m in gt.iter_masks(scene.name)]
+    for k in range(5):  # the first five frames miss the moving object
+        masks[k] = np.zeros_like(masks[k])
+    pred.write_masks(scene.name, masks, {1: "thing"})
     return pred
 
 
@@ -66,6 +70,12 @@ def test_eval_api_recovers_known_perturbation(scene, tmp_path):
     assert r_pose["abs_rel"] < 1e-5
     r_none = evaluate(str(tmp_path / "pred"), scene.gt.root, depth_align="none")["sequences"][0]["depth"]
     assert r_none["abs_rel"] == pytest.approx(0.5, abs=1e-6)
+    gt_masks = np.stack([m for _, m in scene.gt.iter_masks("seq")]) > 0
+    assert gt_masks[:5].sum() > 0
+    mk = r["masks"]
+    assert mk["frames"] == 20 and mk["precision"] == 1.0
+    assert mk["recall"] == pytest.approx(gt_masks[5:].sum() / gt_masks.sum())
+    assert mk["iou"] == pytest.approx(mk["recall"])
     r_static = evaluate(str(tmp_path / "pred"), scene.gt.root, static_only=True, depth_stride=4)
     assert r_static["sequences"][0]["depth"]["frames"] == 5
 
@@ -96,3 +106,29 @@ def test_eval_errors(scene, tmp_path, capsys):
     pred.write_pose("seq", np.tile(np.eye(4), (2, 1, 1)), inds=[0, 1])
     with pytest.raises(ArtifactError, match="share 2 frame indices"):
         evaluate(str(tmp_path / "few"), scene.gt.root)
+
+
+def test_eval_fixed_camera_scene(tmp_path, capsys):
+    res = generate(SceneConfig(trajectory="fixed", num_frames=6, width=64, height=48, name="still"),
+                   str(tmp_path / "s"))
+    rc = main(["eval", res.gt.root, res.gt.root, "--json", str(tmp_path / "m.json")])
+    assert rc == 0
+    r = json.loads((tmp_path / "m.json").read_text())["sequences"][0]
+    assert r["ate"]["rmse"] == 0.0 and r["ate"]["path_length"] == 0.0
+    assert r["ate"]["rmse_pct_of_path"] is None  # undefined for a camera that does not move (NaN -> null)
+    assert r["masks"]["iou"] == 1.0  # both masks are empty: full agreement
+
+
+def test_prediction_over_a_sub_range_is_paired_by_frame_number(scene, tmp_path):
+    """A prediction for frames 5..19 (zip members 0..14) must be compared with GT frames 5..19."""
+    gt = scene.gt
+    c2w, inds = gt.read_pose("seq")
+    pred = ArtifactStore(str(tmp_path / "sub"))
+    pred.write_pose("seq", c2w[5:], inds=inds[5:])
+    pred.write_intrinsics("seq", gt.read_intrinsics("seq")[0][5:], inds=inds[5:])
+    pred.write_depth("seq", [d for _, d in gt.iter_depth("seq", range(5, 20))])
+    pred.write_masks("seq", [m for _, m in gt.iter_masks("seq", range(5, 20))], {1: "thing"})
+    r = evaluate(str(tmp_path / "sub"), gt.root)["sequences"][0]
+    assert r["frames"] == 15 and r["ate"]["rmse"] < 1e-6
+    assert r["depth"]["frames"] == 15 and r["depth"]["abs_rel"] == 0.0
+    assert r["masks"]["iou"] == 1.0 and r["masks"]["frames"] == 15

@@ -10,7 +10,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from vipe_dagster.errors import InputError
-from vipe_dagster.eval.metrics import ate, depth_metrics, focal_error, rpe, umeyama
+from vipe_dagster.eval.metrics import ate, depth_metrics, focal_error, mask_metrics, rpe, umeyama
 
 
 def random_trajectory(rng, n=60):
@@ -184,3 +184,39 @@ def test_focal_error():
     assert focal_error(500.0, 500.0, 640)["fov_deg_error"] == 0.0
     with pytest.raises(InputError):
         focal_error(-1.0, 500.0, 640)
+
+
+def test_fixed_and_rotation_only_trajectories_align_by_orientation():
+    rng = np.random.default_rng(5)
+    n = 20
+    gt = np.tile(np.eye(4), (n, 1, 1))
+    gt[:, :3, :3] = Rotation.from_rotvec(np.c_[np.zeros(n), np.linspace(0, 0.8, n), np.zeros(n)]).as_matrix()
+    gt[:, :3, 3] = [1.0, 1.5, -3.0]  # pure rotation about a fixed centre
+    R = Rotation.from_rotvec([0.3, -0.2, 1.0]).as_matrix()
+    pred = sim3_apply(gt, 1.0, R, np.array([5.0, 0.0, 0.0]))
+    res = ate(pred, gt, align="sim3")
+    assert res["rmse"] < 1e-9 and res["rot_rmse_deg"] < 1e-6 and res["scale"] == 1.0
+    assert math.isnan(res["rmse_pct_of_path"]) and res["path_length"] == 0.0
+    r = rpe(pred, gt)
+    assert r["rot_max_deg"] < 1e-6 and math.isnan(r["trans_pct_per_m"])
+    # a rotation error shows up in the orientation error, not in the (fixed) centres
+    bad = noisy(rng, pred, pos_sigma=0.0, rot_sigma=0.02)
+    assert ate(bad, gt)["rot_rmse_deg"] > 0.3
+
+
+def test_mask_metrics_hand_computed():
+    gt = np.array([[0, 1, 1, 0], [0, 2, 2, 0]], np.uint8)  # 4 dynamic pixels (ids 1 and 2)
+    pred = np.array([[0, 7, 0, 0], [5, 7, 7, 0]], np.uint8)  # ids differ: only dynamic vs static counts
+    m = mask_metrics(pred, gt)
+    assert (m["tp"], m["fp"], m["fn"]) == (3, 1, 1)
+    assert m["iou"] == pytest.approx(3 / 5) and m["precision"] == pytest.approx(0.75)
+    assert m["recall"] == pytest.approx(0.75) and m["f1"] == pytest.approx(0.75)
+    assert m["gt_fraction"] == 0.5 and m["pred_fraction"] == 0.5
+    empty = mask_metrics(np.zeros((2, 2)), np.zeros((2, 2)))
+    assert empty["iou"] == 1.0 and empty["recall"] == 1.0
+    missed = mask_metrics(np.zeros_like(gt), gt)
+    assert missed["iou"] == 0.0 and missed["recall"] == 0.0
+    half = mask_metrics(pred, gt, valid=np.array([[True] * 4, [False] * 4]))
+    assert (half["tp"], half["fp"], half["fn"]) == (1, 0, 1)
+    with pytest.raises(InputError, match="shape"):
+        mask_metrics(pred[:1], gt)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ArtifactError, InputError
 from ..io import ArtifactStore
-from .metrics import ate, depth_metrics, focal_error, rpe
+from .metrics import ate, depth_metrics, focal_error, mask_metrics, mask_scores, rpe
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,20 @@ def _resolution(store: ArtifactStore, name: str) -> tuple[int, int] | None:
         d = next(store.iter_depth(name, [0]))[1]
         return d.shape[1], d.shape[0]
     return None
+
+
+def frame_pairs(n_pred: int, n_gt: int, p_inds: np.ndarray, g_inds: np.ndarray) -> tuple[list[int], list[int]]:
+    """Pair per-frame zip members (depth, masks) of prediction and ground truth.
+
+    When a zip holds one member per pose, member ``k`` is frame ``inds[k]``, so members are paired by
+    frame number (a prediction over a sub-range still lines up). Otherwise members pair by position.
+    Returns the member indices ``(pred_members, gt_members)``.
+    """
+    if n_pred == len(p_inds) and n_gt == len(g_inds):
+        _, a, b = np.intersect1d(p_inds, g_inds, return_indices=True)
+        return [int(i) for i in a], [int(i) for i in b]
+    n = min(n_pred, n_gt)
+    return list(range(n)), list(range(n))
 
 
 def evaluate_sequence(pred: ArtifactStore, gt: ArtifactStore, name: str, align: str = "sim3", rpe_delta: int = 1,
@@ -74,24 +88,45 @@ def evaluate_sequence(pred: ArtifactStore, gt: ArtifactStore, name: str, align: 
                             "fov_deg_error": fx_e["fov_deg_error"], "frames": int(len(a))}
     if pred.exists("depth", name) and gt.exists("depth", name):
         out["depth"] = _depth_section(pred, gt, name, depth_align, depth_stride, static_only,
-                                      pose_scale=out["ate"]["scale"])
+                                      pose_scale=out["ate"]["scale"], inds=(p_inds, g_inds))
+    if pred.exists("mask", name) and gt.exists("mask", name):
+        out["masks"] = _mask_section(pred, gt, name, inds=(p_inds, g_inds))
     return out
 
 
+def _mask_section(pred: ArtifactStore, gt: ArtifactStore, name: str, inds) -> dict[str, Any]:
+    """Dynamic-object masks: pooled IoU/precision/recall over the sequence plus the mean per-frame IoU."""
+    import cv2
+
+    pm, gm = frame_pairs(pred.mask_count(name), gt.mask_count(name), *inds)
+    n = len(pm)
+    if n == 0:
+        raise ArtifactError(f"{name}: prediction and ground-truth masks share no frame")
+    tp = fp = fn = 0
+    ious = []
+    for (_, mp), (_, mg) in zip(pred.iter_masks(name, pm), gt.iter_masks(name, gm), strict=True):
+        if mp.shape != mg.shape:
+            mp = cv2.resize(mp, (mg.shape[1], mg.shape[0]), interpolation=cv2.INTER_NEAREST)
+        m = mask_metrics(mp, mg)
+        tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
+        ious.append(m["iou"])
+    return {**mask_scores(tp, fp, fn), "mean_frame_iou": float(np.mean(ious)), "frames": n}
+
+
 def _depth_section(pred: ArtifactStore, gt: ArtifactStore, name: str, depth_align: str, stride: int,
-                   static_only: bool, pose_scale: float) -> dict[str, Any]:
+                   static_only: bool, pose_scale: float, inds) -> dict[str, Any]:
     import cv2
 
     n_p, n_g = pred.depth_count(name), gt.depth_count(name)
-    n = min(n_p, n_g)
-    if n == 0:
-        raise ArtifactError(f"{name}: depth zip of the {'prediction' if n_p == 0 else 'ground truth'} is empty")
-    frames = list(range(0, n, stride))
+    pm, gm = frame_pairs(n_p, n_g, *inds)
+    pm, gm = pm[::stride], gm[::stride]
+    if not pm:
+        raise ArtifactError(f"{name}: prediction ({n_p} depth maps) and ground truth ({n_g}) share no frame")
     use_masks = static_only and gt.exists("mask", name)
-    masks = gt.iter_masks(name, frames) if use_masks else None
+    masks = gt.iter_masks(name, gm) if use_masks else None
     align = {"none": None, "pose": None}.get(depth_align, depth_align)
     per: list[dict[str, float]] = []
-    for (k, dp), (_, dg) in zip(pred.iter_depth(name, frames), gt.iter_depth(name, frames), strict=True):
+    for (_, dp), (k, dg) in zip(pred.iter_depth(name, pm), gt.iter_depth(name, gm), strict=True):
         if dp.shape != dg.shape:
             dp = cv2.resize(dp, (dg.shape[1], dg.shape[0]), interpolation=cv2.INTER_NEAREST)
         if depth_align == "pose":
@@ -108,7 +143,7 @@ def _depth_section(pred: ArtifactStore, gt: ArtifactStore, name: str, depth_alig
     agg = {key: float(np.nanmean([m[key] for m in per])) for key in keys}
     agg.update({"frames": len(per), "frames_pred": n_p, "frames_gt": n_g, "align": depth_align,
                 "static_only": bool(use_masks),
-                "abs_rel_max_frame": int(frames[int(np.nanargmax([m["abs_rel"] for m in per]))])
+                "abs_rel_max_frame": int(inds[1][gm[int(np.nanargmax([m["abs_rel"] for m in per]))]])
                 if any(np.isfinite(m["abs_rel"]) for m in per) else None})
     if depth_align == "pose":
         agg["scale"] = float(pose_scale)
@@ -157,6 +192,10 @@ def format_table(result: dict[str, Any]) -> str:
                 ("depth RMSE", f"{d['rmse']:.4f} m"),
                 ("depth valid fraction", f"{d['valid_fraction']:.4f} ({d['frames']} frames)"),
             ]
+        if "masks" in r:
+            mk = r["masks"]
+            rows.append(("dynamic mask IoU", f"{mk['iou']:.4f} (precision {mk['precision']:.3f}, "
+                                             f"recall {mk['recall']:.3f}, {mk['frames']} frames)"))
         width = max(len(k) for k, _ in rows)
         lines.append(f"== {r['sequence']}")
         lines += [f"  {k:<{width}}  {v}" for k, v in rows]

@@ -5,6 +5,7 @@
 - :func:`rpe`: relative pose error over a frame offset (translation and rotation, per frame and per metre).
 - :func:`depth_metrics`: AbsRel, delta < 1.25, RMSE after median / least-squares / no scale alignment.
 - :func:`focal_error`: focal length error in percent and as a field-of-view difference.
+- :func:`mask_metrics`: dynamic-vs-static agreement of instance masks (IoU, precision, recall).
 
 Poses are (N,4,4) camera-to-world matrices; metrics are computed in float64.
 """
@@ -82,18 +83,35 @@ def align_trajectory(pred: np.ndarray, gt: np.ndarray, align: str = "sim3") -> t
     """Apply the ``align`` transform fitted on camera centres to ``pred``: returns (aligned, s, R, t).
 
     The aligned poses have rotation ``R @ R_pred`` and centre ``s R c_pred + t`` (the similarity acts on
-    the world frame, so camera orientations stay orthonormal).
+    the world frame, so camera orientations stay orthonormal). When either trajectory's centres all
+    coincide (fixed camera, pure rotation), R aligns the orientations, s = 1 and t the centroids.
     """
     if align not in ALIGN_MODES:
         raise InputError(f"alignment {align!r} is not one of {', '.join(ALIGN_MODES)}")
     pred, gt = _check_poses(pred, gt, "alignment")
     if align == "none":
         return pred.copy(), 1.0, np.eye(3), np.zeros(3)
-    s, R, t = umeyama(pred[:, :3, 3], gt[:, :3, 3], with_scale=(align == "sim3"))
+    if _degenerate(pred[:, :3, 3]) or _degenerate(gt[:, :3, 3]):
+        # fixed camera or pure rotation: the centres cannot fix a rotation or scale, so align the
+        # orientations (chordal mean of R_gt R_pred^T) and the centroids, with unit scale
+        M = np.einsum("nij,nkj->ik", gt[:, :3, :3], pred[:, :3, :3])
+        U, _, Vt = np.linalg.svd(M)
+        D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+        R = U @ D @ Vt
+        s = 1.0
+        t = gt[:, :3, 3].mean(axis=0) - R @ pred[:, :3, 3].mean(axis=0)
+    else:
+        s, R, t = umeyama(pred[:, :3, 3], gt[:, :3, 3], with_scale=(align == "sim3"))
     out = pred.copy()
     out[:, :3, :3] = R @ pred[:, :3, :3]
     out[:, :3, 3] = s * pred[:, :3, 3] @ R.T + t
     return out, s, R, t
+
+
+def _degenerate(points: np.ndarray) -> bool:
+    """True if the points do not span at least a line (all centres coincide up to 1e-9 of their scale)."""
+    spread = np.linalg.norm(points - points.mean(axis=0), axis=1).max()
+    return bool(spread <= 1e-9 * max(1.0, float(np.abs(points).max())))
 
 
 def ate(pred_c2w: np.ndarray, gt_c2w: np.ndarray, align: str = "sim3") -> dict[str, float]:
@@ -184,8 +202,8 @@ def rpe(pred: np.ndarray, gt: np.ndarray, delta: int = 1, align: str = "sim3",
         "scale": float(s),
         "trans_m_per_frame": float(terr.mean() / delta),
         "rot_deg_per_frame": float(rerr.mean() / delta),
-        "trans_pct_per_m": float(100.0 * terr.sum() / dist) if dist > 0 else float("nan"),
-        "rot_deg_per_m": float(rerr.sum() / dist) if dist > 0 else float("nan"),
+        "trans_pct_per_m": float(100.0 * terr.sum() / dist) if dist > 1e-9 else float("nan"),
+        "rot_deg_per_m": float(rerr.sum() / dist) if dist > 1e-9 else float("nan"),
     })
     return out
 
@@ -254,3 +272,33 @@ def focal_error(pred_f: float, gt_f: float, size_px: float) -> dict[str, float]:
     fov_g = math.degrees(2 * math.atan(size_px / (2 * gt_f)))
     return {"percent": 100.0 * abs(pred_f - gt_f) / gt_f, "signed_percent": 100.0 * (pred_f - gt_f) / gt_f,
             "fov_deg_error": abs(fov_p - fov_g), "fov_pred_deg": fov_p, "fov_gt_deg": fov_g}
+
+
+def mask_metrics(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None) -> dict[str, float]:
+    """Binary dynamic-object agreement: a pixel is dynamic where its instance id is > 0.
+
+    Returns iou, precision, recall, f1 (1.0 where both masks are empty, since they agree), the counts
+    ``tp``, ``fp``, ``fn`` (for pooling over frames) and the dynamic fractions of both masks.
+    """
+    pred = np.asarray(pred)
+    gt = np.asarray(gt)
+    if pred.shape != gt.shape:
+        raise InputError(f"mask_metrics: prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+    p, g = pred > 0, gt > 0
+    if valid is not None:
+        valid = np.asarray(valid, bool)
+        p, g = p & valid, g & valid
+        n = int(valid.sum())
+    else:
+        n = p.size
+    tp, fp, fn = int((p & g).sum()), int((p & ~g).sum()), int((~p & g).sum())
+    return {**mask_scores(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn,
+            "pred_fraction": float(p.sum() / max(n, 1)), "gt_fraction": float(g.sum() / max(n, 1))}
+
+
+def mask_scores(tp: int, fp: int, fn: int) -> dict[str, float]:
+    union = tp + fp + fn
+    precision = tp / (tp + fp) if tp + fp else (1.0 if fn == 0 else 0.0)
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"iou": tp / union if union else 1.0, "precision": precision, "recall": recall, "f1": f1}

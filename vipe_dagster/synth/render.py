@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from ..errors import ConfigError
 from .scene import Scene
 
 GL_FROM_CV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -29,9 +30,18 @@ def _import_pyrender():
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     if not hasattr(np, "infty"):
         np.infty = np.inf  # pyrender 0.1.45 uses np.infty (removed in NumPy 2)
-    import pyrender
-
+    try:
+        import pyrender
+    except Exception as exc:  # PyOpenGL raises ImportError/OSError when the GL platform library is missing
+        raise _gl_error(exc) from exc
     return pyrender
+
+
+def _gl_error(exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"pyrender could not set up offscreen OpenGL with PYOPENGL_PLATFORM={os.environ.get('PYOPENGL_PLATFORM')!r} "
+        f"({type(exc).__name__}: {exc}); on Debian/Ubuntu install libegl1 libegl-mesa0 libgl1-mesa-dri and set "
+        f"PYOPENGL_PLATFORM=egl")
 
 
 class SceneRenderer:
@@ -71,7 +81,11 @@ class SceneRenderer:
                                   znear=scene.znear, zfar=scene.zfar)
         self._cam_node = self._pscene.add(cam, pose=np.eye(4))
         self._seg_map = {node: int(obj.instance_id) for obj, node in self._nodes}
-        self._renderer = pr.OffscreenRenderer(self.width, self.height)
+        self._renderer = None
+        try:
+            self._renderer = pr.OffscreenRenderer(self.width, self.height)
+        except Exception as exc:  # EGL/OSMesa missing or broken: say what to install
+            raise _gl_error(exc) from exc
 
     def set_frame(self, k: int) -> None:
         t = float(self.scene.times[k])

@@ -26,7 +26,8 @@ SCENES = ("indoor", "outdoor")
 
 # room / enclosure extents: (xmin, xmax), (ymin, ymax), (zmin, zmax)
 INDOOR_ROOM = ((-4.0, 4.0), (0.0, 3.0), (-7.0, 7.0))
-OUTDOOR_ENCLOSURE = ((-150.0, 150.0), (0.0, 80.0), (-150.0, 150.0))
+# the enclosure's floor sits 1 m below the ground plane so the two never z-fight
+OUTDOOR_ENCLOSURE = ((-150.0, 150.0), (-1.0, 80.0), (-150.0, 150.0))
 
 
 @dataclass
@@ -164,6 +165,7 @@ class Scene:
         self.intrinsics = intrinsics_for(cfg.width, cfg.height, cfg.hfov_deg)
         self.times = np.arange(cfg.num_frames) / cfg.fps
         self.c2w = make_trajectory(cfg.trajectory, cfg.scene, cfg.num_frames, cfg.fps, rng)
+        self._w2c = np.linalg.inv(self.c2w)
         outdoor = cfg.scene == "outdoor"
         self.znear, self.zfar = (0.1, 600.0) if outdoor else (0.05, 60.0)
 
@@ -202,7 +204,7 @@ class Scene:
         return self.c2w[:, :3, 3]
 
     def _visible_somewhere(self, p: np.ndarray) -> bool:
-        w2c = np.linalg.inv(self.c2w)
+        w2c = self._w2c
         pc = w2c[:, :3, :3] @ p + w2c[:, :3, 3]
         z = pc[:, 2]
         ok = z > 0.2

@@ -1,0 +1,150 @@
+"""Pydantic configuration models with named presets, shared by the CLI and the Dagster resources.
+
+Every value has a documented default. Presets:
+
+- ``default``: poses + intrinsics + dense depth (depth is not part of this build yet; the CLI rejects it)
+- ``pose_only``: weight-free visual SLAM with focal self-calibration, no depth
+- ``fixed_camera``: a static camera: identity poses, focal from the prior or from the user
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .errors import ConfigError
+
+PRESETS = ("default", "pose_only", "fixed_camera")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TrackingConfig(_Model):
+    """KLT feature tracking (cv2.goodFeaturesToTrack + calcOpticalFlowPyrLK)."""
+
+    max_features: int = Field(800, ge=50, description="target number of live tracks per frame")
+    min_distance_px: float = Field(8.0, gt=0, description="minimum spacing of new corners (px at processing size)")
+    quality_level: float = Field(0.005, gt=0, lt=1, description="Shi-Tomasi quality level of new corners")
+    win_size: int = Field(21, ge=5, description="LK window size (px)")
+    pyr_levels: int = Field(3, ge=0, description="LK pyramid levels")
+    fb_max_px: float = Field(1.0, gt=0, description="forward-backward consistency threshold (px)")
+    min_tracks: int = Field(40, ge=8, description="fewer surviving tracks than this marks the frame as lost")
+    border_px: int = Field(8, ge=0, description="tracks closer than this to the image border are dropped")
+
+
+class KeyframeConfig(_Model):
+    """When a frame becomes a keyframe."""
+
+    flow_frac: float = Field(0.04, gt=0, description="median track displacement since the last keyframe, "
+                             "as a fraction of the image width, that triggers a keyframe")
+    track_loss_frac: float = Field(0.3, gt=0, lt=1, description="fraction of the last keyframe's mapped tracks "
+                                   "lost that triggers a keyframe")
+    max_gap: int = Field(15, ge=1, description="a keyframe at least every this many frames")
+    init_min_parallax_deg: float = Field(1.0, gt=0, description="median rotation-compensated parallax needed "
+                                         "before the two-view initialisation is accepted")
+    init_max_frames: int = Field(90, ge=2, description="frames to search for an initialisation pair before "
+                                 "the segment is declared rotation-only")
+
+
+class BAConfig(_Model):
+    """Bundle adjustment (``gpu_kernels.ba``)."""
+
+    window: int = Field(10, ge=2, description="keyframes optimised by the windowed BA (older ones fixed)")
+    window_iters: int = Field(8, ge=1, description="LM iterations of the windowed BA")
+    global_iters: int = Field(30, ge=1, description="LM iterations of the final global BA")
+    window_tol: float = Field(1e-5, gt=0, description="windowed BA stops when the relative cost decrease "
+                              "of a step is below this")
+    global_tol: float = Field(1e-8, gt=0, description="the same for global BA (and focal calibration)")
+    loss: Literal["huber", "cauchy", "l2"] = Field("huber", description="robust loss on reprojection residuals")
+    loss_scale_px: float = Field(1.5, gt=0, description="robust loss scale (px)")
+    outlier_px: float = Field(3.0, gt=0, description="observations with larger reprojection error are dropped")
+    min_obs: int = Field(2, ge=2, description="keyframe observations a map point needs to stay in BA")
+    device: str = Field("cpu", description="torch device of the BA ('cpu', 'cuda')")
+
+
+class IntrinsicsConfig(_Model):
+    """Camera intrinsics in pixels of the processed rgb; unset values are estimated."""
+
+    fx: float | None = Field(None, gt=0, description="focal x (px); None = estimate")
+    fy: float | None = Field(None, gt=0, description="focal y (px); None = same as fx")
+    cx: float | None = Field(None, description="principal point x (px); None = image centre")
+    cy: float | None = Field(None, description="principal point y (px); None = image centre")
+    fov_prior_deg: float = Field(60.0, gt=5, lt=170, description="horizontal FoV prior used to start the "
+                                 "focal search when fx is not given")
+    estimate_focal: bool = Field(True, description="refine the focal in BA (ignored when fx is given)")
+    focal_sweep: bool = Field(True, description="choose the starting focal by a BA-cost sweep over FoVs")
+    calibration_pass: bool = Field(True, description="estimate the focal on the first keyframes in a first "
+                                   "pass, then build the map with it (re-reads the start of the video)")
+    calibration_rounds: int = Field(3, ge=1, description="maximum rounds of the calibration pass")
+    calibration_keyframes: int = Field(8, ge=3, description="keyframes mapped in each calibration round")
+    sweep_fov_deg: tuple[float, float] = Field((30.0, 110.0), description="FoV range of the focal sweep")
+
+    @property
+    def given(self) -> bool:
+        return self.fx is not None
+
+    @model_validator(mode="after")
+    def _fy_needs_fx(self):
+        if self.fy is not None and self.fx is None:
+            raise ValueError("fy given without fx")
+        return self
+
+
+class PoseConfig(_Model):
+    """Weight-free visual SLAM with focal self-calibration."""
+
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    keyframe: KeyframeConfig = Field(default_factory=KeyframeConfig)
+    ba: BAConfig = Field(default_factory=BAConfig)
+    intrinsics: IntrinsicsConfig = Field(default_factory=IntrinsicsConfig)
+    assume_fixed_camera_pose: bool = Field(False, description="static camera: identity poses, no SLAM")
+    long_side: int = Field(512, ge=64, description="processing size: long side of the ingested rgb (px)")
+    use_masks: bool = Field(True, description="ignore tracks on dynamic-object masks when mask/<n>.zip exists")
+    seed: int = Field(0, description="seed for RANSAC and everything random")
+
+
+class PipelineConfig(_Model):
+    """Top-level config: which stages run, and their settings."""
+
+    preset: Literal["default", "pose_only", "fixed_camera"] = Field("default", description="preset name")
+    depth: bool = Field(True, description="compute dense depth (not available in this build)")
+    pose: PoseConfig = Field(default_factory=PoseConfig)
+
+    @field_validator("preset")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in PRESETS:
+            raise ValueError(f"unknown preset {v!r}; choose one of {PRESETS}")
+        return v
+
+
+def preset(name: str) -> PipelineConfig:
+    """Return the named preset (``default``, ``pose_only``, ``fixed_camera``)."""
+    if name == "default":
+        return PipelineConfig(preset="default", depth=True)
+    if name == "pose_only":
+        return PipelineConfig(preset="pose_only", depth=False)
+    if name == "fixed_camera":
+        return PipelineConfig(preset="fixed_camera", depth=False,
+                              pose=PoseConfig(assume_fixed_camera_pose=True))
+    raise ConfigError(f"unknown pipeline preset {name!r}; choose one of {', '.join(PRESETS)}")
+
+
+def parse_intrinsics(text: str, source: str = "--intrinsics") -> tuple[float, float, float, float]:
+    """Parse ``"fx,fy,cx,cy"`` (commas or whitespace); raise ConfigError naming ``source`` on bad input."""
+    parts = [p for p in text.replace(",", " ").split() if p]
+    if len(parts) != 4:
+        raise ConfigError(f"{source}: expected 4 numbers 'fx,fy,cx,cy', got {len(parts)} in {text!r}")
+    try:
+        vals = tuple(float(p) for p in parts)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: expected 4 numbers 'fx,fy,cx,cy', got {text!r} ({exc})") from exc
+    fx, fy, cx, cy = vals
+    if not all(v == v and abs(v) != float("inf") for v in vals):
+        raise ConfigError(f"{source}: intrinsics must be finite, got {text!r}")
+    if fx <= 0 or fy <= 0:
+        raise ConfigError(f"{source}: focal lengths must be > 0, got fx={fx}, fy={fy}")
+    return fx, fy, cx, cy

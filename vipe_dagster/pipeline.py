@@ -1,0 +1,202 @@
+"""Engine entry points: ``run_pose`` (SLAM on an ingested sequence) and ``infer`` (ingest + run_pose)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import resource
+import time
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .config import PipelineConfig, PoseConfig
+from .errors import ConfigError, InputError
+from .io import ArtifactStore, SparseMap, open_video
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PoseResult:
+    name: str
+    num_frames: int
+    keyframes: list[int]
+    intrinsics: np.ndarray  # (4,) fx fy cx cy in pixels of the stored rgb
+    scale: str  # "relative" (no metric cue) or "metric"
+    rotation_only: bool
+    tracking_ok_fraction: float
+    mean_reproj_px: float
+    seconds: float
+    frames_per_second: float
+
+    def summary(self) -> dict:
+        d = asdict(self)
+        d["intrinsics"] = [round(float(v), 3) for v in self.intrinsics]
+        d["num_keyframes"] = len(self.keyframes)
+        d.pop("keyframes")
+        return d
+
+
+def _mask_iter(store: ArtifactStore, name: str, use: bool):
+    if not use or not store.exists("mask", name):
+        while True:
+            yield None
+    kernel = np.ones((9, 9), np.uint8)
+    for _, m in store.iter_masks(name):
+        yield cv2.dilate((m > 0).astype(np.uint8), kernel) > 0
+    while True:
+        yield None
+
+
+def _calibration_pass(store: ArtifactStore, name: str, cfg: PoseConfig, width: int, height: int) -> float | None:
+    """Estimate the focal on the first keyframes before the real run (fixed-point iteration).
+
+    Each round streams the start of the video until ``calibration_keyframes`` keyframes exist, builds the
+    map with the current focal (the FoV prior and a focal sweep in the first round) and refines the focal
+    by global BA. Rounds repeat until the focal changes by less than 0.5 %: a map built with a wrong focal
+    is distorted and BA alone does not always undo that. The main pass starts from the result.
+    """
+    from .slam.system import SlamSystem
+
+    ic = cfg.intrinsics
+    f: float | None = None
+    for rnd in range(ic.calibration_rounds):
+        slam = SlamSystem(cfg, width, height, focal_init=f)
+        masks = _mask_iter(store, name, cfg.use_masks)
+        for i, (_, frame) in enumerate(store.open_rgb(name)):
+            slam.process(i, frame, next(masks))
+            if slam.calibration_ready(ic.calibration_keyframes):
+                break
+        f_new = slam.calibrate_now()
+        log.info("calibration round %d: focal %s px", rnd + 1, "unobservable" if f_new is None else f"{f_new:.1f}")
+        if f_new is None:
+            return f
+        done = f is not None and abs(f_new / f - 1.0) < 0.005
+        f = f_new
+        if done:
+            break
+    return f
+
+
+def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, progress: bool = False) -> PoseResult:
+    """Estimate poses and intrinsics for ``rgb/<name>.mp4`` and write pose/intrinsics/sparse/info/manifest."""
+    from .slam.system import STATUS_NAMES, SlamSystem
+
+    cfg = config or PoseConfig()
+    t0 = time.perf_counter()
+    stream = store.open_rgb(name)
+    n = len(stream)
+    focal_init = None
+    t_calib = 0.0
+    if cfg.intrinsics.fx is None and cfg.intrinsics.estimate_focal and cfg.intrinsics.calibration_pass \
+            and not cfg.assume_fixed_camera_pose:
+        focal_init = _calibration_pass(store, name, cfg, stream.width, stream.height)
+        t_calib = time.perf_counter() - t0
+    slam = SlamSystem(cfg, stream.width, stream.height, focal_init=focal_init)
+    masks = _mask_iter(store, name, cfg.use_masks)
+    for i, (_, frame) in enumerate(tqdm(stream, total=n, disable=not progress, desc=f"pose {name}", unit="frame")):
+        slam.process(i, frame, next(masks))
+    t_track = time.perf_counter() - t0
+    out = slam.finish()
+    seconds = time.perf_counter() - t0
+    if len(out.c2w) != n:
+        raise InputError(f"{store.path('rgb', name)}: decoded {len(out.c2w)} frames, expected {n}")
+
+    fixed = cfg.assume_fixed_camera_pose
+    ok = np.isin(out.status, [0, 1, 2, 4])
+    tracking_ok = float(ok.mean()) if n else 0.0
+    kf = out.keyframes.tolist()
+    scale = "relative"
+    store.write_pose(name, out.c2w.astype(np.float32), inds=np.arange(n), keyframe_ids=np.asarray(kf, np.int64))
+    intr = np.tile(out.intrinsics.astype(np.float32), (n, 1))
+    store.write_intrinsics(name, intr, inds=np.arange(n), camera_type="PINHOLE")
+    store.write_sparse_map(name, SparseMap(points=out.points, colors=out.colors, obs_frame=out.obs_frame,
+                                           obs_point=out.obs_point, obs_uv=out.obs_uv,
+                                           keyframes=np.asarray(kf, np.int32)))
+    reproj = out.mean_reproj_px if np.isfinite(out.mean_reproj_px) else 0.0
+    store.write_info(name, {"ba_residual": float(reproj)})
+
+    manifest = store.read_manifest(name) if store.exists("manifest", name) else {"sequence": name}
+    fx = float(out.intrinsics[0])
+    status_counts = {STATUS_NAMES[k]: int((out.status == k).sum()) for k in STATUS_NAMES}
+    manifest.setdefault("timings", {})
+    manifest["timings"].update({"pose_s": round(seconds, 3), "pose_tracking_s": round(t_track, 3),
+                                "pose_calibration_s": round(t_calib, 3),
+                                "pose_fps": round(n / seconds, 2) if seconds > 0 else None})
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    manifest["pose"] = {
+        "config": cfg.model_dump(mode="json"),
+        "scale": scale,
+        "scale_note": "no metric cue: poses and points are normalised to median scene depth 1",
+        "fixed_camera": fixed,
+        "rotation_only": bool(out.rotation_only),
+        "translation_known": not (fixed or out.rotation_only),
+        "keyframes": kf,
+        "segments": out.segments,
+        "tracking_status": [STATUS_NAMES[int(s)] for s in out.status],
+        "tracking_status_counts": status_counts,
+        "tracking_ok_fraction": round(tracking_ok, 4),
+        "intrinsics": {"fx": fx, "fy": float(out.intrinsics[1]), "cx": float(out.intrinsics[2]),
+                       "cy": float(out.intrinsics[3]),
+                       "hfov_deg": round(math.degrees(2 * math.atan(stream.width / (2 * fx))), 3),
+                       "source": "given" if cfg.intrinsics.given else
+                       ("estimated" if out.focal_estimated else "prior")},
+        "quality": {"mean_reproj_px": out.mean_reproj_px if np.isfinite(out.mean_reproj_px) else None,
+                    "median_reproj_px": out.stats.get("median_reproj_px"),
+                    "num_points": int(len(out.points)), "num_observations": int(len(out.obs_frame)),
+                    "lost_frames": int(status_counts.get("lost", 0)),
+                    "ba_windowed_runs": out.stats.get("ba_windowed"),
+                    "ba_global_runs": out.stats.get("ba_global")},
+        "peak_rss_mb": round(peak_mb, 1),
+    }
+    manifest["scale"] = scale
+    store.write_manifest(name, _json_clean(manifest))
+    res = PoseResult(name=name, num_frames=n, keyframes=kf, intrinsics=out.intrinsics.astype(np.float64),
+                     scale=scale, rotation_only=bool(out.rotation_only), tracking_ok_fraction=tracking_ok,
+                     mean_reproj_px=float(out.mean_reproj_px), seconds=seconds,
+                     frames_per_second=n / seconds if seconds > 0 else float("inf"))
+    log.info("pose %s: %d frames, %d keyframes, f=%.1f px, reproj %.2f px, %.1f frames/s", name, n, len(kf), fx,
+             res.mean_reproj_px, res.frames_per_second)
+    return res
+
+
+def _json_clean(o):
+    if isinstance(o, dict):
+        return {k: _json_clean(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_json_clean(v) for v in o]
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return o
+
+
+def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | None = None, name: str | None = None,
+          progress: bool = False, start_frame: int | None = None, end_frame: int | None = None,
+          frame_skip: int = 1, intrinsics_source_px: tuple[float, float, float, float] | None = None) -> PoseResult:
+    """Ingest ``source`` (range/skip/resize to ``long_side``) into ``output_root`` and run the pose engine.
+
+    ``intrinsics_source_px`` are fx fy cx cy in pixels of the source video; they are scaled to the
+    processing size and override the config's intrinsics.
+    """
+    from .ingest import ingest_video
+
+    if isinstance(config, PipelineConfig):
+        if config.depth:
+            raise ConfigError(f"pipeline preset {config.preset!r} needs dense depth, which is not available in "
+                              "this build yet; use --pipeline pose_only (or fixed_camera)")
+        pose_cfg = config.pose
+    else:
+        pose_cfg = config or PoseConfig()
+    stream = open_video(source, start_frame, end_frame, frame_skip, pose_cfg.long_side)  # validates the range
+    if intrinsics_source_px is not None:
+        fx, fy, cx, cy = (float(v) for v in stream.scale_intrinsics(np.asarray(intrinsics_source_px, np.float64)))
+        pose_cfg = pose_cfg.model_copy(deep=True)
+        pose_cfg.intrinsics.fx, pose_cfg.intrinsics.fy = fx, fy
+        pose_cfg.intrinsics.cx, pose_cfg.intrinsics.cy = cx, cy
+    store = ArtifactStore(output_root)
+    ing = ingest_video(source, store, name=name, start_frame=start_frame, end_frame=end_frame,
+                       frame_skip=frame_skip, long_side=pose_cfg.long_side, progress=progress)
+    return run_pose(store, ing.name, pose_cfg, progress=progress)

@@ -1,0 +1,732 @@
+"""Streaming keyframe visual SLAM with focal self-calibration (weight-free, CPU).
+
+Frames arrive one at a time (``process``). Only keyframe observations, the sparse map and one compact
+pose record per frame are kept, so memory grows with keyframes, not frames.
+
+Per segment (a stretch of video tracked against one map):
+
+1. *init*: the first frame is the reference; later frames are tested with a 5-point essential matrix
+   (RANSAC) against it. The pair is accepted when the rotation-compensated parallax is large enough and a
+   homography does not explain the tracks equally well (homography-vs-essential model selection).
+   Frames that never reach that are a *rotation-only* chunk: their rotations come from homographies.
+2. *tracking*: each frame is localised by PnP-RANSAC + LM against the map; keyframes are inserted on
+   parallax (median track displacement), track loss or a maximum gap; new points are triangulated with
+   parallax/cheirality/reprojection checks; a windowed bundle adjustment refines the last keyframes.
+   Non-keyframes between two keyframes are re-localised against the refined map and stored relative to
+   both keyframes.
+3. *finish*: global BA (with focal refinement unless intrinsics are given), blending of non-keyframe
+   poses, scale normalised to median scene depth 1.
+
+Losing track ends a segment (the frame is flagged ``lost``) and a new segment starts from the next frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..config import PoseConfig
+from . import geometry as geo
+from .bundle import bundle_adjust
+from .tracker import KLTTracker
+
+log = logging.getLogger(__name__)
+
+STATUS_NAMES = {0: "keyframe", 1: "tracked", 2: "rotation_only", 3: "lost", 4: "fixed"}
+KEYFRAME, TRACKED, ROTATION, LOST, FIXED = 0, 1, 2, 3, 4
+
+
+@dataclass
+class Keyframe:
+    frame: int
+    T: np.ndarray  # (4,4) world-to-camera (segment world)
+    ids: np.ndarray  # (N,) track ids, sorted
+    uv: np.ndarray  # (N,2)
+    bad: np.ndarray  # (N,) observation rejected as an outlier
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Index of each id in ``self.ids`` or -1."""
+        pos = np.searchsorted(self.ids, ids)
+        pos = np.clip(pos, 0, max(len(self.ids) - 1, 0))
+        ok = (len(self.ids) > 0) & (self.ids[pos] == ids) if len(self.ids) else np.zeros(len(ids), bool)
+        return np.where(ok, pos, -1)
+
+
+@dataclass
+class FrameRecord:
+    frame: int
+    status: int
+    segment: int
+    kf_a: int = -1  # keyframe list index (in the segment) before / at the frame
+    kf_b: int = -1  # keyframe after
+    rel_a: np.ndarray | None = None  # T_frame @ inv(T_kf_a) (w2c, segment world)
+    rel_b: np.ndarray | None = None
+    R: np.ndarray | None = None  # rotation-only: rotation from the chunk start to this frame
+
+
+@dataclass
+class Segment:
+    index: int
+    kind: str = "init"  # init | map | rotation
+    keyframes: list[Keyframe] = field(default_factory=list)
+    points: dict[int, np.ndarray] = field(default_factory=dict)
+    colors: dict[int, np.ndarray] = field(default_factory=dict)
+    # init state
+    ref: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None  # frame, ids, uv, H_start_to_ref
+    init_pending: list = field(default_factory=list)  # (frame, ids, uv, H_start_to_frame)
+    # tracking state
+    pending: list = field(default_factory=list)  # (frame, T, ids, uv) since the last keyframe
+    last_T: np.ndarray | None = None
+    velocity: np.ndarray = field(default_factory=lambda: np.eye(4))
+    frames: list[FrameRecord] = field(default_factory=list)
+    rot_H: list = field(default_factory=list)  # rotation-only chunk: homography start -> frame
+    dynamic: set = field(default_factory=set)  # track ids rejected as moving (epipolar / BA outliers)
+
+
+@dataclass
+class SlamOutput:
+    c2w: np.ndarray  # (N,4,4)
+    status: np.ndarray  # (N,) int8, see STATUS_NAMES
+    keyframes: np.ndarray  # frame indices
+    intrinsics: np.ndarray  # (4,)
+    points: np.ndarray
+    colors: np.ndarray
+    obs_frame: np.ndarray
+    obs_point: np.ndarray
+    obs_uv: np.ndarray
+    mean_reproj_px: float
+    rotation_only: bool
+    segments: int
+    focal_estimated: bool
+    stats: dict
+
+
+class SlamSystem:
+    def __init__(self, cfg: PoseConfig, width: int, height: int, focal_init: float | None = None):
+        """``focal_init``: a focal (px) from a calibration pass; it starts the map and is still refined in the
+        final global BA (when the focal is estimated), but no focal sweep runs."""
+        self.cfg = cfg
+        self.w, self.h = width, height
+        ic = cfg.intrinsics
+        cx = ic.cx if ic.cx is not None else (width - 1) / 2.0
+        cy = ic.cy if ic.cy is not None else (height - 1) / 2.0
+        if ic.fx is not None:
+            fx = ic.fx
+            fy = ic.fy if ic.fy is not None else ic.fx
+            self.estimate_focal = False
+        else:
+            fx = fy = geo.fov_to_focal(ic.fov_prior_deg, width)
+            self.estimate_focal = ic.estimate_focal
+        if focal_init is not None and self.estimate_focal:
+            fx = fy = float(focal_init)
+        self.intr = np.array([fx, fy, cx, cy], np.float64)
+        self.focal_calibrated = not self.estimate_focal or focal_init is not None
+        self.tracker = KLTTracker(cfg.tracking, width, height)
+        self.segments: list[Segment] = []
+        self.seg: Segment | None = None
+        self.n = 0
+        self.rng = np.random.default_rng(cfg.seed)
+        cv2.setRNGSeed(cfg.seed)
+        self.stats = {"ba_windowed": 0, "ba_global": 0, "lost_frames": 0}
+        self._last_rgb = np.zeros((height, width, 3), np.uint8)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def K(self) -> np.ndarray:
+        return geo.K_matrix(self.intr)
+
+    def _new_segment(self) -> Segment:
+        s = Segment(index=len(self.segments))
+        self.segments.append(s)
+        self.seg = s
+        return s
+
+    def _outlier_px(self) -> float:
+        # before the focal is calibrated the geometry is distorted: be lenient
+        return self.cfg.ba.outlier_px * (1.0 if self.focal_calibrated else 3.0)
+
+    def _min_tracks(self) -> int:
+        return self.cfg.tracking.min_tracks
+
+    # ------------------------------------------------------------------ main entry
+    def process(self, frame: int, rgb: np.ndarray, mask: np.ndarray | None = None) -> int:
+        """Consume one frame (HxWx3 uint8 RGB; ``mask`` True on dynamic pixels). Returns its status."""
+        self.n += 1
+        if self.cfg.assume_fixed_camera_pose:
+            seg = self.seg or self._new_segment()
+            seg.kind = "fixed"
+            seg.frames.append(FrameRecord(frame, FIXED, seg.index))
+            return FIXED
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        self._last_rgb = rgb
+        ids, uv = self.tracker.step(gray, mask)
+        order = np.argsort(ids)
+        ids, uv = ids[order], uv[order].astype(np.float64)
+        seg = self.seg or self._new_segment()
+        if seg.kind == "init":
+            return self._init_step(seg, frame, ids, uv, rgb)
+        return self._track_step(seg, frame, ids, uv, rgb)
+
+    # ------------------------------------------------------------------ initialisation
+    def _init_step(self, seg: Segment, frame: int, ids, uv, rgb) -> int:
+        if seg.ref is None:
+            seg.ref = (frame, ids, uv, np.eye(3))
+            seg.init_pending.append((frame, ids, uv, np.eye(3)))
+            return ROTATION
+        rf, rids, ruv, H_sr = seg.ref
+        common, ia, ib = np.intersect1d(rids, ids, return_indices=True)
+        H_rc = None
+        if len(common) >= 8:
+            H_rc, _ = cv2.findHomography(ruv[ia], uv[ib], cv2.RANSAC, 1.5)
+        if H_rc is None:
+            H_rc = np.eye(3)
+        H_sc = H_rc @ H_sr
+        seg.init_pending.append((frame, ids, uv, H_sc))
+        if len(common) >= self._min_tracks() and self._try_initialise(seg, frame, ids, uv, ia, ib, rgb):
+            return KEYFRAME
+        if len(common) < max(self._min_tracks(), 0.5 * len(rids)):
+            seg.ref = (frame, ids, uv, H_sc)  # re-anchor the reference (tracks mostly gone)
+        if len(seg.init_pending) > self.cfg.keyframe.init_max_frames:
+            seg.init_pending.pop()  # the current frame starts the next segment
+            self._close_rotation_chunk(seg)
+            ns = self._new_segment()
+            ns.ref = (frame, ids, uv, np.eye(3))
+            ns.init_pending.append((frame, ids, uv, np.eye(3)))
+        return ROTATION
+
+    def _try_initialise(self, seg: Segment, frame, ids, uv, ia, ib, rgb) -> bool:
+        rf, rids, ruv, _ = seg.ref
+        p0, p1 = ruv[ia], uv[ib]
+        flow = np.median(np.linalg.norm(p1 - p0, axis=1))
+        if flow < 0.5 * self.cfg.keyframe.flow_frac * self.w:
+            return False
+        K = self.K
+        E, inl = cv2.findEssentialMat(p0, p1, K, cv2.RANSAC, 0.999, 1.0)
+        if E is None or E.shape != (3, 3):
+            return False
+        inl = inl.ravel().astype(bool)
+        if inl.sum() < self._min_tracks():
+            return False
+        H, H_inl = cv2.findHomography(p0, p1, cv2.RANSAC, 1.5)
+        h_frac = float(H_inl.sum()) / max(len(p0), 1) if H_inl is not None else 0.0
+        e_frac = float(inl.sum()) / len(p0)
+        _, R, t, pmask = cv2.recoverPose(E, p0[inl], p1[inl], K)
+        par = geo.rotation_compensated_parallax(p0[inl], p1[inl], R, K)
+        med_par = float(np.median(par))
+        # a homography explains the tracks as well as E does, and it is a rotation homography (not a plane)
+        rot_res = geo.rotation_from_homography(H, K)[1] if H is not None else float("inf")
+        rotation_like = h_frac >= 0.8 and h_frac >= 0.95 * e_frac and rot_res < 0.01
+        log.debug("init test frame %d: parallax %.2f deg, H/E inliers %.2f/%.2f, H rotation residual %.4f",
+                  frame, med_par, h_frac, e_frac, rot_res)
+        if med_par < self.cfg.keyframe.init_min_parallax_deg or rotation_like:
+            return False
+        T0, T1 = np.eye(4), geo.pose(R, t.ravel())
+        X = geo.triangulate(T0, T1, p0, p1, K)
+        good = self._check_points(X, [(T0, p0), (T1, p1)], K, min_par=0.5 * self.cfg.keyframe.init_min_parallax_deg)
+        good &= inl
+        if good.sum() < max(self._min_tracks(), 0.3 * len(p0)):
+            return False
+        z = X[good, 2]
+        s = 1.0 / float(np.median(z))
+        T1[:3, 3] *= s
+        X = X * s
+        log.info("initialised segment %d on frames %d-%d: %d points, parallax %.2f deg, H/E inliers %.2f/%.2f",
+                 seg.index, rf, frame, int(good.sum()), med_par, h_frac, e_frac)
+        kf0 = Keyframe(rf, T0, rids.copy(), ruv.copy(), np.zeros(len(rids), bool))
+        kf1 = Keyframe(frame, T1, ids.copy(), uv.copy(), np.zeros(len(ids), bool))
+        seg.kind = "map"
+        seg.keyframes = [kf0, kf1]
+        cols = self._colors(rgb, p1[good])
+        for tid, x, c in zip(rids[ia][good], X[good], cols, strict=True):
+            seg.points[int(tid)] = x
+            seg.colors[int(tid)] = c
+        self._ba(seg, window=True, iters=self.cfg.ba.window_iters)
+        # pending frames between the two keyframes: localise against the new map
+        pend = [p for p in seg.init_pending if p[0] not in (rf, frame)]
+        seg.init_pending = []
+        seg.frames.append(FrameRecord(rf, KEYFRAME, seg.index, 0, 0, np.eye(4), None))
+        for f, fids, fuv, _ in pend:
+            T = self._localise(seg, fids, fuv, None)
+            if f < rf:  # before a re-anchored reference: only the first keyframe brackets it
+                if T is None:
+                    seg.frames.append(FrameRecord(f, LOST, seg.index))
+                else:
+                    seg.frames.append(FrameRecord(f, TRACKED, seg.index, 0, 0, T @ geo.invert(kf0.T), None))
+                continue
+            if T is None:
+                T = geo.invert(geo.slerp_pose_c2w(geo.invert(kf0.T), geo.invert(kf1.T),
+                                                  (f - rf) / max(frame - rf, 1)))
+            seg.frames.append(FrameRecord(f, TRACKED, seg.index, 0, 1, T @ geo.invert(kf0.T),
+                                          T @ geo.invert(kf1.T)))
+        seg.frames.append(FrameRecord(frame, KEYFRAME, seg.index, 1, 1, np.eye(4), None))
+        seg.last_T = kf1.T.copy()
+        seg.velocity = np.eye(4)
+        seg.ref = None
+        return True
+
+    def _close_rotation_chunk(self, seg: Segment) -> None:
+        """Turn the frames of an un-initialised segment into a rotation-only chunk."""
+        seg.kind = "rotation"
+        Hs = [h for _, _, _, h in seg.init_pending]
+        if self.estimate_focal and not self.focal_calibrated and len(Hs) > 1:
+            f_lo = geo.fov_to_focal(self.cfg.intrinsics.sweep_fov_deg[1], self.w)
+            f_hi = geo.fov_to_focal(self.cfg.intrinsics.sweep_fov_deg[0], self.w)
+            # only homographies with a noticeable rotation constrain the focal
+            informative = [H for H in Hs if np.linalg.norm(H / np.cbrt(np.linalg.det(H)) - np.eye(3)) > 0.02]
+            f = geo.focal_from_homographies(informative, self.intr[2], self.intr[3], f_lo, f_hi) \
+                if len(informative) >= 2 else None
+            if f is not None:
+                self.intr[0] = self.intr[1] = f
+                self.focal_calibrated = True
+                log.info("rotation-only chunk: focal %.1f px from %d homographies", f, len(informative))
+        seg.rot_H = Hs  # rotations are derived at finish with the final focal
+        seg.frames = [FrameRecord(f, ROTATION, seg.index) for f, _, _, _ in seg.init_pending]
+        seg.init_pending = []
+        seg.ref = None
+
+    # ------------------------------------------------------------------ tracking
+    def _localise(self, seg: Segment, ids, uv, T_guess) -> np.ndarray | None:
+        pids = [i for i in ids.tolist() if i in seg.points]
+        if len(pids) < 6:
+            return None
+        sel = np.isin(ids, np.asarray(pids))
+        obj = np.stack([seg.points[i] for i in ids[sel].tolist()])
+        img = uv[sel]
+        K = self.K
+        if T_guess is not None:
+            rvec0, _ = cv2.Rodrigues(T_guess[:3, :3])
+            tvec0 = T_guess[:3, 3].reshape(3, 1).copy()
+            ok, rvec, tvec, inl = cv2.solvePnPRansac(obj, img, K, None, rvec0.copy(), tvec0, True, 100, 2.0, 0.999,
+                                                     flags=cv2.SOLVEPNP_ITERATIVE)
+        else:
+            ok, rvec, tvec, inl = cv2.solvePnPRansac(obj, img, K, None, iterationsCount=200, reprojectionError=2.0,
+                                                     confidence=0.999, flags=cv2.SOLVEPNP_EPNP)
+        if not ok or inl is None or len(inl) < max(self._min_tracks() // 2, 12):
+            return None
+        inl = inl.ravel()
+        rvec, tvec = cv2.solvePnPRefineLM(obj[inl], img[inl], K, None, rvec, tvec)
+        R, _ = cv2.Rodrigues(rvec)
+        return geo.pose(R, tvec.ravel())
+
+    def _track_step(self, seg: Segment, frame: int, ids, uv, rgb) -> int:
+        guess = seg.velocity @ seg.last_T
+        T = self._localise(seg, ids, uv, guess)
+        if T is None:
+            return self._lost(seg, frame, ids, uv)
+        seg.velocity = T @ geo.invert(seg.last_T)
+        seg.last_T = T
+        last = seg.keyframes[-1]
+        idx = last.lookup(ids)
+        alive = idx >= 0
+        n_last_mapped = sum(1 for i in last.ids.tolist() if i in seg.points)
+        n_alive_mapped = sum(1 for i in ids[alive].tolist() if i in seg.points)
+        flow = float(np.median(np.linalg.norm(uv[alive] - last.uv[idx[alive]], axis=1))) if alive.any() else 1e9
+        kcfg = self.cfg.keyframe
+        is_kf = (flow > kcfg.flow_frac * self.w
+                 or n_alive_mapped < (1 - kcfg.track_loss_frac) * max(n_last_mapped, 1)
+                 or frame - last.frame >= kcfg.max_gap)
+        if not is_kf:
+            seg.pending.append((frame, T, ids, uv))
+            return TRACKED
+        self._insert_keyframe(seg, frame, T, ids, uv, rgb)
+        return KEYFRAME
+
+    def _lost(self, seg: Segment, frame: int, ids, uv) -> int:
+        log.warning("tracking lost at frame %d (segment %d); starting a new segment", frame, seg.index)
+        self.stats["lost_frames"] += 1
+        self._flush_pending(seg)
+        lost_rec = FrameRecord(frame, LOST, seg.index)
+        seg.frames.append(lost_rec)
+        ns = self._new_segment()
+        ns.ref = None
+        return LOST
+
+    def _flush_pending(self, seg: Segment) -> None:
+        """Frames tracked after the last keyframe (end of segment): store them relative to that keyframe."""
+        if seg.kind != "map":
+            return
+        a = len(seg.keyframes) - 1
+        Ta = seg.keyframes[a].T
+        for f, T, _, _ in seg.pending:
+            seg.frames.append(FrameRecord(f, TRACKED, seg.index, a, a, T @ geo.invert(Ta), T @ geo.invert(Ta)))
+        seg.pending = []
+
+    def _reject_dynamic(self, seg: Segment, prev: Keyframe, kf: Keyframe) -> None:
+        """Blacklist tracks whose motion between two keyframes violates the epipolar geometry of the
+        estimated camera motion (independently moving objects), and drop their map points."""
+        common, ia, ib = np.intersect1d(prev.ids, kf.ids, return_indices=True)
+        if len(common) == 0:
+            return
+        T = kf.T @ geo.invert(prev.T)
+        t = T[:3, 3]
+        if np.linalg.norm(t) < 1e-9:
+            return
+        tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+        E = tx @ T[:3, :3]
+        K = self.K
+        x1 = np.c_[geo.normalise_uv(prev.uv[ia], K), np.ones(len(ia))]
+        x2 = np.c_[geo.normalise_uv(kf.uv[ib], K), np.ones(len(ib))]
+        Ex1 = x1 @ E.T
+        Etx2 = x2 @ E
+        num = np.sum(x2 * Ex1, axis=1) ** 2
+        den = Ex1[:, 0] ** 2 + Ex1[:, 1] ** 2 + Etx2[:, 0] ** 2 + Etx2[:, 1] ** 2 + 1e-18
+        err_px = np.sqrt(num / den) * K[0, 0]
+        bad = common[err_px > self._outlier_px()]
+        for i in bad.tolist():
+            seg.dynamic.add(i)
+            seg.points.pop(i, None)
+            seg.colors.pop(i, None)
+
+    def _insert_keyframe(self, seg: Segment, frame: int, T, ids, uv, rgb) -> None:
+        kf = Keyframe(frame, T, ids.copy(), uv.copy(), np.zeros(len(ids), bool))
+        self._reject_dynamic(seg, seg.keyframes[-1], kf)
+        seg.keyframes.append(kf)
+        self._triangulate_new(seg, kf, rgb)
+        self._ba(seg, window=True, iters=self.cfg.ba.window_iters)
+        if self.estimate_focal and not self.focal_calibrated and len(seg.keyframes) >= 6:
+            self._calibrate_focal(seg)
+        # re-localise the frames since the previous keyframe against the refined map
+        b = len(seg.keyframes) - 1
+        a = b - 1
+        Ta, Tb = seg.keyframes[a].T, seg.keyframes[b].T
+        for f, Tf, fids, fuv in seg.pending:
+            T2 = self._localise(seg, fids, fuv, Tf)
+            Tf = T2 if T2 is not None else Tf
+            seg.frames.append(FrameRecord(f, TRACKED, seg.index, a, b, Tf @ geo.invert(Ta), Tf @ geo.invert(Tb)))
+        seg.pending = []
+        seg.frames.append(FrameRecord(frame, KEYFRAME, seg.index, b, b, np.eye(4), None))
+        seg.last_T = kf.T.copy()
+
+    def _colors(self, rgb: np.ndarray, uv: np.ndarray) -> np.ndarray:
+        x = np.clip(np.round(uv[:, 0]).astype(int), 0, self.w - 1)
+        y = np.clip(np.round(uv[:, 1]).astype(int), 0, self.h - 1)
+        return rgb[y, x].astype(np.uint8)
+
+    def _check_points(self, X, views, K, min_par: float) -> np.ndarray:
+        ok = np.isfinite(X).all(axis=1)
+        for T, uvv in views:
+            proj, z = geo.project(X, T, K)
+            ok &= z > 1e-3
+            ok &= np.linalg.norm(proj - uvv, axis=1) < 2.0
+        C0 = geo.invert(views[0][0])[:3, 3]
+        C1 = geo.invert(views[-1][0])[:3, 3]
+        ok &= geo.parallax_deg(X, C0, C1) >= min_par
+        return ok
+
+    def _triangulate_new(self, seg: Segment, kf: Keyframe, rgb) -> None:
+        K = self.K
+        new = np.array([i not in seg.points and i not in seg.dynamic for i in kf.ids.tolist()], bool)
+        cand = kf.ids[new]
+        if len(cand) == 0:
+            return
+        assigned = np.zeros(len(cand), bool)
+        window = seg.keyframes[-self.cfg.ba.window - 1:-1]
+        min_par = 1.0
+        for old in window:  # oldest first: longest baseline
+            todo = ~assigned
+            if not todo.any():
+                break
+            idx_old = old.lookup(cand[todo])
+            has = idx_old >= 0
+            if not has.any():
+                continue
+            tids = cand[todo][has]
+            uv_old = old.uv[idx_old[has]]
+            uv_new = kf.uv[kf.lookup(tids)]
+            X = geo.triangulate(old.T, kf.T, uv_old, uv_new, K)
+            good = self._check_points(X, [(old.T, uv_old), (kf.T, uv_new)], K, min_par)
+            if not good.any():
+                continue
+            cols = self._colors(rgb, uv_new[good])
+            for tid, x, c in zip(tids[good].tolist(), X[good], cols, strict=True):
+                seg.points[tid] = x
+                seg.colors[tid] = c
+            sub = np.flatnonzero(todo)[np.flatnonzero(has)[good]]
+            assigned[sub] = True
+
+    # ------------------------------------------------------------------ bundle adjustment
+    def _gather(self, seg: Segment, kf_idx: list[int]):
+        obs_cam, obs_pid, obs_uv, obs_ref = [], [], [], []
+        for ci, k in enumerate(kf_idx):
+            kf = seg.keyframes[k]
+            sel = np.array([(i in seg.points) for i in kf.ids.tolist()], bool) & ~kf.bad
+            rows = np.flatnonzero(sel)
+            obs_cam.append(np.full(len(rows), ci))
+            obs_pid.append(kf.ids[rows])
+            obs_uv.append(kf.uv[rows])
+            obs_ref.append(np.stack([np.full(len(rows), k), rows], axis=1))
+        obs_cam = np.concatenate(obs_cam)
+        obs_pid = np.concatenate(obs_pid)
+        obs_uv = np.concatenate(obs_uv)
+        obs_ref = np.concatenate(obs_ref)
+        return obs_cam, obs_pid, obs_uv, obs_ref
+
+    def _ba(self, seg: Segment, window: bool, iters: int, optimize_focal: bool = False,
+            focal_override: float | None = None, commit: bool = True) -> float:
+        nk = len(seg.keyframes)
+        if window:
+            free = list(range(max(0, nk - self.cfg.ba.window), nk))
+            wpts = set()
+            for k in free:
+                kf = seg.keyframes[k]
+                wpts.update(i for i, b in zip(kf.ids.tolist(), kf.bad.tolist(), strict=True)
+                            if not b and i in seg.points)
+            fixed_cands = [k for k in range(max(0, free[0] - 2 * self.cfg.ba.window), free[0])
+                           if any((i in wpts) for i in seg.keyframes[k].ids.tolist())]
+            kf_idx = fixed_cands + free
+            fixed = np.array([k in fixed_cands or k == 0 for k in kf_idx], bool)
+        else:
+            kf_idx = list(range(nk))
+            fixed = np.array([k == 0 for k in kf_idx], bool)
+            wpts = None
+        obs_cam, obs_pid, obs_uv, obs_ref = self._gather(seg, kf_idx)
+        if wpts is not None:
+            keep = np.array([p in wpts for p in obs_pid.tolist()], bool)
+            obs_cam, obs_pid, obs_uv, obs_ref = obs_cam[keep], obs_pid[keep], obs_uv[keep], obs_ref[keep]
+        if len(obs_pid) == 0:
+            return float("nan")
+        upid, obs_pt = np.unique(obs_pid, return_inverse=True)
+        # points need two observations to be constrained
+        cnt = np.bincount(obs_pt, minlength=len(upid))
+        keep = cnt[obs_pt] >= self.cfg.ba.min_obs
+        obs_cam, obs_pid, obs_uv, obs_ref = obs_cam[keep], obs_pid[keep], obs_uv[keep], obs_ref[keep]
+        upid, obs_pt = np.unique(obs_pid, return_inverse=True)
+        if len(upid) < 6:
+            return float("nan")
+        pts = np.stack([seg.points[int(i)] for i in upid])
+        poses = np.stack([seg.keyframes[k].T for k in kf_idx])
+        intr = self.intr.copy()
+        if focal_override is not None:
+            intr[0] = intr[1] = focal_override
+        out = bundle_adjust(poses, pts, obs_cam, obs_pt, obs_uv, intr, fixed, self.cfg.ba, iters,
+                            optimize_focal=optimize_focal,
+                            tol=self.cfg.ba.window_tol if window else self.cfg.ba.global_tol)
+        if not commit:
+            return out.cost
+        self.stats["ba_global" if not window else "ba_windowed"] += 1
+        for ci, k in enumerate(kf_idx):
+            if not fixed[ci]:
+                seg.keyframes[k].T = out.poses_w2c[ci]
+        for j, pid in enumerate(upid.tolist()):
+            seg.points[pid] = out.points[j]
+        if optimize_focal or focal_override is not None:
+            self.intr[:2] = out.intrinsics[:2]
+        # reject outliers: observations with large reprojection error, points behind cameras
+        inliers = out.reproj_px < self._outlier_px()
+        for (k, row), ok, pid in zip(obs_ref.tolist(), inliers.tolist(), obs_pid.tolist(), strict=True):
+            if not ok:
+                seg.keyframes[k].bad[row] = True
+                # a track that leaves the rigid scene's geometry is not trusted again
+                seg.dynamic.add(pid)
+                seg.points.pop(pid, None)
+                seg.colors.pop(pid, None)
+        self._prune(seg)
+        return out.cost
+
+    def _prune(self, seg: Segment) -> None:
+        counts: dict[int, int] = {}
+        K = self.K
+        for kf in seg.keyframes:
+            ids = kf.ids[~kf.bad]
+            has = np.array([i in seg.points for i in ids.tolist()], bool)
+            if not has.any():
+                continue
+            pid = ids[has]
+            X = np.stack([seg.points[i] for i in pid.tolist()])
+            _, z = geo.project(X, kf.T, K)
+            behind = pid[z <= 1e-3]
+            for i in behind.tolist():
+                seg.points.pop(i, None)
+                seg.colors.pop(i, None)
+            for i in pid[z > 1e-3].tolist():
+                counts[i] = counts.get(i, 0) + 1
+        for i in list(seg.points):
+            if counts.get(i, 0) < 2:
+                # keep fresh points seen by the latest keyframe; they get more observations soon
+                if i not in seg.keyframes[-1].ids:
+                    seg.points.pop(i)
+                    seg.colors.pop(i, None)
+
+    def calibration_ready(self, min_keyframes: int) -> bool:
+        seg = self.seg
+        return seg is not None and seg.kind == "map" and len(seg.keyframes) >= min_keyframes
+
+    def calibrate_now(self) -> float | None:
+        """Estimate the focal on the current map (focal sweep unless a focal was given at construction,
+        then BA with focal refinement); at the end of a video this finishes the run instead."""
+        seg = self.seg
+        if seg is not None and seg.kind == "map" and len(seg.keyframes) >= 3:
+            self._calibrate_focal(seg, sweep=not self.focal_calibrated)
+            return float(self.intr[0])
+        self.focal_calibrated = False
+        self.finish()
+        return float(self.intr[0]) if self.focal_calibrated else None
+
+    def _calibrate_focal(self, seg: Segment, sweep: bool = True) -> None:
+        """Focal sweep (BA cost over a FoV grid), then BA with focal refinement, all keyframes."""
+        ic = self.cfg.intrinsics
+        if ic.focal_sweep and sweep:
+            lo, hi = ic.sweep_fov_deg
+            grid = np.linspace(lo, hi, 6)
+            costs = []
+            for fov in grid:
+                f = geo.fov_to_focal(fov, self.w)
+                try:
+                    costs.append(self._ba(seg, window=False, iters=6, focal_override=f, commit=False))
+                except Exception as exc:  # a diverging candidate just loses the sweep
+                    log.debug("focal sweep candidate %.1f deg failed: %s", fov, exc)
+                    costs.append(float("inf"))
+            best = float(grid[int(np.nanargmin(costs))])
+            f0 = geo.fov_to_focal(best, self.w)
+            log.info("focal sweep: best FoV %.1f deg (f=%.1f px)", best, f0)
+            self._ba(seg, window=False, iters=10, focal_override=f0)
+        self._ba(seg, window=False, iters=self.cfg.ba.global_iters, optimize_focal=True)
+        self.focal_calibrated = True
+        log.info("focal calibrated: %.1f px (FoV %.1f deg)", self.intr[0],
+                 math.degrees(2 * math.atan(self.w / (2 * self.intr[0]))))
+
+    # ------------------------------------------------------------------ finish
+    def finish(self) -> SlamOutput:
+        segs = list(self.segments)
+        for seg in segs:
+            if seg.kind == "init":
+                if seg.init_pending:
+                    self._close_rotation_chunk(seg)
+            elif seg.kind == "map":
+                if seg.pending:
+                    f, T, ids, uv = seg.pending.pop()
+                    self._insert_keyframe(seg, f, T, ids, uv, self._last_rgb)
+        for seg in segs:
+            if seg.kind == "map":
+                if self.estimate_focal and not self.focal_calibrated:
+                    self._calibrate_focal(seg)
+                for _ in range(2):
+                    self._ba(seg, window=False, iters=self.cfg.ba.global_iters,
+                             optimize_focal=self.estimate_focal and len(seg.keyframes) >= 3)
+                self._normalise_scale(seg)
+        return self._assemble()
+
+    def _normalise_scale(self, seg: Segment) -> None:
+        depths = []
+        K = self.K
+        for kf in seg.keyframes:
+            pid = [i for i in kf.ids[~kf.bad].tolist() if i in seg.points]
+            if pid:
+                _, z = geo.project(np.stack([seg.points[i] for i in pid]), kf.T, K)
+                depths.append(z)
+        if not depths:
+            return
+        med = float(np.median(np.concatenate(depths)))
+        if not np.isfinite(med) or med <= 0:
+            return
+        s = 1.0 / med
+        for kf in seg.keyframes:
+            kf.T = kf.T.copy()
+            kf.T[:3, 3] *= s
+        for i in seg.points:
+            seg.points[i] = seg.points[i] * s
+        for rec in seg.frames:
+            for attr in ("rel_a", "rel_b"):
+                r = getattr(rec, attr)
+                if r is not None:
+                    r = r.copy()
+                    r[:3, 3] *= s
+                    setattr(rec, attr, r)
+
+    def _segment_poses(self, seg: Segment) -> dict[int, tuple[np.ndarray, int]]:
+        """c2w in the segment's own world for each of its frames, and the status."""
+        out: dict[int, tuple[np.ndarray, int]] = {}
+        if seg.kind == "fixed":
+            for rec in seg.frames:
+                out[rec.frame] = (np.eye(4), rec.status)
+            return out
+        if seg.kind == "rotation":
+            K = self.K
+            for rec, H in zip(seg.frames, seg.rot_H, strict=True):
+                R, _ = geo.rotation_from_homography(H, K)
+                out[rec.frame] = (geo.invert(geo.pose(R, np.zeros(3))), ROTATION)
+            return out
+        for rec in seg.frames:
+            if rec.status == LOST or rec.kf_a < 0:
+                continue
+            Ta = seg.keyframes[rec.kf_a].T
+            A = geo.invert(rec.rel_a @ Ta)
+            if rec.rel_b is None or rec.kf_b == rec.kf_a:
+                out[rec.frame] = (A, rec.status)
+                continue
+            Tb = seg.keyframes[rec.kf_b].T
+            B = geo.invert(rec.rel_b @ Tb)
+            fa, fb = seg.keyframes[rec.kf_a].frame, seg.keyframes[rec.kf_b].frame
+            w = (rec.frame - fa) / max(fb - fa, 1)
+            out[rec.frame] = (geo.slerp_pose_c2w(A, B, w), rec.status)
+        return out
+
+    def _assemble(self) -> SlamOutput:
+        n_total = sum(len(s.frames) for s in self.segments)
+        frames_all = sorted(rec.frame for s in self.segments for rec in s.frames)
+        base = frames_all[0] if frames_all else 0
+        N = (frames_all[-1] - base + 1) if frames_all else 0
+        c2w = np.tile(np.eye(4), (N, 1, 1))
+        status = np.full(N, LOST, np.int8)
+        have = np.zeros(N, bool)
+        G = np.eye(4)  # segment world -> output world
+        last_good = np.eye(4)
+        pts_all, col_all, of, op, ouv, kfs = [], [], [], [], [], []
+        reproj = []
+        npts = 0
+        K = self.K
+        for seg in self.segments:
+            poses = self._segment_poses(seg)
+            if poses:
+                first = min(poses)
+                G = last_good @ geo.invert(poses[first][0])
+            for rec in sorted(seg.frames, key=lambda r: r.frame):
+                i = rec.frame - base
+                if rec.frame in poses:
+                    c2w[i] = G @ poses[rec.frame][0]
+                    status[i] = poses[rec.frame][1]
+                    last_good = c2w[i]
+                else:
+                    c2w[i] = last_good  # held pose, flagged lost in status
+                    status[i] = LOST
+                have[i] = True
+            if seg.kind == "map":
+                pids = sorted(seg.points)
+                pmap = {p: npts + j for j, p in enumerate(pids)}
+                if pids:
+                    X = np.stack([seg.points[p] for p in pids])
+                    pts_all.append(X @ G[:3, :3].T + G[:3, 3])
+                    col_all.append(np.stack([seg.colors.get(p, np.zeros(3, np.uint8)) for p in pids]))
+                npts += len(pids)
+                for kf in seg.keyframes:
+                    kfs.append(kf.frame)
+                    rows = [r for r, (i, b) in enumerate(zip(kf.ids.tolist(), kf.bad.tolist(), strict=True))
+                            if not b and i in seg.points]
+                    if not rows:
+                        continue
+                    rows = np.asarray(rows)
+                    of.append(np.full(len(rows), kf.frame - base))
+                    op.append(np.array([pmap[i] for i in kf.ids[rows].tolist()]))
+                    ouv.append(kf.uv[rows])
+                    X = np.stack([seg.points[i] for i in kf.ids[rows].tolist()])
+                    proj, _ = geo.project(X, kf.T, K)
+                    reproj.append(np.linalg.norm(proj - kf.uv[rows], axis=1))
+        def cat(xs, shape, dt):
+            return (np.concatenate(xs).astype(dt) if xs else np.zeros(shape, dt))
+        r = np.concatenate(reproj) if reproj else np.zeros(0)
+        kinds = {s.kind for s in self.segments}
+        return SlamOutput(
+            c2w=c2w.astype(np.float64), status=status, keyframes=np.asarray(sorted(kfs), np.int64),
+            intrinsics=self.intr.copy(), points=cat(pts_all, (0, 3), np.float32),
+            colors=cat(col_all, (0, 3), np.uint8), obs_frame=cat(of, (0,), np.int32),
+            obs_point=cat(op, (0,), np.int32), obs_uv=cat(ouv, (0, 2), np.float32),
+            mean_reproj_px=float(r.mean()) if len(r) else float("nan"),
+            rotation_only=bool(kinds) and kinds <= {"rotation"},
+            segments=len(self.segments), focal_estimated=self.estimate_focal and self.focal_calibrated,
+            stats={**self.stats, "frames": n_total, "points": npts,
+                   "median_reproj_px": float(np.median(r)) if len(r) else float("nan")},
+        )
