@@ -91,7 +91,7 @@ def run(quick: bool = False) -> list[dict]:
         rows += _ba_rows(8, 150, 1.0, "exact")
         rows += _splat_rows(100_000, 2)
     else:
-        rows += _ba_rows(15, 400, 0.6, "exact")
+        rows += _ba_rows(10, 200, 1.0, "exact")
         rows += _ba_rows(60, 5000, 0.15, "lsmr")
         rows += _ba_rows(200, 20000, 0.04, None)
         rows += _splat_rows(500_000, 3)
