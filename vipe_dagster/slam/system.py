@@ -133,6 +133,7 @@ class SlamSystem:
         cv2.setRNGSeed(cfg.seed)
         self.stats = {"ba_windowed": 0, "ba_global": 0, "lost_frames": 0}
         self._last_rgb = np.zeros((height, width, 3), np.uint8)
+        self.untracked: set[int] = set()
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -166,6 +167,8 @@ class SlamSystem:
         ids, uv = self.tracker.step(gray, mask)
         order = np.argsort(ids)
         ids, uv = ids[order], uv[order].astype(np.float64)
+        if len(ids) < self._min_tracks():
+            self.untracked.add(frame)  # too few tracks: whatever pose it gets, it is flagged lost
         seg = self.seg or self._new_segment()
         if seg.kind == "init":
             return self._init_step(seg, frame, ids, uv, rgb)
@@ -686,7 +689,7 @@ class SlamSystem:
                 G = last_good @ geo.invert(poses[first][0])
             for rec in sorted(seg.frames, key=lambda r: r.frame):
                 i = rec.frame - base
-                if rec.frame in poses:
+                if rec.frame in poses and rec.frame not in self.untracked:
                     c2w[i] = G @ poses[rec.frame][0]
                     status[i] = poses[rec.frame][1]
                     last_good = c2w[i]
