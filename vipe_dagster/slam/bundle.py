@@ -28,6 +28,7 @@ def bundle_adjust(poses_w2c: np.ndarray, points: np.ndarray, obs_cam: np.ndarray
                   obs_weight: np.ndarray | None = None, tol: float = 1e-8) -> BAOutput:
     """Run LM bundle adjustment (Schur complement on points, robust loss) from ``gpu_kernels``."""
     import torch
+
     from gpu_kernels.ba import BAOptions, BAProblem
     from gpu_kernels.ba import bundle_adjust as _ba
 
