@@ -507,7 +507,8 @@ class SlamSystem:
             intr[0] = intr[1] = focal_override
         out = bundle_adjust(poses, pts, obs_cam, obs_pt, obs_uv, intr, fixed, self.cfg.ba, iters,
                             optimize_focal=optimize_focal,
-                            tol=self.cfg.ba.window_tol if window else self.cfg.ba.global_tol)
+                            tol=self.cfg.ba.window_tol if window else self.cfg.ba.global_tol,
+                            double=not window or self.cfg.ba.window_float64)
         if not commit:
             return out.cost
         self.stats["ba_global" if not window else "ba_windowed"] += 1
