@@ -35,24 +35,31 @@ __all__ = ["splat", "SPLAT_MODES"]
 SPLAT_MODES = ("front_to_back", "normalized", "nearest")
 
 
-def _fragments(uv: Tensor, ok: Tensor, radius: float, height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Point index, pixel index (within its frame) and squared distance of every (point, covered pixel)."""
-    idx = torch.nonzero(ok.reshape(-1)).squeeze(1)
+def _fragments(uv: Tensor, idx: Tensor, radius: float, height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """For the points ``idx`` (flat indices into ``uv (..., 2)``): point index, pixel index (within its frame)
+    and squared distance of every (point, covered pixel centre), in the order of ``idx``."""
     uvf = uv.reshape(-1, 2).index_select(0, idx)
     u, v = uvf[:, 0], uvf[:, 1]
     big_r = int(math.ceil(radius))
+    n_off = 2 * big_r
     offs = torch.arange(-big_r + 1, big_r + 1, device=uv.device)
-    cu = torch.floor(u).to(torch.int64)[:, None] + offs  # (M, 2R) candidate columns
-    cv = torch.floor(v).to(torch.int64)[:, None] + offs
-    du = cu.to(uv.dtype) - u[:, None]
-    dv = cv.to(uv.dtype) - v[:, None]
+    fu = torch.floor(u)
+    fv = torch.floor(v)
+    cu = fu.to(torch.int64)[:, None] + offs  # (M, 2R) candidate columns
+    cv = fv.to(torch.int64)[:, None] + offs
+    du = (fu - u)[:, None] + offs.to(uv.dtype)
+    dv = (fv - v)[:, None] + offs.to(uv.dtype)
     du2 = torch.where((cu >= 0) & (cu < width), du * du, torch.full_like(du, math.inf))
     dv2 = torch.where((cv >= 0) & (cv < height), dv * dv, torch.full_like(dv, math.inf))
-    d2 = du2[:, :, None] + dv2[:, None, :]  # (M, 2R, 2R)
-    keep = d2 < radius * radius
-    m_i, a_i, b_i = torch.nonzero(keep, as_tuple=True)
-    pix = cv[m_i, b_i] * width + cu[m_i, a_i]
-    return idx[m_i], pix, d2[m_i, a_i, b_i]
+    d2 = (dv2[:, :, None] + du2[:, None, :]).reshape(-1)  # (M * 2R * 2R), row-major (point, dv, du)
+    flat = torch.nonzero(d2 < radius * radius).squeeze(1)
+    per = n_off * n_off
+    m = torch.div(flat, per, rounding_mode="floor")
+    rem = flat - m * per
+    bi = torch.div(rem, n_off, rounding_mode="floor")
+    ai = rem - bi * n_off
+    pix = (cv.reshape(-1).index_select(0, m * n_off + bi)) * width + cu.reshape(-1).index_select(0, m * n_off + ai)
+    return idx.index_select(0, m), pix, d2.index_select(0, flat)
 
 
 def splat(points_cam: Tensor, colors: Tensor, camera: CameraModel, height: int, width: int,
@@ -101,17 +108,21 @@ def splat(points_cam: Tensor, colors: Tensor, camera: CameraModel, height: int, 
         raise ValueError(f"splat: camera params {tuple(camera.params.shape)} must be (P,) or (B,P) with "
                          f"B = {n_frames} frames of points")
     uv, valid = camera.project(pts)
-    z = pts[..., 2]
-    ok = valid & torch.isfinite(uv).all(-1) & torch.isfinite(z)
+    ok = valid & torch.isfinite(uv).all(-1) & torch.isfinite(pts[..., 2])
     ok &= (uv[..., 0] > -radius) & (uv[..., 0] < width - 1 + radius)
     ok &= (uv[..., 1] > -radius) & (uv[..., 1] < height - 1 + radius)
 
     hw = height * width
     n_pix = n_frames * hw
-    pt_idx, pix, d2 = _fragments(uv, ok, radius, height, width)
+    z = pts[..., 2]
+    idx = torch.nonzero(ok.reshape(-1)).squeeze(1)
+    if mode != "nearest":
+        # depth order once per point: fragments are generated in this order, so a stable sort by pixel
+        # leaves each pixel's fragments sorted front to back
+        idx = idx.index_select(0, torch.argsort(z.reshape(-1).index_select(0, idx)))
+    pt_idx, pix, d2 = _fragments(uv, idx, radius, height, width)
     frame = torch.div(pt_idx, n_pts, rounding_mode="floor")
     gpix = frame * hw + pix
-    zf = z.reshape(-1).index_select(0, pt_idx).to(torch.float32)
 
     image = bg.expand(n_pix, n_ch).clone()
     depth = torch.zeros(n_pix, dtype=z.dtype, device=dev)
@@ -120,10 +131,10 @@ def splat(points_cam: Tensor, colors: Tensor, camera: CameraModel, height: int, 
     if gpix.numel() == 0:
         return _shape(image, depth, mask, n_frames, height, width, n_ch, batched)
 
-    # packed key: pixel in the high 32 bits, the float32 bit pattern of z (> 0, so order-preserving) low
-    zbits = zf.view(torch.int32).to(torch.int64)
-    key = (gpix << 32) | zbits
     if mode == "nearest":
+        # packed key: pixel in the high 32 bits, the float32 bit pattern of z (> 0: order-preserving) low
+        zf = z.reshape(-1).index_select(0, pt_idx).to(torch.float32)
+        key = (gpix << 32) | zf.view(torch.int32).to(torch.int64)
         best = torch.full((n_pix,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=dev)
         best.scatter_reduce_(0, gpix, key, reduce="amin")
         is_best = key == best.index_select(0, gpix)
@@ -138,8 +149,9 @@ def splat(points_cam: Tensor, colors: Tensor, camera: CameraModel, height: int, 
         mask = hit
         return _shape(image, depth, mask, n_frames, height, width, n_ch, batched)
 
-    key_sorted, order = torch.sort(key)
-    gp = gpix.index_select(0, order)
+    key = gpix.to(torch.int32) if n_pix < 2**31 else gpix
+    gp, order = torch.sort(key, stable=True)
+    gp = gp.to(torch.int64)
     n_frag = gp.numel()
     ar = torch.arange(n_frag, device=dev)
     start = torch.ones(n_frag, dtype=torch.bool, device=dev)

@@ -13,6 +13,15 @@ from gpu_kernels.lie import se3_exp, se3_inv, se3_log
 from gpu_kernels.synthetic import make_ba_problem, scipy_bundle_adjust
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """These problems are tiny: intra-op threads only add contention on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _pose_errors(est: torch.Tensor, gt: torch.Tensor) -> tuple[float, float]:
     d = se3_log(est @ se3_inv(gt))
     return float(d[:, 3:].norm(dim=-1).max()), float(d[:, :3].norm(dim=-1).max())
@@ -65,7 +74,7 @@ def test_ba_same_final_cost_as_scipy():
     syn = make_ba_problem(n_cams=6, n_points=80, noise_px=0.5, outlier_frac=0.1, seed=2)
     prob = dataclasses.replace(syn.problem, fixed_poses=torch.tensor([True, True, False, False, False, False]))
     res = bundle_adjust(prob, BAOptions(loss="huber", loss_scale=1.0, max_iters=50))
-    ref_cost, _ = scipy_bundle_adjust(prob, loss="huber", loss_scale=1.0, tr_solver="exact", max_nfev=200)
+    ref_cost, _ = scipy_bundle_adjust(prob, loss="huber", loss_scale=1.0, tr_solver="lsmr", max_nfev=300)
     assert abs(res.cost_history[-1] - ref_cost) / ref_cost < 0.01
     assert res.cost_history[-1] < 1.001 * ref_cost
 
@@ -76,7 +85,7 @@ def test_ba_same_final_cost_as_scipy_cauchy_focal_default_gauge():
     res = bundle_adjust(syn.problem, opts)  # camera 0 fixed, scale gauge pinned internally
     assert res.info["pinned_vars"] == 1
     ref_cost, _ = scipy_bundle_adjust(syn.problem, loss="cauchy", loss_scale=2.0, optimize_focal=True,
-                                      tr_solver="exact", max_nfev=200)
+                                      tr_solver="lsmr", max_nfev=300)
     assert abs(res.cost_history[-1] - ref_cost) / ref_cost < 0.01
 
 
