@@ -64,6 +64,9 @@ class BAConfig(_Model):
     outlier_px: float = Field(3.0, gt=0, description="observations with larger reprojection error are dropped")
     min_obs: int = Field(2, ge=2, description="keyframe observations a map point needs to stay in BA")
     device: str = Field("cpu", description="torch device of the BA ('cpu', 'cuda')")
+    torch_threads: int = Field(1, ge=0, description="torch intra-op threads during BA on CPU (0 = torch's "
+                               "default); the BA problems are small and extra threads only contend "
+                               "(8x slower on a loaded 2-core machine)")
 
 
 class IntrinsicsConfig(_Model):

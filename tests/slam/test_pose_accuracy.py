@@ -100,7 +100,6 @@ def test_fixed_camera(synth_scene, tmp_path):
     assert abs(m["intrinsics"]["hfov_deg"] - 60.0) < 1.0
 
 
-@pytest.mark.slow
 def test_lost_tracking_is_flagged_not_filled(synth_scene, tmp_path):
     """Featureless frames in the middle: they are flagged lost, the rest is still tracked and finite."""
     from vipe_dagster.io import ArtifactStore

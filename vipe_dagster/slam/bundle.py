@@ -47,7 +47,13 @@ def bundle_adjust(poses_w2c: np.ndarray, points: np.ndarray, obs_cam: np.ndarray
     )
     opts = BAOptions(max_iters=iters, optimize_focal=optimize_focal, optimize_points=optimize_points,
                      loss=cfg.loss, loss_scale=cfg.loss_scale_px, tol=tol)
-    res = _ba(prob, opts)
+    threads = torch.get_num_threads()
+    if cfg.torch_threads and dev.type == "cpu":
+        torch.set_num_threads(cfg.torch_threads)
+    try:
+        res = _ba(prob, opts)
+    finally:
+        torch.set_num_threads(threads)
     poses = res.poses_w2c.detach().cpu().double().numpy()
     pts = res.points.detach().cpu().double().numpy()
     intr = res.intrinsics.detach().cpu().double().numpy()
