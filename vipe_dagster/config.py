@@ -2,9 +2,10 @@
 
 Every value has a documented default. Presets:
 
-- ``default``: poses + intrinsics + dense depth (depth is not part of this build yet; the CLI rejects it)
+- ``default``: poses + intrinsics (weight-free SLAM) + dense depth (plane-sweep MVS) + dynamic masks
 - ``pose_only``: weight-free visual SLAM with focal self-calibration, no depth
-- ``fixed_camera``: a static camera: identity poses, focal from the prior or from the user
+- ``fixed_camera``: a static camera: identity poses, focal from the prior or from the user, background-model
+  masks; dense depth only with a learned depth model (``depth_config.learned``)
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .depth.config import DepthConfig
 from .errors import ConfigError
+from .masks.config import MaskConfig
 
 PRESETS = ("default", "pose_only", "fixed_camera")
 
@@ -114,8 +117,12 @@ class PipelineConfig(_Model):
     """Top-level config: which stages run, and their settings."""
 
     preset: Literal["default", "pose_only", "fixed_camera"] = Field("default", description="preset name")
-    depth: bool = Field(True, description="compute dense depth (not available in this build)")
+    depth: bool = Field(True, description="compute dense depth (plane-sweep MVS; learned model if configured)")
+    masks: bool = Field(True, description="compute dynamic-object masks (background model / motion residual)")
+    visualize: bool = Field(False, description="write vipe/<n>_vis.mp4 (rgb | depth | mask | trajectory)")
     pose: PoseConfig = Field(default_factory=PoseConfig)
+    depth_config: DepthConfig = Field(default_factory=DepthConfig, description="dense depth settings")
+    mask_config: MaskConfig = Field(default_factory=MaskConfig, description="dynamic mask settings")
 
     @field_validator("preset")
     @classmethod
@@ -128,11 +135,12 @@ class PipelineConfig(_Model):
 def preset(name: str) -> PipelineConfig:
     """Return the named preset (``default``, ``pose_only``, ``fixed_camera``)."""
     if name == "default":
-        return PipelineConfig(preset="default", depth=True)
+        return PipelineConfig(preset="default", depth=True, masks=True)
     if name == "pose_only":
-        return PipelineConfig(preset="pose_only", depth=False)
+        return PipelineConfig(preset="pose_only", depth=False, masks=False)
     if name == "fixed_camera":
-        return PipelineConfig(preset="fixed_camera", depth=False,
+        # a static camera has no parallax: depth only with a learned model (``depth_config.learned``)
+        return PipelineConfig(preset="fixed_camera", depth=False, masks=True,
                               pose=PoseConfig(assume_fixed_camera_pose=True))
     raise ConfigError(f"unknown pipeline preset {name!r}; choose one of {', '.join(PRESETS)}")
 

@@ -7,6 +7,7 @@ import math
 import resource
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -173,23 +174,54 @@ def _json_clean(o):
     return o
 
 
+@dataclass
+class InferResult:
+    """What ``infer`` produced: the pose result plus the optional depth, mask and visualisation stages."""
+
+    pose: PoseResult
+    depth: Any = None  # vipe_dagster.depth.run.DepthResult
+    masks: Any = None  # vipe_dagster.masks.run.MaskResult
+    vis_uri: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.pose.name
+
+    def summary(self) -> dict:
+        d = {"pose": self.pose.summary(), "seconds": round(self.seconds, 2),
+             "frames_per_second": round(self.pose.num_frames / self.seconds, 3) if self.seconds else None}
+        if self.depth is not None:
+            d["depth"] = {"uri": self.depth.uri, "method": self.depth.method, "frames_per_s": round(self.depth.frames_per_s, 3),
+                          "mvs_valid_fraction": round(self.depth.mvs_valid_fraction, 4),
+                          "reliable_fraction": round(self.depth.reliable_fraction, 4), "scale": self.depth.scale}
+        if self.masks is not None:
+            d["masks"] = {"uri": self.masks.uri, "method": self.masks.method, "instances": self.masks.num_instances,
+                          "foreground_fraction": round(self.masks.foreground_fraction, 4)}
+        if self.vis_uri:
+            d["visualization"] = self.vis_uri
+        return d
+
+
 def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | None = None, name: str | None = None,
           progress: bool = False, start_frame: int | None = None, end_frame: int | None = None,
-          frame_skip: int = 1, intrinsics_source_px: tuple[float, float, float, float] | None = None) -> PoseResult:
-    """Ingest ``source`` (range/skip/resize to ``long_side``) into ``output_root`` and run the pose engine.
+          frame_skip: int = 1, intrinsics_source_px: tuple[float, float, float, float] | None = None) -> InferResult:
+    """Ingest ``source`` (range/skip/resize to ``long_side``) into ``output_root`` and run the pipeline:
+    poses + intrinsics, then (per the config) dense depth, dynamic masks and the visualisation video.
 
     ``intrinsics_source_px`` are fx fy cx cy in pixels of the source video; they are scaled to the
-    processing size and override the config's intrinsics.
+    processing size and override the config's intrinsics. A bare ``PoseConfig`` means poses only.
     """
     from .ingest import ingest_video
 
-    if isinstance(config, PipelineConfig):
-        if config.depth:
-            raise ConfigError(f"pipeline preset {config.preset!r} needs dense depth, which is not available in "
-                              "this build yet; use --pipeline pose_only (or fixed_camera)")
-        pose_cfg = config.pose
-    else:
-        pose_cfg = config or PoseConfig()
+    t0 = time.perf_counter()
+    pipe = config if isinstance(config, PipelineConfig) else PipelineConfig(
+        preset="pose_only", depth=False, masks=False, pose=config or PoseConfig())
+    pose_cfg = pipe.pose
+    if pipe.depth and pose_cfg.assume_fixed_camera_pose and pipe.depth_config.learned is None:
+        raise ConfigError("a fixed camera has no parallax, so dense depth needs a learned depth model: "
+                          "give one with --depth-model REPO_ID:FILENAME (weights from the Hugging Face cache), "
+                          "or use --pipeline fixed_camera without depth")
     stream = open_video(source, start_frame, end_frame, frame_skip, pose_cfg.long_side)  # validates the range
     if intrinsics_source_px is not None:
         fx, fy, cx, cy = (float(v) for v in stream.scale_intrinsics(np.asarray(intrinsics_source_px, np.float64)))
@@ -199,4 +231,31 @@ def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | N
     store = ArtifactStore(output_root)
     ing = ingest_video(source, store, name=name, start_frame=start_frame, end_frame=end_frame,
                        frame_skip=frame_skip, long_side=pose_cfg.long_side, progress=progress)
-    return run_pose(store, ing.name, pose_cfg, progress=progress)
+    res = InferResult(pose=run_pose(store, ing.name, pose_cfg, progress=progress))
+    if pipe.depth:
+        from .depth.run import run_depth
+
+        res.depth = run_depth(store, ing.name, pipe.depth_config, progress=progress)
+    if pipe.masks:
+        from .masks.run import run_masks
+
+        res.masks = run_masks(store, ing.name, pipe.mask_config)
+    if pipe.visualize:
+        from .viz.video import write_vis_video
+
+        res.vis_uri = write_vis_video(store, ing.name)
+    res.seconds = time.perf_counter() - t0
+    _record_pipeline(store, ing.name, pipe, res)
+    return res
+
+
+def _record_pipeline(store: ArtifactStore, name: str, pipe: PipelineConfig, res: InferResult) -> None:
+    """Add the pipeline preset, stage results and total timing to the manifest (keeping what stages wrote)."""
+    man = store.read_manifest(name)
+    man["pipeline"] = {"preset": pipe.preset, "stages": ["pose"] + [s for s, on in
+                       (("depth", pipe.depth), ("masks", pipe.masks), ("visualize", pipe.visualize)) if on],
+                       "config": _json_clean(pipe.model_dump())}
+    man.setdefault("timings", {})["pipeline_s"] = round(res.seconds, 3)
+    summary = res.summary()
+    man["pipeline"]["summary"] = _json_clean(summary)
+    store.write_manifest(name, man)

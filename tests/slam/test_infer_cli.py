@@ -58,10 +58,13 @@ def test_cli_range_error_uses_foundation_message(tmp_path, capsys):
         infer(DOG, str(tmp_path), preset("pose_only"), start_frame=50, end_frame=10)
 
 
-def test_cli_default_pipeline_is_rejected(tmp_path, capsys):
-    rc = main(["infer", DOG, "-o", str(tmp_path), "--pipeline", "default"])
+def test_cli_fixed_camera_depth_needs_a_learned_model(tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["infer", DOG, "-o", str(out), "--pipeline", "default", "--assume_fixed_camera_pose"])
     assert rc == 2
-    assert "dense depth, which is not available in this build" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "fixed camera has no parallax" in err and "--depth-model REPO_ID:FILENAME" in err
+    assert not out.exists()
 
 
 def test_cli_fixed_camera_with_intrinsics_file(tmp_path, capsys):
@@ -69,7 +72,7 @@ def test_cli_fixed_camera_with_intrinsics_file(tmp_path, capsys):
     f.write_text("# fx fy cx cy of the 1280x720 source\n1000 1000 639.5 359.5\n")
     out = tmp_path / "out"
     rc = main(["infer", DOG, "-o", str(out), "--end_frame", "9", "--assume_fixed_camera_pose",
-               "--intrinsics-file", str(f), "--long_side", "512"])
+               "--pipeline", "pose_only", "--intrinsics-file", str(f), "--long_side", "512"])
     assert rc == 0
     store = ArtifactStore(str(out))
     data, inds, _ = store.read_intrinsics("dog-example")

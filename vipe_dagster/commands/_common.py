@@ -16,3 +16,23 @@ def add_frame_range(p: argparse.ArgumentParser) -> None:
 
 def add_output(p: argparse.ArgumentParser, default: str = "vipe_results") -> None:
     p.add_argument("-o", "--output", default=default, help="artifact root: a folder or s3://bucket/prefix")
+
+
+def add_depth_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--depth_model", "--depth-model", dest="depth_model", default=None,
+                   help="learned depth checkpoint as REPO_ID:FILENAME on the Hugging Face Hub (needed for static "
+                        "cameras), e.g. depth-anything/Depth-Anything-V2-Small:depth_anything_v2_vits.pth")
+    p.add_argument("--hf_cache", "--hf-cache", dest="hf_cache", default=None, help="Hugging Face cache directory")
+
+
+def learned_depth_config(spec: str | None, cache_dir: str | None, device: str | None):
+    """``LearnedDepthConfig`` from ``REPO_ID:FILENAME`` (None when no model is asked for)."""
+    from ..depth.config import LearnedDepthConfig
+    from ..errors import ConfigError
+
+    if not spec:
+        return None
+    repo, sep, filename = spec.partition(":")
+    if not sep or not repo or not filename:
+        raise ConfigError(f"--depth_model must be REPO_ID:FILENAME, got {spec!r}")
+    return LearnedDepthConfig(repo_id=repo, filename=filename, cache_dir=cache_dir, device=device or "cpu")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._common import add_depth_model, learned_depth_config
+
 NAME = "depth"
 HELP = "dense depth by multi-view stereo (and dynamic masks) from rgb + pose + intrinsics artifacts"
 
@@ -18,10 +20,7 @@ def add_arguments(p):
                    help="sweep every k-th frame, reproject depth to the others (default 1)")
     p.add_argument("--depth_range", "--depth-range", dest="depth_range", type=float, nargs=2, default=None,
                    metavar=("NEAR", "FAR"), help="sweep range in pose units when there is no sparse map")
-    p.add_argument("--depth_model", "--depth-model", dest="depth_model", default=None,
-                   help="learned depth checkpoint as REPO_ID:FILENAME on the Hugging Face Hub (needed for static "
-                        "cameras), e.g. depth-anything/Depth-Anything-V2-Small:depth_anything_v2_vits.pth")
-    p.add_argument("--hf_cache", "--hf-cache", dest="hf_cache", default=None, help="Hugging Face cache directory")
+    add_depth_model(p)
     p.add_argument("--device", default=None, help="torch device (cpu, cuda, ...)")
     p.add_argument("--masks", action="store_true", help="also write dynamic masks (mask/<n>.zip)")
 
@@ -29,7 +28,7 @@ def add_arguments(p):
 def run(args) -> int:
     import logging
 
-    from ..depth.config import DepthConfig, LearnedDepthConfig
+    from ..depth.config import DepthConfig
     from ..depth.run import run_depth
     from ..errors import ConfigError
     from ..io import ArtifactStore
@@ -43,12 +42,9 @@ def run(args) -> int:
                  if getattr(args, k) is not None}
     if args.depth_range:
         overrides["depth_range"] = tuple(args.depth_range)
-    if args.depth_model:
-        repo, sep, filename = args.depth_model.partition(":")
-        if not sep or not repo or not filename:
-            raise ConfigError(f"--depth_model must be REPO_ID:FILENAME, got {args.depth_model!r}")
-        overrides["learned"] = LearnedDepthConfig(repo_id=repo, filename=filename, cache_dir=args.hf_cache,
-                                                  device=args.device or "cpu")
+    learned = learned_depth_config(args.depth_model, args.hf_cache, args.device)
+    if learned is not None:
+        overrides["learned"] = learned
     try:
         cfg = DepthConfig(**overrides)
     except ValueError as exc:

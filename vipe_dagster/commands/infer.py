@@ -1,18 +1,21 @@
-"""Estimate camera intrinsics and per-frame poses of a video (weight-free visual SLAM).
+"""Annotate a video: intrinsics and per-frame poses (weight-free visual SLAM), dense depth, dynamic masks.
 
 Writes ViPE-format artifacts under ``-o``: rgb/<n>.mp4 (processed frames), pose/<n>.npz, intrinsics/<n>.npz
-(+ _camera.txt), vipe/<n>_sparse.npz, vipe/<n>_info.pkl and vipe/<n>_manifest.json. Intrinsics given with
-``--intrinsics`` are in pixels of the source video and are scaled to the processing size.
+(+ _camera.txt), depth/<n>.zip, mask/<n>.zip + mask/<n>.txt, vipe/<n>_sparse.npz, vipe/<n>_info.pkl,
+vipe/<n>_manifest.json (and vipe/<n>_vis.mp4 with --visualize). Presets: ``default`` (everything),
+``pose_only`` (no depth or masks), ``fixed_camera`` (identity poses, background masks; depth only with
+--depth_model). Intrinsics given with ``--intrinsics`` are in pixels of the source video and are scaled to
+the processing size.
 """
 
 from __future__ import annotations
 
 import json
 
-from ._common import add_frame_range, add_output
+from ._common import add_depth_model, add_frame_range, add_output, learned_depth_config
 
 NAME = "infer"
-HELP = "estimate intrinsics and camera poses of a video (pipeline presets: pose_only, fixed_camera)"
+HELP = "annotate a video: intrinsics, poses, dense depth, dynamic masks (presets: default, pose_only, fixed_camera)"
 
 
 def add_arguments(p):
@@ -21,7 +24,7 @@ def add_arguments(p):
                    help="folder of jpg/png frames (sorted by name, 30 fps) instead of a video")
     add_output(p)
     add_frame_range(p)
-    p.add_argument("-p", "--pipeline", default="pose_only", choices=["default", "pose_only", "fixed_camera"],
+    p.add_argument("-p", "--pipeline", default="default", choices=["default", "pose_only", "fixed_camera"],
                    help="pipeline preset")
     p.add_argument("--long_side", "--long-side", dest="long_side", type=int, default=512,
                    help="processing size: long side in px (multiple of 8)")
@@ -33,6 +36,8 @@ def add_arguments(p):
                    help="text file holding 'fx fy cx cy' (commas or spaces) in source-video pixels")
     p.add_argument("--name", default=None, help="sequence name (default: the video's file stem)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("-v", "--visualize", action="store_true", help="also write vipe/<n>_vis.mp4")
+    add_depth_model(p)
 
 
 def _read_intrinsics_file(path: str):
@@ -62,9 +67,11 @@ def run(args) -> int:
     elif args.intrinsics_file is not None:
         intr = _read_intrinsics_file(args.intrinsics_file)
     cfg = preset(args.pipeline)
-    if cfg.depth:
-        raise ConfigError(f"pipeline {args.pipeline!r} needs dense depth, which is not available in this build "
-                          "yet; use --pipeline pose_only (or fixed_camera)")
+    learned = learned_depth_config(args.depth_model, args.hf_cache, None)
+    if learned is not None:
+        cfg.depth_config.learned = learned
+        cfg.depth = True
+    cfg.visualize = args.visualize
     cfg.pose.long_side = args.long_side
     cfg.pose.seed = args.seed
     if args.assume_fixed_camera_pose:

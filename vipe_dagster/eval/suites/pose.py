@@ -93,7 +93,7 @@ def dog_vs_colmap(tmp: str, quick: bool) -> list[dict]:
     end = 61 if quick else 121
     cfg = preset("pose_only")
     out = os.path.join(tmp, "ours")
-    res = infer(str(DOG), out, cfg, start_frame=0, end_frame=end, frame_skip=2)
+    res = infer(str(DOG), out, cfg, start_frame=0, end_frame=end, frame_skip=2).pose
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     store = ArtifactStore(out)
     ours, _ = store.read_pose(res.name)
