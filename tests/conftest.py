@@ -63,18 +63,33 @@ def moto_endpoint():
 
 
 @pytest.fixture
-def s3_root(moto_endpoint, monkeypatch):
-    """A fresh bucket on the moto server, with the environment pointing fsspec/s3fs at it."""
+def s3_env(moto_endpoint, monkeypatch):
+    """Environment pointing vipe_dagster.io.fs (fsspec/s3fs) at the moto server; yields the endpoint URL."""
     import s3fs
 
     monkeypatch.setenv("VIPE_S3_ENDPOINT_URL", moto_endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_REGION", raising=False)
-    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield moto_endpoint
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture
+def s3_bucket(s3_env):
+    """A fresh bucket on the moto server (environment set as in ``s3_env``); yields ``(s3fs, bucket)``."""
+    import s3fs
+
     bucket = f"vipe-{uuid.uuid4().hex[:10]}"
-    fs = s3fs.S3FileSystem(key="testing", secret="testing", client_kwargs={"endpoint_url": moto_endpoint})
-    fs.mkdir(bucket)
+    fs = s3fs.S3FileSystem(key="testing", secret="testing", client_kwargs={"endpoint_url": s3_env})
+    fs.mkdir(bucket)  # no region: a us-east-1 LocationConstraint is rejected by S3
     s3fs.S3FileSystem.clear_instance_cache()
-    yield f"s3://{bucket}/artifacts"
-    s3fs.S3FileSystem.clear_instance_cache()
+    yield fs, bucket
+
+
+@pytest.fixture
+def s3_root(s3_bucket):
+    """``s3://<fresh bucket>/artifacts`` with the environment pointing at the moto server."""
+    return f"s3://{s3_bucket[1]}/artifacts"

@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import shutil
-import socket
-import subprocess
 import tarfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,53 +157,6 @@ def small_repos(tmp_path_factory) -> dict[str, FakeRepo]:
             base / "vipe-dynpose-100kpp", "dpsp",
             {"dpsp-0000000a": [("123e4567-e89b-12d3-a456-426614174000", 40)]}, youtube=True),
     }
-
-
-# ---------------------------------------------------------------------- moto
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint():
-    exe = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "moto_server"
-    if not exe.exists():
-        import sys
-
-        exe = Path(sys.executable).parent / "moto_server"
-    port = _free_port()
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("moto_server did not start")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@pytest.fixture
-def s3_env(moto_endpoint, monkeypatch):
-    monkeypatch.setenv("VIPE_S3_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_REGION", raising=False)
-    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    return moto_endpoint
 
 
 # ---------------------------------------------------------------------- a fake Hugging Face Hub

@@ -1,3 +1,3 @@
 """Fixtures of the catalog tests (fake dataset repositories, a moto S3 server); helpers in catalog_fakes.py."""
 
-from catalog_fakes import moto_endpoint, s3_env, small_repos, wsdg_repo  # noqa: F401
+from catalog_fakes import small_repos, wsdg_repo  # noqa: F401
