@@ -41,6 +41,9 @@ def add_arguments(p):
     p.add_argument("--voxel_size", "--voxel-size", type=float, default=None, help="voxel de-duplication (m)")
     p.add_argument("--artifact_name", "--artifact-name", default=None, help="sequence inside input_dir")
     p.add_argument("--normalize", action="store_true", help="normalised splat weights (no dark edges)")
+    p.add_argument("--backend", choices=["splat", "pyrender"], default="splat",
+                   help="splat: gpu_kernels disks (any camera); pyrender: OpenGL points (pinhole only)")
+    p.add_argument("--device", default="cpu", help="torch device of the splat backend (cpu, cuda, ...)")
 
 
 def run(args) -> int:
@@ -53,7 +56,8 @@ def run(args) -> int:
         end_frame=args.end_frame, source_start_frame=args.source_start_frame, point_size=args.point_size,
         fish_eye_rendering=args.fish_eye_rendering, use_mean_bg=args.use_mean_bg, only_bg=args.only_bg,
         near_clip=args.near_clip, resolution=args.resolution, fps=args.fps, output=args.output,
-        voxel_size=args.voxel_size, artifact_name=args.artifact_name, normalize=args.normalize)
+        voxel_size=args.voxel_size, artifact_name=args.artifact_name, normalize=args.normalize,
+        backend=args.backend, device=args.device)
     res = render_ego(cfg, progress=True)
     print(json.dumps({"out": res.out_path, "frames": len(res.frames), "mean_coverage": round(res.mean_coverage, 4),
                       "background_points": res.num_background_points, "seconds": round(res.seconds, 2)}, indent=2))

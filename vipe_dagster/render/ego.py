@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from .pointcloud import (
     mean_background,
     voxel_downsample,
 )
+from .pyrender_backend import PyrenderPointRenderer
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ class EgoRenderConfig:
     normalize: bool = False  # normalised alpha weights instead of the reference's front-to-back sum
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     device: str = "cpu"
+    backend: str = "splat"  # splat (gpu_kernels, any camera) | pyrender (OpenGL points, pinhole only)
 
 
 @dataclass
@@ -123,6 +126,10 @@ def validate(cfg: EgoRenderConfig) -> tuple[ArtifactReader, list[int], np.ndarra
         raise InputError(f"--point_size must be > 0, got {cfg.point_size}")
     if cfg.resolution < 16:
         raise InputError(f"--resolution must be >= 16 px, got {cfg.resolution}")
+    if cfg.backend not in ("splat", "pyrender"):
+        raise InputError(f"--backend must be splat or pyrender, got {cfg.backend!r}")
+    if cfg.backend == "pyrender" and cfg.fish_eye_rendering:
+        raise InputError("the pyrender backend renders pinhole cameras only; use --backend splat for fisheye")
     native = cfg.ego_camera_pose_path is not None
     if native == (cfg.meta_json_path is not None):
         raise InputError("give either --meta_json_path (EgoX) or --ego_camera_pose_path (Ego-Exo4D), not both/neither")
@@ -150,8 +157,17 @@ def validate(cfg: EgoRenderConfig) -> tuple[ArtifactReader, list[int], np.ndarra
     return reader, frames, T_exo, views
 
 
-def render_view(cloud: PointCloud, view: EgoView, cfg: EgoRenderConfig) -> tuple[np.ndarray, np.ndarray]:
-    """One frame: (HxWx3 uint8 image, HxW bool coverage)."""
+def render_view(cloud: PointCloud, view: EgoView, cfg: EgoRenderConfig,
+                gl: PyrenderPointRenderer | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One frame: (HxWx3 uint8 image, HxW bool coverage). With ``gl`` the OpenGL backend draws it."""
+    if gl is not None:
+        xyz, rgb = cloud.xyz, cloud.rgb
+        if cfg.near_clip > 0:
+            centre = np.linalg.inv(view.w2c)[:3, 3]
+            keep = np.linalg.norm(xyz - centre, axis=1) >= cfg.near_clip
+            xyz, rgb = xyz[keep], rgb[keep]
+        img, depth = gl.render(xyz, rgb, view.w2c, view.camera.base.params.numpy(), point_size=cfg.point_size)
+        return img, depth > 0
     dev = torch.device(cfg.device)
     T = torch.as_tensor(view.w2c, dtype=torch.float32, device=dev)
     xyz = torch.as_tensor(cloud.xyz, dtype=torch.float32, device=dev)
@@ -203,33 +219,29 @@ def render_ego(cfg: EgoRenderConfig, progress: bool = False) -> EgoRenderResult:
                             f"(no reliable static depth)")
     bg_world = bg.transformed(T_exo)
     coverage, files = [], []
-    with fs.atomic_dir(out) as stage:
-        writer = VideoWriter(str(Path(stage) / "ego_Prior.mp4"), fps=cfg.fps) if cfg.output != "png" else None
-        if writer:
-            writer.__enter__()
-        try:
-            frame_iter = reader.frames(frames[0], frames[-1]) if not cfg.only_bg else iter([None] * len(frames))
-            for i, view, f in tqdm(zip(frames, views, frame_iter, strict=True), total=len(frames),
-                                   disable=not progress, desc="render-ego", unit="frame"):
-                cloud = bg_world
-                if f is not None:
-                    dyn = dynamic_points(reader, f, cfg.subsample)
-                    if len(dyn):
-                        cloud = bg_world + dyn.transformed(T_exo)
-                img, mask = render_view(cloud, view, cfg)
-                coverage.append(float(mask.mean()))
-                if cfg.output in ("png", "both"):
-                    name = f"frame_{i:06d}.png"
-                    cv2.imwrite(str(Path(stage) / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-                    files.append(name)
-                if writer:
-                    writer.add(img)
-        except BaseException as exc:
+    with fs.atomic_dir(out) as stage, ExitStack() as stack:
+        writer = (stack.enter_context(VideoWriter(str(Path(stage) / "ego_Prior.mp4"), fps=cfg.fps))
+                  if cfg.output != "png" else None)
+        gl = stack.enter_context(PyrenderPointRenderer(cfg.resolution, cfg.resolution)) \
+            if cfg.backend == "pyrender" else None
+        frame_iter = reader.frames(frames[0], frames[-1]) if not cfg.only_bg else iter([None] * len(frames))
+        for i, view, f in tqdm(zip(frames, views, frame_iter, strict=True), total=len(frames),
+                               disable=not progress, desc="render-ego", unit="frame"):
+            cloud = bg_world
+            if f is not None:
+                dyn = dynamic_points(reader, f, cfg.subsample)
+                if len(dyn):
+                    cloud = bg_world + dyn.transformed(T_exo)
+            img, mask = render_view(cloud, view, cfg, gl)
+            coverage.append(float(mask.mean()))
+            if cfg.output in ("png", "both"):
+                name = f"frame_{i:06d}.png"
+                cv2.imwrite(str(Path(stage) / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+                files.append(name)
             if writer:
-                writer.__exit__(type(exc), exc, exc.__traceback__)
-            raise
+                writer.add(img)
+        stack.close()  # finish the video (and release the GL context) before the folder is swapped in
         if writer:
-            writer.__exit__(None, None, None)
             files.append("ego_Prior.mp4")
         res = EgoRenderResult(out, frames, coverage, len(bg), time.perf_counter() - t0, files)
         meta = {"config": {k: v for k, v in asdict(cfg).items()}, "frames": frames,
