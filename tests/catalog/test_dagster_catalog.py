@@ -116,8 +116,8 @@ def _schedule_ticks(instance, res_def, repos):
     (sched,) = SCHEDULES
 
     def tick():
-        ctx = build_schedule_context(instance=instance, resources={"catalog_db": res_def})
-        return sched.evaluate_tick(ctx)
+        with build_schedule_context(instance=instance, resources={"catalog_db": res_def}) as ctx:
+            return sched.evaluate_tick(ctx)
 
     first = tick()
     assert len(first.run_requests) == 1  # nothing materialized yet: every dataset counts as changed
@@ -150,10 +150,12 @@ def test_hub_revision_is_the_data_version_and_drives_the_schedule(small_repos, t
                                  selection=[key, annotation_catalog.key])
             assert result.success and latest_data_version(instance, key) == sha1
             (sched,) = SCHEDULES
-            tick = sched.evaluate_tick(build_schedule_context(instance=instance, resources={"catalog_db": res_def}))
+            with build_schedule_context(instance=instance, resources={"catalog_db": res_def}) as ctx:
+                tick = sched.evaluate_tick(ctx)
             assert not tick.run_requests and sha1[:12] in tick.skip_message
             hub.repos["nvidia/vipe-web360"] = (small_repos["web360"].root, sha2)  # a new commit on main
-            tick = sched.evaluate_tick(build_schedule_context(instance=instance, resources={"catalog_db": res_def}))
+            with build_schedule_context(instance=instance, resources={"catalog_db": res_def}) as ctx:
+                tick = sched.evaluate_tick(ctx)
             (req,) = tick.run_requests
             assert set(req.asset_selection) == {key, annotation_catalog.key}
         assert query_arrow(res_def.db_path, "SELECT data_version FROM datasets WHERE name = 'web360'"

@@ -14,9 +14,9 @@ from vipe_dagster.registry import VideoRegistry
 
 
 def _tick(sensor, instance, cursor, artifacts, incoming):
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                  resources={"artifacts": artifacts, "incoming": incoming})
-    res = sensor(ctx)
+    with dg.build_sensor_context(instance=instance, cursor=cursor,
+                                 resources={"artifacts": artifacts, "incoming": incoming}) as ctx:
+        res = sensor(ctx)
     if isinstance(res, dg.SkipReason):
         return [], [], [], cursor
     assert isinstance(res, dg.SensorResult)
@@ -119,5 +119,5 @@ def test_s3_sensor_uses_etags(tmp_path, instance, s3_env, video_maker):
     added, runs, _, _ = _tick(incoming_videos_s3, instance, cursor, artifacts, incoming)
     assert (added, runs) == ([], [])
     # the folder sensor without a folder configured skips and says why
-    ctx = dg.build_sensor_context(instance=instance, resources={"artifacts": artifacts, "incoming": incoming})
-    assert "incoming.folder" in incoming_videos_folder(ctx).skip_message
+    with dg.build_sensor_context(instance=instance, resources={"artifacts": artifacts, "incoming": incoming}) as ctx:
+        assert "incoming.folder" in incoming_videos_folder(ctx).skip_message

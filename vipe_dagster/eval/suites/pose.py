@@ -132,7 +132,45 @@ def dog_vs_colmap(tmp: str, quick: bool) -> list[dict]:
         _row("dog-example pycolmap wall time", t_colmap, "s", note="SIFT + sequential matching + incremental"),
         _row("dog-example time ratio pycolmap / ours", t_colmap / res.seconds, "x", ">= 10"),
     ]
+    rows += _opencv_pairwise(store, res.name, ours, res.intrinsics)
     return rows
+
+
+def _opencv_pairwise(store, name: str, c2w: np.ndarray, intr: np.ndarray, gap: int = 3) -> list[dict]:
+    """A second independent reference: OpenCV 5-point relative rotations of frame pairs ``gap`` apart
+    (SIFT, ratio test, RANSAC essential matrix with our focal) against ours, on every pair with >= 30 matches."""
+    import cv2
+
+    frames = [f for _, f in store.open_rgb(name)]
+    K = np.array([[intr[0], 0, intr[2]], [0, intr[1], intr[3]], [0, 0, 1.0]])
+    sift = cv2.SIFT_create(4000)
+    feats = [sift.detectAndCompute(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), None) for f in frames]
+    matcher = cv2.BFMatcher()
+    diffs = []
+    for a in range(0, len(frames) - gap):
+        (k1, d1), (k2, d2) = feats[a], feats[a + gap]
+        if d1 is None or d2 is None:
+            continue
+        good = [m for m, n in matcher.knnMatch(d1, d2, k=2) if m.distance < 0.75 * n.distance]
+        if len(good) < 30:
+            continue
+        p1 = np.float32([k1[m.queryIdx].pt for m in good])
+        p2 = np.float32([k2[m.trainIdx].pt for m in good])
+        E, inl = cv2.findEssentialMat(p1, p2, K, cv2.RANSAC, 0.999, 1.0)
+        if E is None or E.shape != (3, 3):
+            continue
+        _, R, _, _ = cv2.recoverPose(E, p1, p2, K, mask=inl)
+        ours_rel = c2w[a + gap][:3, :3].T @ c2w[a][:3, :3]
+        d = R @ ours_rel.T
+        diffs.append(np.degrees(np.arccos(np.clip((np.trace(d) - 1) / 2, -1, 1))))
+    diffs = np.asarray(diffs)
+    if not len(diffs):
+        return [_row("dog-example pairs usable by OpenCV 5-point", 0, "count")]
+    return [
+        _row(f"dog-example relative rotation vs OpenCV 5-point (pairs {gap} frames apart), median",
+             float(np.median(diffs)), "deg", note=f"{len(diffs)} pairs with >= 30 SIFT matches"),
+        _row("dog-example relative rotation vs OpenCV 5-point, RMSE", float(np.sqrt((diffs ** 2).mean())), "deg"),
+    ]
 
 
 def synthetic(tmp: str, quick: bool) -> list[dict]:
