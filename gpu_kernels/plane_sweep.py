@@ -1,0 +1,260 @@
+"""Plane-sweep multi-view stereo (batched torch; CPU and CUDA, device/dtype follow the inputs).
+
+For a reference view and ``S`` source views with known pinhole intrinsics and relative poses, every
+reference pixel ``x`` is tested against ``D`` inverse-depth hypotheses ``w = 1/z``. A fronto-parallel plane
+``z = 1/w`` in the reference camera induces the homography ``H(w) = K_s (R + t n^T w) K_r^-1`` with
+``n = (0, 0, 1)``, so the warped source pixel is ``x_s ~ A x + w b`` with ``A = K_s R K_r^-1`` and
+``b = K_s t`` (``R, t`` map reference-camera points into the source camera). The same formula holds for
+per-pixel hypotheses (``w`` varying over the image), which :func:`zncc_cost_volume` also accepts.
+
+Matching cost: ``1 - ZNCC`` over a ``window x window`` patch between the reference and each warped
+source (the warp uses ``grid_sample``; pixels whose warp leaves the source image are invalid for that
+source). The per-source costs are combined by averaging the best ``k`` valid sources (robust to
+occlusion in the others), then aggregated spatially with a box filter. Winner-take-all picks the best
+hypothesis per pixel, and a parabola through the neighbouring costs gives sub-plane precision.
+
+Conventions: OpenCV pixels (centre of the top-left pixel at ``(0, 0)``), intrinsics ``(fx, fy, cx, cy)``,
+``T_src_ref`` is the 4x4 rigid transform from reference-camera to source-camera coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["SweepResult", "inverse_depth_planes", "plane_sweep", "refine_sweep", "zncc_cost_volume"]
+
+
+@dataclass
+class SweepResult:
+    """Output of a sweep. ``depth`` is z-depth (NaN where no source saw the pixel)."""
+
+    depth: Tensor  # (H, W)
+    confidence: Tensor  # (H, W) in [0, 1]
+    cost: Tensor  # (H, W) aggregated best cost (1 - ZNCC), inf where invalid
+    inv_depth: Tensor  # (H, W) refined inverse depth (NaN where invalid)
+
+
+def inverse_depth_planes(depth_min: float, depth_max: float, num_planes: int,
+                         device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``num_planes`` inverse depths uniformly spaced from ``1/depth_min`` (near) to ``1/depth_max`` (far)."""
+    if not (0 < depth_min < depth_max):
+        raise ValueError(f"need 0 < depth_min < depth_max, got [{depth_min}, {depth_max}]")
+    if num_planes < 3:
+        raise ValueError(f"need at least 3 planes for sub-plane refinement, got {num_planes}")
+    return torch.linspace(1.0 / depth_min, 1.0 / depth_max, num_planes, device=device, dtype=dtype)
+
+
+def _intr_matrix(k: Tensor) -> Tensor:
+    """(..., 4) fx fy cx cy -> (..., 3, 3)."""
+    fx, fy, cx, cy = k.unbind(-1)
+    z, o = torch.zeros_like(fx), torch.ones_like(fx)
+    return torch.stack([fx, z, cx, z, fy, cy, z, z, o], -1).reshape(*k.shape[:-1], 3, 3)
+
+
+def _box(x: Tensor, window: int) -> Tensor:
+    """Mean over a ``window x window`` neighbourhood (border: mean over the in-image part)."""
+    if window <= 1:
+        return x
+    # separable: the in-image counts of a rectangle factor into row and column counts
+    x = F.avg_pool2d(x, (1, window), stride=1, padding=(0, window // 2), count_include_pad=False)
+    return F.avg_pool2d(x, (window, 1), stride=1, padding=(window // 2, 0), count_include_pad=False)
+
+
+def _gray(img: Tensor) -> Tensor:
+    """(H,W) or (C,H,W) -> (H,W) luminance-like single channel."""
+    if img.ndim == 2:
+        return img
+    if img.ndim == 3:
+        return img.mean(0) if img.shape[0] != 1 else img[0]
+    raise ValueError(f"expected an (H,W) or (C,H,W) image, got shape {tuple(img.shape)}")
+
+
+def _check_inputs(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_src_ref: Tensor) -> tuple[Tensor, Tensor]:
+    ref_g = _gray(ref)
+    if srcs.ndim == 3:
+        src_g = srcs
+    elif srcs.ndim == 4:
+        src_g = srcs.mean(1)
+    else:
+        raise ValueError(f"sources must be (S,H,W) or (S,C,H,W), got {tuple(srcs.shape)}")
+    if src_g.shape[1:] != ref_g.shape:
+        raise ValueError(f"source size {tuple(src_g.shape[1:])} differs from reference {tuple(ref_g.shape)}")
+    s = src_g.shape[0]
+    if s < 1:
+        raise ValueError("need at least one source view")
+    if k_ref.shape[-1] != 4 or k_src.shape != (s, 4):
+        raise ValueError(f"intrinsics must be (4,) for the reference and ({s},4) for the sources, "
+                         f"got {tuple(k_ref.shape)} and {tuple(k_src.shape)}")
+    if t_src_ref.shape != (s, 4, 4):
+        raise ValueError(f"T_src_ref must be ({s},4,4), got {tuple(t_src_ref.shape)}")
+    return ref_g, src_g
+
+
+def zncc_cost_volume(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_src_ref: Tensor,
+                     inv_depths: Tensor, window: int = 5, best_k: int | None = None,
+                     chunk: int = 8, eps: float = 1e-4) -> tuple[Tensor, Tensor]:
+    """Cost volume ``(D, H, W)`` of ``1 - ZNCC`` (inf where no source is valid) and the valid count.
+
+    ``inv_depths`` is ``(D,)`` (fronto-parallel planes) or ``(D, H, W)`` (per-pixel hypotheses).
+    ``best_k`` sources with the lowest cost are averaged per pixel (default: ``ceil(S/2)``).
+    """
+    ref_g, src_g = _check_inputs(ref, srcs, k_ref, k_src, t_src_ref)
+    dev, dt = ref_g.device, ref_g.dtype
+    h, w = ref_g.shape
+    s = src_g.shape[0]
+    kk = max(1, (s + 1) // 2) if best_k is None else max(1, min(int(best_k), s))
+    k_ref = k_ref.to(dev, dt)
+    k_src = k_src.to(dev, dt)
+    t_src_ref = t_src_ref.to(dev, dt)
+
+    # reference statistics
+    r = ref_g[None, None]
+    r_mu = _box(r, window)
+    r_var = (_box(r * r, window) - r_mu * r_mu).clamp_min(0)
+
+    # A x and b for every source: x_s ~ A x + w b
+    ys, xs = torch.meshgrid(torch.arange(h, device=dev, dtype=dt), torch.arange(w, device=dev, dtype=dt),
+                            indexing="ij")
+    pix = torch.stack([xs, ys, torch.ones_like(xs)], 0).reshape(3, -1)  # (3, HW)
+    kr_inv = torch.linalg.inv(_intr_matrix(k_ref))
+    ks = _intr_matrix(k_src)  # (S,3,3)
+    a = ks @ t_src_ref[:, :3, :3] @ kr_inv  # (S,3,3)
+    ax = a @ pix  # (S,3,HW)
+    b = (ks @ t_src_ref[:, :3, 3:4])  # (S,3,1)
+
+    per_pixel = inv_depths.ndim == 3
+    if per_pixel and inv_depths.shape[1:] != (h, w):
+        raise ValueError(f"per-pixel hypotheses must be (D,{h},{w}), got {tuple(inv_depths.shape)}")
+    n_hyp = inv_depths.shape[0]
+    cost = torch.empty(n_hyp, h, w, device=dev, dtype=dt)
+    nvalid = torch.empty(n_hyp, h, w, device=dev, dtype=torch.int64)
+    src_in = src_g[:, None]  # (S,1,H,W)
+    big = 4.0  # sentinel cost of an invalid (out-of-image) sample; valid costs lie in [0, 2]
+    ax0, ax1, ax2 = ax[:, 0][None], ax[:, 1][None], ax[:, 2][None]  # (1,S,HW)
+    b0, b1, b2 = b[:, 0][None], b[:, 1][None], b[:, 2][None]  # (1,S,1)
+    sx, sy = 2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)
+    for d0 in range(0, n_hyp, chunk):
+        wd = inv_depths[d0:d0 + chunk].to(dev, dt)
+        p = wd.shape[0]
+        wflat = wd.reshape(p, 1, -1) if per_pixel else wd.reshape(p, 1, 1)
+        z = ax2 + wflat * b2  # (P,S,HW)
+        front = z > 1e-6
+        zinv = 1.0 / torch.where(front, z, torch.ones_like(z))
+        gx = (ax0 + wflat * b0) * zinv * sx - 1.0
+        gy = (ax1 + wflat * b1) * zinv * sy - 1.0
+        inside = front & (gx.abs() <= 1.0) & (gy.abs() <= 1.0)
+        grid = torch.stack([gx, gy], -1).reshape(p * s, h, w, 2)
+        warped = F.grid_sample(src_in.expand(s, 1, h, w).repeat(p, 1, 1, 1), grid, mode="bilinear",
+                               padding_mode="border", align_corners=True)  # (P*S,1,H,W)
+        stats = _box(torch.cat([warped, warped * warped, warped * r], 1), window)
+        w_mu, w_sq, wr = stats[:, 0:1], stats[:, 1:2], stats[:, 2:3]
+        w_var = (w_sq - w_mu * w_mu).clamp_min(0)
+        zncc = (wr - w_mu * r_mu) * torch.rsqrt(w_var * r_var + eps * eps)
+        c = (1.0 - zncc.clamp(-1, 1)).reshape(p, s, h, w)
+        valid = inside.reshape(p, s, h, w)
+        c = torch.where(valid, c, torch.full_like(c, big))
+        nv = valid.sum(1)
+        if kk == 1:
+            total = c.min(1).values
+            cnt = (nv > 0).to(dt)
+        else:
+            c_best = torch.topk(c, kk, dim=1, largest=False, sorted=False).values if kk < s else c
+            cnt = nv.clamp(max=kk).to(dt)
+            total = c_best.sum(1) - (kk - cnt) * big  # valid costs come first, drop the sentinels
+        cost[d0:d0 + p] = torch.where(cnt > 0, total / cnt.clamp_min(1), torch.full_like(total, float("inf")))
+        nvalid[d0:d0 + p] = nv
+    return cost, nvalid
+
+
+def _aggregate(cost: Tensor, window: int) -> Tensor:
+    if window <= 1:
+        return cost
+    finite = torch.isfinite(cost)
+    c = torch.where(finite, cost, torch.full_like(cost, 2.0))  # worst ZNCC cost for invalid samples
+    agg = _box(c[:, None], window)[:, 0]
+    return torch.where(finite, agg, cost)
+
+
+def _wta(cost: Tensor, inv_depths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Winner-take-all with parabolic sub-hypothesis refinement; returns (inv_depth, best_cost, confidence)."""
+    n_hyp, h, w = cost.shape
+    c = torch.where(torch.isfinite(cost), cost, torch.full_like(cost, 1e6))
+    best_cost, idx = c.min(0)
+    per_pixel = inv_depths.ndim == 3
+    hyp = inv_depths if per_pixel else inv_depths[:, None, None].expand(n_hyp, h, w)
+    im = (idx - 1).clamp(0, n_hyp - 1)
+    ip = (idx + 1).clamp(0, n_hyp - 1)
+    c0 = best_cost
+    cm = c.gather(0, im[None])[0]
+    cp = c.gather(0, ip[None])[0]
+    interior = (idx > 0) & (idx < n_hyp - 1) & (cm < 1e5) & (cp < 1e5)
+    denom = cm - 2 * c0 + cp
+    offset = torch.where(interior & (denom > 1e-9), 0.5 * (cm - cp) / denom.clamp_min(1e-9), torch.zeros_like(c0))
+    offset = offset.clamp(-0.5, 0.5)
+    w0 = hyp.gather(0, idx[None])[0]
+    wm = hyp.gather(0, im[None])[0]
+    wp = hyp.gather(0, ip[None])[0]
+    step = torch.where(offset >= 0, wp - w0, w0 - wm)
+    inv = w0 + offset * step
+    # confidence: matching quality (ZNCC of the winner) times the distinctness of the minimum against
+    # the best cost outside its immediate neighbourhood
+    far = c.clone()
+    for off in (-2, -1, 0, 1, 2):
+        far.scatter_(0, (idx + off).clamp(0, n_hyp - 1)[None], 1e6)
+    second = far.min(0).values
+    quality = (1.0 - best_cost / 2.0).clamp(0, 1)  # cost 0 -> 1, cost 2 -> 0
+    distinct = ((second - best_cost) / (second + 1e-6)).clamp(0, 1)
+    distinct = torch.where(second >= 1e5, torch.ones_like(distinct), distinct)
+    conf = quality * (0.5 + 0.5 * distinct)
+    bad = best_cost >= 1e5
+    conf = torch.where(bad, torch.zeros_like(conf), conf)
+    return inv, torch.where(bad, torch.full_like(best_cost, float("inf")), best_cost), conf
+
+
+def _result(inv: Tensor, best_cost: Tensor, conf: Tensor) -> SweepResult:
+    ok = torch.isfinite(best_cost) & (inv > 0)
+    inv = torch.where(ok, inv, torch.full_like(inv, float("nan")))
+    depth = 1.0 / inv
+    return SweepResult(depth=depth, confidence=torch.where(ok, conf, torch.zeros_like(conf)), cost=best_cost,
+                       inv_depth=inv)
+
+
+def plane_sweep(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_src_ref: Tensor,
+                depth_min: float, depth_max: float, num_planes: int = 64, window: int = 5,
+                agg_window: int = 5, best_k: int | None = None, chunk: int = 8) -> SweepResult:
+    """Fronto-parallel plane sweep over ``num_planes`` inverse depths in ``[depth_min, depth_max]``.
+
+    ``ref`` (H,W) or (C,H,W) float image; ``srcs`` (S,H,W) or (S,C,H,W); ``k_ref`` (4,), ``k_src`` (S,4)
+    pinhole ``fx fy cx cy`` at this resolution; ``t_src_ref`` (S,4,4) reference-to-source transforms.
+    """
+    planes = inverse_depth_planes(depth_min, depth_max, num_planes, device=ref.device, dtype=ref.dtype)
+    cost, _ = zncc_cost_volume(ref, srcs, k_ref, k_src, t_src_ref, planes, window=window, best_k=best_k,
+                               chunk=chunk)
+    cost = _aggregate(cost, agg_window)
+    return _result(*_wta(cost, planes))
+
+
+def refine_sweep(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_src_ref: Tensor, inv_depth: Tensor,
+                 half_width: float, num_hyp: int = 9, window: int = 5, agg_window: int = 5,
+                 best_k: int | None = None, chunk: int = 8) -> SweepResult:
+    """Sweep of per-pixel hypotheses ``inv_depth + s * half_width``, ``s`` uniform in ``[-1, 1]``.
+
+    Used coarse-to-fine: ``inv_depth`` (H,W) comes from a sweep at lower resolution (upsampled); pixels where
+    it is NaN are searched around the image's median inverse depth. Hypotheses stay positive.
+    """
+    if num_hyp < 3:
+        raise ValueError(f"need at least 3 hypotheses, got {num_hyp}")
+    ok = torch.isfinite(inv_depth) & (inv_depth > 0)
+    if not bool(ok.any()):
+        raise ValueError("refine_sweep needs at least one finite positive inverse depth")
+    base = torch.where(ok, inv_depth, inv_depth[ok].median())
+    s = torch.linspace(-1.0, 1.0, num_hyp, device=inv_depth.device, dtype=inv_depth.dtype)
+    hyp = base[None] + s[:, None, None] * float(half_width)
+    hyp = torch.maximum(hyp, torch.full_like(hyp, 1e-3 * float(half_width)))
+    cost, _ = zncc_cost_volume(ref, srcs, k_ref, k_src, t_src_ref, hyp, window=window, best_k=best_k, chunk=chunk)
+    cost = _aggregate(cost, agg_window)
+    return _result(*_wta(cost, hyp))

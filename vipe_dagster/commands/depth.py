@@ -1,0 +1,67 @@
+"""Dense depth (and dynamic masks) for sequences that already have poses and intrinsics in an artifact root."""
+
+from __future__ import annotations
+
+NAME = "depth"
+HELP = "dense depth by multi-view stereo (and dynamic masks) from rgb + pose + intrinsics artifacts"
+
+
+def add_arguments(p):
+    p.add_argument("root", help="artifact root (folder or s3://bucket/prefix) holding rgb/, pose/, intrinsics/")
+    p.add_argument("--name", action="append", default=None,
+                   help="sequence name (repeatable; default: every sequence with a pose file)")
+    p.add_argument("--mvs_long_side", "--mvs-long-side", dest="mvs_long_side", type=int, default=None,
+                   help="long side (px) of the sweep images (default 256)")
+    p.add_argument("--num_planes", "--num-planes", dest="num_planes", type=int, default=None,
+                   help="inverse-depth planes per sweep (default 64)")
+    p.add_argument("--sweep_every", "--sweep-every", dest="sweep_every", type=int, default=None,
+                   help="sweep every k-th frame, reproject depth to the others (default 1)")
+    p.add_argument("--depth_range", "--depth-range", dest="depth_range", type=float, nargs=2, default=None,
+                   metavar=("NEAR", "FAR"), help="sweep range in pose units when there is no sparse map")
+    p.add_argument("--depth_model", "--depth-model", dest="depth_model", default=None,
+                   help="learned depth checkpoint as REPO_ID:FILENAME on the Hugging Face Hub (needed for static "
+                        "cameras), e.g. depth-anything/Depth-Anything-V2-Small:depth_anything_v2_vits.pth")
+    p.add_argument("--hf_cache", "--hf-cache", dest="hf_cache", default=None, help="Hugging Face cache directory")
+    p.add_argument("--device", default=None, help="torch device (cpu, cuda, ...)")
+    p.add_argument("--masks", action="store_true", help="also write dynamic masks (mask/<n>.zip)")
+
+
+def run(args) -> int:
+    import logging
+
+    from ..depth.config import DepthConfig, LearnedDepthConfig
+    from ..depth.run import run_depth
+    from ..errors import ConfigError
+    from ..io import ArtifactStore
+
+    log = logging.getLogger("vipe_dagster.depth")
+    store = ArtifactStore(args.root)
+    names = args.name or [n for n in store.sequences() if store.exists("pose", n)]
+    if not names:
+        raise ConfigError(f"no sequence with pose/<name>.npz under {args.root}")
+    overrides = {k: getattr(args, k) for k in ("mvs_long_side", "num_planes", "sweep_every", "device")
+                 if getattr(args, k) is not None}
+    if args.depth_range:
+        overrides["depth_range"] = tuple(args.depth_range)
+    if args.depth_model:
+        repo, sep, filename = args.depth_model.partition(":")
+        if not sep or not repo or not filename:
+            raise ConfigError(f"--depth_model must be REPO_ID:FILENAME, got {args.depth_model!r}")
+        overrides["learned"] = LearnedDepthConfig(repo_id=repo, filename=filename, cache_dir=args.hf_cache,
+                                                  device=args.device or "cpu")
+    try:
+        cfg = DepthConfig(**overrides)
+    except ValueError as exc:
+        raise ConfigError(f"invalid depth option: {exc}") from exc
+    for name in names:
+        res = run_depth(store, name, cfg, progress=True)
+        print(f"{name}: {res.num_frames} frames -> {res.uri} ({res.method}, {res.frames_per_s:.2f} frames/s, "
+              f"MVS kept {100 * res.mvs_valid_fraction:.1f} %, reliable {100 * res.reliable_fraction:.1f} %, "
+              f"range {res.depth_range} from {res.range_source})")
+        if args.masks:
+            from ..masks import run_masks
+
+            m = run_masks(store, name)
+            print(f"{name}: masks -> {m.uri} ({m.method}, {m.num_instances} instances)")
+    log.debug("depth done for %s", names)
+    return 0

@@ -1,0 +1,95 @@
+"""Configuration of the dense-depth stage (multi-view stereo + optional learned prior)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class LearnedDepthConfig(BaseModel):
+    """A monocular depth network (Depth-Anything-V2 layout: DINOv2 ViT backbone + DPT head).
+
+    Weights come from the Hugging Face Hub through ``huggingface_hub.hf_hub_download`` and its cache:
+    put the checkpoint in the cache (``HF_HOME`` / ``HF_HUB_CACHE`` or ``cache_dir``) beforehand on machines
+    without network and set ``HF_HUB_OFFLINE=1``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    repo_id: str = Field("depth-anything/Depth-Anything-V2-Small",
+                         description="Hugging Face model repository holding the checkpoint")
+    filename: str = Field("depth_anything_v2_vits.pth",
+                          description="checkpoint file in the repository (.pth/.pt state dict or .safetensors)")
+    revision: str | None = Field(None, description="branch, tag or commit; None = the repository's main")
+    cache_dir: str | None = Field(None, description="Hugging Face cache directory; None = the hub default")
+    backbone: str = Field("vit_small_patch14_dinov2", description="timm DINOv2 backbone name")
+    embed_dim: int | None = Field(None, description="override the backbone width (tiny test models); None = "
+                                                    "the timm default")
+    depth: int | None = Field(None, description="override the number of transformer blocks; None = timm default")
+    num_heads: int | None = Field(None, description="override the number of attention heads; None = timm default")
+    layer_indices: list[int] = Field([2, 5, 8, 11], description="blocks whose outputs feed the DPT head "
+                                                                "(Depth-Anything-V2 uses 2,5,8,11 for ViT-S/B)")
+    features: int = Field(64, description="DPT fusion width (64 for the V2 Small checkpoint)")
+    out_channels: list[int] = Field([48, 96, 192, 384], description="DPT projection widths (V2 Small)")
+    use_bn: bool = Field(False, description="batch norm in the DPT residual units (False in V2)")
+    output: Literal["relative_disparity", "metric_depth"] = Field(
+        "relative_disparity", description="what the head predicts: affine-invariant inverse depth (V2 relative "
+                                          "models) or metric depth in metres (V2 metric models)")
+    max_depth: float = Field(20.0, gt=0, description="metric models: sigmoid output times this (metres)")
+    input_size: int = Field(518, ge=14, description="short side fed to the network (rounded to multiples of 14)")
+    device: str = Field("cpu", description="torch device for the network")
+
+
+class DepthConfig(BaseModel):
+    """Dense depth by plane-sweep MVS on neighbouring frames, at the scale of the poses."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mvs_long_side: int = Field(256, ge=32, description="long side (px) of the images the sweep runs on")
+    num_planes: int = Field(64, ge=8, le=512, description="inverse-depth hypotheses per sweep")
+    coarse_to_fine: bool = Field(False, description="sweep all planes at half resolution, then only "
+                                                     "refine_hypotheses per pixel around it at full resolution")
+    refine_hypotheses: int = Field(7, ge=3, description="per-pixel hypotheses of the coarse-to-fine refinement")
+    refine_steps: float = Field(1.5, gt=0, description="refinement half-width in coarse plane spacings")
+    window: int = Field(5, ge=1, description="ZNCC window (odd, px at MVS resolution)")
+    agg_window: int = Field(5, ge=1, description="box aggregation window of the cost volume (odd)")
+    num_sources: int = Field(2, ge=1, le=16, description="source frames per reference frame")
+    best_k: int | None = Field(None, ge=1, description="sources averaged per pixel (lowest costs); None = half")
+    sweep_every: int = Field(1, ge=1, description="sweep every k-th frame (and the last); the frames between get "
+                                                  "the depth of the two swept frames around them, reprojected "
+                                                  "with the poses (z-buffered) and filled edge-aware")
+    max_frame_gap: int = Field(10, ge=1, description="sources come from frames within +-this many frames")
+    min_parallax_px: float = Field(6.0, gt=0, description="wanted parallax (px at MVS resolution, at the median "
+                                                          "scene depth) between reference and source")
+    depth_range: tuple[float, float] | None = Field(
+        None, description="(near, far) in pose units when there is no sparse map; None = estimate it with a "
+                          "wide coarse sweep on the first frames")
+    range_percentiles: tuple[float, float] = Field((1.0, 99.0), description="percentiles of sparse/coarse "
+                                                                              "depths that bound the sweep")
+    range_margin: float = Field(1.5, ge=1.0, description="the range is widened by this factor on both ends")
+    min_confidence: float = Field(0.6, ge=0, le=1, description="sweep confidence below which a pixel is dropped")
+    consistency_rel: float = Field(0.03, gt=0, description="relative depth agreement for the geometric check")
+    consistency_px: float = Field(1.5, gt=0, description="forward-backward reprojection error limit (px, MVS res)")
+    min_consistent: int = Field(1, ge=0, description="neighbours that must agree (0 disables the filter)")
+    fill_sigma_color: float = Field(0.08, gt=0, description="joint-bilateral colour sigma (rgb in [0,1])")
+    fill_iterations: int = Field(8, ge=0, description="edge-aware fill passes (dilations 1,2,4,...); the "
+                                                       "remaining holes take the nearest valid depth")
+    static_baseline_ratio: float = Field(0.002, ge=0, description="camera counts as static when every camera "
+                                                                   "centre is within this fraction of the "
+                                                                   "median depth from the first one")
+    learned: LearnedDepthConfig | None = Field(None, description="optional learned monocular depth; required "
+                                                                  "for static cameras")
+    device: str = Field("cpu", description="torch device of the sweep (cpu, cuda, cuda:1, ...)")
+
+    @model_validator(mode="after")
+    def _check(self) -> DepthConfig:
+        for key in ("window", "agg_window"):
+            if getattr(self, key) % 2 == 0:
+                raise ValueError(f"{key} must be odd, got {getattr(self, key)}")
+        if self.depth_range is not None and not (0 < self.depth_range[0] < self.depth_range[1]):
+            raise ValueError(f"depth_range must satisfy 0 < near < far, got {self.depth_range}")
+        lo, hi = self.range_percentiles
+        if not (0 <= lo < hi <= 100):
+            raise ValueError(f"range_percentiles must satisfy 0 <= lo < hi <= 100, got {self.range_percentiles}")
+        return self

@@ -1,0 +1,301 @@
+"""Dense depth for every frame of a sequence, streamed with a sliding window of frames.
+
+``run_depth(store, name)`` reads ``rgb/<n>.mp4``, ``pose/<n>.npz`` and ``intrinsics/<n>.npz`` (plus
+``vipe/<n>_sparse.npz`` when present, which bounds the sweep) and writes ``depth/<n>.zip``:
+
+1. each frame is swept (:mod:`gpu_kernels.plane_sweep`) against up to ``num_sources`` neighbours within
+   ``max_frame_gap`` frames that give enough parallax, at ``mvs_long_side`` resolution;
+2. low-confidence pixels are dropped and a forward-backward geometric check keeps pixels that agree with
+   at least ``min_consistent`` of the neighbours' own sweeps;
+3. holes are filled edge-aware (or, with a learned model configured, by the network's inverse depth
+   aligned to the surviving MVS depth) and the map is upsampled to the rgb resolution guided by the image.
+
+Depth is in the units of the poses (metric only if the poses are). Memory is bounded by the window:
+frame ``i`` needs the frames in ``[i - G, i + G]`` for its sweep and the sweeps of its sources for the
+filter, so about ``4 G + 1`` low-resolution frames, ``2 G + 1`` full-resolution frames and ``2 G + 1``
+raw depth maps are held, never the whole video.
+
+A camera that does not move has no parallax; such a sequence needs a learned depth prior
+(``DepthConfig.learned``) with its weights in the Hugging Face cache, otherwise :class:`StaticCameraError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..errors import ArtifactError, InputError
+from ..io import ArtifactStore
+from . import mvs
+from .config import DepthConfig
+from .reliable import reliable_depth_mask
+
+log = logging.getLogger(__name__)
+
+HOW_TO_PROVIDE_MODEL = (
+    "pass a learned depth model, e.g. DepthConfig(learned=LearnedDepthConfig(repo_id="
+    "'depth-anything/Depth-Anything-V2-Small', filename='depth_anything_v2_vits.pth')), with the checkpoint "
+    "already in the Hugging Face cache (download it once with `huggingface-cli download <repo_id> <filename>` "
+    "on a machine with network and copy the cache, or point LearnedDepthConfig.cache_dir / HF_HUB_CACHE at it; "
+    "set HF_HUB_OFFLINE=1 on machines without network), or provide depth/<name>.zip yourself"
+)
+
+
+class StaticCameraError(InputError):
+    """Multi-view stereo impossible: the camera does not move (no parallax) and no learned prior is set."""
+
+
+@dataclass
+class DepthResult:
+    name: str
+    uri: str
+    num_frames: int
+    width: int
+    height: int
+    method: str  # "mvs", "mvs+learned" or "learned"
+    depth_range: tuple[float, float] | None
+    range_source: str  # "sparse_map", "config", "auto", "none"
+    mvs_valid_fraction: float  # mean fraction of pixels kept by confidence + geometric filter
+    seconds: float
+    scale: str = "poses"  # depth is in the units of the poses ("relative" for a static relative prior)
+    per_frame_valid: list[float] = field(default_factory=list)
+    reliable_fraction: float = float("nan")  # mean share of pixels passing ViPE's reliable-depth test
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.num_frames / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _read_inputs(store: ArtifactStore, name: str) -> tuple[np.ndarray, np.ndarray]:
+    poses, pinds = store.read_pose(name)
+    intr, iinds, types = store.read_intrinsics(name)
+    bad_types = sorted({t for t in types if t != "PINHOLE"})
+    if bad_types:
+        raise ArtifactError(f"{store.path('camera', name)}: dense depth supports PINHOLE cameras only, "
+                            f"found {', '.join(bad_types)}")
+    if len(poses) != len(intr):
+        raise ArtifactError(f"{store.path('pose', name)} has {len(poses)} frames but "
+                            f"{store.path('intrinsics', name)} has {len(intr)}")
+    finite = np.isfinite(poses).all(axis=(1, 2))
+    if not finite.all():
+        k = int(np.flatnonzero(~finite)[0])
+        raise ArtifactError(f"{store.path('pose', name)}: frame {k} has a non-finite camera-to-world pose")
+    fin_k = np.isfinite(intr[:, :4]).all(axis=1) & (intr[:, 0] > 0) & (intr[:, 1] > 0)
+    if not fin_k.all():
+        k = int(np.flatnonzero(~fin_k)[0])
+        raise ArtifactError(f"{store.path('intrinsics', name)}: frame {k} has invalid intrinsics {intr[k, :4]} "
+                            f"(expected finite fx, fy > 0)")
+    return poses.astype(np.float64), intr[:, :4].astype(np.float64)
+
+
+def _sparse_depths(store: ArtifactStore, name: str, poses: np.ndarray) -> np.ndarray | None:
+    if not store.exists("sparse", name):
+        return None
+    sm = store.read_sparse_map(name)
+    if len(sm.obs_frame) == 0:
+        return None
+    if sm.obs_frame.max() >= len(poses) or sm.obs_frame.min() < 0:
+        raise ArtifactError(f"{store.path('sparse', name)}: observation frame {int(sm.obs_frame.max())} outside "
+                            f"[0, {len(poses) - 1}]")
+    rng = np.random.default_rng(0)
+    sel = np.arange(len(sm.obs_frame))
+    if sel.size > 200_000:
+        sel = rng.choice(sel, 200_000, replace=False)
+    w2c = np.linalg.inv(poses[sm.obs_frame[sel]])
+    p = sm.points[sm.obs_point[sel]].astype(np.float64)
+    z = np.einsum("nj,nj->n", w2c[:, 2, :3], p) + w2c[:, 2, 3]
+    return z
+
+
+def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None,
+              progress: bool = False) -> DepthResult:
+    """Compute and write ``depth/<name>.zip`` (see the module docstring)."""
+    cfg = config or DepthConfig()
+    t0 = time.perf_counter()
+    poses, intr = _read_inputs(store, name)
+    stream = store.open_rgb(name)
+    n = len(stream)
+    if n != len(poses):
+        raise ArtifactError(f"{store.path('rgb', name)} has {n} frames but {store.path('pose', name)} has "
+                            f"{len(poses)}")
+    centres = poses[:, :3, 3]
+    spread = float(np.linalg.norm(centres - centres[0], axis=1).max()) if n > 1 else 0.0
+
+    sparse = _sparse_depths(store, name, poses)
+    depth_range, range_source, ref_depth = None, "none", None
+    if sparse is not None:
+        depth_range = mvs.depth_range_from_points(sparse, cfg.range_percentiles, cfg.range_margin)
+        if depth_range is not None:
+            range_source = "sparse_map"
+            ref_depth = float(np.median(sparse[np.isfinite(sparse) & (sparse > 0)]))
+    if depth_range is None and cfg.depth_range is not None:
+        depth_range, range_source = tuple(cfg.depth_range), "config"
+        ref_depth = mvs.geometric_mid(depth_range)
+
+    static = n < 2 or spread <= 1e-9 or (ref_depth is not None and spread < cfg.static_baseline_ratio * ref_depth)
+    if static:
+        if cfg.learned is None:
+            raise StaticCameraError(
+                f"{store.path('pose', name)}: the camera does not move (camera centres within {spread:.3g} of "
+                f"frame 0 over {n} frames), so multi-view stereo has no parallax and cannot give depth for "
+                f"{name}. Dense depth for a static camera needs a learned depth prior or given depth: "
+                + HOW_TO_PROVIDE_MODEL)
+        from .learned import run_learned_only
+
+        return run_learned_only(store, name, cfg, stream, progress=progress, t0=t0)
+
+    learned = None
+    if cfg.learned is not None:
+        from .learned import load_depth_model
+
+        learned = load_depth_model(cfg.learned)
+
+    W, H = stream.width, stream.height
+    w, h = mvs.mvs_size(W, H, cfg.mvs_long_side)
+    sx, sy = w / W, h / H
+    k_lo = np.stack([mvs.scale_intrinsics(k, sx, sy) for k in intr])
+    gap = cfg.max_frame_gap
+
+    lo: dict[int, np.ndarray] = {}
+    hi: dict[int, np.ndarray] = {}
+    raw: dict[int, mvs.RawDepth] = {}
+    per_frame_valid: list[float] = []
+    reliable: list[float] = []
+    state = {"next_raw": 0, "next_final": 0, "prev_final": None}
+    stride = cfg.sweep_every
+    pending: list[int] = []  # frames between swept frames, waiting for the next swept frame
+
+    def swept(i: int) -> bool:
+        return i % stride == 0 or i == n - 1
+
+    def ensure_range() -> None:
+        nonlocal depth_range, range_source, ref_depth
+        if depth_range is not None:
+            return
+        # wide coarse sweep of the first frame against the farthest frames of its window
+        far = [j for j in sorted(lo, key=lambda j: -np.linalg.norm(centres[j] - centres[0])) if j != 0][:2]
+        base = float(np.median([np.linalg.norm(centres[j] - centres[0]) for j in far]))
+        if base <= 0:
+            raise StaticCameraError(f"{store.path('pose', name)}: no baseline between frame 0 and frames {far}; "
+                                    f"cannot estimate a depth range for {name}. " + HOW_TO_PROVIDE_MODEL)
+        wide = (0.5 * base, 2000.0 * base)
+        # at half resolution: only the percentiles of the confident depths are needed
+        hw_, hh_ = max(8, w // 2), max(8, h // 2)
+        small = {j: cv2.resize(lo[j], (hw_, hh_), interpolation=cv2.INTER_AREA) for j in [0, *far]}
+        ks = {j: mvs.scale_intrinsics(k_lo[j], hw_ / w, hh_ / h) for j in [0, *far]}
+        d, c = mvs.sweep_frame(small[0], [small[j] for j in far], ks[0], [ks[j] for j in far], poses[0],
+                               [poses[j] for j in far], wide, cfg, num_planes=128)
+        good = np.isfinite(d) & (c > 0.6)
+        depth_range = mvs.depth_range_from_points(d[good], cfg.range_percentiles, cfg.range_margin)
+        if depth_range is None:
+            raise InputError(f"{store.path('rgb', name)}: frame 0 has too little texture or parallax to estimate "
+                             f"a depth range for {name}; set DepthConfig.depth_range or provide a sparse map")
+        range_source = "auto"
+        ref_depth = float(np.median(d[good]))
+        log.info("depth %s: automatic depth range [%.3g, %.3g] (median %.3g)", name, *depth_range, ref_depth)
+
+    def do_raw(i: int) -> None:
+        ensure_range()
+        assert depth_range is not None and ref_depth is not None
+        avail = [j for j in lo if abs(j - i) <= gap and swept(j)]
+        srcs = mvs.select_sources(i, centres, avail, float(k_lo[i][0]), ref_depth, cfg)
+        if not srcs:
+            raw[i] = mvs.RawDepth(np.full((h, w), np.nan, np.float32), np.zeros((h, w), np.float32), [])
+            return
+        d, c = mvs.sweep_frame(lo[i], [lo[j] for j in srcs], k_lo[i], [k_lo[j] for j in srcs], poses[i],
+                               [poses[j] for j in srcs], depth_range, cfg)
+        raw[i] = mvs.RawDepth(d, c, srcs)
+
+    def do_final(i: int, writer) -> None:
+        r = raw[i]
+        keep = np.isfinite(r.depth) & (r.confidence >= cfg.min_confidence)
+        others = [(raw[j].depth, k_lo[j], poses[j]) for j in r.sources if j in raw]
+        if cfg.min_consistent > 0 and others:
+            cnt = mvs.consistency_count(np.where(keep, r.depth, np.nan), k_lo[i], poses[i], others,
+                                        cfg.consistency_rel, cfg.consistency_px)
+            keep &= cnt >= min(cfg.min_consistent, len(others))
+        d = np.where(keep, r.depth, np.nan).astype(np.float32)
+        frac = float(keep.mean())
+        per_frame_valid.append(frac)
+        guide_lo = lo[i]
+        if learned is not None:
+            from .learned import align_inverse_depth
+
+            pred = learned.predict(hi[i])
+            pred_lo = cv2.resize(pred, (w, h), interpolation=cv2.INTER_AREA)
+            fill = align_inverse_depth(pred_lo, d, keep, learned.output)
+            if fill is not None:
+                d = np.where(keep, d, fill).astype(np.float32)
+        if not np.isfinite(d).any():
+            if state["prev_final"] is not None:
+                log.warning("depth %s: frame %d has no reliable MVS depth; reusing frame %d", name, i,
+                            state["prev_final"][0])
+                d = state["prev_final"][1]
+            else:
+                d = np.full((h, w), ref_depth, np.float32)
+                log.warning("depth %s: frame %d has no reliable MVS depth; using the median scene depth", name, i)
+        filled = mvs.edge_aware_fill(d, guide_lo, cfg.fill_sigma_color, cfg.fill_iterations)
+        prev = state["prev_final"]
+        # frames between the previous swept frame and this one: reprojected depth of both, then filled
+        for j in pending:
+            srcs = [(filled, k_lo[i], poses[i])] + ([(prev[1], k_lo[prev[0]], poses[prev[0]])] if prev else [])
+            dj = mvs.propagate_depth(srcs, k_lo[j], poses[j], (h, w))
+            if not np.isfinite(dj).any():
+                dj = filled.copy()
+            emit(j, mvs.edge_aware_fill(dj, lo[j], cfg.fill_sigma_color, cfg.fill_iterations), writer)
+        pending.clear()
+        state["prev_final"] = (i, filled)
+        emit(i, filled, writer)
+
+    def emit(i: int, filled: np.ndarray, writer) -> None:
+        up = mvs.joint_bilateral_upsample(filled, lo[i], hi[i].astype(np.float32) / 255.0, cfg.fill_sigma_color)
+        reliable.append(float(reliable_depth_mask(up).mean()))
+        writer.add(up)
+
+    frames = iter(stream)
+    if progress:
+        from tqdm import tqdm
+
+        frames = tqdm(frames, total=n, desc=f"depth {name}", unit="frame")
+    with store.depth_writer(name) as writer:
+        for t, (_, frame) in enumerate(frames):
+            if frame.shape[:2] != (H, W):
+                raise ArtifactError(f"{store.path('rgb', name)}: frame {t} is {frame.shape[1]}x{frame.shape[0]}, "
+                                    f"expected {W}x{H}")
+            hi[t] = frame
+            lo[t] = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+            last = t == n - 1
+            while state["next_raw"] < n and (state["next_raw"] + gap <= t or last):
+                if swept(state["next_raw"]):
+                    do_raw(state["next_raw"])
+                state["next_raw"] += 1
+            while state["next_final"] < state["next_raw"]:
+                i = state["next_final"]
+                if not swept(i):
+                    pending.append(i)
+                    state["next_final"] += 1
+                    continue
+                if not last and any(j >= state["next_raw"] for j in raw[i].sources):
+                    break
+                do_final(i, writer)
+                state["next_final"] += 1
+            keep_from = min(pending) if pending else state["next_final"]
+            for j in [j for j in lo if j < state["next_raw"] - gap and j < keep_from]:
+                del lo[j]
+            for j in [j for j in hi if j < keep_from]:
+                del hi[j]
+            for j in [j for j in raw if j < state["next_final"] - gap]:
+                del raw[j]
+    seconds = time.perf_counter() - t0
+    res = DepthResult(name=name, uri=store.path("depth", name), num_frames=n, width=W, height=H,
+                      method="mvs+learned" if learned is not None else "mvs", depth_range=depth_range,
+                      range_source=range_source, mvs_valid_fraction=float(np.mean(per_frame_valid)),
+                      seconds=seconds, per_frame_valid=per_frame_valid, reliable_fraction=float(np.mean(reliable)))
+    log.info("depth %s: %d frames in %.1f s (%.2f frames/s), MVS valid %.1f%%, reliable %.1f%%, range %s from %s",
+             name, n, seconds, res.frames_per_s, 100 * res.mvs_valid_fraction, 100 * res.reliable_fraction,
+             depth_range, range_source)
+    return res
