@@ -10,38 +10,20 @@ import cv2
 import dagster as dg
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
 
 from resources.artifacts import ArtifactStoreResource
 from resources.egoexo import EgoExoResource
 from vipe_dagster.definitions import build_definitions
 from vipe_dagster.egoexo.takes import discover_takes, sanitize_take, select_views, split_view_key
-from vipe_dagster.synth.egoexo_take import generate_take
+from vipe_dagster.synth.egoexo_take import add_exo_camera, generate_take
 
 RES = 96
-QUAT = ("qx_world_cam", "qy_world_cam", "qz_world_cam", "qw_world_cam")
-
-
-def add_camera(take, cam: str, yaw_deg: float) -> None:
-    """A second exo camera: cam01's ViPE result copied to ``cam``, placed at cam01's position turned by
-    ``yaw_deg`` about its own vertical axis (a new gopro_calibs.csv row)."""
-    shutil.copytree(take.vipe_dir, Path(take.vipe_dir).parent / cam)
-    csv = Path(take.gopro_calibs)
-    lines = csv.read_text().splitlines()
-    head, row = lines[0].split(","), lines[1].split(",")
-    q = [float(row[head.index(c)]) for c in QUAT]
-    rot = Rotation.from_quat(q) * Rotation.from_euler("y", yaw_deg, degrees=True)
-    new = list(row)
-    new[head.index("cam_uid")] = cam
-    for c, v in zip(QUAT, rot.as_quat(), strict=True):
-        new[head.index(c)] = repr(float(v))
-    csv.write_text("\n".join([*lines, ",".join(new)]) + "\n")
 
 
 @pytest.fixture
 def take(tmp_path):
     t = generate_take(str(tmp_path / "takes"), num_frames=4, resolution=RES)
-    add_camera(t, "cam02", 60.0)
+    add_exo_camera(t, "cam02", 60.0)
     return t
 
 
@@ -50,7 +32,7 @@ def test_discovery_registers_only_renderable_pairs(tmp_path, take):
     # cam03: a ViPE result but no placement in gopro_calibs.csv or the camera_pose JSON
     shutil.copytree(take.vipe_dir, Path(take.vipe_dir).parent / "cam03")
     # cam04: placed, but its ViPE result lacks depth
-    add_camera(take, "cam04", 10.0)
+    add_exo_camera(take, "cam04", 10.0)
     for p in (Path(take.vipe_dir).parent / "cam04" / "depth").iterdir():
         p.unlink()
     # a second take with a ViPE folder for cam01 that holds nothing, and a third without annotations
