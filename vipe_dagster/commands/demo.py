@@ -144,6 +144,8 @@ def _report(instance, job, result, what: str) -> bool:
     for ev in result.all_events:
         if ev.is_step_failure:
             err = ev.event_specific_data.error
+            while err is not None and err.cause is not None:  # the engine's own exception, not dagster's wrapper
+                err = err.cause
             print(f"\nstep {ev.step_key} FAILED: {err.message.strip() if err else ''}")
     checks = [ev.event_specific_data for ev in result.all_events if ev.event_type_value == "ASSET_CHECK_EVALUATION"]
     if checks:
