@@ -133,3 +133,26 @@ def test_robust_scale_shift_alignment():
     metric = align_inverse_depth(depth / 2.0, ref, mask, "metric_depth")
     assert np.median(np.abs(metric - depth) / depth) < 0.01
     assert align_inverse_depth(pred, ref, np.zeros_like(mask), "relative_disparity") is None
+    # a prediction unrelated to the geometry is refused rather than used as a fill
+    noise = rng.uniform(0.1, 1.0, depth.shape).astype(np.float32)
+    assert align_inverse_depth(noise, depth, mask, "relative_disparity") is None
+
+
+def test_moving_camera_with_learned_prior_fills_holes(scene, inputs_only, tmp_path, monkeypatch):
+    """With a model configured on a moving camera, MVS stays the source of depth and the network's aligned
+    inverse depth fills the filtered-out pixels."""
+    from vipe_dagster.eval.metrics import depth_metrics
+
+    res = scene(trajectory="orbit", scene="indoor", seed=1)
+    store = inputs_only(res)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = tiny_config(str(tmp_path / "hf-cache"))
+    _write_hf_cache(tmp_path / "hf-cache", _random_net(cfg))
+    out = run_depth(store, res.name, DepthConfig(mvs_long_side=192, num_planes=48, max_frame_gap=5, learned=cfg))
+    assert out.method == "mvs+learned"
+    assert store.depth_count(res.name) == res.config.num_frames
+    rows = [depth_metrics(p, g, align="median")
+            for (_, p), (_, g) in zip(store.iter_depth(res.name), res.gt.iter_depth(res.name), strict=True)]
+    assert np.mean([r["valid_fraction"] for r in rows]) >= 0.99
+    # an untrained network disagrees with the MVS geometry: its fill is refused, MVS accuracy is kept
+    assert np.mean([r["abs_rel"] for r in rows]) <= 0.05

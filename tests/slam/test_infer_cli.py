@@ -79,3 +79,20 @@ def test_cli_fixed_camera_with_intrinsics_file(tmp_path, capsys):
     assert c2w.shape == (10, 4, 4) and np.allclose(c2w, np.eye(4))
     m = store.read_manifest("dog-example")
     assert m["pose"]["fixed_camera"] is True and m["frames"]["count"] == 10
+
+
+def test_cli_image_dir_and_missing_input(tmp_path, capsys):
+    import cv2
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        cv2.imwrite(str(frames / f"{i:04d}.png"), rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    rc = main(["infer", "--image-dir", str(frames), "-o", str(out), "--pipeline", "fixed_camera", "--long_side", "160"])
+    assert rc == 0
+    c2w, inds = ArtifactStore(str(out)).read_pose("frames")
+    assert c2w.shape == (5, 4, 4) and list(inds) == list(range(5))
+    rc = main(["infer", "-o", str(out)])
+    assert rc == 2 and "VIDEO path or --image-dir" in capsys.readouterr().err

@@ -98,3 +98,26 @@ def test_fixed_camera(synth_scene, tmp_path):
     assert m["fixed_camera"] is True and m["translation_known"] is False
     assert m["intrinsics"]["source"] == "prior"
     assert abs(m["intrinsics"]["hfov_deg"] - 60.0) < 1.0
+
+
+@pytest.mark.slow
+def test_lost_tracking_is_flagged_not_filled(synth_scene, tmp_path):
+    """Featureless frames in the middle: they are flagged lost, the rest is still tracked and finite."""
+    from vipe_dagster.io import ArtifactStore
+
+    res = synth_scene("forward", hfov_deg=50.0)
+    store = ArtifactStore(str(tmp_path / "out"))
+    frames = [f for _, f in res.gt.open_rgb(res.name)]
+    blank = np.full_like(frames[0], 128)
+    seq = frames[:30] + [blank] * 6 + frames[30:]
+    store.write_rgb("cut", seq, fps=30.0)
+    out = run_pose(store, "cut", PoseConfig())
+    status = store.read_manifest("cut")["pose"]["tracking_status"]
+    assert all(s == "lost" for s in status[30:36]), status[25:40]
+    assert status.count("lost") <= 8
+    assert 0.8 < out.tracking_ok_fraction < 1.0
+    c2w, _ = store.read_pose("cut")
+    assert np.isfinite(c2w).all()
+    # the part before the cut is tracked against ground truth
+    gt, _ = res.gt.read_pose(res.name)
+    assert ate_sim3(c2w[:30], gt[:30])[1] <= 1.0

@@ -286,12 +286,15 @@ def fit_scale_shift(x: np.ndarray, y: np.ndarray, quantiles: tuple[float, float]
     return float(a), float(b)
 
 
-def align_inverse_depth(pred: np.ndarray, ref_depth: np.ndarray, mask: np.ndarray,
-                        output: str) -> np.ndarray | None:
-    """Prediction aligned to ``ref_depth`` on ``mask`` -> depth map, or None with too little support.
+def align_inverse_depth(pred: np.ndarray, ref_depth: np.ndarray, mask: np.ndarray, output: str,
+                        max_median_rel: float = 0.1) -> np.ndarray | None:
+    """Prediction aligned to ``ref_depth`` on ``mask`` -> depth map, or None when it cannot be trusted.
 
     ``relative_disparity``: scale and shift of the predicted inverse depth against ``1/ref_depth``.
     ``metric_depth``: a single robust scale (median ratio), which only corrects the pose scale.
+    None with too little support, or when the aligned prediction disagrees with the reference by more than
+    ``max_median_rel`` (median relative error on the mask): a prior that does not fit the geometry is not
+    used to fill it.
     """
     m = mask & np.isfinite(ref_depth) & (ref_depth > 0) & np.isfinite(pred)
     if m.sum() < 50:
@@ -301,13 +304,19 @@ def align_inverse_depth(pred: np.ndarray, ref_depth: np.ndarray, mask: np.ndarra
         if ok.sum() < 50:
             return None
         s = float(np.median(ref_depth[ok] / pred[ok]))
-        return (pred * s).astype(np.float32)
-    ab = fit_scale_shift(pred[m], 1.0 / ref_depth[m])
-    if ab is None or ab[0] <= 0:
+        out = (pred * s).astype(np.float32)
+    else:
+        ab = fit_scale_shift(pred[m], 1.0 / ref_depth[m])
+        if ab is None or ab[0] <= 0:
+            return None
+        inv = ab[0] * pred + ab[1]
+        floor = 1.0 / (np.nanmax(ref_depth[m]) * 10.0)
+        out = (1.0 / np.maximum(inv, floor)).astype(np.float32)
+    rel = float(np.median(np.abs(out[m] - ref_depth[m]) / ref_depth[m]))
+    if not rel <= max_median_rel:
+        log.info("learned depth rejected: median relative disagreement %.3f with the reference", rel)
         return None
-    inv = ab[0] * pred + ab[1]
-    floor = 1.0 / (np.nanmax(ref_depth[m]) * 10.0)
-    return (1.0 / np.maximum(inv, floor)).astype(np.float32)
+    return out
 
 
 def run_learned_only(store, name: str, cfg: DepthConfig, stream, progress: bool = False, t0: float | None = None):

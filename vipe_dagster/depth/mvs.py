@@ -78,10 +78,8 @@ def sweep_frame(ref_img: np.ndarray, src_imgs: Sequence[np.ndarray], k_ref: np.n
     ref = torch.from_numpy(np.ascontiguousarray(ref_img)).to(dev).permute(2, 0, 1).float()
     srcs = torch.stack([torch.from_numpy(np.ascontiguousarray(s)).to(dev).permute(2, 0, 1).float()
                         for s in src_imgs])
-    w2c_ref = np.linalg.inv(np.asarray(c2w_ref, np.float64))
     t_src_ref = np.stack([np.linalg.inv(np.asarray(c, np.float64)) @ np.asarray(c2w_ref, np.float64)
                           for c in c2w_srcs])
-    del w2c_ref
     kr = torch.tensor(np.asarray(k_ref), dtype=torch.float32, device=dev)
     ks = torch.tensor(np.stack(k_srcs), dtype=torch.float32, device=dev)
     tt = torch.tensor(t_src_ref, dtype=torch.float32, device=dev)

@@ -25,15 +25,16 @@ class BAOutput:
 def bundle_adjust(poses_w2c: np.ndarray, points: np.ndarray, obs_cam: np.ndarray, obs_pt: np.ndarray,
                   obs_uv: np.ndarray, intrinsics: np.ndarray, fixed: np.ndarray, cfg: BAConfig, iters: int,
                   optimize_focal: bool = False, optimize_points: bool = True,
-                  obs_weight: np.ndarray | None = None, tol: float = 1e-8) -> BAOutput:
+                  obs_weight: np.ndarray | None = None, tol: float = 1e-8, double: bool = True) -> BAOutput:
     """Run LM bundle adjustment (Schur complement on points, robust loss) from ``gpu_kernels``."""
     import torch
+
     from gpu_kernels.ba import BAOptions, BAProblem
     from gpu_kernels.ba import bundle_adjust as _ba
 
     dev = torch.device(cfg.device)
-    # float64: small problems, and the tightest convergence for the focal
-    dt = torch.float64
+    # float64 gives the tightest convergence (global BA, focal); float32 is faster for the windowed BA
+    dt = torch.float64 if double else torch.float32
     prob = BAProblem(
         poses_w2c=torch.as_tensor(poses_w2c, dtype=dt, device=dev),
         points=torch.as_tensor(points, dtype=dt, device=dev),

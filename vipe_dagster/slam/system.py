@@ -133,6 +133,7 @@ class SlamSystem:
         cv2.setRNGSeed(cfg.seed)
         self.stats = {"ba_windowed": 0, "ba_global": 0, "lost_frames": 0}
         self._last_rgb = np.zeros((height, width, 3), np.uint8)
+        self.untracked: set[int] = set()
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -166,6 +167,8 @@ class SlamSystem:
         ids, uv = self.tracker.step(gray, mask)
         order = np.argsort(ids)
         ids, uv = ids[order], uv[order].astype(np.float64)
+        if len(ids) < self._min_tracks():
+            self.untracked.add(frame)  # too few tracks: whatever pose it gets, it is flagged lost
         seg = self.seg or self._new_segment()
         if seg.kind == "init":
             return self._init_step(seg, frame, ids, uv, rgb)
@@ -504,7 +507,8 @@ class SlamSystem:
             intr[0] = intr[1] = focal_override
         out = bundle_adjust(poses, pts, obs_cam, obs_pt, obs_uv, intr, fixed, self.cfg.ba, iters,
                             optimize_focal=optimize_focal,
-                            tol=self.cfg.ba.window_tol if window else self.cfg.ba.global_tol)
+                            tol=self.cfg.ba.window_tol if window else self.cfg.ba.global_tol,
+                            double=not window or self.cfg.ba.window_float64)
         if not commit:
             return out.cost
         self.stats["ba_global" if not window else "ba_windowed"] += 1
@@ -686,7 +690,7 @@ class SlamSystem:
                 G = last_good @ geo.invert(poses[first][0])
             for rec in sorted(seg.frames, key=lambda r: r.frame):
                 i = rec.frame - base
-                if rec.frame in poses:
+                if rec.frame in poses and rec.frame not in self.untracked:
                     c2w[i] = G @ poses[rec.frame][0]
                     status[i] = poses[rec.frame][1]
                     last_good = c2w[i]
