@@ -72,37 +72,37 @@ def test_definitions_discover_new_modules(tmp_path, monkeypatch):
 
     (tmp_path / "extra_assets").mkdir()
     (tmp_path / "extra_assets" / "__init__.py").write_text("")
-    (tmp_path / "extra_assets" / "catalog.py").write_text(textwrap.dedent("""
+    (tmp_path / "extra_assets" / "extra.py").write_text(textwrap.dedent("""
         import dagster as dg
         class Db(dg.ConfigurableResource):
             path: str = "x.duckdb"
         @dg.asset
-        def annotation_catalog(catalog_db: Db) -> dg.MaterializeResult:
-            return dg.MaterializeResult(metadata={"path": catalog_db.path})
-        @dg.asset_check(asset=annotation_catalog)
-        def catalog_ok() -> dg.AssetCheckResult:
+        def extra_table(extra_db: Db) -> dg.MaterializeResult:
+            return dg.MaterializeResult(metadata={"path": extra_db.path})
+        @dg.asset_check(asset=extra_table)
+        def extra_ok() -> dg.AssetCheckResult:
             return dg.AssetCheckResult(passed=True)
-        ASSETS = [annotation_catalog]
-        CHECKS = [catalog_ok]
+        ASSETS = [extra_table]
+        CHECKS = [extra_ok]
         SCHEDULES = [dg.ScheduleDefinition(name="refresh", cron_schedule="0 3 * * *",
-                                           target=dg.AssetSelection.assets(annotation_catalog))]
+                                           target=dg.AssetSelection.assets(extra_table))]
     """))
     (tmp_path / "extra_assets" / "_helper.py").write_text("raise RuntimeError('private modules are not imported')\n")
     (tmp_path / "extra_resources").mkdir()
     (tmp_path / "extra_resources" / "__init__.py").write_text("")
-    (tmp_path / "extra_resources" / "catalog.py").write_text(
-        "from extra_assets.catalog import Db\nRESOURCES = {'catalog_db': Db(path='cat.duckdb')}\n")
+    (tmp_path / "extra_resources" / "extra.py").write_text(
+        "from extra_assets.extra import Db\nRESOURCES = {'extra_db': Db(path='cat.duckdb')}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(definitions, "ASSET_PACKAGES", ("assets_defs", "extra_assets"))
     monkeypatch.setattr(definitions, "RESOURCE_PACKAGES", ("resources", "extra_resources"))
     defs = definitions.build_definitions()
     keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
-    assert {"raw_video", "processed_video", "annotation_catalog"} <= keys
+    assert {"raw_video", "processed_video", "extra_table"} <= keys
     assert defs.resolve_schedule_def("refresh") is not None
-    assert {"artifacts", "compute", "model_hub", "incoming", "catalog_db"} <= set(defs.resources)
-    res = dg.materialize([defs.resolve_assets_def("annotation_catalog")], selection=["annotation_catalog"])
+    assert {"artifacts", "compute", "model_hub", "incoming", "extra_db"} <= set(defs.resources)
+    res = dg.materialize([defs.resolve_assets_def("extra_table")], selection=["extra_table"])
     assert res.success  # bound to the discovered resource default
-    mat = res.asset_materializations_for_node("annotation_catalog")[0]
+    mat = res.asset_materializations_for_node("extra_table")[0]
     assert mat.metadata["path"].value == "cat.duckdb"
     # the same key from two modules is an error that names both
     (tmp_path / "extra_resources" / "dup.py").write_text("RESOURCES = {'artifacts': object()}\n")
