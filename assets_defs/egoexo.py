@@ -164,7 +164,9 @@ def best_ego_view(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRes
     best_rec = recs[f"{take_key}{SEP}{best}"].asset_materialization.metadata
     doc = {"take": take_key, "best_camera": best, "scores": scores, "not_rendered": missing,
            "render_dir": best_rec["render_dir"].value}
-    out_uri = fs.join(_render_dir(artifacts.store().root), take_key, "best_view.json")
+    # beside the renders, which live under the take's folder name (render/<take>/<cam>/...)
+    take_dir = views[0].take if views else take_key
+    out_uri = fs.join(_render_dir(artifacts.store().root), take_dir, "best_view.json")
     fs.write_text(out_uri, json.dumps(doc, indent=2))
     table = "| camera | mean coverage |\n|---|---|\n" + "\n".join(
         f"| {'**' + c + '**' if c == best else c} | {scores[c]:.4f} |" for c in sorted(scores))

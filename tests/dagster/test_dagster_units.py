@@ -221,9 +221,20 @@ def test_engine_assets_are_pooled_versioned_and_backfilled_per_video():
     assert all(v.endswith("+pose.1") for v in slam.code_versions_by_key.values())
     ingest = defs.resolve_assets_def("processed_video")
     assert ingest.code_versions_by_key[dg.AssetKey("processed_video")].endswith("+ingest.1")
-    for a in (slam, ingest):
+    depth, masks = defs.resolve_assets_def("depth_maps"), defs.resolve_assets_def("dynamic_masks")
+    export = defs.resolve_assets_def("colmap_export")
+    for a, suffix in ((depth, "+depth.1"), (masks, "+masks.1"), (export, "+colmap.1")):
+        assert next(iter(a.code_versions_by_key.values())).endswith(suffix)
+    assert depth.op.pool == masks.op.pool == "gpu"
+    for a in (slam, ingest, depth, masks, export):
         assert a.partitions_def.name == "videos"
         assert a.backfill_policy.max_partitions_per_run == 1
+    render, best = defs.resolve_assets_def("ego_render"), defs.resolve_assets_def("best_ego_view")
+    assert render.op.pool == "gpu" and render.partitions_def.name == "ego_views"
+    assert best.partitions_def.name == "takes"
+    assert render.backfill_policy.max_partitions_per_run == best.backfill_policy.max_partitions_per_run == 1
+    assert defs.resolve_job_def("video_pipeline").asset_layer.selected_asset_keys >= {
+        dg.AssetKey(k) for k in ("depth_maps", "dynamic_masks", "colmap_export")}
     if not os.environ.get("VIPE_K8S_GPU_CONFIG") and not os.environ.get("VIPE_K8S_GPU_LIMIT"):
         assert "dagster-k8s/config" not in slam.op.tags  # nothing hard-coded
     # placement from the deployment's environment reaches the op tags when the code location loads
