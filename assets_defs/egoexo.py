@@ -81,7 +81,7 @@ def ego_render(context: dg.AssetExecutionContext, config: EgoRenderRunConfig, ar
     from vipe_dagster.render.ego import EgoRenderConfig, render_ego
 
     key = context.partition_key
-    view = egoexo.discover().get(key)
+    view = egoexo.discover({split_view_key(key)[0]}).get(key)
     out_root = _render_dir(artifacts.store().root)
     cfg = EgoRenderConfig(
         input_dir=view.vipe_dir, out_dir=out_root, ego_camera_pose_path=view.camera_pose_json,
@@ -147,7 +147,7 @@ def latest_renders(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, d
 def best_ego_view(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource,
                   egoexo: EgoExoResource) -> dg.MaterializeResult:
     take_key = context.partition_key
-    views = egoexo.discover().of_take(take_key)
+    views = egoexo.discover({take_key}).of_take(take_key)
     registered = [k for k in context.instance.get_dynamic_partitions(EGO_VIEWS.name)
                   if k.startswith(take_key + SEP) and split_view_key(k)[0] == take_key]
     keys = sorted(set(registered) | {v.key for v in views})

@@ -20,8 +20,8 @@ class EgoExoResource(dg.ConfigurableResource):
                             description="root of the Ego-Exo4D takes and their ViPE results (env VIPE_EGOEXO_ROOT)")
     max_per_tick: int = Field(default=50, description="the takes sensor requests at most this many runs per tick")
 
-    def discover(self) -> Discovery:
-        return discover_takes(self.takes_root)
+    def discover(self, take_keys: set[str] | None = None) -> Discovery:
+        return discover_takes(self.takes_root, take_keys)
 
 
 RESOURCES = {"egoexo": EgoExoResource(takes_root=os.environ.get("VIPE_EGOEXO_ROOT", DEFAULT_TAKES_ROOT))}

@@ -41,10 +41,18 @@ def test_discovery_registers_only_renderable_pairs(tmp_path, take):
     cp["metadata"]["take_name"] = "Other Take #2"
     (Path(take.camera_pose_json).parent / "other.json").write_text(json.dumps(cp))
     shutil.copytree(take.vipe_dir, root / "vipe_results" / "no_annotations" / "cam01")
+    # a take whose camera_pose JSON names it only after 100k+ characters of extrinsics (full parse fallback)
+    late = {"aria01": cp["aria01"], "cam01": cp["cam01"], "pad": "x" * 100_000,
+            "metadata": {"take_name": "late_meta", "take_uid": "u2"}}
+    (Path(take.camera_pose_json).parent / "late.json").write_text(json.dumps(late))
+    shutil.copytree(take.vipe_dir, root / "vipe_results" / "late_meta" / "cam01")
 
     found = discover_takes(str(root))
-    assert found.view_keys == ["synth_take_1__cam01", "synth_take_1__cam02"]
-    assert found.take_keys == ["synth_take_1"]
+    assert found.view_keys == ["late_meta__cam01", "synth_take_1__cam01", "synth_take_1__cam02"]
+    assert found.take_keys == ["late_meta", "synth_take_1"]
+    assert found.get("late_meta__cam01").gopro_calibs is None  # placed by the JSON's cam01 entry
+    only = discover_takes(str(root), take_keys={"synth_take_1"})
+    assert only.view_keys == ["synth_take_1__cam01", "synth_take_1__cam02"]
     reasons = {(t, c): r for t, c, r in found.skipped}
     assert "neither" in reasons[("synth_take_1", "cam03")]
     assert "0 complete ViPE sequences" in reasons[("synth_take_1", "cam04")]

@@ -21,6 +21,7 @@ Partition keys match ``[a-z0-9_-]+``: the take name lower-cased with other chara
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -110,6 +111,22 @@ def _isdir(uri: str) -> bool:
     return bool(f.isdir(path))
 
 
+_TAKE_NAME = re.compile(r'"take_name"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_PEEK = 65536
+
+
+def _take_name(path: str) -> str | None:
+    """``metadata.take_name`` of a camera_pose JSON; camera_pose files hold every frame's extrinsics (MBs),
+    so the name is looked for in the first 64 KiB and the whole file is parsed only when it is not there."""
+    with fs.open_read(path) as f:
+        head = f.read(_PEEK)
+    m = _TAKE_NAME.search(head.decode("utf-8", errors="replace"))
+    if m:
+        return json.loads(f'"{m.group(1)}"')
+    meta = F._load_json(path).get("metadata") or {}
+    return meta.get("take_name")
+
+
 def _pose_files(root: str) -> dict[str, str]:
     """take name -> camera_pose JSON (``metadata.take_name``), over every split; the first file wins."""
     base = fs.join(root, "annotations", "ego_pose")
@@ -125,11 +142,10 @@ def _pose_files(root: str) -> dict[str, str]:
                 continue
             path = fs.join(cp, name)
             try:
-                meta = F._load_json(path).get("metadata") or {}
-            except (InputError, AttributeError) as exc:
+                take = _take_name(path)
+            except (InputError, AttributeError, ValueError) as exc:
                 log.warning("skipping %s: %s", path, exc)
                 continue
-            take = meta.get("take_name")
             if take and take not in out:
                 out[take] = path
     return out
@@ -144,8 +160,9 @@ def _sequence(vipe_dir: str) -> tuple[str, int] | str:
     return names[0], len(poses)
 
 
-def discover_takes(root: str) -> Discovery:
-    """Every renderable take x exo camera under ``root`` (see the module docstring)."""
+def discover_takes(root: str, take_keys: set[str] | None = None) -> Discovery:
+    """Every renderable take x exo camera under ``root`` (see the module docstring); ``take_keys``
+    restricts the (expensive) per-camera checks to those takes."""
     out = Discovery()
     results = fs.join(root, "vipe_results")
     if not _isdir(results):
@@ -180,6 +197,8 @@ def discover_takes(root: str) -> Discovery:
         if used.get(tkey, take) != take:
             tkey = f"{tkey}-{hashlib.sha1(take.encode()).hexdigest()[:6]}"
         used[tkey] = take
+        if take_keys is not None and tkey not in take_keys:
+            continue
         for cam in sorted(fs.listdir(tdir)):
             vdir = fs.join(tdir, cam)
             if not re.fullmatch(r"(cam|gp)\d{2}", cam) or not _isdir(vdir):
