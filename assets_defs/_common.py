@@ -28,6 +28,9 @@ DATA_VERSION_TAG = "dagster/data_version"
 
 INGEST_CODE_VERSION = f"{__version__}+ingest.1"
 POSE_CODE_VERSION = f"{__version__}+pose.1"
+DEPTH_CODE_VERSION = f"{__version__}+depth.1"
+MASKS_CODE_VERSION = f"{__version__}+masks.1"
+EXPORT_CODE_VERSION = f"{__version__}+colmap.1"
 
 VIDEO_PIPELINE_JOB = dg.define_asset_job(
     "video_pipeline",
@@ -35,6 +38,23 @@ VIDEO_PIPELINE_JOB = dg.define_asset_job(
     partitions_def=VIDEOS,
     description="Every per-video asset (and its checks) for one partition of `videos`.",
 )
+
+
+def apply_overrides(base: dict[str, Any], overrides: dict[str, str], what: str) -> dict[str, Any]:
+    """Apply dotted ``{"a.b": "value"}`` overrides to a nested config dict (JSON values for lists/dicts)."""
+    from vipe_dagster.errors import ConfigError
+
+    for path, value in overrides.items():
+        node = base
+        parts = path.split(".")
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                raise ConfigError(f"{what} override {path!r}: {p!r} is not a section")
+            node = node[p]
+        if parts[-1] not in node:
+            raise ConfigError(f"{what} override {path!r}: unknown setting {parts[-1]!r}")
+        node[parts[-1]] = json.loads(value) if value[:1] in "[{" else value
+    return base
 
 
 def placement_tags(kind: str = "gpu") -> dict[str, Any]:

@@ -45,13 +45,22 @@ def test_ensure_dagster_home_creates_instance_config(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_demo_from_nothing(tmp_path, video_maker, monkeypatch):
-    video = video_maker(tmp_path / "My Demo.mp4", n=20, w=192, h=128)
+def test_demo_from_nothing(tmp_path, monkeypatch):
+    import dataclasses
+    import shutil
+
+    from vipe_dagster.synth.generate import generate
+    from vipe_dagster.synth.presets import preset
+
+    # a handheld camera: enough parallax for depth, so the whole graph runs
+    synth = generate(dataclasses.replace(preset("indoor_handheld", quick=True), num_frames=16), str(tmp_path / "s"))
+    video = tmp_path / "My Demo.mp4"
+    shutil.copyfile(synth.video_path, video)
     home, art = tmp_path / "home", tmp_path / "art"
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
     env.pop("DAGSTER_HOME", None)
     out = subprocess.run([sys.executable, "-m", "vipe_dagster.cli", "demo", str(video), "--end-frame", "11",
-                          "--long-side", "96", "--dagster-home", str(home), "--artifacts", str(art)],
+                          "--long-side", "192", "--dagster-home", str(home), "--artifacts", str(art)],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert (home / "dagster.yaml").exists()
@@ -59,6 +68,12 @@ def test_demo_from_nothing(tmp_path, video_maker, monkeypatch):
     assert f"{art}/rgb/my-demo.mp4" in out.stdout and "my-demo_frames.png" in out.stdout
     assert "frame_range_within_video" in out.stdout and "passed" in out.stdout
     assert (art / "rgb" / "my-demo.mp4").exists() and (art / "vipe" / "my-demo_frames.png").exists()
+    for name in ("[depth_maps]", "[dynamic_masks]", "[colmap_export]", "[ego_render]", "[best_ego_view]"):
+        assert name in out.stdout, name
+    assert "depth_maps:depth_valid                         passed" in out.stdout
+    assert (art / "vipe" / "my-demo_depth.png").exists() and (art / "colmap" / "my-demo" / "sparse" / "0").is_dir()
+    assert "best_camera            cam01" in out.stdout
+    assert (art / "render" / "synth_take_1" / "best_view.json").exists()
     # the run is in the instance the UI would open
     import dagster as dg
 
@@ -67,6 +82,8 @@ def test_demo_from_nothing(tmp_path, video_maker, monkeypatch):
     try:
         assert inst.get_dynamic_partitions("videos") == ["my-demo"]
         assert inst.get_latest_materialization_event(dg.AssetKey("processed_video")) is not None
+        assert inst.get_latest_materialization_event(dg.AssetKey("colmap_export")) is not None
+        assert inst.get_dynamic_partitions("ego_views") == ["synth_take_1__cam01", "synth_take_1__cam02"]
     finally:
         inst.dispose()
 

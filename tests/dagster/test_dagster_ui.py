@@ -36,6 +36,8 @@ def test_webserver_lists_assets_partitions_and_checks(tmp_path, dagster_home, po
 
     inst = dg.DagsterInstance.get()
     inst.add_dynamic_partitions("videos", ["clip-a", "take_01-cam02"])
+    inst.add_dynamic_partitions("takes", ["take_01"])
+    inst.add_dynamic_partitions("ego_views", ["take_01__cam01", "take_01__cam02"])
     inst.dispose()
     port = port_maker()
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "VIPE_ARTIFACT_ROOT": str(tmp_path / "art"),
@@ -67,9 +69,16 @@ def test_webserver_lists_assets_partitions_and_checks(tmp_path, dagster_home, po
         if "pose_trajectory" in nodes:
             names = {c["name"] for c in nodes["pose_trajectory"]["assetChecksOrError"]["checks"]}
             assert {"pose_valid", "frame_metrics_expectations"} <= names
+        for name in ("depth_maps", "dynamic_masks", "colmap_export"):
+            assert sorted(nodes[name]["partitionKeys"]) == ["clip-a", "take_01-cam02"]
+        depth_checks = {c["name"]: c for c in nodes["depth_maps"]["assetChecksOrError"]["checks"]}
+        assert depth_checks["depth_valid"]["blocking"] is True
+        assert sorted(nodes["ego_render"]["partitionKeys"]) == ["take_01__cam01", "take_01__cam02"]
+        assert nodes["best_ego_view"]["partitionKeys"] == ["take_01"]
+        assert "render_coverage" in {c["name"] for c in nodes["ego_render"]["assetChecksOrError"]["checks"]}
         repo = data["repositoriesOrError"]["nodes"][0]
-        assert "video_pipeline" in {j["name"] for j in repo["jobs"]}
-        assert {"incoming_videos_folder", "incoming_videos_s3"} <= {s["name"] for s in repo["sensors"]}
+        assert {"video_pipeline", "ego_render_job", "best_ego_view_job"} <= {j["name"] for j in repo["jobs"]}
+        assert {"incoming_videos_folder", "incoming_videos_s3", "egoexo_takes"} <= {s["name"] for s in repo["sensors"]}
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -77,15 +77,15 @@ def test_definitions_discover_new_modules(tmp_path, monkeypatch):
         class Db(dg.ConfigurableResource):
             path: str = "x.duckdb"
         @dg.asset
-        def extra_catalog(extra_db: Db) -> dg.MaterializeResult:
+        def extra_table(extra_db: Db) -> dg.MaterializeResult:
             return dg.MaterializeResult(metadata={"path": extra_db.path})
-        @dg.asset_check(asset=extra_catalog)
+        @dg.asset_check(asset=extra_table)
         def extra_ok() -> dg.AssetCheckResult:
             return dg.AssetCheckResult(passed=True)
-        ASSETS = [extra_catalog]
+        ASSETS = [extra_table]
         CHECKS = [extra_ok]
-        SCHEDULES = [dg.ScheduleDefinition(name="extra_refresh", cron_schedule="0 3 * * *",
-                                           target=dg.AssetSelection.assets(extra_catalog))]
+        SCHEDULES = [dg.ScheduleDefinition(name="refresh", cron_schedule="0 3 * * *",
+                                           target=dg.AssetSelection.assets(extra_table))]
     """))
     (tmp_path / "extra_assets" / "_helper.py").write_text("raise RuntimeError('private modules are not imported')\n")
     (tmp_path / "extra_resources").mkdir()
@@ -97,12 +97,12 @@ def test_definitions_discover_new_modules(tmp_path, monkeypatch):
     monkeypatch.setattr(definitions, "RESOURCE_PACKAGES", ("resources", "extra_resources"))
     defs = definitions.build_definitions()
     keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
-    assert {"raw_video", "processed_video", "extra_catalog"} <= keys
-    assert defs.resolve_schedule_def("extra_refresh") is not None
+    assert {"raw_video", "processed_video", "extra_table"} <= keys
+    assert defs.resolve_schedule_def("refresh") is not None
     assert {"artifacts", "compute", "model_hub", "incoming", "extra_db"} <= set(defs.resources)
-    res = dg.materialize([defs.resolve_assets_def("extra_catalog")], selection=["extra_catalog"])
+    res = dg.materialize([defs.resolve_assets_def("extra_table")], selection=["extra_table"])
     assert res.success  # bound to the discovered resource default
-    mat = res.asset_materializations_for_node("extra_catalog")[0]
+    mat = res.asset_materializations_for_node("extra_table")[0]
     assert mat.metadata["path"].value == "cat.duckdb"
     # the same key from two modules is an error that names both
     (tmp_path / "extra_resources" / "dup.py").write_text("RESOURCES = {'artifacts': object()}\n")
@@ -221,9 +221,20 @@ def test_engine_assets_are_pooled_versioned_and_backfilled_per_video():
     assert all(v.endswith("+pose.1") for v in slam.code_versions_by_key.values())
     ingest = defs.resolve_assets_def("processed_video")
     assert ingest.code_versions_by_key[dg.AssetKey("processed_video")].endswith("+ingest.1")
-    for a in (slam, ingest):
+    depth, masks = defs.resolve_assets_def("depth_maps"), defs.resolve_assets_def("dynamic_masks")
+    export = defs.resolve_assets_def("colmap_export")
+    for a, suffix in ((depth, "+depth.1"), (masks, "+masks.1"), (export, "+colmap.1")):
+        assert next(iter(a.code_versions_by_key.values())).endswith(suffix)
+    assert depth.op.pool == masks.op.pool == "gpu"
+    for a in (slam, ingest, depth, masks, export):
         assert a.partitions_def.name == "videos"
         assert a.backfill_policy.max_partitions_per_run == 1
+    render, best = defs.resolve_assets_def("ego_render"), defs.resolve_assets_def("best_ego_view")
+    assert render.op.pool == "gpu" and render.partitions_def.name == "ego_views"
+    assert best.partitions_def.name == "takes"
+    assert render.backfill_policy.max_partitions_per_run == best.backfill_policy.max_partitions_per_run == 1
+    assert defs.resolve_job_def("video_pipeline").asset_layer.selected_asset_keys >= {
+        dg.AssetKey(k) for k in ("depth_maps", "dynamic_masks", "colmap_export")}
     if not os.environ.get("VIPE_K8S_GPU_CONFIG") and not os.environ.get("VIPE_K8S_GPU_LIMIT"):
         assert "dagster-k8s/config" not in slam.op.tags  # nothing hard-coded
     # placement from the deployment's environment reaches the op tags when the code location loads

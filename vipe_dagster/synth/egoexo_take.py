@@ -23,6 +23,7 @@ exo-to-world transform is exercised.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..egoexo.formats import ARIA_RGB_SENSOR_PX, DEFAULT_ARIA_RGB_PARAMS, scale_fisheye624
+from ..errors import InputError
 from ..io import ArtifactStore
 
 ROOM_MIN = np.array([-3.0, -1.6, -3.0])  # world: x right, y down (floor at y=+1.4), z forward
@@ -220,3 +222,30 @@ def generate_take(out_root: str, num_frames: int = 8, exo_size: tuple[int, int] 
     return EgoExoTake(str(root), take, uid, str(vipe_dir), str(cp_path), str(traj / "gopro_calibs.csv"),
                       str(traj / "online_calibration.jsonl"), str(root / "meta.json"), str(gt_dir),
                       num_frames, resolution)
+
+
+def add_exo_camera(take: EgoExoTake, cam: str, yaw_deg: float) -> str:
+    """Give ``take`` another exo camera ``cam``: cam01's ViPE result copied to ``vipe_results/<take>/<cam>/``
+    and a ``gopro_calibs.csv`` row placing it where cam01 is, turned by ``yaw_deg`` about its own vertical
+    axis. Its points then land elsewhere in the world, so it sees less of what the wearer sees (a worse
+    camera for the ego view). Returns the new ViPE folder."""
+    import shutil
+
+    if not re.fullmatch(r"(cam|gp)\d{2}", cam):
+        raise InputError(f"exo camera id must look like camXX or gpXX, got {cam!r}")
+    dst = Path(take.vipe_dir).parent / cam
+    if dst.exists():
+        raise InputError(f"{dst} already exists")
+    shutil.copytree(take.vipe_dir, dst)
+    csv_path = Path(take.gopro_calibs)
+    lines = csv_path.read_text().splitlines()
+    head, row = lines[0].split(","), lines[1].split(",")
+    quat_cols = ("qx_world_cam", "qy_world_cam", "qz_world_cam", "qw_world_cam")
+    q = [float(row[head.index(c)]) for c in quat_cols]
+    rot = Rotation.from_quat(q) * Rotation.from_euler("y", yaw_deg, degrees=True)
+    new = list(row)
+    new[head.index("cam_uid")] = cam
+    for c, v in zip(quat_cols, rot.as_quat(), strict=True):
+        new[head.index(c)] = repr(float(v))
+    csv_path.write_text("\n".join([*lines, ",".join(new)]) + "\n")
+    return str(dst)

@@ -1,0 +1,232 @@
+"""Dense depth and dynamic-object masks per video: ``depth_maps``, ``dynamic_masks`` and the blocking
+``depth_valid`` check."""
+
+import time
+
+import dagster as dg
+import numpy as np
+from pydantic import Field, ValidationError
+
+from resources.artifacts import ArtifactStoreResource
+from resources.compute import ComputeResource
+from resources.models import ModelHubResource
+from vipe_dagster.depth.config import DepthConfig, LearnedDepthConfig
+from vipe_dagster.depth.run import run_depth
+from vipe_dagster.errors import ConfigError
+from vipe_dagster.io import ArtifactStore, fs
+from vipe_dagster.masks.config import MaskConfig
+from vipe_dagster.masks.run import run_masks
+from vipe_dagster.previews import contact_sheet, markdown_image
+
+from ._common import (
+    BACKFILL,
+    DEPTH_CODE_VERSION,
+    GPU_POOL,
+    MASKS_CODE_VERSION,
+    VIDEO_GROUP,
+    VIDEOS,
+    apply_overrides,
+    engine_logs_to_dagster,
+    placement_tags,
+    remove_stale_temps,
+    sidecar_path,
+)
+from .pose import INTRINSICS, POSE
+
+DEPTH = dg.AssetKey("depth_maps")
+MASKS = dg.AssetKey("dynamic_masks")
+MIN_VALID_FRACTION = 0.95
+"""``depth_valid``: every frame must have at least this share of finite, positive depth."""
+
+
+class DepthRunConfig(dg.Config):
+    """Dense-depth settings for one run; anything else via dotted ``overrides`` of ``DepthConfig``."""
+
+    mvs_long_side: int = Field(default=256, description="long side (px) the plane sweep runs at")
+    num_planes: int = Field(default=64, description="inverse-depth hypotheses per sweep")
+    sweep_every: int = Field(default=1, description="sweep every k-th frame, propagate to the frames between")
+    learned_repo_id: str | None = Field(
+        default=None, description="Hugging Face repo of a learned depth prior (required for fixed cameras); "
+                                  "weights must be in the model_hub cache, e.g. depth-anything/Depth-Anything-V2-Small")
+    learned_filename: str = Field(default="depth_anything_v2_vits.pth", description="checkpoint in that repo")
+    overrides: dict[str, str] = Field(default_factory=dict,
+                                      description="dotted DepthConfig paths -> values, e.g. max_frame_gap: '6'")
+
+
+def build_depth_config(cfg: DepthRunConfig, device: str, cache_dir: str | None) -> DepthConfig:
+    base = DepthConfig().model_dump()
+    base.update(mvs_long_side=cfg.mvs_long_side, num_planes=cfg.num_planes, sweep_every=cfg.sweep_every,
+                device=device)
+    if cfg.learned_repo_id:
+        base["learned"] = LearnedDepthConfig(repo_id=cfg.learned_repo_id, filename=cfg.learned_filename,
+                                             cache_dir=cache_dir, device=device).model_dump()
+    apply_overrides(base, cfg.overrides, "depth")
+    try:
+        return DepthConfig.model_validate(base)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid depth configuration: {exc}") from exc
+
+
+def depth_statistics(store: ArtifactStore, key: str, max_frames: int | None = None) -> dict:
+    """Finite/positive fraction per frame (all frames, or ``max_frames`` evenly spaced) and percentiles."""
+    n = store.depth_count(key)
+    frames = range(n) if max_frames is None or n <= max_frames else \
+        sorted({int(round(x)) for x in np.linspace(0, n - 1, max_frames)})
+    fractions, samples = [], []
+    rng = np.random.default_rng(0)
+    for _, d in store.iter_depth(key, frames):
+        ok = np.isfinite(d) & (d > 0)
+        fractions.append(float(ok.mean()))
+        v = d[ok]
+        if v.size:
+            samples.append(rng.choice(v, min(v.size, 20_000), replace=False))
+    vals = np.concatenate(samples) if samples else np.zeros(0)
+    pct = {f"p{q}": round(float(np.percentile(vals, q)), 4) for q in (5, 50, 95)} if vals.size else {}
+    return {"count": n, "frames": list(frames), "fractions": fractions, "percentiles": pct}
+
+
+@dg.asset(
+    key=DEPTH,
+    partitions_def=VIDEOS,
+    deps=[POSE, INTRINSICS],
+    group_name=VIDEO_GROUP,
+    code_version=DEPTH_CODE_VERSION,
+    backfill_policy=BACKFILL,
+    pool=GPU_POOL,
+    op_tags=placement_tags("gpu"),
+    kinds={"pytorch"},
+    description="Dense per-frame depth `depth/<key>.zip` at the pose scale: plane-sweep MVS on neighbouring "
+                "frames (+ an optional learned prior). A fixed camera has no parallax and needs a learned "
+                "prior (`learned_repo_id`): without one the step fails with the engine's error.",
+)
+def depth_maps(context: dg.AssetExecutionContext, config: DepthRunConfig, artifacts: ArtifactStoreResource,
+               compute: ComputeResource, model_hub: ModelHubResource) -> dg.MaterializeResult:
+    from vipe_dagster.viz.video import preview_images
+
+    key = context.partition_key
+    store = artifacts.store()
+    remove_stale_temps(store, key, ("depth",))
+    device = compute.resolved_device()
+    cfg = build_depth_config(config, device, model_hub.cache_dir)
+    context.log.info(f"dense depth for {key} on {device} (MVS {cfg.mvs_long_side} px, {cfg.num_planes} planes)")
+    with engine_logs_to_dagster(context):
+        res = run_depth(store, key, cfg)
+    t0 = time.perf_counter()
+    stats = depth_statistics(store, key, max_frames=16)
+    png = preview_images(store, key).get("depth")
+    meta = {
+        "num_frames": res.num_frames,
+        "image_size": f"{res.width}x{res.height}",
+        "method": res.method,
+        "scale": res.scale,
+        "depth_range": f"[{res.depth_range[0]:.4g}, {res.depth_range[1]:.4g}]" if res.depth_range else None,
+        "range_source": res.range_source,
+        "mvs_valid_fraction": round(res.mvs_valid_fraction, 4),
+        "reliable_fraction": round(res.reliable_fraction, 4) if np.isfinite(res.reliable_fraction) else None,
+        "valid_fraction": round(float(np.mean(stats["fractions"])), 4),
+        **{f"depth_{k}": v for k, v in stats["percentiles"].items()},
+        "seconds": round(res.seconds, 3),
+        "frames_per_second": round(res.frames_per_s, 3),
+        "device": device,
+        "depth_uri": dg.MetadataValue.path(store.path("depth", key)),
+    }
+    if png:
+        preview_uri = sidecar_path(store, key, "depth.png")
+        fs.write_bytes(preview_uri, png)
+        meta["preview"] = dg.MetadataValue.md(markdown_image(png, f"{key} depth, frame {res.num_frames // 2}"))
+        meta["preview_uri"] = dg.MetadataValue.path(preview_uri)
+    meta["postprocess_seconds"] = round(time.perf_counter() - t0, 3)
+    return dg.MaterializeResult(metadata={k: v for k, v in meta.items() if v is not None})
+
+
+@dg.asset_check(asset=DEPTH, blocking=True, partitions_def=VIDEOS,
+                description=f"One depth map per pose, and every frame has >= {MIN_VALID_FRACTION:.0%} finite, "
+                            "positive depth. Blocking: a COLMAP export or ego render from it would be garbage.")
+def depth_valid(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
+    key = context.partition_key
+    store = artifacts.store()
+    poses, _ = store.read_pose(key)
+    stats = depth_statistics(store, key)
+    fr = np.asarray(stats["fractions"]) if stats["fractions"] else np.zeros(1)
+    meta = {"depth_frames": stats["count"], "pose_frames": len(poses),
+            "min_valid_fraction": round(float(fr.min()), 4), "mean_valid_fraction": round(float(fr.mean()), 4)}
+    uri = store.path("depth", key)
+    if stats["count"] != len(poses):
+        return dg.AssetCheckResult(passed=False, metadata=meta,
+                                   description=f"{uri} has {stats['count']} frames but {store.path('pose', key)} "
+                                               f"has {len(poses)}")
+    bad = np.flatnonzero(fr < MIN_VALID_FRACTION)
+    if bad.size:
+        k = int(bad[0])
+        return dg.AssetCheckResult(
+            passed=False, metadata={**meta, "bad_frames": len(bad)},
+            description=f"{uri}: {len(bad)} frame(s) below {MIN_VALID_FRACTION:.0%} finite positive depth, first "
+                        f"frame {stats['frames'][k]} with {fr[k]:.1%}")
+    return dg.AssetCheckResult(passed=True, metadata=meta,
+                               description=f"{stats['count']} depth frames, finite and positive on "
+                                           f">= {fr.min():.1%} of every frame")
+
+
+class MaskRunConfig(dg.Config):
+    """Dynamic-mask settings for one run."""
+
+    mode: str = Field(default="auto", description="auto | background (fixed camera) | motion (moving camera)")
+    overrides: dict[str, str] = Field(default_factory=dict,
+                                      description="dotted MaskConfig settings -> values, e.g. flow_gap: '3'")
+
+
+@dg.asset(
+    key=MASKS,
+    partitions_def=VIDEOS,
+    deps=[POSE, INTRINSICS, DEPTH],
+    group_name=VIDEO_GROUP,
+    code_version=MASKS_CODE_VERSION,
+    backfill_policy=BACKFILL,
+    pool=GPU_POOL,
+    op_tags=placement_tags("gpu"),
+    kinds={"opencv"},
+    description="Dynamic-object instance masks `mask/<key>.zip` + `.txt`: temporal background model for a "
+                "fixed camera, flow residual against the rigid flow of poses + depth for a moving one. "
+                "Materialized alone (without depth) it falls back to the epipolar residual.",
+)
+def dynamic_masks(context: dg.AssetExecutionContext, config: MaskRunConfig,
+                  artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    key = context.partition_key
+    store = artifacts.store()
+    remove_stale_temps(store, key, ("mask",))
+    base = MaskConfig().model_dump()
+    base["mode"] = config.mode
+    apply_overrides(base, config.overrides, "mask")
+    try:
+        cfg = MaskConfig.model_validate(base)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid mask configuration: {exc}") from exc
+    with engine_logs_to_dagster(context):
+        res = run_masks(store, key, cfg)
+    stream = store.open_rgb(key)
+    wanted = sorted({0, res.num_frames // 3, (2 * res.num_frames) // 3, res.num_frames - 1})
+    tiles = []
+    for i, frame in stream:
+        if i in wanted:
+            m = store.read_mask(key, i) > 0
+            over = frame.copy()
+            over[m] = (0.45 * over[m] + 0.55 * np.array([255, 40, 40])).astype(np.uint8)
+            tiles.append((i, over))
+    png = contact_sheet(tiles)
+    preview_uri = sidecar_path(store, key, "masks.png")
+    fs.write_bytes(preview_uri, png)
+    return dg.MaterializeResult(metadata={
+        "num_frames": res.num_frames,
+        "method": res.method,
+        "num_instances": res.num_instances,
+        "foreground_fraction": round(res.foreground_fraction, 4),
+        "seconds": round(res.seconds, 3),
+        "frames_per_second": round(res.num_frames / max(res.seconds, 1e-9), 3),
+        "mask_uri": dg.MetadataValue.path(store.path("mask", key)),
+        "preview": dg.MetadataValue.md(markdown_image(png, f"{key} dynamic masks")),
+        "preview_uri": dg.MetadataValue.path(preview_uri),
+    })
+
+
+ASSETS = [depth_maps, dynamic_masks]
+CHECKS = [depth_valid]

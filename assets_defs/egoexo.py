@@ -1,0 +1,235 @@
+"""Ego-Exo4D branch: ``ego_render`` per take x exo camera, ``best_ego_view`` per take, and a sensor that
+registers takes found under the configured takes root.
+
+Partitions. ``ego_views`` is one dynamic partition set of ``<take>__<cam>`` keys, ``takes`` one of take
+keys. A ``MultiPartitionsDefinition(takes x exo_cameras)`` would be the cross product of every take with
+every camera ever seen, so a take without ``cam04`` would still show ``take|cam04``, a partition that
+can never succeed; only pairs that discovery found renderable are registered here. Backfills over
+"these takes" or "only cam02" select keys by prefix / suffix (``vipe_dagster.egoexo.takes.select_views``,
+or the UI's partition filter, e.g. ``*__cam02``).
+"""
+
+import json
+
+import cv2
+import dagster as dg
+import numpy as np
+from pydantic import Field
+
+from resources.artifacts import ArtifactStoreResource
+from resources.compute import ComputeResource
+from resources.egoexo import EgoExoResource
+from vipe_dagster import __version__
+from vipe_dagster.egoexo.takes import SEP, split_view_key
+from vipe_dagster.io import fs
+from vipe_dagster.previews import contact_sheet, markdown_image
+
+from ._common import BACKFILL, GPU_POOL, engine_logs_to_dagster, placement_tags
+
+EGO_VIEWS = dg.DynamicPartitionsDefinition(name="ego_views")
+"""One partition per renderable take x exo camera: ``<take>__<cam>``."""
+TAKES = dg.DynamicPartitionsDefinition(name="takes")
+"""One partition per Ego-Exo4D take with at least one renderable camera."""
+
+EGOEXO_GROUP = "egoexo"
+EGO_RENDER_CODE_VERSION = f"{__version__}+ego_render.1"
+BEST_VIEW_CODE_VERSION = f"{__version__}+best_ego_view.1"
+EGO_RENDER = dg.AssetKey("ego_render")
+COVERAGE_CHECK = "render_coverage"
+
+
+class EgoRenderRunConfig(dg.Config):
+    """How the ego view is rendered (fisheye Aria camera-rgb, mean background by default)."""
+
+    resolution: int = Field(default=448, description="output size (square, px)")
+    point_size: float = Field(default=1.5, description="splat radius in px")
+    subsample: int = Field(default=2, description="pixel stride when lifting the exo depth to points")
+    fisheye: bool = Field(default=True, description="Aria fisheye (True) or the JSON's pinhole ego camera")
+    use_mean_bg: bool = Field(default=True, description="background from the per-pixel mean depth of the clip")
+    start_frame: int = Field(default=0, description="first ViPE frame to render")
+    end_frame: int | None = Field(default=None, description="last ViPE frame (inclusive); default: the last")
+    min_coverage: float = Field(default=0.2, description="render_coverage warns below this mean coverage")
+
+
+def _render_dir(store_root: str) -> str:
+    return fs.join(store_root, "render")
+
+
+def _read_image(uri: str) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(fs.read_bytes(uri), np.uint8), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+@dg.asset(
+    key=EGO_RENDER,
+    partitions_def=EGO_VIEWS,
+    group_name=EGOEXO_GROUP,
+    code_version=EGO_RENDER_CODE_VERSION,
+    backfill_policy=BACKFILL,
+    pool=GPU_POOL,
+    op_tags=placement_tags("gpu"),
+    kinds={"pytorch"},
+    check_specs=[dg.AssetCheckSpec(COVERAGE_CHECK, asset=EGO_RENDER,
+                                   description="Mean share of ego pixels covered by exo points is at least "
+                                               "`min_coverage` (WARN otherwise: the exo camera sees little of "
+                                               "what the wearer sees).")],
+    description="The ego (Aria) view of a take rendered from one exo camera's ViPE points: PNG frames + "
+                "mp4 + render_meta.json under `<artifact_root>/render/<take>/<cam>/`, written atomically.",
+)
+def ego_render(context: dg.AssetExecutionContext, config: EgoRenderRunConfig, artifacts: ArtifactStoreResource,
+               egoexo: EgoExoResource, compute: ComputeResource):
+    from vipe_dagster.render.ego import EgoRenderConfig, render_ego
+
+    key = context.partition_key
+    view = egoexo.discover({split_view_key(key)[0]}).get(key)
+    out_root = _render_dir(artifacts.store().root)
+    cfg = EgoRenderConfig(
+        input_dir=view.vipe_dir, out_dir=out_root, ego_camera_pose_path=view.camera_pose_json,
+        exo_camera_pose_path=view.gopro_calibs, online_calibration_path=view.online_calibration,
+        start_frame=config.start_frame, end_frame=config.end_frame, point_size=config.point_size,
+        fish_eye_rendering=config.fisheye, use_mean_bg=config.use_mean_bg, resolution=config.resolution,
+        subsample=config.subsample, output="both", artifact_name=view.sequence,
+        device=compute.resolved_device())
+    context.log.info(f"rendering {view.take}/{view.cam} from {view.vipe_dir}")
+    with engine_logs_to_dagster(context):
+        res = render_ego(cfg)
+    n = len(res.frames)
+    pick = sorted({int(round(x)) for x in np.linspace(0, n - 1, min(n, 8))})
+    tiles = [(res.frames[i], _read_image(fs.join(res.out_path, f"frame_{res.frames[i]:06d}.png"))) for i in pick]
+    png = contact_sheet(tiles, tile_width=160)
+    preview_uri = fs.join(res.out_path, "contact_sheet.png")
+    fs.write_bytes(preview_uri, png)
+    mean_cov = res.mean_coverage
+    yield dg.MaterializeResult(
+        asset_key=EGO_RENDER,
+        metadata={
+            "take": view.take, "camera": view.cam,
+            "mean_coverage": round(mean_cov, 4),
+            "min_coverage": round(float(min(res.coverage)), 4),
+            "num_frames": n, "frame_range": f"[{res.frames[0]}, {res.frames[-1]}]",
+            "num_background_points": res.num_background_points,
+            "seconds": round(res.seconds, 3),
+            "frames_per_second": round(n / max(res.seconds, 1e-9), 2),
+            "render_dir": dg.MetadataValue.path(res.out_path),
+            "preview": dg.MetadataValue.md(markdown_image(png, f"{key} ego render")),
+            "preview_uri": dg.MetadataValue.path(preview_uri),
+        },
+        check_results=[dg.AssetCheckResult(
+            check_name=COVERAGE_CHECK, asset_key=EGO_RENDER, passed=mean_cov >= config.min_coverage,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"mean_coverage": round(mean_cov, 4), "threshold": config.min_coverage},
+            description=f"mean coverage {mean_cov:.1%} over {n} frames of {view.take}/{view.cam} "
+                        f"({'>=' if mean_cov >= config.min_coverage else '<'} {config.min_coverage:.0%})")],
+    )
+
+
+def latest_renders(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, dg.EventLogRecord]:
+    """The latest ``ego_render`` materialization record of each view key that has one."""
+    out = {}
+    for k in keys:
+        recs = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=EGO_RENDER, asset_partitions=[k]), limit=1).records
+        if recs:
+            out[k] = recs[0]
+    return out
+
+
+@dg.asset(
+    partitions_def=TAKES,
+    deps=[dg.AssetDep(EGO_RENDER, partition_mapping=dg.AllPartitionMapping())],
+    group_name=EGOEXO_GROUP,
+    code_version=BEST_VIEW_CODE_VERSION,
+    backfill_policy=BACKFILL,
+    kinds={"json"},
+    description="Per take: the exo camera whose ego render has the highest mean coverage "
+                "(`render/<take>/best_view.json`), with the scores of every rendered camera.",
+)
+def best_ego_view(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource,
+                  egoexo: EgoExoResource) -> dg.MaterializeResult:
+    take_key = context.partition_key
+    views = egoexo.discover({take_key}).of_take(take_key)
+    registered = [k for k in context.instance.get_dynamic_partitions(EGO_VIEWS.name)
+                  if k.startswith(take_key + SEP) and split_view_key(k)[0] == take_key]
+    keys = sorted(set(registered) | {v.key for v in views})
+    recs = latest_renders(context.instance, keys)
+    if not recs:
+        raise dg.Failure(description=f"take {take_key!r}: none of its ego views {keys or '(none registered)'} has "
+                                     f"been rendered; materialize ego_render for them first")
+    scores = {split_view_key(k)[1]: float(r.asset_materialization.metadata["mean_coverage"].value)
+              for k, r in recs.items()}
+    missing = sorted(split_view_key(k)[1] for k in keys if k not in recs)
+    if missing:
+        context.log.warning(f"take {take_key}: cameras {missing} are not rendered yet and are not compared")
+    best = max(sorted(scores), key=lambda c: scores[c])
+    best_rec = recs[f"{take_key}{SEP}{best}"].asset_materialization.metadata
+    doc = {"take": take_key, "best_camera": best, "scores": scores, "not_rendered": missing,
+           "render_dir": best_rec["render_dir"].value}
+    # beside the renders, which live under the take's folder name (render/<take>/<cam>/...)
+    take_dir = views[0].take if views else take_key
+    out_uri = fs.join(_render_dir(artifacts.store().root), take_dir, "best_view.json")
+    fs.write_text(out_uri, json.dumps(doc, indent=2))
+    table = "| camera | mean coverage |\n|---|---|\n" + "\n".join(
+        f"| {'**' + c + '**' if c == best else c} | {scores[c]:.4f} |" for c in sorted(scores))
+    meta = {"best_camera": best, "best_mean_coverage": round(scores[best], 4), "scores": dg.MetadataValue.md(table),
+            "scores_json": dg.MetadataValue.json(scores), "num_cameras": len(scores),
+            "not_rendered": ", ".join(missing) or None, "best_render_dir": dg.MetadataValue.path(doc["render_dir"]),
+            "best_view_uri": dg.MetadataValue.path(out_uri)}
+    if "preview" in best_rec:
+        meta["preview"] = best_rec["preview"]
+    return dg.MaterializeResult(metadata={k: v for k, v in meta.items() if v is not None})
+
+
+EGO_RENDER_JOB = dg.define_asset_job("ego_render_job", selection=[EGO_RENDER], partitions_def=EGO_VIEWS,
+                                     description="Render the ego view of one take x exo camera.")
+BEST_VIEW_JOB = dg.define_asset_job("best_ego_view_job", selection=["best_ego_view"], partitions_def=TAKES,
+                                    description="Choose the best exo camera of one take.")
+
+
+def plan_takes_tick(instance: dg.DagsterInstance, discovery, max_runs: int) -> dict:
+    """What one sensor tick does: partitions to add, ego renders to request for views never rendered,
+    and best-view runs for takes whose every camera is rendered and newer than their best view."""
+    known_takes = set(instance.get_dynamic_partitions(TAKES.name))
+    known_views = set(instance.get_dynamic_partitions(EGO_VIEWS.name))
+    new_takes = [t for t in discovery.take_keys if t not in known_takes]
+    new_views = [k for k in discovery.view_keys if k not in known_views]
+    rendered = instance.get_latest_storage_id_by_partition(EGO_RENDER, dg.DagsterEventType.ASSET_MATERIALIZATION)
+    best = instance.get_latest_storage_id_by_partition(dg.AssetKey("best_ego_view"),
+                                                       dg.DagsterEventType.ASSET_MATERIALIZATION)
+    runs: list[dg.RunRequest] = []
+    for k in discovery.view_keys:
+        if k not in rendered and len(runs) < max_runs:
+            runs.append(dg.RunRequest(job_name=EGO_RENDER_JOB.name, partition_key=k, run_key=f"ego_render:{k}"))
+    for t in discovery.take_keys:
+        keys = [v.key for v in discovery.of_take(t)]
+        if keys and all(k in rendered for k in keys) and len(runs) < max_runs:
+            newest = max(rendered[k] for k in keys)
+            if best.get(t, -1) < newest:
+                runs.append(dg.RunRequest(job_name=BEST_VIEW_JOB.name, partition_key=t,
+                                          run_key=f"best_ego_view:{t}:{newest}"))
+    return {"new_takes": new_takes, "new_views": new_views, "runs": runs}
+
+
+@dg.sensor(jobs=[EGO_RENDER_JOB, BEST_VIEW_JOB], minimum_interval_seconds=60,
+           default_status=dg.DefaultSensorStatus.STOPPED,
+           description="Registers Ego-Exo4D takes under resource `egoexo.takes_root` (only renderable take x "
+                       "camera pairs), requests their ego renders, then each take's best view.")
+def egoexo_takes(context: dg.SensorEvaluationContext, egoexo: EgoExoResource):
+    found = egoexo.discover()
+    plan = plan_takes_tick(context.instance, found, egoexo.max_per_tick)
+    reqs = []
+    if plan["new_takes"]:
+        reqs.append(TAKES.build_add_request(plan["new_takes"]))
+    if plan["new_views"]:
+        reqs.append(EGO_VIEWS.build_add_request(plan["new_views"]))
+    if not reqs and not plan["runs"]:
+        return dg.SensorResult(skip_reason=dg.SkipReason(
+            f"no new takes or renders under {egoexo.takes_root} ({len(found.view_keys)} views, "
+            f"{len(found.skipped)} not renderable)"))
+    context.log.info(f"{egoexo.takes_root}: {len(plan['new_takes'])} new take(s), {len(plan['new_views'])} new "
+                     f"view(s), {len(plan['runs'])} run request(s)")
+    return dg.SensorResult(run_requests=plan["runs"], dynamic_partitions_requests=reqs)
+
+
+ASSETS = [ego_render, best_ego_view]
+JOBS = [EGO_RENDER_JOB, BEST_VIEW_JOB]
+SENSORS = [egoexo_takes]

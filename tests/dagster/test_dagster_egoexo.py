@@ -1,0 +1,144 @@
+"""Ego-Exo4D branch: take discovery (only renderable take x camera pairs), ``ego_render`` + ``best_ego_view`` on
+a synthetic take with two exo cameras, and the takes sensor."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import cv2
+import dagster as dg
+import numpy as np
+import pytest
+
+from resources.artifacts import ArtifactStoreResource
+from resources.egoexo import EgoExoResource
+from vipe_dagster.definitions import build_definitions
+from vipe_dagster.egoexo.takes import discover_takes, sanitize_take, select_views, split_view_key
+from vipe_dagster.synth.egoexo_take import add_exo_camera, generate_take
+
+RES = 96
+
+
+@pytest.fixture
+def take(tmp_path):
+    t = generate_take(str(tmp_path / "takes"), num_frames=4, resolution=RES)
+    add_exo_camera(t, "cam02", 60.0)
+    return t
+
+
+def test_discovery_registers_only_renderable_pairs(tmp_path, take):
+    root = Path(take.root)
+    # cam03: a ViPE result but no placement in gopro_calibs.csv or the camera_pose JSON
+    shutil.copytree(take.vipe_dir, Path(take.vipe_dir).parent / "cam03")
+    # cam04: placed, but its ViPE result lacks depth
+    add_exo_camera(take, "cam04", 10.0)
+    for p in (Path(take.vipe_dir).parent / "cam04" / "depth").iterdir():
+        p.unlink()
+    # a second take with a ViPE folder for cam01 that holds nothing, and a third without annotations
+    (root / "vipe_results" / "Other Take #2" / "cam01").mkdir(parents=True)
+    cp = json.loads(Path(take.camera_pose_json).read_text())
+    cp["metadata"]["take_name"] = "Other Take #2"
+    (Path(take.camera_pose_json).parent / "other.json").write_text(json.dumps(cp))
+    shutil.copytree(take.vipe_dir, root / "vipe_results" / "no_annotations" / "cam01")
+    # a take whose camera_pose JSON names it only after 100k+ characters of extrinsics (full parse fallback)
+    late = {"aria01": cp["aria01"], "cam01": cp["cam01"], "pad": "x" * 100_000,
+            "metadata": {"take_name": "late_meta", "take_uid": "u2"}}
+    (Path(take.camera_pose_json).parent / "late.json").write_text(json.dumps(late))
+    shutil.copytree(take.vipe_dir, root / "vipe_results" / "late_meta" / "cam01")
+
+    found = discover_takes(str(root))
+    assert found.view_keys == ["late_meta__cam01", "synth_take_1__cam01", "synth_take_1__cam02"]
+    assert found.take_keys == ["late_meta", "synth_take_1"]
+    assert found.get("late_meta__cam01").gopro_calibs is None  # placed by the JSON's cam01 entry
+    only = discover_takes(str(root), take_keys={"synth_take_1"})
+    assert only.view_keys == ["synth_take_1__cam01", "synth_take_1__cam02"]
+    reasons = {(t, c): r for t, c, r in found.skipped}
+    assert "neither" in reasons[("synth_take_1", "cam03")]
+    assert "0 complete ViPE sequences" in reasons[("synth_take_1", "cam04")]
+    assert "0 complete ViPE sequences" in reasons[("Other Take #2", "cam01")]
+    assert "take_name" in reasons[("no_annotations", "*")]
+    assert all(re.fullmatch(r"[a-z0-9_-]+", k) for k in found.view_keys)
+    v = found.get("synth_take_1__cam02")
+    assert v.cam == "cam02" and v.num_frames == 4 and v.gopro_calibs == take.gopro_calibs
+    with pytest.raises(Exception, match="not renderable.*cam03"):
+        found.get("synth_take_1__cam03")
+    # keys: separator unambiguous, odd names sanitised
+    assert sanitize_take("Other Take #2") == "other-take-2" and sanitize_take("a__b") == "a_b"
+    assert split_view_key("a_b__cam02") == ("a_b", "cam02")
+    keys = ["t1__cam01", "t1__cam02", "t2__cam02"]
+    assert select_views(keys, cameras=["cam02"]) == ["t1__cam02", "t2__cam02"]
+    assert select_views(keys, takes=["t1"]) == ["t1__cam01", "t1__cam02"]
+    assert discover_takes(str(tmp_path / "nothing")).views == []
+
+
+def _run(defs, instance, job, key, run_config=None):
+    res = defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key,
+                                                       run_config=run_config or {}, raise_on_error=False)
+    assert res.success, [e.event_specific_data.error.to_string() for e in res.all_events if e.is_step_failure]
+    mats = [e.event_specific_data.materialization for e in res.all_events
+            if e.event_type_value == "ASSET_MATERIALIZATION"]
+    checks = [e.event_specific_data for e in res.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    return mats[0].metadata, checks
+
+
+def test_ego_render_and_best_view_on_a_two_camera_take(tmp_path, instance, take):
+    from assets_defs.egoexo import egoexo_takes
+
+    art = ArtifactStoreResource(root=str(tmp_path / "artifacts"))
+    egoexo = EgoExoResource(takes_root=take.root)
+    defs = build_definitions({"artifacts": art, "egoexo": egoexo})
+
+    # the sensor registers the take and its two views and asks for their renders
+    ctx = dg.build_sensor_context(instance=instance, resources={"egoexo": egoexo})
+    tick = egoexo_takes(ctx)
+    assert sorted(r.partition_key for r in tick.run_requests) == ["synth_take_1__cam01", "synth_take_1__cam02"]
+    adds = {r.partitions_def_name: list(r.partition_keys) for r in tick.dynamic_partitions_requests}
+    assert adds == {"takes": ["synth_take_1"], "ego_views": ["synth_take_1__cam01", "synth_take_1__cam02"]}
+    for name, keys in adds.items():
+        instance.add_dynamic_partitions(name, keys)
+
+    cfg = {"ops": {"ego_render": {"config": {"resolution": RES, "subsample": 1, "min_coverage": 0.3}}}}
+    md, cov = {}, {}
+    for key in ("synth_take_1__cam01", "synth_take_1__cam02"):
+        cam = split_view_key(key)[1]
+        md[cam], checks = _run(defs, instance, "ego_render_job", key, cfg)
+        cov[cam] = checks[0]
+        out = Path(md[cam]["render_dir"].value)
+        assert out == tmp_path / "artifacts" / "render" / "synth_take_1" / cam / "test_output_mean_bg_fisheye_pts1.5"
+        assert md[cam]["num_frames"].value == 4 and md[cam]["preview"].value.startswith(f"![{key} ego render")
+        assert cv2.imread(md[cam]["preview_uri"].value) is not None
+        meta = json.loads((out / "render_meta.json").read_text())
+        assert md[cam]["mean_coverage"].value == pytest.approx(float(np.mean(meta["coverage"])), abs=1e-4)
+
+    # cam01 is the camera the ground truth was made for: its coverage matches the share of ego pixels the
+    # exo camera really sees (projectaria_tools' unprojection, computed by the generator)
+    gt = [cv2.imread(str(Path(take.gt_dir) / "ego_fisheye_visible" / f"frame_{i:06d}.png"), 0) > 0 for i in range(4)]
+    visible = float(np.mean([g.mean() for g in gt]))
+    assert md["cam01"]["mean_coverage"].value == pytest.approx(visible, rel=0.15)
+    assert md["cam02"]["mean_coverage"].value < 0.75 * md["cam01"]["mean_coverage"].value
+    assert cov["cam01"].passed and not cov["cam02"].passed
+    assert cov["cam02"].severity == dg.AssetCheckSeverity.WARN and "< 30%" in cov["cam02"].description
+
+    # next tick: both rendered -> the take's best view is requested
+    tick = egoexo_takes(dg.build_sensor_context(instance=instance, resources={"egoexo": egoexo}))
+    assert [(r.job_name, r.partition_key) for r in tick.run_requests] == [("best_ego_view_job", "synth_take_1")]
+    best, _ = _run(defs, instance, "best_ego_view_job", "synth_take_1")
+    assert best["best_camera"].value == "cam01"
+    assert best["scores_json"].value == {c: md[c]["mean_coverage"].value for c in ("cam01", "cam02")}
+    doc = json.loads((tmp_path / "artifacts" / "render" / "synth_take_1" / "best_view.json").read_text())
+    assert doc["best_camera"] == "cam01" and set(doc["scores"]) == {"cam01", "cam02"}
+    # and then nothing is left to do
+    tick = egoexo_takes(dg.build_sensor_context(instance=instance, resources={"egoexo": egoexo}))
+    assert isinstance(tick, dg.SensorResult) and not tick.run_requests
+
+
+def test_ego_render_of_an_unregistered_view_says_what_is_renderable(tmp_path, instance, take):
+    art = ArtifactStoreResource(root=str(tmp_path / "artifacts"))
+    defs = build_definitions({"artifacts": art, "egoexo": EgoExoResource(takes_root=take.root)})
+    instance.add_dynamic_partitions("ego_views", ["synth_take_1__cam09"])
+    res = defs.resolve_job_def("ego_render_job").execute_in_process(
+        instance=instance, partition_key="synth_take_1__cam09", raise_on_error=False)
+    assert not res.success
+    err = "\n".join(e.event_specific_data.error.to_string() for e in res.all_events if e.is_step_failure)
+    assert "'synth_take_1__cam09' is not renderable" in err and "synth_take_1__cam01" in err
