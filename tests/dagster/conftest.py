@@ -3,9 +3,7 @@
 import os
 import shutil
 import socket
-import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -57,52 +55,10 @@ def instance(dagster_home):
     inst.dispose()
 
 
-@pytest.fixture(scope="session")
-def moto_server():
-    """``moto_server`` on a free 127.0.0.1 port; yields its endpoint URL, stopped at the end."""
-    exe = BIN / "moto_server"
-    if not exe.exists():
-        pytest.skip("moto_server is not installed")
-    port = free_port()
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        raise RuntimeError("moto_server did not start")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture
-def s3_env(moto_server, monkeypatch):
-    """Environment for s3fs against moto, and a fresh bucket; yields ``s3://bucket``."""
-    monkeypatch.setenv("VIPE_S3_ENDPOINT_URL", moto_server)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
-    import uuid
-
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    bucket = f"vipe-{uuid.uuid4().hex[:10]}"
-    fsys = s3fs.S3FileSystem(key="testing", secret="testing", client_kwargs={"endpoint_url": moto_server})
-    fsys.mkdir(bucket)  # no region: us-east-1 LocationConstraint is rejected
-    return f"s3://{bucket}"
+def s3_uri(s3_bucket):
+    """``s3://<fresh bucket>`` on the shared moto server (tests/conftest.py), environment set."""
+    return f"s3://{s3_bucket[1]}"
 
 
 @pytest.fixture(scope="session")

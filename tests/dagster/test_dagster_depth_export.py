@@ -97,17 +97,17 @@ def test_full_graph_on_generated_video_local(tmp_path, instance, handheld):
 
 @pytest.mark.slow
 @pytest.mark.s3
-def test_full_graph_on_generated_video_s3(tmp_path, instance, handheld, s3_env):
-    artifacts = ArtifactStoreResource(root=f"{s3_env}/artifacts")
-    src = f"{s3_env}/raw/{handheld.name}.mp4"
-    fsys, _ = fs.get_fs(s3_env)
+def test_full_graph_on_generated_video_s3(tmp_path, instance, handheld, s3_uri):
+    artifacts = ArtifactStoreResource(root=f"{s3_uri}/artifacts")
+    src = f"{s3_uri}/raw/{handheld.name}.mp4"
+    fsys, _ = fs.get_fs(s3_uri)
     fsys.put_file(handheld.video_path, src[5:])
     entry = _register(instance, artifacts, src, long_side=0)
     result, checks, mats = _run(instance, artifacts, entry.key)
     colmap_dir = _check_full_graph(artifacts, entry.key, handheld, result, checks, mats)
-    assert colmap_dir == f"{s3_env}/artifacts/colmap/{entry.key}"
+    assert colmap_dir == f"{s3_uri}/artifacts/colmap/{entry.key}"
     assert fs.exists(f"{colmap_dir}/export_stats.json") and fs.exists(f"{colmap_dir}/sparse/0/points3D.bin")
-    assert fs.exists(f"{s3_env}/artifacts/depth/{entry.key}.zip")
+    assert fs.exists(f"{s3_uri}/artifacts/depth/{entry.key}.zip")
 
 
 def test_fixed_camera_without_learned_depth_fails_with_the_engine_error(tmp_path, instance):

@@ -101,18 +101,18 @@ def test_full_graph_local(tmp_path, instance):
 
 @pytest.mark.slow
 @pytest.mark.s3
-def test_full_graph_s3(tmp_path, instance, s3_env):
-    artifacts = ArtifactStoreResource(root=f"{s3_env}/artifacts")
-    src = f"{s3_env}/raw/dog-example.mp4"
-    fsys, _ = fs.get_fs(s3_env)
+def test_full_graph_s3(tmp_path, instance, s3_uri):
+    artifacts = ArtifactStoreResource(root=f"{s3_uri}/artifacts")
+    src = f"{s3_uri}/raw/dog-example.mp4"
+    fsys, _ = fs.get_fs(s3_uri)
     fsys.put_file(str(SAMPLE), src[5:])
     entry = _register(instance, artifacts, src, start_frame=0, end_frame=15, long_side=256)
     assert entry.data_version.startswith("etag:")
     _, job, result, checks = _run(instance, artifacts, entry.key)
     mats = _check_graph(instance, artifacts, entry.key, result, checks, job)
-    assert mats["processed_video"].metadata["rgb_uri"].value == f"{s3_env}/artifacts/rgb/dog-example.mp4"
-    assert fs.exists(f"{s3_env}/artifacts/sources/dog-example.json")
-    assert not any(n.startswith(".tmp-") for n in fs.listdir(f"{s3_env}/artifacts/rgb"))
+    assert mats["processed_video"].metadata["rgb_uri"].value == f"{s3_uri}/artifacts/rgb/dog-example.mp4"
+    assert fs.exists(f"{s3_uri}/artifacts/sources/dog-example.json")
+    assert not any(n.startswith(".tmp-") for n in fs.listdir(f"{s3_uri}/artifacts/rgb"))
 
 
 def test_blocking_frame_range_check_stops_downstream(tmp_path, instance):

@@ -101,20 +101,20 @@ def test_folder_sensor_limits_work_per_tick(tmp_path, instance, video_maker):
 
 
 @pytest.mark.s3
-def test_s3_sensor_uses_etags(tmp_path, instance, s3_env, video_maker):
+def test_s3_sensor_uses_etags(tmp_path, instance, s3_uri, video_maker):
     from vipe_dagster.io import fs
 
     clip = video_maker(tmp_path / "clip.mp4", n=6)
-    fsys, _ = fs.get_fs(s3_env)
-    fsys.put_file(str(clip), f"{s3_env[5:]}/incoming/day1/Clip 1.mp4")
-    fsys.put_file(str(clip), f"{s3_env[5:]}/incoming/readme.md")
-    artifacts = ArtifactStoreResource(root=f"{s3_env}/artifacts")
-    incoming = IncomingVideosResource(folder=None, s3_prefix=f"{s3_env}/incoming", settle_seconds=0)
+    fsys, _ = fs.get_fs(s3_uri)
+    fsys.put_file(str(clip), f"{s3_uri[5:]}/incoming/day1/Clip 1.mp4")
+    fsys.put_file(str(clip), f"{s3_uri[5:]}/incoming/readme.md")
+    artifacts = ArtifactStoreResource(root=f"{s3_uri}/artifacts")
+    incoming = IncomingVideosResource(folder=None, s3_prefix=f"{s3_uri}/incoming", settle_seconds=0)
     added, runs, events, cursor = _tick(incoming_videos_s3, instance, None, artifacts, incoming)
     assert added == ["clip-1"] and len(runs) == 1
-    etag = fsys.info(f"{s3_env[5:]}/incoming/day1/Clip 1.mp4")["ETag"].strip('"')
+    etag = fsys.info(f"{s3_uri[5:]}/incoming/day1/Clip 1.mp4")["ETag"].strip('"')
     assert events[0].tags["dagster/data_version"] == f"etag:{etag}"
-    assert VideoRegistry(artifacts.store()).get("clip-1").uri == f"{s3_env}/incoming/day1/Clip 1.mp4"
+    assert VideoRegistry(artifacts.store()).get("clip-1").uri == f"{s3_uri}/incoming/day1/Clip 1.mp4"
     time.sleep(0.01)
     added, runs, _, _ = _tick(incoming_videos_s3, instance, cursor, artifacts, incoming)
     assert (added, runs) == ([], [])
