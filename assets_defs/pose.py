@@ -1,6 +1,5 @@
 """Camera poses and intrinsics: one SLAM run per video writes both (``@multi_asset``), plus their checks."""
 
-import json
 import time
 
 import dagster as dg
@@ -27,6 +26,7 @@ from ._common import (
     POSE_CODE_VERSION,
     VIDEO_GROUP,
     VIDEOS,
+    apply_overrides,
     engine_logs_to_dagster,
     placement_tags,
     remove_stale_temps,
@@ -57,16 +57,7 @@ def build_pose_config(cfg: PoseRunConfig, device: str) -> PoseConfig:
     for name in ("fx", "fy", "cx", "cy"):
         if getattr(cfg, name) is not None:
             base["intrinsics"][name] = getattr(cfg, name)
-    for path, value in cfg.overrides.items():
-        node = base
-        parts = path.split(".")
-        for p in parts[:-1]:
-            if not isinstance(node.get(p), dict):
-                raise ConfigError(f"pose override {path!r}: {p!r} is not a section of PoseConfig")
-            node = node[p]
-        if parts[-1] not in node:
-            raise ConfigError(f"pose override {path!r}: unknown setting {parts[-1]!r}")
-        node[parts[-1]] = json.loads(value) if value[:1] in "[{" else value
+    apply_overrides(base, cfg.overrides, "pose")
     try:
         return PoseConfig.model_validate(base)
     except ValidationError as exc:

@@ -6,10 +6,10 @@ import dataclasses
 import dagster as dg
 import numpy as np
 import pytest
+from graph_runs import register as _register
+from graph_runs import run_video_pipeline
 
-from assets_defs._common import DATA_VERSION_TAG
 from resources.artifacts import ArtifactStoreResource
-from vipe_dagster.definitions import build_definitions
 from vipe_dagster.io import ArtifactStore, fs
 
 
@@ -21,23 +21,8 @@ def handheld(tmp_path_factory):
     return generate(preset("indoor_handheld", quick=True), str(tmp_path_factory.mktemp("synth")))
 
 
-def _register(instance, artifacts, uri, **opts):
-    entry, _ = artifacts.registry().register(uri, **opts)
-    instance.add_dynamic_partitions("videos", [entry.key])
-    instance.report_runless_asset_event(dg.AssetObservation(
-        asset_key="raw_video", partition=entry.key, tags={DATA_VERSION_TAG: entry.data_version}))
-    return entry
-
-
 def _run(instance, artifacts, key, run_config=None):
-    defs = build_definitions({"artifacts": artifacts})
-    job = defs.resolve_job_def("video_pipeline")
-    result = job.execute_in_process(instance=instance, partition_key=key, run_config=run_config or {},
-                                    raise_on_error=False)
-    checks = {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events
-              if e.event_type_value == "ASSET_CHECK_EVALUATION"}
-    mats = {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization
-            for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
+    _, _, result, checks, mats = run_video_pipeline(instance, artifacts, key, run_config)
     return result, checks, mats
 
 

@@ -7,8 +7,9 @@ import cv2
 import dagster as dg
 import numpy as np
 import pytest
+from graph_runs import register as _register
+from graph_runs import run_video_pipeline
 
-from assets_defs._common import DATA_VERSION_TAG
 from resources.artifacts import ArtifactStoreResource
 from vipe_dagster.definitions import build_definitions
 from vipe_dagster.io import fs, probe
@@ -17,21 +18,8 @@ from vipe_dagster.io.validate import validate_sequence
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "dog-example.mp4"
 
 
-def _register(instance, artifacts, video, **opts):
-    entry, _ = artifacts.registry().register(str(video), **opts)
-    instance.add_dynamic_partitions("videos", [entry.key])
-    instance.report_runless_asset_event(dg.AssetObservation(
-        asset_key="raw_video", partition=entry.key, tags={DATA_VERSION_TAG: entry.data_version}))
-    return entry
-
-
 def _run(instance, artifacts, key, run_config=None):
-    defs = build_definitions({"artifacts": artifacts})
-    job = defs.resolve_job_def("video_pipeline")
-    result = job.execute_in_process(instance=instance, partition_key=key, run_config=run_config or {},
-                                    raise_on_error=False)
-    checks = {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events
-              if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    defs, job, result, checks, _ = run_video_pipeline(instance, artifacts, key, run_config)
     return defs, job, result, checks
 
 
