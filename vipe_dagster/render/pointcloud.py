@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..depth.reliable import reliable_depth_mask
+from ..depth.reliable import reliable_depth_mask, sample_reliable_points
 from ..errors import ArtifactError
 from ..io import ArtifactStore
 
@@ -51,17 +51,11 @@ class PointCloud:
         return PointCloud(np.concatenate([self.xyz, other.xyz]), np.concatenate([self.rgb, other.rgb]))
 
 
-def unproject_grid(depth: np.ndarray, rgb: np.ndarray, intr: np.ndarray, c2w: np.ndarray, keep: np.ndarray,
-                   step: int) -> PointCloud:
-    """World points of the pixels ``keep[::step, ::step]`` (finite and within 1e6 of the origin)."""
-    vv, uu = np.nonzero(keep[::step, ::step])
-    vv, uu = vv * step, uu * step
-    fx, fy, cx, cy = (float(x) for x in intr[:4])
-    z = depth[vv, uu].astype(np.float64)
-    cam = np.stack([(uu - cx) / fx * z, (vv - cy) / fy * z, z], axis=1)
-    world = cam @ np.asarray(c2w, np.float64)[:3, :3].T + np.asarray(c2w, np.float64)[:3, 3]
-    ok = np.isfinite(world).all(axis=1) & (np.linalg.norm(world, axis=1) < 1e6)
-    return PointCloud(world[ok].astype(np.float32), rgb[vv[ok], uu[ok]].astype(np.uint8))
+def reliable_points(depth: np.ndarray, rgb: np.ndarray, intr: np.ndarray, c2w: np.ndarray, step: int,
+                    mask: np.ndarray | None = None) -> PointCloud:
+    """Coloured world points of the reliable pixels (AND ``mask``) on the ``step`` grid (see depth/reliable.py)."""
+    xyz, u, v = sample_reliable_points(depth, intr, c2w, step=step, mask=mask)
+    return PointCloud(xyz, rgb[v, u].astype(np.uint8))
 
 
 def voxel_downsample(pc: PointCloud, voxel: float) -> PointCloud:
@@ -168,17 +162,15 @@ def mean_background(reader: ArtifactReader, first: int, last: int, step: int = 2
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_d = np.where(cnt > 0, sum_d / cnt, 0.0)
         mean_c = np.where(cnt[..., None] > 0, sum_c / np.maximum(cnt, 1)[..., None], 0.0)
-    keep = reliable_depth_mask(mean_d)
     rgb = np.clip(np.trunc(mean_c), 0, 255).astype(np.uint8)
-    return unproject_grid(mean_d.astype(np.float32), rgb, ref.intr, ref.c2w, keep, step)
+    return reliable_points(mean_d.astype(np.float32), rgb, ref.intr, ref.c2w, step)
 
 
 def all_frames_background(reader: ArtifactReader, first: int, last: int, step: int = 2,
                           voxel: float | None = None) -> PointCloud:
     parts = []
     for f in reader.frames(first, last):
-        keep = reader.static_mask(f) & reliable_depth_mask(f.depth)
-        parts.append(unproject_grid(f.depth, f.rgb, f.intr, f.c2w, keep, step))
+        parts.append(reliable_points(f.depth, f.rgb, f.intr, f.c2w, step, mask=reader.static_mask(f)))
         if voxel:
             # de-duplicate as we go so memory follows the scene size, not the frame count
             merged = parts[0] if len(parts) == 1 else sum(parts[1:], parts[0])
@@ -191,5 +183,4 @@ def all_frames_background(reader: ArtifactReader, first: int, last: int, step: i
 def dynamic_points(reader: ArtifactReader, f: FrameData, step: int = 2) -> PointCloud:
     if f.mask is None:
         return PointCloud.empty()
-    keep = ~reader.static_mask(f) & reliable_depth_mask(f.depth)
-    return unproject_grid(f.depth, f.rgb, f.intr, f.c2w, keep, step)
+    return reliable_points(f.depth, f.rgb, f.intr, f.c2w, step, mask=~reader.static_mask(f))
