@@ -20,6 +20,7 @@ Conventions
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 
-class CameraModel:
+class CameraModel(ABC):
     """Base class; subclasses define ``NAME``, ``PARAM_NAMES`` and the projection."""
 
     NAME: str = ""
@@ -127,12 +128,14 @@ class CameraModel:
                 p[..., i] = s * (p[..., i] + 0.5) - 0.5
         return self._new(p)
 
-    # ------------------------------------------------------------------ to implement
+    # ------------------------------------------------------------------ defined by each model
+    @abstractmethod
     def _project(self, points: Tensor, jacobians: bool) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-        raise NotImplementedError
+        """Pixels, validity and (with ``jacobians``) d uv / d point and d uv / d params."""
 
+    @abstractmethod
     def _unproject_normalized(self, uv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        raise NotImplementedError
+        """Normalised coordinates ``a = x/z``, ``b = y/z`` and validity of pixels ``uv``."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(params={self.params.tolist()})"
