@@ -55,13 +55,33 @@ def _intr_matrix(k: Tensor) -> Tensor:
     return torch.stack([fx, z, cx, z, fy, cy, z, z, o], -1).reshape(*k.shape[:-1], 3, 3)
 
 
+def _window_counts(n: int, window: int, like: Tensor) -> Tensor:
+    """How many of the ``window`` taps centred on each of ``n`` positions fall inside ``[0, n)``."""
+    r = window // 2
+    idx = torch.arange(n, device=like.device)
+    return ((idx + r).clamp(max=n - 1) - (idx - r).clamp(min=0) + 1).to(like.dtype)
+
+
 def _box(x: Tensor, window: int) -> Tensor:
-    """Mean over a ``window x window`` neighbourhood (border: mean over the in-image part)."""
+    """Mean over a ``window x window`` neighbourhood of the last two axes (border: mean over the in-image part).
+
+    Separable box sums built from in-place adds of shifted slices (a handful of vectorised adds; much faster
+    on CPU than ``avg_pool2d`` with ``count_include_pad=False``, and exact, unlike running sums), divided by
+    the in-image tap counts, which factor into row and column counts.
+    """
     if window <= 1:
         return x
-    # separable: the in-image counts of a rectangle factor into row and column counts
-    x = F.avg_pool2d(x, (1, window), stride=1, padding=(0, window // 2), count_include_pad=False)
-    return F.avg_pool2d(x, (window, 1), stride=1, padding=(window // 2, 0), count_include_pad=False)
+    r = window // 2
+    h, w = x.shape[-2:]
+    rows = x.clone()
+    for k in range(1, min(r, w - 1) + 1):
+        rows[..., :, k:] += x[..., :, :-k]
+        rows[..., :, :-k] += x[..., :, k:]
+    out = rows.clone()
+    for k in range(1, min(r, h - 1) + 1):
+        out[..., k:, :] += rows[..., :-k, :]
+        out[..., :-k, :] += rows[..., k:, :]
+    return out / (_window_counts(h, window, x)[:, None] * _window_counts(w, window, x)[None, :])
 
 
 def _gray(img: Tensor) -> Tensor:
@@ -134,37 +154,44 @@ def zncc_cost_volume(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_
     nvalid = torch.empty(n_hyp, h, w, device=dev, dtype=torch.int64)
     src_in = src_g[:, None]  # (S,1,H,W)
     big = 4.0  # sentinel cost of an invalid (out-of-image) sample; valid costs lie in [0, 2]
-    ax0, ax1, ax2 = ax[:, 0][None], ax[:, 1][None], ax[:, 2][None]  # (1,S,HW)
-    b0, b1, b2 = b[:, 0][None], b[:, 1][None], b[:, 2][None]  # (1,S,1)
-    sx, sy = 2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)
+    # layout (S, P, ...): one grid_sample per source covers all P hypotheses of a chunk (the planes are
+    # stacked along the grid's height), so the source image is never copied per hypothesis
+    sxy = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=dev, dtype=dt)
+    axy = ax[:, None, :2].transpose(-1, -2) * sxy  # (S,1,HW,2), already in grid units
+    bxy = b[:, None, :2, 0][:, :, None] * sxy  # (S,1,1,2)
+    ax2, b2 = ax[:, None, 2], b[:, None, 2]  # (S,1,HW), (S,1,1)
     for d0 in range(0, n_hyp, chunk):
         wd = inv_depths[d0:d0 + chunk].to(dev, dt)
         p = wd.shape[0]
-        wflat = wd.reshape(p, 1, -1) if per_pixel else wd.reshape(p, 1, 1)
-        z = ax2 + wflat * b2  # (P,S,HW)
+        wflat = wd.reshape(1, p, -1) if per_pixel else wd.reshape(1, p, 1)
+        z = ax2 + wflat * b2  # (S,P,HW)
         front = z > 1e-6
         zinv = 1.0 / torch.where(front, z, torch.ones_like(z))
-        gx = (ax0 + wflat * b0) * zinv * sx - 1.0
-        gy = (ax1 + wflat * b1) * zinv * sy - 1.0
-        inside = front & (gx.abs() <= 1.0) & (gy.abs() <= 1.0)
-        grid = torch.stack([gx, gy], -1).reshape(p * s, h, w, 2)
-        warped = F.grid_sample(src_in.expand(s, 1, h, w).repeat(p, 1, 1, 1), grid, mode="bilinear",
-                               padding_mode="border", align_corners=True)  # (P*S,1,H,W)
-        stats = _box(torch.cat([warped, warped * warped, warped * r], 1), window)
-        w_mu, w_sq, wr = stats[:, 0:1], stats[:, 1:2], stats[:, 2:3]
-        w_var = (w_sq - w_mu * w_mu).clamp_min(0)
-        zncc = (wr - w_mu * r_mu) * torch.rsqrt(w_var * r_var + eps * eps)
-        c = (1.0 - zncc.clamp(-1, 1)).reshape(p, s, h, w)
-        valid = inside.reshape(p, s, h, w)
+        grid = torch.addcmul(axy, wflat[..., None], bxy).mul_(zinv[..., None]).sub_(1.0)  # (S,P,HW,2)
+        inside = front & (grid[..., 0].abs() <= 1.0) & (grid[..., 1].abs() <= 1.0)
+        warped = F.grid_sample(src_in, grid.reshape(s, p * h, w, 2), mode="bilinear", padding_mode="border",
+                               align_corners=True).reshape(s, p, h, w)
+        stats = torch.empty(3, s, p, h, w, device=dev, dtype=dt)
+        stats[0] = warped
+        torch.mul(warped, warped, out=stats[1])
+        torch.mul(warped, r[0], out=stats[2])
+        stats = _box(stats, window)
+        w_mu, w_sq, wr = stats[0], stats[1], stats[2]
+        w_var = (w_sq - w_mu * w_mu).clamp_min_(0)
+        zncc = (wr - w_mu * r_mu[0]).mul_(torch.rsqrt(w_var.mul_(r_var[0]).add_(eps * eps)))
+        c = 1.0 - zncc.clamp_(-1, 1)  # (S,P,H,W)
+        valid = inside.reshape(s, p, h, w)
         c = torch.where(valid, c, torch.full_like(c, big))
-        nv = valid.sum(1)
+        nv = valid.sum(0)
         if kk == 1:
-            total = c.min(1).values
+            total = c[0]
+            for j in range(1, s):
+                total = torch.minimum(total, c[j])
             cnt = (nv > 0).to(dt)
         else:
-            c_best = torch.topk(c, kk, dim=1, largest=False, sorted=False).values if kk < s else c
+            c_best = torch.topk(c, kk, dim=0, largest=False, sorted=False).values if kk < s else c
             cnt = nv.clamp(max=kk).to(dt)
-            total = c_best.sum(1) - (kk - cnt) * big  # valid costs come first, drop the sentinels
+            total = c_best.sum(0) - (kk - cnt) * big  # valid costs come first, drop the sentinels
         cost[d0:d0 + p] = torch.where(cnt > 0, total / cnt.clamp_min(1), torch.full_like(total, float("inf")))
         nvalid[d0:d0 + p] = nv
     return cost, nvalid

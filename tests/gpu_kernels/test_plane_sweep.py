@@ -96,3 +96,19 @@ def test_refine_sweep_around_a_coarse_guess():
     assert float((inner / 3.7 - 1).abs().median()) < 0.01
     with pytest.raises(ValueError, match="at least one"):
         refine_sweep(ref, srcs, k, ks, t, torch.full((96, 128), float("nan")), half_width=0.04)
+
+
+@pytest.mark.parametrize("window", [3, 5, 7])
+def test_box_mean_matches_direct_window_means(window):
+    """The box filter is the mean over the in-image part of each window, borders included (checked against
+    an explicit loop over the windows)."""
+    from gpu_kernels.plane_sweep import _box
+
+    x = torch.rand(2, 1, 9, 13, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    got = _box(x, window)
+    r = window // 2
+    want = torch.empty_like(x)
+    for i in range(9):
+        for j in range(13):
+            want[..., i, j] = x[..., max(0, i - r):i + r + 1, max(0, j - r):j + r + 1].mean((-2, -1))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)

@@ -216,25 +216,27 @@ def joint_bilateral_upsample(depth_lo: np.ndarray, guide_lo: np.ndarray, guide_h
     ys = (np.arange(hh) + 0.5) * sy - 0.5
     x0 = np.floor(xs).astype(np.int64)
     y0 = np.floor(ys).astype(np.int64)
-    logd = np.log(np.maximum(depth_lo.astype(np.float32), 1e-12))
-    gh = guide_hi.astype(np.float32)
-    gl = guide_lo.astype(np.float32)
-    num = np.zeros((hh, wh), np.float32)
-    den = np.zeros((hh, wh), np.float32)
+    # torch, channels first: per-channel differences instead of a reduction over a length-3 last axis
+    logd = torch.from_numpy(np.log(np.maximum(depth_lo.astype(np.float32), 1e-12)))
+    gh = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(guide_hi, np.float32), -1, 0)))
+    gl = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(guide_lo, np.float32), -1, 0)))
+    num = torch.zeros(hh, wh)
+    den = torch.zeros(hh, wh)
     inv2s2 = 1.0 / (2.0 * sigma_color * sigma_color)
     for oy in (-1, 0, 1, 2):
-        yi = np.clip(y0 + oy, 0, hl - 1)
-        wy = np.maximum(0.0, 1.5 - np.abs(ys - (y0 + oy))) / 1.5
+        yi = torch.from_numpy(np.clip(y0 + oy, 0, hl - 1))
+        wy = torch.from_numpy((np.maximum(0.0, 1.5 - np.abs(ys - (y0 + oy))) / 1.5).astype(np.float32))
+        g_rows = gl.index_select(1, yi)  # (3, hh, wl)
+        d_rows = logd.index_select(0, yi)  # (hh, wl)
         for ox in (-1, 0, 1, 2):
-            xi = np.clip(x0 + ox, 0, wl - 1)
-            wx = np.maximum(0.0, 1.5 - np.abs(xs - (x0 + ox))) / 1.5
-            ws = (wy[:, None] * wx[None, :]).astype(np.float32)
-            gsel = gl[yi][:, xi]
-            diff = ((gsel - gh) ** 2).sum(-1)
-            wgt = ws * np.exp(-diff * inv2s2) + 1e-12 * ws
-            num += wgt * logd[yi][:, xi]
+            xi = torch.from_numpy(np.clip(x0 + ox, 0, wl - 1))
+            wx = torch.from_numpy((np.maximum(0.0, 1.5 - np.abs(xs - (x0 + ox))) / 1.5).astype(np.float32))
+            ws = wy[:, None] * wx[None, :]
+            diff = (g_rows.index_select(2, xi) - gh).square_().sum(0)
+            wgt = ws * (torch.exp(diff.mul_(-inv2s2)) + 1e-12)
+            num += wgt * d_rows.index_select(1, xi)
             den += wgt
-    return np.exp(num / np.maximum(den, 1e-20)).astype(np.float32)
+    return torch.exp(num / den.clamp_min(1e-20)).numpy().astype(np.float32)
 
 
 def depth_range_from_points(depths: np.ndarray, percentiles: tuple[float, float],
