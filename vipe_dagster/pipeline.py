@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import resource
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from tqdm import tqdm
 from .config import PipelineConfig, PoseConfig
 from .errors import ConfigError, InputError
 from .io import ArtifactStore, SparseMap, open_video
+from .procinfo import peak_rss_mb
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,15 @@ def _mask_iter(store: ArtifactStore, name: str, use: bool):
         yield None
 
 
-def _calibration_pass(store: ArtifactStore, name: str, cfg: PoseConfig, width: int, height: int) -> float | None:
+def _calibration_pass(store: ArtifactStore, name: str, cfg: PoseConfig, width: int, height: int,
+                      tracks=None) -> float | None:
     """Estimate the focal on the first keyframes before the real run (fixed-point iteration).
 
     Each round streams the start of the video until ``calibration_keyframes`` keyframes exist, builds the
     map with the current focal (the FoV prior and a focal sweep in the first round) and refines the focal
     by global BA. Rounds repeat until the focal changes by less than 0.5 %: a map built with a wrong focal
     is distorted and BA alone does not always undo that. The main pass starts from the result.
+    ``tracks`` (a :class:`~.slam.tracker.TrackCache`) lets the rounds and the main pass track each frame once.
     """
     from .slam.system import SlamSystem
 
@@ -67,8 +69,10 @@ def _calibration_pass(store: ArtifactStore, name: str, cfg: PoseConfig, width: i
     for rnd in range(ic.calibration_rounds):
         slam = SlamSystem(cfg, width, height, focal_init=f)
         masks = _mask_iter(store, name, cfg.use_masks)
+        use = tracks if tracks is not None and tracks.usable else None
         for i, (_, frame) in enumerate(store.open_rgb(name)):
-            slam.process(i, frame, next(masks))
+            m = next(masks)
+            slam.process(i, frame, m, tracks=use.get(i, frame, m) if use is not None else None)
             if slam.calibration_ready(ic.calibration_keyframes):
                 break
         f_new = slam.calibrate_now()
@@ -85,6 +89,7 @@ def _calibration_pass(store: ArtifactStore, name: str, cfg: PoseConfig, width: i
 def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, progress: bool = False) -> PoseResult:
     """Estimate poses and intrinsics for ``rgb/<name>.mp4`` and write pose/intrinsics/sparse/info/manifest."""
     from .slam.system import STATUS_NAMES, SlamSystem
+    from .slam.tracker import TrackCache
 
     cfg = config or PoseConfig()
     t0 = time.perf_counter()
@@ -92,14 +97,23 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
     n = len(stream)
     focal_init = None
     t_calib = 0.0
+    tracks = None
     if cfg.intrinsics.fx is None and cfg.intrinsics.estimate_focal and cfg.intrinsics.calibration_pass \
             and not cfg.assume_fixed_camera_pose:
-        focal_init = _calibration_pass(store, name, cfg, stream.width, stream.height)
+        tracks = TrackCache(cfg.tracking, stream.width, stream.height)
+        focal_init = _calibration_pass(store, name, cfg, stream.width, stream.height, tracks)
         t_calib = time.perf_counter() - t0
+        if not tracks.usable:
+            tracks = None
     slam = SlamSystem(cfg, stream.width, stream.height, focal_init=focal_init)
     masks = _mask_iter(store, name, cfg.use_masks)
     for i, (_, frame) in enumerate(tqdm(stream, total=n, disable=not progress, desc=f"pose {name}", unit="frame")):
-        slam.process(i, frame, next(masks))
+        m = next(masks)
+        if tracks is None:
+            slam.process(i, frame, m)
+        else:
+            slam.process(i, frame, m, tracks=tracks.get(i, frame, m))
+            tracks.release(i + 1)
     t_track = time.perf_counter() - t0
     out = slam.finish()
     seconds = time.perf_counter() - t0
@@ -127,7 +141,7 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
     manifest["timings"].update({"pose_s": round(seconds, 3), "pose_tracking_s": round(t_track, 3),
                                 "pose_calibration_s": round(t_calib, 3),
                                 "pose_fps": round(n / seconds, 2) if seconds > 0 else None})
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak_mb = peak_rss_mb()
     manifest["pose"] = {
         "config": cfg.model_dump(mode="json"),
         "scale": scale,
@@ -256,6 +270,8 @@ def _record_pipeline(store: ArtifactStore, name: str, pipe: PipelineConfig, res:
                        (("depth", pipe.depth), ("masks", pipe.masks), ("visualize", pipe.visualize)) if on],
                        "config": _json_clean(pipe.model_dump())}
     man.setdefault("timings", {})["pipeline_s"] = round(res.seconds, 3)
+    man["timings"]["pipeline_fps"] = round(res.pose.num_frames / res.seconds, 3) if res.seconds > 0 else None
+    man["peak_rss_mb"] = round(peak_rss_mb(), 1)  # whole process so far: ingest, pose, depth, masks
     summary = res.summary()
     man["pipeline"]["summary"] = _json_clean(summary)
     store.write_manifest(name, man)

@@ -34,6 +34,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..io import fs
+from ..procinfo import vm_hwm_kb
 
 log = logging.getLogger(__name__)
 
@@ -293,23 +294,11 @@ def _child_main(argv: list[str]) -> int:
     rows = mod.run(quick=a.quick)
     import resource
 
-    payload = {"suite": mod.SUITE, "rows": rows, "vm_hwm_kb": _vm_hwm_kb(),
+    payload = {"suite": mod.SUITE, "rows": rows, "vm_hwm_kb": vm_hwm_kb(),
                "children_maxrss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}
     with open(a.out, "w") as f:
         json.dump(payload, f, default=float)
     return 0
-
-
-def _vm_hwm_kb() -> int | None:
-    """Peak resident set size of this process's address space (``VmHWM``), in kB; None off Linux."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 if __name__ == "__main__":

@@ -154,17 +154,23 @@ class SlamSystem:
         return self.cfg.tracking.min_tracks
 
     # ------------------------------------------------------------------ main entry
-    def process(self, frame: int, rgb: np.ndarray, mask: np.ndarray | None = None) -> int:
-        """Consume one frame (HxWx3 uint8 RGB; ``mask`` True on dynamic pixels). Returns its status."""
+    def process(self, frame: int, rgb: np.ndarray, mask: np.ndarray | None = None,
+                tracks: tuple[np.ndarray, np.ndarray] | None = None) -> int:
+        """Consume one frame (HxWx3 uint8 RGB; ``mask`` True on dynamic pixels). Returns its status.
+
+        ``tracks``: the frame's ``(ids, uv)`` from a :class:`~.tracker.TrackCache` shared with an earlier
+        pass over the same frames (the system's own tracker is then not used)."""
         self.n += 1
         if self.cfg.assume_fixed_camera_pose:
             seg = self.seg or self._new_segment()
             seg.kind = "fixed"
             seg.frames.append(FrameRecord(frame, FIXED, seg.index))
             return FIXED
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         self._last_rgb = rgb
-        ids, uv = self.tracker.step(gray, mask)
+        if tracks is None:
+            ids, uv = self.tracker.step(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), mask)
+        else:
+            ids, uv = tracks
         order = np.argsort(ids)
         ids, uv = ids[order], uv[order].astype(np.float64)
         if len(ids) < self._min_tracks():

@@ -79,3 +79,45 @@ class KLTTracker:
         self.next_id += len(pts)
         self.ids = np.concatenate([self.ids, new_ids])
         self.uv = np.concatenate([self.uv, pts]).astype(np.float32)
+
+
+class TrackCache:
+    """KLT tracks of the first frames of a video, kept so that several passes over the same frames (the
+    focal calibration rounds, then the main pass) track them once.
+
+    Tracking does not depend on the camera model, so every pass sees exactly the tracks a fresh tracker
+    would give. Each pass calls ``get(i, rgb, mask)`` with consecutive frame indices from 0; frames beyond
+    what is cached are tracked by the shared live tracker and cached. At most ``max_frames`` frames are kept
+    (about 13 kB each at 800 tracks): past that the cache stops being ``usable`` for later passes, which then track with a
+    tracker of their own, while the pass that reached the limit goes on with the live tracker. ``release(i)``
+    drops entries before frame ``i`` once no later pass needs them.
+    """
+
+    def __init__(self, cfg: TrackingConfig, width: int, height: int, max_frames: int = 3000):
+        self.tracker = KLTTracker(cfg, width, height)
+        self.max_frames = max_frames
+        self.usable = True
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._next = 0  # the next frame the live tracker expects
+
+    def get(self, i: int, rgb: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if i in self._cache:
+            ids, uv = self._cache[i]
+            return ids.copy(), uv.copy()
+        if i != self._next:
+            raise ValueError(f"track cache: frame {i} requested, but the tracker is at frame {self._next} "
+                             f"(frames must be fed in order from 0, and the cache must be usable)")
+        ids, uv = self.tracker.step(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), mask)
+        self._next += 1
+        if len(self._cache) < self.max_frames:
+            self._cache[i] = (ids.copy(), uv.copy())
+        else:
+            self.usable = False
+        return ids, uv
+
+    def release(self, before: int) -> None:
+        for k in [k for k in self._cache if k < before]:
+            del self._cache[k]
+
+    def __len__(self) -> int:
+        return len(self._cache)
