@@ -22,11 +22,14 @@ A camera that does not move has no parallax; such a sequence needs a learned dep
 from __future__ import annotations
 
 import logging
+import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+import torch
 
 from ..errors import ArtifactError, InputError
 from ..io import ArtifactStore
@@ -68,6 +71,13 @@ class DepthResult:
     @property
     def frames_per_s(self) -> float:
         return self.num_frames / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _read_inputs(store: ArtifactStore, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +172,8 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
 
     lo: dict[int, np.ndarray] = {}
     hi: dict[int, np.ndarray] = {}
-    raw: dict[int, mvs.RawDepth] = {}
+    raw: dict[int, Future] = {}  # frame -> Future[mvs.RawDepth]
+    raw_sources: dict[int, list[int]] = {}
     per_frame_valid: list[float] = []
     reliable: list[float] = []
     state = {"next_raw": 0, "next_final": 0, "prev_final": None}
@@ -198,22 +209,26 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
         ref_depth = float(np.median(d[good]))
         log.info("depth %s: automatic depth range [%.3g, %.3g] (median %.3g)", name, *depth_range, ref_depth)
 
+    def sweep(i: int, srcs: list[int], ref_img: np.ndarray, src_imgs: list[np.ndarray]) -> mvs.RawDepth:
+        if not srcs:
+            return mvs.RawDepth(np.full((h, w), np.nan, np.float32), np.zeros((h, w), np.float32), [])
+        d, c = mvs.sweep_frame(ref_img, src_imgs, k_lo[i], [k_lo[j] for j in srcs], poses[i],
+                               [poses[j] for j in srcs], depth_range, cfg)
+        return mvs.RawDepth(d, c, srcs)
+
     def do_raw(i: int) -> None:
+        """Queue the sweep of frame ``i`` on the worker pool (its images are captured now)."""
         ensure_range()
         assert depth_range is not None and ref_depth is not None
         avail = [j for j in lo if abs(j - i) <= gap and swept(j)]
         srcs = mvs.select_sources(i, centres, avail, float(k_lo[i][0]), ref_depth, cfg)
-        if not srcs:
-            raw[i] = mvs.RawDepth(np.full((h, w), np.nan, np.float32), np.zeros((h, w), np.float32), [])
-            return
-        d, c = mvs.sweep_frame(lo[i], [lo[j] for j in srcs], k_lo[i], [k_lo[j] for j in srcs], poses[i],
-                               [poses[j] for j in srcs], depth_range, cfg)
-        raw[i] = mvs.RawDepth(d, c, srcs)
+        raw_sources[i] = srcs
+        raw[i] = pool.submit(sweep, i, srcs, lo[i], [lo[j] for j in srcs])
 
     def do_final(i: int, writer) -> None:
-        r = raw[i]
+        r = raw[i].result()
         keep = np.isfinite(r.depth) & (r.confidence >= cfg.min_confidence)
-        others = [(raw[j].depth, k_lo[j], poses[j]) for j in r.sources if j in raw]
+        others = [(raw[j].result().depth, k_lo[j], poses[j]) for j in r.sources if j in raw]
         if cfg.min_consistent > 0 and others:
             cnt = mvs.consistency_count(np.where(keep, r.depth, np.nan), k_lo[i], poses[i], others,
                                         cfg.consistency_rel, cfg.consistency_px)
@@ -261,35 +276,46 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
         from tqdm import tqdm
 
         frames = tqdm(frames, total=n, desc=f"depth {name}", unit="frame")
-    with store.depth_writer(name) as writer:
-        for t, (_, frame) in enumerate(frames):
-            if frame.shape[:2] != (H, W):
-                raise ArtifactError(f"{store.path('rgb', name)}: frame {t} is {frame.shape[1]}x{frame.shape[0]}, "
-                                    f"expected {W}x{H}")
-            hi[t] = frame
-            lo[t] = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-            last = t == n - 1
-            while state["next_raw"] < n and (state["next_raw"] + gap <= t or last):
-                if swept(state["next_raw"]):
-                    do_raw(state["next_raw"])
-                state["next_raw"] += 1
-            while state["next_final"] < state["next_raw"]:
-                i = state["next_final"]
-                if not swept(i):
-                    pending.append(i)
+    # sweeps run on a pool of threads, each with few torch intra-op threads: frame-level parallelism keeps
+    # the cores busy and, unlike many intra-op threads, degrades gracefully on a loaded machine
+    workers = cfg.workers or _available_cores()
+    prev_threads = torch.get_num_threads()
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mvs")
+    try:
+        with store.depth_writer(name) as writer:
+            for t, (_, frame) in enumerate(frames):
+                if frame.shape[:2] != (H, W):
+                    raise ArtifactError(f"{store.path('rgb', name)}: frame {t} is {frame.shape[1]}x"
+                                        f"{frame.shape[0]}, expected {W}x{H}")
+                hi[t] = frame
+                lo[t] = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+                last = t == n - 1
+                while state["next_raw"] < n and (state["next_raw"] + gap <= t or last):
+                    if swept(state["next_raw"]):
+                        do_raw(state["next_raw"])
+                    state["next_raw"] += 1
+                while state["next_final"] < state["next_raw"]:
+                    i = state["next_final"]
+                    if not swept(i):
+                        pending.append(i)
+                        state["next_final"] += 1
+                        continue
+                    if not last and any(j >= state["next_raw"] for j in raw_sources[i]):
+                        break
+                    do_final(i, writer)
                     state["next_final"] += 1
-                    continue
-                if not last and any(j >= state["next_raw"] for j in raw[i].sources):
-                    break
-                do_final(i, writer)
-                state["next_final"] += 1
-            keep_from = min(pending) if pending else state["next_final"]
-            for j in [j for j in lo if j < state["next_raw"] - gap and j < keep_from]:
-                del lo[j]
-            for j in [j for j in hi if j < keep_from]:
-                del hi[j]
-            for j in [j for j in raw if j < state["next_final"] - gap]:
-                del raw[j]
+                keep_from = min(pending) if pending else state["next_final"]
+                for j in [j for j in lo if j < state["next_raw"] - gap and j < keep_from]:
+                    del lo[j]
+                for j in [j for j in hi if j < keep_from]:
+                    del hi[j]
+                for j in [j for j in raw if j < state["next_final"] - gap]:
+                    del raw[j], raw_sources[j]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(prev_threads)
     seconds = time.perf_counter() - t0
     res = DepthResult(name=name, uri=store.path("depth", name), num_frames=n, width=W, height=H,
                       method="mvs+learned" if learned is not None else "mvs", depth_range=depth_range,
