@@ -1,7 +1,7 @@
 """Dense depth and dynamic masks: speed at 512 px on the CPU, accuracy against synthetic ground truth.
 
 Inputs are the generator's exact poses and intrinsics (the depth stage alone, no SLAM), so the numbers
-isolate multi-view stereo + filtering + fill. Threads follow torch's default (2 on the project machines).
+isolate multi-view stereo + filtering + fill. Sweeps run on the stage's worker threads (one per core).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ def run(quick: bool = False) -> list[dict]:
     if not hasattr(np, "infty"):
         np.infty = np.inf  # pyrender on numpy 2
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-    import torch
 
     from ...depth.config import DepthConfig
     from ...depth.run import run_depth
@@ -68,7 +67,8 @@ def run(quick: bool = False) -> list[dict]:
             rows.append({"suite": SUITE, "name": f"MVS depth {label}, {n} frames 512x384", "value": wall, "unit": "s",
                          "frames": n, "target": ">= 3 frames/s for the full pipeline",
                          "note": f"sweep at {cfg.mvs_long_side} px, {cfg.num_planes} planes, {cfg.num_sources} "
-                                 f"sources, torch threads {torch.get_num_threads()}; range {out.range_source}"})
+                                 f"sources, {cfg.workers or 'one per core'} sweep workers x {cfg.torch_threads} "
+                                 f"torch thread(s); range {out.range_source}"})
             rows.append({"suite": SUITE, "name": f"depth AbsRel {label}",
                          "value": float(np.mean([m["abs_rel"] for m in ms])), "unit": "ratio", "target": "<= 0.05",
                          "note": f"median-aligned, GT poses; delta1 {np.mean([m['delta1'] for m in ms]):.3f}"})
