@@ -279,6 +279,7 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
     # sweeps run on a pool of threads, each with few torch intra-op threads: frame-level parallelism keeps
     # the cores busy and, unlike many intra-op threads, degrades gracefully on a loaded machine
     workers = cfg.workers or _available_cores()
+    ahead = 2 * workers if workers > 1 else 0
     prev_threads = torch.get_num_threads()
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
@@ -302,7 +303,9 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
                         pending.append(i)
                         state["next_final"] += 1
                         continue
-                    if not last and any(j >= state["next_raw"] for j in raw_sources[i]):
+                    # wait until the sources' sweeps are queued and ``ahead`` more behind them, so the
+                    # workers stay busy while this thread filters, fills and writes frame i
+                    if not last and any(j + ahead >= state["next_raw"] for j in raw_sources[i] + [i]):
                         break
                     do_final(i, writer)
                     state["next_final"] += 1
