@@ -458,11 +458,16 @@ class SlamSystem:
             assigned[sub] = True
 
     # ------------------------------------------------------------------ bundle adjustment
-    def _gather(self, seg: Segment, kf_idx: list[int]):
+    @staticmethod
+    def _point_ids(seg: Segment) -> np.ndarray:
+        """Sorted ids of the segment's map points (for vectorised membership tests)."""
+        return np.sort(np.fromiter(seg.points.keys(), np.int64, len(seg.points)))
+
+    def _gather(self, seg: Segment, kf_idx: list[int], pids: np.ndarray):
         obs_cam, obs_pid, obs_uv, obs_ref = [], [], [], []
         for ci, k in enumerate(kf_idx):
             kf = seg.keyframes[k]
-            sel = np.array([(i in seg.points) for i in kf.ids.tolist()], bool) & ~kf.bad
+            sel = np.isin(kf.ids, pids, assume_unique=True) & ~kf.bad
             rows = np.flatnonzero(sel)
             obs_cam.append(np.full(len(rows), ci))
             obs_pid.append(kf.ids[rows])
@@ -477,24 +482,23 @@ class SlamSystem:
     def _ba(self, seg: Segment, window: bool, iters: int, optimize_focal: bool = False,
             focal_override: float | None = None, commit: bool = True) -> float:
         nk = len(seg.keyframes)
+        pids = self._point_ids(seg)
         if window:
             free = list(range(max(0, nk - self.cfg.ba.window), nk))
-            wpts = set()
-            for k in free:
-                kf = seg.keyframes[k]
-                wpts.update(i for i, b in zip(kf.ids.tolist(), kf.bad.tolist(), strict=True)
-                            if not b and i in seg.points)
+            wpts = np.unique(np.concatenate(
+                [kf.ids[~kf.bad & np.isin(kf.ids, pids, assume_unique=True)]
+                 for kf in (seg.keyframes[k] for k in free)]))
             fixed_cands = [k for k in range(max(0, free[0] - 2 * self.cfg.ba.window), free[0])
-                           if any((i in wpts) for i in seg.keyframes[k].ids.tolist())]
+                           if np.isin(seg.keyframes[k].ids, wpts, assume_unique=True).any()]
             kf_idx = fixed_cands + free
             fixed = np.array([k in fixed_cands or k == 0 for k in kf_idx], bool)
         else:
             kf_idx = list(range(nk))
             fixed = np.array([k == 0 for k in kf_idx], bool)
             wpts = None
-        obs_cam, obs_pid, obs_uv, obs_ref = self._gather(seg, kf_idx)
+        obs_cam, obs_pid, obs_uv, obs_ref = self._gather(seg, kf_idx, pids)
         if wpts is not None:
-            keep = np.array([p in wpts for p in obs_pid.tolist()], bool)
+            keep = np.isin(obs_pid, wpts)
             obs_cam, obs_pid, obs_uv, obs_ref = obs_cam[keep], obs_pid[keep], obs_uv[keep], obs_ref[keep]
         if len(obs_pid) == 0:
             return float("nan")
@@ -526,40 +530,40 @@ class SlamSystem:
         if optimize_focal or focal_override is not None:
             self.intr[:2] = out.intrinsics[:2]
         # reject outliers: observations with large reprojection error, points behind cameras
-        inliers = out.reproj_px < self._outlier_px()
-        for (k, row), ok, pid in zip(obs_ref.tolist(), inliers.tolist(), obs_pid.tolist(), strict=True):
-            if not ok:
-                seg.keyframes[k].bad[row] = True
-                # a track that leaves the rigid scene's geometry is not trusted again
-                seg.dynamic.add(pid)
-                seg.points.pop(pid, None)
-                seg.colors.pop(pid, None)
+        outliers = np.flatnonzero(~(out.reproj_px < self._outlier_px()))
+        for (k, row), pid in zip(obs_ref[outliers].tolist(), obs_pid[outliers].tolist(), strict=True):
+            seg.keyframes[k].bad[row] = True
+            # a track that leaves the rigid scene's geometry is not trusted again
+            seg.dynamic.add(pid)
+            seg.points.pop(pid, None)
+            seg.colors.pop(pid, None)
         self._prune(seg)
         return out.cost
 
     def _prune(self, seg: Segment) -> None:
-        counts: dict[int, int] = {}
+        """Drop points behind a keyframe that observes them, and points seen by fewer than two keyframes
+        (unless the latest keyframe sees them: they get more observations soon)."""
+        pids = self._point_ids(seg)
+        if not len(pids):
+            return
+        alive = np.ones(len(pids), bool)
+        counts = np.zeros(len(pids), np.int64)
         K = self.K
         for kf in seg.keyframes:
             ids = kf.ids[~kf.bad]
-            has = np.array([i in seg.points for i in ids.tolist()], bool)
+            pos = np.clip(np.searchsorted(pids, ids), 0, len(pids) - 1)
+            has = (pids[pos] == ids) & alive[pos]
             if not has.any():
                 continue
-            pid = ids[has]
-            X = np.stack([seg.points[i] for i in pid.tolist()])
+            idx = pos[has]
+            X = np.stack([seg.points[i] for i in pids[idx].tolist()])
             _, z = geo.project(X, kf.T, K)
-            behind = pid[z <= 1e-3]
-            for i in behind.tolist():
-                seg.points.pop(i, None)
-                seg.colors.pop(i, None)
-            for i in pid[z > 1e-3].tolist():
-                counts[i] = counts.get(i, 0) + 1
-        for i in list(seg.points):
-            if counts.get(i, 0) < 2:
-                # keep fresh points seen by the latest keyframe; they get more observations soon
-                if i not in seg.keyframes[-1].ids:
-                    seg.points.pop(i)
-                    seg.colors.pop(i, None)
+            alive[idx[z <= 1e-3]] = False
+            counts[idx[z > 1e-3]] += 1
+        drop = ~alive | ((counts < 2) & ~np.isin(pids, seg.keyframes[-1].ids))
+        for i in pids[drop].tolist():
+            seg.points.pop(i, None)
+            seg.colors.pop(i, None)
 
     def calibration_ready(self, min_keyframes: int) -> bool:
         seg = self.seg
