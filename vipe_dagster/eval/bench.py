@@ -42,6 +42,16 @@ SUITES_PACKAGE = "vipe_dagster.eval.suites"
 REQUIRED_ROW_KEYS = ("name", "value", "unit")
 
 
+def make_row(suite: str, name: str, value: float, unit: str, target: str | None = None, note: str | None = None,
+             frames: int | None = None) -> dict:
+    """One result row of ``suite`` in the harness's format (optional keys only when given)."""
+    r: dict[str, Any] = {"suite": suite, "name": name, "value": float(value), "unit": unit}
+    for key, v in (("target", target), ("note", note), ("frames", frames)):
+        if v is not None:
+            r[key] = v
+    return r
+
+
 # ---------------------------------------------------------------- discovery
 def discover_suites(package: str = SUITES_PACKAGE) -> dict[str, dict[str, str]]:
     """``{suite_name: {"module": ..., "title": ...}}`` for every suite module in ``package``."""

@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..bench import make_row
+
 SUITE = "pipeline"
 TITLE = "Full pipeline (infer, default preset)"
 DOG = Path(__file__).resolve().parents[3] / "samples" / "dog-example.mp4"
@@ -28,14 +30,7 @@ DOG = Path(__file__).resolve().parents[3] / "samples" / "dog-example.mp4"
 
 def _row(name: str, value: float, unit: str, target: str | None = None, note: str | None = None,
          frames: int | None = None) -> dict:
-    r = {"suite": SUITE, "name": name, "value": float(value), "unit": unit}
-    if target is not None:
-        r["target"] = target
-    if note is not None:
-        r["note"] = note
-    if frames is not None:
-        r["frames"] = frames
-    return r
+    return make_row(SUITE, name, value, unit, target, note, frames)
 
 
 def make_pingpong_video(src: str | os.PathLike, dst: str, num_frames: int) -> int:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bench import make_row
+
 SUITE = "pose"
 TITLE = "Pose engine"
 DOG = Path(__file__).resolve().parents[3] / "samples" / "dog-example.mp4"
@@ -35,14 +37,7 @@ log = logging.getLogger(__name__)
 
 def _row(name: str, value: float, unit: str, target: str | None = None, note: str | None = None,
          frames: int | None = None) -> dict:
-    r = {"suite": SUITE, "name": name, "value": float(value), "unit": unit}
-    if target is not None:
-        r["target"] = target
-    if note is not None:
-        r["note"] = note
-    if frames is not None:
-        r["frames"] = frames
-    return r
+    return make_row(SUITE, name, value, unit, target, note, frames)
 
 
 def _rotation_rmse_deg(pred_c2w: np.ndarray, ref_c2w: np.ndarray) -> float:
