@@ -13,7 +13,9 @@
 Depth is in the units of the poses (metric only if the poses are). Memory is bounded by the window:
 frame ``i`` needs the frames in ``[i - G, i + G]`` for its sweep and the sweeps of its sources for the
 filter, so about ``4 G + 1`` low-resolution frames, ``2 G + 1`` full-resolution frames and ``2 G + 1``
-raw depth maps are held, never the whole video.
+raw depth maps are held (plus ``2 x workers`` sweeps queued ahead), never the whole video. Sweeps run on a
+pool of ``workers`` threads; filtering, filling, upsampling and writing stay in frame order on the caller's
+thread.
 
 A camera that does not move has no parallax; such a sequence needs a learned depth prior
 (``DepthConfig.learned``) with its weights in the Hugging Face cache, otherwise :class:`StaticCameraError`.
