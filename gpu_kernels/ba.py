@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 _BEHIND_PENALTY_PX = 100.0  # in units of loss_scale
 _MIN_DEPTH = 1e-6
-_PAIR_CHUNK = 1 << 20
+_PAIR_CHUNK = 1 << 16  # Schur pairs per chunk: ~0.6 kB of float64 temporaries each, ~38 MB per chunk
 
 
 @dataclass
@@ -407,7 +407,7 @@ def _solve(sy: _System, lam: float, pinned: Tensor, k1: Tensor, k2: Tensor, pair
         for s in range(0, k1.numel(), _PAIR_CHUNK):
             a, b = k1[s : s + _PAIR_CHUNK], k2[s : s + _PAIR_CHUNK]
             blk = e.index_select(0, a) @ sy.hcp.index_select(0, b).transpose(1, 2)
-            u6.index_add_(0, pair_flat[s : s + _PAIR_CHUNK], -blk.reshape(-1, 36))
+            u6.index_add_(0, pair_flat[s : s + _PAIR_CHUNK], blk.reshape(-1, 36), alpha=-1)
         s_cam = s6.reshape(n_free, n_free, 6, 6).permute(0, 2, 1, 3).reshape(6 * n_free, 6 * n_free)
         u_cam = u6.reshape(n_free, n_free, 6, 6).permute(0, 2, 1, 3).reshape(6 * n_free, 6 * n_free)
         s_mat = torch.zeros(n_red, n_red, dtype=dt, device=dev)
