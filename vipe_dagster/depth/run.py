@@ -281,6 +281,7 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
     # sweeps run on a pool of threads, each with few torch intra-op threads: frame-level parallelism keeps
     # the cores busy and, unlike many intra-op threads, degrades gracefully on a loaded machine
     workers = cfg.workers or _available_cores()
+    # with one worker the caller's thread waits for each sweep, so the stage stays on about one core
     ahead = 2 * workers if workers > 1 else 0
     prev_threads = torch.get_num_threads()
     if cfg.torch_threads:

@@ -88,9 +88,9 @@ class TrackCache:
     Tracking does not depend on the camera model, so every pass sees exactly the tracks a fresh tracker
     would give. Each pass calls ``get(i, rgb, mask)`` with consecutive frame indices from 0; frames beyond
     what is cached are tracked by the shared live tracker and cached. At most ``max_frames`` frames are kept
-    (about 13 kB each at 800 tracks): past that the cache stops being ``usable`` for later passes, which then track with a
-    tracker of their own, while the pass that reached the limit goes on with the live tracker. ``release(i)``
-    drops entries before frame ``i`` once no later pass needs them.
+    (about 13 kB each at 800 tracks): past that the cache stops being ``usable`` for later passes, which
+    then track with a tracker of their own, while the pass that reached the limit goes on with the live
+    tracker. ``release(i)`` drops the entries before frame ``i`` once no later pass needs them.
     """
 
     def __init__(self, cfg: TrackingConfig, width: int, height: int, max_frames: int = 3000):
@@ -99,6 +99,7 @@ class TrackCache:
         self.usable = True
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._next = 0  # the next frame the live tracker expects
+        self._released = 0  # entries before this frame are gone
 
     def get(self, i: int, rgb: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         if i in self._cache:
@@ -110,14 +111,15 @@ class TrackCache:
         ids, uv = self.tracker.step(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), mask)
         self._next += 1
         if len(self._cache) < self.max_frames:
-            self._cache[i] = (ids.copy(), uv.copy())
-        else:
-            self.usable = False
+            self._cache[i] = (ids, uv)
+            return ids.copy(), uv.copy()
+        self.usable = False
         return ids, uv
 
     def release(self, before: int) -> None:
-        for k in [k for k in self._cache if k < before]:
-            del self._cache[k]
+        for k in range(self._released, before):
+            self._cache.pop(k, None)
+        self._released = max(self._released, before)
 
     def __len__(self) -> int:
         return len(self._cache)

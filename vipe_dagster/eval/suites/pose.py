@@ -380,7 +380,7 @@ def dog_vs_colmap(tmp: str, quick: bool) -> list[dict]:
                                                *res.intrinsics[[0, 2, 3]]), "px",
                              note=f"mean; tracks re-triangulated, no adjustment; its own solution: "
                              f"{m['reproj_px']:.3f} px"))
-    rows += _opencv_pairwise(store, res.name, ours, res.intrinsics)
+    rows += _opencv_pairwise(frames, ours, res.intrinsics)
     return rows
 
 
@@ -402,12 +402,11 @@ def _reconstruction_rows(label: str, c2w: np.ndarray, by_frame: dict[int, np.nda
     return rows
 
 
-def _opencv_pairwise(store, name: str, c2w: np.ndarray, intr: np.ndarray, gap: int = 3) -> list[dict]:
+def _opencv_pairwise(frames: list[np.ndarray], c2w: np.ndarray, intr: np.ndarray, gap: int = 3) -> list[dict]:
     """A second independent reference: OpenCV 5-point relative rotations of frame pairs ``gap`` apart
     (SIFT, ratio test, RANSAC essential matrix with our focal) against ours, on every pair with >= 30 matches."""
     import cv2
 
-    frames = [f for _, f in store.open_rgb(name)]
     K = np.array([[intr[0], 0, intr[2]], [0, intr[1], intr[3]], [0, 0, 1.0]])
     sift = cv2.SIFT_create(4000)
     feats = [sift.detectAndCompute(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), None) for f in frames]
