@@ -125,7 +125,8 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
     tracking_ok = float(ok.mean()) if n else 0.0
     kf = out.keyframes.tolist()
     scale = "relative"
-    store.write_pose(name, out.c2w.astype(np.float32), inds=np.arange(n), keyframe_ids=np.asarray(kf, np.int64))
+    store.write_pose(name, out.c2w.astype(np.float32), inds=np.arange(n), keyframe_ids=np.asarray(kf, np.int64),
+                     valid=ok)
     intr = np.tile(out.intrinsics.astype(np.float32), (n, 1))
     store.write_intrinsics(name, intr, inds=np.arange(n), camera_type="PINHOLE")
     store.write_sparse_map(name, SparseMap(points=out.points, colors=out.colors, obs_frame=out.obs_frame,

@@ -56,6 +56,17 @@ def test_pose_roundtrip(store):
     np.testing.assert_array_equal(inds, np.arange(N))
 
 
+def test_pose_validity_roundtrip(store):
+    c2w = np.tile(np.eye(4, dtype=np.float32), (4, 1, 1))
+    store.write_pose("plain", c2w)
+    assert store.read_pose_valid("plain").tolist() == [True] * 4  # ViPE's own results: all valid
+    c2w[3, 0, 3] = np.nan
+    store.write_pose("flagged", c2w, valid=[True, False, True, True])
+    assert store.read_pose_valid("flagged").tolist() == [True, False, True, False]  # NaN is never valid
+    with pytest.raises(ArtifactError, match="valid"):
+        store.write_pose("short", c2w, valid=[True])
+
+
 def test_intrinsics_roundtrip(store):
     K = np.tile(np.array([[300.0, 301.0, 16.0, 12.0]], np.float32), (N, 1))
     store.write_intrinsics("seq", K)

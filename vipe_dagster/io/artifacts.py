@@ -139,13 +139,20 @@ class ArtifactStore:
         return arr
 
     # ---------------------------------------------------------------- pose
-    def write_pose(self, name: str, c2w: np.ndarray, inds=None, keyframe_ids=None) -> str:
+    def write_pose(self, name: str, c2w: np.ndarray, inds=None, keyframe_ids=None, valid=None) -> str:
+        """``valid`` (N,) bool: False for frames whose pose is not a measurement (tracking lost); stored as
+        the extra array ``valid`` beside ViPE's ``data``/``inds`` (readers that do not know it ignore it)."""
         c2w = np.asarray(c2w)
         if c2w.ndim != 3 or c2w.shape[1:] != (4, 4):
             raise ArtifactError(f"pose for {name}: expected (N,4,4) camera-to-world, got {c2w.shape}")
         arrays: dict[str, np.ndarray] = {"data": c2w.astype(np.float32), "inds": self._inds(inds, len(c2w))}
         if keyframe_ids is not None:
             arrays["keyframe_ids"] = np.asarray(keyframe_ids, dtype=np.int64)
+        if valid is not None:
+            valid = np.asarray(valid, dtype=bool)
+            if valid.shape != (len(c2w),):
+                raise ArtifactError(f"pose for {name}: 'valid' has shape {valid.shape}, expected ({len(c2w)},)")
+            arrays["valid"] = valid
         uri = self.path("pose", name)
         self._write_npz(uri, **arrays)
         return uri
@@ -159,6 +166,23 @@ class ArtifactStore:
         if data.ndim != 3 or data.shape[1:] != (4, 4):
             raise ArtifactError(f"{uri}: 'data' has shape {data.shape}, expected (N,4,4)")
         return data, z["inds"]
+
+    def read_pose_valid(self, name: str) -> np.ndarray:
+        """(N,) bool per pose row: False where the pose is not a measurement (a lost frame holds the last
+        good pose). Results without the ``valid`` array (ViPE's own, the released datasets) are all valid
+        where the pose is finite."""
+        uri = self.path("pose", name)
+        z = self._read_npz(uri)
+        data = z.get("data")
+        if data is None or data.ndim != 3 or data.shape[1:] != (4, 4):
+            raise ArtifactError(f"{uri}: expected 'data' of shape (N,4,4)")
+        finite = np.isfinite(data).all(axis=(1, 2))
+        if "valid" not in z:
+            return finite
+        v = np.asarray(z["valid"], bool)
+        if v.shape != (len(data),):
+            raise ArtifactError(f"{uri}: 'valid' has shape {v.shape}, expected ({len(data)},)")
+        return v & finite
 
     # ---------------------------------------------------------------- intrinsics
     def write_intrinsics(self, name: str, intr: np.ndarray, inds=None, camera_type: str = "PINHOLE") -> str:
