@@ -48,8 +48,28 @@ class KeyframeConfig(_Model):
     max_gap: int = Field(15, ge=1, description="a keyframe at least every this many frames")
     init_min_parallax_deg: float = Field(1.0, gt=0, description="median rotation-compensated parallax needed "
                                          "before the two-view initialisation is accepted")
+    init_ambiguity_ratio: float = Field(0.5, gt=0, le=1, description="a planar scene has two two-view "
+                                        "motions: the initialisation waits until the better one's accumulated "
+                                        "reprojection error on later frames is below this fraction of the other's")
+    init_planar_min_frames: int = Field(5, ge=1, description="later frames that must be seen before a planar "
+                                        "scene's motion hypothesis is chosen")
     init_max_frames: int = Field(90, ge=2, description="frames to search for an initialisation pair before "
                                  "the segment is declared rotation-only")
+
+
+class MapConfig(_Model):
+    """Long-term data association: map points re-found by descriptor after their KLT track ended."""
+
+    reassociate: bool = Field(True, description="at each keyframe, match new corners to map points that project "
+                              "near them (SIFT descriptors of the keyframe corners), so a revisited part of the "
+                              "scene reuses its old points instead of new ones (less drift)")
+    radius_frac: float = Field(0.02, gt=0, description="search radius around a map point's projection, as a "
+                               "fraction of the image width")
+    max_desc_dist: float = Field(250.0, gt=0, description="largest SIFT descriptor distance (L2, 0-512 scale) "
+                                 "of an accepted match")
+    ratio: float = Field(0.8, gt=0, le=1, description="best / second-best descriptor distance needed to accept "
+                         "a match (Lowe's ratio test among the candidates in the radius)")
+    desc_size_px: float = Field(16.0, gt=0, description="SIFT descriptor support (keypoint size, px)")
 
 
 class BAConfig(_Model):
@@ -107,6 +127,7 @@ class PoseConfig(_Model):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     keyframe: KeyframeConfig = Field(default_factory=KeyframeConfig)
     ba: BAConfig = Field(default_factory=BAConfig)
+    map: MapConfig = Field(default_factory=MapConfig)
     intrinsics: IntrinsicsConfig = Field(default_factory=IntrinsicsConfig)
     assume_fixed_camera_pose: bool = Field(False, description="static camera: identity poses, no SLAM")
     long_side: int = Field(512, ge=64, description="processing size: long side of the ingested rgb (px)")

@@ -78,6 +78,7 @@ class Segment:
     # init state
     ref: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None  # frame, ids, uv, H_start_to_ref
     init_pending: list = field(default_factory=list)  # (frame, ids, uv, H_start_to_frame)
+    planar_hyp: dict | None = None  # planar scene: the two candidate reconstructions being tested
     # tracking state
     pending: list = field(default_factory=list)  # (frame, T, ids, uv) since the last keyframe
     last_T: np.ndarray | None = None
@@ -85,6 +86,23 @@ class Segment:
     frames: list[FrameRecord] = field(default_factory=list)
     rot_H: list = field(default_factory=list)  # rotation-only chunk: homography start -> frame
     dynamic: set = field(default_factory=set)  # track ids rejected as moving (epipolar / BA outliers)
+    alias: dict = field(default_factory=dict)  # KLT track id -> map point id it was re-associated with
+    pdesc: dict = field(default_factory=dict)  # map point id -> SIFT descriptor (uint8, latest keyframe view)
+    _alias_arrays: tuple | None = None
+
+    def apply_alias(self, ids: np.ndarray) -> np.ndarray:
+        """Track ids with re-associated tracks renamed to their map point ids."""
+        if not self.alias:
+            return ids
+        if self._alias_arrays is None or len(self._alias_arrays[0]) != len(self.alias):
+            src = np.fromiter(self.alias.keys(), np.int64, len(self.alias))
+            dst = np.fromiter(self.alias.values(), np.int64, len(self.alias))
+            o = np.argsort(src)
+            self._alias_arrays = (src[o], dst[o])
+        src, dst = self._alias_arrays
+        pos = np.clip(np.searchsorted(src, ids), 0, len(src) - 1)
+        hit = src[pos] == ids
+        return np.where(hit, dst[pos], ids)
 
 
 @dataclass
@@ -171,11 +189,12 @@ class SlamSystem:
             ids, uv = self.tracker.step(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), mask)
         else:
             ids, uv = tracks
+        seg = self.seg or self._new_segment()
+        ids = seg.apply_alias(np.asarray(ids, np.int64))
         order = np.argsort(ids)
         ids, uv = ids[order], uv[order].astype(np.float64)
         if len(ids) < self._min_tracks():
             self.untracked.add(frame)  # too few tracks: whatever pose it gets, it is flagged lost
-        seg = self.seg or self._new_segment()
         if seg.kind == "init":
             return self._init_step(seg, frame, ids, uv, rgb)
         return self._track_step(seg, frame, ids, uv, rgb)
@@ -199,6 +218,7 @@ class SlamSystem:
             return KEYFRAME
         if len(common) < max(self._min_tracks(), 0.5 * len(rids)):
             seg.ref = (frame, ids, uv, H_sc)  # re-anchor the reference (tracks mostly gone)
+            seg.planar_hyp = None
         if len(seg.init_pending) > self.cfg.keyframe.init_max_frames:
             seg.init_pending.pop()  # the current frame starts the next segment
             self._close_rotation_chunk(seg)
@@ -233,12 +253,32 @@ class SlamSystem:
                   frame, med_par, h_frac, e_frac, rot_res)
         if med_par < self.cfg.keyframe.init_min_parallax_deg or rotation_like:
             return False
-        T0, T1 = np.eye(4), geo.pose(R, t.ravel())
-        X = geo.triangulate(T0, T1, p0, p1, K)
-        good = self._check_points(X, [(T0, p0), (T1, p1)], K, min_par=0.5 * self.cfg.keyframe.init_min_parallax_deg)
-        good &= inl
-        if good.sum() < max(self._min_tracks(), 0.3 * len(p0)):
+        T0 = np.eye(4)
+        min_par = 0.5 * self.cfg.keyframe.init_min_parallax_deg
+        cands = [geo.pose(R, t.ravel())]
+        planar = H is not None and h_frac >= 0.8 * e_frac
+        if planar:
+            # a plane has two motions that explain two views: take the homography's decompositions too and
+            # let the frames in between (third views) choose
+            cands += self._homography_motions(H, p0[inl], p1[inl], K)
+        valid = []
+        for T1c in self._distinct_motions(cands):
+            par_c = geo.rotation_compensated_parallax(p0[inl], p1[inl], T1c[:3, :3], K)
+            if float(np.median(par_c)) < self.cfg.keyframe.init_min_parallax_deg:
+                continue  # this motion explains the tracks by rotation: no depth from it
+            Xc = geo.triangulate(T0, T1c, p0, p1, K)
+            gc = self._check_points(Xc, [(T0, p0), (T1c, p1)], K, min_par=min_par) & inl
+            if gc.sum() >= max(self._min_tracks(), 0.3 * len(p0)):
+                valid.append((T1c, Xc, gc))
+        if not valid:
             return False
+        choice = 0
+        if len(valid) > 1:
+            choice = self._planar_choice(seg, frame, ids, uv, rids[ia], valid)
+            if choice is None:
+                return False  # two motions still explain every frame: wait for frames that tell them apart
+        seg.planar_hyp = None
+        T1, X, good = valid[choice]
         z = X[good, 2]
         s = 1.0 / float(np.median(z))
         T1[:3, 3] *= s
@@ -276,6 +316,108 @@ class SlamSystem:
         seg.velocity = np.eye(4)
         seg.ref = None
         return True
+
+    @staticmethod
+    def _homography_motions(H: np.ndarray, p0: np.ndarray, p1: np.ndarray, K: np.ndarray) -> list[np.ndarray]:
+        """The motions (w2c of view 1, view 0 at the origin) of the homography's decompositions that keep
+        the reference points in front of both cameras; translation of unit length."""
+        try:
+            n, Rs, ts, normals = cv2.decomposeHomographyMat(H, K)
+        except cv2.error:
+            return []
+        out, front = [], []
+        for i in range(n):
+            tn = float(np.linalg.norm(ts[i]))
+            if tn < 1e-9:
+                continue
+            T1 = geo.pose(Rs[i], ts[i].ravel() / tn)
+            X = geo.triangulate(np.eye(4), T1, p0, p1, K)
+            z1 = X @ T1[:3, :3].T + T1[:3, 3]
+            front.append(float(np.mean((X[:, 2] > 0) & (z1[:, 2] > 0))))
+            out.append(T1)
+        # the plane in front of both cameras: two decompositions keep (nearly) all points in front
+        return [T for T, f in zip(out, front, strict=True) if f >= 0.9]
+        return out
+
+    @staticmethod
+    def _distinct_motions(cands: list[np.ndarray]) -> list[np.ndarray]:
+        """Drop motions within 1 deg of rotation and 5 deg of translation direction of an earlier one."""
+        out: list[np.ndarray] = []
+        for T in cands:
+            t = T[:3, 3] / max(np.linalg.norm(T[:3, 3]), 1e-12)
+            same = False
+            for U in out:
+                u = U[:3, 3] / max(np.linalg.norm(U[:3, 3]), 1e-12)
+                if geo.rotation_angle_deg(T[:3, :3] @ U[:3, :3].T) < 1.0 and \
+                        math.degrees(math.acos(max(-1.0, min(1.0, float(t @ u))))) < 5.0:
+                    same = True
+                    break
+            if not same:
+                out.append(T)
+        return out
+
+    def _planar_choice(self, seg: Segment, frame: int, ids, uv, pair_ids: np.ndarray, valid: list) -> int | None:
+        """Resolve the two-fold ambiguity of a planar scene with later frames.
+
+        The first time a pair has two valid motions, both reconstructions are kept as hypotheses. Each later
+        frame is localised against each hypothesis's points (PnP); the frames *beyond* the pair's baseline
+        tell the true plane from its mirror solution (frames in between do not: they lie on the same
+        baseline). Once one hypothesis's accumulated reprojection error is below ``init_ambiguity_ratio``
+        times the other's (after at least ``min_frames`` frames), the candidate of the current pair whose
+        motion is closest to that hypothesis's pose of this frame is returned; ``None`` while undecided.
+        """
+        kc = self.cfg.keyframe
+        hyp = seg.planar_hyp
+        if hyp is None:
+            seg.planar_hyp = {"frame": frame, "frames": 0, "cost": np.zeros(len(valid)),
+                              "hyps": [(pair_ids[g].copy(), X[g].copy(), T.copy()) for T, X, g in valid]}
+            log.debug("init frame %d: planar scene, %d candidate motions kept", frame, len(valid))
+            return None
+        poses = []
+        for h, (hids, hX, hT) in enumerate(hyp["hyps"]):
+            cost, T = self._pnp_cost(hids, hX, ids, uv, hT)
+            hyp["cost"][h] += cost
+            poses.append(T)
+            if T is not None:
+                hyp["hyps"][h] = (hids, hX, T)
+        hyp["frames"] += 1
+        order = np.argsort(hyp["cost"])
+        best, second = hyp["cost"][order[0]], hyp["cost"][order[1]]
+        log.debug("init frame %d: planar hypotheses, accumulated reprojection cost %s", frame,
+                  ", ".join(f"{c:.3f}" for c in hyp["cost"]))
+        decided = hyp["frames"] >= kc.init_planar_min_frames and best <= kc.init_ambiguity_ratio * second
+        if not decided and len(seg.init_pending) < kc.init_max_frames // 2:
+            return None
+        Tw = poses[order[0]] if poses[order[0]] is not None else hyp["hyps"][order[0]][2]
+        tw = Tw[:3, 3] / max(np.linalg.norm(Tw[:3, 3]), 1e-12)
+
+        def distance(T: np.ndarray) -> float:
+            t = T[:3, 3] / max(np.linalg.norm(T[:3, 3]), 1e-12)
+            return geo.rotation_angle_deg(T[:3, :3] @ Tw[:3, :3].T) + \
+                math.degrees(math.acos(max(-1.0, min(1.0, float(t @ tw)))))
+
+        return int(np.argmin([distance(T) for T, _, _ in valid]))
+
+    def _pnp_cost(self, hids: np.ndarray, hX: np.ndarray, ids, uv, T_guess) -> tuple[float, np.ndarray | None]:
+        """Mean truncated squared reprojection error (px^2) of a frame localised against the points."""
+        trunc = 4.0
+        common, ia, ib = np.intersect1d(hids, ids, return_indices=True)
+        if len(common) < 12:
+            return trunc**2, None
+        obj, img = hX[ia], uv[ib]
+        K = self.K
+        rvec0, _ = cv2.Rodrigues(T_guess[:3, :3])
+        tvec0 = T_guess[:3, 3].reshape(3, 1).copy()
+        ok, rvec, tvec, inl = cv2.solvePnPRansac(obj, img, K, None, rvec0, tvec0, True, 100, 2.0, 0.99,
+                                                 flags=cv2.SOLVEPNP_ITERATIVE)
+        if not ok or inl is None or len(inl) < 6:
+            return trunc**2, None
+        inl = inl.ravel()
+        rvec, tvec = cv2.solvePnPRefineLM(obj[inl], img[inl], K, None, rvec, tvec)
+        proj, _ = cv2.projectPoints(obj, rvec, tvec, K, None)
+        e = np.linalg.norm(proj.reshape(-1, 2) - img, axis=1)
+        R, _ = cv2.Rodrigues(rvec)
+        return float(np.mean(np.minimum(e, trunc) ** 2)), geo.pose(R, tvec.ravel())
 
     def _close_rotation_chunk(self, seg: Segment) -> None:
         """Turn the frames of an un-initialised segment into a rotation-only chunk."""
@@ -393,9 +535,16 @@ class SlamSystem:
     def _insert_keyframe(self, seg: Segment, frame: int, T, ids, uv, rgb) -> None:
         kf = Keyframe(frame, T, ids.copy(), uv.copy(), np.zeros(len(ids), bool))
         self._reject_dynamic(seg, seg.keyframes[-1], kf)
+        desc = None
+        if self.cfg.map.reassociate:
+            desc = self._descriptors(rgb, kf.uv)
+            order = self._reassociate(seg, kf, desc)
+            desc = desc[order]
         seg.keyframes.append(kf)
         self._triangulate_new(seg, kf, rgb)
         self._ba(seg, window=True, iters=self.cfg.ba.window_iters)
+        if desc is not None:
+            self._store_descriptors(seg, kf, desc)
         if self.estimate_focal and not self.focal_calibrated and len(seg.keyframes) >= 6:
             self._calibrate_focal(seg)
         # re-localise the frames since the previous keyframe against the refined map
@@ -409,6 +558,91 @@ class SlamSystem:
         seg.pending = []
         seg.frames.append(FrameRecord(frame, KEYFRAME, seg.index, b, b, np.eye(4), None))
         seg.last_T = kf.T.copy()
+
+    # ------------------------------------------------------------------ long-term association
+    def _descriptors(self, rgb: np.ndarray, uv: np.ndarray) -> np.ndarray:
+        """Upright SIFT descriptors (uint8, (N,128)) at the given pixels of the frame."""
+        if not hasattr(self, "_sift"):
+            self._sift = cv2.SIFT_create()
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+        size = self.cfg.map.desc_size_px
+        kps = [cv2.KeyPoint(float(x), float(y), size, 0.0) for x, y in uv]
+        kps2, d = self._sift.compute(gray, kps)
+        out = np.zeros((len(uv), 128), np.uint8)
+        if d is None or len(kps2) == 0:
+            return out
+        if len(kps2) == len(uv):
+            return np.clip(np.round(d), 0, 255).astype(np.uint8)
+        # OpenCV dropped some keypoints: put the rest back by position
+        pos = {(round(k.pt[0], 3), round(k.pt[1], 3)): j for j, k in enumerate(kps2)}
+        for i, (x, y) in enumerate(uv):
+            j = pos.get((round(float(x), 3), round(float(y), 3)))
+            if j is not None:
+                out[i] = np.clip(np.round(d[j]), 0, 255).astype(np.uint8)
+        return out
+
+    def _reassociate(self, seg: Segment, kf: Keyframe, desc: np.ndarray) -> np.ndarray:
+        """Rename the keyframe's new tracks (born since the previous keyframe) that match a map point
+        projecting nearby (descriptor distance and ratio test, one-to-one) to that point's id; returns the
+        permutation applied to the keyframe's rows (they stay sorted by id)."""
+        from scipy.spatial import cKDTree
+
+        mc = self.cfg.map
+        order = np.arange(len(kf.ids))
+        prev = seg.keyframes[-1]
+        pids = self._point_ids(seg)
+        if not len(pids) or not len(kf.ids):
+            return order
+        new = ~np.isin(kf.ids, pids, assume_unique=True) & ~np.isin(kf.ids, prev.ids, assume_unique=True)
+        if seg.dynamic:
+            new &= ~np.isin(kf.ids, np.fromiter(seg.dynamic, np.int64, len(seg.dynamic)))
+        new &= desc.any(axis=1)
+        cand = pids[~np.isin(pids, kf.ids, assume_unique=True)]
+        cand = np.array([i for i in cand.tolist() if i in seg.pdesc], np.int64)
+        if not new.any() or not len(cand):
+            return order
+        X = np.stack([seg.points[i] for i in cand.tolist()])
+        proj, z = geo.project(X, kf.T, self.K)
+        m = 4.0
+        vis = (z > 1e-3) & (proj[:, 0] >= m) & (proj[:, 0] <= self.w - 1 - m) & (proj[:, 1] >= m) \
+            & (proj[:, 1] <= self.h - 1 - m)
+        if not vis.any():
+            return order
+        cand, proj = cand[vis], proj[vis]
+        cdesc = np.stack([seg.pdesc[i] for i in cand.tolist()]).astype(np.float32)
+        rows = np.flatnonzero(new)
+        tree = cKDTree(proj)
+        near = tree.query_ball_point(kf.uv[rows], r=mc.radius_frac * self.w)
+        best: dict[int, tuple[float, int]] = {}  # candidate index -> (distance, row)
+        for row, nb in zip(rows.tolist(), near, strict=True):
+            if not nb:
+                continue
+            d = np.linalg.norm(cdesc[nb] - desc[row].astype(np.float32), axis=1)
+            j = int(np.argmin(d))
+            d1 = float(d[j])
+            d2 = float(np.partition(d, 1)[1]) if len(d) > 1 else float("inf")
+            if d1 > mc.max_desc_dist or d1 > mc.ratio * d2:
+                continue
+            c = nb[j]
+            if c not in best or d1 < best[c][0]:
+                best[c] = (d1, row)
+        if not best:
+            return order
+        ids = kf.ids.copy()
+        for c, (_, row) in best.items():
+            seg.alias[int(kf.ids[row])] = int(cand[c])
+            ids[row] = cand[c]
+        order = np.argsort(ids, kind="stable")
+        kf.ids, kf.uv, kf.bad = ids[order], kf.uv[order], kf.bad[order]
+        self.stats["reassociated"] = self.stats.get("reassociated", 0) + len(best)
+        return order
+
+    def _store_descriptors(self, seg: Segment, kf: Keyframe, desc: np.ndarray) -> None:
+        """Keep the newest view's descriptor for every map point the keyframe observes."""
+        has = desc.any(axis=1) & ~kf.bad
+        for i, d in zip(kf.ids[has].tolist(), desc[has], strict=True):
+            if i in seg.points:
+                seg.pdesc[i] = d
 
     def _colors(self, rgb: np.ndarray, uv: np.ndarray) -> np.ndarray:
         x = np.clip(np.round(uv[:, 0]).astype(int), 0, self.w - 1)
