@@ -65,11 +65,14 @@ class MapConfig(_Model):
                               "scene reuses its old points instead of new ones (less drift)")
     radius_frac: float = Field(0.02, gt=0, description="search radius around a map point's projection, as a "
                                "fraction of the image width")
-    max_desc_dist: float = Field(250.0, gt=0, description="largest SIFT descriptor distance (L2, 0-512 scale) "
+    max_desc_dist: float = Field(350.0, gt=0, description="largest SIFT descriptor distance (L2, 0-512 scale) "
                                  "of an accepted match")
-    ratio: float = Field(0.8, gt=0, le=1, description="best / second-best descriptor distance needed to accept "
+    ratio: float = Field(0.9, gt=0, le=1, description="best / second-best descriptor distance needed to accept "
                          "a match (Lowe's ratio test among the candidates in the radius)")
     desc_size_px: float = Field(16.0, gt=0, description="SIFT descriptor support (keypoint size, px)")
+    recent_keyframes: int = Field(30, ge=1, description="the points of this many latest keyframes are candidates")
+    loop_keyframes: int = Field(20, ge=0, description="plus the points of up to this many older keyframes "
+                                "that viewed the scene from nearby (loop candidates)")
 
 
 class BAConfig(_Model):
@@ -100,6 +103,14 @@ class IntrinsicsConfig(_Model):
     fy: float | None = Field(None, gt=0, description="focal y (px); None = same as fx")
     cx: float | None = Field(None, description="principal point x (px); None = image centre")
     cy: float | None = Field(None, description="principal point y (px); None = image centre")
+    k1: float | None = Field(None, description="given radial distortion k1 (RADIAL model, OpenCV convention); "
+                             "None = pinhole when fx is given, self-calibrated otherwise")
+    k2: float | None = Field(None, description="given radial distortion k2 (with k1)")
+    radial_terms: int = Field(1, ge=0, le=2, description="radial distortion coefficients self-calibrated with "
+                              "the focal (0 = pinhole, 1 = k1, 2 = k1 and k2); frames with a significant "
+                              "estimated distortion are rectified to a pinhole camera after the pose stage")
+    rectify_min_px: float = Field(0.5, ge=0, description="rewrite rgb as the ideal pinhole camera when the "
+                                  "estimated (or given) distortion moves some pixel by at least this much")
     fov_prior_deg: float = Field(60.0, gt=5, lt=170, description="horizontal FoV prior used to start the "
                                  "focal search when fx is not given")
     estimate_focal: bool = Field(True, description="refine the focal in BA (ignored when fx is given)")

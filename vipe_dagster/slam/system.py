@@ -96,7 +96,15 @@ class Segment:
             return ids
         if self._alias_arrays is None or len(self._alias_arrays[0]) != len(self.alias):
             src = np.fromiter(self.alias.keys(), np.int64, len(self.alias))
-            dst = np.fromiter(self.alias.values(), np.int64, len(self.alias))
+
+            def resolve(i: int) -> int:  # a point renamed again: follow the chain to the surviving id
+                for _ in range(64):
+                    if i not in self.alias:
+                        break
+                    i = self.alias[i]
+                return i
+
+            dst = np.fromiter((resolve(i) for i in src.tolist()), np.int64, len(src))
             o = np.argsort(src)
             self._alias_arrays = (src[o], dst[o])
         src, dst = self._alias_arrays
@@ -111,6 +119,7 @@ class SlamOutput:
     status: np.ndarray  # (N,) int8, see STATUS_NAMES
     keyframes: np.ndarray  # frame indices
     intrinsics: np.ndarray  # (4,)
+    radial: np.ndarray  # (2,) k1, k2 of the RADIAL model (zeros: pinhole); obs_uv are ideal-pinhole pixels
     points: np.ndarray
     colors: np.ndarray
     obs_frame: np.ndarray
@@ -124,9 +133,16 @@ class SlamOutput:
 
 
 class SlamSystem:
-    def __init__(self, cfg: PoseConfig, width: int, height: int, focal_init: float | None = None):
+    def __init__(self, cfg: PoseConfig, width: int, height: int, focal_init: float | None = None,
+                 radial_init: tuple[float, float] | None = None):
         """``focal_init``: a focal (px) from a calibration pass; it starts the map and is still refined in the
-        final global BA (when the focal is estimated), but no focal sweep runs."""
+        final global BA (when the focal is estimated), but no focal sweep runs. ``radial_init``: the radial
+        distortion (k1, k2) from the same pass.
+
+        Lens distortion: tracks are undistorted on arrival with the current estimate, so the whole tracker,
+        PnP, triangulation and map live in an ideal pinhole camera with the same K; bundle adjustment sees
+        the measured (distorted) pixels and the RADIAL model, and refines k1 (k2) with the focal when the
+        intrinsics are self-calibrated. When the estimate changes, stored pixels are re-mapped."""
         self.cfg = cfg
         self.w, self.h = width, height
         ic = cfg.intrinsics
@@ -142,6 +158,11 @@ class SlamSystem:
         if focal_init is not None and self.estimate_focal:
             fx = fy = float(focal_init)
         self.intr = np.array([fx, fy, cx, cy], np.float64)
+        self.dist = np.array([ic.k1 or 0.0, ic.k2 or 0.0], np.float64)
+        # radial terms refined with the focal (self-calibration only; given intrinsics keep given distortion)
+        self.radial_terms = ic.radial_terms if self.estimate_focal and ic.k1 is None else 0
+        if radial_init is not None and self.radial_terms:
+            self.dist[:] = radial_init
         self.focal_calibrated = not self.estimate_focal or focal_init is not None
         self.tracker = KLTTracker(cfg.tracking, width, height)
         self.segments: list[Segment] = []
@@ -157,6 +178,43 @@ class SlamSystem:
     @property
     def K(self) -> np.ndarray:
         return geo.K_matrix(self.intr)
+
+    @property
+    def distorted(self) -> bool:
+        return bool(np.any(self.dist != 0))
+
+    def _undistort(self, uv: np.ndarray, intr: np.ndarray | None = None, dist: np.ndarray | None = None) -> np.ndarray:
+        """Measured pixels -> pixels of the ideal pinhole camera with the same K."""
+        intr = self.intr if intr is None else intr
+        dist = self.dist if dist is None else dist
+        if len(uv) == 0 or not np.any(dist != 0):
+            return np.asarray(uv, np.float64)
+        return geo.undistort_radial(uv, intr, dist)
+
+    def _distort(self, uv: np.ndarray, intr: np.ndarray | None = None, dist: np.ndarray | None = None) -> np.ndarray:
+        """Ideal pinhole pixels -> measured pixels (the RADIAL model, closed form)."""
+        intr = self.intr if intr is None else intr
+        dist = self.dist if dist is None else dist
+        if len(uv) == 0 or not np.any(dist != 0):
+            return np.asarray(uv, np.float64)
+        return geo.distort_radial(uv, intr, dist)
+
+    def _remap_pixels(self, old_intr: np.ndarray, old_dist: np.ndarray) -> None:
+        """After the intrinsics changed: re-derive every stored ideal-pinhole pixel from its measurement."""
+        if not (np.any(old_dist != 0) or self.distorted):
+            return  # pinhole before and after: the pixels are the measurements
+
+        def remap(uv: np.ndarray) -> np.ndarray:
+            return self._undistort(self._distort(uv, old_intr, old_dist))
+
+        for seg in self.segments:
+            for kf in seg.keyframes:
+                kf.uv = remap(kf.uv)
+            seg.pending = [(f, T, ids, remap(uv)) for f, T, ids, uv in seg.pending]
+            seg.init_pending = [(f, ids, remap(uv), H) for f, ids, uv, H in seg.init_pending]
+            if seg.ref is not None:
+                f, ids, uv, H = seg.ref
+                seg.ref = (f, ids, remap(uv), H)
 
     def _new_segment(self) -> Segment:
         s = Segment(index=len(self.segments))
@@ -192,7 +250,7 @@ class SlamSystem:
         seg = self.seg or self._new_segment()
         ids = seg.apply_alias(np.asarray(ids, np.int64))
         order = np.argsort(ids)
-        ids, uv = ids[order], uv[order].astype(np.float64)
+        ids, uv = ids[order], self._undistort(uv[order].astype(np.float64))
         if len(ids) < self._min_tracks():
             self.untracked.add(frame)  # too few tracks: whatever pose it gets, it is flagged lost
         if seg.kind == "init":
@@ -537,7 +595,7 @@ class SlamSystem:
         self._reject_dynamic(seg, seg.keyframes[-1], kf)
         desc = None
         if self.cfg.map.reassociate:
-            desc = self._descriptors(rgb, kf.uv)
+            desc = self._descriptors(rgb, self._distort(kf.uv))
             order = self._reassociate(seg, kf, desc)
             desc = desc[order]
         seg.keyframes.append(kf)
@@ -581,39 +639,60 @@ class SlamSystem:
                 out[i] = np.clip(np.round(d[j]), 0, 255).astype(np.uint8)
         return out
 
+    def _nearby_keyframes(self, seg: Segment, kf: Keyframe) -> list[Keyframe]:
+        """Keyframes whose points may be visible in ``kf``: the recent ones plus older ones that looked at the
+        same part of the scene from nearby (loop candidates), a bounded number of each."""
+        mc = self.cfg.map
+        recent = seg.keyframes[-mc.recent_keyframes:]
+        older = seg.keyframes[:-mc.recent_keyframes]
+        if not older:
+            return recent
+        C = geo.invert(kf.T)
+        centres = np.stack([geo.invert(o.T)[:3, 3] for o in older])
+        axes = np.stack([o.T[2, :3] for o in older])  # optical axes in the world (rows of R_w2c)
+        dist = np.linalg.norm(centres - C[:3, 3], axis=1)
+        cosang = axes @ C[:3, 2]
+        # the map is normalised to median depth ~1 only at the end; use the recent keyframes' spread as scale
+        rc = np.stack([geo.invert(r.T)[:3, 3] for r in recent])
+        scale = max(float(np.linalg.norm(rc - rc.mean(axis=0), axis=1).max()), 1e-9)
+        near = np.flatnonzero((dist < 2.0 * scale) & (cosang > math.cos(math.radians(35.0))))
+        near = near[np.argsort(dist[near])][: mc.loop_keyframes]
+        return [older[i] for i in sorted(near.tolist())] + recent
+
     def _reassociate(self, seg: Segment, kf: Keyframe, desc: np.ndarray) -> np.ndarray:
-        """Rename the keyframe's new tracks (born since the previous keyframe) that match a map point
-        projecting nearby (descriptor distance and ratio test, one-to-one) to that point's id; returns the
-        permutation applied to the keyframe's rows (they stay sorted by id)."""
+        """Fuse the keyframe's tracks with older map points that project near them (descriptor distance,
+        ratio test, one-to-one, depth agreement for tracks that are points already): the track is renamed to
+        the older point in every keyframe and for the frames to come, so a part of the scene seen again
+        keeps its points and the map stays consistent over long stretches. Returns the permutation applied
+        to the keyframe's rows (they stay sorted by id)."""
         from scipy.spatial import cKDTree
 
         mc = self.cfg.map
         order = np.arange(len(kf.ids))
-        prev = seg.keyframes[-1]
-        pids = self._point_ids(seg)
-        if not len(pids) or not len(kf.ids):
+        if not len(kf.ids) or not seg.points:
             return order
-        new = ~np.isin(kf.ids, pids, assume_unique=True) & ~np.isin(kf.ids, prev.ids, assume_unique=True)
+        pool = np.unique(np.concatenate([k.ids[~k.bad] for k in self._nearby_keyframes(seg, kf)]))
+        cand = pool[~np.isin(pool, kf.ids)]
+        cand = np.array([i for i in cand.tolist() if i in seg.points and i in seg.pdesc], np.int64)
+        eligible = desc.any(axis=1)
         if seg.dynamic:
-            new &= ~np.isin(kf.ids, np.fromiter(seg.dynamic, np.int64, len(seg.dynamic)))
-        new &= desc.any(axis=1)
-        cand = pids[~np.isin(pids, kf.ids, assume_unique=True)]
-        cand = np.array([i for i in cand.tolist() if i in seg.pdesc], np.int64)
-        if not new.any() or not len(cand):
+            eligible &= ~np.isin(kf.ids, np.fromiter(seg.dynamic, np.int64, len(seg.dynamic)))
+        if not eligible.any() or not len(cand):
             return order
+        K = self.K
         X = np.stack([seg.points[i] for i in cand.tolist()])
-        proj, z = geo.project(X, kf.T, self.K)
+        proj, z = geo.project(X, kf.T, K)
         m = 4.0
         vis = (z > 1e-3) & (proj[:, 0] >= m) & (proj[:, 0] <= self.w - 1 - m) & (proj[:, 1] >= m) \
             & (proj[:, 1] <= self.h - 1 - m)
         if not vis.any():
             return order
-        cand, proj = cand[vis], proj[vis]
+        cand, proj, z = cand[vis], proj[vis], z[vis]
         cdesc = np.stack([seg.pdesc[i] for i in cand.tolist()]).astype(np.float32)
-        rows = np.flatnonzero(new)
-        tree = cKDTree(proj)
-        near = tree.query_ball_point(kf.uv[rows], r=mc.radius_frac * self.w)
+        rows = np.flatnonzero(eligible)
+        near = cKDTree(proj).query_ball_point(kf.uv[rows], r=mc.radius_frac * self.w)
         best: dict[int, tuple[float, int]] = {}  # candidate index -> (distance, row)
+        taken: set[int] = set()
         for row, nb in zip(rows.tolist(), near, strict=True):
             if not nb:
                 continue
@@ -624,18 +703,54 @@ class SlamSystem:
             if d1 > mc.max_desc_dist or d1 > mc.ratio * d2:
                 continue
             c = nb[j]
+            t = int(kf.ids[row])
+            if t in seg.points:  # the track is a point already: the two must agree in depth too
+                zt = float((seg.points[t] @ kf.T[:3, :3].T + kf.T[:3, 3])[2])
+                if not (0.8 < zt / z[c] < 1.25):
+                    continue
             if c not in best or d1 < best[c][0]:
                 best[c] = (d1, row)
-        if not best:
-            return order
+        merged = 0
         ids = kf.ids.copy()
-        for c, (_, row) in best.items():
-            seg.alias[int(kf.ids[row])] = int(cand[c])
-            ids[row] = cand[c]
+        for c, (_, row) in sorted(best.items(), key=lambda kv: kv[1][0]):
+            t, p = int(kf.ids[row]), int(cand[c])
+            if row in taken or not self._rename_track(seg, t, p):
+                continue
+            taken.add(row)
+            ids[row] = p
+            merged += 1
+        if not merged:
+            return order
         order = np.argsort(ids, kind="stable")
         kf.ids, kf.uv, kf.bad = ids[order], kf.uv[order], kf.bad[order]
-        self.stats["reassociated"] = self.stats.get("reassociated", 0) + len(best)
+        self.stats["reassociated"] = self.stats.get("reassociated", 0) + merged
         return order
+
+    def _rename_track(self, seg: Segment, t: int, p: int) -> bool:
+        """Rename track ``t`` to map point ``p`` in the keyframes that observe it, the pending frames and the
+        frames to come; ``t``'s own point is dropped. False (nothing changed) when a keyframe observes both."""
+        hits = []
+        for k in range(len(seg.keyframes) - 1, -1, -1):
+            kk = seg.keyframes[k]
+            if not len(kk.ids) or kk.ids.max() < t:
+                break  # keyframes before the track was born (ids grow with birth time)
+            pos = kk.lookup(np.array([t, p]))
+            if pos[0] >= 0:
+                if pos[1] >= 0:
+                    return False
+                hits.append((kk, int(pos[0])))
+        for kk, r in hits:
+            kk.ids = kk.ids.copy()
+            kk.ids[r] = p
+            o = np.argsort(kk.ids, kind="stable")
+            kk.ids, kk.uv, kk.bad = kk.ids[o], kk.uv[o], kk.bad[o]
+        for pend in seg.pending:
+            pend[2][pend[2] == t] = p
+        seg.alias[t] = p
+        seg.points.pop(t, None)
+        seg.colors.pop(t, None)
+        seg.pdesc.pop(t, None)
+        return True
 
     def _store_descriptors(self, seg: Segment, kf: Keyframe, desc: np.ndarray) -> None:
         """Keep the newest view's descriptor for every map point the keyframe observes."""
@@ -645,6 +760,7 @@ class SlamSystem:
                 seg.pdesc[i] = d
 
     def _colors(self, rgb: np.ndarray, uv: np.ndarray) -> np.ndarray:
+        uv = self._distort(uv)
         x = np.clip(np.round(uv[:, 0]).astype(int), 0, self.w - 1)
         y = np.clip(np.round(uv[:, 1]).astype(int), 0, self.h - 1)
         return rgb[y, x].astype(np.uint8)
@@ -714,7 +830,7 @@ class SlamSystem:
         return obs_cam, obs_pid, obs_uv, obs_ref
 
     def _ba(self, seg: Segment, window: bool, iters: int, optimize_focal: bool = False,
-            focal_override: float | None = None, commit: bool = True) -> float:
+            focal_override: float | None = None, commit: bool = True, optimize_radial: int = 0) -> float:
         nk = len(seg.keyframes)
         pids = self._point_ids(seg)
         if window:
@@ -749,8 +865,12 @@ class SlamSystem:
         intr = self.intr.copy()
         if focal_override is not None:
             intr[0] = intr[1] = focal_override
+        if self.distorted or optimize_radial:
+            # BA sees the measurements and the radial model, so the focal and k1 (k2) are estimated jointly
+            obs_uv = self._distort(obs_uv)
+            intr = np.concatenate([intr, self.dist])
         out = bundle_adjust(poses, pts, obs_cam, obs_pt, obs_uv, intr, fixed, self.cfg.ba, iters,
-                            optimize_focal=optimize_focal,
+                            optimize_focal=optimize_focal, optimize_distortion=optimize_radial,
                             tol=self.cfg.ba.window_tol if window else self.cfg.ba.global_tol,
                             double=not window or self.cfg.ba.window_float64)
         if not commit:
@@ -761,8 +881,12 @@ class SlamSystem:
                 seg.keyframes[k].T = out.poses_w2c[ci]
         for j, pid in enumerate(upid.tolist()):
             seg.points[pid] = out.points[j]
-        if optimize_focal or focal_override is not None:
+        if optimize_focal or focal_override is not None or optimize_radial:
+            old_intr, old_dist = self.intr.copy(), self.dist.copy()
             self.intr[:2] = out.intrinsics[:2]
+            if optimize_radial:
+                self.dist[:] = out.intrinsics[4:6]
+            self._remap_pixels(old_intr, old_dist)
         # reject outliers: observations with large reprojection error, points behind cameras
         outliers = np.flatnonzero(~(out.reproj_px < self._outlier_px()))
         for (k, row), pid in zip(obs_ref[outliers].tolist(), obs_pid[outliers].tolist(), strict=True):
@@ -832,10 +956,11 @@ class SlamSystem:
             f0 = geo.fov_to_focal(best, self.w)
             log.info("focal sweep: best FoV %.1f deg (f=%.1f px)", best, f0)
             self._ba(seg, window=False, iters=10, focal_override=f0)
-        self._ba(seg, window=False, iters=self.cfg.ba.global_iters, optimize_focal=True)
+        self._ba(seg, window=False, iters=self.cfg.ba.global_iters, optimize_focal=True,
+                 optimize_radial=self.radial_terms)
         self.focal_calibrated = True
-        log.info("focal calibrated: %.1f px (FoV %.1f deg)", self.intr[0],
-                 math.degrees(2 * math.atan(self.w / (2 * self.intr[0]))))
+        log.info("focal calibrated: %.1f px (FoV %.1f deg), radial k1 %.4f k2 %.4f", self.intr[0],
+                 math.degrees(2 * math.atan(self.w / (2 * self.intr[0]))), self.dist[0], self.dist[1])
 
     # ------------------------------------------------------------------ finish
     def finish(self) -> SlamOutput:
@@ -853,8 +978,9 @@ class SlamSystem:
                 if self.estimate_focal and not self.focal_calibrated:
                     self._calibrate_focal(seg)
                 for _ in range(2):
-                    self._ba(seg, window=False, iters=self.cfg.ba.global_iters,
-                             optimize_focal=self.estimate_focal and len(seg.keyframes) >= 3)
+                    refine = self.estimate_focal and len(seg.keyframes) >= 3
+                    self._ba(seg, window=False, iters=self.cfg.ba.global_iters, optimize_focal=refine,
+                             optimize_radial=self.radial_terms if refine else 0)
                 self._normalise_scale(seg)
         return self._assemble()
 
@@ -969,7 +1095,7 @@ class SlamSystem:
         kinds = {s.kind for s in self.segments}
         return SlamOutput(
             c2w=c2w.astype(np.float64), status=status, keyframes=np.asarray(sorted(kfs), np.int64),
-            intrinsics=self.intr.copy(), points=cat(pts_all, (0, 3), np.float32),
+            intrinsics=self.intr.copy(), radial=self.dist.copy(), points=cat(pts_all, (0, 3), np.float32),
             colors=cat(col_all, (0, 3), np.uint8), obs_frame=cat(of, (0,), np.int32),
             obs_point=cat(op, (0,), np.int32), obs_uv=cat(ouv, (0, 2), np.float32),
             mean_reproj_px=float(r.mean()) if len(r) else float("nan"),
