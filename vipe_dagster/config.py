@@ -73,6 +73,14 @@ class MapConfig(_Model):
     recent_keyframes: int = Field(30, ge=1, description="the points of this many latest keyframes are candidates")
     loop_keyframes: int = Field(20, ge=0, description="plus the points of up to this many older keyframes "
                                 "that viewed the scene from nearby (loop candidates)")
+    relocalise: bool = Field(True, description="after tracking is lost, look for each new frame in the old map "
+                             "(descriptor matches + PnP) and continue in the old world when it is found")
+    reloc_keyframes: int = Field(40, ge=1, description="relocalisation matches the points of this many latest "
+                                 "keyframes of the lost map")
+    reloc_wait_frames: int = Field(15, ge=0, description="frames after a loss during which no new map is "
+                                   "started (the old one is looked for first)")
+    reloc_max_frames: int = Field(300, ge=0, description="frames after a loss during which relocalisation "
+                                  "is tried")
 
 
 class BAConfig(_Model):
@@ -109,6 +117,9 @@ class IntrinsicsConfig(_Model):
     radial_terms: int = Field(1, ge=0, le=2, description="radial distortion coefficients self-calibrated with "
                               "the focal (0 = pinhole, 1 = k1, 2 = k1 and k2); frames with a significant "
                               "estimated distortion are rectified to a pinhole camera after the pose stage")
+    radial_min_chi2: float = Field(50.0, gt=0, description="self-calibrated radial terms are kept only if they "
+                                   "lower the squared reprojection error by this many noise variances (a "
+                                   "likelihood-ratio test against the pinhole fit)")
     rectify_min_px: float = Field(0.5, ge=0, description="rewrite rgb as the ideal pinhole camera when the "
                                   "estimated (or given) distortion moves some pixel by at least this much")
     fov_prior_deg: float = Field(60.0, gt=5, lt=170, description="horizontal FoV prior used to start the "
@@ -142,7 +153,10 @@ class PoseConfig(_Model):
     intrinsics: IntrinsicsConfig = Field(default_factory=IntrinsicsConfig)
     assume_fixed_camera_pose: bool = Field(False, description="static camera: identity poses, no SLAM")
     long_side: int = Field(512, ge=64, description="processing size: long side of the ingested rgb (px)")
-    use_masks: bool = Field(True, description="ignore tracks on dynamic-object masks when mask/<n>.zip exists")
+    use_masks: bool = Field(False, description="ignore tracks on the dynamic-object masks of mask/<n>.zip (an "
+                            "earlier run's or given masks; the run fails if they are missing). Off by default: "
+                            "a mask left in the store never changes a result silently; the manifest lists every "
+                            "input the pose stage read, with its content hash")
     seed: int = Field(0, description="seed for RANSAC and everything random")
 
 

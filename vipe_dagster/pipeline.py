@@ -42,7 +42,7 @@ class PoseResult:
 
 
 def _mask_iter(store: ArtifactStore, name: str, use: bool):
-    if not use or not store.exists("mask", name):
+    if not use:
         while True:
             yield None
     kernel = np.ones((9, 9), np.uint8)
@@ -96,6 +96,10 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
 
     cfg = config or PoseConfig()
     t0 = time.perf_counter()
+    if cfg.use_masks and not store.exists("mask", name):
+        raise InputError(f"{store.path('mask', name)}: the pose stage was asked to use dynamic-object masks "
+                         "(use_masks) but there is no mask artifact for this sequence")
+    inputs = _input_record(store, name, ["rgb"] + (["mask"] if cfg.use_masks else []))
     stream = store.open_rgb(name)
     n = len(stream)
     focal_init = radial_init = None
@@ -127,6 +131,11 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
     distortion = _rectify_if_distorted(store, name, out.intrinsics, out.radial, stream.fps, cfg)
     ok = np.isin(out.status, [0, 1, 2, 4])
     tracking_ok = float(ok.mean()) if n else 0.0
+    # frames of a map that never reconnected to the main one are in an unrelated world and scale: not valid
+    placed = out.segment[ok]
+    primary = int(np.bincount(placed).argmax()) if len(placed) else -1
+    unconnected = ok & (out.segment != primary)
+    ok = ok & ~unconnected
     kf = out.keyframes.tolist()
     scale = "relative"
     store.write_pose(name, out.c2w.astype(np.float32), inds=np.arange(n), keyframe_ids=np.asarray(kf, np.int64),
@@ -149,6 +158,7 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
     peak_mb = peak_rss_mb()
     manifest["pose"] = {
         "config": cfg.model_dump(mode="json"),
+        "inputs": inputs,
         "scale": scale,
         "scale_note": "no metric cue: poses and points are normalised to median scene depth 1",
         "fixed_camera": fixed,
@@ -159,6 +169,11 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
         "tracking_status": [STATUS_NAMES[int(s)] for s in out.status],
         "tracking_status_counts": status_counts,
         "tracking_ok_fraction": round(tracking_ok, 4),
+        "valid_fraction": round(float(ok.mean()) if n else 0.0, 4),
+        "valid_rule": "a frame is valid when it was tracked (not lost) in the main map segment; lost frames hold "
+                      "the last good pose and frames of unconnected segments are in another world",
+        "unconnected_frames": int(unconnected.sum()),
+        "relocalised": int(out.stats.get("relocalised", 0)),
         "intrinsics": {"fx": fx, "fy": float(out.intrinsics[1]), "cx": float(out.intrinsics[2]),
                        "cy": float(out.intrinsics[3]),
                        "hfov_deg": round(math.degrees(2 * math.atan(stream.width / (2 * fx))), 3),
@@ -183,6 +198,13 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
     log.info("pose %s: %d frames, %d keyframes, f=%.1f px, reproj %.2f px, %.1f frames/s", name, n, len(kf), fx,
              res.mean_reproj_px, res.frames_per_second)
     return res
+
+
+def _input_record(store: ArtifactStore, name: str, kinds: list[str]) -> dict:
+    """The artifacts a stage reads, with their content hashes (sha256), for the manifest."""
+    from .io.manifest import content_hash
+
+    return {k: {"uri": store.path(k, name), "sha256": content_hash(store.path(k, name))} for k in kinds}
 
 
 def _rectify_if_distorted(store: ArtifactStore, name: str, intr: np.ndarray, radial: np.ndarray, fps: float,

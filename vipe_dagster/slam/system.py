@@ -117,6 +117,7 @@ class Segment:
 class SlamOutput:
     c2w: np.ndarray  # (N,4,4)
     status: np.ndarray  # (N,) int8, see STATUS_NAMES
+    segment: np.ndarray  # (N,) int32 map segment of each placed frame (-1: lost); segments share no world
     keyframes: np.ndarray  # frame indices
     intrinsics: np.ndarray  # (4,)
     radial: np.ndarray  # (2,) k1, k2 of the RADIAL model (zeros: pinhole); obs_uv are ideal-pinhole pixels
@@ -173,6 +174,7 @@ class SlamSystem:
         self.stats = {"ba_windowed": 0, "ba_global": 0, "lost_frames": 0}
         self._last_rgb = np.zeros((height, width, 3), np.uint8)
         self.untracked: set[int] = set()
+        self.reloc: dict | None = None  # after a loss: the map to relocalise in, and since when
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -254,6 +256,15 @@ class SlamSystem:
         if len(ids) < self._min_tracks():
             self.untracked.add(frame)  # too few tracks: whatever pose it gets, it is flagged lost
         if seg.kind == "init":
+            if self.reloc is not None:
+                st = self._try_relocalise(seg, frame, ids, uv, rgb)
+                if st is not None:
+                    return st
+                if frame - self.reloc["since"] < self.cfg.map.reloc_wait_frames:
+                    seg.init_pending.append((frame, ids, uv, np.eye(3)))
+                    if seg.ref is None or len(np.intersect1d(seg.ref[1], ids)) < self._min_tracks():
+                        seg.ref = (frame, ids, uv, np.eye(3))
+                    return ROTATION  # the old map may come back: do not start a new one yet
             return self._init_step(seg, frame, ids, uv, rgb)
         return self._track_step(seg, frame, ids, uv, rgb)
 
@@ -352,6 +363,8 @@ class SlamSystem:
             seg.points[int(tid)] = x
             seg.colors[int(tid)] = c
         self._ba(seg, window=True, iters=self.cfg.ba.window_iters)
+        if self.cfg.map.reassociate or self.cfg.map.relocalise:
+            self._store_descriptors(seg, kf1, self._descriptors(rgb, self._distort(kf1.uv)))
         # pending frames between the two keyframes: localise against the new map
         pend = [p for p in seg.init_pending if p[0] not in (rf, frame)]
         seg.init_pending = []
@@ -550,9 +563,76 @@ class SlamSystem:
         self._flush_pending(seg)
         lost_rec = FrameRecord(frame, LOST, seg.index)
         seg.frames.append(lost_rec)
+        target = seg if seg.kind == "map" and seg.points else (self.reloc or {}).get("seg")
         ns = self._new_segment()
         ns.ref = None
+        if target is not None and self.cfg.map.relocalise:
+            self.reloc = {"seg": target, "since": frame}
         return LOST
+
+    def _try_relocalise(self, seg: Segment, frame: int, ids, uv, rgb) -> int | None:
+        """After a loss, find the frame in the old map (descriptor matches of its corners to the map points of
+        the last keyframes, PnP-RANSAC). On success the old map continues: the frame becomes a keyframe in
+        the old world, its tracks are renamed to the matched points, and the frames since the loss stay
+        lost. Returns the frame status, or None while the frame cannot be placed."""
+        mc = self.cfg.map
+        target: Segment = self.reloc["seg"]
+        if frame - self.reloc["since"] > mc.reloc_max_frames:
+            self.reloc = None
+            return None
+        if len(ids) < self._min_tracks():
+            return None
+        pool = np.unique(np.concatenate([k.ids[~k.bad] for k in target.keyframes[-mc.reloc_keyframes:]]))
+        pids = np.array([i for i in pool.tolist() if i in target.points and i in target.pdesc], np.int64)
+        if len(pids) < self._min_tracks():
+            return None
+        desc = self._descriptors(rgb, self._distort(uv))
+        has = desc.any(axis=1)
+        if has.sum() < self._min_tracks():
+            return None
+        pdesc = np.stack([target.pdesc[i] for i in pids.tolist()]).astype(np.float32)
+        matcher = cv2.BFMatcher(cv2.NORM_L2)
+        rows = np.flatnonzero(has)
+        knn = matcher.knnMatch(desc[rows].astype(np.float32), pdesc, k=2)
+        pairs = [(rows[m.queryIdx], m.trainIdx) for m, n2 in (x for x in knn if len(x) == 2)
+                 if m.distance < mc.max_desc_dist and m.distance < 0.8 * n2.distance]
+        log.debug("relocalisation frame %d: %d descriptor matches to %d map points", frame, len(pairs), len(pids))
+        if len(pairs) < self._min_tracks():
+            return None
+        r, c = np.array(pairs).T
+        obj = np.stack([target.points[int(i)] for i in pids[c].tolist()])
+        ok, rvec, tvec, inl = cv2.solvePnPRansac(obj, uv[r], self.K, None, iterationsCount=300,
+                                                 reprojectionError=3.0, confidence=0.999, flags=cv2.SOLVEPNP_EPNP)
+        log.debug("relocalisation frame %d: PnP %s, %d inliers", frame, ok, 0 if inl is None else len(inl))
+        if not ok or inl is None or len(inl) < max(self._min_tracks() // 2, 20) or len(inl) < 0.3 * len(pairs):
+            return None
+        inl = inl.ravel()
+        rvec, tvec = cv2.solvePnPRefineLM(obj[inl], uv[r][inl], self.K, None, rvec, tvec)
+        R, _ = cv2.Rodrigues(rvec)
+        T = geo.pose(R, tvec.ravel())
+        log.info("relocalised frame %d in segment %d (%d of %d matches agree), %d frames after the loss",
+                 frame, target.index, len(inl), len(pairs), frame - self.reloc["since"])
+        self.stats["relocalised"] = self.stats.get("relocalised", 0) + 1
+        # the abandoned new segment: its frames stay lost, recorded in the old map
+        for f, _, _, _ in seg.init_pending:
+            target.frames.append(FrameRecord(f, LOST, target.index))
+        self.segments.remove(seg)
+        self.seg = target
+        self.reloc = None
+        # the matched tracks are those points from now on
+        for t, p in zip(ids[r][inl].tolist(), pids[c][inl].tolist(), strict=True):
+            if t != p and t not in target.points:
+                target.alias[t] = p
+        ids = target.apply_alias(ids)
+        o = np.argsort(ids, kind="stable")
+        ids, uv = ids[o], uv[o]
+        keep = np.concatenate([[True], np.diff(ids) != 0])  # one observation per point
+        ids, uv = ids[keep], uv[keep]
+        target.pending = []
+        target.last_T = T
+        target.velocity = np.eye(4)
+        self._insert_keyframe(target, frame, T, ids, uv, rgb)
+        return KEYFRAME
 
     def _flush_pending(self, seg: Segment) -> None:
         """Frames tracked after the last keyframe (end of segment): store them relative to that keyframe."""
@@ -594,10 +674,10 @@ class SlamSystem:
         kf = Keyframe(frame, T, ids.copy(), uv.copy(), np.zeros(len(ids), bool))
         self._reject_dynamic(seg, seg.keyframes[-1], kf)
         desc = None
-        if self.cfg.map.reassociate:
+        if self.cfg.map.reassociate or self.cfg.map.relocalise:
             desc = self._descriptors(rgb, self._distort(kf.uv))
-            order = self._reassociate(seg, kf, desc)
-            desc = desc[order]
+        if self.cfg.map.reassociate:
+            desc = desc[self._reassociate(seg, kf, desc)]
         seg.keyframes.append(kf)
         self._triangulate_new(seg, kf, rgb)
         self._ba(seg, window=True, iters=self.cfg.ba.window_iters)
@@ -830,7 +910,8 @@ class SlamSystem:
         return obs_cam, obs_pid, obs_uv, obs_ref
 
     def _ba(self, seg: Segment, window: bool, iters: int, optimize_focal: bool = False,
-            focal_override: float | None = None, commit: bool = True, optimize_radial: int = 0) -> float:
+            focal_override: float | None = None, commit: bool = True, optimize_radial: int = 0,
+            radial_override: np.ndarray | None = None):
         nk = len(seg.keyframes)
         pids = self._point_ids(seg)
         if window:
@@ -865,16 +946,16 @@ class SlamSystem:
         intr = self.intr.copy()
         if focal_override is not None:
             intr[0] = intr[1] = focal_override
-        if self.distorted or optimize_radial:
+        if self.distorted or optimize_radial or radial_override is not None:
             # BA sees the measurements and the radial model, so the focal and k1 (k2) are estimated jointly
             obs_uv = self._distort(obs_uv)
-            intr = np.concatenate([intr, self.dist])
+            intr = np.concatenate([intr, self.dist if radial_override is None else radial_override])
         out = bundle_adjust(poses, pts, obs_cam, obs_pt, obs_uv, intr, fixed, self.cfg.ba, iters,
                             optimize_focal=optimize_focal, optimize_distortion=optimize_radial,
                             tol=self.cfg.ba.window_tol if window else self.cfg.ba.global_tol,
                             double=not window or self.cfg.ba.window_float64)
         if not commit:
-            return out.cost
+            return out
         self.stats["ba_global" if not window else "ba_windowed"] += 1
         for ci, k in enumerate(kf_idx):
             if not fixed[ci]:
@@ -948,7 +1029,7 @@ class SlamSystem:
             for fov in grid:
                 f = geo.fov_to_focal(fov, self.w)
                 try:
-                    costs.append(self._ba(seg, window=False, iters=6, focal_override=f, commit=False))
+                    costs.append(self._ba(seg, window=False, iters=6, focal_override=f, commit=False).cost)
                 except Exception as exc:  # a diverging candidate just loses the sweep
                     log.debug("focal sweep candidate %.1f deg failed: %s", fov, exc)
                     costs.append(float("inf"))
@@ -956,8 +1037,9 @@ class SlamSystem:
             f0 = geo.fov_to_focal(best, self.w)
             log.info("focal sweep: best FoV %.1f deg (f=%.1f px)", best, f0)
             self._ba(seg, window=False, iters=10, focal_override=f0)
-        self._ba(seg, window=False, iters=self.cfg.ba.global_iters, optimize_focal=True,
-                 optimize_radial=self.radial_terms)
+        # the radial terms are refined only with the whole map (finish): on the first keyframes they trade off
+        # against the focal and their estimate is unstable
+        self._ba(seg, window=False, iters=self.cfg.ba.global_iters, optimize_focal=True)
         self.focal_calibrated = True
         log.info("focal calibrated: %.1f px (FoV %.1f deg), radial k1 %.4f k2 %.4f", self.intr[0],
                  math.degrees(2 * math.atan(self.w / (2 * self.intr[0]))), self.dist[0], self.dist[1])
@@ -977,12 +1059,45 @@ class SlamSystem:
             if seg.kind == "map":
                 if self.estimate_focal and not self.focal_calibrated:
                     self._calibrate_focal(seg)
+                refine = self.estimate_focal and len(seg.keyframes) >= 3
                 for _ in range(2):
-                    refine = self.estimate_focal and len(seg.keyframes) >= 3
                     self._ba(seg, window=False, iters=self.cfg.ba.global_iters, optimize_focal=refine,
                              optimize_radial=self.radial_terms if refine else 0)
+                if refine:
+                    self._drop_insignificant_radial(seg)
                 self._normalise_scale(seg)
         return self._assemble()
+
+    def _drop_insignificant_radial(self, seg: Segment) -> None:
+        """Back to pinhole (and refit the focal) when the radial terms do not pass the significance test."""
+        if not (self.radial_terms and self.distorted) or self._distortion_significant(seg):
+            return
+        old_intr, old_dist = self.intr.copy(), self.dist.copy()
+        self.dist[:] = 0.0
+        self._remap_pixels(old_intr, old_dist)
+        self._ba(seg, window=False, iters=self.cfg.ba.global_iters, optimize_focal=True)
+
+    def _distortion_significant(self, seg: Segment) -> bool:
+        """Model selection for the self-calibrated radial terms: refit the map without them (focal free) and
+        keep them only if the squared reprojection error drops by more than ``radial_min_chi2`` times the
+        per-coordinate noise variance (a likelihood-ratio test; one or two parameters against thousands of
+        observations), so a lens without distortion stays pinhole."""
+        with_d = self._ba(seg, window=False, iters=3, optimize_focal=True, commit=False)
+        without = self._ba(seg, window=False, iters=self.cfg.ba.global_iters, optimize_focal=True, commit=False,
+                           radial_override=np.zeros(2))
+        lim = self.cfg.ba.outlier_px
+        e1, e0 = with_d.reproj_px, without.reproj_px
+        inl = (e1 < lim) & (e0 < lim)
+        if inl.sum() < 20:
+            return True
+        s1, s0 = float(np.sum(e1[inl] ** 2)), float(np.sum(e0[inl] ** 2))
+        var = s1 / max(2 * int(inl.sum()) - 1, 1)
+        stat = (s0 - s1) / max(var, 1e-12)
+        keep = stat > self.cfg.intrinsics.radial_min_chi2
+        log.info("radial distortion k1 %.4f k2 %.4f: squared error %.1f with, %.1f without (test %.1f): %s",
+                 self.dist[0], self.dist[1], s1, s0, stat, "kept" if keep else "dropped (pinhole)")
+        self.stats["radial_test"] = round(stat, 2)
+        return keep
 
     def _normalise_scale(self, seg: Segment) -> None:
         depths = []
@@ -1046,6 +1161,7 @@ class SlamSystem:
         N = (frames_all[-1] - base + 1) if frames_all else 0
         c2w = np.tile(np.eye(4), (N, 1, 1))
         status = np.full(N, LOST, np.int8)
+        segment = np.full(N, -1, np.int32)
         have = np.zeros(N, bool)
         G = np.eye(4)  # segment world -> output world
         last_good = np.eye(4)
@@ -1063,6 +1179,7 @@ class SlamSystem:
                 if rec.frame in poses and rec.frame not in self.untracked:
                     c2w[i] = G @ poses[rec.frame][0]
                     status[i] = poses[rec.frame][1]
+                    segment[i] = seg.index
                     last_good = c2w[i]
                 else:
                     c2w[i] = last_good  # held pose, flagged lost in status
@@ -1094,7 +1211,7 @@ class SlamSystem:
         r = np.concatenate(reproj) if reproj else np.zeros(0)
         kinds = {s.kind for s in self.segments}
         return SlamOutput(
-            c2w=c2w.astype(np.float64), status=status, keyframes=np.asarray(sorted(kfs), np.int64),
+            c2w=c2w.astype(np.float64), status=status, segment=segment, keyframes=np.asarray(sorted(kfs), np.int64),
             intrinsics=self.intr.copy(), radial=self.dist.copy(), points=cat(pts_all, (0, 3), np.float32),
             colors=cat(col_all, (0, 3), np.uint8), obs_frame=cat(of, (0,), np.int32),
             obs_point=cat(op, (0,), np.int32), obs_uv=cat(ouv, (0, 2), np.float32),
