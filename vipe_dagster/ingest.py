@@ -35,6 +35,7 @@ def ingest_video(source: str, store: ArtifactStore, name: str | None = None, sta
     name = name or stream.name
     log.info("ingesting %s frames %d..%d (skip %d) at %dx%d -> %s", stream.info.uri, stream.start, stream.end,
              frame_skip, stream.width, stream.height, store.path("rgb", name))
+    store.begin_generation(name)  # published (and the previous set's files removed) once the rgb is in place
     with store.rgb_writer(name, fps=stream.fps) as w:
         for _, frame in tqdm(stream, total=len(stream), disable=not progress, desc=f"ingest {name}", unit="frame"):
             w.add(frame)

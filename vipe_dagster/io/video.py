@@ -238,8 +238,12 @@ def open_video(uri: str | os.PathLike, start_frame: int | None = None, end_frame
 class VideoWriter:
     """H.264 mp4 writer (PyAV, yuv420p), written atomically: the file appears only on success."""
 
-    def __init__(self, uri: str, fps: float, crf: int = 18):
+    def __init__(self, uri: str, fps: float, crf: int = 18, metadata: dict[str, str] | None = None,
+                 on_commit=None):
+        """``metadata``: container tags (the artifact store stamps the generation into ``comment``);
+        ``on_commit(entry)`` is called with the file's record entry (sha256, bytes, frames) once it is in place."""
         self.uri, self.fps, self.crf = str(uri), float(fps), int(crf)
+        self.metadata, self.on_commit = dict(metadata or {}), on_commit
         self.count = 0
         self._stack: ExitStack | None = None
         self._container = None
@@ -255,6 +259,8 @@ class VideoWriter:
         import av
 
         self._container = av.open(self._tmp, mode="w", format="mp4")
+        for k, v in self.metadata.items():
+            self._container.metadata[k] = v
         rate = Fraction(self.fps).limit_denominator(1001)
         self._stream = self._container.add_stream("libx264", rate=rate)
         self._stream.width, self._stream.height = w, h
@@ -289,10 +295,17 @@ class VideoWriter:
                 self._container.close()
             if exc_type is None and self.count == 0:
                 raise VideoError(f"{self.uri}: no frames were written")
+            entry = None
+            if exc_type is None and self.on_commit is not None:
+                from .generation import artifact_entry
+
+                entry = artifact_entry(path=self._tmp, frames=self.count)
         except BaseException as err:
             self._stack.__exit__(type(err), err, err.__traceback__)
             raise
         self._stack.__exit__(exc_type, exc, tb)
+        if entry is not None:
+            self.on_commit(entry)
 
 
 def fov_deg(focal_px: float, size_px: int) -> float:

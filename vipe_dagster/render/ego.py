@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,7 @@ from gpu_kernels.splat import splat
 from ..egoexo.formats import find_camera_id
 from ..errors import ArtifactError, FrameRangeError, InputError
 from ..io import ArtifactStore, fs
+from ..io.names import check_token
 from ..io.video import VideoWriter
 from .ego_camera import EgoView, views_from_egoexo, views_from_meta
 from .pointcloud import (
@@ -91,9 +93,14 @@ class EgoRenderResult:
 
 
 def output_folder(cfg: EgoRenderConfig) -> str:
-    parts = [p for p in str(cfg.input_dir).rstrip("/").split("/") if p]
+    raw = str(cfg.input_dir).rstrip("/")
+    if not fs.is_remote(raw):
+        raw = os.path.normpath(os.path.expanduser(raw))
+    parts = [p for p in raw.split("/") if p]
     parent = parts[-2] if len(parts) >= 2 else "unknown"
     cam, _, rest = parts[-1].partition("_")
+    for part in (parent, parts[-1]):
+        check_token(part, f"--input_dir {cfg.input_dir}: folder name")
     name = f"test_output_{rest}" if rest else "test_output"
     if cfg.use_mean_bg:
         name += "_mean_bg"
