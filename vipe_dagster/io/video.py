@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".webm")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 DEFAULT_IMAGE_FPS = 30.0
+MIN_LONG_SIDE = 32  # smaller images have no room for features, stereo or H.264's 16 px macroblocks
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,9 @@ def processing_size(width: int, height: int, long_side: int | None) -> tuple[int
     """(w, h) with the long side near ``long_side`` and both sides multiples of 8 (aspect kept)."""
     if long_side is None or long_side <= 0:
         return width, height
-    if long_side < 8:
-        raise VideoError(f"processing long side must be >= 8 px, got {long_side}")
+    if long_side < MIN_LONG_SIDE:
+        raise VideoError(f"processing long side (--long_side) must be >= {MIN_LONG_SIDE} px (or 0 for the source "
+                         f"size), got {long_side}")
     s = long_side / max(width, height)
     w = max(8, int(round(width * s / 8)) * 8)
     h = max(8, int(round(height * s / 8)) * 8)
@@ -61,7 +63,10 @@ def resolve_range(num_frames: int, start_frame: int | None, end_frame: int | Non
     end = num_frames - 1 if end_frame is None or end_frame == -1 else int(end_frame)
     if start < 0 or end < 0:
         raise FrameRangeError(f"Frame range [{start}, {end}] has a negative frame index in {name}; "
-                              f"frames are numbered from 0")
+                              f"frames are numbered from 0 (end_frame -1 means the last frame)")
+    if start > num_frames - 1:
+        raise FrameRangeError(f"start_frame {start} is past the last frame of {name}: available frames "
+                              f"[0, {num_frames - 1}]")
     if end < start:
         raise FrameRangeError(f"Frame range [{start}, {end}] is inverted in {name}: end_frame must be >= start_frame")
     if end > num_frames - 1:

@@ -119,7 +119,11 @@ def _artifact_name(cfg: EgoRenderConfig) -> str:
         return cfg.artifact_name
     with_pose = [n for n in names if store.exists("pose", n)]
     if not with_pose:
-        raise ArtifactError(f"No VIPE artifacts found in {cfg.input_dir}")
+        if names:
+            raise ArtifactError(f"No VIPE artifacts found in {cfg.input_dir}: {store.path('pose', names[0])} not found "
+                                f"(sequences present without poses: {', '.join(names)})")
+        raise ArtifactError(f"No VIPE artifacts found in {cfg.input_dir} (expected {fs.join(cfg.input_dir, 'pose')}"
+                            f"/<name>.npz with rgb/, intrinsics/ and depth/ beside it)")
     if len(with_pose) > 1:
         raise ArtifactError(f"{cfg.input_dir} holds several sequences {with_pose}; choose one with --artifact_name")
     return with_pose[0]
@@ -144,9 +148,14 @@ def validate(cfg: EgoRenderConfig) -> tuple[ArtifactReader, list[int], np.ndarra
     reader = ArtifactReader(ArtifactStore(cfg.input_dir), _artifact_name(cfg))
     a, b = reader.inference_range
     start = cfg.start_frame
-    end = b if cfg.end_frame is None else cfg.end_frame
+    end = b if cfg.end_frame is None or cfg.end_frame == -1 else cfg.end_frame  # -1 = last, as in infer
     if start < 0:
         raise FrameRangeError(f"start_frame must be non-negative, got {start}")
+    if end < -1:
+        raise FrameRangeError(f"end_frame must be >= 0 (or -1 for the last frame), got {end}")
+    if start > b:
+        raise FrameRangeError(f"start_frame {start} is after the last inference frame {b} of {cfg.input_dir} "
+                              f"(available [{a}, {b}])")
     if end < start:
         raise FrameRangeError(f"end_frame ({end}) must be >= start_frame ({start})")
     if start < a or end > b:
@@ -254,6 +263,8 @@ def render_ego(cfg: EgoRenderConfig, progress: bool = False) -> EgoRenderResult:
         meta = {"config": {k: v for k, v in asdict(cfg).items()}, "frames": frames,
                 "take_frames": [v.take_frame for v in views], "coverage": coverage,
                 "mean_coverage": res.mean_coverage, "num_background_points": len(bg),
+                "exo_frames_flagged_invalid": [int(i) for i in frames if not reader.usable[i]],
+                "generation": (reader.store.generation_record(reader.name) or {}).get("id"),
                 "seconds": round(res.seconds, 3)}
         (Path(stage) / "render_meta.json").write_text(json.dumps(meta, indent=2))
         _write_ego_pose(Path(stage) / "ego_pose.npz", T_exo, views, cfg)
