@@ -65,8 +65,9 @@ def resolve_range(num_frames: int, start_frame: int | None, end_frame: int | Non
         raise FrameRangeError(f"Frame range [{start}, {end}] has a negative frame index in {name}; "
                               f"frames are numbered from 0 (end_frame -1 means the last frame)")
     if start > num_frames - 1:
-        raise FrameRangeError(f"start_frame {start} is past the last frame of {name}: available frames "
-                              f"[0, {num_frames - 1}]")
+        shown = end if end_frame is not None and end_frame != -1 else "last"
+        raise FrameRangeError(f"Frame range [{start}, {shown}] exceeds available frames [0, {num_frames - 1}] in "
+                              f"{name}: start_frame {start} is past the last frame {num_frames - 1}")
     if end < start:
         raise FrameRangeError(f"Frame range [{start}, {end}] is inverted in {name}: end_frame must be >= start_frame")
     if end > num_frames - 1:
