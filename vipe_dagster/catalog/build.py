@@ -295,7 +295,7 @@ def _csv_safe(table):
     import pyarrow as pa
 
     cols = []
-    for name, col in zip(table.column_names, table.columns, strict=True):
+    for col in table.columns:
         if pa.types.is_nested(col.type):
             col = pa.array([None if v is None else json.dumps(v, default=str) for v in col.to_pylist()], pa.string())
         cols.append(col)

@@ -58,7 +58,7 @@ def _read_intrinsics_file(path: str):
 def run(args) -> int:
     from ..config import parse_intrinsics, preset
     from ..errors import ConfigError
-    from ..io import fs, probe
+    from ..io import fs, open_video
     from ..io.locks import sequence_lock
     from ..io.names import check_sequence_name
     from ..pipeline import infer
@@ -68,7 +68,7 @@ def run(args) -> int:
     source = args.video or args.image_dir
     # everything that can fail cheaply fails before any work: input, output (credentials, bucket, write
     # permission), options, sequence name
-    fs.preflight_read(source, "input")
+    fs.preflight_read(source, "Video")
     fs.preflight_write(args.output, "output (-o)")
     intr = None
     if args.intrinsics is not None:
@@ -85,7 +85,9 @@ def run(args) -> int:
     set_option(cfg.pose, "seed", args.seed, "--seed")
     if args.assume_fixed_camera_pose:
         cfg.pose.assume_fixed_camera_pose = True
-    name = check_sequence_name(args.name or probe(source).name, "--name" if args.name else "video name")
+    # frame range, skip and size are validated before the lock is taken, so a bad request writes nothing
+    stream = open_video(source, args.start_frame, args.end_frame, args.frame_skip, cfg.pose.long_side)
+    name = check_sequence_name(args.name or stream.name, "--name" if args.name else "video name")
     with sequence_lock(args.output, name, "infer", wait=args.wait):
         res = infer(source, args.output, cfg, name=name, progress=True,
                     start_frame=args.start_frame, end_frame=args.end_frame, frame_skip=args.frame_skip,

@@ -22,13 +22,14 @@ def add_arguments(p):
 
 def run(args) -> int:
     from ..ingest import ingest_summary, ingest_video
-    from ..io import ArtifactStore, fs, probe
+    from ..io import ArtifactStore, fs, open_video
     from ..io.locks import sequence_lock
     from ..io.names import check_sequence_name
 
-    fs.preflight_read(args.video, "input")
+    fs.preflight_read(args.video, "Video")
     fs.preflight_write(args.output, "output (-o)")
-    name = check_sequence_name(args.name or probe(args.video).name, "--name" if args.name else "video name")
+    stream = open_video(args.video, args.start_frame, args.end_frame, args.frame_skip, args.long_side)
+    name = check_sequence_name(args.name or stream.name, "--name" if args.name else "video name")
     with sequence_lock(args.output, name, "ingest", wait=args.wait):
         res = ingest_video(args.video, ArtifactStore(args.output), name=name, start_frame=args.start_frame,
                            end_frame=args.end_frame, frame_skip=args.frame_skip, long_side=args.long_side,

@@ -18,7 +18,7 @@ def run(args) -> int:
 
     from ..io import fs, probe
 
-    fs.preflight_read(args.video, "input")
+    fs.preflight_read(args.video, "Video")
     info = probe(args.video)
     if args.json:
         print(json.dumps(asdict(info), indent=2))

@@ -70,9 +70,6 @@ def run(args) -> int:
                                 f"pick one with --sequence")
         name = names[0]
     check_sequence_name(name, "--sequence")
-    if not store.exists("pose", name):
-        raise ArtifactError(f"sequence {name!r}: {store.path('pose', name)} not found"
-                            + (f" (sequences here: {', '.join(store.sequences())})" if store.sequences() else ""))
     frames = None
     if args.start_frame is not None or args.end_frame is not None or args.frame_skip != 1:
         if args.frame_skip < 1:

@@ -126,6 +126,35 @@ def s3_storage_options() -> dict[str, Any]:
     return opts
 
 
+_TRANSIENT_NAMES = ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
+                    "ClientConnectorError", "ServerDisconnectedError", "ProxyConnectionError", "ClientOSError",
+                    "ServerTimeoutError", "IncompleteReadError", "ResponseStreamingError")
+_TRANSIENT_CODES = ("SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling",
+                    "RequestTimeTooSkewed", "503", "500", "502", "504")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` (or an exception it was raised from) is worth retrying: network failures, timeouts,
+    S3 throttling and 5xx answers, a busy lock. Input errors (bad files, bad options, missing credentials or
+    buckets) are not."""
+    from ..errors import TransientError, VipeError
+
+    seen = 0
+    e: BaseException | None = exc
+    while e is not None and seen < 8:
+        if isinstance(e, TransientError) or type(e).__name__ == "BusyError":
+            return True
+        if isinstance(e, VipeError) and e.__cause__ is None:
+            return False
+        if isinstance(e, ConnectionError | TimeoutError) or type(e).__name__ in _TRANSIENT_NAMES:
+            return True
+        if type(e).__name__ == "ClientError" and any(c in str(e) for c in _TRANSIENT_CODES):
+            return True
+        e = e.__cause__ or e.__context__
+        seen += 1
+    return False
+
+
 def remote_error_message(exc: BaseException, uri: str) -> str | None:
     """A one-line explanation of an S3/remote access failure (None when ``exc`` is not one)."""
     name = type(exc).__name__
@@ -161,14 +190,15 @@ def preflight_write(root: str | os.PathLike, what: str = "output") -> None:
     root = str(root)
     if not is_remote(root):
         p = Path(get_fs(root)[1])
-        for parent in (p, *p.parents):
-            if parent.exists():
-                if not parent.is_dir():
-                    raise InputError(f"{what} {root}: {parent} is a file, expected a folder (or s3://bucket/prefix)")
-                break
+        existing = next(a for a in (p, *p.parents) if a.exists() or a == a.parent)
+        if not existing.is_dir():
+            raise InputError(f"{what} {root}: {existing} is a file, expected a folder (or s3://bucket/prefix)")
+        if existing != p:  # nothing is created before the work starts: the nearest folder must allow it
+            if not os.access(existing, os.W_OK | os.X_OK):
+                raise InputError(f"{what} {root} cannot be created: {existing} is not writable")
+            return
         try:
-            p.mkdir(parents=True, exist_ok=True)
-            probe = p / f"{_TMP_PREFIX}probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            probe = p / f"{_TMP_PREFIX}probe-{tmp_tag()}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
@@ -189,13 +219,10 @@ def preflight_write(root: str | os.PathLike, what: str = "output") -> None:
     except FileNotFoundError as exc:
         raise InputError(f"{what} {root}: the S3 bucket does not exist ({exc})") from None
     except Exception as exc:
-        msg = remote_error_message(exc, root)
-        if msg is None:
-            raise
-        raise InputError(f"{what} {msg}") from None
+        _raise_remote(exc, root, what)
 
 
-def preflight_read(uri: str | os.PathLike, what: str = "input") -> None:
+def preflight_read(uri: str | os.PathLike, what: str = "Input") -> None:
     """Check that ``uri`` exists and is reachable (remote: credentials and bucket), with a one-line error."""
     from ..errors import InputError
 
@@ -204,12 +231,20 @@ def preflight_read(uri: str | os.PathLike, what: str = "input") -> None:
         fsys, path = get_fs(uri)
         found = fsys.exists(path)
     except Exception as exc:
-        msg = remote_error_message(exc, uri)
-        if msg is None:
-            raise
-        raise InputError(f"{what} {msg}") from None
+        _raise_remote(exc, uri, what)
     if not found:
         raise InputError(f"{what} not found: {uri}")
+
+
+def _raise_remote(exc: Exception, uri: str, what: str) -> None:
+    """Re-raise a remote failure as one line: TransientError when retrying may help, else InputError."""
+    from ..errors import InputError, TransientError
+
+    msg = remote_error_message(exc, uri)
+    if msg is None:
+        raise exc
+    cls = TransientError if is_transient(exc) else InputError
+    raise cls(f"{what} {msg}") from None
 
 
 def get_fs(uri: str | os.PathLike) -> tuple[fsspec.AbstractFileSystem, str]:

@@ -130,27 +130,40 @@ def _lock(uri: str, what: str, purpose: str, wait: float) -> Iterator[float | No
 @contextlib.contextmanager
 def _local_lock(uri: str, what: str, purpose: str, wait: float) -> Iterator[float]:
     path = Path(fs.get_fs(uri)[1])
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise InputError(f"cannot create the lock file {path} for {what} ({exc.strerror or exc})") from None
     deadline = time.monotonic() + max(0.0, wait)
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise InputError(f"cannot create the lock file {path} for {what} ({exc.strerror or exc})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() >= deadline:
+                raise BusyError(_busy_message(what, str(path), _read_local_holder(path), wait)) from None
+            time.sleep(0.2)
+            continue
+        # the previous holder unlinks the file on release: make sure we locked the file the path names now
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise BusyError(_busy_message(what, str(path), _read_local_holder(path), wait)) from None
-                time.sleep(0.2)
         t0 = time.time()
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder_info(purpose)).encode(), 0)
         yield t0
     finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # while still locked, so no one can lock this inode and believe they hold the lock
         os.close(fd)  # releases the flock
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # only when empty
 
 
 def _read_local_holder(path: Path) -> dict[str, Any] | None:
