@@ -148,7 +148,7 @@ def depth_valid(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore
     store = artifacts.store()
     from vipe_dagster.io.generation import check_set
 
-    gen = check_set(store, key, ("rgb", "pose", "intrinsics", "depth"))
+    gen = check_set(store, key, ("rgb", "pose", "intrinsics", "depth"), counts=False)  # counts: below
     if not gen.ok:
         return dg.AssetCheckResult(passed=False, metadata={"generation": gen.generation or "unversioned"},
                                    description=gen.problems[0])

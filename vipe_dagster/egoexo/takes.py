@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 from ..io import ArtifactStore, fs
-from ..io.names import is_token
+from ..io.names import sequence_name_problem
 from . import formats as F
 
 log = logging.getLogger(__name__)
@@ -172,8 +172,9 @@ def discover_takes(root: str, take_keys: set[str] | None = None) -> Discovery:
     used: dict[str, str] = {}
     for take in sorted(fs.listdir(results)):
         tdir = fs.join(results, take)
-        if not is_token(take):
-            out.skipped.append((take, "*", "take folder name is not a plain name ([A-Za-z0-9._-], no '..')"))
+        problem = sequence_name_problem(take)
+        if problem:  # the name is joined onto takes/<take>/trajectory/: it must be one plain folder name
+            out.skipped.append((take, "*", f"take folder name {take!r} is not usable: {problem}"))
             continue
         if not _isdir(tdir):
             continue
