@@ -33,7 +33,7 @@ from gpu_kernels.splat import splat
 from ..egoexo.formats import find_camera_id
 from ..errors import ArtifactError, FrameRangeError, InputError
 from ..io import ArtifactStore, fs
-from ..io.names import check_token
+from ..io.names import check_sequence_name
 from ..io.video import VideoWriter
 from .ego_camera import EgoView, views_from_egoexo, views_from_meta
 from .pointcloud import (
@@ -99,8 +99,8 @@ def output_folder(cfg: EgoRenderConfig) -> str:
     parts = [p for p in raw.split("/") if p]
     parent = parts[-2] if len(parts) >= 2 else "unknown"
     cam, _, rest = parts[-1].partition("_")
-    for part in (parent, parts[-1]):
-        check_token(part, f"--input_dir {cfg.input_dir}: folder name")
+    for part in (parent, parts[-1]):  # both become folders under out_dir: plain names only, never '..'
+        check_sequence_name(part, f"--input_dir {cfg.input_dir}: folder name")
     name = f"test_output_{rest}" if rest else "test_output"
     if cfg.use_mean_bg:
         name += "_mean_bg"
