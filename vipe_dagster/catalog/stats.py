@@ -286,6 +286,12 @@ def sequence_stats(root: str, sequence: str, present: set[str], depth_frames: in
     except VipeError as exc:
         row["generation_ok"] = False
         problems.append(f"generation: {exc}")
+    if row["generation_ok"] is False:
+        # files of two runs: no statistic computed from them is trustworthy (the counts above stay, they show it)
+        for k in ("path_length", "total_rotation_deg", "max_displacement", "max_rotation_deg", "is_static",
+                  "depth_p05", "depth_p50", "depth_p95", "invalid_depth_fraction", "fx", "fy", "cx", "cy"):
+            row[k] = None
+        cx = cy = None
     if width is None and cx is not None and cy is not None:
         width, height, size_source = int(round(2 * cx)), int(round(2 * cy)), "principal_point"
     row["width"], row["height"], row["size_source"] = width, height, size_source

@@ -512,6 +512,9 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
         new_parent = None
 
     timings = {"sparse_s": t_sparse}
+    if not remote_out:  # stage folders of killed exports (their pid is gone) beside the output
+        fs.sweep_stale_temps(Path(fs.get_fs(out_dir)[1]).parent)
+    fs.sweep_system_temps()
     try:
         with fs.atomic_dir(out_dir) as stage:
             stage_p = Path(stage)

@@ -235,6 +235,9 @@ def render_ego(cfg: EgoRenderConfig, progress: bool = False) -> EgoRenderResult:
                             f"(no reliable static depth)")
     bg_world = bg.transformed(T_exo)
     coverage, files = [], []
+    if not fs.is_remote(out):  # stage folders of killed renders (their pid is gone) beside the output
+        fs.sweep_stale_temps(Path(fs.get_fs(out)[1]).parent)
+    fs.sweep_system_temps()
     with fs.atomic_dir(out) as stage, ExitStack() as stack:
         writer = (stack.enter_context(VideoWriter(str(Path(stage) / "ego_Prior.mp4"), fps=cfg.fps))
                   if cfg.output != "png" else None)
