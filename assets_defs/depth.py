@@ -110,7 +110,6 @@ def depth_maps(context: dg.AssetExecutionContext, config: DepthRunConfig, artifa
     cfg = build_depth_config(config, device, model_hub.cache_dir)
     context.log.info(f"dense depth for {key} on {device} (MVS {cfg.mvs_long_side} px, {cfg.num_planes} planes)")
     with engine_step(context, store, key, "depth_maps"):
-        store.check_set(key, ("rgb", "pose", "intrinsics", "camera", "sparse"))
         res = run_depth(store, key, cfg)
     t0 = time.perf_counter()
     stats = depth_statistics(store, key, max_frames=16)
@@ -209,7 +208,6 @@ def dynamic_masks(context: dg.AssetExecutionContext, config: MaskRunConfig,
     except ValidationError as exc:
         raise ConfigError(f"invalid mask configuration: {exc}") from exc
     with engine_step(context, store, key, "dynamic_masks"):
-        store.check_set(key, ("rgb", "pose", "intrinsics", "depth"))
         res = run_masks(store, key, cfg)
     stream = store.open_rgb(key)
     wanted = sorted({0, res.num_frames // 3, (2 * res.num_frames) // 3, res.num_frames - 1})

@@ -105,7 +105,7 @@ def test_counts_are_strict_for_versioned_sets_and_a_warning_for_released_data(tm
     store = ArtifactStore(str(tmp_path / "ours"))
     _write_set(store)
     store.write_depth("s", [np.ones((H, W), np.float32)] * (N - 1))
-    with pytest.raises(ArtifactError, match=r"frame counts disagree .*depth/s\.zip 4"):
+    with pytest.raises(ArtifactError, match=r"frame counts disagree: .*depth/s\.zip has 4 frames"):
         store.check_set("s", ("rgb", "pose", "depth"))
     legacy = ArtifactStore(str(tmp_path / "released"), versioned=False)
     _write_set(legacy)
@@ -169,4 +169,4 @@ def test_check_intrinsics_and_counts():
     assert not ic.ok and ic.problems[0].startswith("k.npz: frame 2 has intrinsics")
     assert check_intrinsics(intr, "k", camera_types=["PINHOLE", "PINHOLE", "PANORAMA"]).ok
     assert check_counts({"a": 3, "b": 3, "c": None}, "s") == []
-    assert "frame counts disagree (a 3, b 4)" in check_counts({"a": 3, "b": 4}, "s")[0]
+    assert "frame counts disagree: a has 3 frames, b has 4 frames" in check_counts({"a": 3, "b": 4}, "s")[0]

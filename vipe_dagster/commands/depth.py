@@ -58,7 +58,6 @@ def run(args) -> int:
             raise ConfigError(f"sequence {name!r}: {store.path('pose', name)} not found (run infer first)")
     for name in names:
         with sequence_lock(args.root, name, "depth", wait=args.wait):
-            store.check_set(name, ("rgb", "pose", "intrinsics", "camera", "sparse"))  # one run's inputs only
             res = run_depth(store, name, cfg, progress=True)
             print(f"{name}: {res.num_frames} frames -> {res.uri} ({res.method}, {res.frames_per_s:.2f} frames/s, "
                   f"MVS kept {100 * res.mvs_valid_fraction:.1f} %, reliable {100 * res.reliable_fraction:.1f} %, "

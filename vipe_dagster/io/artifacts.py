@@ -153,7 +153,11 @@ class ArtifactStore:
         rec = self.generation_record(name)
         if rec is not None:
             return rec["id"]
-        rec = G.new_record()  # an unversioned set (e.g. a released dataset) gets its first versioned file
+        # no record: files copied without their manifest join the generation their stamps name (when they
+        # agree); an unversioned set (ViPE's own files, a released dataset) gets a new one for its first
+        # versioned file
+        ids = {G.read_stamp(self, k, name) for k in G.STAMPED_KINDS if self.exists(k, name)} - {None}
+        rec = G.new_record(ids.pop() if len(ids) == 1 else None)
         self._open[name] = (rec, False)
         return rec["id"]
 

@@ -170,8 +170,8 @@ def check_counts(counts: Mapping[str, int | None], what: str) -> list[str]:
     present = {k: int(v) for k, v in counts.items() if v is not None}
     if len(set(present.values())) <= 1:
         return []
-    listing = ", ".join(f"{k} {v}" for k, v in present.items())
-    return [f"{what}: frame counts disagree ({listing}); expected one frame of every attribute per frame"]
+    listing = ", ".join(f"{k} has {v} frames" for k, v in present.items())
+    return [f"{what}: frame counts disagree: {listing}; expected one frame of every attribute per frame"]
 
 
 def raise_counts(counts: Mapping[str, int | None], what: str) -> None:

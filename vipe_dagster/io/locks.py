@@ -130,6 +130,8 @@ def _lock(uri: str, what: str, purpose: str, wait: float) -> Iterator[float | No
 @contextlib.contextmanager
 def _local_lock(uri: str, what: str, purpose: str, wait: float) -> Iterator[float]:
     path = Path(fs.get_fs(uri)[1])
+    # folders this lock creates (the lock folder, the output root if it is new) go again if left empty
+    created = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
     deadline = time.monotonic() + max(0.0, wait)
     while True:
         try:
@@ -162,8 +164,12 @@ def _local_lock(uri: str, what: str, purpose: str, wait: float) -> Iterator[floa
         with contextlib.suppress(OSError):
             path.unlink()  # while still locked, so no one can lock this inode and believe they hold the lock
         os.close(fd)  # releases the flock
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()  # only when empty
+        for folder in [path.parent, *created]:  # deepest first; rmdir only removes empty folders
+            try:
+                folder.rmdir()
+            except OSError:
+                if folder != path.parent:
+                    break
 
 
 def _read_local_holder(path: Path) -> dict[str, Any] | None:
