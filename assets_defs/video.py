@@ -82,8 +82,8 @@ def processed_video(context: dg.AssetExecutionContext, config: IngestConfig,
         return _processed_video(context, config, artifacts, store, key)
 
 
-def _processed_video(context: dg.AssetExecutionContext, config: IngestConfig, artifacts: ArtifactStoreResource,
-                     store, key: str) -> dg.MaterializeResult:
+def _processed_video(context: dg.AssetExecutionContext, config: IngestConfig,
+                     artifacts: ArtifactStoreResource, store, key: str) -> dg.MaterializeResult:
     registry = artifacts.registry()
     entry = registry.get(key)
     # the file may have changed since it was registered: version what is read now

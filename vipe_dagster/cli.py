@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _remote_location(args: argparse.Namespace) -> str:
     """The s3:// (or other remote) location among the command's arguments, for error messages."""
-    for attr in ("output", "root", "artifact_dir", "input_dir", "out_dir", "video", "dir", "source", "artifacts"):
+    for attr in ("output", "root", "artifact_dir", "input_dir", "out_dir", "video", "dir", "source",
+                 "artifacts"):
         vals = getattr(args, attr, None)
         for v in vals if isinstance(vals, list) else [vals]:
             if isinstance(v, str) and "://" in v and not v.startswith("file://"):

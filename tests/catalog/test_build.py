@@ -188,7 +188,8 @@ def test_sql_data_tests_fail_on_bad_data_and_keep_old_catalog(tmp_path, small_re
 def test_writer_lock_excludes_second_builder(tmp_path, small_repos):
     db = tmp_path / "c.duckdb"
     with writer_lock(db):
-        with pytest.raises(CatalogLockedError, match=r"busy: another run \(pid .* holds .*\(another catalog build\)"):
+        busy = r"busy: another run \(pid .* holds .*\(another catalog build\)"
+        with pytest.raises(CatalogLockedError, match=busy):
             build_catalog([str(small_repos["web360"].root)], [], db, lock_timeout=0.3)
     assert not db.exists()
     build_catalog([str(small_repos["web360"].root)], [], db)  # the lock was released

@@ -1,4 +1,4 @@
-"""The one-generation rule of io/generation.py: stamps, records, checks, compatibility with unversioned files."""
+"""The one-generation rule of io/generation.py: stamps, records, checks, unversioned files; shared checks."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def test_every_file_is_stamped_and_recorded(store):
     assert set(rep.stamps.values()) == {gen}
     assert rep.counts == {"rgb": N, "pose": N, "intrinsics": N, "depth": N, "mask": N}
     rec = store.generation_record("s")
-    assert set(rec["artifacts"]) == {"rgb", "pose", "intrinsics", "camera", "depth", "mask", "phrases", "info"}
+    kinds = {"rgb", "pose", "intrinsics", "camera", "depth", "mask", "phrases", "info"}
+    assert set(rec["artifacts"]) == kinds
     assert rec["frames"] == N and all(len(e["sha256"]) == 64 for e in rec["artifacts"].values())
     assert set(rec["artifacts"]["depth"]["inputs"]) == {"pose", "intrinsics"}
     assert set(rec["artifacts"]["mask"]["inputs"]) == {"pose", "intrinsics", "depth"}
@@ -54,7 +55,7 @@ def test_stage_manifest_writes_keep_the_record(store):
     _write_set(store)
     stale_copy = store.read_manifest("s")
     stale_copy.pop("generation")
-    store.write_manifest("s", {**stale_copy, "note": "a stage's own section"})  # e.g. run_pose's manifest write
+    store.write_manifest("s", {**stale_copy, "note": "a stage's section"})  # e.g. run_pose's manifest write
     assert store.read_manifest("s")["generation"] == store.generation_record("s")
     assert store.check_set("s").ok
 

@@ -52,7 +52,8 @@ def moto_auth_endpoint():
     exe = Path(sys.executable).with_name("moto_server")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
     proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+                            stderr=subprocess.DEVNULL,
+                            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"})
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
@@ -73,8 +74,8 @@ def moto_auth_endpoint():
 @pytest.fixture
 def no_aws_env(monkeypatch, tmp_path):
     """No credentials anywhere (environment, ~/.aws files, instance metadata): what a fresh machine has."""
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION",
-                "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "VIPE_S3_ENDPOINT_URL"):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "VIPE_S3_ENDPOINT_URL"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))

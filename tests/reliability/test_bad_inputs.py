@@ -31,14 +31,16 @@ def _camera_pose(take) -> dict:
 
 
 CAMERA_POSE_CASES = {
-    "ragged_matrix": (lambda d: d["cam01"].__setitem__("camera_extrinsics", [[1, 0, 0, 0], [0, 1, 0], [0, 0, 1, 0]]),
+    "ragged_matrix": (lambda d: d["cam01"].__setitem__("camera_extrinsics",
+                                                       [[1, 0, 0, 0], [0, 1, 0], [0, 0, 1, 0]]),
                       "cam01.camera_extrinsics must be a list of numbers"),
     "string_matrix": (lambda d: d["cam01"].__setitem__("camera_intrinsics", [["a", "b", "c"]] * 3),
                       "cam01.camera_intrinsics must be a list of numbers"),
     "non_dict_entry": (lambda d: d.__setitem__("cam01", [1, 2, 3]), "entry 'cam01' must be an object"),
     "non_dict_aria": (lambda d: d.__setitem__("aria01", "oops"), "entry 'aria01' must be an object"),
     "nan_ego_pose": (lambda d: d["aria01"]["camera_extrinsics"].__setitem__(
-        "1", [[float("nan"), 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]), "aria01 frame 1 holds non-finite values"),
+        "1", [[float("nan"), 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]),
+                     "aria01 frame 1 holds non-finite values"),
     "sheared_ego_pose": (lambda d: d["aria01"]["camera_extrinsics"].__setitem__(
         "1", [[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]), "aria01 frame 1: rotation is not orthonormal"),
     "zero_focal": (lambda d: d["cam01"].__setitem__("camera_intrinsics", [[0, 0, 50], [0, 0, 50], [0, 0, 1]]),
@@ -52,7 +54,8 @@ CAMERA_POSE_CASES = {
 def test_malformed_camera_pose_json(egoexo_take, tmp_path, case):
     edit, fragment = CAMERA_POSE_CASES[case]
     data = _camera_pose(egoexo_take)
-    data.setdefault("cam01", {"camera_intrinsics": np.eye(3).tolist(), "camera_extrinsics": np.eye(4)[:3].tolist()})
+    data.setdefault("cam01", {"camera_intrinsics": np.eye(3).tolist(),
+                              "camera_extrinsics": np.eye(4)[:3].tolist()})
     edit(data)
     bad = tmp_path / "camera_pose.json"
     bad.write_text(json.dumps(data))
@@ -140,8 +143,8 @@ def test_malformed_egox_meta(egoexo_take, tmp_path):
     meta["test_datasets"][0]["ego_extrinsics"][1] = [[1, 0, 0], [0, 1]]
     bad = tmp_path / "meta.json"
     bad.write_text(json.dumps(meta))
-    run = cli("render-ego", "--input_dir", egoexo_take.vipe_dir, "--out_dir", tmp_path / "out", "--meta_json_path",
-              bad, "--resolution", "64")
+    run = cli("render-ego", "--input_dir", egoexo_take.vipe_dir, "--out_dir", tmp_path / "out",
+              "--meta_json_path", bad, "--resolution", "64")
     assert_clean_error(run, str(bad), "test_datasets[0].ego_extrinsics[1] must be a list of numbers")
 
 
@@ -150,15 +153,16 @@ def test_output_pointing_at_a_file(tmp_path):
     target = tmp_path / "results.txt"
     target.write_text("not a folder")
     before = snapshot(tmp_path)
-    assert_clean_error(cli("infer", SAMPLE, "-o", target, "--end_frame", "3"), f"{target} is a file, expected a folder")
+    assert_clean_error(cli("infer", SAMPLE, "-o", target, "--end_frame", "3"),
+                       f"{target} is a file, expected a folder")
     assert_clean_error(cli("ingest", SAMPLE, "-o", target, "--end_frame", "3"), "is a file")
     assert snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("args, fragment", [
     (["--long_side", "4"], "--long_side 4: Input should be greater than or equal to 64"),
-    (["--start_frame", "500"], "Frame range [500, last] exceeds available frames [0, 121] in dog-example.mp4: "
-                               "start_frame 500 is past the last frame 121"),
+    (["--start_frame", "500"], "Frame range [500, last] exceeds available frames [0, 121] in "
+                               "dog-example.mp4: start_frame 500 is past the last frame 121"),
     (["--start_frame", "9", "--end_frame", "3"], "Frame range [9, 3] is inverted"),
     (["--frame_skip", "0"], "frame_skip must be >= 1"),
     (["--intrinsics", "1,2,3"], "expected 4 numbers"),
@@ -170,13 +174,14 @@ def test_bad_infer_options_write_nothing(tmp_path, args, fragment):
 
 
 def test_end_frame_minus_one_means_last_everywhere(egoexo_take, tmp_path):
-    run = cli("render-ego", "--input_dir", egoexo_take.vipe_dir, "--out_dir", tmp_path / "out", "--meta_json_path",
-              egoexo_take.meta_json, "--resolution", "64", "--end_frame", "-1", "--output", "png")
+    run = cli("render-ego", "--input_dir", egoexo_take.vipe_dir, "--out_dir", tmp_path / "out",
+              "--meta_json_path", egoexo_take.meta_json, "--resolution", "64", "--end_frame", "-1",
+              "--output", "png")
     assert run.rc == 0, run.err[-2000:]
     pngs = sorted(p.name for p in (tmp_path / "out").rglob("frame_*.png"))
     assert pngs == [f"frame_{i:06d}.png" for i in range(egoexo_take.num_frames)]
-    run = cli("render-ego", "--input_dir", egoexo_take.vipe_dir, "--out_dir", tmp_path / "o2", "--meta_json_path",
-              egoexo_take.meta_json, "--start_frame", "7")
+    run = cli("render-ego", "--input_dir", egoexo_take.vipe_dir, "--out_dir", tmp_path / "o2",
+              "--meta_json_path", egoexo_take.meta_json, "--start_frame", "7")
     assert_clean_error(run, "start_frame 7 is after the last inference frame 3")
 
 
@@ -265,8 +270,8 @@ def test_s3_unreachable_endpoint(no_aws_env, tmp_path):
     no_aws_env.setenv("AWS_ACCESS_KEY_ID", "k")
     no_aws_env.setenv("AWS_SECRET_ACCESS_KEY", "s")
     no_aws_env.setenv("AWS_MAX_ATTEMPTS", "1")
-    _assert_all_fail_fast(_s3_commands("s3://some-bucket", tmp_path), tmp_path, "cannot reach the S3 endpoint",
-                          f"127.0.0.1:{port}")
+    _assert_all_fail_fast(_s3_commands("s3://some-bucket", tmp_path), tmp_path,
+                          "cannot reach the S3 endpoint", f"127.0.0.1:{port}")
 
 
 def test_s3_write_permission_checked_before_work(s3_bucket, tmp_path):
@@ -291,7 +296,8 @@ def test_catalog_db_in_a_file_folder(tmp_path, dog_result):
 
 
 def test_validate_options(dog_result):
-    assert_clean_error(cli("validate", dog_result, "--require", "pose,depths"), "unknown attribute(s) ['depths']")
+    assert_clean_error(cli("validate", dog_result, "--require", "pose,depths"),
+                       "unknown attribute(s) ['depths']")
     assert_clean_error(cli("validate", "/no/such/root"), "artifact root not found: /no/such/root")
 
 

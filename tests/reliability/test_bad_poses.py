@@ -58,8 +58,8 @@ def test_render_ego_and_to_colmap_refuse_the_same_bad_pose(exo, egoexo_take, tmp
     store.write_pose(name, c2w, inds)
     out = tmp_path / "renders"
     before = snapshot(tmp_path)
-    run = cli("render-ego", "--input_dir", store.root, "--out_dir", out, "--meta_json_path", egoexo_take.meta_json,
-              "--resolution", "64", "--fish_eye_rendering")
+    run = cli("render-ego", "--input_dir", store.root, "--out_dir", out, "--meta_json_path",
+              egoexo_take.meta_json, "--resolution", "64", "--fish_eye_rendering")
     line = assert_clean_error(run, f"pose/{name}.npz frame 2", EXPECT[case])
     assert snapshot(tmp_path) == before
     run = cli("to-colmap", store.root, "--sequence", name, "-o", tmp_path / "colmap", "--no_manifest")
@@ -97,7 +97,8 @@ def test_validate_fails_a_non_orthonormal_rotation(exo):
     store.write_pose(name, c2w, inds)
     run = cli("validate", store.root, "--require", "pose")
     assert run.rc == 1
-    assert any(ln.startswith(f"FAIL {name} pose_orthonormal") and "first frame 1" in ln for ln in run.out.splitlines())
+    assert any(ln.startswith(f"FAIL {name} pose_orthonormal") and "first frame 1" in ln
+               for ln in run.out.splitlines())
 
 
 def test_frames_flagged_invalid_are_left_out_not_rendered_as_garbage(exo, egoexo_take, tmp_path):
@@ -129,6 +130,7 @@ def test_catalog_counts_every_attribute(exo, tmp_path):
     with duckdb.connect(str(db), read_only=True) as con:
         row = con.execute("SELECT rgb_frames, pose_frames, intrinsics_frames, depth_frames, mask_frames, "
                           "frame_counts_agree, problems FROM video_stats").fetchone()
-        tests = con.execute("SELECT count(*) FROM artifacts WHERE attribute = 'mask' AND frame_count = 3").fetchone()
+        tests = con.execute("SELECT count(*) FROM artifacts "
+                            "WHERE attribute = 'mask' AND frame_count = 3").fetchone()
     assert row[:6] == (4, 4, 4, 4, 3, False) and "frame counts disagree" in row[6]
     assert tests == (1,)

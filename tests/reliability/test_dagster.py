@@ -1,5 +1,5 @@
-"""Dagster side of issue 21: retries for transient failures only (item 9), a missing source video reported for its
-own partition only (item 5), and the asset checks refusing a mixed artifact set (item 2)."""
+"""Dagster side of issue 21: retries for transient failures only (item 9), a missing source video reported
+for its own partition only (item 5), and the asset checks refusing a mixed artifact set (item 2)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def test_a_deleted_video_breaks_only_its_own_partition(tmp_path, instance):
     assert res.success
 
     def version(key):
-        rec = instance.get_latest_data_version_record(dg.AssetKey("raw_video"), is_source=True, partition_key=key)
+        rec = instance.get_latest_data_version_record(dg.AssetKey("raw_video"), is_source=True,
+                                                      partition_key=key)
         return rec.asset_observation.data_version
 
     assert version(ka).startswith("missing:")
@@ -122,7 +123,8 @@ def test_transient_classification():
 
     assert fs.is_transient(be.EndpointConnectionError(endpoint_url="http://x"))
     assert fs.is_transient(be.ClientError({"Error": {"Code": "SlowDown", "Message": "reduce"}}, "PutObject"))
-    assert not fs.is_transient(be.ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject"))
+    denied = be.ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
+    assert not fs.is_transient(denied)
     assert not fs.is_transient(be.NoCredentialsError())
     assert not fs.is_transient(ArtifactError("bad file"))
     try:  # an input error raised from a network failure is retried
@@ -170,11 +172,11 @@ def test_pose_check_refuses_a_mixed_set(tmp_path, instance):
     from resources.artifacts import ArtifactStoreResource
 
     res = tmp_path / "res"
-    assert cli("infer", SAMPLE, "-o", res, "--end_frame", "11", "--long_side", "128", "--pipeline", "pose_only",
-               "--name", "clip").rc == 0
+    assert cli("infer", SAMPLE, "-o", res, "--end_frame", "11", "--long_side", "128", "--pipeline",
+               "pose_only", "--name", "clip").rc == 0
     other = tmp_path / "other"
-    assert cli("ingest", SAMPLE, "-o", other, "--start_frame", "60", "--end_frame", "71", "--long_side", "128",
-               "--name", "clip").rc == 0
+    assert cli("ingest", SAMPLE, "-o", other, "--start_frame", "60", "--end_frame", "71", "--long_side",
+               "128", "--name", "clip").rc == 0
     shutil.copy2(other / "rgb" / "clip.mp4", res / "rgb" / "clip.mp4")
     instance.add_dynamic_partitions("videos", ["clip"])
     ctx = dg.build_op_context(partition_key="clip", instance=instance)

@@ -1,9 +1,9 @@
 """One generation per artifact set (issue 21, item 2): a killed re-run never gets paired with the old run.
 
-The audit's case: frames 0-15 completed, then a re-run for frames 60-75 was killed after ingest, leaving rgb of
-60-75 beside poses of 0-15; to-colmap warned and exited 0, render-ego and the catalog accepted the set. Here the
-two disk states such a kill can leave are rebuilt exactly (and once by a real ``kill -9``), every consumer is
-shown to refuse them, and a clean re-run is shown to complete.
+The audit's case: frames 0-15 completed, then a re-run for frames 60-75 was killed after ingest, leaving rgb
+of 60-75 beside poses of 0-15; to-colmap warned and exited 0, render-ego and the catalog accepted the set.
+Here the two disk states such a kill can leave are rebuilt exactly (and once by a real ``kill -9``), every
+consumer is shown to refuse them, and a clean re-run is shown to complete.
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def test_every_consumer_refuses_a_mixed_set(dog, tmp_path, state):
     # validate reports the failed rule (its contract: rc 1 with FAIL lines)
     run = cli("validate", dog)
     assert run.rc == 1 and "Traceback" not in run.err
-    assert any(ln.startswith(f"FAIL {SEQ} generation:") and old in ln and new in ln for ln in run.out.splitlines())
+    assert any(ln.startswith(f"FAIL {SEQ} generation:") and old in ln and new in ln
+               for ln in run.out.splitlines())
     # the catalog flags the set and computes no statistics from it
     row = _catalog_row(dog, tmp_path / "c.duckdb")
     assert row["generation_ok"] is False and "generation" in row["problems"]
@@ -161,7 +162,8 @@ def test_pose_rerun_invalidates_depth_computed_from_the_old_poses(dog):
     c2w[:, :3, 3] *= 2.0  # a pose stage re-run with another scale
     store.write_pose(SEQ, c2w, inds)
     run = cli("to-colmap", dog, "--sequence", SEQ, "--dense")
-    assert_clean_error(run, f"depth/{SEQ}.zip was computed from another", f"pose/{SEQ}.npz", "re-run the depth stage")
+    assert_clean_error(run, f"depth/{SEQ}.zip was computed from another", f"pose/{SEQ}.npz",
+                       "re-run the depth stage")
 
 
 def test_a_file_replaced_from_elsewhere_is_refused(dog):
@@ -170,4 +172,5 @@ def test_a_file_replaced_from_elsewhere_is_refused(dog):
     buf = dog / "pose" / f"{SEQ}.npz"
     np.savez(buf, data=c2w, inds=inds)  # written by another tool: no stamp
     run = cli("to-colmap", dog, "--sequence", SEQ)
-    assert_clean_error(run, f"pose/{SEQ}.npz carries no generation stamp", "records it as written by generation")
+    assert_clean_error(run, f"pose/{SEQ}.npz carries no generation stamp",
+                       "records it as written by generation")

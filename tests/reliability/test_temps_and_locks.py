@@ -1,5 +1,5 @@
-"""Temporary files of killed runs are cleaned (issue 21, item 6) and writers of one sequence are serialised by a
-lock (item 7), tested with real processes."""
+"""Temporary files of killed runs are cleaned (issue 21, item 6) and writers of one sequence are serialised
+by a lock (item 7), tested with real processes."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def _dead_pid() -> int:
 def test_two_infer_runs_on_one_output_are_serialised(tmp_path):
     out = tmp_path / "out"
     lock = Path(fs.get_fs(lock_uri(str(out), SEQ))[1])
-    first = _spawn("infer", SAMPLE, "-o", out, "--end_frame", "23", "--long_side", "128", "--pipeline", "pose_only")
+    first = _spawn("infer", SAMPLE, "-o", out, "--end_frame", "23", "--long_side", "128", "--pipeline",
+                   "pose_only")
     try:
         _wait_for(lock.exists, first)
         holder = json.loads(lock.read_text() or "{}")
@@ -97,13 +98,13 @@ def test_lock_is_reentrant_and_released_on_kill(tmp_path):
 
 
 def test_s3_lock_conditional_put(s3_root):
+    s3_vars = {k: v for k, v in os.environ.items() if k.startswith(("AWS", "VIPE"))}
     holder = subprocess.Popen([sys.executable, "-c", (
         "import time\n"
         "from vipe_dagster.io.locks import sequence_lock\n"
         f"with sequence_lock({s3_root!r}, 's', 'test holder'):\n"
         "    print('held', flush=True)\n"
-        "    time.sleep(600)\n")], env={**ENV, **{k: v for k, v in os.environ.items() if k.startswith(("AWS", "VIPE"))}},
-        stdout=subprocess.PIPE, text=True)
+        "    time.sleep(600)\n")], env={**ENV, **s3_vars}, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(BusyError, match=rf"pid {holder.pid} .*\.vipe-locks/s\.lock"):
@@ -138,7 +139,7 @@ def test_killed_infer_leftovers_are_removed_by_the_next_run(tmp_path):
     out = tmp_path / "out"
     proc = _spawn("infer", SAMPLE, "-o", out, "--end_frame", "47", "--long_side", "128")
     try:
-        _wait_for(lambda: any((out / "depth").glob(".tmp-*.zip")) if (out / "depth").exists() else False, proc,
+        _wait_for(lambda: (out / "depth").exists() and any((out / "depth").glob(".tmp-*.zip")), proc,
                   timeout=300)
         proc.send_signal(signal.SIGKILL)
     finally:

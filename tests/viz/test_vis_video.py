@@ -147,10 +147,11 @@ def test_short_rgb_fails_without_partial_output(tmp_path):
     scene = make_scene(32, 24, 6)
     write_scene(store, "s", scene)
     store.write_rgb("s", [render_frame(scene, i)[0] for i in range(4)], fps=30)  # 4 of 6 frames
-    with pytest.raises(ArtifactError, match=r"frame counts disagree: .*rgb/s\.mp4 has 4 frames, .*pose/s\.npz has 6 frames"):
+    short = r"frame counts disagree: .*rgb/s\.mp4 has 4 frames, .*pose/s\.npz has 6 frames"
+    with pytest.raises(ArtifactError, match=short):
         write_vis_video(store, "s")
     assert not any(p.name.endswith(".mp4") for p in (tmp_path / "vipe").iterdir())
-    unversioned = ArtifactStore(str(tmp_path / "u"), versioned=False)  # ViPE's own files: found while decoding
+    unversioned = ArtifactStore(str(tmp_path / "u"), versioned=False)  # ViPE's files: found while decoding
     write_scene(unversioned, "s", scene)
     unversioned.write_rgb("s", [render_frame(scene, i)[0] for i in range(4)], fps=30)
     with pytest.raises(ArtifactError, match="frame 4"):

@@ -96,10 +96,10 @@ def writer_lock(db_path: str | os.PathLike, timeout: float = 0.0) -> Iterator[No
                         holder = json.loads(lock_path.read_text() or "null")
                     except (OSError, ValueError):
                         holder = None
+                    who = describe_holder(holder if isinstance(holder, dict) else None)
                     raise CatalogLockedError(
-                        f"busy: {describe_holder(holder if isinstance(holder, dict) else None)} holds {lock_path} "
-                        f"(another catalog build); waited {timeout:.0f} s, retry later or pass --wait SECONDS"
-                    ) from None
+                        f"busy: {who} holds {lock_path} (another catalog build); waited {timeout:.0f} s, "
+                        f"retry later or pass --wait SECONDS") from None
                 time.sleep(0.1)
         from ..io.locks import holder_info
 
@@ -241,12 +241,14 @@ def connect_readonly(db_path: str | os.PathLike | None = None, threads: int | No
         return duckdb.connect(str(db), read_only=True, config=config)
     except duckdb.Error as exc:
         if memory_limit and "memory" in str(exc).lower():
-            raise QueryError(f"invalid memory limit {memory_limit!r} ({exc}); use e.g. 512MB or 4GB") from None
+            raise QueryError(f"invalid memory limit {memory_limit!r} ({exc}); use e.g. 512MB or 4GB") \
+                from None
         raise CatalogError(f"cannot open catalog {db} read-only: {exc}") from exc
 
 
 def query_arrow(db_path: str | os.PathLike | None, sql: str, params: Sequence[Any] | None = None,
-                timeout_s: float | None = DEFAULT_QUERY_TIMEOUT_S, memory_limit: str | None = DEFAULT_QUERY_MEMORY):
+                timeout_s: float | None = DEFAULT_QUERY_TIMEOUT_S,
+                memory_limit: str | None = DEFAULT_QUERY_MEMORY):
     """Run ``sql`` on a fresh read-only connection and return a ``pyarrow.Table``.
 
     The statement is cancelled after ``timeout_s`` seconds (None or 0: no limit) and DuckDB may use at most
@@ -297,7 +299,8 @@ def _csv_safe(table):
     cols = []
     for col in table.columns:
         if pa.types.is_nested(col.type):
-            col = pa.array([None if v is None else json.dumps(v, default=str) for v in col.to_pylist()], pa.string())
+            text = [None if v is None else json.dumps(v, default=str) for v in col.to_pylist()]
+            col = pa.array(text, pa.string())
         cols.append(col)
     return pa.table(dict(zip(table.column_names, cols, strict=True)))
 

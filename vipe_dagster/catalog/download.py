@@ -118,7 +118,8 @@ def parse_attributes(text: str | Sequence[str]) -> list[str]:
 
 
 def check_meta_names(meta: pl.DataFrame, label: str) -> None:
-    """Refuse ``meta.parquet`` rows whose ``tar_name`` or ``sequence`` could address a path outside its folder.
+    """Refuse ``meta.parquet`` rows whose ``tar_name`` or ``sequence`` could address a path outside its
+    folder.
 
     ``tar_name`` becomes ``payload/<tar_name>/`` on the source and ``.partial/<tar_name>-<attr>.tar`` in the
     output, so it must be a plain token (``wsdg-003e2c86``); a sequence name must be a valid artifact name.
@@ -128,13 +129,14 @@ def check_meta_names(meta: pl.DataFrame, label: str) -> None:
     rows = numbered.select("_row", "tar_name", "sequence").iter_rows()
     for row, tar, seq in rows:
         if not is_token(tar):
-            raise SourceError(f"{label} row {row}: tar_name {tar!r} is not a valid shard name (expected letters, "
-                              f"digits, '.', '_' or '-' like 'wsdg-003e2c86', no path separators or '..'); "
+            raise SourceError(f"{label} row {row}: tar_name {tar!r} is not a valid shard name (expected "
+                              f"letters, digits, '.', '_' or '-' like 'wsdg-003e2c86', no path separators "
+                              f"or '..'); "
                               f"refusing to download anything from this source")
         problem = sequence_name_problem(seq)
         if problem:
-            raise SourceError(f"{label} row {row}: sequence {seq!r} is not a valid sequence name ({problem}); "
-                              f"refusing to download anything from this source")
+            raise SourceError(f"{label} row {row}: sequence {seq!r} is not a valid sequence name "
+                              f"({problem}); refusing to download anything from this source")
 
 
 # ---------------------------------------------------------------------- safe members

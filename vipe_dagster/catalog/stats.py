@@ -65,7 +65,8 @@ STATS_SCHEMA = {
     "pose_frames": pl.Int32, "intrinsics_frames": pl.Int32, "depth_frames": pl.Int32, "rgb_frames": pl.Int32,
     "mask_frames": pl.Int32, "pose_usable_frames": pl.Int32,
     "pose_valid": pl.Boolean, "intrinsics_valid": pl.Boolean, "depth_valid": pl.Boolean, "rgb_valid": pl.Boolean,
-    "mask_valid": pl.Boolean, "frame_counts_agree": pl.Boolean, "generation": pl.Utf8, "generation_ok": pl.Boolean,
+    "mask_valid": pl.Boolean, "frame_counts_agree": pl.Boolean, "generation": pl.Utf8,
+    "generation_ok": pl.Boolean,
     "width": pl.Int32, "height": pl.Int32, "size_source": pl.Utf8, "camera_type": pl.Utf8,
     "fx": pl.Float64, "fy": pl.Float64, "cx": pl.Float64, "cy": pl.Float64,
     "fov_x_deg": pl.Float64, "fov_y_deg": pl.Float64,
@@ -274,8 +275,8 @@ def sequence_stats(root: str, sequence: str, present: set[str], depth_frames: in
         except VipeError as exc:
             row["mask_valid"] = False
             problems.append(f"mask: {exc}")
-    counts = {store.path(k, sequence): row[f"{k}_frames"] for k in ("rgb", "pose", "intrinsics", "depth", "mask")
-              if row[f"{k}_frames"] is not None}
+    counts = {store.path(k, sequence): row[f"{k}_frames"]
+              for k in ("rgb", "pose", "intrinsics", "depth", "mask") if row[f"{k}_frames"] is not None}
     mismatch = check_counts(counts, f"sequence {sequence!r}")
     row["frame_counts_agree"] = not mismatch
     problems += mismatch
@@ -287,7 +288,7 @@ def sequence_stats(root: str, sequence: str, present: set[str], depth_frames: in
         row["generation_ok"] = False
         problems.append(f"generation: {exc}")
     if row["generation_ok"] is False:
-        # files of two runs: no statistic computed from them is trustworthy (the counts above stay, they show it)
+        # files of two runs: no statistic computed from them is trustworthy (the counts stay: they show it)
         for k in ("path_length", "total_rotation_deg", "max_displacement", "max_rotation_deg", "is_static",
                   "depth_p05", "depth_p50", "depth_p95", "invalid_depth_fraction", "fx", "fy", "cx", "cy"):
             row[k] = None

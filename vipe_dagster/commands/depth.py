@@ -59,9 +59,10 @@ def run(args) -> int:
     for name in names:
         with sequence_lock(args.root, name, "depth", wait=args.wait):
             res = run_depth(store, name, cfg, progress=True)
-            print(f"{name}: {res.num_frames} frames -> {res.uri} ({res.method}, {res.frames_per_s:.2f} frames/s, "
-                  f"MVS kept {100 * res.mvs_valid_fraction:.1f} %, reliable {100 * res.reliable_fraction:.1f} %, "
-                  f"range {res.depth_range} from {res.range_source})")
+            print(f"{name}: {res.num_frames} frames -> {res.uri} ({res.method}, "
+                  f"{res.frames_per_s:.2f} frames/s, MVS kept {100 * res.mvs_valid_fraction:.1f} %, "
+                  f"reliable {100 * res.reliable_fraction:.1f} %, range {res.depth_range} from "
+                  f"{res.range_source})")
             if args.masks:
                 from ..masks import run_masks
 

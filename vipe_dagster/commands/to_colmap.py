@@ -77,13 +77,14 @@ def run(args) -> int:
         _, inds = store.read_pose(name)
         start, end = resolve_range(len(inds), args.start_frame, args.end_frame, store.path("pose", name))
         frames = [int(f) for f in inds[start:end + 1:args.frame_skip]]
-    # the export records itself in the manifest: hold the sequence's lock so no infer replaces the set meanwhile
-    lock = sequence_lock(args.artifact_dir, name, "to-colmap") if not args.no_manifest else contextlib.nullcontext()
+    # the export records itself in the manifest: hold the sequence's lock so no infer replaces the set
+    lock = (contextlib.nullcontext() if args.no_manifest
+            else sequence_lock(args.artifact_dir, name, "to-colmap"))
     with lock:
         res = export_colmap(store, name, out_dir=args.output, fmt=args.fmt, dense=args.dense, frames=frames,
-                            depth_step=args.depth_step, pixel_step=args.pixel_step, voxel_size=args.voxel_size,
-                            jpeg_quality=args.jpeg_quality, min_track_length=args.min_track_length,
-                            rectify_mei=not args.no_rectify_mei, update_manifest=not args.no_manifest,
-                            progress=True)
+                            depth_step=args.depth_step, pixel_step=args.pixel_step,
+                            voxel_size=args.voxel_size, jpeg_quality=args.jpeg_quality,
+                            min_track_length=args.min_track_length, rectify_mei=not args.no_rectify_mei,
+                            update_manifest=not args.no_manifest, progress=True)
     print(json.dumps(res.summary(), indent=2))
     return 0

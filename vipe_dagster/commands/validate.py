@@ -27,7 +27,8 @@ def run(args) -> int:
     require = tuple(a.strip() for a in args.require.split(",") if a.strip())
     unknown = [a for a in require if a not in ALL_ATTRIBUTES]
     if unknown:
-        raise ConfigError(f"--require: unknown attribute(s) {unknown}; choose from {', '.join(ALL_ATTRIBUTES)}")
+        raise ConfigError(f"--require: unknown attribute(s) {unknown}; "
+                          f"choose from {', '.join(ALL_ATTRIBUTES)}")
     if args.frames is not None and args.frames < 1:
         raise ConfigError(f"--frames must be >= 1, got {args.frames}")
     failed = 0

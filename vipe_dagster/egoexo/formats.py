@@ -44,7 +44,8 @@ DEFAULT_ARIA_RGB_PARAMS = np.array([
 
 
 def _numbers(value: object, what: str, src: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """``value`` as a finite float64 array (of ``shape`` if given); ragged lists, strings, NaN/inf are errors."""
+    """``value`` as a finite float64 array (of ``shape`` if given); ragged lists, strings and NaN/inf are
+    errors."""
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (ValueError, TypeError) as exc:
@@ -253,8 +254,8 @@ def read_gopro_calibs(path: str) -> dict[str, GoProCalib]:
         except (KeyError, ValueError, TypeError, OverflowError) as exc:
             raise InputError(f"{path} line {line}: bad or missing intrinsics/size column ({exc})") from None
         if not np.isfinite(intr).all() or intr[0] <= 0 or intr[1] <= 0 or w <= 0 or h <= 0:
-            raise InputError(f"{path} line {line}: camera {cam} has intrinsics {intr[:4].tolist()} on {w}x{h}; "
-                             f"expected finite values, fx, fy > 0 and a positive image size")
+            raise InputError(f"{path} line {line}: camera {cam} has intrinsics {intr[:4].tolist()} on "
+                             f"{w}x{h}; expected finite values, fx, fy > 0 and a positive image size")
         out[cam] = GoProCalib(cam, _quat_pose(row, "world_cam", path, line), w, h,
                               row.get("intrinsics_type", ""), intr)
     return out
@@ -289,7 +290,8 @@ def read_online_calibration(path: str, label: str = "camera-rgb") -> list[AriaCa
         except json.JSONDecodeError as exc:
             raise InputError(f"{where}: invalid JSON ({exc.msg})") from exc
         if not isinstance(obj, dict):
-            raise InputError(f"{where}: expected a JSON object with CameraCalibrations, got {type(obj).__name__}")
+            raise InputError(f"{where}: expected a JSON object with CameraCalibrations, "
+                             f"got {type(obj).__name__}")
         entries = obj.get("CameraCalibrations", [])
         if not isinstance(entries, list):
             raise InputError(f"{where}: CameraCalibrations must be a list, got {type(entries).__name__}")
@@ -413,13 +415,16 @@ def read_egox_meta(path: str, video_name: str) -> EgoXSample:
         try:
             ego_list = s["ego_extrinsics"]
             if not isinstance(ego_list, list) or not ego_list:
-                raise InputError(f"{path}: test_datasets[{i}].ego_extrinsics must be a non-empty list of 3x4 matrices")
-            ego = np.stack([_pad44(m, f"test_datasets[{i}].ego_extrinsics[{k}]", path) for k, m in enumerate(ego_list)])
+                raise InputError(f"{path}: test_datasets[{i}].ego_extrinsics must be a non-empty list of 3x4 "
+                                 f"matrices")
+            ego = np.stack([_pad44(m, f"test_datasets[{i}].ego_extrinsics[{k}]", path)
+                            for k, m in enumerate(ego_list)])
             return EgoXSample(
                 exo_w2c=_pad44(s["camera_extrinsics"], f"test_datasets[{i}].camera_extrinsics", path),
                 exo_K=_intrinsics3(s["camera_intrinsics"], f"test_datasets[{i}].camera_intrinsics", path)
                 if "camera_intrinsics" in s else None,
-                ego_K=_intrinsics3(s["ego_intrinsics"], f"test_datasets[{i}].ego_intrinsics", path), ego_w2c=ego)
+                ego_K=_intrinsics3(s["ego_intrinsics"], f"test_datasets[{i}].ego_intrinsics", path),
+                ego_w2c=ego)
         except KeyError as exc:
             raise InputError(f"{path}: test_datasets[{i}] lacks {exc}") from None
     raise InputError(f"No matching sample found for video_name={video_name!r} in {path}")

@@ -360,10 +360,10 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
     skipped = rows[~inp.usable[rows]]
     if skipped.size:
         if skipped.size == rows.size:
-            raise ArtifactError(f"{pose_uri}: every selected frame ({rows.size}) is flagged invalid (tracking lost); "
-                                f"nothing to export")
-        msg = (f"{skipped.size} frame(s) flagged invalid in {pose_uri} (tracking lost: no measured pose) were "
-               f"left out, first frame {int(inp.inds[skipped[0]])}")
+            raise ArtifactError(f"{pose_uri}: every selected frame ({rows.size}) is flagged invalid "
+                                f"(tracking lost); nothing to export")
+        msg = (f"{skipped.size} frame(s) flagged invalid in {pose_uri} (tracking lost: no measured pose) "
+               f"were left out, first frame {int(inp.inds[skipped[0]])}")
         log.warning(msg)
         warnings.append(msg)
         notes.append(msg)

@@ -84,7 +84,7 @@ class ArtifactStore:
         self._open: dict[str, tuple[dict[str, Any], bool]] = {}
 
     def __repr__(self) -> str:
-        return f"ArtifactStore({self.root!r})" if self.versioned else f"ArtifactStore({self.root!r}, versioned=False)"
+        return f"ArtifactStore({self.root!r}{'' if self.versioned else ', versioned=False'})"
 
     # ---------------------------------------------------------------- paths
     def path(self, kind: str, name: str) -> str:
@@ -180,13 +180,15 @@ class ArtifactStore:
         rec["artifacts"][kind] = entry
         manifest = self.read_manifest(name) if self.exists("manifest", name) else {"sequence": name}
         if replacing:
-            # the previous run's manifest content describes the old set: keep only what identifies the sequence
-            manifest = {"sequence": name, "superseded": {"generation": (manifest.get(G.RECORD_KEY) or {}).get("id"),
-                                                         "created": manifest.get("created")}}
+            # the previous run's manifest describes the old set: keep only what identifies the sequence
+            old_id = (manifest.get(G.RECORD_KEY) or {}).get("id")
+            superseded = {"generation": old_id, "created": manifest.get("created")}
+            manifest = {"sequence": name, "superseded": superseded}
         manifest[G.RECORD_KEY] = rec
         self._write_manifest_raw(name, manifest)
         if replacing:
-            removed = [self.path(k, name) for k in G.PURGED_ON_NEW if k not in rec["artifacts"] and self.exists(k, name)]
+            removed = [self.path(k, name) for k in G.PURGED_ON_NEW
+                       if k not in rec["artifacts"] and self.exists(k, name)]
             for uri in removed:
                 fs.remove(uri)
             if removed:
@@ -194,7 +196,7 @@ class ArtifactStore:
                          ", ".join(removed))
 
     def check_set(self, name: str, kinds=None, counts: bool = True) -> G.SetReport:
-        """Refuse (GenerationError) a set of ``name`` whose files ``kinds`` mix generations or frame counts."""
+        """Refuse (GenerationError) a set whose files ``kinds`` mix generations or frame counts."""
         rep = G.check_set(self, name, kinds, counts=counts)
         rep.raise_if_bad()
         return rep
@@ -273,11 +275,12 @@ class ArtifactStore:
         return v
 
     def pose_check(self, name: str):
-        """Poses, frame indices and their :class:`~.checks.PoseCheck` (the one validation every reader uses)."""
+        """Poses, frame indices and their :class:`~.checks.PoseCheck` (the validation every reader uses)."""
         from .checks import check_poses
 
         data, inds = self.read_pose(name)
-        return data, inds, check_poses(data, self.path("pose", name), valid=self.read_pose_flags(name), inds=inds)
+        pc = check_poses(data, self.path("pose", name), valid=self.read_pose_flags(name), inds=inds)
+        return data, inds, pc
 
     def read_pose_valid(self, name: str) -> np.ndarray:
         """(N,) bool per pose row: False where the pose is not a measurement (a lost frame holds the last
@@ -439,7 +442,8 @@ class ArtifactStore:
 
     def write_manifest(self, name: str, manifest: dict[str, Any]) -> None:
         """Write the manifest; its generation record is always the store's (see io/generation.py), never the
-        caller's copy, so a stage that read the manifest before writing its artifacts cannot drop their entries."""
+        caller's copy, so a stage that read the manifest before writing its artifacts cannot drop their
+        entries."""
         rec = self.generation_record(name)
         manifest = dict(manifest)
         if rec is not None:
@@ -516,7 +520,8 @@ class FrameZipWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self._zip is not None and self._stack is not None
         self._zip.close()
-        entry = G.artifact_entry(path=self._tmp, frames=self.count) if exc_type is None and self.on_commit else None
+        commit = exc_type is None and self.on_commit is not None
+        entry = G.artifact_entry(path=self._tmp, frames=self.count) if commit else None
         # closing the stack renames the temp file into place, or deletes it if an exception is active
         self._stack.__exit__(exc_type, exc, tb)
         if entry is not None:

@@ -1,8 +1,8 @@
 """One validation module for the per-frame data every reader consumes: poses, intrinsics, depth, masks, rgb.
 
-Readers (``to-colmap``, ``render-ego``, the viewer, the catalog, ``validate``, the Dagster checks, the Ego-Exo4D
-file readers) call these functions instead of re-implementing the rules, so a file that one of them refuses
-is refused (or flagged) by all of them, with the same message.
+Readers (``to-colmap``, ``render-ego``, the viewer, the catalog, ``validate``, the Dagster checks, the
+Ego-Exo4D file readers) call these functions instead of re-implementing the rules, so a file that one of them
+refuses is refused (or flagged) by all of them, with the same message.
 
 Rules:
 
@@ -110,7 +110,7 @@ def check_poses(c2w: np.ndarray, where: str, valid: np.ndarray | None = None,
 
 
 def check_rigid(m: np.ndarray, where: str, ortho_tol: float = ORTHO_TOL) -> np.ndarray:
-    """One 3x4/4x4 rigid transform (e.g. from an Ego-Exo4D JSON or CSV): returned as 4x4 float64, or an error."""
+    """One 3x4/4x4 rigid transform (e.g. from an Ego-Exo4D JSON or CSV) as 4x4 float64, or an error."""
     a = np.asarray(m, dtype=np.float64)
     if a.shape == (3, 4):
         a = np.vstack([a, [0.0, 0.0, 0.0, 1.0]])
@@ -186,7 +186,8 @@ def depth_frame_problem(depth: np.ndarray, shape: tuple[int, int] | None, where:
     if d.ndim != 2:
         return f"{where}: depth has shape {d.shape}, expected HxW"
     if shape is not None and tuple(d.shape) != tuple(shape):
-        return f"{where}: depth is {d.shape[1]}x{d.shape[0]}, expected {shape[1]}x{shape[0]} like the rgb frames"
+        return (f"{where}: depth is {d.shape[1]}x{d.shape[0]}, expected {shape[1]}x{shape[0]} like the rgb "
+                f"frames")
     return None
 
 
@@ -195,5 +196,6 @@ def mask_frame_problem(mask: np.ndarray, shape: tuple[int, int] | None, where: s
     if m.ndim != 2:
         return f"{where}: mask has shape {m.shape}, expected HxW instance ids"
     if shape is not None and tuple(m.shape) != tuple(shape):
-        return f"{where}: mask is {m.shape[1]}x{m.shape[0]}, expected {shape[1]}x{shape[0]} like the rgb frames"
+        return (f"{where}: mask is {m.shape[1]}x{m.shape[0]}, expected {shape[1]}x{shape[0]} like the rgb "
+                f"frames")
     return None

@@ -100,7 +100,8 @@ def sweep_stale_temps(folder: str | os.PathLike, older_than: float | None = None
 
 
 def sweep_system_temps() -> list[str]:
-    """Remote writes and reads stage in the system temp folder as ``.tmp-vipe-<pid>-...``: remove dead pids'."""
+    """Remote writes and reads stage in the system temp folder as ``.tmp-vipe-<pid>-...``: remove those of
+    dead pids."""
     return sweep_stale_temps(tempfile.gettempdir(), prefix=_SYSTEM_TMP_PREFIX)
 
 
@@ -126,9 +127,10 @@ def s3_storage_options() -> dict[str, Any]:
     return opts
 
 
-_TRANSIENT_NAMES = ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
-                    "ClientConnectorError", "ServerDisconnectedError", "ProxyConnectionError", "ClientOSError",
-                    "ServerTimeoutError", "IncompleteReadError", "ResponseStreamingError")
+_TRANSIENT_NAMES = ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+                    "ConnectionClosedError", "ClientConnectorError", "ServerDisconnectedError",
+                    "ProxyConnectionError", "ClientOSError", "ServerTimeoutError", "IncompleteReadError",
+                    "ResponseStreamingError")
 _TRANSIENT_CODES = ("SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling",
                     "RequestTimeTooSkewed", "503", "500", "502", "504")
 
@@ -159,7 +161,8 @@ def remote_error_message(exc: BaseException, uri: str) -> str | None:
     """A one-line explanation of an S3/remote access failure (None when ``exc`` is not one)."""
     name = type(exc).__name__
     text = str(exc)
-    endpoint = os.environ.get("VIPE_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or "the default AWS endpoint"
+    endpoint = (os.environ.get("VIPE_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+                or "the default AWS endpoint")
     if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
         return (f"{uri}: no usable S3 credentials ({text}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
                 f"(endpoint: VIPE_S3_ENDPOINT_URL or AWS_ENDPOINT_URL)")
@@ -168,8 +171,8 @@ def remote_error_message(exc: BaseException, uri: str) -> str | None:
         return f"{uri}: cannot reach the S3 endpoint {endpoint} ({text})"
     if name == "ParamValidationError" or "Invalid bucket name" in text:
         return f"{uri}: not a valid S3 location ({text}); expected s3://bucket/prefix"
-    codes = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "403", "ExpiredToken",
-             "InvalidToken")
+    codes = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "403",
+             "ExpiredToken", "InvalidToken")
     if isinstance(exc, PermissionError) or any(c in text for c in codes):
         return f"{uri}: S3 refused the credentials or the operation ({text}); check AWS_ACCESS_KEY_ID, " \
                f"AWS_SECRET_ACCESS_KEY and the bucket policy (endpoint {endpoint})"
@@ -192,7 +195,8 @@ def preflight_write(root: str | os.PathLike, what: str = "output") -> None:
         p = Path(get_fs(root)[1])
         existing = next(a for a in (p, *p.parents) if a.exists() or a == a.parent)
         if not existing.is_dir():
-            raise InputError(f"{what} {root}: {existing} is a file, expected a folder (or s3://bucket/prefix)")
+            raise InputError(f"{what} {root}: {existing} is a file, expected a folder "
+                             f"(or s3://bucket/prefix)")
         if existing != p:  # nothing is created before the work starts: the nearest folder must allow it
             if not os.access(existing, os.W_OK | os.X_OK):
                 raise InputError(f"{what} {root} cannot be created: {existing} is not writable")

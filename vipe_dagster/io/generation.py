@@ -1,8 +1,8 @@
 """One generation per artifact set: the rule that keeps files of different runs from being paired.
 
-A *generation* is one run's artifact set of a sequence. Ingest (``begin_generation``) opens a new one; every
-stage that later writes an artifact of that sequence joins it. The rule, applied by ``ArtifactStore``'s writers
-and checked by :func:`check_set`, which every consumer calls:
+A *generation* is one run's artifact set of a sequence. Ingest (``begin_generation``) opens a new one;
+every stage that later writes an artifact of that sequence joins it. The rule, applied by
+``ArtifactStore``'s writers and checked by :func:`check_set`, which every consumer calls:
 
 - **stamp**: every file a writer produces carries the generation id: ``generation`` array in the npz files
   (pose, intrinsics, sparse map), the zip comment ``vipe-generation=<id>`` of depth/mask zips, the ``comment``
@@ -101,7 +101,8 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-def artifact_entry(data: bytes | None = None, path: str | None = None, frames: int | None = None) -> dict[str, Any]:
+def artifact_entry(data: bytes | None = None, path: str | None = None,
+                   frames: int | None = None) -> dict[str, Any]:
     """A record entry for a file just written (from its bytes or its local staging path)."""
     if data is not None:
         digest, size = sha256_bytes(data), len(data)
@@ -120,9 +121,10 @@ def valid_record(rec: object, where: str) -> dict[str, Any] | None:
     """The manifest's generation record, or None when there is none; a malformed one is an error."""
     if rec is None:
         return None
-    if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) or not isinstance(rec.get("artifacts"), dict):
-        raise GenerationError(f"{where}: '{RECORD_KEY}' must be an object with a string 'id' and an 'artifacts' "
-                              f"object, got {str(rec)[:120]}")
+    if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) \
+            or not isinstance(rec.get("artifacts"), dict):
+        raise GenerationError(f"{where}: '{RECORD_KEY}' must be an object with a string 'id' and an "
+                              f"'artifacts' object, got {str(rec)[:120]}")
     return rec
 
 
@@ -236,9 +238,9 @@ def check_set(store: ArtifactStore, name: str, kinds: Iterable[str] | None = Non
         if len(ids) > 1:
             (g1, k1), (g2, k2) = sorted(ids.items(), key=lambda kv: kv[1])[:2]
             rep.problems.append(
-                f"{store.path(k1[0], name)} belongs to generation {g1} but {store.path(k2[0], name)} to generation "
-                f"{g2}, and there is no generation record in {man_uri}: the files come from different runs; "
-                f"re-run the pipeline for {name!r}")
+                f"{store.path(k1[0], name)} belongs to generation {g1} but {store.path(k2[0], name)} to "
+                f"generation {g2}, and there is no generation record in {man_uri}: the files come from "
+                f"different runs; re-run the pipeline for {name!r}")
     else:
         by_gen = [k for k, s in rep.stamps.items() if s == gen]
         witness = f" like {store.path(by_gen[0], name)}" if by_gen else ""
@@ -246,12 +248,13 @@ def check_set(store: ArtifactStore, name: str, kinds: Iterable[str] | None = Non
             uri = store.path(k, name)
             if s is not None and s != gen:
                 rep.problems.append(
-                    f"{uri} belongs to generation {s}, but {man_uri} expects generation {gen}{witness}: the set "
-                    f"mixes files of two runs (an interrupted re-run?); re-run the pipeline for {name!r}")
+                    f"{uri} belongs to generation {s}, but {man_uri} expects generation {gen}{witness}: "
+                    f"the set mixes files of two runs (an interrupted re-run?); re-run the pipeline for "
+                    f"{name!r}")
             elif s is None and k in listed:
                 rep.problems.append(
-                    f"{uri} carries no generation stamp, but {man_uri} records it as written by generation {gen}: "
-                    f"the file was replaced from elsewhere; re-run the pipeline for {name!r}")
+                    f"{uri} carries no generation stamp, but {man_uri} records it as written by generation "
+                    f"{gen}: the file was replaced from elsewhere; re-run the pipeline for {name!r}")
     if counts and not rep.problems:
         from .checks import check_counts
 
@@ -270,8 +273,9 @@ def check_set(store: ArtifactStore, name: str, kinds: Iterable[str] | None = Non
                 digest = sha256_bytes(fs.read_bytes(store.path(k, name)))
                 if digest != entry["sha256"]:
                     rep.problems.append(
-                        f"{store.path(k, name)} changed after generation {gen} wrote it (sha256 {digest[:12]}..., "
-                        f"recorded {entry['sha256'][:12]}...); re-run the pipeline for {name!r}")
+                        f"{store.path(k, name)} changed after generation {gen} wrote it (sha256 "
+                        f"{digest[:12]}..., recorded {entry['sha256'][:12]}...); re-run the pipeline for "
+                        f"{name!r}")
     if rec is not None and not rep.problems:
         for k in present:
             entry = listed.get(k)

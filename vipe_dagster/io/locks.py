@@ -138,7 +138,8 @@ def _local_lock(uri: str, what: str, purpose: str, wait: float) -> Iterator[floa
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise InputError(f"cannot create the lock file {path} for {what} ({exc.strerror or exc})") from None
+            raise InputError(f"cannot create the lock file {path} for {what} ({exc.strerror or exc})") \
+                from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -193,7 +194,8 @@ def _s3_lock(uri: str, what: str, purpose: str, wait: float) -> Iterator[float]:
     info = holder_info(purpose)
     while True:
         try:
-            fsys.call_s3("put_object", Bucket=bucket, Key=key, Body=json.dumps(info).encode(), IfNoneMatch="*")
+            fsys.call_s3("put_object", Bucket=bucket, Key=key, Body=json.dumps(info).encode(),
+                         IfNoneMatch="*")
             break
         except FileExistsError:  # s3fs maps 412 PreconditionFailed to FileExistsError
             holder = _read_s3_holder(fsys, path)

@@ -1,4 +1,4 @@
-"""Names that come from data (tar names, sequence names, take and camera names, JSON keys) and end up in paths.
+"""Names that come from data (tar names, sequence names, take and camera names, JSON keys) and become paths.
 
 Every such name is checked against a whitelist before it is joined onto a folder, and joined paths are
 checked to stay inside their root, so a crafted ``meta.parquet`` row, JSON key or CLI argument can never
@@ -61,8 +61,9 @@ def is_token(name: object) -> bool:
 def check_token(name: object, where: str) -> str:
     """A strict name (tar shard, take, camera): ``[A-Za-z0-9][A-Za-z0-9._-]*`` without ``..``."""
     if not is_token(name):
-        raise UnsafeNameError(f"{where} {name!r} is not a valid name: expected letters, digits, '.', '_' or '-' "
-                              f"(starting with a letter or digit, no '..', at most {MAX_NAME} characters)")
+        raise UnsafeNameError(f"{where} {name!r} is not a valid name: expected letters, digits, '.', '_' "
+                              f"or '-' (starting with a letter or digit, no '..', at most {MAX_NAME} "
+                              f"characters)")
     assert isinstance(name, str)
     return name
 

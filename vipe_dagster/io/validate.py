@@ -64,15 +64,17 @@ def validate_sequence(store: ArtifactStore, name: str, expected_frames: int | No
         add("pose_shape", data.shape == (n, 4, 4), f"shape {data.shape}, expected ({n}, 4, 4)")
         # the shared rules of io/checks.py; frames flagged invalid (tracking lost) are not measurements
         bad_finite = np.flatnonzero(~pc.finite & pc.flagged_valid)
-        add("pose_finite", bad_finite.size == 0,
-            "all finite" if bad_finite.size == 0 else f"{bad_finite.size} frame(s) not finite, first frame {bad_finite[0]}")
+        add("pose_finite", bad_finite.size == 0, "all finite" if bad_finite.size == 0
+            else f"{bad_finite.size} frame(s) not finite, first frame {bad_finite[0]}")
         bad_rot = np.flatnonzero(pc.finite & ~pc.orthonormal & pc.flagged_valid)
         add("pose_orthonormal", bad_rot.size == 0,
-            f"rotations orthonormal with det +1 (max |R^T R - I| {pc.max_orthonormality_error:.1e})" if bad_rot.size == 0
+            f"rotations orthonormal with det +1 (max |R^T R - I| {pc.max_orthonormality_error:.1e})"
+            if bad_rot.size == 0
             else f"{bad_rot.size} rotation(s) not orthonormal with det +1, first frame {bad_rot[0]}")
         bad_bottom = np.flatnonzero(pc.finite & ~pc.bottom_row & pc.flagged_valid)
         add("pose_bottom_row", bad_bottom.size == 0, "last row [0,0,0,1]" if bad_bottom.size == 0
-            else f"last row differs from [0,0,0,1] in {bad_bottom.size} frame(s), first frame {bad_bottom[0]}")
+            else f"last row differs from [0,0,0,1] in {bad_bottom.size} frame(s), first frame "
+                 f"{bad_bottom[0]}")
         n_flag = int((~pc.flagged_valid).sum())
         add("pose_usable", bool(pc.usable.any()),
             f"{int(pc.usable.sum())} of {len(data)} frames usable ({n_flag} flagged invalid: tracking lost)")
@@ -123,7 +125,8 @@ def validate_sequence(store: ArtifactStore, name: str, expected_frames: int | No
             add("info_dict", False, str(exc))
     try:
         rep = G.check_set(store, name, counts=False)
-        add("generation", rep.ok, f"one generation ({rep.generation or 'unversioned'})" if rep.ok else rep.problems[0])
+        add("generation", rep.ok,
+            f"one generation ({rep.generation or 'unversioned'})" if rep.ok else rep.problems[0])
     except ArtifactError as exc:
         add("generation", False, str(exc))
     counts = {store.path(k, name): c for k, c in frame_counts.items()}

@@ -49,8 +49,8 @@ def processing_size(width: int, height: int, long_side: int | None) -> tuple[int
     if long_side is None or long_side <= 0:
         return width, height
     if long_side < MIN_LONG_SIDE:
-        raise VideoError(f"processing long side (--long_side) must be >= {MIN_LONG_SIDE} px (or 0 for the source "
-                         f"size), got {long_side}")
+        raise VideoError(f"processing long side (--long_side) must be >= {MIN_LONG_SIDE} px (or 0 for "
+                         f"the source size), got {long_side}")
     s = long_side / max(width, height)
     w = max(8, int(round(width * s / 8)) * 8)
     h = max(8, int(round(height * s / 8)) * 8)
@@ -66,8 +66,9 @@ def resolve_range(num_frames: int, start_frame: int | None, end_frame: int | Non
                               f"frames are numbered from 0 (end_frame -1 means the last frame)")
     if start > num_frames - 1:
         shown = end if end_frame is not None and end_frame != -1 else "last"
-        raise FrameRangeError(f"Frame range [{start}, {shown}] exceeds available frames [0, {num_frames - 1}] in "
-                              f"{name}: start_frame {start} is past the last frame {num_frames - 1}")
+        raise FrameRangeError(f"Frame range [{start}, {shown}] exceeds available frames "
+                              f"[0, {num_frames - 1}] in {name}: start_frame {start} is past the last frame "
+                              f"{num_frames - 1}")
     if end < start:
         raise FrameRangeError(f"Frame range [{start}, {end}] is inverted in {name}: end_frame must be >= start_frame")
     if end > num_frames - 1:
@@ -247,7 +248,8 @@ class VideoWriter:
     def __init__(self, uri: str, fps: float, crf: int = 18, metadata: dict[str, str] | None = None,
                  on_commit=None):
         """``metadata``: container tags (the artifact store stamps the generation into ``comment``);
-        ``on_commit(entry)`` is called with the file's record entry (sha256, bytes, frames) once it is in place."""
+        ``on_commit(entry)`` is called with the file's record entry (sha256, bytes, frames) once it is in
+        place."""
         self.uri, self.fps, self.crf = str(uri), float(fps), int(crf)
         self.metadata, self.on_commit = dict(metadata or {}), on_commit
         self.count = 0

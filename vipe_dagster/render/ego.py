@@ -120,10 +120,11 @@ def _artifact_name(cfg: EgoRenderConfig) -> str:
     with_pose = [n for n in names if store.exists("pose", n)]
     if not with_pose:
         if names:
-            raise ArtifactError(f"No VIPE artifacts found in {cfg.input_dir}: {store.path('pose', names[0])} not found "
-                                f"(sequences present without poses: {', '.join(names)})")
-        raise ArtifactError(f"No VIPE artifacts found in {cfg.input_dir} (expected {fs.join(cfg.input_dir, 'pose')}"
-                            f"/<name>.npz with rgb/, intrinsics/ and depth/ beside it)")
+            raise ArtifactError(f"No VIPE artifacts found in {cfg.input_dir}: {store.path('pose', names[0])} "
+                                f"not found (sequences present without poses: {', '.join(names)})")
+        raise ArtifactError(f"No VIPE artifacts found in {cfg.input_dir} (expected "
+                            f"{fs.join(cfg.input_dir, 'pose')}/<name>.npz with rgb/, intrinsics/ and depth/ "
+                            f"beside it)")
     if len(with_pose) > 1:
         raise ArtifactError(f"{cfg.input_dir} holds several sequences {with_pose}; choose one with --artifact_name")
     return with_pose[0]

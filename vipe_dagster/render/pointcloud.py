@@ -109,8 +109,8 @@ class ArtifactReader:
         store.check_set(name, ("rgb", "pose", "intrinsics", "camera", "depth", "mask", "phrases"))
         self.usable = pcheck.usable  # frames flagged invalid (tracking lost) contribute no points
         if not self.usable.any():
-            raise ArtifactError(f"{store.path('pose', name)}: every frame is flagged invalid (tracking lost); "
-                                f"no point cloud can be built")
+            raise ArtifactError(f"{store.path('pose', name)}: every frame is flagged invalid "
+                                f"(tracking lost); no point cloud can be built")
         self.intr = intr
         self.num_frames = len(self.c2w)
         self.has_mask = store.exists("mask", name)

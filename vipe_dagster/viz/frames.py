@@ -212,12 +212,14 @@ class SequenceSource:
         # because tracking was lost) are skipped when drawing
         self.pose_valid = pcheck.usable
         if not self.pose_valid.any():
-            raise ArtifactError(f"{store.path('pose', name)}: none of the {self.n} poses is usable (expected finite "
-                                f"4x4 camera-to-world matrices with a rotation block, not flagged invalid)")
+            raise ArtifactError(f"{store.path('pose', name)}: none of the {self.n} poses is usable "
+                                f"(expected finite 4x4 camera-to-world matrices with a rotation block, not "
+                                f"flagged invalid)")
         if not self.pose_valid.all():
             bad = np.nonzero(~self.pose_valid)[0]
-            log.warning("%s: %d unusable poses (first at frame %d: %s) are not drawn", store.path("pose", name),
-                        len(bad), bad[0], pcheck.problems[0] if pcheck.problems else "flagged invalid")
+            log.warning("%s: %d unusable poses (first at frame %d: %s) are not drawn",
+                        store.path("pose", name), len(bad), bad[0],
+                        pcheck.problems[0] if pcheck.problems else "flagged invalid")
         if store.exists("intrinsics", name):
             intr, _, types = store.read_intrinsics(name)
             if len(intr) == 1 and self.n > 1:
