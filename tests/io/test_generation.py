@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from vipe_dagster.errors import ArtifactError
+from vipe_dagster.errors import ArtifactError, VideoError
 from vipe_dagster.io import ArtifactStore
 from vipe_dagster.io import generation as G
 from vipe_dagster.io.checks import check_counts, check_intrinsics, check_poses, check_rigid
@@ -171,3 +171,25 @@ def test_check_intrinsics_and_counts():
     assert check_intrinsics(intr, "k", camera_types=["PINHOLE", "PINHOLE", "PANORAMA"]).ok
     assert check_counts({"a": 3, "b": 3, "c": None}, "s") == []
     assert "frame counts disagree: a has 3 frames, b has 4 frames" in check_counts({"a": 3, "b": 4}, "s")[0]
+
+
+def test_failed_ingest_keeps_the_previous_set(tmp_path):
+    """A re-ingest that fails while writing the rgb (decode error, kill) leaves the old set untouched."""
+    from vipe_dagster.ingest import ingest_video
+
+    store = ArtifactStore(str(tmp_path))
+    _write_set(store)
+    old = store.generation_record("s")["id"]
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 2048)
+    with pytest.raises(VideoError):
+        ingest_video(str(bad), store, name="s")
+    with pytest.raises(RuntimeError):
+        store.begin_generation("s")
+        with store.rgb_writer("s", fps=10) as w:
+            w.add(np.zeros((H, W, 3), np.uint8))
+            raise RuntimeError("decode failed mid-way")
+    store.abort_generation("s")
+    assert store.generation_record("s")["id"] == old and store.check_set("s").ok
+    store.write_pose("s", np.tile(np.eye(4), (N, 1, 1)))  # later writes join the old set, nothing is purged
+    assert store.generation_record("s")["id"] == old and store.exists("depth", "s")

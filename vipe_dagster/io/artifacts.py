@@ -146,6 +146,11 @@ class ArtifactStore:
         log.info("sequence %s: new generation %s", name, rec["id"])
         return rec["id"]
 
+    def abort_generation(self, name: str) -> None:
+        """Forget a generation opened by :meth:`begin_generation` whose first file was never written."""
+        if self._open.get(name, (None, False))[1]:
+            self._open.pop(name)
+
     def generation_for_write(self, name: str) -> str:
         """The generation id a writer stamps into a new file of ``name``."""
         if name in self._open:
