@@ -969,10 +969,18 @@ class SlamSystem:
                 self.dist[:] = out.intrinsics[4:6]
             self._remap_pixels(old_intr, old_dist)
         # reject outliers: observations with large reprojection error, points behind cameras
-        outliers = np.flatnonzero(~(out.reproj_px < self._outlier_px()))
-        for (k, row), pid in zip(obs_ref[outliers].tolist(), obs_pid[outliers].tolist(), strict=True):
+        bad_obs = ~(out.reproj_px < self._outlier_px())
+        outliers = np.flatnonzero(bad_obs)
+        # a point that is well observed elsewhere loses only the bad observation (a wrong fusion, a blurred
+        # frame); a track whose observations leave the rigid scene's geometry is not trusted again
+        good_cnt = np.bincount(obs_pt[~bad_obs], minlength=len(upid))
+        bad_cnt = np.bincount(obs_pt[bad_obs], minlength=len(upid))
+        keep_point = (good_cnt >= 3) & (bad_cnt * 3 <= good_cnt)
+        for (k, row), pid, j in zip(obs_ref[outliers].tolist(), obs_pid[outliers].tolist(),
+                                    obs_pt[outliers].tolist(), strict=True):
             seg.keyframes[k].bad[row] = True
-            # a track that leaves the rigid scene's geometry is not trusted again
+            if keep_point[j]:
+                continue
             seg.dynamic.add(pid)
             seg.points.pop(pid, None)
             seg.colors.pop(pid, None)
