@@ -162,6 +162,18 @@ def pose_valid(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStoreR
     return dg.AssetCheckResult(passed=v.passed, description=v.description, metadata=_scalars(v.metadata))
 
 
+@dg.asset_check(asset=POSE, blocking=True, partitions_def=VIDEOS,
+                description="The trajectory matches the video: relative rotations of sampled frame pairs agree "
+                            "with independent two-view estimates from the pixels (SIFT, 5-point / homography) "
+                            "and explain the matches as well as they do. Catches smooth but wrong geometry "
+                            "(a plane reconstructed upside down). Blocking.")
+def pose_geometry(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
+    from vipe_dagster.geometry_check import check_sequence
+
+    v = check_sequence(artifacts.store(), context.partition_key)
+    return dg.AssetCheckResult(passed=v.passed, description=v.description, metadata=_scalars(v.metadata))
+
+
 @dg.asset_check(asset=INTRINSICS, blocking=True, partitions_def=VIDEOS,
                 description="Focals positive with fx/fy near 1, principal point inside the image, "
                             "horizontal FoV in [15, 160] deg, focal stable across frames. Blocking.")
@@ -201,4 +213,4 @@ def _scalars(meta: dict) -> dict:
 
 
 ASSETS = [slam_pose]
-CHECKS = [pose_valid, intrinsics_plausible, frame_metrics_expectations]
+CHECKS = [pose_valid, pose_geometry, intrinsics_plausible, frame_metrics_expectations]

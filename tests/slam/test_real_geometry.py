@@ -61,6 +61,18 @@ def test_geometry_check_fails_on_the_flipped_demo_result(dog384, tmp_path):
     verdict = check_sequence(bad, name)
     assert not verdict.passed
     assert "does not match the images" in verdict.description
+    # the user-facing validator flags it too (and passes the good result)
+    import subprocess
+    import sys
+
+    def validate(root) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "vipe_dagster.cli", "validate", str(root), "--require",
+                               "rgb,pose,intrinsics"], capture_output=True, text=True, timeout=300)
+
+    run = validate(tmp_path / "flipped")
+    assert run.returncode == 1 and f"FAIL {name} pose_geometry" in run.stdout, run.stdout + run.stderr
+    run = validate(store.root)
+    assert run.returncode == 0 and f"PASS {name} pose_geometry" in run.stdout, run.stdout + run.stderr
 
 
 def test_geometry_check_fails_on_a_corrupted_good_trajectory(dog384, tmp_path):

@@ -123,6 +123,13 @@ def validate_sequence(store: ArtifactStore, name: str, expected_frames: int | No
             add("info_dict", "ba_residual" in info, f"keys {sorted(info)}")
         except ArtifactError as exc:
             add("info_dict", False, str(exc))
+    if {"rgb", "pose", "intrinsics"} <= set(require) and all(f.ok for f in out):
+        _, _, types = store.read_intrinsics(name)
+        if set(types) <= {"PINHOLE"}:
+            from ..geometry_check import check_sequence
+
+            v = check_sequence(store, name)
+            add("pose_geometry", v.passed, v.description)
     try:
         rep = G.check_set(store, name, counts=False)
         add("generation", rep.ok,

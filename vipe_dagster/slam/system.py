@@ -175,6 +175,7 @@ class SlamSystem:
         self._last_rgb = np.zeros((height, width, 3), np.uint8)
         self.untracked: set[int] = set()
         self.reloc: dict | None = None  # after a loss: the map to relocalise in, and since when
+        self._force_planar = False  # finish(): decide a pending planar initialisation
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -457,7 +458,7 @@ class SlamSystem:
         log.debug("init frame %d: planar hypotheses, accumulated reprojection cost %s", frame,
                   ", ".join(f"{c:.3f}" for c in hyp["cost"]))
         decided = hyp["frames"] >= kc.init_planar_min_frames and best <= kc.init_ambiguity_ratio * second
-        if not decided and len(seg.init_pending) < kc.init_max_frames // 2:
+        if not decided and len(seg.init_pending) < kc.init_max_frames // 2 and not self._force_planar:
             return None
         Tw = poses[order[0]] if poses[order[0]] is not None else hyp["hyps"][order[0]][2]
         tw = Tw[:3, 3] / max(np.linalg.norm(Tw[:3, 3]), 1e-12)
@@ -1054,6 +1055,17 @@ class SlamSystem:
 
     # ------------------------------------------------------------------ finish
     def finish(self) -> SlamOutput:
+        for seg in list(self.segments):
+            if seg.kind == "init" and seg.planar_hyp is not None and seg.ref is not None and seg.init_pending:
+                # the video ended while two planar motions were still being told apart: take the better one
+                # (a translating camera is not a rotation-only chunk)
+                f, ids, uv, _ = seg.init_pending[-1]
+                _, ia, ib = np.intersect1d(seg.ref[1], ids, return_indices=True)
+                self._force_planar = True
+                try:
+                    self._try_initialise(seg, f, ids, uv, ia, ib, self._last_rgb)
+                finally:
+                    self._force_planar = False
         segs = list(self.segments)
         for seg in segs:
             if seg.kind == "init":
