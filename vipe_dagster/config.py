@@ -119,6 +119,8 @@ class IntrinsicsConfig(_Model):
     radial_terms: int = Field(1, ge=0, le=2, description="radial distortion coefficients self-calibrated with "
                               "the focal (0 = pinhole, 1 = k1, 2 = k1 and k2); frames with a significant "
                               "estimated distortion are rectified to a pinhole camera after the pose stage")
+    radial_keyframes: int = Field(16, ge=3, description="the radial terms are first estimated (global BA with "
+                                  "the focal) once the map has this many keyframes, and refined at the end")
     radial_min_chi2: float = Field(50.0, gt=0, description="self-calibrated radial terms are kept only if they "
                                    "lower the squared reprojection error by this many noise variances (a "
                                    "likelihood-ratio test against the pinhole fit)")

@@ -176,6 +176,7 @@ class SlamSystem:
         self.untracked: set[int] = set()
         self.reloc: dict | None = None  # after a loss: the map to relocalise in, and since when
         self._force_planar = False  # finish(): decide a pending planar initialisation
+        self._radial_checked = False  # the in-run radial distortion estimate has been made
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -686,6 +687,14 @@ class SlamSystem:
             self._store_descriptors(seg, kf, desc)
         if self.estimate_focal and not self.focal_calibrated and len(seg.keyframes) >= 6:
             self._calibrate_focal(seg)
+        n_rad = self.cfg.intrinsics.radial_keyframes
+        if self.radial_terms and self.focal_calibrated and not self._radial_checked and len(seg.keyframes) >= n_rad:
+            # distortion is observable once the map spans enough views: estimate it now, so the rest of the
+            # map is built undistorted (observations near the border are not lost as outliers meanwhile)
+            self._radial_checked = True
+            self._ba(seg, window=False, iters=self.cfg.ba.global_iters, optimize_focal=True,
+                     optimize_radial=self.radial_terms)
+            self._drop_insignificant_radial(seg)
         # re-localise the frames since the previous keyframe against the refined map
         b = len(seg.keyframes) - 1
         a = b - 1
