@@ -198,7 +198,7 @@ def trajectory_views(c2w: np.ndarray, keyframes: Sequence[int] = (), valid: np.n
         if name.startswith("side"):
             xy[:, 1] = -xy[:, 1]  # y points down in OpenCV: draw -y upwards
         lo, hi = xy[ok].min(0), xy[ok].max(0)
-        scale = (size - 60) / max(float((hi - lo).max()), 1e-9)
+        scale = (size - 60) / span  # one scale for both views; a static camera (span 0) gets span 1
         mid = (lo + hi) / 2
 
         def px(p: np.ndarray, mid=mid, scale=scale) -> tuple[int, int]:
@@ -218,7 +218,7 @@ def trajectory_views(c2w: np.ndarray, keyframes: Sequence[int] = (), valid: np.n
         first, last = int(np.argmax(ok)), int(n - 1 - np.argmax(ok[::-1]))
         cv2.circle(img, px(xy[first]), 6, (0, 160, 0), -1, cv2.LINE_AA)
         cv2.circle(img, px(xy[last]), 6, (210, 30, 30), -1, cv2.LINE_AA)
-        L = int(round(bar * scale))
+        L = int(np.clip(round(bar * scale), 1, size - 90))
         y0 = top + size + 16
         cv2.line(img, (10, y0), (10 + L, y0), (0, 0, 0), 2)
         for x in (10, 10 + L):

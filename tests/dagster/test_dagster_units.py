@@ -271,6 +271,8 @@ def test_previews_render_and_stay_small():
     assert black_rows[-60:].max() >= 10  # the scale bars under the views
     with pytest.raises(ArtifactError, match="no valid camera pose"):
         trajectory_views(_trajectory(5), valid=np.zeros(5, bool))
+    static = np.repeat(np.eye(4)[None], 6, axis=0)  # a fixed camera: no extent to scale by
+    assert trajectory_views(static, keyframes=[0]).startswith(b"\x89PNG")
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, (90, 160, 3), dtype=np.uint8)
     depth = np.linspace(1, 3, 90 * 160, dtype=np.float32).reshape(90, 160)
