@@ -54,21 +54,39 @@ class DepthConfig(BaseModel):
     refine_steps: float = Field(1.5, gt=0, description="refinement half-width in coarse plane spacings")
     window: int = Field(5, ge=1, description="ZNCC window (odd, px at MVS resolution)")
     agg_window: int = Field(5, ge=1, description="box aggregation window of the cost volume (odd)")
-    num_sources: int = Field(2, ge=1, le=16, description="source frames per reference frame")
+    texture_sigma: float = Field(0.02, ge=0, description="matching costs of flat windows are blended towards the "
+                                                         "uninformative value by var / (var + sigma^2) (intensity "
+                                                         "std in [0,1]); 0 = off")
+    sgm: bool = Field(True, description="semi-global aggregation of the cost volume (4 paths, edge-aware P2): "
+                                         "carries depth into low-texture regions")
+    sgm_p1: float = Field(0.03, gt=0, description="SGM penalty of a one-plane step between neighbours (cost "
+                                                  "units: 1 - ZNCC, in [0, 2])")
+    sgm_p2: float = Field(1.0, gt=0, description="SGM penalty of a larger jump (reduced across image edges)")
+    num_sources: int = Field(4, ge=1, le=16, description="source frames per reference frame")
     best_k: int | None = Field(None, ge=1, description="sources averaged per pixel (lowest costs); None = half")
-    sweep_every: int = Field(1, ge=1, description="sweep every k-th frame (and the last); the frames between get "
+    sweep_every: int = Field(2, ge=1, description="sweep every k-th frame (and the last); the frames between get "
                                                   "the depth of the two swept frames around them, reprojected "
                                                   "with the poses (z-buffered) and filled edge-aware")
-    max_frame_gap: int = Field(10, ge=1, description="sources come from frames within +-this many frames")
-    min_parallax_px: float = Field(6.0, gt=0, description="wanted parallax (px at MVS resolution, at the median "
+    fuse_radius: int = Field(4, ge=0, description="each output frame fuses (per-pixel median) the filtered depths "
+                                                  "of the swept frames within +-this many frames, warped by the "
+                                                  "poses, and always those of the nearest swept frame on each side")
+    fill_from_sweep: bool = Field(True, description="holes left by the filters first take the fused sweep depth "
+                                                    "that passes the geometric check with plausible_factor times "
+                                                    "the tolerances (best with sgm), then the edge-aware fill")
+    plausible_factor: float = Field(3.0, ge=1.0, description="tolerance factor of the relaxed geometric check "
+                                                             "for the depth that fills holes")
+    max_frame_gap: int = Field(30, ge=1, description="sources come from frames within +-this many frames")
+    min_parallax_px: float = Field(6.0, gt=0, description="least parallax (px at MVS resolution, at the median "
                                                           "scene depth) between reference and source")
+    max_parallax_px: float = Field(48.0, gt=0, description="sources with more parallax than this are used only "
+                                                           "when too few others qualify")
     depth_range: tuple[float, float] | None = Field(
         None, description="(near, far) in pose units when there is no sparse map; None = estimate it with a "
                           "wide coarse sweep on the first frames")
     range_percentiles: tuple[float, float] = Field((1.0, 99.0), description="percentiles of sparse/coarse "
                                                                               "depths that bound the sweep")
     range_margin: float = Field(1.5, ge=1.0, description="the range is widened by this factor on both ends")
-    min_confidence: float = Field(0.6, ge=0, le=1, description="sweep confidence below which a pixel is dropped")
+    min_confidence: float = Field(0.3, ge=0, le=1, description="sweep confidence below which a pixel is dropped")
     consistency_rel: float = Field(0.03, gt=0, description="relative depth agreement for the geometric check")
     consistency_px: float = Field(1.5, gt=0, description="forward-backward reprojection error limit (px, MVS res)")
     min_consistent: int = Field(1, ge=0, description="neighbours that must agree (0 disables the filter)")

@@ -37,6 +37,7 @@ from ..errors import ArtifactError, InputError
 from ..io import ArtifactStore
 from . import mvs
 from .config import DepthConfig
+from .quality import conf_writer, encode_confidence
 from .reliable import reliable_depth_mask
 
 log = logging.getLogger(__name__)
@@ -174,41 +175,38 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
 
     lo: dict[int, np.ndarray] = {}
     hi: dict[int, np.ndarray] = {}
-    raw: dict[int, Future] = {}  # frame -> Future[mvs.RawDepth]
+    raw: dict[int, Future] = {}  # swept frame -> Future[mvs.RawDepth]
     raw_sources: dict[int, list[int]] = {}
+    filt: dict[int, mvs.FilteredDepth] = {}  # swept frame -> depth kept by the filters (+ the raw sweep)
     per_frame_valid: list[float] = []
     reliable: list[float] = []
-    state = {"next_raw": 0, "next_final": 0, "prev_final": None}
+    state = {"next_raw": 0, "next_filter": 0, "next_out": 0, "prev_out": None}
     stride = cfg.sweep_every
-    pending: list[int] = []  # frames between swept frames, waiting for the next swept frame
+    swept_frames = [i for i in range(n) if i % stride == 0 or i == n - 1]
 
     def swept(i: int) -> bool:
         return i % stride == 0 or i == n - 1
+
+    def fusion_set(t: int) -> list[int]:
+        """Swept frames whose filtered depth is fused into frame ``t``: those within ``fuse_radius`` frames,
+        and always the nearest swept frame on each side."""
+        k = int(np.searchsorted(swept_frames, t))  # swept_frames[k] >= t (the last frame is always swept)
+        near = {swept_frames[k]}
+        if k > 0 and swept_frames[k] != t:
+            near.add(swept_frames[k - 1])
+        r = cfg.fuse_radius
+        near |= {j for j in swept_frames[max(0, k - r - 1):k + r + 1] if abs(j - t) <= r}
+        return sorted(near)
 
     def ensure_range() -> None:
         nonlocal depth_range, range_source, ref_depth
         if depth_range is not None:
             return
-        # wide coarse sweep of the first frame against the farthest frames of its window
-        far = [j for j in sorted(lo, key=lambda j: -np.linalg.norm(centres[j] - centres[0])) if j != 0][:2]
-        base = float(np.median([np.linalg.norm(centres[j] - centres[0]) for j in far]))
-        if base <= 0:
-            raise StaticCameraError(f"{store.path('pose', name)}: no baseline between frame 0 and frames {far}; "
-                                    f"cannot estimate a depth range for {name}. " + HOW_TO_PROVIDE_MODEL)
-        wide = (0.5 * base, 2000.0 * base)
-        # at half resolution: only the percentiles of the confident depths are needed
-        hw_, hh_ = max(8, w // 2), max(8, h // 2)
-        small = {j: cv2.resize(lo[j], (hw_, hh_), interpolation=cv2.INTER_AREA) for j in [0, *far]}
-        ks = {j: mvs.scale_intrinsics(k_lo[j], hw_ / w, hh_ / h) for j in [0, *far]}
-        d, c = mvs.sweep_frame(small[0], [small[j] for j in far], ks[0], [ks[j] for j in far], poses[0],
-                               [poses[j] for j in far], wide, cfg, num_planes=128)
-        good = np.isfinite(d) & (c > 0.6)
-        depth_range = mvs.depth_range_from_points(d[good], cfg.range_percentiles, cfg.range_margin)
+        depth_range, ref_depth = mvs.auto_depth_range(lo, centres, k_lo, poses, cfg)
         if depth_range is None:
             raise InputError(f"{store.path('rgb', name)}: frame 0 has too little texture or parallax to estimate "
                              f"a depth range for {name}; set DepthConfig.depth_range or provide a sparse map")
         range_source = "auto"
-        ref_depth = float(np.median(d[good]))
         log.info("depth %s: automatic depth range [%.3g, %.3g] (median %.3g)", name, *depth_range, ref_depth)
 
     def sweep(i: int, srcs: list[int], ref_img: np.ndarray, src_imgs: list[np.ndarray]) -> mvs.RawDepth:
@@ -227,51 +225,53 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
         raw_sources[i] = srcs
         raw[i] = pool.submit(sweep, i, srcs, lo[i], [lo[j] for j in srcs])
 
-    def do_final(i: int, writer) -> None:
+    def do_filter(i: int) -> None:
+        """Confidence + forward-backward geometric filter of swept frame ``i``."""
         r = raw[i].result()
         keep = np.isfinite(r.depth) & (r.confidence >= cfg.min_confidence)
+        plausible = np.isfinite(r.depth)
         others = [(raw[j].result().depth, k_lo[j], poses[j]) for j in r.sources if j in raw]
         if cfg.min_consistent > 0 and others:
-            cnt = mvs.consistency_count(np.where(keep, r.depth, np.nan), k_lo[i], poses[i], others,
-                                        cfg.consistency_rel, cfg.consistency_px)
-            keep &= cnt >= min(cfg.min_consistent, len(others))
-        d = np.where(keep, r.depth, np.nan).astype(np.float32)
-        frac = float(keep.mean())
-        per_frame_valid.append(frac)
-        guide_lo = lo[i]
+            err = mvs.consistency_errors(r.depth, k_lo[i], poses[i], others, cfg.consistency_rel, cfg.consistency_px)
+            m = min(cfg.min_consistent, len(others))
+            kth = np.partition(err, m - 1, axis=0)[m - 1]  # m-th best agreement over the neighbours
+            keep &= kth < 1.0
+            plausible &= kth < cfg.plausible_factor
+        filt[i] = mvs.FilteredDepth(np.where(keep, r.depth, np.nan).astype(np.float32),
+                                    np.where(plausible, r.depth, np.nan).astype(np.float32))
+
+    def do_output(t: int, writer) -> None:
+        """Fuse the filtered depths of the swept frames around ``t`` into it, fill the holes, upsample, write."""
+        views = [(filt[j], k_lo[j], poses[j], j == t) for j in fusion_set(t) if j in filt]
+        fused = mvs.fuse_depths(views, k_lo[t], poses[t], (h, w), cfg.consistency_rel)
+        keep = np.isfinite(fused.depth)
+        per_frame_valid.append(float(keep.mean()))
+        d = fused.depth
         if learned is not None:
             from .learned import align_inverse_depth
 
-            pred = learned.predict(hi[i])
+            pred = learned.predict(hi[t])
             pred_lo = cv2.resize(pred, (w, h), interpolation=cv2.INTER_AREA)
             fill = align_inverse_depth(pred_lo, d, keep, learned.output)
             if fill is not None:
                 d = np.where(keep, d, fill).astype(np.float32)
+        elif cfg.fill_from_sweep:
+            # holes first take the (unverified) sweep depth, fused the same way, where it exists
+            d = np.where(keep, d, fused.raw).astype(np.float32)
         if not np.isfinite(d).any():
-            if state["prev_final"] is not None:
-                log.warning("depth %s: frame %d has no reliable MVS depth; reusing frame %d", name, i,
-                            state["prev_final"][0])
-                d = state["prev_final"][1]
+            if state["prev_out"] is not None:
+                log.warning("depth %s: frame %d has no reliable MVS depth; reusing frame %d", name, t,
+                            state["prev_out"][0])
+                d = state["prev_out"][1]
             else:
                 d = np.full((h, w), ref_depth, np.float32)
-                log.warning("depth %s: frame %d has no reliable MVS depth; using the median scene depth", name, i)
-        filled = mvs.edge_aware_fill(d, guide_lo, cfg.fill_sigma_color, cfg.fill_iterations)
-        prev = state["prev_final"]
-        # frames between the previous swept frame and this one: reprojected depth of both, then filled
-        for j in pending:
-            srcs = [(filled, k_lo[i], poses[i])] + ([(prev[1], k_lo[prev[0]], poses[prev[0]])] if prev else [])
-            dj = mvs.propagate_depth(srcs, k_lo[j], poses[j], (h, w))
-            if not np.isfinite(dj).any():
-                dj = filled.copy()
-            emit(j, mvs.edge_aware_fill(dj, lo[j], cfg.fill_sigma_color, cfg.fill_iterations), writer)
-        pending.clear()
-        state["prev_final"] = (i, filled)
-        emit(i, filled, writer)
-
-    def emit(i: int, filled: np.ndarray, writer) -> None:
-        up = mvs.joint_bilateral_upsample(filled, lo[i], hi[i].astype(np.float32) / 255.0, cfg.fill_sigma_color)
+                log.warning("depth %s: frame %d has no reliable MVS depth; using the median scene depth", name, t)
+        filled = mvs.edge_aware_fill(d, lo[t], cfg.fill_sigma_color, cfg.fill_iterations)
+        state["prev_out"] = (t, filled)
+        up = mvs.joint_bilateral_upsample(filled, lo[t], hi[t].astype(np.float32) / 255.0, cfg.fill_sigma_color)
         reliable.append(float(reliable_depth_mask(up).mean()))
         writer.add(up)
+        conf_out.add(encode_confidence(np.where(keep, np.maximum(fused.agreement, 1e-3), 0.0), (W, H)))
 
     frames = iter(stream)
     if progress:
@@ -288,7 +288,7 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
         torch.set_num_threads(cfg.torch_threads)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mvs")
     try:
-        with store.depth_writer(name) as writer:
+        with store.depth_writer(name) as writer, conf_writer(store, name) as conf_out:
             for t, (_, frame) in enumerate(frames):
                 if frame.shape[:2] != (H, W):
                     raise ArtifactError(f"{store.path('rgb', name)}: frame {t} is {frame.shape[1]}x"
@@ -296,29 +296,37 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
                 hi[t] = frame
                 lo[t] = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
                 last = t == n - 1
+                # 1. sweeps, once every frame that can be a source is loaded
                 while state["next_raw"] < n and (state["next_raw"] + gap <= t or last):
                     if swept(state["next_raw"]):
                         do_raw(state["next_raw"])
                     state["next_raw"] += 1
-                while state["next_final"] < state["next_raw"]:
-                    i = state["next_final"]
-                    if not swept(i):
-                        pending.append(i)
-                        state["next_final"] += 1
-                        continue
-                    # wait until the sources' sweeps are queued and ``ahead`` more behind them, so the
-                    # workers stay busy while this thread filters, fills and writes frame i
-                    if not last and any(j + ahead >= state["next_raw"] for j in raw_sources[i] + [i]):
+                # 2. filters, once the sources' sweeps are queued (and ``ahead`` more behind them, so the
+                #    workers stay busy while this thread filters, fuses and writes)
+                while state["next_filter"] < state["next_raw"]:
+                    i = state["next_filter"]
+                    if swept(i):
+                        if not last and any(j + ahead >= state["next_raw"] for j in raw_sources[i] + [i]):
+                            break
+                        do_filter(i)
+                    state["next_filter"] += 1
+                # 3. outputs, once every swept frame fused into them is filtered
+                while state["next_out"] < state["next_filter"] or (last and state["next_out"] < n):
+                    o = state["next_out"]
+                    if not (last and state["next_filter"] >= n) and max(fusion_set(o)) >= state["next_filter"]:
                         break
-                    do_final(i, writer)
-                    state["next_final"] += 1
-                keep_from = min(pending) if pending else state["next_final"]
-                for j in [j for j in lo if j < state["next_raw"] - gap and j < keep_from]:
+                    do_output(o, writer)
+                    state["next_out"] += 1
+                out_from = state["next_out"]
+                need_from = min(fusion_set(out_from)) if out_from < n else out_from
+                for j in [j for j in lo if j < state["next_raw"] - gap and j < out_from]:
                     del lo[j]
-                for j in [j for j in hi if j < keep_from]:
+                for j in [j for j in hi if j < out_from]:
                     del hi[j]
-                for j in [j for j in raw if j < state["next_final"] - gap]:
+                for j in [j for j in raw if j < state["next_filter"] - gap]:
                     del raw[j], raw_sources[j]
+                for j in [j for j in filt if j < need_from]:
+                    del filt[j]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(prev_threads)
