@@ -47,7 +47,7 @@ class DepthConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mvs_long_side: int = Field(256, ge=32, description="long side (px) of the images the sweep runs on")
-    num_planes: int = Field(64, ge=8, le=512, description="inverse-depth hypotheses per sweep")
+    num_planes: int = Field(48, ge=8, le=512, description="inverse-depth hypotheses per sweep")
     coarse_to_fine: bool = Field(False, description="sweep all planes at half resolution, then only "
                                                      "refine_hypotheses per pixel around it at full resolution")
     refine_hypotheses: int = Field(7, ge=3, description="per-pixel hypotheses of the coarse-to-fine refinement")
@@ -64,9 +64,10 @@ class DepthConfig(BaseModel):
     sgm_p2: float = Field(1.0, gt=0, description="SGM penalty of a larger jump (reduced across image edges)")
     num_sources: int = Field(4, ge=1, le=16, description="source frames per reference frame")
     best_k: int | None = Field(None, ge=1, description="sources averaged per pixel (lowest costs); None = half")
-    sweep_every: int = Field(2, ge=1, description="sweep every k-th frame (and the last); the frames between get "
-                                                  "the depth of the two swept frames around them, reprojected "
-                                                  "with the poses (z-buffered) and filled edge-aware")
+    sweep_every: int = Field(3, ge=1, description="sweep at least every k-th frame (and the last); the frames "
+                                                  "between take the fused depth of the swept frames around them")
+    sweep_parallax_px: float = Field(1.5, gt=0, description="also sweep a frame once its parallax to the last swept "
+                                                            "frame reaches this (px at MVS resolution, median depth)")
     fuse_radius: int = Field(4, ge=0, description="each output frame fuses (per-pixel median) the filtered depths "
                                                   "of the swept frames within +-this many frames, warped by the "
                                                   "poses, and always those of the nearest swept frame on each side")

@@ -71,6 +71,25 @@ def select_sources(ref: int, centres: np.ndarray, available: Sequence[int], foca
     return sorted(chosen)
 
 
+def plan_sweeps(centres: np.ndarray, focal: float, ref_depth: float, config: DepthConfig) -> list[int]:
+    """Frames to sweep: the first, then each frame whose parallax to the last swept frame (``focal * baseline /
+    ref_depth``, px at MVS resolution) reaches ``sweep_parallax_px``, at least every ``sweep_every`` frames,
+    and the last. Frames between swept frames take the fused depth of the swept frames around them; on slow
+    footage (a hand-held 30 Hz camera moves a fraction of a pixel of parallax per frame) consecutive frames
+    hold little new geometry."""
+    n = len(centres)
+    if n == 0:
+        return []
+    out = [0]
+    for i in range(1, n):
+        par = focal * float(np.linalg.norm(centres[i] - centres[out[-1]])) / ref_depth
+        if i - out[-1] >= config.sweep_every or par >= config.sweep_parallax_px:
+            out.append(i)
+    if out[-1] != n - 1:
+        out.append(n - 1)
+    return out
+
+
 @dataclass
 class RawDepth:
     """Sweep output for one frame at MVS resolution."""
@@ -348,42 +367,55 @@ def edge_aware_fill(depth: np.ndarray, guide: np.ndarray, sigma_color: float, it
 
 
 def joint_bilateral_upsample(depth_lo: np.ndarray, guide_lo: np.ndarray, guide_hi: np.ndarray,
-                             sigma_color: float) -> np.ndarray:
+                             sigma_color: float, edge_log_step: float = 0.05) -> np.ndarray:
     """Upsample a dense depth map to the guide's resolution without blending across colour edges.
 
-    Each high-resolution pixel averages (in log depth) the 3x3 low-resolution neighbours around its
-    position, weighted by bilinear distance and by colour similarity to the high-resolution pixel.
+    Near depth discontinuities (a low-resolution 3x3 neighbourhood spanning more than ``edge_log_step`` in log
+    depth, dilated by one pixel) each high-resolution pixel averages, in log depth, the low-resolution
+    neighbours within 1.5 pixels of its position, weighted by that distance (tent) and by colour similarity to the
+    high-resolution pixel. Elsewhere the depth is smooth at the low resolution and is interpolated
+    bilinearly in log depth (the joint-bilateral weights would change it by less than the step).
     """
+    import cv2
+
     hl, wl = depth_lo.shape
     hh, wh = guide_hi.shape[:2]
     if (hl, wl) == (hh, wh):
         return depth_lo.astype(np.float32)
-    sx, sy = wl / wh, hl / hh
-    xs = (np.arange(wh) + 0.5) * sx - 0.5
-    ys = (np.arange(hh) + 0.5) * sy - 0.5
-    x0 = np.floor(xs).astype(np.int64)
-    y0 = np.floor(ys).astype(np.int64)
-    # torch, channels first: per-channel differences instead of a reduction over a length-3 last axis
-    logd = torch.from_numpy(np.log(np.maximum(depth_lo.astype(np.float32), 1e-12)))
-    gh = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(guide_hi, np.float32), -1, 0)))
-    gl = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(guide_lo, np.float32), -1, 0)))
-    num = torch.zeros(hh, wh)
-    den = torch.zeros(hh, wh)
-    inv2s2 = 1.0 / (2.0 * sigma_color * sigma_color)
-    for oy in (-1, 0, 1, 2):
-        yi = torch.from_numpy(np.clip(y0 + oy, 0, hl - 1))
-        wy = torch.from_numpy((np.maximum(0.0, 1.5 - np.abs(ys - (y0 + oy))) / 1.5).astype(np.float32))
-        g_rows = gl.index_select(1, yi)  # (3, hh, wl)
-        d_rows = logd.index_select(0, yi)  # (hh, wl)
-        for ox in (-1, 0, 1, 2):
-            xi = torch.from_numpy(np.clip(x0 + ox, 0, wl - 1))
-            wx = torch.from_numpy((np.maximum(0.0, 1.5 - np.abs(xs - (x0 + ox))) / 1.5).astype(np.float32))
-            ws = wy[:, None] * wx[None, :]
-            diff = (g_rows.index_select(2, xi) - gh).square_().sum(0)
-            wgt = ws * (torch.exp(diff.mul_(-inv2s2)) + 1e-12)
-            num += wgt * d_rows.index_select(1, xi)
-            den += wgt
-    return torch.exp(num / den.clamp_min(1e-20)).numpy().astype(np.float32)
+    logd_np = np.log(np.maximum(depth_lo.astype(np.float32), 1e-12))
+    out = cv2.resize(logd_np, (wh, hh), interpolation=cv2.INTER_LINEAR)
+    k3 = np.ones((3, 3), np.uint8)
+    edge_lo = (cv2.dilate(logd_np, k3) - cv2.erode(logd_np, k3)) > edge_log_step
+    if edge_lo.any():
+        edge_lo = cv2.dilate(edge_lo.astype(np.uint8), k3)
+        edge_hi = cv2.resize(edge_lo, (wh, hh), interpolation=cv2.INTER_NEAREST) > 0
+        vv, uu = np.nonzero(edge_hi)
+        sx, sy = wl / wh, hl / hh
+        xs = (uu + 0.5) * sx - 0.5
+        ys = (vv + 0.5) * sy - 0.5
+        # the tent weight (1.5 - |d|) / 1.5 is non-zero for at most three low-res neighbours per axis: the
+        # nearest one and its two neighbours
+        x0 = np.rint(xs).astype(np.int64)
+        y0 = np.rint(ys).astype(np.int64)
+        logd = torch.from_numpy(logd_np).reshape(-1)
+        gl = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(guide_lo, np.float32), -1, 0))).reshape(3, -1)
+        gh = torch.from_numpy(np.ascontiguousarray(np.asarray(guide_hi, np.float32)[vv, uu].T))  # (3, M)
+        num = torch.zeros(len(vv))
+        den = torch.zeros(len(vv))
+        inv2s2 = 1.0 / (2.0 * sigma_color * sigma_color)
+        for oy in (-1, 0, 1):
+            yi_np = np.clip(y0 + oy, 0, hl - 1)
+            wy = torch.from_numpy((np.maximum(0.0, 1.5 - np.abs(ys - (y0 + oy))) / 1.5).astype(np.float32))
+            for ox in (-1, 0, 1):
+                xi_np = np.clip(x0 + ox, 0, wl - 1)
+                wx = torch.from_numpy((np.maximum(0.0, 1.5 - np.abs(xs - (x0 + ox))) / 1.5).astype(np.float32))
+                flat = torch.from_numpy(yi_np * wl + xi_np)
+                diff = (gl[:, flat] - gh).square_().sum(0)
+                wgt = wy * wx * (torch.exp(diff.mul_(-inv2s2)) + 1e-12)
+                num += wgt * logd[flat]
+                den += wgt
+        out[vv, uu] = (num / den.clamp_min(1e-20)).numpy()
+    return np.exp(out).astype(np.float32)
 
 
 def depth_range_from_points(depths: np.ndarray, percentiles: tuple[float, float],

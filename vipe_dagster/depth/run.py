@@ -181,11 +181,11 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
     per_frame_valid: list[float] = []
     reliable: list[float] = []
     state = {"next_raw": 0, "next_filter": 0, "next_out": 0, "prev_out": None}
-    stride = cfg.sweep_every
-    swept_frames = [i for i in range(n) if i % stride == 0 or i == n - 1]
+    swept_frames: list[int] = []  # planned once the depth range (and so the median depth) is known
+    swept_set: set[int] = set()
 
     def swept(i: int) -> bool:
-        return i % stride == 0 or i == n - 1
+        return i in swept_set
 
     def fusion_set(t: int) -> list[int]:
         """Swept frames whose filtered depth is fused into frame ``t``: those within ``fuse_radius`` frames,
@@ -197,6 +197,14 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
         r = cfg.fuse_radius
         near |= {j for j in swept_frames[max(0, k - r - 1):k + r + 1] if abs(j - t) <= r}
         return sorted(near)
+
+    def ensure_plan() -> None:
+        ensure_range()
+        if not swept_frames:
+            assert ref_depth is not None
+            swept_frames.extend(mvs.plan_sweeps(centres, float(np.median(k_lo[:, 0])), ref_depth, cfg))
+            swept_set.update(swept_frames)
+            log.info("depth %s: %d of %d frames swept", name, len(swept_frames), n)
 
     def ensure_range() -> None:
         nonlocal depth_range, range_source, ref_depth
@@ -218,7 +226,6 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
 
     def do_raw(i: int) -> None:
         """Queue the sweep of frame ``i`` on the worker pool (its images are captured now)."""
-        ensure_range()
         assert depth_range is not None and ref_depth is not None
         avail = [j for j in lo if abs(j - i) <= gap and swept(j)]
         srcs = mvs.select_sources(i, centres, avail, float(k_lo[i][0]), ref_depth, cfg)
@@ -297,6 +304,8 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
                 lo[t] = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
                 last = t == n - 1
                 # 1. sweeps, once every frame that can be a source is loaded
+                if state["next_raw"] < n and (state["next_raw"] + gap <= t or last):
+                    ensure_plan()
                 while state["next_raw"] < n and (state["next_raw"] + gap <= t or last):
                     if swept(state["next_raw"]):
                         do_raw(state["next_raw"])
@@ -318,7 +327,7 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
                     do_output(o, writer)
                     state["next_out"] += 1
                 out_from = state["next_out"]
-                need_from = min(fusion_set(out_from)) if out_from < n else out_from
+                need_from = min(fusion_set(out_from)) if out_from < n and swept_frames else out_from
                 for j in [j for j in lo if j < state["next_raw"] - gap and j < out_from]:
                     del lo[j]
                 for j in [j for j in hi if j < out_from]:
