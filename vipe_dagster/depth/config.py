@@ -116,3 +116,34 @@ class DepthConfig(BaseModel):
         if not (0 <= lo < hi <= 100):
             raise ValueError(f"range_percentiles must satisfy 0 <= lo < hi <= 100, got {self.range_percentiles}")
         return self
+
+
+class MetricScaleConfig(BaseModel):
+    """Metric cues (at most one of ``scale``, ``known_distance``, ``camera_height``; a metric depth model in
+    ``DepthConfig.learned`` is used when none of them is given). See :mod:`vipe_dagster.depth.scale`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scale: float | None = Field(None, gt=0, description="metres per pose unit, given by the user")
+    known_distance: tuple[int, int, float] | None = Field(
+        None, description="(frame i, frame j, metres): the distance between the two camera centres")
+    camera_height: float | None = Field(None, gt=0, description="height (m) of the camera above the ground plane")
+    use_depth_model: bool = Field(True, description="take the scale from a metric depth model when one is "
+                                                    "configured (DepthConfig.learned with output metric_depth)")
+    model_frames: int = Field(12, ge=1, description="frames the metric depth model is compared on")
+
+    @model_validator(mode="after")
+    def _one_cue(self) -> MetricScaleConfig:
+        given = [k for k in ("scale", "known_distance", "camera_height") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one metric cue, got {', '.join(given)}")
+        if self.known_distance is not None:
+            i, j, m = self.known_distance
+            if i == j or i < 0 or j < 0 or not m > 0:
+                raise ValueError(f"known_distance must be two different frames >= 0 and a positive distance, "
+                                 f"got {self.known_distance}")
+        return self
+
+    @property
+    def given(self) -> bool:
+        return any(getattr(self, k) is not None for k in ("scale", "known_distance", "camera_height"))

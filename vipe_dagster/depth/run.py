@@ -37,7 +37,7 @@ from ..errors import ArtifactError, InputError
 from ..io import ArtifactStore
 from . import mvs
 from .config import DepthConfig
-from .quality import conf_writer, encode_confidence
+from .quality import conf_writer, depth_conf_path, encode_confidence
 from .reliable import reliable_depth_mask
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class DepthResult:
     range_source: str  # "sparse_map", "config", "auto", "none"
     mvs_valid_fraction: float  # mean fraction of pixels kept by confidence + geometric filter
     seconds: float
-    scale: str = "poses"  # depth is in the units of the poses ("relative" for a static relative prior)
+    scale: str = "relative"  # the scale of the poses (manifest ``scale``): "metric" or "relative"
     per_frame_valid: list[float] = field(default_factory=list)
     reliable_fraction: float = float("nan")  # mean share of pixels passing ViPE's reliable-depth test
 
@@ -340,10 +340,21 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
         pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(prev_threads)
     seconds = time.perf_counter() - t0
+    man = store.read_manifest(name) if store.exists("manifest", name) else None
+    scale = str(man.get("scale", "relative")) if man else "relative"
     res = DepthResult(name=name, uri=store.path("depth", name), num_frames=n, width=W, height=H,
                       method="mvs+learned" if learned is not None else "mvs", depth_range=depth_range,
                       range_source=range_source, mvs_valid_fraction=float(np.mean(per_frame_valid)),
-                      seconds=seconds, per_frame_valid=per_frame_valid, reliable_fraction=float(np.mean(reliable)))
+                      seconds=seconds, scale=scale, per_frame_valid=per_frame_valid,
+                      reliable_fraction=float(np.mean(reliable)))
+    if man is not None:
+        man["depth"] = {"method": res.method, "scale": scale, "measured_fraction": round(res.mvs_valid_fraction, 4),
+                        "measured_fraction_min": round(float(np.min(per_frame_valid)), 4),
+                        "reliable_fraction": round(res.reliable_fraction, 4),
+                        "frames_swept": len(swept_frames), "confidence_uri": depth_conf_path(store, name),
+                        "depth_range": list(depth_range) if depth_range else None, "range_source": range_source}
+        man.setdefault("timings", {})["depth_s"] = round(seconds, 3)
+        store.write_manifest(name, man)
     log.info("depth %s: %d frames in %.1f s (%.2f frames/s), MVS valid %.1f%%, reliable %.1f%%, range %s from %s",
              name, n, seconds, res.frames_per_s, 100 * res.mvs_valid_fraction, 100 * res.reliable_fraction,
              depth_range, range_source)
