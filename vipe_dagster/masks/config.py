@@ -32,6 +32,8 @@ class MaskConfig(BaseModel):
     grow_margin: float = Field(0.5, ge=0, description="each motion seed is grown inside its box enlarged by this "
                                                      "share of its size: residual against the depth the "
                                                      "surrounding static scene would have there (0 = off)")
+    fooled_ratio: float = Field(1.0, ge=1.0, description="a seed whose median depth is this much farther than the "
+                                                         "surface around it counts as fooled depth (growth applies)")
     grabcut_iterations: int = Field(1, ge=0, description="GrabCut iterations completing each object by colour "
                                                          "inside that box (0 = off)")
     hold_frames: int = Field(15, ge=0, description="an object that stops moving keeps its mask (carried by the "

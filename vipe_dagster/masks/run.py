@@ -380,9 +380,9 @@ def _motion_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int]
 
     def _grow(i: int, fg: np.ndarray, r: np.ndarray, thr: float, flows: dict) -> tuple[np.ndarray, np.ndarray]:
         """Each seed component: (1) where the depth itself was fooled by the motion (an object moving along
-        the epipolar lines looks static at a wrong depth), the residual against the depth the surrounding
-        static scene would have inside the component's box adds pixels; (2) GrabCut completes the object by
-        colour inside the box."""
+        the epipolar lines looks static at a wrong depth, behind the surface around it), the residual against
+        the depth the surrounding static scene would have inside the component's box adds pixels; (2) GrabCut
+        completes the object by colour inside the box, within the convex hull of the motion evidence."""
         h, w = fg.shape
         ncomp, lab, st, _ = cv2.connectedComponentsWithStats(fg.astype(np.uint8), connectivity=8)
         out = fg.copy()
@@ -394,9 +394,13 @@ def _motion_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int]
             mx, my = int(cfg.grow_margin * bw) + 2, int(cfg.grow_margin * bh) + 2
             box = (max(0, x - mx), max(0, y - my), min(w, x + bw + mx), min(h, y + bh + my))
             comp = lab == c
-            if i in depth and cfg.grow_margin > 0:
-                x0, y0, x1, y1 = box
-                d_bg = _background_depth(depth[i], box, blur=max(2.0, 0.1 * max(bw, bh)))
+            x0, y0, x1, y1 = box
+            d_bg = _background_depth(depth[i], box, blur=max(2.0, 0.1 * max(bw, bh))) if i in depth else None
+            # the depth was fooled by the motion when the moving region lies *behind* the surface around it
+            # (an object moving along the epipolar lines looks static and far); a real occluder is in front
+            fooled = d_bg is not None and bool(np.nanmedian(depth[i][comp]) > cfg.fooled_ratio
+                                               * np.nanmedian(d_bg[comp[y0:y1, x0:x1]]))
+            if fooled and cfg.grow_margin > 0:
                 rb = [_residual(f[y0:y1, x0:x1], d_bg, k_lo[i], k_lo[j], poses[i], poses[j], offset=(x0, y0))
                       for j, f in flows.items()]
                 r_bg = np.nanmin(np.stack(rb), axis=0) if len(rb) > 1 else rb[0]
@@ -409,7 +413,12 @@ def _motion_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int]
                 comp = comp | np.isin(gl, keep_ids[keep_ids > 0])
                 r_out[y0:y1, x0:x1] = np.fmax(r_out[y0:y1, x0:x1], r_bg)
             if cfg.grabcut_iterations > 0:
-                comp = _grabcut(color[i], comp, box, cfg.grabcut_iterations)
+                # colour completion stays inside the convex hull of the motion evidence: it fills an object's
+                # flat interior, it must not leak into similar-looking background
+                pts = cv2.findNonZero(comp.astype(np.uint8))
+                hull = np.zeros(comp.shape, np.uint8)
+                cv2.fillConvexPoly(hull, cv2.convexHull(pts), 1)
+                comp = comp | (_grabcut(color[i], comp, box, cfg.grabcut_iterations) & (hull > 0))
             out |= comp
         return out, r_out
 
