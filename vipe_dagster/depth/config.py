@@ -66,7 +66,7 @@ class DepthConfig(BaseModel):
     best_k: int | None = Field(None, ge=1, description="sources averaged per pixel (lowest costs); None = half")
     sweep_every: int = Field(3, ge=1, description="sweep at least every k-th frame (and the last); the frames "
                                                   "between take the fused depth of the swept frames around them")
-    sweep_parallax_px: float = Field(1.5, gt=0, description="also sweep a frame once its parallax to the last swept "
+    sweep_parallax_px: float = Field(6.0, gt=0, description="also sweep a frame once its parallax to the last swept "
                                                             "frame reaches this (px at MVS resolution, median depth)")
     fuse_radius: int = Field(4, ge=0, description="each output frame fuses (per-pixel median) the filtered depths "
                                                   "of the swept frames within +-this many frames, warped by the "
@@ -76,9 +76,14 @@ class DepthConfig(BaseModel):
                                                     "the tolerances (best with sgm), then the edge-aware fill")
     plausible_factor: float = Field(3.0, ge=1.0, description="tolerance factor of the relaxed geometric check "
                                                              "for the depth that fills holes")
+    use_masks: bool = Field(True, description="when mask/<n>.zip exists (one mask per frame), moving-object "
+                                              "pixels are not measured: they are filled from the static depth "
+                                              "around them and are never reliable")
     max_frame_gap: int = Field(30, ge=1, description="sources come from frames within +-this many frames")
     min_parallax_px: float = Field(6.0, gt=0, description="least parallax (px at MVS resolution, at the median "
                                                           "scene depth) between reference and source")
+    source_spacing: float = Field(0.5, ge=0, description="sources must differ from each other by this share of "
+                                                         "min_parallax_px of parallax")
     max_parallax_px: float = Field(48.0, gt=0, description="sources with more parallax than this are used only "
                                                            "when too few others qualify")
     depth_range: tuple[float, float] | None = Field(

@@ -44,7 +44,8 @@ def select_sources(ref: int, centres: np.ndarray, available: Sequence[int], foca
     Candidates with parallax in ``[min_parallax_px, max_parallax_px]`` are taken greedily, nearest in time
     first (poses drift less over short spans), at most half of them on each side of ``ref`` in a first
     pass (the two sides occlude differently), skipping a candidate whose own parallax to an already chosen
-    source is below ``min_parallax_px / 2`` (three sources a frame apart on one side add little over one).
+    source is below ``source_spacing * min_parallax_px`` (three sources a frame apart on one side add little
+    over one).
     If too few qualify, the remaining slots take the largest-parallax frames (above 0.5 px).
     """
     cands = [j for j in available if j != ref and abs(j - ref) <= config.max_frame_gap]
@@ -62,7 +63,8 @@ def select_sources(ref: int, centres: np.ndarray, available: Sequence[int], foca
                 break
             if j in chosen or (balanced and sum((k < ref) == (j < ref) for k in chosen) >= per_side):
                 continue
-            if all(focal * float(np.linalg.norm(centres[j] - centres[k])) / ref_depth >= 0.5 * lo for k in chosen):
+            if all(focal * float(np.linalg.norm(centres[j] - centres[k])) / ref_depth >= config.source_spacing * lo
+                   for k in chosen):
                 chosen.append(j)
     if len(chosen) < config.num_sources:
         rest = sorted((j for j in cands if j not in chosen and par[j] > 0.5),

@@ -251,6 +251,12 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
         """Fuse the filtered depths of the swept frames around ``t`` into it, fill the holes, upsample, write."""
         views = [(filt[j], k_lo[j], poses[j], j == t) for j in fusion_set(t) if j in filt]
         fused = mvs.fuse_depths(views, k_lo[t], poses[t], (h, w), cfg.consistency_rel)
+        dyn_hi = next(mask_it)[1] > 0 if mask_it is not None else None
+        if dyn_hi is not None and dyn_hi.any():
+            # moving objects (masks of an earlier run): their multi-view depth is not a static point
+            dyn = cv2.resize(dyn_hi.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+            fused.depth[dyn] = np.nan
+            fused.raw[dyn] = np.nan
         keep = np.isfinite(fused.depth)
         per_frame_valid.append(float(keep.mean()))
         d = fused.depth
@@ -276,7 +282,7 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
         filled = mvs.edge_aware_fill(d, lo[t], cfg.fill_sigma_color, cfg.fill_iterations)
         state["prev_out"] = (t, filled)
         up = mvs.joint_bilateral_upsample(filled, lo[t], hi[t].astype(np.float32) / 255.0, cfg.fill_sigma_color)
-        reliable.append(float(reliable_depth_mask(up).mean()))
+        reliable.append(float(reliable_depth_mask(up, dynamic=dyn_hi).mean()))
         writer.add(up)
         conf_out.add(encode_confidence(np.where(keep, np.maximum(fused.agreement, 1e-3), 0.0), (W, H)))
 
@@ -287,6 +293,8 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
         frames = tqdm(frames, total=n, desc=f"depth {name}", unit="frame")
     # sweeps run on a pool of threads, each with few torch intra-op threads: frame-level parallelism keeps
     # the cores busy and, unlike many intra-op threads, degrades gracefully on a loaded machine
+    mask_it = store.iter_masks(name) if (cfg.use_masks and store.exists("mask", name)
+                                         and store.mask_count(name) == n) else None
     workers = cfg.workers or _available_cores()
     # with one worker the caller's thread waits for each sweep, so the stage stays on about one core
     ahead = 2 * workers if workers > 1 else 0

@@ -44,6 +44,9 @@ class MaskConfig(BaseModel):
                                                                         "region of residual above 2 residual_px "
                                                                         "covers this share of the image (reported "
                                                                         "for the mask check)")
+    refill_depth: bool = Field(True, description="moving camera with depth: the depth of moving objects is "
+                                                 "replaced by the fill of the static depth around them and marked "
+                                                 "not measured")
     # cleanup and instances
     open_px: int = Field(3, ge=1, description="morphological opening kernel (px, mask res)")
     close_px: int = Field(7, ge=1, description="morphological closing kernel (px, mask res)")

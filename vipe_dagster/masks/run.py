@@ -443,6 +443,51 @@ def _motion_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int]
     return tracker.next_id - 1, fg_total / max(n, 1), motion
 
 
+def refill_dynamic_depth(store: ArtifactStore, name: str, dilate_px: int = 5) -> dict:
+    """Replace the depth of moving objects (``mask/<n>.zip`` id > 0, dilated) by the edge-aware fill of the
+    static depth around them, and mark those pixels as not measured in ``vipe/<n>_depth_conf.zip``: multi-view
+    stereo on a moving object measures a static point that does not exist. Frames without moving pixels are
+    copied unchanged. Returns ``{"frames": frames changed, "pixels": share of the pixels refilled}``."""
+    from ..depth.mvs import edge_aware_fill
+    from ..depth.quality import conf_writer, depth_conf_path
+    from ..io.artifacts import FrameZipReader, _decode_mask_png
+
+    has_conf = fs.exists(depth_conf_path(store, name))
+    conf_it = FrameZipReader(depth_conf_path(store, name), "png", _decode_mask_png).iter() if has_conf else None
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate_px + 1, 2 * dilate_px + 1))
+    changed, pixels, total = 0, 0, 0
+    masks = store.iter_masks(name)
+    frames = store.open_rgb(name)
+    depths, confs = [], []
+    for (_, d), (_, m), (_, rgb) in zip(store.iter_depth(name), masks, frames, strict=False):
+        c = next(conf_it)[1] if conf_it is not None else None
+        total += d.size
+        dyn = cv2.dilate((m > 0).astype(np.uint8), kernel) > 0
+        if dyn.any() and not dyn.all():
+            ys, xs = np.nonzero(dyn)
+            h, w = d.shape
+            py, px = max(8, (ys.max() - ys.min()) // 4), max(8, (xs.max() - xs.min()) // 4)
+            y0, y1 = max(0, ys.min() - py), min(h, ys.max() + py + 1)
+            x0, x1 = max(0, xs.min() - px), min(w, xs.max() + px + 1)
+            crop = np.where(dyn[y0:y1, x0:x1], np.nan, d[y0:y1, x0:x1]).astype(np.float32)
+            if np.isfinite(crop).any():
+                d = d.copy()
+                d[y0:y1, x0:x1] = edge_aware_fill(crop, rgb[y0:y1, x0:x1].astype(np.float32) / 255.0, 0.08, 8)
+                changed += 1
+                pixels += int(dyn.sum())
+                if c is not None:
+                    c = np.where(dyn, 0, c).astype(np.uint8)
+        depths.append(d)
+        if c is not None:
+            confs.append(c)
+    store.write_depth(name, depths)
+    if has_conf:
+        with conf_writer(store, name) as w:
+            for c in confs:
+                w.add(c)
+    return {"frames": changed, "pixels": pixels / max(total, 1)}
+
+
 def run_masks(store: ArtifactStore, name: str, config: MaskConfig | None = None) -> MaskResult:
     """Compute and write ``mask/<name>.zip`` and ``mask/<name>.txt`` (see the module docstring)."""
     cfg = config or MaskConfig()
@@ -481,6 +526,8 @@ def run_masks(store: ArtifactStore, name: str, config: MaskConfig | None = None)
             phrase = "dynamic object"
     phrases = {i: phrase for i in range(1, n_inst + 1)}
     store.write_phrases(name, phrases)
+    if mode == "motion" and cfg.refill_depth and store.exists("depth", name) and n_inst > 0:
+        motion["depth_refilled"] = refill_dynamic_depth(store, name)
     table = stats.table()
     for k, v in table.items():
         v["phrase"] = phrases.get(int(k), phrase)
