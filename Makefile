@@ -14,7 +14,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export GX_ANALYTICS_ENABLED := false
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup apt demo test test-fast ui lint bench clean
+.PHONY: setup apt demo test test-fast test-reliability ui lint bench clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,9 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" --timeout=600
+
+test-reliability: setup  # every bad input of issue 21 against the real CLI (also part of `make test`)
+	$(BIN)/python -m pytest -q tests/reliability --timeout=600
 
 ui: setup
 	$(BIN)/vipe-dagster ui

@@ -6,9 +6,7 @@ import contextlib
 import json
 import logging
 import os
-import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -96,28 +94,41 @@ def placement_tags(kind: str = "gpu") -> dict[str, Any]:
     return {"dagster-k8s/config": cfg}
 
 
-def remove_stale_temps(store: ArtifactStore, key: str, kinds: tuple[str, ...]) -> list[str]:
-    """Delete temporary files a killed run left for this partition (local stores only).
+RETRY = dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+"""Retries for engine steps. Only transient failures reach it (remote storage unreachable, timeouts, S3
+throttling, a busy sequence lock): :func:`engine_step` turns every other error into a ``Failure`` that is
+never retried, because an input error fails the same way every time."""
 
-    Atomic writers stage into ``.tmp-<stem>-<8 hex><suffix>`` beside the destination; a SIGKILL leaves
-    that file behind (never the destination). Runs of one partition are serialised by the run queue
-    (``dagster/partition`` tag limit in deployments/local/dagster.yaml), so such files are garbage.
-    """
-    if fs.is_remote(store.root):
-        return []  # S3 writes stage locally and upload with one PUT: nothing partial remote
-    removed = []
-    for kind in kinds:
-        dest = Path(store.path(kind, key))
-        if not dest.parent.is_dir():
-            continue
-        pat = re.compile(rf"^{re.escape(fs._TMP_PREFIX)}{re.escape(dest.stem)}-[0-9a-f]{{8}}{re.escape(dest.suffix)}$")
-        for p in dest.parent.iterdir():
-            if pat.match(p.name):
-                p.unlink(missing_ok=True)
-                removed.append(str(p))
-    if removed:
-        log.warning("removed %d temporary file(s) left by an interrupted run: %s", len(removed), removed)
-    return removed
+
+@contextlib.contextmanager
+def engine_step(context, store: ArtifactStore, key: str, purpose: str) -> Iterator[None]:
+    """One engine step of a partition: hold the sequence's lock (which also sweeps temporary files of killed
+    runs), forward the engine's logs, and classify a failure as retryable or not (see ``RETRY``)."""
+    from vipe_dagster.io.locks import sequence_lock
+
+    with classify_failures(context), sequence_lock(store.root, key, f"dagster {purpose}"), \
+            engine_logs_to_dagster(context):
+        yield
+
+
+@contextlib.contextmanager
+def classify_failures(context) -> Iterator[None]:
+    """Transient failures propagate (``RETRY`` retries them with backoff); any other error becomes a
+    ``dg.Failure(allow_retries=False)`` carrying the engine's one-line message."""
+    from vipe_dagster.errors import VipeError
+
+    try:
+        yield
+    except dg.Failure:
+        raise
+    except Exception as exc:
+        if fs.is_transient(exc):
+            context.log.warning(f"transient failure, the step will be retried: {exc}")
+            raise
+        if isinstance(exc, VipeError):
+            raise dg.Failure(description=str(exc), allow_retries=False,
+                             metadata={"error": type(exc).__name__}) from exc
+        raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
 
 
 def sidecar_path(store: ArtifactStore, key: str, suffix: str) -> str:

@@ -37,6 +37,8 @@ from dagster import (
 from resources.catalog import CatalogResource
 from vipe_dagster.catalog.sources import DATASETS, DatasetSpec
 
+from ._common import RETRY, classify_failures
+
 log = logging.getLogger(__name__)
 
 GROUP = "catalog"
@@ -71,11 +73,13 @@ def _meta_asset(spec: DatasetSpec):
                     "data version = Hub revision sha",
         kinds={"parquet"},
         metadata={"hf_repo": spec.hf_repo, "prefix": spec.prefix, "license": spec.license},
+        retry_policy=RETRY,
     )
     def _meta(context: AssetExecutionContext, catalog_db: CatalogResource) -> MaterializeResult:
-        src = catalog_db.open_source(spec.name)
-        meta = src.read_meta()
-        version = src.data_version()
+        with classify_failures(context):
+            src = catalog_db.open_source(spec.name)
+            meta = src.read_meta()
+            version = src.data_version()
         shards = meta.get_column("tar_name").n_unique()
         frames = int(meta.get_column("num_frames").sum() or 0)
         context.log.info("%s @ %s: %d videos in %d shards", spec.name, version, meta.height, shards)
@@ -105,6 +109,7 @@ def latest_data_version(instance, key: AssetKey) -> str | None:
     group_name=GROUP,
     deps=list(META_KEYS.values()),
     kinds={"duckdb"},
+    retry_policy=RETRY,
     description="DuckDB annotation catalog (datasets, shards, videos, artifacts, video_stats, lineage), "
                 "rebuilt atomically by the SQL models in dbt_like_sql/",
 )
@@ -114,7 +119,8 @@ def annotation_catalog(context: AssetExecutionContext, catalog_db: CatalogResour
         version = latest_data_version(context.instance, META_KEYS[name])
         if version:
             pinned[name] = version
-    res = catalog_db.build(pinned)
+    with classify_failures(context):
+        res = catalog_db.build(pinned)
     digest = hashlib.sha256("|".join(f"{k}={v}" for k, v in sorted(res.data_versions.items())).encode())
     md: dict[str, Any] = {"db_path": MetadataValue.path(res.db_path), "build_id": res.build_id,
                           "build_seconds": round(res.seconds, 3), "data_versions": res.data_versions,

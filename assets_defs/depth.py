@@ -23,12 +23,12 @@ from ._common import (
     DEPTH_CODE_VERSION,
     GPU_POOL,
     MASKS_CODE_VERSION,
+    RETRY,
     VIDEO_GROUP,
     VIDEOS,
     apply_overrides,
-    engine_logs_to_dagster,
+    engine_step,
     placement_tags,
-    remove_stale_temps,
     sidecar_path,
 )
 from .pose import INTRINSICS, POSE
@@ -93,6 +93,7 @@ def depth_statistics(store: ArtifactStore, key: str, max_frames: int | None = No
     code_version=DEPTH_CODE_VERSION,
     backfill_policy=BACKFILL,
     pool=GPU_POOL,
+    retry_policy=RETRY,
     op_tags=placement_tags("gpu"),
     kinds={"pytorch"},
     description="Dense per-frame depth `depth/<key>.zip` at the pose scale: plane-sweep MVS on neighbouring "
@@ -105,11 +106,10 @@ def depth_maps(context: dg.AssetExecutionContext, config: DepthRunConfig, artifa
 
     key = context.partition_key
     store = artifacts.store()
-    remove_stale_temps(store, key, ("depth",))
     device = compute.resolved_device()
     cfg = build_depth_config(config, device, model_hub.cache_dir)
     context.log.info(f"dense depth for {key} on {device} (MVS {cfg.mvs_long_side} px, {cfg.num_planes} planes)")
-    with engine_logs_to_dagster(context):
+    with engine_step(context, store, key, "depth_maps"):
         res = run_depth(store, key, cfg)
     t0 = time.perf_counter()
     stats = depth_statistics(store, key, max_frames=16)
@@ -145,6 +145,12 @@ def depth_maps(context: dg.AssetExecutionContext, config: DepthRunConfig, artifa
 def depth_valid(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
     key = context.partition_key
     store = artifacts.store()
+    from vipe_dagster.io.generation import check_set
+
+    gen = check_set(store, key, ("rgb", "pose", "intrinsics", "depth"), counts=False)  # counts: below
+    if not gen.ok:
+        return dg.AssetCheckResult(passed=False, metadata={"generation": gen.generation or "unversioned"},
+                                   description=gen.problems[0])
     poses, _ = store.read_pose(key)
     stats = depth_statistics(store, key)
     fr = np.asarray(stats["fractions"]) if stats["fractions"] else np.zeros(1)
@@ -183,6 +189,7 @@ class MaskRunConfig(dg.Config):
     code_version=MASKS_CODE_VERSION,
     backfill_policy=BACKFILL,
     pool=GPU_POOL,
+    retry_policy=RETRY,
     op_tags=placement_tags("gpu"),
     kinds={"opencv"},
     description="Dynamic-object instance masks `mask/<key>.zip` + `.txt`: temporal background model for a "
@@ -193,7 +200,6 @@ def dynamic_masks(context: dg.AssetExecutionContext, config: MaskRunConfig,
                   artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     key = context.partition_key
     store = artifacts.store()
-    remove_stale_temps(store, key, ("mask",))
     base = MaskConfig().model_dump()
     base["mode"] = config.mode
     apply_overrides(base, config.overrides, "mask")
@@ -201,7 +207,7 @@ def dynamic_masks(context: dg.AssetExecutionContext, config: MaskRunConfig,
         cfg = MaskConfig.model_validate(base)
     except ValidationError as exc:
         raise ConfigError(f"invalid mask configuration: {exc}") from exc
-    with engine_logs_to_dagster(context):
+    with engine_step(context, store, key, "dynamic_masks"):
         res = run_masks(store, key, cfg)
     stream = store.open_rgb(key)
     wanted = sorted({0, res.num_frames // 3, (2 * res.num_frames) // 3, res.num_frames - 1})

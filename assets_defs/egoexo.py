@@ -24,7 +24,7 @@ from vipe_dagster.egoexo.takes import SEP, split_view_key
 from vipe_dagster.io import fs
 from vipe_dagster.previews import contact_sheet, markdown_image
 
-from ._common import BACKFILL, GPU_POOL, engine_logs_to_dagster, placement_tags
+from ._common import BACKFILL, GPU_POOL, RETRY, classify_failures, engine_logs_to_dagster, placement_tags
 
 EGO_VIEWS = dg.DynamicPartitionsDefinition(name="ego_views")
 """One partition per renderable take x exo camera: ``<take>__<cam>``."""
@@ -67,6 +67,7 @@ def _read_image(uri: str) -> np.ndarray:
     code_version=EGO_RENDER_CODE_VERSION,
     backfill_policy=BACKFILL,
     pool=GPU_POOL,
+    retry_policy=RETRY,
     op_tags=placement_tags("gpu"),
     kinds={"pytorch"},
     check_specs=[dg.AssetCheckSpec(COVERAGE_CHECK, asset=EGO_RENDER,
@@ -91,7 +92,7 @@ def ego_render(context: dg.AssetExecutionContext, config: EgoRenderRunConfig, ar
         subsample=config.subsample, output="both", artifact_name=view.sequence,
         device=compute.resolved_device())
     context.log.info(f"rendering {view.take}/{view.cam} from {view.vipe_dir}")
-    with engine_logs_to_dagster(context):
+    with classify_failures(context), engine_logs_to_dagster(context):
         res = render_ego(cfg)
     n = len(res.frames)
     pick = sorted({int(round(x)) for x in np.linspace(0, n - 1, min(n, 8))})

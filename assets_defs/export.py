@@ -10,9 +10,10 @@ from vipe_dagster.io import fs
 from ._common import (
     BACKFILL,
     EXPORT_CODE_VERSION,
+    RETRY,
     VIDEO_GROUP,
     VIDEOS,
-    engine_logs_to_dagster,
+    engine_step,
     placement_tags,
 )
 from .depth import DEPTH
@@ -38,6 +39,7 @@ def _r(v):
     group_name=VIDEO_GROUP,
     code_version=EXPORT_CODE_VERSION,
     backfill_policy=BACKFILL,
+    retry_policy=RETRY,
     op_tags=placement_tags("cpu"),
     kinds={"colmap"},
     description="A COLMAP reconstruction `colmap/<key>/` (images, cameras/images/points3D in `bin` or "
@@ -49,7 +51,7 @@ def colmap_export(context: dg.AssetExecutionContext, config: ColmapExportConfig,
     key = context.partition_key
     store = artifacts.store()
     out_dir = fs.join(store.root, "colmap", key)
-    with engine_logs_to_dagster(context):
+    with engine_step(context, store, key, "colmap_export"):
         res = export_colmap(store, key, out_dir, fmt=config.fmt, dense=config.dense, depth_step=config.depth_step,
                             pixel_step=config.pixel_step, min_track_length=config.min_track_length,
                             jpeg_quality=config.jpeg_quality)

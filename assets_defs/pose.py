@@ -24,12 +24,12 @@ from ._common import (
     BACKFILL,
     GPU_POOL,
     POSE_CODE_VERSION,
+    RETRY,
     VIDEO_GROUP,
     VIDEOS,
     apply_overrides,
-    engine_logs_to_dagster,
+    engine_step,
     placement_tags,
-    remove_stale_temps,
     sidecar_path,
 )
 from .video import processed_video
@@ -79,6 +79,7 @@ def build_pose_config(cfg: PoseRunConfig, device: str) -> PoseConfig:
     partitions_def=VIDEOS,
     backfill_policy=BACKFILL,
     pool=GPU_POOL,
+    retry_policy=RETRY,
     op_tags=placement_tags("gpu"),
     can_subset=False,
 )
@@ -86,11 +87,11 @@ def slam_pose(context: dg.AssetExecutionContext, config: PoseRunConfig, artifact
               compute: ComputeResource):
     key = context.partition_key
     store = artifacts.store()
-    remove_stale_temps(store, key, ("pose", "intrinsics", "camera", "sparse", "info", "manifest"))
     device = compute.resolved_device()
     pose_cfg = build_pose_config(config, device)
     context.log.info(f"SLAM on {store.path('rgb', key)} with preset {config.preset} on {device}")
-    with engine_logs_to_dagster(context):
+    with engine_step(context, store, key, "slam_pose"):
+        store.check_set(key, ("rgb",))
         res = run_pose(store, key, pose_cfg)
     t0 = time.perf_counter()
     c2w, _ = store.read_pose(key)
@@ -148,8 +149,28 @@ def slam_pose(context: dg.AssetExecutionContext, config: PoseRunConfig, artifact
                 description="Poses are finite, rotations orthonormal with det 1, and no frame jumps "
                             "(translation > 8x the median step, or > 30 deg turn). Blocking.")
 def pose_valid(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
-    c2w, _ = artifacts.store().read_pose(context.partition_key)
-    v = pose_validity(c2w)
+    from vipe_dagster.io.generation import check_set
+
+    store = artifacts.store()
+    key = context.partition_key
+    gen = check_set(store, key, ("rgb", "pose", "intrinsics", "camera", "sparse", "info"))
+    if not gen.ok:  # poses of another run than the rgb: everything downstream would pair them
+        return dg.AssetCheckResult(passed=False, description=gen.problems[0],
+                                   metadata={"generation": gen.generation or "unversioned"})
+    c2w, _ = store.read_pose(key)
+    v = pose_validity(c2w, valid=store.read_pose_flags(key))
+    return dg.AssetCheckResult(passed=v.passed, description=v.description, metadata=_scalars(v.metadata))
+
+
+@dg.asset_check(asset=POSE, blocking=True, partitions_def=VIDEOS,
+                description="The trajectory matches the video: relative rotations of sampled frame pairs agree "
+                            "with independent two-view estimates from the pixels (SIFT, 5-point / homography) "
+                            "and explain the matches as well as they do. Catches smooth but wrong geometry "
+                            "(a plane reconstructed upside down). Blocking.")
+def pose_geometry(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
+    from vipe_dagster.geometry_check import check_sequence
+
+    v = check_sequence(artifacts.store(), context.partition_key)
     return dg.AssetCheckResult(passed=v.passed, description=v.description, metadata=_scalars(v.metadata))
 
 
@@ -192,4 +213,4 @@ def _scalars(meta: dict) -> dict:
 
 
 ASSETS = [slam_pose]
-CHECKS = [pose_valid, intrinsics_plausible, frame_metrics_expectations]
+CHECKS = [pose_valid, pose_geometry, intrinsics_plausible, frame_metrics_expectations]

@@ -8,7 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from resources.artifacts import ArtifactStoreResource
-from vipe_dagster.errors import FrameRangeError
+from vipe_dagster.errors import FrameRangeError, VipeError
 from vipe_dagster.ingest import ingest_video
 from vipe_dagster.io import fs, probe, resolve_range
 from vipe_dagster.io.validate import validate_sequence
@@ -17,12 +17,12 @@ from vipe_dagster.previews import contact_sheet, markdown_image
 from ._common import (
     BACKFILL,
     INGEST_CODE_VERSION,
+    RETRY,
     VIDEO_GROUP,
     VIDEO_PIPELINE_JOB,
     VIDEOS,
-    engine_logs_to_dagster,
+    engine_step,
     placement_tags,
-    remove_stale_temps,
     sidecar_path,
 )
 
@@ -37,10 +37,19 @@ def raw_video(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResourc
     registry = artifacts.registry()
     known = set(context.instance.get_dynamic_partitions(VIDEOS.name))
     versions = {}
+    missing = []
     for key in registry.keys():
-        if key in known:
+        if key not in known:
+            continue
+        try:  # one unreadable entry or deleted video must not hide the versions of all the others
             versions[key] = dg.DataVersion(registry.current_data_version(key))
-    context.log.info("observed %d source video(s)", len(versions))
+        except VipeError as exc:
+            missing.append(key)
+            context.log.warning(f"raw_video partition {key!r}: {exc}")
+            versions[key] = dg.DataVersion(f"missing:{registry.get(key).data_version}" if registry.has(key)
+                                           else "missing")
+    context.log.info(f"observed {len(versions) - len(missing)} source video(s)"
+                     + (f"; missing: {', '.join(missing)}" if missing else ""))
     return dg.DataVersionsByPartition(versions)
 
 
@@ -59,6 +68,7 @@ class IngestConfig(dg.Config):
     group_name=VIDEO_GROUP,
     code_version=INGEST_CODE_VERSION,
     backfill_policy=BACKFILL,
+    retry_policy=RETRY,
     op_tags=placement_tags("cpu"),
     kinds={"video"},
     description="The partition's frames (inclusive range, skip, processing size) as `rgb/<key>.mp4` "
@@ -68,13 +78,18 @@ def processed_video(context: dg.AssetExecutionContext, config: IngestConfig,
                     artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     key = context.partition_key
     store = artifacts.store()
+    with engine_step(context, store, key, "processed_video"):
+        return _processed_video(context, config, artifacts, store, key)
+
+
+def _processed_video(context: dg.AssetExecutionContext, config: IngestConfig,
+                     artifacts: ArtifactStoreResource, store, key: str) -> dg.MaterializeResult:
     registry = artifacts.registry()
     entry = registry.get(key)
     # the file may have changed since it was registered: version what is read now
     source_version = registry.current_data_version(key)
     if source_version != entry.data_version:
         context.log.warning(f"{entry.uri} changed since registration ({entry.data_version} -> {source_version})")
-    remove_stale_temps(store, key, ("rgb", "manifest"))
     start = config.start_frame if config.start_frame is not None else entry.start_frame
     end = config.end_frame if config.end_frame is not None else entry.end_frame
     skip = config.frame_skip if config.frame_skip is not None else entry.frame_skip
@@ -93,9 +108,8 @@ def processed_video(context: dg.AssetExecutionContext, config: IngestConfig,
     eff_start, eff_end = resolve_range(info.num_frames, req_start, min(req_end, info.num_frames - 1), source_name)
     context.log.info(f"ingesting {entry.uri} frames {eff_start}..{eff_end} (skip {skip}, long side {long_side})")
     t0 = time.perf_counter()
-    with engine_logs_to_dagster(context):
-        res = ingest_video(entry.uri, store, name=key, start_frame=eff_start, end_frame=eff_end,
-                           frame_skip=skip, long_side=long_side)
+    res = ingest_video(entry.uri, store, name=key, start_frame=eff_start, end_frame=eff_end,
+                       frame_skip=skip, long_side=long_side)
     manifest = store.read_manifest(key)
     manifest["request"] = {"start_frame": req_start, "end_frame": req_end, "frame_skip": skip,
                            "long_side": long_side}

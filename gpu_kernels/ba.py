@@ -3,7 +3,10 @@
 Model and conventions
 ---------------------
 * Poses are **world-to-camera** ``T_cw`` (4x4, OpenCV axes): ``X_c = R X_w + t``; a pinhole camera with
-  shared intrinsics ``[fx, fy, cx, cy]`` projects ``u = fx x/z + cx``, ``v = fy y/z + cy``.
+  shared intrinsics ``[fx, fy, cx, cy]`` projects ``u = fx x/z + cx``, ``v = fy y/z + cy``. With
+  ``[fx, fy, cx, cy, k1, k2]`` the normalised point ``(a, b) = (x/z, y/z)`` is first scaled by the radial
+  polynomial ``d = 1 + k1 r^2 + k2 r^4`` (``r^2 = a^2 + b^2``; OpenCV's and COLMAP's RADIAL convention):
+  ``u = fx a d + cx``, ``v = fy b d + cy``.
 * Residual per observation ``r_k = project(T_{c_k} X_{p_k}) - uv_k`` (2 px).
 * Cost (scipy ``least_squares`` convention, with ``a = loss_scale`` and ``s_k = |r_k|^2`` the squared norm
   of the 2-D residual): ``cost = 1/2 sum_k w_k a^2 rho(s_k / a^2)`` where ``w_k`` is ``obs_weight`` and
@@ -18,12 +21,13 @@ Model and conventions
   otherwise after ``max_iters`` linearisations (``converged=False``).
 * **Pose updates are applied on the left**: ``T <- exp(delta) T`` with ``delta = [rho, phi]``
   (:func:`gpu_kernels.lie.se3_exp`), i.e. the perturbation is expressed in the camera frame. Points are
-  updated additively; the focal (when free) as ``fx <- fx + df`` with ``fy = fx * (fy0 / fx0)``.
+  updated additively; the focal (when free) as ``fx <- fx + df`` with ``fy = fx * (fy0 / fx0)``; the
+  radial coefficients (``optimize_distortion`` = 1: k1, 2: k1 and k2) additively.
 * Damping: Marquardt style, ``H + lambda diag(H)``; lambda is divided by 10 after an accepted step and
   multiplied by 10 after a rejected one.
 * Solver: per-observation Jacobian blocks are assembled with ``index_add_``; the point blocks (3x3) are
   inverted in a batch and eliminated (Schur complement); the reduced camera system (6 per free camera, +1
-  for the focal) is dense and solved with a Cholesky factorisation.
+  for the focal, +1 per free radial coefficient) is dense and solved with a Cholesky factorisation.
 * Gauge: poses marked in ``fixed_poses`` (default: camera 0) are not optimised. A fixed pose removes the
   six-dimensional rigid gauge but not the scale. When points are optimised and fewer than two poses are
   fixed (with or without a free focal), the remaining one-dimensional scale gauge is removed by holding one
@@ -67,7 +71,7 @@ class BAProblem:
     obs_cam: Tensor  # (K,) long, camera index per observation
     obs_pt: Tensor  # (K,) long, point index per observation
     obs_uv: Tensor  # (K,2) observed pixels
-    intrinsics: Tensor  # (4,) shared pinhole fx, fy, cx, cy
+    intrinsics: Tensor  # (4,) shared pinhole fx, fy, cx, cy, or (6,) with radial k1, k2
     fixed_poses: Tensor | None = None  # (C,) bool; default: camera 0 fixed (gauge)
     obs_weight: Tensor | None = None  # (K,) optional per-observation weights (0 = ignore)
     fixed_points: Tensor | None = None  # (P,) bool; default: none fixed
@@ -79,6 +83,7 @@ class BAOptions:
     loss: str = "huber"  # "l2" | "huber" | "cauchy"
     loss_scale: float = 1.0  # px
     optimize_focal: bool = False  # one shared focal f (fx = fy * aspect kept), principal point fixed
+    optimize_distortion: int = 0  # radial coefficients refined: 0 none, 1 k1, 2 k1 and k2
     optimize_points: bool = True
     lambda_init: float = 1e-3
     tol: float = 1e-8
@@ -127,8 +132,8 @@ def _validate(pr: BAProblem) -> None:
         raise shape_err("obs_pt", f"({k},)", pr.obs_pt)
     if pr.obs_uv.shape != (k, 2):
         raise shape_err("obs_uv", f"({k},2)", pr.obs_uv)
-    if pr.intrinsics.shape != (4,):
-        raise shape_err("intrinsics", "(4,)", pr.intrinsics)
+    if pr.intrinsics.shape not in ((4,), (6,)):
+        raise shape_err("intrinsics", "(4,) or (6,)", pr.intrinsics)
     c, p = pr.poses_w2c.shape[0], pr.points.shape[0]
     if pr.obs_cam.dtype in (torch.float32, torch.float64) or pr.obs_pt.dtype in (torch.float32, torch.float64):
         raise ValueError("BAProblem.obs_cam / obs_pt must be integer index tensors")
@@ -154,7 +159,7 @@ class _Linearisation:
     """Residuals and Jacobian blocks at one state."""
 
     def __init__(self, poses: Tensor, points: Tensor, intr: Tensor, cam: Tensor, pt: Tensor, uv: Tensor,
-                 aspect: Tensor, need_jac: bool) -> None:
+                 aspect: Tensor, need_jac: bool, intr_vars: tuple[str, ...] = ()) -> None:
         r_ = poses[cam, :3, :3]
         t_ = poses[cam, :3, 3]
         xc = (r_ @ points[pt][:, :, None])[:, :, 0] + t_
@@ -162,16 +167,38 @@ class _Linearisation:
         self.valid = z > _MIN_DEPTH
         iz = 1.0 / torch.where(self.valid, z, torch.ones_like(z))
         a, b = x * iz, y * iz
-        fx, fy, cx, cy = intr.unbind(-1)
-        self.r = torch.stack([fx * a + cx, fy * b + cy], dim=-1) - uv
+        fx, fy, cx, cy = intr[:4].unbind(-1)
+        radial = intr.shape[0] > 4
+        if radial:
+            k1, k2 = intr[4], intr[5]
+            r2 = a * a + b * b
+            d = 1 + k1 * r2 + k2 * r2 * r2
+        else:
+            r2 = d = torch.ones_like(a)
+        self.r = torch.stack([fx * a * d + cx, fy * b * d + cy], dim=-1) - uv
         if not need_jac:
             return
         zero = torch.zeros_like(a)
-        jx = torch.stack([fx * iz, zero, -fx * a * iz, zero, fy * iz, -fy * b * iz], -1).reshape(-1, 2, 3)
+        if radial:
+            q = 2 * (k1 + 2 * k2 * r2)  # 2 * d d / d r^2
+            jab = torch.stack([fx * (d + q * a * a), fx * q * a * b, fy * q * a * b, fy * (d + q * b * b)],
+                              -1).reshape(-1, 2, 2)
+            dab = torch.stack([iz, zero, -a * iz, zero, iz, -b * iz], -1).reshape(-1, 2, 3)
+            jx = jab @ dab
+        else:
+            jx = torch.stack([fx * iz, zero, -fx * a * iz, zero, fy * iz, -fy * b * iz], -1).reshape(-1, 2, 3)
         eye = torch.eye(3, dtype=xc.dtype, device=xc.device).expand(xc.shape[0], 3, 3)
         self.j_pose = jx @ torch.cat([eye, -skew(xc)], dim=-1)  # (K,2,6), left perturbation
         self.j_pt = jx @ r_  # (K,2,3)
-        self.j_f = torch.stack([a, b * aspect], dim=-1)  # (K,2) d uv / d fx with fy = aspect * fx
+        cols = []
+        for v in intr_vars:  # (K,2) d uv / d variable
+            if v == "f":
+                cols.append(torch.stack([a * d, b * d * aspect], dim=-1))  # fy = aspect * fx
+            elif v == "k1":
+                cols.append(torch.stack([fx * a * r2, fy * b * r2], dim=-1))
+            else:  # k2
+                cols.append(torch.stack([fx * a * r2 * r2, fy * b * r2 * r2], dim=-1))
+        self.j_intr = torch.stack(cols, dim=-1) if cols else a.new_zeros(a.shape[0], 2, 0)  # (K,2,M)
 
 
 def _pairs_by_point(pt: Tensor, sel: Tensor) -> tuple[Tensor, Tensor]:
@@ -204,10 +231,16 @@ def bundle_adjust(problem: BAProblem, options: BAOptions | None = None) -> BARes
     robust_rho(torch.zeros(1), opt.loss)  # validates the loss name
     if opt.loss_scale <= 0:
         raise ValueError(f"BAOptions.loss_scale must be > 0, got {opt.loss_scale}")
+    if opt.optimize_distortion not in (0, 1, 2):
+        raise ValueError(f"BAOptions.optimize_distortion must be 0, 1 or 2, got {opt.optimize_distortion}")
     dev, dt = problem.points.device, problem.points.dtype
     poses = problem.poses_w2c.to(dev, dt).clone()
     points = problem.points.clone()
     intr = problem.intrinsics.to(dev, dt).clone()
+    if opt.optimize_distortion and intr.shape[0] == 4:
+        intr = torch.cat([intr, intr.new_zeros(2)])
+    intr_vars = (("f",) if opt.optimize_focal else ()) + ("k1", "k2")[: opt.optimize_distortion]
+    n_intr = len(intr_vars)
     cam = problem.obs_cam.to(dev).long()
     pt = problem.obs_pt.to(dev).long()
     uv = problem.obs_uv.to(dev, dt)
@@ -231,7 +264,7 @@ def bundle_adjust(problem: BAProblem, options: BAOptions | None = None) -> BARes
     n_free = int(free_cam.sum())
     cam_var = torch.full((n_cam,), -1, dtype=torch.long, device=dev)
     cam_var[free_cam] = torch.arange(n_free, device=dev)
-    n_red = 6 * n_free + (1 if opt.optimize_focal else 0)
+    n_red = 6 * n_free + n_intr
     pinned = torch.zeros(n_red, dtype=torch.bool, device=dev)
     n_fixed = int(fixed_poses.sum())
     if opt.optimize_points and n_fixed < 2 and n_free >= 1 and not bool(fixed_pts.all()):
@@ -268,19 +301,17 @@ def bundle_adjust(problem: BAProblem, options: BAOptions | None = None) -> BARes
         wg = torch.where(lin.valid, d1 * w_obs, torch.zeros_like(s))
         return float(per.sum()), wg
 
-    lin = _Linearisation(poses, points, intr, cam, pt, uv, aspect, need_jac=True)
+    lin = _Linearisation(poses, points, intr, cam, pt, uv, aspect, need_jac=True, intr_vars=intr_vars)
     cost, wk = cost_of(lin)
     history = [cost]
     lam = opt.lambda_init
     converged = False
     it = 0
     for it in range(1, opt.max_iters + 1):
-        system = _build_normal_equations(lin, wk, obs_cvar, pt, n_free, n_pt, obs_cam_free, obs_pt_free,
-                                         opt.optimize_focal)
+        system = _build_normal_equations(lin, wk, obs_cvar, pt, n_free, n_pt, obs_cam_free, obs_pt_free)
         accepted = False
         while lam < 1e12:
-            step = _solve(system, lam, pinned, pair_k1, pair_k2, pair_flat, obs_cvar, pt, n_free, fixed_pts,
-                          opt.optimize_focal)
+            step = _solve(system, lam, pinned, pair_k1, pair_k2, pair_flat, obs_cvar, pt, n_free, fixed_pts)
             if step is None:
                 lam *= 10
                 continue
@@ -290,10 +321,14 @@ def bundle_adjust(problem: BAProblem, options: BAOptions | None = None) -> BARes
                 new_poses[free_cam] = se3_exp(d_cam) @ poses[free_cam]
             new_points = points + d_pt
             new_intr = intr.clone()
-            if opt.optimize_focal:
-                new_intr[0] = intr[0] + d_f
-                new_intr[1] = new_intr[0] * aspect
-            new_lin = _Linearisation(new_poses, new_points, new_intr, cam, pt, uv, aspect, need_jac=True)
+            for j, v in enumerate(intr_vars):
+                if v == "f":
+                    new_intr[0] = intr[0] + d_f[j]
+                    new_intr[1] = new_intr[0] * aspect
+                else:
+                    new_intr[4 if v == "k1" else 5] = intr[4 if v == "k1" else 5] + d_f[j]
+            new_lin = _Linearisation(new_poses, new_points, new_intr, cam, pt, uv, aspect, need_jac=True,
+                                     intr_vars=intr_vars)
             new_cost, new_wk = cost_of(new_lin)
             if new_cost < cost:
                 accepted = True
@@ -332,14 +367,14 @@ class _System:
     hpp: Tensor  # (P,3,3)
     gp: Tensor  # (P,3)
     hcp: Tensor  # (K,6,3) per observation (zero where camera or point fixed)
-    hff: Tensor  # () focal
-    gf: Tensor  # ()
-    hfc: Tensor  # (F,6)
-    hfp: Tensor  # (P,3)
+    hff: Tensor  # (M,M) intrinsic variables (focal, radial coefficients)
+    gf: Tensor  # (M,)
+    hfc: Tensor  # (F,6,M)
+    hfp: Tensor  # (P,3,M)
 
 
 def _build_normal_equations(lin: _Linearisation, wk: Tensor, obs_cvar: Tensor, pt: Tensor, n_free: int,
-                            n_pt: int, cam_free: Tensor, pt_free: Tensor, focal: bool) -> _System:
+                            n_pt: int, cam_free: Tensor, pt_free: Tensor) -> _System:
     """IRLS Gauss-Newton blocks: Hessian ``J^T w_k J`` and gradient ``J^T w_k r``."""
     dt, dev = lin.r.dtype, lin.r.device
     jc = lin.j_pose * cam_free[:, None, None]
@@ -358,17 +393,18 @@ def _build_normal_equations(lin: _Linearisation, wk: Tensor, obs_cvar: Tensor, p
     gp = torch.zeros(n_pt, 3, dtype=dt, device=dev)
     gp.index_add_(0, pt, (jp.transpose(1, 2) @ wr[:, :, None])[:, :, 0])
     hcp = jc.transpose(1, 2) @ wjp
-    hff = torch.zeros((), dtype=dt, device=dev)
-    gf = torch.zeros((), dtype=dt, device=dev)
-    hfc = torch.zeros(n_free, 6, dtype=dt, device=dev)
-    hfp = torch.zeros(n_pt, 3, dtype=dt, device=dev)
-    if focal:
-        wjf = wk[:, None] * lin.j_f  # (K,2)
-        hff = (wjf * lin.j_f).sum()
-        gf = (lin.j_f * wr).sum()
+    m = lin.j_intr.shape[-1]
+    jf = lin.j_intr  # (K,2,M)
+    wjf = wk[:, None, None] * jf
+    hff = torch.einsum("kim,kin->mn", wjf, jf)
+    gf = torch.einsum("kim,ki->m", jf, wr)
+    hfc = torch.zeros(n_free, 6 * m, dtype=dt, device=dev)
+    hfp = torch.zeros(n_pt, 3 * m, dtype=dt, device=dev)
+    if m:
         if n_free:
-            hfc.index_add_(0, ci, (wjf[:, None, :] @ jc)[:, 0])
-        hfp.index_add_(0, pt, (wjf[:, None, :] @ jp)[:, 0])
+            hfc.index_add_(0, ci, (jc.transpose(1, 2) @ wjf).reshape(-1, 6 * m))
+        hfp.index_add_(0, pt, (jp.transpose(1, 2) @ wjf).reshape(-1, 3 * m))
+    hfc, hfp = hfc.reshape(n_free, 6, m), hfp.reshape(n_pt, 3, m)
     return _System(hcc.reshape(-1, 6, 6), gc, hpp.reshape(-1, 3, 3), gp, hcp, hff, gf, hfc, hfp)
 
 
@@ -379,9 +415,8 @@ def _damp(h: Tensor, lam: float) -> Tensor:
 
 
 def _solve(sy: _System, lam: float, pinned: Tensor, k1: Tensor, k2: Tensor, pair_flat: Tensor, obs_cvar: Tensor,
-           pt: Tensor,
-           n_free: int, fixed_pts: Tensor, focal: bool) -> tuple[Tensor, Tensor, Tensor] | None:
-    """Damped step via the Schur complement. Returns (d_cam (F,6), d_pt (P,3), d_f ()) or None if the
+           pt: Tensor, n_free: int, fixed_pts: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
+    """Damped step via the Schur complement. Returns (d_cam (F,6), d_pt (P,3), d_intr (M,)) or None if the
     reduced system is not positive definite."""
     dt, dev = sy.gp.dtype, sy.gp.device
     hpp = _damp(sy.hpp, lam)
@@ -392,8 +427,9 @@ def _solve(sy: _System, lam: float, pinned: Tensor, k1: Tensor, k2: Tensor, pair
     hinv = torch.where(bad[:, None, None], torch.zeros_like(hinv), hinv)
 
     ci = obs_cvar.clamp_min(0)
-    n_red = 6 * n_free + (1 if focal else 0)
-    d_f = torch.zeros((), dtype=dt, device=dev)
+    m = sy.gf.shape[0]
+    n_red = 6 * n_free + m
+    d_f = torch.zeros(m, dtype=dt, device=dev)
     d_cam = torch.zeros(n_free, 6, dtype=dt, device=dev)
     if n_red:
         e = sy.hcp @ hinv[pt]  # (K,6,3) = H_cp H_pp^-1 per observation
@@ -416,13 +452,13 @@ def _solve(sy: _System, lam: float, pinned: Tensor, k1: Tensor, k2: Tensor, pair
         bc = -sy.gc
         bc = bc.index_add(0, ci, (e @ sy.gp[pt][:, :, None])[:, :, 0])
         rhs[: 6 * n_free] = bc.reshape(-1)
-        if focal:
-            fp = (hinv @ sy.hfp[:, :, None])[:, :, 0]  # (P,3) H_pp^-1 H_pf
-            sfc = sy.hfc.index_add(0, ci, -(sy.hcp @ fp[pt][:, :, None])[:, :, 0])
-            s_mat[-1, : 6 * n_free] = sfc.reshape(-1)
-            s_mat[: 6 * n_free, -1] = sfc.reshape(-1)
-            s_mat[-1, -1] = sy.hff + lam * sy.hff.clamp_min(1e-9) - (sy.hfp * fp).sum()
-            rhs[-1] = -sy.gf + (fp * sy.gp).sum()
+        if m:
+            fp = hinv @ sy.hfp  # (P,3,M) H_pp^-1 H_pf
+            sfc = sy.hfc.index_add(0, ci, -(sy.hcp @ fp[pt]))  # (F,6,M)
+            s_mat[6 * n_free:, : 6 * n_free] = sfc.reshape(-1, m).T
+            s_mat[: 6 * n_free, 6 * n_free:] = sfc.reshape(-1, m)
+            s_mat[6 * n_free:, 6 * n_free:] = _damp(sy.hff, lam) - torch.einsum("pim,pin->mn", sy.hfp, fp)
+            rhs[6 * n_free:] = -sy.gf + torch.einsum("pim,pi->m", fp, sy.gp)
         if bool(pinned.any()):
             s_mat[pinned, :] = 0
             s_mat[:, pinned] = 0
@@ -435,14 +471,13 @@ def _solve(sy: _System, lam: float, pinned: Tensor, k1: Tensor, k2: Tensor, pair
         if not bool(torch.isfinite(x).all()):
             return None
         d_cam = x[: 6 * n_free].reshape(n_free, 6)
-        if focal:
-            d_f = x[-1]
+        d_f = x[6 * n_free:]
     # back-substitution for the points
     back = -sy.gp
     if n_free:
         back = back.index_add(0, pt, -(sy.hcp.transpose(1, 2) @ d_cam[ci][:, :, None])[:, :, 0])
-    if focal:
-        back = back - sy.hfp * d_f
+    if m:
+        back = back - (sy.hfp @ d_f[:, None])[:, :, 0]
     d_pt = (hinv @ back[:, :, None])[:, :, 0]
     return d_cam, d_pt, d_f
 

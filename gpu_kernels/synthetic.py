@@ -33,9 +33,12 @@ class SyntheticBA:
 def make_ba_problem(n_cams: int = 10, n_points: int = 300, noise_px: float = 0.5, outlier_frac: float = 0.1,
                     pose_noise: float = 0.01, point_noise: float = 0.05, focal_error: float = 0.0,
                     visibility: float = 1.0, seed: int = 0, dtype: torch.dtype = torch.float64,
-                    width: int = 640, height: int = 480, focal: float = 500.0) -> SyntheticBA:
+                    width: int = 640, height: int = 480, focal: float = 500.0,
+                    radial: tuple[float, float] | None = None) -> SyntheticBA:
     """Cameras on an arc looking at a box of points 4-6 m ahead; each point is seen by each camera with
-    probability ``visibility`` (at least two cameras per point); outliers are uniform within +-50 px."""
+    probability ``visibility`` (at least two cameras per point); outliers are uniform within +-50 px.
+    ``radial`` = (k1, k2) distorts the observations (RADIAL model); the problem then starts undistorted
+    (4 intrinsics) and ``gt_intrinsics`` has 6 values."""
     g = torch.Generator().manual_seed(seed)
     pts = torch.rand(n_points, 3, generator=g, dtype=torch.float64) * torch.tensor([4.0, 3.0, 2.0],
                                                                                      dtype=torch.float64)
@@ -58,7 +61,12 @@ def make_ba_problem(n_cams: int = 10, n_points: int = 300, noise_px: float = 0.5
     vis[first_two[1], torch.arange(n_points)] = True
     cam, pt = torch.nonzero(vis, as_tuple=True)
     xc = (gt_poses[cam, :3, :3] @ pts[pt][:, :, None])[:, :, 0] + gt_poses[cam, :3, 3]
-    uv = torch.stack([k[0] * xc[:, 0] / xc[:, 2] + k[2], k[1] * xc[:, 1] / xc[:, 2] + k[3]], -1)
+    a, b = xc[:, 0] / xc[:, 2], xc[:, 1] / xc[:, 2]
+    if radial is not None:
+        r2 = a * a + b * b
+        dist = 1 + radial[0] * r2 + radial[1] * r2 * r2
+        a, b = a * dist, b * dist
+    uv = torch.stack([k[0] * a + k[2], k[1] * b + k[3]], -1)
     uv_obs = uv + noise_px * torch.randn(uv.shape, generator=g, dtype=torch.float64)
     outl = torch.rand(uv.shape[0], generator=g) < outlier_frac
     uv_obs[outl] = uv[outl] + (torch.rand(int(outl.sum()), 2, generator=g, dtype=torch.float64) - 0.5) * 100
@@ -68,7 +76,8 @@ def make_ba_problem(n_cams: int = 10, n_points: int = 300, noise_px: float = 0.5
     init_k = k.clone()
     init_k[:2] *= 1 + focal_error
     prob = BAProblem(init_poses.to(dtype), init_pts.to(dtype), cam, pt, uv_obs.to(dtype), init_k.to(dtype))
-    return SyntheticBA(prob, gt_poses.to(dtype), pts.to(dtype), k.to(dtype), outl)
+    gt_k = k if radial is None else torch.cat([k, torch.tensor(radial, dtype=torch.float64)])
+    return SyntheticBA(prob, gt_poses.to(dtype), pts.to(dtype), gt_k.to(dtype), outl)
 
 
 def _rotvec_to_mat(w: np.ndarray) -> np.ndarray:

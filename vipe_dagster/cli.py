@@ -52,8 +52,37 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except VipeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc))
+    except KeyboardInterrupt:
+        return _error("interrupted", 130)
+    except Exception as exc:
+        # the environment, not a bug: unreadable/unwritable files and remote storage failures get one line
+        from .io.fs import remote_error_message
+
+        msg = remote_error_message(exc, _remote_location(args))
+        if msg is None and isinstance(exc, OSError):
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            msg = f"{where}{exc.strerror or exc}"
+        if msg is None:
+            raise
+        return _error(msg)
+
+
+def _remote_location(args: argparse.Namespace) -> str:
+    """The s3:// (or other remote) location among the command's arguments, for error messages."""
+    for attr in ("output", "root", "artifact_dir", "input_dir", "out_dir", "video", "dir", "source",
+                 "artifacts"):
+        vals = getattr(args, attr, None)
+        for v in vals if isinstance(vals, list) else [vals]:
+            if isinstance(v, str) and "://" in v and not v.startswith("file://"):
+                return v
+    return "remote storage"
+
+
+def _error(message: str, code: int = 2) -> int:
+    """One ``error:`` line on stderr (a multi-line message is folded onto it) and exit code ``code``."""
+    print("error: " + " ".join(message.split()), file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -48,8 +48,39 @@ class KeyframeConfig(_Model):
     max_gap: int = Field(15, ge=1, description="a keyframe at least every this many frames")
     init_min_parallax_deg: float = Field(1.0, gt=0, description="median rotation-compensated parallax needed "
                                          "before the two-view initialisation is accepted")
+    init_ambiguity_ratio: float = Field(0.5, gt=0, le=1, description="a planar scene has two two-view "
+                                        "motions: the initialisation waits until the better one's accumulated "
+                                        "reprojection error on later frames is below this fraction of the other's")
+    init_planar_min_frames: int = Field(5, ge=1, description="later frames that must be seen before a planar "
+                                        "scene's motion hypothesis is chosen")
     init_max_frames: int = Field(90, ge=2, description="frames to search for an initialisation pair before "
                                  "the segment is declared rotation-only")
+
+
+class MapConfig(_Model):
+    """Long-term data association: map points re-found by descriptor after their KLT track ended."""
+
+    reassociate: bool = Field(True, description="at each keyframe, match new corners to map points that project "
+                              "near them (SIFT descriptors of the keyframe corners), so a revisited part of the "
+                              "scene reuses its old points instead of new ones (less drift)")
+    radius_frac: float = Field(0.02, gt=0, description="search radius around a map point's projection, as a "
+                               "fraction of the image width")
+    max_desc_dist: float = Field(350.0, gt=0, description="largest SIFT descriptor distance (L2, 0-512 scale) "
+                                 "of an accepted match")
+    ratio: float = Field(0.9, gt=0, le=1, description="best / second-best descriptor distance needed to accept "
+                         "a match (Lowe's ratio test among the candidates in the radius)")
+    desc_size_px: float = Field(16.0, gt=0, description="SIFT descriptor support (keypoint size, px)")
+    recent_keyframes: int = Field(30, ge=1, description="the points of this many latest keyframes are candidates")
+    loop_keyframes: int = Field(20, ge=0, description="plus the points of up to this many older keyframes "
+                                "that viewed the scene from nearby (loop candidates)")
+    relocalise: bool = Field(True, description="after tracking is lost, look for each new frame in the old map "
+                             "(descriptor matches + PnP) and continue in the old world when it is found")
+    reloc_keyframes: int = Field(40, ge=1, description="relocalisation matches the points of this many latest "
+                                 "keyframes of the lost map")
+    reloc_wait_frames: int = Field(15, ge=0, description="frames after a loss during which no new map is "
+                                   "started (the old one is looked for first)")
+    reloc_max_frames: int = Field(300, ge=0, description="frames after a loss during which relocalisation "
+                                  "is tried")
 
 
 class BAConfig(_Model):
@@ -80,6 +111,17 @@ class IntrinsicsConfig(_Model):
     fy: float | None = Field(None, gt=0, description="focal y (px); None = same as fx")
     cx: float | None = Field(None, description="principal point x (px); None = image centre")
     cy: float | None = Field(None, description="principal point y (px); None = image centre")
+    k1: float | None = Field(None, description="given radial distortion k1 (RADIAL model, OpenCV convention); "
+                             "None = pinhole when fx is given, self-calibrated otherwise")
+    k2: float | None = Field(None, description="given radial distortion k2 (with k1)")
+    radial_terms: int = Field(1, ge=0, le=2, description="radial distortion coefficients self-calibrated with "
+                              "the focal (0 = pinhole, 1 = k1, 2 = k1 and k2); frames with a significant "
+                              "estimated distortion are rectified to a pinhole camera after the pose stage")
+    radial_min_chi2: float = Field(50.0, gt=0, description="self-calibrated radial terms are kept only if they "
+                                   "lower the squared reprojection error by this many noise variances (a "
+                                   "likelihood-ratio test against the pinhole fit)")
+    rectify_min_px: float = Field(0.5, ge=0, description="rewrite rgb as the ideal pinhole camera when the "
+                                  "estimated (or given) distortion moves some pixel by at least this much")
     fov_prior_deg: float = Field(60.0, gt=5, lt=170, description="horizontal FoV prior used to start the "
                                  "focal search when fx is not given")
     estimate_focal: bool = Field(True, description="refine the focal in BA (ignored when fx is given)")
@@ -107,10 +149,14 @@ class PoseConfig(_Model):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     keyframe: KeyframeConfig = Field(default_factory=KeyframeConfig)
     ba: BAConfig = Field(default_factory=BAConfig)
+    map: MapConfig = Field(default_factory=MapConfig)
     intrinsics: IntrinsicsConfig = Field(default_factory=IntrinsicsConfig)
     assume_fixed_camera_pose: bool = Field(False, description="static camera: identity poses, no SLAM")
     long_side: int = Field(512, ge=64, description="processing size: long side of the ingested rgb (px)")
-    use_masks: bool = Field(True, description="ignore tracks on dynamic-object masks when mask/<n>.zip exists")
+    use_masks: bool = Field(False, description="ignore tracks on the dynamic-object masks of mask/<n>.zip (an "
+                            "earlier run's or given masks; the run fails if they are missing). Off by default: "
+                            "a mask left in the store never changes a result silently; the manifest lists every "
+                            "input the pose stage read, with its content hash")
     seed: int = Field(0, description="seed for RANSAC and everything random")
 
 

@@ -25,3 +25,10 @@ class ArtifactError(VipeError):
 
 class ConfigError(InputError):
     """An invalid configuration value."""
+
+
+class TransientError(VipeError):
+    """A failure that may succeed when retried: remote storage unreachable, a timeout, a busy lock.
+
+    Orchestrators retry these (with backoff) and never retry the other ``VipeError``s, which are input errors.
+    """

@@ -35,9 +35,15 @@ def ingest_video(source: str, store: ArtifactStore, name: str | None = None, sta
     name = name or stream.name
     log.info("ingesting %s frames %d..%d (skip %d) at %dx%d -> %s", stream.info.uri, stream.start, stream.end,
              frame_skip, stream.width, stream.height, store.path("rgb", name))
-    with store.rgb_writer(name, fps=stream.fps) as w:
-        for _, frame in tqdm(stream, total=len(stream), disable=not progress, desc=f"ingest {name}", unit="frame"):
-            w.add(frame)
+    store.begin_generation(name)  # published (and the previous set's files removed) once the rgb is in place
+    try:
+        with store.rgb_writer(name, fps=stream.fps) as w:
+            for _, frame in tqdm(stream, total=len(stream), disable=not progress, desc=f"ingest {name}",
+                                 unit="frame"):
+                w.add(frame)
+    except BaseException:
+        store.abort_generation(name)  # the previous set stays as it was
+        raise
     res = IngestResult(name=name, rgb_uri=store.path("rgb", name), num_frames=w.count, width=stream.width,
                        height=stream.height, fps=stream.fps, source_frames=stream.frame_indices,
                        seconds=time.perf_counter() - t0)

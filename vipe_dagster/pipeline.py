@@ -42,7 +42,7 @@ class PoseResult:
 
 
 def _mask_iter(store: ArtifactStore, name: str, use: bool):
-    if not use or not store.exists("mask", name):
+    if not use:
         while True:
             yield None
     kernel = np.ones((9, 9), np.uint8)
@@ -53,7 +53,7 @@ def _mask_iter(store: ArtifactStore, name: str, use: bool):
 
 
 def _calibration_pass(store: ArtifactStore, name: str, cfg: PoseConfig, width: int, height: int,
-                      tracks=None) -> float | None:
+                      tracks=None) -> tuple[float | None, tuple[float, float] | None]:
     """Estimate the focal on the first keyframes before the real run (fixed-point iteration).
 
     Each round streams the start of the video until ``calibration_keyframes`` keyframes exist, builds the
@@ -61,13 +61,15 @@ def _calibration_pass(store: ArtifactStore, name: str, cfg: PoseConfig, width: i
     by global BA. Rounds repeat until the focal changes by less than 0.5 %: a map built with a wrong focal
     is distorted and BA alone does not always undo that. The main pass starts from the result.
     ``tracks`` (a :class:`~.slam.tracker.TrackCache`) lets the rounds and the main pass track each frame once.
+    Returns the focal and the radial distortion (k1, k2) estimated with it (``None`` when unobservable).
     """
     from .slam.system import SlamSystem
 
     ic = cfg.intrinsics
     f: float | None = None
+    radial: tuple[float, float] | None = None
     for rnd in range(ic.calibration_rounds):
-        slam = SlamSystem(cfg, width, height, focal_init=f)
+        slam = SlamSystem(cfg, width, height, focal_init=f, radial_init=radial)
         masks = _mask_iter(store, name, cfg.use_masks)
         use = tracks if tracks is not None and tracks.usable else None
         for i, (_, frame) in enumerate(store.open_rgb(name)):
@@ -78,12 +80,13 @@ def _calibration_pass(store: ArtifactStore, name: str, cfg: PoseConfig, width: i
         f_new = slam.calibrate_now()
         log.info("calibration round %d: focal %s px", rnd + 1, "unobservable" if f_new is None else f"{f_new:.1f}")
         if f_new is None:
-            return f
+            return f, radial
         done = f is not None and abs(f_new / f - 1.0) < 0.005
         f = f_new
+        radial = (float(slam.dist[0]), float(slam.dist[1]))
         if done:
             break
-    return f
+    return f, radial
 
 
 def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, progress: bool = False) -> PoseResult:
@@ -93,19 +96,23 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
 
     cfg = config or PoseConfig()
     t0 = time.perf_counter()
+    if cfg.use_masks and not store.exists("mask", name):
+        raise InputError(f"{store.path('mask', name)}: the pose stage was asked to use dynamic-object masks "
+                         "(use_masks) but there is no mask artifact for this sequence")
+    inputs = _input_record(store, name, ["rgb"] + (["mask"] if cfg.use_masks else []))
     stream = store.open_rgb(name)
     n = len(stream)
-    focal_init = None
+    focal_init = radial_init = None
     t_calib = 0.0
     tracks = None
     if cfg.intrinsics.fx is None and cfg.intrinsics.estimate_focal and cfg.intrinsics.calibration_pass \
             and not cfg.assume_fixed_camera_pose:
         tracks = TrackCache(cfg.tracking, stream.width, stream.height)
-        focal_init = _calibration_pass(store, name, cfg, stream.width, stream.height, tracks)
+        focal_init, radial_init = _calibration_pass(store, name, cfg, stream.width, stream.height, tracks)
         t_calib = time.perf_counter() - t0
         if not tracks.usable:
             tracks = None
-    slam = SlamSystem(cfg, stream.width, stream.height, focal_init=focal_init)
+    slam = SlamSystem(cfg, stream.width, stream.height, focal_init=focal_init, radial_init=radial_init)
     masks = _mask_iter(store, name, cfg.use_masks)
     for i, (_, frame) in enumerate(tqdm(stream, total=n, disable=not progress, desc=f"pose {name}", unit="frame")):
         m = next(masks)
@@ -121,8 +128,14 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
         raise InputError(f"{store.path('rgb', name)}: decoded {len(out.c2w)} frames, expected {n}")
 
     fixed = cfg.assume_fixed_camera_pose
+    distortion = _rectify_if_distorted(store, name, out.intrinsics, out.radial, stream.fps, cfg)
     ok = np.isin(out.status, [0, 1, 2, 4])
     tracking_ok = float(ok.mean()) if n else 0.0
+    # frames of a map that never reconnected to the main one are in an unrelated world and scale: not valid
+    placed = out.segment[ok]
+    primary = int(np.bincount(placed).argmax()) if len(placed) else -1
+    unconnected = ok & (out.segment != primary)
+    ok = ok & ~unconnected
     kf = out.keyframes.tolist()
     scale = "relative"
     store.write_pose(name, out.c2w.astype(np.float32), inds=np.arange(n), keyframe_ids=np.asarray(kf, np.int64),
@@ -145,6 +158,7 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
     peak_mb = peak_rss_mb()
     manifest["pose"] = {
         "config": cfg.model_dump(mode="json"),
+        "inputs": inputs,
         "scale": scale,
         "scale_note": "no metric cue: poses and points are normalised to median scene depth 1",
         "fixed_camera": fixed,
@@ -155,11 +169,18 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
         "tracking_status": [STATUS_NAMES[int(s)] for s in out.status],
         "tracking_status_counts": status_counts,
         "tracking_ok_fraction": round(tracking_ok, 4),
+        "valid_fraction": round(float(ok.mean()) if n else 0.0, 4),
+        "valid_rule": "a frame is valid when it was tracked (not lost) in the main map segment; lost frames hold "
+                      "the last good pose and frames of unconnected segments are in another world",
+        "unconnected_frames": int(unconnected.sum()),
+        "relocalised": int(out.stats.get("relocalised", 0)),
         "intrinsics": {"fx": fx, "fy": float(out.intrinsics[1]), "cx": float(out.intrinsics[2]),
                        "cy": float(out.intrinsics[3]),
                        "hfov_deg": round(math.degrees(2 * math.atan(stream.width / (2 * fx))), 3),
                        "source": "given" if cfg.intrinsics.given else
-                       ("estimated" if out.focal_estimated else "prior")},
+                       ("estimated" if out.focal_estimated else "prior"),
+                       "k1": float(out.radial[0]), "k2": float(out.radial[1]),
+                       "distortion": distortion},
         "quality": {"mean_reproj_px": out.mean_reproj_px if np.isfinite(out.mean_reproj_px) else None,
                     "median_reproj_px": out.stats.get("median_reproj_px"),
                     "num_points": int(len(out.points)), "num_observations": int(len(out.obs_frame)),
@@ -177,6 +198,47 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
     log.info("pose %s: %d frames, %d keyframes, f=%.1f px, reproj %.2f px, %.1f frames/s", name, n, len(kf), fx,
              res.mean_reproj_px, res.frames_per_second)
     return res
+
+
+def _input_record(store: ArtifactStore, name: str, kinds: list[str]) -> dict:
+    """The artifacts a stage reads, with their content hashes (sha256), for the manifest."""
+    from .io.manifest import content_hash
+
+    return {k: {"uri": store.path(k, name), "sha256": content_hash(store.path(k, name))} for k in kinds}
+
+
+def _rectify_if_distorted(store: ArtifactStore, name: str, intr: np.ndarray, radial: np.ndarray, fps: float,
+                          cfg: PoseConfig) -> dict:
+    """With a lens distortion that moves some pixel by ``rectify_min_px`` or more, rewrite ``rgb/<name>.mp4``
+    as the ideal pinhole camera with the same K (every later stage and ViPE's readers assume pinhole); the
+    sparse map is already in those coordinates. Returns what was done, for the manifest."""
+    from .slam.geometry import distort_radial
+
+    stream = store.open_rgb(name)
+    w, h = stream.width, stream.height
+    xs = np.linspace(0, w - 1, 33)
+    ys = np.linspace(0, h - 1, 25)
+    border = np.concatenate([np.stack([xs, np.zeros_like(xs)], 1), np.stack([xs, np.full_like(xs, h - 1)], 1),
+                             np.stack([np.zeros_like(ys), ys], 1), np.stack([np.full_like(ys, w - 1), ys], 1)])
+    shift = float(np.abs(distort_radial(border, intr, radial) - border).max()) if np.any(radial != 0) else 0.0
+    info = {"model": "RADIAL", "k1": float(radial[0]), "k2": float(radial[1]),
+            "max_shift_px": round(shift, 3), "rectified": False}
+    if shift < cfg.intrinsics.rectify_min_px:
+        return info
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    src = distort_radial(np.stack([gx.ravel(), gy.ravel()], 1), intr, radial)
+    mx = src[:, 0].reshape(h, w).astype(np.float32)
+    my = src[:, 1].reshape(h, w).astype(np.float32)
+    with store.rgb_writer(name, fps) as wr:
+        for _, frame in stream:
+            wr.add(cv2.remap(frame, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT))
+    outside = float(np.mean((mx < 0) | (mx > w - 1) | (my < 0) | (my > h - 1)))
+    info.update(rectified=True, outside_fraction=round(outside, 5),
+                note="rgb rewritten as the ideal pinhole camera of the intrinsics; pixels that map outside the "
+                     "recorded frame are black")
+    log.info("%s: radial distortion k1 %.4f k2 %.4f moves pixels by up to %.2f px: rgb rectified to pinhole",
+             name, radial[0], radial[1], shift)
+    return info
 
 
 def _json_clean(o):

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from .io.checks import check_poses
+
 
 @dataclass
 class Verdict:
@@ -42,8 +44,9 @@ def pose_steps(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pose_validity(c2w: np.ndarray, jump_factor: float = 8.0, max_rot_step_deg: float = 30.0,
-                  ortho_tol: float = 1e-3) -> Verdict:
-    """Finite values, orthonormal right-handed rotations, bottom row [0,0,0,1], and no jumps.
+                  ortho_tol: float = 1e-3, valid: np.ndarray | None = None) -> Verdict:
+    """Finite values, orthonormal right-handed rotations, bottom row [0,0,0,1] (the shared rules of
+    ``io/checks.py``; frames flagged invalid by ``valid`` are exempt), and no jumps.
 
     A jump is a frame whose translation step exceeds ``jump_factor`` x the median step (with a floor
     of 1e-3 x the trajectory extent, so a static camera that suddenly moves is caught) or whose
@@ -55,21 +58,23 @@ def pose_validity(c2w: np.ndarray, jump_factor: float = 8.0, max_rot_step_deg: f
     problems = []
     if c2w.ndim != 3 or c2w.shape[1:] != (4, 4) or n == 0:
         return Verdict(False, f"poses have shape {c2w.shape}, expected (N,4,4) with N >= 1", meta)
-    finite = np.isfinite(c2w).all(axis=(1, 2))
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
+    pc = check_poses(c2w, "poses", valid=valid, ortho_tol=ortho_tol)
+    finite = pc.finite
+    if not (finite | ~pc.flagged_valid).all():
+        bad = np.flatnonzero(~finite & pc.flagged_valid)
         problems.append(f"{len(bad)} frame(s) with non-finite values (first: frame {bad[0]})")
-        c2w = np.where(np.isfinite(c2w), c2w, 0.0)
+    c2w = np.where(np.isfinite(c2w), c2w, 0.0)
     r = c2w[:, :3, :3]
     ortho_err = np.abs(np.einsum("nji,njk->nik", r, r) - np.eye(3)).max(axis=(1, 2))
     det = np.linalg.det(r)
-    meta["max_orthonormality_error"] = float(ortho_err.max())
+    meta["max_orthonormality_error"] = pc.max_orthonormality_error
     meta["min_det"] = float(det.min())
-    bad_rot = np.flatnonzero((ortho_err > ortho_tol) | (np.abs(det - 1) > 10 * ortho_tol))
+    meta["flagged_invalid"] = int((~pc.flagged_valid).sum())
+    bad_rot = np.flatnonzero(finite & ~pc.orthonormal & pc.flagged_valid)
     if len(bad_rot):
         problems.append(f"{len(bad_rot)} rotation(s) not orthonormal with det 1 (first: frame {bad_rot[0]}, "
                         f"|R^T R - I| = {ortho_err[bad_rot[0]]:.2e}, det = {det[bad_rot[0]]:.4f})")
-    bottom_bad = np.flatnonzero(np.abs(c2w[:, 3] - [0, 0, 0, 1]).max(axis=1) > 1e-4)
+    bottom_bad = np.flatnonzero(finite & pc.orthonormal & ~pc.bottom_row & pc.flagged_valid)
     if len(bottom_bad):
         problems.append(f"{len(bottom_bad)} pose(s) whose last row is not [0,0,0,1] (first: frame {bottom_bad[0]})")
     step, rot = pose_steps(c2w)

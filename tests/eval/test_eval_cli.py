@@ -132,3 +132,21 @@ def test_prediction_over_a_sub_range_is_paired_by_frame_number(scene, tmp_path):
     assert r["frames"] == 15 and r["ate"]["rmse"] < 1e-6
     assert r["depth"]["frames"] == 15 and r["depth"]["abs_rel"] == 0.0
     assert r["masks"]["iou"] == 1.0 and r["masks"]["frames"] == 15
+
+
+def test_frames_flagged_invalid_are_not_scored(scene, tmp_path):
+    from vipe_dagster.io import ArtifactStore
+
+    make_prediction(scene, tmp_path / "pred")
+    pred = ArtifactStore(str(tmp_path / "pred"))
+    c2w, inds = pred.read_pose("seq")
+    held = c2w.copy()
+    held[10:14] = held[9]  # a lost stretch holding the last good pose, flagged invalid
+    valid = np.ones(len(c2w), bool)
+    valid[10:14] = False
+    pred.write_pose("seq", held, inds=inds, valid=valid)
+    r = evaluate(str(tmp_path / "pred"), scene.gt.root)["sequences"][0]
+    assert r["frames"] == 16 and r["frames_invalid"] == 4
+    assert r["ate"]["rmse"] < 1e-5  # the held poses are not measurements and do not count
+    pred.write_pose("seq", held, inds=inds)  # the same poses presented as measured
+    assert evaluate(str(tmp_path / "pred"), scene.gt.root)["sequences"][0]["ate"]["rmse"] > 1e-3

@@ -73,10 +73,11 @@ class Scene:
 def make_scene(root, name: str = "scene", n_frames: int = 20, width: int = 320, height: int = 240,
                fx: float = 250.0, fy: float = 250.0, n_points: int = 250, point_noise: float = 0.03,
                pixel_noise: float = 0.3, with_sparse: bool = True, with_depth: bool = True,
-               seed: int = 0, xi: float = 0.0, dots: bool = True) -> Scene:
-    """``xi > 0`` renders with an MEI (unified) camera ``fx fy cx cy xi`` instead of a pinhole."""
+               seed: int = 0, xi: float = 0.0, dots: bool = True, versioned: bool = True) -> Scene:
+    """``xi > 0`` renders with an MEI (unified) camera ``fx fy cx cy xi`` instead of a pinhole.
+    ``versioned=False`` writes the files the way ViPE and the released datasets do (no generation stamps)."""
     rng = np.random.default_rng(seed)
-    store = ArtifactStore(str(root))
+    store = ArtifactStore(str(root), versioned=versioned)
     cx, cy = (width - 1) / 2 + 3.0, (height - 1) / 2 - 2.0
     intr = np.array([fx, fy, cx, cy] + ([xi] if xi else []), np.float64)
     t = np.linspace(0, 1, n_frames)

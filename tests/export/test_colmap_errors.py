@@ -24,7 +24,9 @@ def _assert_no_output(out: Path) -> None:
 
 @pytest.fixture
 def small(tmp_path):
-    return make_scene(tmp_path / "art", name="seq", n_frames=6, n_points=60, with_depth=True)
+    """Unversioned files (as ViPE writes them), edited in place by the tests below; the generation rule for
+    versioned sets has its own tests (tests/io/test_generation.py, tests/reliability/)."""
+    return make_scene(tmp_path / "art", name="seq", n_frames=6, n_points=60, with_depth=True, versioned=False)
 
 
 @pytest.mark.parametrize("kind, label", [("pose", "pose"), ("intrinsics", "intrinsics"), ("rgb", "rgb video")])

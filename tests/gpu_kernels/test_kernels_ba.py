@@ -180,3 +180,67 @@ def test_schur_pairs_in_many_chunks_give_the_same_solution(monkeypatch):
     torch.testing.assert_close(many.poses_w2c, one.poses_w2c, rtol=0, atol=1e-9)
     torch.testing.assert_close(many.points, one.points, rtol=0, atol=1e-9)
     torch.testing.assert_close(many.intrinsics, one.intrinsics, rtol=0, atol=1e-9)
+
+
+def test_radial_model_matches_opencv_and_its_jacobians_match_finite_differences():
+    import cv2
+    import numpy as np
+
+    from gpu_kernels.ba import _Linearisation
+
+    syn = make_ba_problem(n_cams=3, n_points=40, noise_px=0.0, outlier_frac=0.0, radial=(-0.12, 0.03), seed=2)
+    p = syn.problem
+    intr = syn.gt_intrinsics.clone()
+    aspect = intr[1] / intr[0]
+    lin = _Linearisation(syn.gt_poses_w2c, syn.gt_points, intr, p.obs_cam, p.obs_pt, p.obs_uv, aspect, True,
+                         intr_vars=("f", "k1", "k2"))
+    # the observations were made with the same model: OpenCV's projectPoints with (k1, k2, 0, 0) agrees
+    c = 1
+    sel = p.obs_cam == c
+    T = syn.gt_poses_w2c[c].numpy()
+    K = np.array([[intr[0], 0, intr[2]], [0, intr[1], intr[3]], [0, 0, 1]], float)
+    rvec, _ = cv2.Rodrigues(T[:3, :3])
+    uv_cv, _ = cv2.projectPoints(syn.gt_points[p.obs_pt[sel]].numpy(), rvec, T[:3, 3], K,
+                                 np.array([float(intr[4]), float(intr[5]), 0, 0]))
+    np.testing.assert_allclose((lin.r[sel] + p.obs_uv[sel]).numpy(), uv_cv.reshape(-1, 2), atol=1e-9)
+    # analytic Jacobians against central differences
+    eps = 1e-6
+
+    def resid(poses=syn.gt_poses_w2c, points=syn.gt_points, k=intr):
+        return _Linearisation(poses, points, k, p.obs_cam, p.obs_pt, p.obs_uv, k[1] / k[0], False).r
+
+    for j, idx in enumerate((0, 4, 5)):  # f (fy follows with the aspect), k1, k2
+        dk = torch.zeros(6, dtype=intr.dtype)
+        dk[idx] = eps
+        if idx == 0:
+            dk[1] = eps * aspect
+        num = (resid(k=intr + dk) - resid(k=intr - dk)) / (2 * eps)
+        torch.testing.assert_close(lin.j_intr[:, :, j], num, atol=1e-5, rtol=1e-5)
+    for i in range(3):
+        dp = torch.zeros_like(syn.gt_points)
+        dp[:, i] = eps
+        num = (resid(points=syn.gt_points + dp) - resid(points=syn.gt_points - dp)) / (2 * eps)
+        torch.testing.assert_close(lin.j_pt[:, :, i], num, atol=1e-5, rtol=1e-5)
+    for i in range(6):
+        d = torch.zeros(syn.gt_poses_w2c.shape[0], 6, dtype=intr.dtype)
+        d[:, i] = eps
+        num = (resid(poses=se3_exp(d) @ syn.gt_poses_w2c) - resid(poses=se3_exp(-d) @ syn.gt_poses_w2c)) / (2 * eps)
+        torch.testing.assert_close(lin.j_pose[:, :, i], num, atol=1e-4, rtol=1e-5)
+
+
+def test_ba_recovers_focal_and_radial_distortion():
+    syn = make_ba_problem(n_cams=12, n_points=400, noise_px=0.3, outlier_frac=0.05, focal_error=0.05,
+                          radial=(-0.1, 0.02), seed=5)
+    plain = bundle_adjust(syn.problem, BAOptions(optimize_focal=True, max_iters=40))
+    res = bundle_adjust(syn.problem, BAOptions(optimize_focal=True, optimize_distortion=2, max_iters=60))
+    assert res.intrinsics.shape == (6,)
+    f_true = float(syn.gt_intrinsics[0])
+    assert abs(float(res.intrinsics[0]) - f_true) / f_true < 0.005
+    assert abs(float(res.intrinsics[4]) + 0.1) < 0.01 and abs(float(res.intrinsics[5]) - 0.02) < 0.02
+    # ignoring the distortion: BA bends the structure to absorb it, the fit is worse and the focal far off
+    inl = ~syn.outlier
+    rms = lambda r: float(r[inl].norm(dim=-1).pow(2).mean().sqrt())  # noqa: E731
+    assert rms(res.residuals) < 0.3 * 2**0.5 * 1.05 and rms(plain.residuals) > 1.05 * rms(res.residuals)
+    assert abs(float(plain.intrinsics[0]) - f_true) / f_true > 0.1
+    with pytest.raises(ValueError, match="optimize_distortion"):
+        bundle_adjust(syn.problem, BAOptions(optimize_distortion=3))

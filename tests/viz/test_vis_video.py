@@ -138,7 +138,8 @@ def test_pose_only_result_previews(tmp_path):
     assert set(preview_images(store, "p")) == {"trajectory"}
     with pytest.raises(ArtifactError, match=r"rgb/p\.mp4"):
         write_vis_video(store, "p")
-    assert not (tmp_path / "vipe").exists() or not any((tmp_path / "vipe").iterdir())
+    # nothing but the manifest (the generation record of write_pose) is left in vipe/
+    assert sorted(p.name for p in (tmp_path / "vipe").iterdir()) == ["p_manifest.json"]
 
 
 def test_short_rgb_fails_without_partial_output(tmp_path):
@@ -146,8 +147,15 @@ def test_short_rgb_fails_without_partial_output(tmp_path):
     scene = make_scene(32, 24, 6)
     write_scene(store, "s", scene)
     store.write_rgb("s", [render_frame(scene, i)[0] for i in range(4)], fps=30)  # 4 of 6 frames
-    with pytest.raises(ArtifactError, match="frame 4"):
+    short = r"frame counts disagree: .*rgb/s\.mp4 has 4 frames, .*pose/s\.npz has 6 frames"
+    with pytest.raises(ArtifactError, match=short):
         write_vis_video(store, "s")
+    assert not any(p.name.endswith(".mp4") for p in (tmp_path / "vipe").iterdir())
+    unversioned = ArtifactStore(str(tmp_path / "u"), versioned=False)  # ViPE's files: found while decoding
+    write_scene(unversioned, "s", scene)
+    unversioned.write_rgb("s", [render_frame(scene, i)[0] for i in range(4)], fps=30)
+    with pytest.raises(ArtifactError, match="frame 4"):
+        write_vis_video(unversioned, "s")
     assert not any(p.name.endswith(".mp4") for p in (tmp_path / "vipe").iterdir())
 
 

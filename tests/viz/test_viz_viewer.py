@@ -168,7 +168,7 @@ def test_bad_inputs(tmp_path, plane_result):
     store, _ = plane_result
     with pytest.raises(InputError, match="available: planes"):
         ResultViewer(store, port=free_port(), sequence="nope")
-    bad = ArtifactStore(str(tmp_path / "bad"))
+    bad = ArtifactStore(str(tmp_path / "bad"), versioned=False)  # hand-broken files in ViPE's layout
     write_scene(bad, "b", make_scene(32, 24, 4))
     dz = tmp_path / "bad" / "depth" / "b.zip"
     with zipfile.ZipFile(dz, "w") as z:

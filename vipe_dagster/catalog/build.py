@@ -30,6 +30,7 @@ from typing import Any
 
 import polars as pl
 
+from ..io import fs as vfs
 from .errors import CatalogError, CatalogLockedError, QueryError
 from .sources import DatasetSource, open_source
 from .sqlmodels import SqlProject, TestResult, run_project
@@ -89,10 +90,21 @@ def writer_lock(db_path: str | os.PathLike, timeout: float = 0.0) -> Iterator[No
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise CatalogLockedError(f"{lock_path} is held by another catalog build; waited {timeout:.0f} s") from None
+                    from ..io.locks import describe_holder
+
+                    try:
+                        holder = json.loads(lock_path.read_text() or "null")
+                    except (OSError, ValueError):
+                        holder = None
+                    who = describe_holder(holder if isinstance(holder, dict) else None)
+                    raise CatalogLockedError(
+                        f"busy: {who} holds {lock_path} (another catalog build); waited {timeout:.0f} s, "
+                        f"retry later or pass --wait SECONDS") from None
                 time.sleep(0.1)
+        from ..io.locks import holder_info
+
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.pwrite(fd, json.dumps(holder_info("catalog build")).encode(), 0)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
@@ -134,8 +146,12 @@ def build_catalog(sources: Iterable[str | DatasetSource], artifact_roots: Iterab
     timings: dict[str, float] = {}
     build_id = uuid.uuid4().hex[:12]
     with writer_lock(db, lock_timeout):
-        work = Path(tempfile.mkdtemp(prefix=".tmp-catalog-", dir=db.parent))
-        tmp_db = db.parent / f".tmp-{db.stem}-{build_id}.duckdb"
+        # this build holds the writer lock: temporary files of earlier builds of this catalog are leftovers
+        vfs.sweep_stale_temps(db.parent, older_than=time.time(),
+                              stems=(f"catalog-{db.stem}", db.stem, f"{db.name}.stats"))
+        vfs.sweep_system_temps()
+        work = Path(tempfile.mkdtemp(prefix=f".tmp-catalog-{db.stem}-{vfs.tmp_tag()}-", dir=db.parent))
+        tmp_db = db.parent / f".tmp-{db.stem}-{vfs.tmp_tag()}.duckdb"
         try:
             t0 = time.perf_counter()
             metas, remotes, ds_rows, versions = [], [], [], {}
@@ -204,7 +220,12 @@ def build_catalog(sources: Iterable[str | DatasetSource], artifact_roots: Iterab
 
 
 # ---------------------------------------------------------------------- read side
-def connect_readonly(db_path: str | os.PathLike | None = None, threads: int | None = None):
+DEFAULT_QUERY_TIMEOUT_S = 60.0
+DEFAULT_QUERY_MEMORY = "2GB"
+
+
+def connect_readonly(db_path: str | os.PathLike | None = None, threads: int | None = None,
+                     memory_limit: str | None = None):
     """A DuckDB connection that cannot write the catalog nor touch other files (settings locked)."""
     import duckdb
 
@@ -215,16 +236,39 @@ def connect_readonly(db_path: str | os.PathLike | None = None, threads: int | No
         config: dict[str, Any] = {"enable_external_access": False, "lock_configuration": True}
         if threads:
             config["threads"] = int(threads)
+        if memory_limit:
+            config["memory_limit"] = str(memory_limit)
         return duckdb.connect(str(db), read_only=True, config=config)
     except duckdb.Error as exc:
+        if memory_limit and "memory" in str(exc).lower():
+            raise QueryError(f"invalid memory limit {memory_limit!r} ({exc}); use e.g. 512MB or 4GB") \
+                from None
         raise CatalogError(f"cannot open catalog {db} read-only: {exc}") from exc
 
 
-def query_arrow(db_path: str | os.PathLike | None, sql: str, params: Sequence[Any] | None = None):
-    """Run ``sql`` on a fresh read-only connection and return a ``pyarrow.Table``."""
+def query_arrow(db_path: str | os.PathLike | None, sql: str, params: Sequence[Any] | None = None,
+                timeout_s: float | None = DEFAULT_QUERY_TIMEOUT_S,
+                memory_limit: str | None = DEFAULT_QUERY_MEMORY):
+    """Run ``sql`` on a fresh read-only connection and return a ``pyarrow.Table``.
+
+    The statement is cancelled after ``timeout_s`` seconds (None or 0: no limit) and DuckDB may use at most
+    ``memory_limit`` (spilling is impossible: external access is off), so one query cannot hang or exhaust
+    the machine."""
+    import threading
+
     import duckdb
 
-    con = connect_readonly(db_path)
+    con = connect_readonly(db_path, memory_limit=memory_limit)
+    timer = None
+    fired = threading.Event()
+    if timeout_s:
+        def cancel() -> None:
+            fired.set()
+            con.interrupt()
+
+        timer = threading.Timer(float(timeout_s), cancel)
+        timer.daemon = True
+        timer.start()
     try:
         rel = con.sql(sql, params=list(params)) if params else con.sql(sql)
         if rel is None:  # a statement without a result set
@@ -232,18 +276,42 @@ def query_arrow(db_path: str | os.PathLike | None, sql: str, params: Sequence[An
 
             return pa.table({})
         return rel.to_arrow_table()
-    except duckdb.Error as exc:
+    except (duckdb.Error, RuntimeError) as exc:
+        if fired.is_set():
+            raise QueryError(f"query cancelled after {timeout_s:g} s (statement timeout; raise it with "
+                             f"--timeout)") from None
+        if "memory" in str(exc).lower() and isinstance(exc, duckdb.OutOfMemoryException):
+            raise QueryError(f"query needs more than the memory limit {memory_limit} (raise it with "
+                             f"--memory-limit): {exc}") from None
+        if not isinstance(exc, duckdb.Error):
+            raise
         raise QueryError(f"query rejected by the catalog ({db_path or default_db_path()}): {exc}") from exc
     finally:
+        if timer is not None:
+            timer.cancel()
         con.close()
 
 
+def _csv_safe(table):
+    """Nested columns (lists, structs, maps) as JSON text: CSV has no notation for them."""
+    import pyarrow as pa
+
+    cols = []
+    for col in table.columns:
+        if pa.types.is_nested(col.type):
+            text = [None if v is None else json.dumps(v, default=str) for v in col.to_pylist()]
+            col = pa.array(text, pa.string())
+        cols.append(col)
+    return pa.table(dict(zip(table.column_names, cols, strict=True)))
+
+
 def query(db_path: str | os.PathLike | None, sql: str, fmt: str = "table", output: str | os.PathLike | None = None,
-          params: Sequence[Any] | None = None) -> str | bytes | None:
+          params: Sequence[Any] | None = None, timeout_s: float | None = DEFAULT_QUERY_TIMEOUT_S,
+          memory_limit: str | None = DEFAULT_QUERY_MEMORY) -> str | bytes | None:
     """Run a read-only query; return text (table/csv/json) or Parquet bytes, or write to ``output``."""
     if fmt not in FORMATS:
         raise QueryError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    table = query_arrow(db_path, sql, params)
+    table = query_arrow(db_path, sql, params, timeout_s=timeout_s, memory_limit=memory_limit)
     data: str | bytes
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -255,7 +323,7 @@ def query(db_path: str | os.PathLike | None, sql: str, fmt: str = "table", outpu
         import pyarrow.csv as pcsv
 
         buf = io.BytesIO()
-        pcsv.write_csv(table, buf)
+        pcsv.write_csv(_csv_safe(table), buf)
         data = buf.getvalue().decode("utf-8")
     else:
         df = pl.from_arrow(table)
@@ -268,7 +336,5 @@ def query(db_path: str | os.PathLike | None, sql: str, fmt: str = "table", outpu
                 data = str(df)
     if output is None:
         return data
-    from ..io import fs as vfs
-
     vfs.write_bytes(str(output), data if isinstance(data, bytes) else data.encode("utf-8"))
     return None

@@ -37,6 +37,7 @@ from typing import Any
 import polars as pl
 
 from ..io import fs as vfs
+from ..io.names import check_token, is_token, safe_local_join, sequence_name_problem
 from .errors import DownloadError, SourceError, UnsafeArchiveError
 from .sources import ATTRIBUTES, DatasetSource, open_source
 
@@ -114,6 +115,28 @@ def parse_attributes(text: str | Sequence[str]) -> list[str]:
     if bad or not items:
         raise SourceError(f"attributes {bad or items} not understood; choose from {', '.join(ATTRIBUTES)}")
     return list(dict.fromkeys(items))
+
+
+def check_meta_names(meta: pl.DataFrame, label: str) -> None:
+    """Refuse ``meta.parquet`` rows whose ``tar_name`` or ``sequence`` could address a path outside its
+    folder.
+
+    ``tar_name`` becomes ``payload/<tar_name>/`` on the source and ``.partial/<tar_name>-<attr>.tar`` in the
+    output, so it must be a plain token (``wsdg-003e2c86``); a sequence name must be a valid artifact name.
+    The first offending row is named (0-based row number in the file) and nothing is downloaded.
+    """
+    numbered = meta if "_row" in meta.columns else meta.with_row_index("_row")
+    rows = numbered.select("_row", "tar_name", "sequence").iter_rows()
+    for row, tar, seq in rows:
+        if not is_token(tar):
+            raise SourceError(f"{label} row {row}: tar_name {tar!r} is not a valid shard name (expected "
+                              f"letters, digits, '.', '_' or '-' like 'wsdg-003e2c86', no path separators "
+                              f"or '..'); "
+                              f"refusing to download anything from this source")
+        problem = sequence_name_problem(seq)
+        if problem:
+            raise SourceError(f"{label} row {row}: sequence {seq!r} is not a valid sequence name "
+                              f"({problem}); refusing to download anything from this source")
 
 
 # ---------------------------------------------------------------------- safe members
@@ -234,11 +257,12 @@ def download(source: str | DatasetSource, prefix: str, attributes: str | Sequenc
     attrs = parse_attributes(attributes)
     out = Path(output).expanduser().absolute()
     meta = src.read_meta()
-    selected = select_shards(meta, prefix)
+    selected = select_shards(meta.with_row_index("_row"), prefix)
     if selected.height == 0:
         sample = meta.get_column("tar_name").unique().sort().head(5).to_list()
         raise SourceError(f"no shard of {src.display(src.meta_path())} matches prefix {prefix!r} "
                           f"(shards look like {sample})")
+    check_meta_names(selected, src.display(src.meta_path()))
     expected: dict[str, list[str]] = {
         t: seqs for t, seqs in selected.group_by("tar_name").agg(pl.col("sequence")).sort("tar_name").iter_rows()
     }
@@ -295,7 +319,7 @@ def _one_shard(src: DatasetSource, tar_name: str, attr: str, seqs: list[str], ou
         log.warning("%s/%s.tar will be downloaded again: %s", tar_name, attr, "; ".join(problems[:3]))
     tmp_dir = out / ".partial"
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    part = tmp_dir / f"{tar_name}-{attr}.tar"
+    part = safe_local_join(tmp_dir, f"{tar_name}-{attr}.tar", where=f"staging file of {tar_name}/{attr}.tar")
     keep_partial = False
     try:
         res.sha256, res.bytes = _fetch(src, remote, part, remote_size, version)
@@ -440,6 +464,7 @@ def _extract(tar_path: str, label: str, attribute: str, out: Path) -> dict[str, 
 def remove_shard(output: str | os.PathLike, tar_name: str, attributes: Iterable[str] = ATTRIBUTES) -> int:
     """Delete the files a shard extracted (per the state file) and forget it; returns files removed."""
     out = Path(output)
+    check_token(tar_name, "shard name")
     state = DownloadState(out)
     removed = 0
     for attr in attributes:

@@ -13,7 +13,11 @@ Per-video statistics (one row per sequence and artifact root):
   ``total_rotation_deg``: sum of geodesic angles between consecutive orientations; ``max_displacement`` and
   ``max_rotation_deg``: farthest from frame 0; ``is_static`` when both stay under the thresholds;
 - ``depth_p05/p50/p95``: percentiles of valid depth (finite and > 0) over up to ``depth_frames`` evenly
-  spaced frames; ``invalid_depth_fraction`` over the same pixels.
+  spaced frames; ``invalid_depth_fraction`` over the same pixels;
+- every attribute's frame count (``rgb/pose/intrinsics/depth/mask_frames``, all counted, never sampled) and
+  ``frame_counts_agree``; ``pose_valid``/``intrinsics_valid`` by the shared rules of ``io/checks.py``
+  (finite, orthonormal, positive focal, frame indices), ``pose_usable_frames`` (not flagged invalid);
+  ``generation``/``generation_ok`` by the one-generation rule of ``io/generation.py``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import polars as pl
 from ..errors import VipeError
 from ..io import ArtifactStore
 from ..io import fs as vfs
+from ..io import generation as G
+from ..io.checks import check_counts, check_intrinsics
 from .download import STATE_FILE
 
 log = logging.getLogger(__name__)
@@ -57,7 +63,10 @@ ARTIFACT_SCHEMA = {
 STATS_SCHEMA = {
     "root": pl.Utf8, "sequence": pl.Utf8, "fingerprint": pl.Utf8,
     "pose_frames": pl.Int32, "intrinsics_frames": pl.Int32, "depth_frames": pl.Int32, "rgb_frames": pl.Int32,
+    "mask_frames": pl.Int32, "pose_usable_frames": pl.Int32,
     "pose_valid": pl.Boolean, "intrinsics_valid": pl.Boolean, "depth_valid": pl.Boolean, "rgb_valid": pl.Boolean,
+    "mask_valid": pl.Boolean, "frame_counts_agree": pl.Boolean, "generation": pl.Utf8,
+    "generation_ok": pl.Boolean,
     "width": pl.Int32, "height": pl.Int32, "size_source": pl.Utf8, "camera_type": pl.Utf8,
     "fx": pl.Float64, "fy": pl.Float64, "cx": pl.Float64, "cy": pl.Float64,
     "fov_x_deg": pl.Float64, "fov_y_deg": pl.Float64,
@@ -199,15 +208,17 @@ def sequence_stats(root: str, sequence: str, present: set[str], depth_frames: in
             problems.append(f"rgb: {exc}")
     if "pose" in present:
         try:
-            data, inds = store.read_pose(sequence)
+            data, inds, pcheck = store.pose_check(sequence)
             row["pose_frames"] = len(data)
-            ok = bool(np.isfinite(data).all()) and np.array_equal(inds, np.arange(len(inds)))
-            ok = ok and bool(np.allclose(data[:, 3], [0, 0, 0, 1], atol=1e-4))
+            row["pose_usable_frames"] = int(pcheck.usable.sum())
+            ok = pcheck.ok and np.array_equal(inds, np.arange(len(inds)))
             row["pose_valid"] = ok
-            if not ok:
-                problems.append("pose: non-finite values, bad bottom row or inds not 0..N-1")
-            if np.isfinite(data).all() and len(data):
-                row.update(trajectory_stats(data))
+            if not pcheck.ok:
+                problems.append(f"pose: {pcheck.problems[0]}")
+            elif not ok:
+                problems.append(f"pose: frame indices 'inds' are not 0..{len(inds) - 1}")
+            if pcheck.usable.any():
+                row.update(trajectory_stats(data[pcheck.usable]))
         except VipeError as exc:
             row["pose_valid"] = False
             problems.append(f"pose: {exc}")
@@ -216,17 +227,19 @@ def sequence_stats(root: str, sequence: str, present: set[str], depth_frames: in
         try:
             data, inds, types = store.read_intrinsics(sequence)
             row["intrinsics_frames"] = len(data)
-            ok = bool(np.isfinite(data).all()) and np.array_equal(inds, np.arange(len(inds)))
+            icheck = check_intrinsics(data, store.path("intrinsics", sequence), types, inds)
+            ok = icheck.ok and np.array_equal(inds, np.arange(len(inds)))
             row["camera_type"] = types[0] if len(set(types)) == 1 else ("MIXED" if types else None)
-            if len(data):
-                med = np.median(data[:, :4].astype(np.float64), axis=0)
+            good = data[icheck.ok_frames]
+            if len(good):
+                med = np.median(good[:, :4].astype(np.float64), axis=0)
                 row["fx"], row["fy"], cx, cy = float(med[0]), float(med[1]), float(med[2]), float(med[3])
                 row["cx"], row["cy"] = cx, cy
-                if row["camera_type"] != "PANORAMA":
-                    ok = ok and bool((data[:, :2] > 0).all())
             row["intrinsics_valid"] = ok
-            if not ok:
-                problems.append("intrinsics: non-finite, non-positive focal or inds not 0..N-1")
+            if not icheck.ok:
+                problems.append(f"intrinsics: {icheck.problems[0]}")
+            elif not ok:
+                problems.append(f"intrinsics: frame indices 'inds' are not 0..{len(inds) - 1}")
         except VipeError as exc:
             row["intrinsics_valid"] = False
             problems.append(f"intrinsics: {exc}")
@@ -255,6 +268,31 @@ def sequence_stats(root: str, sequence: str, present: set[str], depth_frames: in
         except VipeError as exc:
             row["depth_valid"] = False
             problems.append(f"depth: {exc}")
+    if "mask" in present:
+        try:
+            row["mask_frames"] = store.mask_count(sequence)
+            row["mask_valid"] = row["mask_frames"] > 0
+        except VipeError as exc:
+            row["mask_valid"] = False
+            problems.append(f"mask: {exc}")
+    counts = {store.path(k, sequence): row[f"{k}_frames"]
+              for k in ("rgb", "pose", "intrinsics", "depth", "mask") if row[f"{k}_frames"] is not None}
+    mismatch = check_counts(counts, f"sequence {sequence!r}")
+    row["frame_counts_agree"] = not mismatch
+    problems += mismatch
+    try:  # the one-generation rule (stamps, record, hashes, lineage); counts were compared above
+        rep = G.check_set(store, sequence, counts=False)
+        row["generation"], row["generation_ok"] = rep.generation, rep.ok
+        problems += [f"generation: {p}" for p in rep.problems]
+    except VipeError as exc:
+        row["generation_ok"] = False
+        problems.append(f"generation: {exc}")
+    if row["generation_ok"] is False:
+        # files of two runs: no statistic computed from them is trustworthy (the counts stay: they show it)
+        for k in ("path_length", "total_rotation_deg", "max_displacement", "max_rotation_deg", "is_static",
+                  "depth_p05", "depth_p50", "depth_p95", "invalid_depth_fraction", "fx", "fy", "cx", "cy"):
+            row[k] = None
+        cx = cy = None
     if width is None and cx is not None and cy is not None:
         width, height, size_source = int(round(2 * cx)), int(round(2 * cy)), "principal_point"
     row["width"], row["height"], row["size_source"] = width, height, size_source
@@ -309,8 +347,9 @@ def scan_root(root: str, cache: pl.DataFrame | None = None, depth_frames: int = 
     stats_rows, manifest_rows = [], []
     for (seq,), files in arts.sort("sequence").group_by(["sequence"], maintain_order=True):
         present = set(files.get_column("attribute").to_list())
-        if present & {"rgb", "pose", "intrinsics", "depth"}:
-            stat_files = files.filter(pl.col("attribute").is_in(["rgb", "pose", "intrinsics", "camera", "depth"]))
+        if present & {"rgb", "pose", "intrinsics", "depth", "mask"}:
+            # every file of the set: a changed manifest (generation record) or mask also invalidates the row
+            stat_files = files
             fp = _fingerprint(stat_files)
             row = cached.get((seq, fp))
             if row is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_depth_model, learned_depth_config
+from ._common import add_depth_model, add_wait, learned_depth_config
 
 NAME = "depth"
 HELP = "dense depth by multi-view stereo (and dynamic masks) from rgb + pose + intrinsics artifacts"
@@ -23,6 +23,7 @@ def add_arguments(p):
     add_depth_model(p)
     p.add_argument("--device", default=None, help="torch device (cpu, cuda, ...)")
     p.add_argument("--masks", action="store_true", help="also write dynamic masks (mask/<n>.zip)")
+    add_wait(p)
 
 
 def run(args) -> int:
@@ -31,9 +32,12 @@ def run(args) -> int:
     from ..depth.config import DepthConfig
     from ..depth.run import run_depth
     from ..errors import ConfigError
-    from ..io import ArtifactStore
+    from ..io import ArtifactStore, fs
+    from ..io.locks import sequence_lock
 
     log = logging.getLogger("vipe_dagster.depth")
+    fs.preflight_read(args.root, "artifact root")
+    fs.preflight_write(args.root, "artifact root")
     store = ArtifactStore(args.root)
     names = args.name or [n for n in store.sequences() if store.exists("pose", n)]
     if not names:
@@ -51,14 +55,19 @@ def run(args) -> int:
     except ValueError as exc:
         raise ConfigError(f"invalid depth option: {exc}") from exc
     for name in names:
-        res = run_depth(store, name, cfg, progress=True)
-        print(f"{name}: {res.num_frames} frames -> {res.uri} ({res.method}, {res.frames_per_s:.2f} frames/s, "
-              f"MVS kept {100 * res.mvs_valid_fraction:.1f} %, reliable {100 * res.reliable_fraction:.1f} %, "
-              f"range {res.depth_range} from {res.range_source})")
-        if args.masks:
-            from ..masks import run_masks
+        if not store.exists("pose", name):
+            raise ConfigError(f"sequence {name!r}: {store.path('pose', name)} not found (run infer first)")
+    for name in names:
+        with sequence_lock(args.root, name, "depth", wait=args.wait):
+            res = run_depth(store, name, cfg, progress=True)
+            print(f"{name}: {res.num_frames} frames -> {res.uri} ({res.method}, "
+                  f"{res.frames_per_s:.2f} frames/s, MVS kept {100 * res.mvs_valid_fraction:.1f} %, "
+                  f"reliable {100 * res.reliable_fraction:.1f} %, range {res.depth_range} from "
+                  f"{res.range_source})")
+            if args.masks:
+                from ..masks import run_masks
 
-            m = run_masks(store, name)
-            print(f"{name}: masks -> {m.uri} ({m.method}, {m.num_instances} instances)")
+                m = run_masks(store, name)
+                print(f"{name}: masks -> {m.uri} ({m.method}, {m.num_instances} instances)")
     log.debug("depth done for %s", names)
     return 0

@@ -33,7 +33,12 @@ def run(args) -> int:
 
     from ..catalog.download import download
     from ..catalog.sources import open_source
+    from ..errors import ConfigError
+    from ..io import fs
 
+    if fs.is_remote(args.output):
+        raise ConfigError(f"--output {args.output}: downloads are extracted into a local folder")
+    fs.preflight_write(args.output, "output (--output)")
     src = open_source(args.source, revision=args.revision)
     bar = tqdm(desc="shards", unit="tar", disable=args.json)
     report = download(src, args.prefix, args.attributes, args.output, verify=args.verify,

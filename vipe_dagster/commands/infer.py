@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from ._common import add_depth_model, add_frame_range, add_output, learned_depth_config
+from ._common import add_depth_model, add_frame_range, add_output, add_wait, learned_depth_config, set_option
 
 NAME = "infer"
 HELP = "annotate a video: intrinsics, poses, dense depth, dynamic masks (presets: default, pose_only, fixed_camera)"
@@ -46,6 +46,7 @@ def add_arguments(p):
                                                      "processed frames I and J")
     m.add_argument("--camera_height", "--camera-height", dest="camera_height", type=float, default=None,
                    help="metric cue: height in metres of the camera above the ground plane")
+    add_wait(p)
 
 
 def _read_intrinsics_file(path: str):
@@ -65,10 +66,18 @@ def _read_intrinsics_file(path: str):
 def run(args) -> int:
     from ..config import parse_intrinsics, preset
     from ..errors import ConfigError
+    from ..io import fs, open_video
+    from ..io.locks import sequence_lock
+    from ..io.names import check_sequence_name
     from ..pipeline import infer
 
     if (args.video is None) == (args.image_dir is None):
         raise ConfigError("give exactly one input: a VIDEO path or --image-dir DIR")
+    source = args.video or args.image_dir
+    # everything that can fail cheaply fails before any work: input, output (credentials, bucket, write
+    # permission), options, sequence name
+    fs.preflight_read(source, "Video")
+    fs.preflight_write(args.output, "output (-o)")
     intr = None
     if args.intrinsics is not None:
         intr = parse_intrinsics(args.intrinsics)
@@ -90,12 +99,16 @@ def run(args) -> int:
         cfg.depth_config.learned = learned
         cfg.depth = True
     cfg.visualize = args.visualize
-    cfg.pose.long_side = args.long_side
-    cfg.pose.seed = args.seed
+    set_option(cfg.pose, "long_side", args.long_side, "--long_side")
+    set_option(cfg.pose, "seed", args.seed, "--seed")
     if args.assume_fixed_camera_pose:
         cfg.pose.assume_fixed_camera_pose = True
-    res = infer(args.video or args.image_dir, args.output, cfg, name=args.name, progress=True,
-                start_frame=args.start_frame, end_frame=args.end_frame, frame_skip=args.frame_skip,
-                intrinsics_source_px=intr)
+    # frame range, skip and size are validated before the lock is taken, so a bad request writes nothing
+    stream = open_video(source, args.start_frame, args.end_frame, args.frame_skip, cfg.pose.long_side)
+    name = check_sequence_name(args.name or stream.name, "--name" if args.name else "video name")
+    with sequence_lock(args.output, name, "infer", wait=args.wait):
+        res = infer(source, args.output, cfg, name=name, progress=True,
+                    start_frame=args.start_frame, end_frame=args.end_frame, frame_skip=args.frame_skip,
+                    intrinsics_source_px=intr)
     print(json.dumps(res.summary(), indent=2))
     return 0

@@ -16,8 +16,9 @@ def add_arguments(p):
 def run(args) -> int:
     from dataclasses import asdict
 
-    from ..io import probe
+    from ..io import fs, probe
 
+    fs.preflight_read(args.video, "Video")
     info = probe(args.video)
     if args.json:
         print(json.dumps(asdict(info), indent=2))

@@ -26,7 +26,8 @@ def add_arguments(p):
                    help="Aria MPS online_calibration.jsonl (default: bundled real Aria RGB calibration)")
     p.add_argument("--point_size", "--point-size", type=float, default=1.5, help="splat radius in output px")
     p.add_argument("--start_frame", "--start-frame", type=int, default=0, help="first ViPE frame (inclusive)")
-    p.add_argument("--end_frame", "--end-frame", type=int, default=None, help="last ViPE frame (inclusive)")
+    p.add_argument("--end_frame", "--end-frame", type=int, default=None,
+                   help="last ViPE frame (inclusive; -1 or omitted: the last)")
     p.add_argument("--source_start_frame", "--source-start-frame", type=int, default=None,
                    help="take frame of ViPE frame start_frame (mode b; default: start_frame)")
     p.add_argument("--fish_eye_rendering", "--fish-eye-rendering", action="store_true",

@@ -48,10 +48,19 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    import contextlib
+
     from ..errors import ArtifactError, FrameRangeError
     from ..export.colmap import export_colmap
-    from ..io import ArtifactStore, resolve_range
+    from ..io import ArtifactStore, fs, resolve_range
+    from ..io.locks import sequence_lock
+    from ..io.names import check_sequence_name
 
+    fs.preflight_read(args.artifact_dir, "artifact root")
+    if args.output is not None:
+        fs.preflight_write(args.output, "output (-o)")
+    if args.output is None or not args.no_manifest:
+        fs.preflight_write(args.artifact_dir, "artifact root")
     store = ArtifactStore(args.artifact_dir)
     name = args.sequence
     if name is None:
@@ -60,6 +69,7 @@ def run(args) -> int:
             raise ArtifactError(f"{args.artifact_dir} holds {len(names)} sequences ({', '.join(names) or 'none'}); "
                                 f"pick one with --sequence")
         name = names[0]
+    check_sequence_name(name, "--sequence")
     frames = None
     if args.start_frame is not None or args.end_frame is not None or args.frame_skip != 1:
         if args.frame_skip < 1:
@@ -67,9 +77,14 @@ def run(args) -> int:
         _, inds = store.read_pose(name)
         start, end = resolve_range(len(inds), args.start_frame, args.end_frame, store.path("pose", name))
         frames = [int(f) for f in inds[start:end + 1:args.frame_skip]]
-    res = export_colmap(store, name, out_dir=args.output, fmt=args.fmt, dense=args.dense, frames=frames,
-                        depth_step=args.depth_step, pixel_step=args.pixel_step, voxel_size=args.voxel_size,
-                        jpeg_quality=args.jpeg_quality, min_track_length=args.min_track_length,
-                        rectify_mei=not args.no_rectify_mei, update_manifest=not args.no_manifest, progress=True)
+    # the export records itself in the manifest: hold the sequence's lock so no infer replaces the set
+    lock = (contextlib.nullcontext() if args.no_manifest
+            else sequence_lock(args.artifact_dir, name, "to-colmap"))
+    with lock:
+        res = export_colmap(store, name, out_dir=args.output, fmt=args.fmt, dense=args.dense, frames=frames,
+                            depth_step=args.depth_step, pixel_step=args.pixel_step,
+                            voxel_size=args.voxel_size, jpeg_quality=args.jpeg_quality,
+                            min_track_length=args.min_track_length, rectify_mei=not args.no_rectify_mei,
+                            update_manifest=not args.no_manifest, progress=True)
     print(json.dumps(res.summary(), indent=2))
     return 0

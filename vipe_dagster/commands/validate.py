@@ -15,15 +15,22 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..errors import ArtifactError
-    from ..io import ArtifactStore
-    from ..io.validate import validate_sequence
+    from ..errors import ArtifactError, ConfigError
+    from ..io import ArtifactStore, fs
+    from ..io.validate import ALL_ATTRIBUTES, validate_sequence
 
+    fs.preflight_read(args.root, "artifact root")
     store = ArtifactStore(args.root)
     names = [args.sequence] if args.sequence else store.sequences()
     if not names:
         raise ArtifactError(f"no sequences found under {args.root}")
-    require = tuple(a for a in args.require.split(",") if a)
+    require = tuple(a.strip() for a in args.require.split(",") if a.strip())
+    unknown = [a for a in require if a not in ALL_ATTRIBUTES]
+    if unknown:
+        raise ConfigError(f"--require: unknown attribute(s) {unknown}; "
+                          f"choose from {', '.join(ALL_ATTRIBUTES)}")
+    if args.frames is not None and args.frames < 1:
+        raise ConfigError(f"--frames must be >= 1, got {args.frames}")
     failed = 0
     for name in names:
         for f in validate_sequence(store, name, args.frames, require):

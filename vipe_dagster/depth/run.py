@@ -128,6 +128,7 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
               progress: bool = False) -> DepthResult:
     """Compute and write ``depth/<name>.zip`` (see the module docstring)."""
     cfg = config or DepthConfig()
+    store.check_set(name, ("rgb", "pose", "intrinsics", "camera", "sparse"))  # inputs of one run only
     t0 = time.perf_counter()
     poses, intr = _read_inputs(store, name)
     stream = store.open_rgb(name)

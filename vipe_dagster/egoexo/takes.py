@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 from ..io import ArtifactStore, fs
+from ..io.names import sequence_name_problem
 from . import formats as F
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,10 @@ def discover_takes(root: str, take_keys: set[str] | None = None) -> Discovery:
     used: dict[str, str] = {}
     for take in sorted(fs.listdir(results)):
         tdir = fs.join(results, take)
+        problem = sequence_name_problem(take)
+        if problem:  # the name is joined onto takes/<take>/trajectory/: it must be one plain folder name
+            out.skipped.append((take, "*", f"take folder name {take!r} is not usable: {problem}"))
+            continue
         if not _isdir(tdir):
             continue
         if take not in poses:

@@ -60,11 +60,16 @@ def evaluate_sequence(pred: ArtifactStore, gt: ArtifactStore, name: str, align: 
     p_pose, p_inds = pred.read_pose(name)
     g_pose, g_inds = gt.read_pose(name)
     common, pi, gi = np.intersect1d(p_inds, g_inds, return_indices=True)
+    # frames the prediction flags as not measured (lost: held pose) are not scored, but counted
+    p_valid = pred.read_pose_valid(name)[pi]
+    n_invalid = int((~p_valid).sum())
+    common, pi, gi = common[p_valid], pi[p_valid], gi[p_valid]
     if len(common) < 3:
         raise ArtifactError(f"{name}: prediction and ground truth share {len(common)} frame indices "
                             f"(prediction {len(p_inds)} frames, ground truth {len(g_inds)}); need >= 3")
     out: dict[str, Any] = {"sequence": name, "frames": int(len(common)),
-                           "frames_pred": int(len(p_inds)), "frames_gt": int(len(g_inds))}
+                           "frames_pred": int(len(p_inds)), "frames_gt": int(len(g_inds)),
+                           "frames_invalid": n_invalid}
     P, G = p_pose[pi].astype(np.float64), g_pose[gi].astype(np.float64)
     out["ate"] = ate(P, G, align=align)
     out["ate_se3"] = ate(P, G, align="se3") if align != "se3" else out["ate"]

@@ -51,6 +51,7 @@ from scipy.spatial.transform import Rotation
 from ..depth.reliable import reliable_depth_mask, sample_reliable_points
 from ..errors import ArtifactError, ConfigError, FrameRangeError
 from ..io import ArtifactStore, SparseMap, fs
+from ..io.checks import check_intrinsics, check_poses, check_rigid
 from ..io.manifest import MANIFEST_SCHEMA
 from ..io.video import probe
 from .colmap_format import Camera, SparseModel, write_model
@@ -153,12 +154,8 @@ def project(camera: Camera, points_cam: np.ndarray) -> np.ndarray:
 
 def world_to_camera(c2w: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Invert an OpenCV camera-to-world pose: returns ``(R_w2c (3,3), t_w2c (3,))`` in float64."""
-    m = np.asarray(c2w, dtype=np.float64)
-    if not np.all(np.isfinite(m)):
-        raise ArtifactError(f"{where}: pose is not finite")
+    m = check_rigid(c2w, where)
     r = m[:3, :3]
-    if np.abs(r.T @ r - np.eye(3)).max() > 1e-3 or np.linalg.det(r) <= 0:
-        raise ArtifactError(f"{where}: rotation is not orthonormal with det +1 (det={np.linalg.det(r):.6f})")
     u, _, vt = np.linalg.svd(r)
     r = u @ vt  # remove float32 rounding so the quaternion and translation describe the same rotation
     rw = r.T
@@ -183,6 +180,7 @@ class _Inputs:
     height: int
     rgb_frames: int
     sparse: SparseMap | None
+    usable: np.ndarray  # (N,) bool: pose well formed and not flagged invalid (tracking lost)
 
 
 def _load_inputs(store: ArtifactStore, name: str) -> _Inputs:
@@ -202,8 +200,11 @@ def _load_inputs(store: ArtifactStore, name: str) -> _Inputs:
         k = int(np.nonzero(pinds != iinds)[0][0])
         raise ArtifactError(f"{intr_uri}: row {k} is frame {iinds[k]} but {pose_uri} row {k} is frame {pinds[k]}; "
                             f"expected the same frame indices")
-    if np.any(np.diff(pinds) <= 0) or pinds[0] < 0:
-        raise ArtifactError(f"{pose_uri}: frame indices 'inds' must be non-negative and strictly increasing")
+    pcheck = check_poses(c2w, pose_uri, valid=store.read_pose_flags(name), inds=pinds)
+    pcheck.raise_if_malformed()
+    check_intrinsics(intr, intr_uri, types, iinds).raise_if_bad()
+    # every file well formed; now: do they belong to one run (see io/generation.py)?
+    store.check_set(name, ("rgb", "pose", "intrinsics", "camera", "sparse", "depth", "info"))
     info = probe(rgb_uri)
     if info.num_frames != len(c2w):
         log.warning("%s has %d frames but %s has %d poses; exporting the frames that have both",
@@ -225,7 +226,7 @@ def _load_inputs(store: ArtifactStore, name: str) -> _Inputs:
             k = int(np.nonzero(~np.all(np.isfinite(sparse.obs_uv), axis=1))[0][0])
             raise ArtifactError(f"{sparse_uri}: observation {k} (frame {int(sparse.obs_frame[k])}) has a "
                                 f"non-finite pixel position")
-    return _Inputs(c2w, intr, pinds, types, info.width, info.height, info.num_frames, sparse)
+    return _Inputs(c2w, intr, pinds, types, info.width, info.height, info.num_frames, sparse, pcheck.usable)
 
 
 def _select(inds: np.ndarray, frames: Sequence[int] | range | slice | None, pose_uri: str) -> np.ndarray:
@@ -354,12 +355,23 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
 
     inp = _load_inputs(store, name)
     rows = _select(inp.inds, frames, pose_uri)
+    warnings: list[str] = []
+    notes: list[str] = []
+    skipped = rows[~inp.usable[rows]]
+    if skipped.size:
+        if skipped.size == rows.size:
+            raise ArtifactError(f"{pose_uri}: every selected frame ({rows.size}) is flagged invalid "
+                                f"(tracking lost); nothing to export")
+        msg = (f"{skipped.size} frame(s) flagged invalid in {pose_uri} (tracking lost: no measured pose) "
+               f"were left out, first frame {int(inp.inds[skipped[0]])}")
+        log.warning(msg)
+        warnings.append(msg)
+        notes.append(msg)
+        rows = rows[inp.usable[rows]]
     frame_ids = inp.inds[rows]
     if frame_ids[-1] >= inp.rgb_frames:
         raise FrameRangeError(f"frame {int(frame_ids[-1])} is selected for export but {store.path('rgb', name)} has "
                               f"only frames [0, {inp.rgb_frames - 1}]")
-    warnings: list[str] = []
-    notes: list[str] = []
 
     # cameras (one per distinct intrinsics) and poses
     cams: dict[tuple, Camera] = {}
@@ -500,6 +512,9 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
         new_parent = None
 
     timings = {"sparse_s": t_sparse}
+    if not remote_out:  # stage folders of killed exports (their pid is gone) beside the output
+        fs.sweep_stale_temps(Path(fs.get_fs(out_dir)[1]).parent)
+    fs.sweep_system_temps()
     try:
         with fs.atomic_dir(out_dir) as stage:
             stage_p = Path(stage)
@@ -550,6 +565,7 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
                       else "sparse" if inp.sparse is not None else "none")
             stats = {
                 "sequence": name, "artifact_root": store.root, "out_dir": out_dir, "format": fmt,
+                "generation": (store.generation_record(name) or {}).get("id"),
                 "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "points_source": source, "dense_only": source == "dense_only", "notes": notes,
                 "warnings": warnings, "pixel_convention": "COLMAP (top-left pixel centre at 0.5, 0.5)",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import pickle
 import re
 import zipfile
@@ -33,7 +34,11 @@ from PIL import Image
 
 from ..errors import ArtifactError
 from . import fs
+from . import generation as G
 from .exr import decode_depth_exr, encode_depth_exr
+from .names import check_sequence_name, sequence_name_problem
+
+log = logging.getLogger(__name__)
 
 CAMERA_TYPES = ("PINHOLE", "MEI", "PANORAMA")
 _CAMERA_LINE = re.compile(r"^\s*(\d+)\s*:\s*([A-Z_]+)\s*$")
@@ -70,14 +75,20 @@ class SparseMap:
 class ArtifactStore:
     """Reads and writes ViPE-format artifacts under a local folder or ``s3://`` prefix."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, versioned: bool = True):
+        """``versioned=False`` writes ViPE's layout exactly, without generation stamps and records (what ViPE
+        itself and the released datasets look like); readers accept both."""
         self.root = str(root)
+        self.versioned = versioned
+        # generation records opened in this process and not yet published: name -> (record, replaces_old_set)
+        self._open: dict[str, tuple[dict[str, Any], bool]] = {}
 
     def __repr__(self) -> str:
-        return f"ArtifactStore({self.root!r})"
+        return f"ArtifactStore({self.root!r}{'' if self.versioned else ', versioned=False'})"
 
     # ---------------------------------------------------------------- paths
     def path(self, kind: str, name: str) -> str:
+        check_sequence_name(name, f"{kind} artifact of sequence")
         rel = {
             "rgb": f"rgb/{name}.mp4",
             "pose": f"pose/{name}.npz",
@@ -110,15 +121,106 @@ class ArtifactStore:
         ):
             for entry in fs.listdir(fs.join(self.root, sub)):
                 m = re.match(pattern, entry)
-                if m and not entry.startswith(fs._TMP_PREFIX):
+                if m and not entry.startswith(fs._TMP_PREFIX) and sequence_name_problem(m.group(1)) is None:
                     names.add(m.group(1))
         return sorted(names)
 
+    # ---------------------------------------------------------------- generations (see io/generation.py)
+    def generation_record(self, name: str) -> dict[str, Any] | None:
+        """The published generation record of ``name`` (from its manifest), or None."""
+        if not self.exists("manifest", name):
+            return None
+        return G.valid_record(self.read_manifest(name).get(G.RECORD_KEY), self.path("manifest", name))
+
+    def _stamp(self, name: str) -> str | None:
+        return G.stamp_text(self.generation_for_write(name)) if self.versioned else None
+
+    def begin_generation(self, name: str) -> str:
+        """Open a new generation for ``name`` (ingest does this before writing the rgb).
+
+        Nothing changes on disk until the first artifact of the new generation is in place; then the record
+        is published and the files of the previous generation are removed.
+        """
+        rec = G.new_record()
+        self._open[name] = (rec, True)
+        log.info("sequence %s: new generation %s", name, rec["id"])
+        return rec["id"]
+
+    def abort_generation(self, name: str) -> None:
+        """Forget a generation opened by :meth:`begin_generation` whose first file was never written."""
+        if self._open.get(name, (None, False))[1]:
+            self._open.pop(name)
+
+    def generation_for_write(self, name: str) -> str:
+        """The generation id a writer stamps into a new file of ``name``."""
+        if name in self._open:
+            return self._open[name][0]["id"]
+        rec = self.generation_record(name)
+        if rec is not None:
+            return rec["id"]
+        # no record: files copied without their manifest join the generation their stamps name (when they
+        # agree); an unversioned set (ViPE's own files, a released dataset) gets a new one for its first
+        # versioned file
+        ids = {G.read_stamp(self, k, name) for k in G.STAMPED_KINDS if self.exists(k, name)} - {None}
+        rec = G.new_record(ids.pop() if len(ids) == 1 else None)
+        self._open[name] = (rec, False)
+        return rec["id"]
+
+    def _record(self, name: str, kind: str, entry: dict[str, Any]) -> None:
+        """Add ``kind``'s entry to the generation record and publish it in the manifest."""
+        if not self.versioned:
+            return
+        replacing = False
+        if name in self._open:
+            rec, replacing = self._open.pop(name)
+        else:
+            rec = self.generation_record(name) or G.new_record()
+        deps = G.INPUTS.get(kind, ())
+        inputs = {d: rec["artifacts"][d]["sha256"] for d in deps
+                  if isinstance(rec["artifacts"].get(d), dict) and rec["artifacts"][d].get("sha256")}
+        if inputs:
+            entry = {**entry, "inputs": inputs}
+        if kind == "rgb" and "frames" in entry:
+            rec["frames"] = entry["frames"]
+        rec["artifacts"][kind] = entry
+        manifest = self.read_manifest(name) if self.exists("manifest", name) else {"sequence": name}
+        if replacing:
+            # the previous run's manifest describes the old set: keep only what identifies the sequence
+            old_id = (manifest.get(G.RECORD_KEY) or {}).get("id")
+            superseded = {"generation": old_id, "created": manifest.get("created")}
+            manifest = {"sequence": name, "superseded": superseded}
+        manifest[G.RECORD_KEY] = rec
+        self._write_manifest_raw(name, manifest)
+        if replacing:
+            removed = [self.path(k, name) for k in G.PURGED_ON_NEW
+                       if k not in rec["artifacts"] and self.exists(k, name)]
+            for uri in removed:
+                fs.remove(uri)
+            if removed:
+                log.info("sequence %s: removed %d file(s) of the previous generation: %s", name, len(removed),
+                         ", ".join(removed))
+
+    def check_set(self, name: str, kinds=None, counts: bool = True) -> G.SetReport:
+        """Refuse (GenerationError) a set whose files ``kinds`` mix generations or frame counts."""
+        rep = G.check_set(self, name, kinds, counts=counts)
+        rep.raise_if_bad()
+        return rep
+
     # ---------------------------------------------------------------- npz helpers
-    def _write_npz(self, uri: str, **arrays: np.ndarray) -> None:
+    def _write_npz(self, uri: str, **arrays: np.ndarray) -> bytes:
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        fs.write_bytes(uri, buf.getvalue())
+        data = buf.getvalue()
+        fs.write_bytes(uri, data)
+        return data
+
+    def _write_stamped_npz(self, name: str, kind: str, frames: int | None, **arrays: np.ndarray) -> str:
+        if self.versioned:
+            arrays["generation"] = np.array(self.generation_for_write(name))
+        uri = self.path(kind, name)
+        data = self._write_npz(uri, **arrays)
+        self._record(name, kind, G.artifact_entry(data, frames=frames))
+        return uri
 
     def _read_npz(self, uri: str) -> dict[str, np.ndarray]:
         if not fs.exists(uri):
@@ -153,9 +255,7 @@ class ArtifactStore:
             if valid.shape != (len(c2w),):
                 raise ArtifactError(f"pose for {name}: 'valid' has shape {valid.shape}, expected ({len(c2w)},)")
             arrays["valid"] = valid
-        uri = self.path("pose", name)
-        self._write_npz(uri, **arrays)
-        return uri
+        return self._write_stamped_npz(name, "pose", len(c2w), **arrays)
 
     def read_pose(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         uri = self.path("pose", name)
@@ -166,6 +266,26 @@ class ArtifactStore:
         if data.ndim != 3 or data.shape[1:] != (4, 4):
             raise ArtifactError(f"{uri}: 'data' has shape {data.shape}, expected (N,4,4)")
         return data, z["inds"]
+
+    def read_pose_flags(self, name: str) -> np.ndarray | None:
+        """The raw per-frame ``valid`` flags of ``pose/<name>.npz`` (None when the file has none)."""
+        uri = self.path("pose", name)
+        z = self._read_npz(uri)
+        if "valid" not in z:
+            return None
+        v = np.asarray(z["valid"], bool)
+        n = len(z["data"]) if "data" in z else -1
+        if v.shape != (n,):
+            raise ArtifactError(f"{uri}: 'valid' has shape {v.shape}, expected ({n},)")
+        return v
+
+    def pose_check(self, name: str):
+        """Poses, frame indices and their :class:`~.checks.PoseCheck` (the validation every reader uses)."""
+        from .checks import check_poses
+
+        data, inds = self.read_pose(name)
+        pc = check_poses(data, self.path("pose", name), valid=self.read_pose_flags(name), inds=inds)
+        return data, inds, pc
 
     def read_pose_valid(self, name: str) -> np.ndarray:
         """(N,) bool per pose row: False where the pose is not a measurement (a lost frame holds the last
@@ -194,10 +314,10 @@ class ArtifactStore:
         if camera_type not in CAMERA_TYPES:
             raise ArtifactError(f"intrinsics for {name}: camera type {camera_type!r} not in {CAMERA_TYPES}")
         ind = self._inds(inds, len(intr))
-        uri = self.path("intrinsics", name)
-        self._write_npz(uri, data=intr, inds=ind)
-        fs.write_text(self.path("camera", name), "".join(f"{i}: {camera_type}\n" for i in ind))
-        return uri
+        text = "".join(f"{i}: {camera_type}\n" for i in ind).encode("utf-8")
+        fs.write_bytes(self.path("camera", name), text)
+        self._record(name, "camera", G.artifact_entry(text))
+        return self._write_stamped_npz(name, "intrinsics", len(intr), data=intr, inds=ind)
 
     def read_intrinsics(self, name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Return ``(data, inds, camera_types)``; camera types default to PINHOLE if the txt is absent."""
@@ -224,7 +344,9 @@ class ArtifactStore:
 
     # ---------------------------------------------------------------- depth
     def depth_writer(self, name: str) -> FrameZipWriter:
-        return FrameZipWriter(self.path("depth", name), "exr", encode_depth_exr)
+        return FrameZipWriter(self.path("depth", name), "exr", encode_depth_exr,
+                              comment=self._stamp(name),
+                              on_commit=lambda entry: self._record(name, "depth", entry))
 
     def write_depth(self, name: str, frames: Iterable[np.ndarray]) -> str:
         with self.depth_writer(name) as w:
@@ -244,7 +366,9 @@ class ArtifactStore:
 
     # ---------------------------------------------------------------- masks
     def mask_writer(self, name: str) -> FrameZipWriter:
-        return FrameZipWriter(self.path("mask", name), "png", _encode_mask_png)
+        return FrameZipWriter(self.path("mask", name), "png", _encode_mask_png,
+                              comment=self._stamp(name),
+                              on_commit=lambda entry: self._record(name, "mask", entry))
 
     def write_masks(self, name: str, frames: Iterable[np.ndarray], phrases: dict[int, str]) -> str:
         with self.mask_writer(name) as w:
@@ -255,7 +379,9 @@ class ArtifactStore:
 
     def write_phrases(self, name: str, phrases: dict[int, str]) -> None:
         phrases = {0: "background", **{int(k): v for k, v in phrases.items()}}
-        fs.write_text(self.path("phrases", name), "".join(f"{k}: {v}\n" for k, v in sorted(phrases.items())))
+        text = "".join(f"{k}: {v}\n" for k, v in sorted(phrases.items())).encode("utf-8")
+        fs.write_bytes(self.path("phrases", name), text)
+        self._record(name, "phrases", G.artifact_entry(text))
 
     def read_phrases(self, name: str) -> dict[int, str]:
         uri = self.path("phrases", name)
@@ -284,7 +410,9 @@ class ArtifactStore:
     def rgb_writer(self, name: str, fps: float, crf: int = 18):
         from .video import VideoWriter
 
-        return VideoWriter(self.path("rgb", name), fps=fps, crf=crf)
+        return VideoWriter(self.path("rgb", name), fps=fps, crf=crf,
+                           metadata={"comment": self._stamp(name)} if self.versioned else None,
+                           on_commit=lambda entry: self._record(name, "rgb", entry))
 
     def write_rgb(self, name: str, frames: Iterable[np.ndarray], fps: float) -> str:
         with self.rgb_writer(name, fps) as w:
@@ -302,7 +430,10 @@ class ArtifactStore:
 
     # ---------------------------------------------------------------- info, manifest, sparse map
     def write_info(self, name: str, info: dict[str, Any]) -> None:
-        fs.write_bytes(self.path("info", name), pickle.dumps(dict(info), protocol=4))
+        stamp = {"generation": self.generation_for_write(name)} if self.versioned else {}
+        data = pickle.dumps({**dict(info), **stamp}, protocol=4)
+        fs.write_bytes(self.path("info", name), data)
+        self._record(name, "info", G.artifact_entry(data))
 
     def read_info(self, name: str) -> dict[str, Any]:
         uri = self.path("info", name)
@@ -311,9 +442,20 @@ class ArtifactStore:
         obj = _SafeUnpickler(io.BytesIO(fs.read_bytes(uri))).load()
         if not isinstance(obj, dict):
             raise ArtifactError(f"{uri}: expected a dict, got {type(obj).__name__}")
+        obj.pop("generation", None)  # our stamp (see io/generation.py), not part of ViPE's info
         return obj
 
     def write_manifest(self, name: str, manifest: dict[str, Any]) -> None:
+        """Write the manifest; its generation record is always the store's (see io/generation.py), never the
+        caller's copy, so a stage that read the manifest before writing its artifacts cannot drop their
+        entries."""
+        rec = self.generation_record(name)
+        manifest = dict(manifest)
+        if rec is not None:
+            manifest[G.RECORD_KEY] = rec
+        self._write_manifest_raw(name, manifest)
+
+    def _write_manifest_raw(self, name: str, manifest: dict[str, Any]) -> None:
         fs.write_text(self.path("manifest", name), json.dumps(manifest, indent=2, sort_keys=True, default=_json_default))
 
     def read_manifest(self, name: str) -> dict[str, Any]:
@@ -327,8 +469,8 @@ class ArtifactStore:
 
     def write_sparse_map(self, name: str, sm: SparseMap) -> None:
         sm.validate(f"sparse map for {name}")
-        self._write_npz(
-            self.path("sparse", name),
+        self._write_stamped_npz(
+            name, "sparse", None,
             points=sm.points.astype(np.float32), colors=sm.colors.astype(np.uint8),
             obs_frame=sm.obs_frame.astype(np.int32), obs_point=sm.obs_point.astype(np.int32),
             obs_uv=sm.obs_uv.astype(np.float32), keyframes=np.asarray(sm.keyframes, np.int32),
@@ -350,8 +492,10 @@ class ArtifactStore:
 class FrameZipWriter:
     """Streams frames into ``%05d.<ext>`` members of a zip written atomically at close."""
 
-    def __init__(self, uri: str, ext: str, encode):
+    def __init__(self, uri: str, ext: str, encode, comment: str | None = None, on_commit=None):
         self.uri, self.ext, self.encode = uri, ext, encode
+        self.comment, self.on_commit = comment, on_commit
+        self._tmp: str | None = None
         self._stack: ExitStack | None = None
         self._zip: zipfile.ZipFile | None = None
         self.count = 0
@@ -359,9 +503,11 @@ class FrameZipWriter:
 
     def __enter__(self) -> FrameZipWriter:
         self._stack = ExitStack()
-        tmp = self._stack.enter_context(fs.local_path_for_write(self.uri, suffix=".zip"))
+        self._tmp = tmp = self._stack.enter_context(fs.local_path_for_write(self.uri, suffix=".zip"))
         # png/exr are already compressed; storing avoids paying deflate twice
         self._zip = zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED)
+        if self.comment:
+            self._zip.comment = self.comment.encode("utf-8")
         return self
 
     def add(self, frame: np.ndarray) -> None:
@@ -379,8 +525,12 @@ class FrameZipWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self._zip is not None and self._stack is not None
         self._zip.close()
+        commit = exc_type is None and self.on_commit is not None
+        entry = G.artifact_entry(path=self._tmp, frames=self.count) if commit else None
         # closing the stack renames the temp file into place, or deletes it if an exception is active
         self._stack.__exit__(exc_type, exc, tb)
+        if entry is not None:
+            self.on_commit(entry)
 
 
 class FrameZipReader:

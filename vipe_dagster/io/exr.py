@@ -1,9 +1,12 @@
-"""Single-channel float16 OpenEXR (channel ``Z``) encode/decode, as ViPE stores depth."""
+"""Single-channel float16 OpenEXR (channel ``Z``) encode/decode, as ViPE stores depth.
+
+Both directions work on in-memory streams: no temporary file is created, so a killed reader or writer
+leaves nothing behind.
+"""
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 
 import numpy as np
 
@@ -19,36 +22,26 @@ def encode_depth_exr(depth: np.ndarray) -> bytes:
         raise ArtifactError(f"depth map must be HxW, got shape {depth.shape}")
     z = np.ascontiguousarray(depth.astype(np.float16))
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    fd, tmp = tempfile.mkstemp(suffix=".exr")
-    os.close(fd)
-    try:
-        with OpenEXR.File(header, {"Z": OpenEXR.Channel(z)}) as f:
-            f.write(tmp)
-        with open(tmp, "rb") as f:
-            return f.read()
-    finally:
-        os.unlink(tmp)
+    buf = io.BytesIO()
+    with OpenEXR.File(header, {"Z": OpenEXR.Channel(z)}) as f:
+        f.write(buf)
+    return buf.getvalue()
 
 
 def decode_depth_exr(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Decode EXR bytes holding a ``Z`` channel to an HxW float32 array."""
     import OpenEXR
 
-    fd, tmp = tempfile.mkstemp(suffix=".exr")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        try:
-            with OpenEXR.File(tmp, separate_channels=True) as f:
-                channels = f.channels()
-                if "Z" not in channels:
-                    raise ArtifactError(
-                        f"{name}: EXR has channels {sorted(channels)}, expected a 'Z' channel"
-                    )
-                return np.asarray(channels["Z"].pixels, dtype=np.float32)
-        except ArtifactError:
-            raise
-        except Exception as exc:  # OpenEXR raises plain RuntimeError/IOError
-            raise ArtifactError(f"{name}: not a readable OpenEXR file ({exc})") from exc
-    finally:
-        os.unlink(tmp)
+        with OpenEXR.File(io.BytesIO(data), separate_channels=True) as f:
+            channels = f.channels()
+            if "Z" not in channels:
+                raise ArtifactError(f"{name}: EXR has channels {sorted(channels)}, expected a 'Z' channel")
+            z = np.asarray(channels["Z"].pixels, dtype=np.float32)
+    except ArtifactError:
+        raise
+    except Exception as exc:  # OpenEXR raises plain RuntimeError/IOError
+        raise ArtifactError(f"{name}: not a readable OpenEXR file ({exc})") from exc
+    if z.ndim != 2:
+        raise ArtifactError(f"{name}: 'Z' channel has shape {z.shape}, expected HxW")
+    return z

@@ -12,7 +12,9 @@ import numpy as np
 
 from ..errors import ArtifactError
 from . import fs
+from . import generation as G
 from .artifacts import ArtifactStore
+from .checks import check_counts, check_intrinsics
 
 
 @dataclass
@@ -43,6 +45,7 @@ def validate_sequence(store: ArtifactStore, name: str, expected_frames: int | No
         return out
 
     n = expected_frames
+    frame_counts: dict[str, int] = {}
     if "rgb" in require:
         stream = store.open_rgb(name)
         count, shape_ok = 0, True
@@ -50,25 +53,41 @@ def validate_sequence(store: ArtifactStore, name: str, expected_frames: int | No
             count += 1
             shape_ok &= frame.shape == (stream.info.height, stream.info.width, 3)
         n = count if n is None else n
+        frame_counts["rgb"] = count
         add("rgb_frames", count == n, f"{count} frames, expected {n}")
         add("rgb_shape", shape_ok, f"frames are {stream.info.height}x{stream.info.width}x3")
     if "pose" in require:
-        data, inds = store.read_pose(name)
+        data, inds, pc = store.pose_check(name)
+        frame_counts["pose"] = len(data)
         n = len(inds) if n is None else n
         add("pose_inds", np.array_equal(inds, np.arange(n)), f"inds {inds[:3]}... ({len(inds)}), expected 0..{n - 1}")
         add("pose_shape", data.shape == (n, 4, 4), f"shape {data.shape}, expected ({n}, 4, 4)")
-        add("pose_finite", bool(np.isfinite(data).all()), "all finite" if np.isfinite(data).all() else "non-finite values")
-        bottom_ok = bool(np.allclose(data[:, 3], [0, 0, 0, 1], atol=1e-4))
-        add("pose_bottom_row", bottom_ok, "last row [0,0,0,1]" if bottom_ok else "last row differs from [0,0,0,1]")
+        # the shared rules of io/checks.py; frames flagged invalid (tracking lost) are not measurements
+        bad_finite = np.flatnonzero(~pc.finite & pc.flagged_valid)
+        add("pose_finite", bad_finite.size == 0, "all finite" if bad_finite.size == 0
+            else f"{bad_finite.size} frame(s) not finite, first frame {bad_finite[0]}")
+        bad_rot = np.flatnonzero(pc.finite & ~pc.orthonormal & pc.flagged_valid)
+        add("pose_orthonormal", bad_rot.size == 0,
+            f"rotations orthonormal with det +1 (max |R^T R - I| {pc.max_orthonormality_error:.1e})"
+            if bad_rot.size == 0
+            else f"{bad_rot.size} rotation(s) not orthonormal with det +1, first frame {bad_rot[0]}")
+        bad_bottom = np.flatnonzero(pc.finite & ~pc.bottom_row & pc.flagged_valid)
+        add("pose_bottom_row", bad_bottom.size == 0, "last row [0,0,0,1]" if bad_bottom.size == 0
+            else f"last row differs from [0,0,0,1] in {bad_bottom.size} frame(s), first frame "
+                 f"{bad_bottom[0]}")
+        n_flag = int((~pc.flagged_valid).sum())
+        add("pose_usable", bool(pc.usable.any()),
+            f"{int(pc.usable.sum())} of {len(data)} frames usable ({n_flag} flagged invalid: tracking lost)")
     if "intrinsics" in require:
-        data, inds, _ = store.read_intrinsics(name)
+        data, inds, types = store.read_intrinsics(name)
+        frame_counts["intrinsics"] = len(data)
         n = len(inds) if n is None else n
         add("intrinsics_inds", np.array_equal(inds, np.arange(n)), f"{len(inds)} inds, expected 0..{n - 1}")
         add("intrinsics_columns", data.ndim == 2 and data.shape[1] >= 4, f"shape {data.shape}")
         fin = bool(np.isfinite(data).all())
         add("intrinsics_finite", fin, "all finite" if fin else "non-finite values")
-        pos = bool((data[:, :2] > 0).all())
-        add("intrinsics_focal_positive", pos, "fx, fy > 0" if pos else "fx or fy <= 0")
+        ic = check_intrinsics(data, store.path("intrinsics", name), types, inds)
+        add("intrinsics_focal_positive", ic.ok, "fx, fy > 0" if ic.ok else ic.problems[0])
     depth_shape = None
     if "depth" in require:
         count, shapes, finite, total, positive = 0, set(), 0, 0, False
@@ -79,6 +98,7 @@ def validate_sequence(store: ArtifactStore, name: str, expected_frames: int | No
             total += d.size
             positive |= bool((d[np.isfinite(d)] > 0).any())
         n = count if n is None else n
+        frame_counts["depth"] = count
         add("depth_frames", count == n, f"{count} frames, expected {n}")
         add("depth_shape_consistent", len(shapes) == 1, f"shapes {sorted(shapes)}")
         frac = finite / max(total, 1)
@@ -91,6 +111,7 @@ def validate_sequence(store: ArtifactStore, name: str, expected_frames: int | No
             count += 1
             shapes.add(m.shape)
         n = count if n is None else n
+        frame_counts["mask"] = count
         add("mask_frames", count == n, f"{count} masks, expected {n}")
         if depth_shape is not None:
             add("mask_shape_matches_depth", shapes == {depth_shape}, f"mask shapes {sorted(shapes)}, depth {depth_shape}")
@@ -102,5 +123,22 @@ def validate_sequence(store: ArtifactStore, name: str, expected_frames: int | No
             add("info_dict", "ba_residual" in info, f"keys {sorted(info)}")
         except ArtifactError as exc:
             add("info_dict", False, str(exc))
+    if {"rgb", "pose", "intrinsics"} <= set(require) and all(f.ok for f in out):
+        _, _, types = store.read_intrinsics(name)
+        if set(types) <= {"PINHOLE"}:
+            from ..geometry_check import check_sequence
+
+            v = check_sequence(store, name)
+            add("pose_geometry", v.passed, v.description)
+    try:
+        rep = G.check_set(store, name, counts=False)
+        add("generation", rep.ok,
+            f"one generation ({rep.generation or 'unversioned'})" if rep.ok else rep.problems[0])
+    except ArtifactError as exc:
+        add("generation", False, str(exc))
+    counts = {store.path(k, name): c for k, c in frame_counts.items()}
+    problems = check_counts(counts, name)
+    add("frame_counts_agree", not problems, problems[0] if problems else
+        f"{len(counts)} per-frame attribute(s) with {next(iter(counts.values()), 0)} frames each")
     add("sequence_discoverable", name in store.sequences(), f"{name} in {store.root}")
     return out

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".webm")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 DEFAULT_IMAGE_FPS = 30.0
+MIN_LONG_SIDE = 32  # smaller images have no room for features, stereo or H.264's 16 px macroblocks
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,9 @@ def processing_size(width: int, height: int, long_side: int | None) -> tuple[int
     """(w, h) with the long side near ``long_side`` and both sides multiples of 8 (aspect kept)."""
     if long_side is None or long_side <= 0:
         return width, height
-    if long_side < 8:
-        raise VideoError(f"processing long side must be >= 8 px, got {long_side}")
+    if long_side < MIN_LONG_SIDE:
+        raise VideoError(f"processing long side (--long_side) must be >= {MIN_LONG_SIDE} px (or 0 for "
+                         f"the source size), got {long_side}")
     s = long_side / max(width, height)
     w = max(8, int(round(width * s / 8)) * 8)
     h = max(8, int(round(height * s / 8)) * 8)
@@ -61,7 +63,12 @@ def resolve_range(num_frames: int, start_frame: int | None, end_frame: int | Non
     end = num_frames - 1 if end_frame is None or end_frame == -1 else int(end_frame)
     if start < 0 or end < 0:
         raise FrameRangeError(f"Frame range [{start}, {end}] has a negative frame index in {name}; "
-                              f"frames are numbered from 0")
+                              f"frames are numbered from 0 (end_frame -1 means the last frame)")
+    if start > num_frames - 1:
+        shown = end if end_frame is not None and end_frame != -1 else "last"
+        raise FrameRangeError(f"Frame range [{start}, {shown}] exceeds available frames "
+                              f"[0, {num_frames - 1}] in {name}: start_frame {start} is past the last frame "
+                              f"{num_frames - 1}")
     if end < start:
         raise FrameRangeError(f"Frame range [{start}, {end}] is inverted in {name}: end_frame must be >= start_frame")
     if end > num_frames - 1:
@@ -238,8 +245,13 @@ def open_video(uri: str | os.PathLike, start_frame: int | None = None, end_frame
 class VideoWriter:
     """H.264 mp4 writer (PyAV, yuv420p), written atomically: the file appears only on success."""
 
-    def __init__(self, uri: str, fps: float, crf: int = 18):
+    def __init__(self, uri: str, fps: float, crf: int = 18, metadata: dict[str, str] | None = None,
+                 on_commit=None):
+        """``metadata``: container tags (the artifact store stamps the generation into ``comment``);
+        ``on_commit(entry)`` is called with the file's record entry (sha256, bytes, frames) once it is in
+        place."""
         self.uri, self.fps, self.crf = str(uri), float(fps), int(crf)
+        self.metadata, self.on_commit = dict(metadata or {}), on_commit
         self.count = 0
         self._stack: ExitStack | None = None
         self._container = None
@@ -255,6 +267,8 @@ class VideoWriter:
         import av
 
         self._container = av.open(self._tmp, mode="w", format="mp4")
+        for k, v in self.metadata.items():
+            self._container.metadata[k] = v
         rate = Fraction(self.fps).limit_denominator(1001)
         self._stream = self._container.add_stream("libx264", rate=rate)
         self._stream.width, self._stream.height = w, h
@@ -289,10 +303,17 @@ class VideoWriter:
                 self._container.close()
             if exc_type is None and self.count == 0:
                 raise VideoError(f"{self.uri}: no frames were written")
+            entry = None
+            if exc_type is None and self.on_commit is not None:
+                from .generation import artifact_entry
+
+                entry = artifact_entry(path=self._tmp, frames=self.count)
         except BaseException as err:
             self._stack.__exit__(type(err), err, err.__traceback__)
             raise
         self._stack.__exit__(exc_type, exc, tb)
+        if entry is not None:
+            self.on_commit(entry)
 
 
 def fov_deg(focal_px: float, size_px: int) -> float:

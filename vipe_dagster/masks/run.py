@@ -491,6 +491,7 @@ def refill_dynamic_depth(store: ArtifactStore, name: str, dilate_px: int = 5) ->
 def run_masks(store: ArtifactStore, name: str, config: MaskConfig | None = None) -> MaskResult:
     """Compute and write ``mask/<name>.zip`` and ``mask/<name>.txt`` (see the module docstring)."""
     cfg = config or MaskConfig()
+    store.check_set(name, ("rgb", "pose", "intrinsics", "depth"))  # inputs of one run only
     t0 = time.perf_counter()
     poses, _ = store.read_pose(name)
     intr, _, _ = store.read_intrinsics(name)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,7 @@ from gpu_kernels.splat import splat
 from ..egoexo.formats import find_camera_id
 from ..errors import ArtifactError, FrameRangeError, InputError
 from ..io import ArtifactStore, fs
+from ..io.names import check_sequence_name
 from ..io.video import VideoWriter
 from .ego_camera import EgoView, views_from_egoexo, views_from_meta
 from .pointcloud import (
@@ -91,9 +93,14 @@ class EgoRenderResult:
 
 
 def output_folder(cfg: EgoRenderConfig) -> str:
-    parts = [p for p in str(cfg.input_dir).rstrip("/").split("/") if p]
+    raw = str(cfg.input_dir).rstrip("/")
+    if not fs.is_remote(raw):
+        raw = os.path.normpath(os.path.expanduser(raw))
+    parts = [p for p in raw.split("/") if p]
     parent = parts[-2] if len(parts) >= 2 else "unknown"
     cam, _, rest = parts[-1].partition("_")
+    for part in (parent, parts[-1]):  # both become folders under out_dir: plain names only, never '..'
+        check_sequence_name(part, f"--input_dir {cfg.input_dir}: folder name")
     name = f"test_output_{rest}" if rest else "test_output"
     if cfg.use_mean_bg:
         name += "_mean_bg"
@@ -112,7 +119,12 @@ def _artifact_name(cfg: EgoRenderConfig) -> str:
         return cfg.artifact_name
     with_pose = [n for n in names if store.exists("pose", n)]
     if not with_pose:
-        raise ArtifactError(f"No VIPE artifacts found in {cfg.input_dir}")
+        if names:
+            raise ArtifactError(f"No VIPE artifacts found in {cfg.input_dir}: {store.path('pose', names[0])} "
+                                f"not found (sequences present without poses: {', '.join(names)})")
+        raise ArtifactError(f"No VIPE artifacts found in {cfg.input_dir} (expected "
+                            f"{fs.join(cfg.input_dir, 'pose')}/<name>.npz with rgb/, intrinsics/ and depth/ "
+                            f"beside it)")
     if len(with_pose) > 1:
         raise ArtifactError(f"{cfg.input_dir} holds several sequences {with_pose}; choose one with --artifact_name")
     return with_pose[0]
@@ -137,9 +149,14 @@ def validate(cfg: EgoRenderConfig) -> tuple[ArtifactReader, list[int], np.ndarra
     reader = ArtifactReader(ArtifactStore(cfg.input_dir), _artifact_name(cfg))
     a, b = reader.inference_range
     start = cfg.start_frame
-    end = b if cfg.end_frame is None else cfg.end_frame
+    end = b if cfg.end_frame is None or cfg.end_frame == -1 else cfg.end_frame  # -1 = last, as in infer
     if start < 0:
         raise FrameRangeError(f"start_frame must be non-negative, got {start}")
+    if end < -1:
+        raise FrameRangeError(f"end_frame must be >= 0 (or -1 for the last frame), got {end}")
+    if start > b:
+        raise FrameRangeError(f"start_frame {start} is after the last inference frame {b} of {cfg.input_dir} "
+                              f"(available [{a}, {b}])")
     if end < start:
         raise FrameRangeError(f"end_frame ({end}) must be >= start_frame ({start})")
     if start < a or end > b:
@@ -219,6 +236,9 @@ def render_ego(cfg: EgoRenderConfig, progress: bool = False) -> EgoRenderResult:
                             f"(no reliable static depth)")
     bg_world = bg.transformed(T_exo)
     coverage, files = [], []
+    if not fs.is_remote(out):  # stage folders of killed renders (their pid is gone) beside the output
+        fs.sweep_stale_temps(Path(fs.get_fs(out)[1]).parent)
+    fs.sweep_system_temps()
     with fs.atomic_dir(out) as stage, ExitStack() as stack:
         writer = (stack.enter_context(VideoWriter(str(Path(stage) / "ego_Prior.mp4"), fps=cfg.fps))
                   if cfg.output != "png" else None)
@@ -247,6 +267,8 @@ def render_ego(cfg: EgoRenderConfig, progress: bool = False) -> EgoRenderResult:
         meta = {"config": {k: v for k, v in asdict(cfg).items()}, "frames": frames,
                 "take_frames": [v.take_frame for v in views], "coverage": coverage,
                 "mean_coverage": res.mean_coverage, "num_background_points": len(bg),
+                "exo_frames_flagged_invalid": [int(i) for i in frames if not reader.usable[i]],
+                "generation": (reader.store.generation_record(reader.name) or {}).get("id"),
                 "seconds": round(res.seconds, 3)}
         (Path(stage) / "render_meta.json").write_text(json.dumps(meta, indent=2))
         _write_ego_pose(Path(stage) / "ego_pose.npz", T_exo, views, cfg)

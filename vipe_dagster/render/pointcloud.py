@@ -24,6 +24,7 @@ import numpy as np
 from ..depth.reliable import reliable_depth_mask, sample_reliable_points
 from ..errors import ArtifactError
 from ..io import ArtifactStore
+from ..io.checks import check_intrinsics
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +94,23 @@ class ArtifactReader:
             if not store.exists(kind, name):
                 what = {"pose": "Pose", "intrinsics": "Intrinsics", "depth": "Depth", "rgb": "RGB video"}[kind]
                 raise ArtifactError(f"{what} file not found: {store.path(kind, name)}")
-        self.c2w, pose_inds = store.read_pose(name)
+        self.c2w, pose_inds, pcheck = store.pose_check(name)
         if len(pose_inds) == 0:
             raise ArtifactError(f"No pose data found in inference results {store.path('pose', name)}")
-        intr, _, types = store.read_intrinsics(name)
+        pcheck.raise_if_malformed()  # NaN/inf, shears, reflections: the same rule as to-colmap (io/checks.py)
+        intr, iinds, types = store.read_intrinsics(name)
         if any(t != "PINHOLE" for t in types):
             raise ArtifactError(f"{store.path('camera', name)}: only PINHOLE ViPE cameras can be unprojected, "
                                 f"got {sorted(set(types))}")
         if len(intr) != len(self.c2w):
             raise ArtifactError(f"{store.path('intrinsics', name)} has {len(intr)} frames but "
                                 f"{store.path('pose', name)} has {len(self.c2w)}")
+        check_intrinsics(intr, store.path("intrinsics", name), types, iinds).raise_if_bad()
+        store.check_set(name, ("rgb", "pose", "intrinsics", "camera", "depth", "mask", "phrases"))
+        self.usable = pcheck.usable  # frames flagged invalid (tracking lost) contribute no points
+        if not self.usable.any():
+            raise ArtifactError(f"{store.path('pose', name)}: every frame is flagged invalid "
+                                f"(tracking lost); no point cloud can be built")
         self.intr = intr
         self.num_frames = len(self.c2w)
         self.has_mask = store.exists("mask", name)
@@ -149,6 +157,8 @@ def mean_background(reader: ArtifactReader, first: int, last: int, step: int = 2
     sum_d = sum_c = cnt = None
     ref: FrameData | None = None
     for f in reader.frames(first, last):
+        if not reader.usable[f.index]:
+            continue
         valid = reader.static_mask(f) & reliable_depth_mask(f.depth)
         if sum_d is None:
             sum_d = np.zeros(f.depth.shape, np.float64)
@@ -158,7 +168,8 @@ def mean_background(reader: ArtifactReader, first: int, last: int, step: int = 2
         sum_d[valid] += f.depth[valid]
         sum_c[valid] += f.rgb[valid]
         cnt += valid
-    assert ref is not None and sum_d is not None and sum_c is not None and cnt is not None
+    if ref is None or sum_d is None or sum_c is None or cnt is None:
+        return PointCloud.empty()  # no usable frame in the range
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_d = np.where(cnt > 0, sum_d / cnt, 0.0)
         mean_c = np.where(cnt[..., None] > 0, sum_c / np.maximum(cnt, 1)[..., None], 0.0)
@@ -170,6 +181,8 @@ def all_frames_background(reader: ArtifactReader, first: int, last: int, step: i
                           voxel: float | None = None) -> PointCloud:
     parts = []
     for f in reader.frames(first, last):
+        if not reader.usable[f.index]:
+            continue
         parts.append(reliable_points(f.depth, f.rgb, f.intr, f.c2w, step, mask=reader.static_mask(f)))
         if voxel:
             # de-duplicate as we go so memory follows the scene size, not the frame count
@@ -181,6 +194,6 @@ def all_frames_background(reader: ArtifactReader, first: int, last: int, step: i
 
 
 def dynamic_points(reader: ArtifactReader, f: FrameData, step: int = 2) -> PointCloud:
-    if f.mask is None:
+    if f.mask is None or not reader.usable[f.index]:
         return PointCloud.empty()
     return reliable_points(f.depth, f.rgb, f.intr, f.c2w, step, mask=~reader.static_mask(f))

@@ -24,7 +24,7 @@ class BAOutput:
 
 def bundle_adjust(poses_w2c: np.ndarray, points: np.ndarray, obs_cam: np.ndarray, obs_pt: np.ndarray,
                   obs_uv: np.ndarray, intrinsics: np.ndarray, fixed: np.ndarray, cfg: BAConfig, iters: int,
-                  optimize_focal: bool = False, optimize_points: bool = True,
+                  optimize_focal: bool = False, optimize_points: bool = True, optimize_distortion: int = 0,
                   obs_weight: np.ndarray | None = None, tol: float = 1e-8, double: bool = True) -> BAOutput:
     """Run LM bundle adjustment (Schur complement on points, robust loss) from ``gpu_kernels``."""
     import torch
@@ -46,6 +46,7 @@ def bundle_adjust(poses_w2c: np.ndarray, points: np.ndarray, obs_cam: np.ndarray
         obs_weight=None if obs_weight is None else torch.as_tensor(obs_weight, dtype=dt, device=dev),
     )
     opts = BAOptions(max_iters=iters, optimize_focal=optimize_focal, optimize_points=optimize_points,
+                     optimize_distortion=optimize_distortion,
                      loss=cfg.loss, loss_scale=cfg.loss_scale_px, tol=tol)
     threads = torch.get_num_threads()
     if cfg.torch_threads and dev.type == "cpu":

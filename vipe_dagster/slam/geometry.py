@@ -38,6 +38,32 @@ def normalise_uv(uv: np.ndarray, K: np.ndarray) -> np.ndarray:
     return np.stack([(uv[:, 0] - K[0, 2]) / K[0, 0], (uv[:, 1] - K[1, 2]) / K[1, 1]], axis=1)
 
 
+def distort_radial(uv: np.ndarray, intr: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Ideal pinhole pixels -> pixels of the RADIAL model (``d = 1 + k1 r^2 + k2 r^4`` on normalised
+    coordinates, OpenCV's convention with p1 = p2 = 0)."""
+    fx, fy, cx, cy = (float(v) for v in intr[:4])
+    a = (uv[:, 0] - cx) / fx
+    b = (uv[:, 1] - cy) / fy
+    r2 = a * a + b * b
+    d = 1 + k[0] * r2 + k[1] * r2 * r2
+    return np.stack([fx * a * d + cx, fy * b * d + cy], axis=1)
+
+
+def undistort_radial(uv: np.ndarray, intr: np.ndarray, k: np.ndarray, iters: int = 20) -> np.ndarray:
+    """Inverse of :func:`distort_radial` (fixed-point iteration on the radius, to ~1e-10 px for the
+    distortion of real lenses)."""
+    fx, fy, cx, cy = (float(v) for v in intr[:4])
+    ad = (np.asarray(uv[:, 0], np.float64) - cx) / fx
+    bd = (np.asarray(uv[:, 1], np.float64) - cy) / fy
+    a, b = ad.copy(), bd.copy()
+    for _ in range(iters):
+        r2 = a * a + b * b
+        d = 1 + k[0] * r2 + k[1] * r2 * r2
+        d = np.where(np.abs(d) < 1e-6, 1e-6, d)
+        a, b = ad / d, bd / d
+    return np.stack([fx * a + cx, fy * b + cy], axis=1)
+
+
 def rays(uv: np.ndarray, K: np.ndarray) -> np.ndarray:
     n = normalise_uv(uv, K)
     r = np.concatenate([n, np.ones((len(n), 1))], axis=1)

@@ -78,6 +78,7 @@ class Segment:
     # init state
     ref: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None  # frame, ids, uv, H_start_to_ref
     init_pending: list = field(default_factory=list)  # (frame, ids, uv, H_start_to_frame)
+    planar_hyp: dict | None = None  # planar scene: the two candidate reconstructions being tested
     # tracking state
     pending: list = field(default_factory=list)  # (frame, T, ids, uv) since the last keyframe
     last_T: np.ndarray | None = None
@@ -85,14 +86,41 @@ class Segment:
     frames: list[FrameRecord] = field(default_factory=list)
     rot_H: list = field(default_factory=list)  # rotation-only chunk: homography start -> frame
     dynamic: set = field(default_factory=set)  # track ids rejected as moving (epipolar / BA outliers)
+    alias: dict = field(default_factory=dict)  # KLT track id -> map point id it was re-associated with
+    pdesc: dict = field(default_factory=dict)  # map point id -> SIFT descriptor (uint8, latest keyframe view)
+    _alias_arrays: tuple | None = None
+
+    def apply_alias(self, ids: np.ndarray) -> np.ndarray:
+        """Track ids with re-associated tracks renamed to their map point ids."""
+        if not self.alias:
+            return ids
+        if self._alias_arrays is None or len(self._alias_arrays[0]) != len(self.alias):
+            src = np.fromiter(self.alias.keys(), np.int64, len(self.alias))
+
+            def resolve(i: int) -> int:  # a point renamed again: follow the chain to the surviving id
+                for _ in range(64):
+                    if i not in self.alias:
+                        break
+                    i = self.alias[i]
+                return i
+
+            dst = np.fromiter((resolve(i) for i in src.tolist()), np.int64, len(src))
+            o = np.argsort(src)
+            self._alias_arrays = (src[o], dst[o])
+        src, dst = self._alias_arrays
+        pos = np.clip(np.searchsorted(src, ids), 0, len(src) - 1)
+        hit = src[pos] == ids
+        return np.where(hit, dst[pos], ids)
 
 
 @dataclass
 class SlamOutput:
     c2w: np.ndarray  # (N,4,4)
     status: np.ndarray  # (N,) int8, see STATUS_NAMES
+    segment: np.ndarray  # (N,) int32 map segment of each placed frame (-1: lost); segments share no world
     keyframes: np.ndarray  # frame indices
     intrinsics: np.ndarray  # (4,)
+    radial: np.ndarray  # (2,) k1, k2 of the RADIAL model (zeros: pinhole); obs_uv are ideal-pinhole pixels
     points: np.ndarray
     colors: np.ndarray
     obs_frame: np.ndarray
@@ -106,9 +134,16 @@ class SlamOutput:
 
 
 class SlamSystem:
-    def __init__(self, cfg: PoseConfig, width: int, height: int, focal_init: float | None = None):
+    def __init__(self, cfg: PoseConfig, width: int, height: int, focal_init: float | None = None,
+                 radial_init: tuple[float, float] | None = None):
         """``focal_init``: a focal (px) from a calibration pass; it starts the map and is still refined in the
-        final global BA (when the focal is estimated), but no focal sweep runs."""
+        final global BA (when the focal is estimated), but no focal sweep runs. ``radial_init``: the radial
+        distortion (k1, k2) from the same pass.
+
+        Lens distortion: tracks are undistorted on arrival with the current estimate, so the whole tracker,
+        PnP, triangulation and map live in an ideal pinhole camera with the same K; bundle adjustment sees
+        the measured (distorted) pixels and the RADIAL model, and refines k1 (k2) with the focal when the
+        intrinsics are self-calibrated. When the estimate changes, stored pixels are re-mapped."""
         self.cfg = cfg
         self.w, self.h = width, height
         ic = cfg.intrinsics
@@ -124,6 +159,11 @@ class SlamSystem:
         if focal_init is not None and self.estimate_focal:
             fx = fy = float(focal_init)
         self.intr = np.array([fx, fy, cx, cy], np.float64)
+        self.dist = np.array([ic.k1 or 0.0, ic.k2 or 0.0], np.float64)
+        # radial terms refined with the focal (self-calibration only; given intrinsics keep given distortion)
+        self.radial_terms = ic.radial_terms if self.estimate_focal and ic.k1 is None else 0
+        if radial_init is not None and self.radial_terms:
+            self.dist[:] = radial_init
         self.focal_calibrated = not self.estimate_focal or focal_init is not None
         self.tracker = KLTTracker(cfg.tracking, width, height)
         self.segments: list[Segment] = []
@@ -134,11 +174,50 @@ class SlamSystem:
         self.stats = {"ba_windowed": 0, "ba_global": 0, "lost_frames": 0}
         self._last_rgb = np.zeros((height, width, 3), np.uint8)
         self.untracked: set[int] = set()
+        self.reloc: dict | None = None  # after a loss: the map to relocalise in, and since when
+        self._force_planar = False  # finish(): decide a pending planar initialisation
 
     # ------------------------------------------------------------------ helpers
     @property
     def K(self) -> np.ndarray:
         return geo.K_matrix(self.intr)
+
+    @property
+    def distorted(self) -> bool:
+        return bool(np.any(self.dist != 0))
+
+    def _undistort(self, uv: np.ndarray, intr: np.ndarray | None = None, dist: np.ndarray | None = None) -> np.ndarray:
+        """Measured pixels -> pixels of the ideal pinhole camera with the same K."""
+        intr = self.intr if intr is None else intr
+        dist = self.dist if dist is None else dist
+        if len(uv) == 0 or not np.any(dist != 0):
+            return np.asarray(uv, np.float64)
+        return geo.undistort_radial(uv, intr, dist)
+
+    def _distort(self, uv: np.ndarray, intr: np.ndarray | None = None, dist: np.ndarray | None = None) -> np.ndarray:
+        """Ideal pinhole pixels -> measured pixels (the RADIAL model, closed form)."""
+        intr = self.intr if intr is None else intr
+        dist = self.dist if dist is None else dist
+        if len(uv) == 0 or not np.any(dist != 0):
+            return np.asarray(uv, np.float64)
+        return geo.distort_radial(uv, intr, dist)
+
+    def _remap_pixels(self, old_intr: np.ndarray, old_dist: np.ndarray) -> None:
+        """After the intrinsics changed: re-derive every stored ideal-pinhole pixel from its measurement."""
+        if not (np.any(old_dist != 0) or self.distorted):
+            return  # pinhole before and after: the pixels are the measurements
+
+        def remap(uv: np.ndarray) -> np.ndarray:
+            return self._undistort(self._distort(uv, old_intr, old_dist))
+
+        for seg in self.segments:
+            for kf in seg.keyframes:
+                kf.uv = remap(kf.uv)
+            seg.pending = [(f, T, ids, remap(uv)) for f, T, ids, uv in seg.pending]
+            seg.init_pending = [(f, ids, remap(uv), H) for f, ids, uv, H in seg.init_pending]
+            if seg.ref is not None:
+                f, ids, uv, H = seg.ref
+                seg.ref = (f, ids, remap(uv), H)
 
     def _new_segment(self) -> Segment:
         s = Segment(index=len(self.segments))
@@ -171,12 +250,22 @@ class SlamSystem:
             ids, uv = self.tracker.step(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), mask)
         else:
             ids, uv = tracks
+        seg = self.seg or self._new_segment()
+        ids = seg.apply_alias(np.asarray(ids, np.int64))
         order = np.argsort(ids)
-        ids, uv = ids[order], uv[order].astype(np.float64)
+        ids, uv = ids[order], self._undistort(uv[order].astype(np.float64))
         if len(ids) < self._min_tracks():
             self.untracked.add(frame)  # too few tracks: whatever pose it gets, it is flagged lost
-        seg = self.seg or self._new_segment()
         if seg.kind == "init":
+            if self.reloc is not None:
+                st = self._try_relocalise(seg, frame, ids, uv, rgb)
+                if st is not None:
+                    return st
+                if frame - self.reloc["since"] < self.cfg.map.reloc_wait_frames:
+                    seg.init_pending.append((frame, ids, uv, np.eye(3)))
+                    if seg.ref is None or len(np.intersect1d(seg.ref[1], ids)) < self._min_tracks():
+                        seg.ref = (frame, ids, uv, np.eye(3))
+                    return ROTATION  # the old map may come back: do not start a new one yet
             return self._init_step(seg, frame, ids, uv, rgb)
         return self._track_step(seg, frame, ids, uv, rgb)
 
@@ -199,6 +288,7 @@ class SlamSystem:
             return KEYFRAME
         if len(common) < max(self._min_tracks(), 0.5 * len(rids)):
             seg.ref = (frame, ids, uv, H_sc)  # re-anchor the reference (tracks mostly gone)
+            seg.planar_hyp = None
         if len(seg.init_pending) > self.cfg.keyframe.init_max_frames:
             seg.init_pending.pop()  # the current frame starts the next segment
             self._close_rotation_chunk(seg)
@@ -233,12 +323,32 @@ class SlamSystem:
                   frame, med_par, h_frac, e_frac, rot_res)
         if med_par < self.cfg.keyframe.init_min_parallax_deg or rotation_like:
             return False
-        T0, T1 = np.eye(4), geo.pose(R, t.ravel())
-        X = geo.triangulate(T0, T1, p0, p1, K)
-        good = self._check_points(X, [(T0, p0), (T1, p1)], K, min_par=0.5 * self.cfg.keyframe.init_min_parallax_deg)
-        good &= inl
-        if good.sum() < max(self._min_tracks(), 0.3 * len(p0)):
+        T0 = np.eye(4)
+        min_par = 0.5 * self.cfg.keyframe.init_min_parallax_deg
+        cands = [geo.pose(R, t.ravel())]
+        planar = H is not None and h_frac >= 0.8 * e_frac
+        if planar:
+            # a plane has two motions that explain two views: take the homography's decompositions too and
+            # let the frames in between (third views) choose
+            cands += self._homography_motions(H, p0[inl], p1[inl], K)
+        valid = []
+        for T1c in self._distinct_motions(cands):
+            par_c = geo.rotation_compensated_parallax(p0[inl], p1[inl], T1c[:3, :3], K)
+            if float(np.median(par_c)) < self.cfg.keyframe.init_min_parallax_deg:
+                continue  # this motion explains the tracks by rotation: no depth from it
+            Xc = geo.triangulate(T0, T1c, p0, p1, K)
+            gc = self._check_points(Xc, [(T0, p0), (T1c, p1)], K, min_par=min_par) & inl
+            if gc.sum() >= max(self._min_tracks(), 0.3 * len(p0)):
+                valid.append((T1c, Xc, gc))
+        if not valid:
             return False
+        choice = 0
+        if len(valid) > 1:
+            choice = self._planar_choice(seg, frame, ids, uv, rids[ia], valid)
+            if choice is None:
+                return False  # two motions still explain every frame: wait for frames that tell them apart
+        seg.planar_hyp = None
+        T1, X, good = valid[choice]
         z = X[good, 2]
         s = 1.0 / float(np.median(z))
         T1[:3, 3] *= s
@@ -254,6 +364,8 @@ class SlamSystem:
             seg.points[int(tid)] = x
             seg.colors[int(tid)] = c
         self._ba(seg, window=True, iters=self.cfg.ba.window_iters)
+        if self.cfg.map.reassociate or self.cfg.map.relocalise:
+            self._store_descriptors(seg, kf1, self._descriptors(rgb, self._distort(kf1.uv)))
         # pending frames between the two keyframes: localise against the new map
         pend = [p for p in seg.init_pending if p[0] not in (rf, frame)]
         seg.init_pending = []
@@ -276,6 +388,108 @@ class SlamSystem:
         seg.velocity = np.eye(4)
         seg.ref = None
         return True
+
+    @staticmethod
+    def _homography_motions(H: np.ndarray, p0: np.ndarray, p1: np.ndarray, K: np.ndarray) -> list[np.ndarray]:
+        """The motions (w2c of view 1, view 0 at the origin) of the homography's decompositions that keep
+        the reference points in front of both cameras; translation of unit length."""
+        try:
+            n, Rs, ts, normals = cv2.decomposeHomographyMat(H, K)
+        except cv2.error:
+            return []
+        out, front = [], []
+        for i in range(n):
+            tn = float(np.linalg.norm(ts[i]))
+            if tn < 1e-9:
+                continue
+            T1 = geo.pose(Rs[i], ts[i].ravel() / tn)
+            X = geo.triangulate(np.eye(4), T1, p0, p1, K)
+            z1 = X @ T1[:3, :3].T + T1[:3, 3]
+            front.append(float(np.mean((X[:, 2] > 0) & (z1[:, 2] > 0))))
+            out.append(T1)
+        # the plane in front of both cameras: two decompositions keep (nearly) all points in front
+        return [T for T, f in zip(out, front, strict=True) if f >= 0.9]
+        return out
+
+    @staticmethod
+    def _distinct_motions(cands: list[np.ndarray]) -> list[np.ndarray]:
+        """Drop motions within 1 deg of rotation and 5 deg of translation direction of an earlier one."""
+        out: list[np.ndarray] = []
+        for T in cands:
+            t = T[:3, 3] / max(np.linalg.norm(T[:3, 3]), 1e-12)
+            same = False
+            for U in out:
+                u = U[:3, 3] / max(np.linalg.norm(U[:3, 3]), 1e-12)
+                if geo.rotation_angle_deg(T[:3, :3] @ U[:3, :3].T) < 1.0 and \
+                        math.degrees(math.acos(max(-1.0, min(1.0, float(t @ u))))) < 5.0:
+                    same = True
+                    break
+            if not same:
+                out.append(T)
+        return out
+
+    def _planar_choice(self, seg: Segment, frame: int, ids, uv, pair_ids: np.ndarray, valid: list) -> int | None:
+        """Resolve the two-fold ambiguity of a planar scene with later frames.
+
+        The first time a pair has two valid motions, both reconstructions are kept as hypotheses. Each later
+        frame is localised against each hypothesis's points (PnP); the frames *beyond* the pair's baseline
+        tell the true plane from its mirror solution (frames in between do not: they lie on the same
+        baseline). Once one hypothesis's accumulated reprojection error is below ``init_ambiguity_ratio``
+        times the other's (after at least ``min_frames`` frames), the candidate of the current pair whose
+        motion is closest to that hypothesis's pose of this frame is returned; ``None`` while undecided.
+        """
+        kc = self.cfg.keyframe
+        hyp = seg.planar_hyp
+        if hyp is None:
+            seg.planar_hyp = {"frame": frame, "frames": 0, "cost": np.zeros(len(valid)),
+                              "hyps": [(pair_ids[g].copy(), X[g].copy(), T.copy()) for T, X, g in valid]}
+            log.debug("init frame %d: planar scene, %d candidate motions kept", frame, len(valid))
+            return None
+        poses = []
+        for h, (hids, hX, hT) in enumerate(hyp["hyps"]):
+            cost, T = self._pnp_cost(hids, hX, ids, uv, hT)
+            hyp["cost"][h] += cost
+            poses.append(T)
+            if T is not None:
+                hyp["hyps"][h] = (hids, hX, T)
+        hyp["frames"] += 1
+        order = np.argsort(hyp["cost"])
+        best, second = hyp["cost"][order[0]], hyp["cost"][order[1]]
+        log.debug("init frame %d: planar hypotheses, accumulated reprojection cost %s", frame,
+                  ", ".join(f"{c:.3f}" for c in hyp["cost"]))
+        decided = hyp["frames"] >= kc.init_planar_min_frames and best <= kc.init_ambiguity_ratio * second
+        if not decided and len(seg.init_pending) < kc.init_max_frames // 2 and not self._force_planar:
+            return None
+        Tw = poses[order[0]] if poses[order[0]] is not None else hyp["hyps"][order[0]][2]
+        tw = Tw[:3, 3] / max(np.linalg.norm(Tw[:3, 3]), 1e-12)
+
+        def distance(T: np.ndarray) -> float:
+            t = T[:3, 3] / max(np.linalg.norm(T[:3, 3]), 1e-12)
+            return geo.rotation_angle_deg(T[:3, :3] @ Tw[:3, :3].T) + \
+                math.degrees(math.acos(max(-1.0, min(1.0, float(t @ tw)))))
+
+        return int(np.argmin([distance(T) for T, _, _ in valid]))
+
+    def _pnp_cost(self, hids: np.ndarray, hX: np.ndarray, ids, uv, T_guess) -> tuple[float, np.ndarray | None]:
+        """Mean truncated squared reprojection error (px^2) of a frame localised against the points."""
+        trunc = 4.0
+        common, ia, ib = np.intersect1d(hids, ids, return_indices=True)
+        if len(common) < 12:
+            return trunc**2, None
+        obj, img = hX[ia], uv[ib]
+        K = self.K
+        rvec0, _ = cv2.Rodrigues(T_guess[:3, :3])
+        tvec0 = T_guess[:3, 3].reshape(3, 1).copy()
+        ok, rvec, tvec, inl = cv2.solvePnPRansac(obj, img, K, None, rvec0, tvec0, True, 100, 2.0, 0.99,
+                                                 flags=cv2.SOLVEPNP_ITERATIVE)
+        if not ok or inl is None or len(inl) < 6:
+            return trunc**2, None
+        inl = inl.ravel()
+        rvec, tvec = cv2.solvePnPRefineLM(obj[inl], img[inl], K, None, rvec, tvec)
+        proj, _ = cv2.projectPoints(obj, rvec, tvec, K, None)
+        e = np.linalg.norm(proj.reshape(-1, 2) - img, axis=1)
+        R, _ = cv2.Rodrigues(rvec)
+        return float(np.mean(np.minimum(e, trunc) ** 2)), geo.pose(R, tvec.ravel())
 
     def _close_rotation_chunk(self, seg: Segment) -> None:
         """Turn the frames of an un-initialised segment into a rotation-only chunk."""
@@ -350,9 +564,76 @@ class SlamSystem:
         self._flush_pending(seg)
         lost_rec = FrameRecord(frame, LOST, seg.index)
         seg.frames.append(lost_rec)
+        target = seg if seg.kind == "map" and seg.points else (self.reloc or {}).get("seg")
         ns = self._new_segment()
         ns.ref = None
+        if target is not None and self.cfg.map.relocalise:
+            self.reloc = {"seg": target, "since": frame}
         return LOST
+
+    def _try_relocalise(self, seg: Segment, frame: int, ids, uv, rgb) -> int | None:
+        """After a loss, find the frame in the old map (descriptor matches of its corners to the map points of
+        the last keyframes, PnP-RANSAC). On success the old map continues: the frame becomes a keyframe in
+        the old world, its tracks are renamed to the matched points, and the frames since the loss stay
+        lost. Returns the frame status, or None while the frame cannot be placed."""
+        mc = self.cfg.map
+        target: Segment = self.reloc["seg"]
+        if frame - self.reloc["since"] > mc.reloc_max_frames:
+            self.reloc = None
+            return None
+        if len(ids) < self._min_tracks():
+            return None
+        pool = np.unique(np.concatenate([k.ids[~k.bad] for k in target.keyframes[-mc.reloc_keyframes:]]))
+        pids = np.array([i for i in pool.tolist() if i in target.points and i in target.pdesc], np.int64)
+        if len(pids) < self._min_tracks():
+            return None
+        desc = self._descriptors(rgb, self._distort(uv))
+        has = desc.any(axis=1)
+        if has.sum() < self._min_tracks():
+            return None
+        pdesc = np.stack([target.pdesc[i] for i in pids.tolist()]).astype(np.float32)
+        matcher = cv2.BFMatcher(cv2.NORM_L2)
+        rows = np.flatnonzero(has)
+        knn = matcher.knnMatch(desc[rows].astype(np.float32), pdesc, k=2)
+        pairs = [(rows[m.queryIdx], m.trainIdx) for m, n2 in (x for x in knn if len(x) == 2)
+                 if m.distance < mc.max_desc_dist and m.distance < 0.8 * n2.distance]
+        log.debug("relocalisation frame %d: %d descriptor matches to %d map points", frame, len(pairs), len(pids))
+        if len(pairs) < self._min_tracks():
+            return None
+        r, c = np.array(pairs).T
+        obj = np.stack([target.points[int(i)] for i in pids[c].tolist()])
+        ok, rvec, tvec, inl = cv2.solvePnPRansac(obj, uv[r], self.K, None, iterationsCount=300,
+                                                 reprojectionError=3.0, confidence=0.999, flags=cv2.SOLVEPNP_EPNP)
+        log.debug("relocalisation frame %d: PnP %s, %d inliers", frame, ok, 0 if inl is None else len(inl))
+        if not ok or inl is None or len(inl) < max(self._min_tracks() // 2, 20) or len(inl) < 0.3 * len(pairs):
+            return None
+        inl = inl.ravel()
+        rvec, tvec = cv2.solvePnPRefineLM(obj[inl], uv[r][inl], self.K, None, rvec, tvec)
+        R, _ = cv2.Rodrigues(rvec)
+        T = geo.pose(R, tvec.ravel())
+        log.info("relocalised frame %d in segment %d (%d of %d matches agree), %d frames after the loss",
+                 frame, target.index, len(inl), len(pairs), frame - self.reloc["since"])
+        self.stats["relocalised"] = self.stats.get("relocalised", 0) + 1
+        # the abandoned new segment: its frames stay lost, recorded in the old map
+        for f, _, _, _ in seg.init_pending:
+            target.frames.append(FrameRecord(f, LOST, target.index))
+        self.segments.remove(seg)
+        self.seg = target
+        self.reloc = None
+        # the matched tracks are those points from now on
+        for t, p in zip(ids[r][inl].tolist(), pids[c][inl].tolist(), strict=True):
+            if t != p and t not in target.points:
+                target.alias[t] = p
+        ids = target.apply_alias(ids)
+        o = np.argsort(ids, kind="stable")
+        ids, uv = ids[o], uv[o]
+        keep = np.concatenate([[True], np.diff(ids) != 0])  # one observation per point
+        ids, uv = ids[keep], uv[keep]
+        target.pending = []
+        target.last_T = T
+        target.velocity = np.eye(4)
+        self._insert_keyframe(target, frame, T, ids, uv, rgb)
+        return KEYFRAME
 
     def _flush_pending(self, seg: Segment) -> None:
         """Frames tracked after the last keyframe (end of segment): store them relative to that keyframe."""
@@ -393,9 +674,16 @@ class SlamSystem:
     def _insert_keyframe(self, seg: Segment, frame: int, T, ids, uv, rgb) -> None:
         kf = Keyframe(frame, T, ids.copy(), uv.copy(), np.zeros(len(ids), bool))
         self._reject_dynamic(seg, seg.keyframes[-1], kf)
+        desc = None
+        if self.cfg.map.reassociate or self.cfg.map.relocalise:
+            desc = self._descriptors(rgb, self._distort(kf.uv))
+        if self.cfg.map.reassociate:
+            desc = desc[self._reassociate(seg, kf, desc)]
         seg.keyframes.append(kf)
         self._triangulate_new(seg, kf, rgb)
         self._ba(seg, window=True, iters=self.cfg.ba.window_iters)
+        if desc is not None:
+            self._store_descriptors(seg, kf, desc)
         if self.estimate_focal and not self.focal_calibrated and len(seg.keyframes) >= 6:
             self._calibrate_focal(seg)
         # re-localise the frames since the previous keyframe against the refined map
@@ -410,7 +698,150 @@ class SlamSystem:
         seg.frames.append(FrameRecord(frame, KEYFRAME, seg.index, b, b, np.eye(4), None))
         seg.last_T = kf.T.copy()
 
+    # ------------------------------------------------------------------ long-term association
+    def _descriptors(self, rgb: np.ndarray, uv: np.ndarray) -> np.ndarray:
+        """Upright SIFT descriptors (uint8, (N,128)) at the given pixels of the frame."""
+        if not hasattr(self, "_sift"):
+            self._sift = cv2.SIFT_create()
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+        size = self.cfg.map.desc_size_px
+        kps = [cv2.KeyPoint(float(x), float(y), size, 0.0) for x, y in uv]
+        kps2, d = self._sift.compute(gray, kps)
+        out = np.zeros((len(uv), 128), np.uint8)
+        if d is None or len(kps2) == 0:
+            return out
+        if len(kps2) == len(uv):
+            return np.clip(np.round(d), 0, 255).astype(np.uint8)
+        # OpenCV dropped some keypoints: put the rest back by position
+        pos = {(round(k.pt[0], 3), round(k.pt[1], 3)): j for j, k in enumerate(kps2)}
+        for i, (x, y) in enumerate(uv):
+            j = pos.get((round(float(x), 3), round(float(y), 3)))
+            if j is not None:
+                out[i] = np.clip(np.round(d[j]), 0, 255).astype(np.uint8)
+        return out
+
+    def _nearby_keyframes(self, seg: Segment, kf: Keyframe) -> list[Keyframe]:
+        """Keyframes whose points may be visible in ``kf``: the recent ones plus older ones that looked at the
+        same part of the scene from nearby (loop candidates), a bounded number of each."""
+        mc = self.cfg.map
+        recent = seg.keyframes[-mc.recent_keyframes:]
+        older = seg.keyframes[:-mc.recent_keyframes]
+        if not older:
+            return recent
+        C = geo.invert(kf.T)
+        centres = np.stack([geo.invert(o.T)[:3, 3] for o in older])
+        axes = np.stack([o.T[2, :3] for o in older])  # optical axes in the world (rows of R_w2c)
+        dist = np.linalg.norm(centres - C[:3, 3], axis=1)
+        cosang = axes @ C[:3, 2]
+        # the map is normalised to median depth ~1 only at the end; use the recent keyframes' spread as scale
+        rc = np.stack([geo.invert(r.T)[:3, 3] for r in recent])
+        scale = max(float(np.linalg.norm(rc - rc.mean(axis=0), axis=1).max()), 1e-9)
+        near = np.flatnonzero((dist < 2.0 * scale) & (cosang > math.cos(math.radians(35.0))))
+        near = near[np.argsort(dist[near])][: mc.loop_keyframes]
+        return [older[i] for i in sorted(near.tolist())] + recent
+
+    def _reassociate(self, seg: Segment, kf: Keyframe, desc: np.ndarray) -> np.ndarray:
+        """Fuse the keyframe's tracks with older map points that project near them (descriptor distance,
+        ratio test, one-to-one, depth agreement for tracks that are points already): the track is renamed to
+        the older point in every keyframe and for the frames to come, so a part of the scene seen again
+        keeps its points and the map stays consistent over long stretches. Returns the permutation applied
+        to the keyframe's rows (they stay sorted by id)."""
+        from scipy.spatial import cKDTree
+
+        mc = self.cfg.map
+        order = np.arange(len(kf.ids))
+        if not len(kf.ids) or not seg.points:
+            return order
+        pool = np.unique(np.concatenate([k.ids[~k.bad] for k in self._nearby_keyframes(seg, kf)]))
+        cand = pool[~np.isin(pool, kf.ids)]
+        cand = np.array([i for i in cand.tolist() if i in seg.points and i in seg.pdesc], np.int64)
+        eligible = desc.any(axis=1)
+        if seg.dynamic:
+            eligible &= ~np.isin(kf.ids, np.fromiter(seg.dynamic, np.int64, len(seg.dynamic)))
+        if not eligible.any() or not len(cand):
+            return order
+        K = self.K
+        X = np.stack([seg.points[i] for i in cand.tolist()])
+        proj, z = geo.project(X, kf.T, K)
+        m = 4.0
+        vis = (z > 1e-3) & (proj[:, 0] >= m) & (proj[:, 0] <= self.w - 1 - m) & (proj[:, 1] >= m) \
+            & (proj[:, 1] <= self.h - 1 - m)
+        if not vis.any():
+            return order
+        cand, proj, z = cand[vis], proj[vis], z[vis]
+        cdesc = np.stack([seg.pdesc[i] for i in cand.tolist()]).astype(np.float32)
+        rows = np.flatnonzero(eligible)
+        near = cKDTree(proj).query_ball_point(kf.uv[rows], r=mc.radius_frac * self.w)
+        best: dict[int, tuple[float, int]] = {}  # candidate index -> (distance, row)
+        taken: set[int] = set()
+        for row, nb in zip(rows.tolist(), near, strict=True):
+            if not nb:
+                continue
+            d = np.linalg.norm(cdesc[nb] - desc[row].astype(np.float32), axis=1)
+            j = int(np.argmin(d))
+            d1 = float(d[j])
+            d2 = float(np.partition(d, 1)[1]) if len(d) > 1 else float("inf")
+            if d1 > mc.max_desc_dist or d1 > mc.ratio * d2:
+                continue
+            c = nb[j]
+            t = int(kf.ids[row])
+            if t in seg.points:  # the track is a point already: the two must agree in depth too
+                zt = float((seg.points[t] @ kf.T[:3, :3].T + kf.T[:3, 3])[2])
+                if not (0.8 < zt / z[c] < 1.25):
+                    continue
+            if c not in best or d1 < best[c][0]:
+                best[c] = (d1, row)
+        merged = 0
+        ids = kf.ids.copy()
+        for c, (_, row) in sorted(best.items(), key=lambda kv: kv[1][0]):
+            t, p = int(kf.ids[row]), int(cand[c])
+            if row in taken or not self._rename_track(seg, t, p):
+                continue
+            taken.add(row)
+            ids[row] = p
+            merged += 1
+        if not merged:
+            return order
+        order = np.argsort(ids, kind="stable")
+        kf.ids, kf.uv, kf.bad = ids[order], kf.uv[order], kf.bad[order]
+        self.stats["reassociated"] = self.stats.get("reassociated", 0) + merged
+        return order
+
+    def _rename_track(self, seg: Segment, t: int, p: int) -> bool:
+        """Rename track ``t`` to map point ``p`` in the keyframes that observe it, the pending frames and the
+        frames to come; ``t``'s own point is dropped. False (nothing changed) when a keyframe observes both."""
+        hits = []
+        for k in range(len(seg.keyframes) - 1, -1, -1):
+            kk = seg.keyframes[k]
+            if not len(kk.ids) or kk.ids.max() < t:
+                break  # keyframes before the track was born (ids grow with birth time)
+            pos = kk.lookup(np.array([t, p]))
+            if pos[0] >= 0:
+                if pos[1] >= 0:
+                    return False
+                hits.append((kk, int(pos[0])))
+        for kk, r in hits:
+            kk.ids = kk.ids.copy()
+            kk.ids[r] = p
+            o = np.argsort(kk.ids, kind="stable")
+            kk.ids, kk.uv, kk.bad = kk.ids[o], kk.uv[o], kk.bad[o]
+        for pend in seg.pending:
+            pend[2][pend[2] == t] = p
+        seg.alias[t] = p
+        seg.points.pop(t, None)
+        seg.colors.pop(t, None)
+        seg.pdesc.pop(t, None)
+        return True
+
+    def _store_descriptors(self, seg: Segment, kf: Keyframe, desc: np.ndarray) -> None:
+        """Keep the newest view's descriptor for every map point the keyframe observes."""
+        has = desc.any(axis=1) & ~kf.bad
+        for i, d in zip(kf.ids[has].tolist(), desc[has], strict=True):
+            if i in seg.points:
+                seg.pdesc[i] = d
+
     def _colors(self, rgb: np.ndarray, uv: np.ndarray) -> np.ndarray:
+        uv = self._distort(uv)
         x = np.clip(np.round(uv[:, 0]).astype(int), 0, self.w - 1)
         y = np.clip(np.round(uv[:, 1]).astype(int), 0, self.h - 1)
         return rgb[y, x].astype(np.uint8)
@@ -480,7 +911,8 @@ class SlamSystem:
         return obs_cam, obs_pid, obs_uv, obs_ref
 
     def _ba(self, seg: Segment, window: bool, iters: int, optimize_focal: bool = False,
-            focal_override: float | None = None, commit: bool = True) -> float:
+            focal_override: float | None = None, commit: bool = True, optimize_radial: int = 0,
+            radial_override: np.ndarray | None = None):
         nk = len(seg.keyframes)
         pids = self._point_ids(seg)
         if window:
@@ -515,25 +947,41 @@ class SlamSystem:
         intr = self.intr.copy()
         if focal_override is not None:
             intr[0] = intr[1] = focal_override
+        if self.distorted or optimize_radial or radial_override is not None:
+            # BA sees the measurements and the radial model, so the focal and k1 (k2) are estimated jointly
+            obs_uv = self._distort(obs_uv)
+            intr = np.concatenate([intr, self.dist if radial_override is None else radial_override])
         out = bundle_adjust(poses, pts, obs_cam, obs_pt, obs_uv, intr, fixed, self.cfg.ba, iters,
-                            optimize_focal=optimize_focal,
+                            optimize_focal=optimize_focal, optimize_distortion=optimize_radial,
                             tol=self.cfg.ba.window_tol if window else self.cfg.ba.global_tol,
                             double=not window or self.cfg.ba.window_float64)
         if not commit:
-            return out.cost
+            return out
         self.stats["ba_global" if not window else "ba_windowed"] += 1
         for ci, k in enumerate(kf_idx):
             if not fixed[ci]:
                 seg.keyframes[k].T = out.poses_w2c[ci]
         for j, pid in enumerate(upid.tolist()):
             seg.points[pid] = out.points[j]
-        if optimize_focal or focal_override is not None:
+        if optimize_focal or focal_override is not None or optimize_radial:
+            old_intr, old_dist = self.intr.copy(), self.dist.copy()
             self.intr[:2] = out.intrinsics[:2]
+            if optimize_radial:
+                self.dist[:] = out.intrinsics[4:6]
+            self._remap_pixels(old_intr, old_dist)
         # reject outliers: observations with large reprojection error, points behind cameras
-        outliers = np.flatnonzero(~(out.reproj_px < self._outlier_px()))
-        for (k, row), pid in zip(obs_ref[outliers].tolist(), obs_pid[outliers].tolist(), strict=True):
+        bad_obs = ~(out.reproj_px < self._outlier_px())
+        outliers = np.flatnonzero(bad_obs)
+        # a point that is well observed elsewhere loses only the bad observation (a wrong fusion, a blurred
+        # frame); a track whose observations leave the rigid scene's geometry is not trusted again
+        good_cnt = np.bincount(obs_pt[~bad_obs], minlength=len(upid))
+        bad_cnt = np.bincount(obs_pt[bad_obs], minlength=len(upid))
+        keep_point = (good_cnt >= 3) & (bad_cnt * 3 <= good_cnt)
+        for (k, row), pid, j in zip(obs_ref[outliers].tolist(), obs_pid[outliers].tolist(),
+                                    obs_pt[outliers].tolist(), strict=True):
             seg.keyframes[k].bad[row] = True
-            # a track that leaves the rigid scene's geometry is not trusted again
+            if keep_point[j]:
+                continue
             seg.dynamic.add(pid)
             seg.points.pop(pid, None)
             seg.colors.pop(pid, None)
@@ -590,7 +1038,7 @@ class SlamSystem:
             for fov in grid:
                 f = geo.fov_to_focal(fov, self.w)
                 try:
-                    costs.append(self._ba(seg, window=False, iters=6, focal_override=f, commit=False))
+                    costs.append(self._ba(seg, window=False, iters=6, focal_override=f, commit=False).cost)
                 except Exception as exc:  # a diverging candidate just loses the sweep
                     log.debug("focal sweep candidate %.1f deg failed: %s", fov, exc)
                     costs.append(float("inf"))
@@ -598,13 +1046,26 @@ class SlamSystem:
             f0 = geo.fov_to_focal(best, self.w)
             log.info("focal sweep: best FoV %.1f deg (f=%.1f px)", best, f0)
             self._ba(seg, window=False, iters=10, focal_override=f0)
+        # the radial terms are refined only with the whole map (finish): on the first keyframes they trade off
+        # against the focal and their estimate is unstable
         self._ba(seg, window=False, iters=self.cfg.ba.global_iters, optimize_focal=True)
         self.focal_calibrated = True
-        log.info("focal calibrated: %.1f px (FoV %.1f deg)", self.intr[0],
-                 math.degrees(2 * math.atan(self.w / (2 * self.intr[0]))))
+        log.info("focal calibrated: %.1f px (FoV %.1f deg), radial k1 %.4f k2 %.4f", self.intr[0],
+                 math.degrees(2 * math.atan(self.w / (2 * self.intr[0]))), self.dist[0], self.dist[1])
 
     # ------------------------------------------------------------------ finish
     def finish(self) -> SlamOutput:
+        for seg in list(self.segments):
+            if seg.kind == "init" and seg.planar_hyp is not None and seg.ref is not None and seg.init_pending:
+                # the video ended while two planar motions were still being told apart: take the better one
+                # (a translating camera is not a rotation-only chunk)
+                f, ids, uv, _ = seg.init_pending[-1]
+                _, ia, ib = np.intersect1d(seg.ref[1], ids, return_indices=True)
+                self._force_planar = True
+                try:
+                    self._try_initialise(seg, f, ids, uv, ia, ib, self._last_rgb)
+                finally:
+                    self._force_planar = False
         segs = list(self.segments)
         for seg in segs:
             if seg.kind == "init":
@@ -618,11 +1079,45 @@ class SlamSystem:
             if seg.kind == "map":
                 if self.estimate_focal and not self.focal_calibrated:
                     self._calibrate_focal(seg)
+                refine = self.estimate_focal and len(seg.keyframes) >= 3
                 for _ in range(2):
-                    self._ba(seg, window=False, iters=self.cfg.ba.global_iters,
-                             optimize_focal=self.estimate_focal and len(seg.keyframes) >= 3)
+                    self._ba(seg, window=False, iters=self.cfg.ba.global_iters, optimize_focal=refine,
+                             optimize_radial=self.radial_terms if refine else 0)
+                if refine:
+                    self._drop_insignificant_radial(seg)
                 self._normalise_scale(seg)
         return self._assemble()
+
+    def _drop_insignificant_radial(self, seg: Segment) -> None:
+        """Back to pinhole (and refit the focal) when the radial terms do not pass the significance test."""
+        if not (self.radial_terms and self.distorted) or self._distortion_significant(seg):
+            return
+        old_intr, old_dist = self.intr.copy(), self.dist.copy()
+        self.dist[:] = 0.0
+        self._remap_pixels(old_intr, old_dist)
+        self._ba(seg, window=False, iters=self.cfg.ba.global_iters, optimize_focal=True)
+
+    def _distortion_significant(self, seg: Segment) -> bool:
+        """Model selection for the self-calibrated radial terms: refit the map without them (focal free) and
+        keep them only if the squared reprojection error drops by more than ``radial_min_chi2`` times the
+        per-coordinate noise variance (a likelihood-ratio test; one or two parameters against thousands of
+        observations), so a lens without distortion stays pinhole."""
+        with_d = self._ba(seg, window=False, iters=3, optimize_focal=True, commit=False)
+        without = self._ba(seg, window=False, iters=self.cfg.ba.global_iters, optimize_focal=True, commit=False,
+                           radial_override=np.zeros(2))
+        lim = self.cfg.ba.outlier_px
+        e1, e0 = with_d.reproj_px, without.reproj_px
+        inl = (e1 < lim) & (e0 < lim)
+        if inl.sum() < 20:
+            return True
+        s1, s0 = float(np.sum(e1[inl] ** 2)), float(np.sum(e0[inl] ** 2))
+        var = s1 / max(2 * int(inl.sum()) - 1, 1)
+        stat = (s0 - s1) / max(var, 1e-12)
+        keep = stat > self.cfg.intrinsics.radial_min_chi2
+        log.info("radial distortion k1 %.4f k2 %.4f: squared error %.1f with, %.1f without (test %.1f): %s",
+                 self.dist[0], self.dist[1], s1, s0, stat, "kept" if keep else "dropped (pinhole)")
+        self.stats["radial_test"] = round(stat, 2)
+        return keep
 
     def _normalise_scale(self, seg: Segment) -> None:
         depths = []
@@ -686,6 +1181,7 @@ class SlamSystem:
         N = (frames_all[-1] - base + 1) if frames_all else 0
         c2w = np.tile(np.eye(4), (N, 1, 1))
         status = np.full(N, LOST, np.int8)
+        segment = np.full(N, -1, np.int32)
         have = np.zeros(N, bool)
         G = np.eye(4)  # segment world -> output world
         last_good = np.eye(4)
@@ -703,6 +1199,7 @@ class SlamSystem:
                 if rec.frame in poses and rec.frame not in self.untracked:
                     c2w[i] = G @ poses[rec.frame][0]
                     status[i] = poses[rec.frame][1]
+                    segment[i] = seg.index
                     last_good = c2w[i]
                 else:
                     c2w[i] = last_good  # held pose, flagged lost in status
@@ -734,8 +1231,8 @@ class SlamSystem:
         r = np.concatenate(reproj) if reproj else np.zeros(0)
         kinds = {s.kind for s in self.segments}
         return SlamOutput(
-            c2w=c2w.astype(np.float64), status=status, keyframes=np.asarray(sorted(kfs), np.int64),
-            intrinsics=self.intr.copy(), points=cat(pts_all, (0, 3), np.float32),
+            c2w=c2w.astype(np.float64), status=status, segment=segment, keyframes=np.asarray(sorted(kfs), np.int64),
+            intrinsics=self.intr.copy(), radial=self.dist.copy(), points=cat(pts_all, (0, 3), np.float32),
             colors=cat(col_all, (0, 3), np.uint8), obs_frame=cat(of, (0,), np.int32),
             obs_point=cat(op, (0,), np.int32), obs_uv=cat(ouv, (0, 2), np.float32),
             mean_reproj_px=float(r.mean()) if len(r) else float("nan"),

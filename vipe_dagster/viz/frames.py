@@ -201,23 +201,25 @@ class SequenceSource:
 
     def __init__(self, store: ArtifactStore, name: str, cache_frames: int = 16):
         self.store, self.name = store, name
-        c2w, inds = store.read_pose(name)
+        store.check_set(name)  # files of two runs are never shown together (io/generation.py)
+        c2w, inds, pcheck = store.pose_check(name)
         if len(c2w) == 0:
             raise ArtifactError(f"{store.path('pose', name)}: no poses")
         self.c2w = c2w.astype(np.float32)
         self.pose_inds = inds
         self.n = len(c2w)
-        # frames whose pose is unusable (non-finite, or not a rotation) are skipped when drawing
-        with np.errstate(invalid="ignore"):
-            det = np.linalg.det(np.where(np.isfinite(self.c2w[:, :3, :3]), self.c2w[:, :3, :3], 0.0))
-        self.pose_valid = np.isfinite(self.c2w).all(axis=(1, 2)) & (np.abs(det - 1.0) < 0.05)
+        # frames whose pose is unusable (malformed by the shared rules of io/checks.py, or flagged invalid
+        # because tracking was lost) are skipped when drawing
+        self.pose_valid = pcheck.usable
         if not self.pose_valid.any():
-            raise ArtifactError(f"{store.path('pose', name)}: none of the {self.n} poses is a finite rigid "
-                                f"transform (expected 4x4 camera-to-world matrices with a rotation block)")
+            raise ArtifactError(f"{store.path('pose', name)}: none of the {self.n} poses is usable "
+                                f"(expected finite 4x4 camera-to-world matrices with a rotation block, not "
+                                f"flagged invalid)")
         if not self.pose_valid.all():
             bad = np.nonzero(~self.pose_valid)[0]
-            log.warning("%s: %d invalid poses (first at frame %d) are not drawn", store.path("pose", name),
-                        len(bad), bad[0])
+            log.warning("%s: %d unusable poses (first at frame %d: %s) are not drawn",
+                        store.path("pose", name), len(bad), bad[0],
+                        pcheck.problems[0] if pcheck.problems else "flagged invalid")
         if store.exists("intrinsics", name):
             intr, _, types = store.read_intrinsics(name)
             if len(intr) == 1 and self.n > 1:

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import ArtifactError, InputError
 from ..io import ArtifactStore
+from ..io.generation import check_set
 from .ego import EgoRender, find_ego_renders
 from .frames import RandomAccessVideo, SequenceSource
 from .geometry import (
@@ -111,6 +112,20 @@ class ResultViewer:
                 raise InputError(f"sequence {sequence!r} not found in {self.store.root}; "
                                  f"available: {', '.join(names)}")
             names = [sequence]
+        # a set that mixes two runs is refused (one sequence asked for) or left out of the list (all of them)
+        consistent = []
+        for n in names:
+            rep = check_set(self.store, n)
+            if rep.ok:
+                consistent.append(n)
+            elif sequence is not None:
+                rep.raise_if_bad()
+            else:
+                log.warning("sequence %s left out of the viewer: %s", n, rep.problems[0])
+        if not consistent:
+            raise ArtifactError(f"no sequence in {self.store.root} forms one consistent artifact set "
+                                f"(first problem: {check_set(self.store, names[0]).problems[0]})")
+        names = consistent
         self.sequences = names
         self.server = viser.ViserServer(host=host, port=port, label="vipe-dagster", verbose=verbose)
         self._lock = threading.RLock()

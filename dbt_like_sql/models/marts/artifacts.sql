@@ -13,6 +13,7 @@ WITH a AS (
             WHEN 'camera' THEN s.intrinsics_frames
             WHEN 'depth' THEN s.depth_frames
             WHEN 'rgb' THEN s.rgb_frames
+            WHEN 'mask' THEN s.mask_frames
         END AS frame_count,
         CASE a.attribute
             WHEN 'pose' THEN s.pose_valid
@@ -20,7 +21,11 @@ WITH a AS (
             WHEN 'camera' THEN s.intrinsics_valid
             WHEN 'depth' THEN s.depth_valid
             WHEN 'rgb' THEN s.rgb_valid
-        END AS validated
+            WHEN 'mask' THEN s.mask_valid
+        END AS validated,
+        s.frame_counts_agree,
+        s.generation,
+        s.generation_ok
     FROM {{ ref('stg_artifacts') }} AS a
     LEFT JOIN {{ ref('stg_video_stats') }} AS s ON s.root = a.root AND s.sequence = a.sequence
 )
@@ -39,6 +44,9 @@ SELECT
     a.recorded_sha256,
     v.num_frames AS expected_frames,
     coalesce(v.dataset <> 'local' AND a.frame_count IS NOT NULL AND a.frame_count <> v.num_frames, false)
-        AS frame_mismatch
+        AS frame_mismatch,
+    a.frame_counts_agree,
+    a.generation,
+    a.generation_ok
 FROM a
 LEFT JOIN {{ ref('videos') }} AS v ON v.sequence = a.sequence

@@ -1,4 +1,5 @@
--- One row per shard and attribute: remote tar (path, bytes), videos it should hold, local extraction status.
+-- One row per shard and attribute: remote tar (path, bytes), videos it should hold, local extraction status,
+-- and the frames counted in the extracted files (local_frames) against meta.parquet (frames).
 -- index: dataset, tar_name
 -- test: not_null(dataset, tar_name, attribute)
 -- test: unique(dataset, tar_name, attribute)
@@ -22,6 +23,16 @@ local_state AS (
         max(extracted) AS extracted_at
     FROM {{ ref('stg_local_shards') }}
     GROUP BY tar_name, attribute
+),
+local_counts AS (
+    SELECT
+        tar_name, CASE attribute WHEN 'camera' THEN 'intrinsics' ELSE attribute END AS attribute,
+        sum(frame_count) FILTER (WHERE attribute <> 'camera') AS local_frames,
+        count(DISTINCT sequence) FILTER (WHERE frame_mismatch) AS videos_frame_mismatch,
+        count(DISTINCT sequence) FILTER (WHERE NOT coalesce(frame_counts_agree, true)) AS videos_counts_disagree
+    FROM {{ ref('artifacts') }}
+    WHERE tar_name IS NOT NULL
+    GROUP BY 1, 2
 )
 SELECT
     p.dataset,
@@ -37,9 +48,13 @@ SELECT
     l.checksum,
     l.member_count,
     l.local_sequences,
-    l.extracted_at
+    l.extracted_at,
+    c.local_frames,
+    coalesce(c.videos_frame_mismatch, 0) AS videos_frame_mismatch,
+    coalesce(c.videos_counts_disagree, 0) AS videos_counts_disagree
 FROM per_shard AS p
 CROSS JOIN attrs AS a
 LEFT JOIN {{ ref('stg_remote_shards') }} AS r
     ON r.dataset = p.dataset AND r.tar_name = p.tar_name AND r.attribute = a.attribute
 LEFT JOIN local_state AS l ON l.tar_name = p.tar_name AND l.attribute = a.attribute
+LEFT JOIN local_counts AS c ON c.tar_name = p.tar_name AND c.attribute = a.attribute
