@@ -78,6 +78,9 @@ def temporal_consistency(store: ArtifactStore, name: str, gap: int = 5, max_pair
     poses, _ = store.read_pose(name)
     poses = poses.astype(np.float64)
     pose_ok = store.read_pose_valid(name)
+    if not store.exists("intrinsics", name):
+        log.warning("temporal consistency of %s not measured: %s is missing", name, store.path("intrinsics", name))
+        return {"median": float("nan"), "p90": float("nan"), "per_pair": [], "pairs": [], "gap": gap}
     intr, _, _ = store.read_intrinsics(name)
     n = store.depth_count(name)
     if n != len(poses):
@@ -112,3 +115,50 @@ def temporal_consistency(store: ArtifactStore, name: str, gap: int = 5, max_pair
     return {"median": float(np.median(arr)) if arr.size else float("nan"),
             "p90": float(np.percentile(arr, 90)) if arr.size else float("nan"),
             "per_pair": per_pair, "pairs": pairs, "gap": gap}
+
+
+# ------------------------------------------------------------------------------------------ the depth check
+MIN_MEASURED_MEAN = 0.25
+"""Mean share of pixels measured (kept by the MVS filters, not filled) below which depth is mostly fill."""
+MAX_UNMEASURED_FRAMES = 0.2
+"""At most this share of frames may have almost nothing measured (< 5 % of the pixels)."""
+MAX_TEMPORAL_INCONSISTENCY = 0.05
+"""Median over frame pairs (t, t + 5) of the median relative depth disagreement after warping by the poses."""
+
+
+def depth_quality(store: ArtifactStore, name: str, gap: int = 5, max_pairs: int = 60) -> dict:
+    """What the ``depth_valid`` check judges beyond finiteness: the measured (un-filled) share per frame (from
+    the confidence sidecar, when the depth came with one) and the temporal consistency under the poses.
+
+    Returns ``{"problems": [...], "measured_mean", "measured_min", "unmeasured_frames", "temporal_consistency",
+    "temporal_consistency_p90", "pairs"}``; an empty ``problems`` list passes. Depth without a confidence
+    sidecar (imported, or from ViPE) is judged on temporal consistency alone (``measured_mean`` None).
+    """
+    problems: list[str] = []
+    out: dict = {"measured_mean": None, "measured_min": None, "unmeasured_frames": None}
+    if has_kept(store, name):
+        fr = kept_fractions(store, name)
+        n = store.depth_count(name)
+        if len(fr) != n:
+            problems.append(f"{depth_conf_path(store, name)} has {len(fr)} frames but {store.path('depth', name)} "
+                            f"has {n}")
+        elif len(fr):
+            low = int((fr < 0.05).sum())
+            out.update(measured_mean=float(fr.mean()), measured_min=float(fr.min()), unmeasured_frames=low)
+            if fr.mean() < MIN_MEASURED_MEAN:
+                problems.append(f"{store.path('depth', name)}: only {fr.mean():.1%} of the pixels were measured on "
+                                f"average (kept by the MVS filters; the rest is fill), expected >= "
+                                f"{MIN_MEASURED_MEAN:.0%}")
+            if low > MAX_UNMEASURED_FRAMES * len(fr):
+                k = int(np.flatnonzero(fr < 0.05)[0])
+                problems.append(f"{store.path('depth', name)}: {low} of {len(fr)} frames have < 5% measured depth "
+                                f"(first frame {k} with {fr[k]:.1%}); expected at most "
+                                f"{MAX_UNMEASURED_FRAMES:.0%} of the frames")
+    tc = temporal_consistency(store, name, gap=gap, max_pairs=max_pairs)
+    out.update(temporal_consistency=tc["median"], temporal_consistency_p90=tc["p90"], pairs=len(tc["pairs"]))
+    if tc["pairs"] and not tc["median"] <= MAX_TEMPORAL_INCONSISTENCY:
+        problems.append(f"{store.path('depth', name)}: frames {gap} apart disagree by {tc['median']:.1%} (median "
+                        f"relative depth difference after warping by the poses, over {len(tc['pairs'])} pairs), "
+                        f"expected <= {MAX_TEMPORAL_INCONSISTENCY:.0%}")
+    out["problems"] = problems
+    return out

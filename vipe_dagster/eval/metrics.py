@@ -307,14 +307,14 @@ def mask_scores(tp: int, fp: int, fn: int) -> dict[str, float]:
 
 def depth_pair_consistency(depth_a: np.ndarray, depth_b: np.ndarray, k_a: np.ndarray, k_b: np.ndarray,
                            c2w_a: np.ndarray, c2w_b: np.ndarray, static_a: np.ndarray | None = None,
-                           static_b: np.ndarray | None = None, stride: int = 2,
-                           occlusion_rel: float = 0.25) -> tuple[float, int]:
+                           static_b: np.ndarray | None = None, stride: int = 2) -> tuple[float, int]:
     """Median relative difference ``|z_ab - d_b| / d_b`` of frame a's depth warped into frame b.
 
     Pixels of a (on a ``stride`` grid, static where ``static_a`` is True) are back-projected with their
-    depth, moved by the poses into b and compared with b's depth at the nearest pixel (static there too).
-    Points that land clearly behind b's surface (more than ``occlusion_rel`` farther) are occluded in b and
-    do not count, as are points outside b. Returns ``(median, pixels compared)``; ``(nan, 0)`` when nothing
+    depth, moved by the poses into b and compared with b's depth at the nearest pixel (static there too);
+    points outside b do not count. Points occluded in b (behind b's surface) are not singled out: they are a
+    minority near depth edges and the median ignores them, whereas excluding "points behind" would also hide
+    a whole frame whose scale jumped. Returns ``(median, pixels compared)``; ``(nan, 0)`` when nothing
     overlaps. ``k`` are ``fx fy cx cy`` in pixels of the depth maps, poses camera-to-world.
     """
     h, w = depth_a.shape
@@ -341,8 +341,7 @@ def depth_pair_consistency(depth_a: np.ndarray, depth_b: np.ndarray, k_a: np.nda
     good = np.isfinite(db) & (db > 0)
     if static_b is not None:
         good &= static_b[vb, ub]
-    rel = (z[good] - db[good]) / db[good]
-    rel = np.abs(rel[rel < occlusion_rel])
+    rel = np.abs(z[good] - db[good]) / db[good]
     if rel.size == 0:
         return float("nan"), 0
     return float(np.median(rel)), int(rel.size)

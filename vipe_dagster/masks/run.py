@@ -178,9 +178,11 @@ def _skew(v: np.ndarray) -> np.ndarray:
 
 
 def _residual(flow: np.ndarray, depth: np.ndarray | None, k_a: np.ndarray, k_b: np.ndarray, c2w_a: np.ndarray,
-              c2w_b: np.ndarray, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """Pixel residual of the flow a->b against the camera motion (rigid flow or Sampson distance).
-    ``flow``/``depth`` may be a crop whose top-left pixel is ``offset`` (x, y) of the image."""
+              c2w_b: np.ndarray, offset: tuple[int, int] = (0, 0),
+              image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Pixel residual of the flow a->b against the camera motion (rigid flow or Sampson distance); NaN where
+    the rigid flow leaves frame b. ``flow``/``depth`` may be a crop whose top-left pixel is ``offset`` (x, y)
+    of an image of ``image_size`` (w, h)."""
     h, w = flow.shape[:2]
     vv, uu = np.mgrid[offset[1]:offset[1] + h, offset[0]:offset[0] + w].astype(np.float64)
     t_ba = np.linalg.inv(c2w_b) @ c2w_a
@@ -194,7 +196,10 @@ def _residual(flow: np.ndarray, depth: np.ndarray | None, k_a: np.ndarray, k_b: 
             ub = k_b[0] * p[..., 0] / z + k_b[2]
             vb = k_b[1] * p[..., 1] / z + k_b[3]
         res = np.hypot(uu + flow[..., 0] - ub, vv + flow[..., 1] - vb)
-        return np.where((z > 0) & np.isfinite(res), res, np.nan)
+        # a point that leaves frame b has no flow measurement (DIS extrapolates there)
+        wb, hb = image_size if image_size is not None else (flow.shape[1], flow.shape[0])
+        inside = (ub >= 0) & (ub <= wb - 1) & (vb >= 0) & (vb <= hb - 1)
+        return np.where((z > 0) & np.isfinite(res) & inside, res, np.nan)
     # Sampson distance in pixels of b: F = K_b^-T [t]x R K_a^-1
     ka = np.array([[k_a[0], 0, k_a[2]], [0, k_a[1], k_a[3]], [0, 0, 1]])
     kb = np.array([[k_b[0], 0, k_b[2]], [0, k_b[1], k_b[3]], [0, 0, 1]])
@@ -299,9 +304,10 @@ class _InstanceStats:
 
 def strong_motion_share(residual: np.ndarray, cfg: MaskConfig) -> float:
     """Share of the image covered by the largest coherent region of strong motion residual (above twice the
-    ``residual_px`` floor): scattered noise on static structure stays small, a moving object does not."""
-    strong = (np.nan_to_num(residual, nan=0.0) > 2.0 * cfg.residual_px).astype(np.uint8)
-    strong = cv2.morphologyEx(strong, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    frame's robust threshold): scattered noise on static structure stays small, a moving object does not."""
+    thr = 2.0 * _robust_threshold(residual, cfg.residual_k, cfg.residual_px)
+    strong = (np.nan_to_num(residual, nan=0.0) > thr).astype(np.uint8)
+    strong = cv2.morphologyEx(strong, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
     n, _, st, _ = cv2.connectedComponentsWithStats(strong, connectivity=8)
     return float(st[1:, cv2.CC_STAT_AREA].max() / strong.size) if n > 1 else 0.0
 
@@ -331,7 +337,9 @@ def _motion_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int]
             fg = np.zeros((size[1], size[0]), bool)
             r = None
         else:
-            r = np.nanmin(np.stack(res), axis=0) if len(res) > 1 else res[0]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: left both neighbours
+                r = np.nanmin(np.stack(res), axis=0) if len(res) > 1 else res[0]
             rr = np.nan_to_num(r, nan=0.0)
             thr = _robust_threshold(r, cfg.residual_k, cfg.residual_px)
             fg = tracker.clean(rr > thr)
@@ -342,7 +350,7 @@ def _motion_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int]
                 means = np.bincount(lab.ravel(), rr.ravel(), ncomp) / np.maximum(np.bincount(lab.ravel(), None,
                                                                                                ncomp), 1)
                 fg = np.isin(lab, np.flatnonzero(means >= cfg.seed_residual_px)) & (lab > 0)
-            strong.append(strong_motion_share(rr, cfg))
+            strong.append(strong_motion_share(r, cfg))
             if fg.any() and (cfg.grow_margin > 0 or cfg.grabcut_iterations > 0):
                 fg, r = _grow(i, fg, r, thr, flows)
             fg = _carry(i, fg)
@@ -401,9 +409,11 @@ def _motion_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int]
             fooled = d_bg is not None and bool(np.nanmedian(depth[i][comp]) > cfg.fooled_ratio
                                                * np.nanmedian(d_bg[comp[y0:y1, x0:x1]]))
             if fooled and cfg.grow_margin > 0:
-                rb = [_residual(f[y0:y1, x0:x1], d_bg, k_lo[i], k_lo[j], poses[i], poses[j], offset=(x0, y0))
-                      for j, f in flows.items()]
-                r_bg = np.nanmin(np.stack(rb), axis=0) if len(rb) > 1 else rb[0]
+                rb = [_residual(f[y0:y1, x0:x1], d_bg, k_lo[i], k_lo[j], poses[i], poses[j], offset=(x0, y0),
+                                image_size=(w, h)) for j, f in flows.items()]
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    r_bg = np.nanmin(np.stack(rb), axis=0) if len(rb) > 1 else rb[0]
                 sub = np.zeros_like(comp)
                 sub[y0:y1, x0:x1] = np.nan_to_num(r_bg, nan=0.0) > thr
                 # only the part connected to the seed: a box can also hold unrelated static structure
