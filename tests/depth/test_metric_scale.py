@@ -63,6 +63,7 @@ def _metric_depth_error(store, res) -> float:
 
 
 def _check_metric(store, res, c2w_gt, source):
+    store.check_set(res.name)  # rescaled files are recorded in the generation like any other write
     man = store.read_manifest(res.name)
     assert man["scale"] == "metric" and man["scale_source"]["source"] == source
     assert man["pose"]["scale"] == "metric"

@@ -202,12 +202,12 @@ def apply_scale(store: ArtifactStore, name: str, ms: MetricScale) -> MetricScale
         raise MetricScaleError(f"{ms.source}: metric factor {s} is not a positive number")
     uri = store.path("pose", name)
     arrays = store._read_npz(uri)
-    if "data" not in arrays:
-        raise ArtifactError(f"{uri}: expected an array 'data'")
+    if "data" not in arrays or "inds" not in arrays:
+        raise ArtifactError(f"{uri}: expected arrays 'data' and 'inds'")
     data = arrays["data"].astype(np.float64)
     data[:, :3, 3] *= s
-    arrays["data"] = data.astype(np.float32)
-    store._write_npz(uri, **arrays)
+    store.write_pose(name, data.astype(np.float32), inds=arrays["inds"], keyframe_ids=arrays.get("keyframe_ids"),
+                     valid=arrays.get("valid"))
     if store.exists("sparse", name):
         from ..io import SparseMap
 

@@ -21,6 +21,7 @@ import logging
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import cv2
@@ -137,9 +138,11 @@ class _InstanceTracker:
         return out
 
 
-def _frames_lo(store: ArtifactStore, name: str, size: tuple[int, int]) -> Iterator[tuple[int, np.ndarray]]:
+def _frames_lo(store: ArtifactStore, name: str, size: tuple[int, int], with_full: bool = False) -> Iterator:
+    """``(t, frame at size)`` or, ``with_full``, ``(t, frame at size, full-resolution frame)``."""
     for t, (_, frame) in enumerate(store.open_rgb(name)):
-        yield t, cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        lo = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        yield (t, lo, frame) if with_full else (t, lo)
 
 
 def _background_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int], full: tuple[int, int],
@@ -314,7 +317,7 @@ def strong_motion_share(residual: np.ndarray, cfg: MaskConfig) -> float:
 
 def _motion_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int], full: tuple[int, int],
                   poses: np.ndarray, k_lo: np.ndarray, use_depth: bool, cfg: MaskConfig, writer,
-                  stats: _InstanceStats) -> tuple[int, float, dict]:
+                  stats: _InstanceStats, refiller: _DepthRefiller | None = None) -> tuple[int, float, dict]:
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     gap = cfg.flow_gap
     gray: dict[int, np.ndarray] = {}
@@ -357,7 +360,10 @@ def _motion_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int]
         ids = tracker(fg)
         stats.add(i, ids, r)
         fg_total += float((ids > 0).mean())
-        writer.add(cv2.resize(ids, full, interpolation=cv2.INTER_NEAREST))
+        ids_full = cv2.resize(ids, full, interpolation=cv2.INTER_NEAREST)
+        writer.add(ids_full)
+        if refiller is not None:
+            refiller.add(ids_full, color_full.pop(i))
 
     def _carry(i: int, fg: np.ndarray) -> np.ndarray:
         """Objects that stop moving stay objects for ``hold_frames``: components of the previous mask that no
@@ -432,9 +438,12 @@ def _motion_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int]
             out |= comp
         return out, r_out
 
-    for t, frame in _frames_lo(store, name, size):
+    color_full: dict[int, np.ndarray] = {}  # full-resolution frames awaiting the depth refill
+    for t, frame, frame_full in _frames_lo(store, name, size, with_full=True):
         gray[t] = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         color[t] = frame
+        if refiller is not None:
+            color_full[t] = frame_full
         if depth_iter is not None:
             try:
                 _, d = next(depth_iter)
@@ -453,49 +462,63 @@ def _motion_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int]
     return tracker.next_id - 1, fg_total / max(n, 1), motion
 
 
-def refill_dynamic_depth(store: ArtifactStore, name: str, dilate_px: int = 5) -> dict:
-    """Replace the depth of moving objects (``mask/<n>.zip`` id > 0, dilated) by the edge-aware fill of the
-    static depth around them, and mark those pixels as not measured in ``vipe/<n>_depth_conf.zip``: multi-view
-    stereo on a moving object measures a static point that does not exist. Frames without moving pixels are
-    copied unchanged. Returns ``{"frames": frames changed, "pixels": share of the pixels refilled}``."""
-    from ..depth.mvs import edge_aware_fill
-    from ..depth.quality import conf_writer, depth_conf_path
-    from ..io.artifacts import FrameZipReader, _decode_mask_png
+class _DepthRefiller:
+    """Streams ``depth/<n>.zip`` (and its confidence sidecar) into new files while the masks are written: the
+    depth of moving objects (id > 0, dilated) is replaced by the edge-aware fill of the static depth around
+    them and marked not measured; multi-view stereo on a moving object measures a static point that does not
+    exist. The new depth is committed before the masks, so the masks record the depth they belong to."""
 
-    has_conf = fs.exists(depth_conf_path(store, name))
-    conf_it = FrameZipReader(depth_conf_path(store, name), "png", _decode_mask_png).iter() if has_conf else None
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate_px + 1, 2 * dilate_px + 1))
-    changed, pixels, total = 0, 0, 0
-    masks = store.iter_masks(name)
-    frames = store.open_rgb(name)
-    depths, confs = [], []
-    for (_, d), (_, m), (_, rgb) in zip(store.iter_depth(name), masks, frames, strict=False):
-        c = next(conf_it)[1] if conf_it is not None else None
-        total += d.size
-        dyn = cv2.dilate((m > 0).astype(np.uint8), kernel) > 0
-        if dyn.any() and not dyn.all():
+    def __init__(self, store: ArtifactStore, name: str, dilate_px: int = 5) -> None:
+        self.store, self.name = store, name
+        self.kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate_px + 1, 2 * dilate_px + 1))
+        self.frames = self.pixels = self.total = 0
+
+    def __enter__(self) -> _DepthRefiller:
+        from contextlib import ExitStack
+
+        from ..depth.quality import conf_writer, depth_conf_path
+        from ..io.artifacts import FrameZipReader, _decode_mask_png
+
+        self._stack = ExitStack()
+        self._depth_in = self.store.iter_depth(self.name)
+        has_conf = fs.exists(depth_conf_path(self.store, self.name))
+        self._conf_in = (FrameZipReader(depth_conf_path(self.store, self.name), "png", _decode_mask_png).iter()
+                         if has_conf else None)
+        # exit order: the confidence sidecar, then the depth (recorded), then the caller's mask writer
+        self._depth_out = self._stack.enter_context(self.store.depth_writer(self.name))
+        self._conf_out = self._stack.enter_context(conf_writer(self.store, self.name)) if has_conf else None
+        return self
+
+    def add(self, ids: np.ndarray, rgb: np.ndarray) -> None:
+        from ..depth.mvs import edge_aware_fill
+
+        _, d = next(self._depth_in)
+        c = next(self._conf_in)[1] if self._conf_in is not None else None
+        self.total += d.size
+        dyn = cv2.dilate((ids > 0).astype(np.uint8), self.kernel) > 0 if ids.any() else None
+        if dyn is not None and not dyn.all():
             ys, xs = np.nonzero(dyn)
             h, w = d.shape
-            py, px = max(8, (ys.max() - ys.min()) // 4), max(8, (xs.max() - xs.min()) // 4)
+            py, px = max(8, int(np.ptp(ys)) // 4), max(8, int(np.ptp(xs)) // 4)
             y0, y1 = max(0, ys.min() - py), min(h, ys.max() + py + 1)
             x0, x1 = max(0, xs.min() - px), min(w, xs.max() + px + 1)
             crop = np.where(dyn[y0:y1, x0:x1], np.nan, d[y0:y1, x0:x1]).astype(np.float32)
             if np.isfinite(crop).any():
                 d = d.copy()
                 d[y0:y1, x0:x1] = edge_aware_fill(crop, rgb[y0:y1, x0:x1].astype(np.float32) / 255.0, 0.08, 8)
-                changed += 1
-                pixels += int(dyn.sum())
+                self.frames += 1
+                self.pixels += int(dyn.sum())
                 if c is not None:
                     c = np.where(dyn, 0, c).astype(np.uint8)
-        depths.append(d)
-        if c is not None:
-            confs.append(c)
-    store.write_depth(name, depths)
-    if has_conf:
-        with conf_writer(store, name) as w:
-            for c in confs:
-                w.add(c)
-    return {"frames": changed, "pixels": pixels / max(total, 1)}
+        self._depth_out.add(d)
+        if self._conf_out is not None:
+            self._conf_out.add(c)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._stack.__exit__(exc_type, exc, tb)
+
+    def summary(self) -> dict:
+        return {"frames": self.frames, "pixel_fraction": self.pixels / max(self.total, 1)}
 
 
 def run_masks(store: ArtifactStore, name: str, config: MaskConfig | None = None) -> MaskResult:
@@ -531,14 +554,15 @@ def run_masks(store: ArtifactStore, name: str, config: MaskConfig | None = None)
             use_depth = cfg.use_depth and store.exists("depth", name)
             if use_depth and store.depth_count(name) != n:
                 raise ArtifactError(f"{store.path('depth', name)} has {store.depth_count(name)} frames, expected {n}")
-            n_inst, fg, motion = _motion_masks(store, name, n, size, full, poses.astype(np.float64), k_lo,
-                                               use_depth, cfg, writer, stats)
+            with _DepthRefiller(store, name) if use_depth and cfg.refill_depth else nullcontext() as refiller:
+                n_inst, fg, motion = _motion_masks(store, name, n, size, full, poses.astype(np.float64), k_lo,
+                                                   use_depth, cfg, writer, stats, refiller)
+            if refiller is not None:
+                motion["depth_refilled"] = refiller.summary()
             method = "motion_residual+" + ("depth" if use_depth else "epipolar")
             phrase = "dynamic object"
     phrases = {i: phrase for i in range(1, n_inst + 1)}
     store.write_phrases(name, phrases)
-    if mode == "motion" and cfg.refill_depth and store.exists("depth", name) and n_inst > 0:
-        motion["depth_refilled"] = refill_dynamic_depth(store, name)
     table = stats.table()
     for k, v in table.items():
         v["phrase"] = phrases.get(int(k), phrase)
