@@ -68,7 +68,7 @@ class DepthConfig(BaseModel):
                                                   "between take the fused depth of the swept frames around them")
     sweep_parallax_px: float = Field(6.0, gt=0, description="also sweep a frame once its parallax to the last swept "
                                                             "frame reaches this (px at MVS resolution, median depth)")
-    fuse_radius: int = Field(4, ge=0, description="each output frame fuses (per-pixel median) the filtered depths "
+    fuse_radius: int = Field(8, ge=0, description="each output frame fuses (per-pixel median) the filtered depths "
                                                   "of the swept frames within +-this many frames, warped by the "
                                                   "poses, and always those of the nearest swept frame on each side")
     fill_from_sweep: bool = Field(True, description="holes left by the filters first take the fused sweep depth "
