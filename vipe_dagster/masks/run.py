@@ -476,10 +476,16 @@ class _DepthRefiller:
     def __enter__(self) -> _DepthRefiller:
         from contextlib import ExitStack
 
+        import torch
+
         from ..depth.quality import conf_writer, depth_conf_path
         from ..io.artifacts import FrameZipReader, _decode_mask_png
 
         self._stack = ExitStack()
+        # small tensors: torch's intra-op threads only wait for each other (badly so on a loaded machine)
+        prev = torch.get_num_threads()
+        torch.set_num_threads(1)
+        self._stack.callback(torch.set_num_threads, prev)
         self._depth_in = self.store.iter_depth(self.name)
         has_conf = fs.exists(depth_conf_path(self.store, self.name))
         self._conf_in = (FrameZipReader(depth_conf_path(self.store, self.name), "png", _decode_mask_png).iter()
