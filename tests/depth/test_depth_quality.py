@@ -77,3 +77,21 @@ def test_mask_check_flags_empty_masks_on_a_moving_object(scene, inputs_only):
                        * still.config.num_frames, {})
     calm = masks_cover_motion(store2, still.name)
     assert calm["problems"] == [] and not calm["strong_frames"]
+
+
+def test_a_stale_confidence_sidecar_is_refused(scene, inputs_only):
+    from vipe_dagster.depth.quality import conf_matches_depth, depth_conf_path
+    from vipe_dagster.io.artifacts import FrameZipWriter, _encode_mask_png
+
+    res = scene(trajectory="orbit", scene="indoor", seed=1)
+    store = inputs_only(res, kinds=("rgb", "pose", "intrinsics", "camera", "depth"))
+    store.write_depth(res.name, [d for _, d in res.gt.iter_depth(res.name)])  # stamped with this generation
+    n, shape = res.config.num_frames, (res.config.height, res.config.width)
+    _write_conf(store, res.name, [0.7] * n, shape)
+    assert conf_matches_depth(store, res.name) and depth_quality(store, res.name, gap=3)["problems"] == []
+    with FrameZipWriter(depth_conf_path(store, res.name), "png", _encode_mask_png,
+                        comment="vipe-generation=an-earlier-run") as w:
+        for _ in range(n):
+            w.add(np.full(shape, 200, np.uint8))
+    assert not conf_matches_depth(store, res.name)
+    assert any("another generation" in p for p in depth_quality(store, res.name, gap=3)["problems"])

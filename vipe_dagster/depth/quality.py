@@ -31,9 +31,26 @@ def depth_conf_path(store: ArtifactStore, name: str) -> str:
 
 
 def conf_writer(store: ArtifactStore, name: str):
+    """Writer of the confidence sidecar, stamped with the sequence's generation like the depth it describes."""
     from ..io.artifacts import FrameZipWriter, _encode_mask_png
 
-    return FrameZipWriter(depth_conf_path(store, name), "png", _encode_mask_png)
+    return FrameZipWriter(depth_conf_path(store, name), "png", _encode_mask_png, comment=store._stamp(name))
+
+
+def _zip_stamp(uri: str) -> str | None:
+    import zipfile
+
+    from ..io import generation as G
+
+    with fs.open_read(uri) as f, zipfile.ZipFile(f) as z:
+        return G.parse_stamp(z.comment)
+
+
+def conf_matches_depth(store: ArtifactStore, name: str) -> bool:
+    """False when the sidecar and ``depth/<n>.zip`` carry different generation stamps (a stale sidecar of an
+    earlier run next to depth written since by something else); unstamped files are not judged."""
+    a, b = _zip_stamp(depth_conf_path(store, name)), _zip_stamp(store.path("depth", name))
+    return a is None or b is None or a == b
 
 
 def encode_confidence(conf: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -136,7 +153,10 @@ def depth_quality(store: ArtifactStore, name: str, gap: int = 5, max_pairs: int 
     """
     problems: list[str] = []
     out: dict = {"measured_mean": None, "measured_min": None, "unmeasured_frames": None}
-    if has_kept(store, name):
+    if has_kept(store, name) and not conf_matches_depth(store, name):
+        problems.append(f"{depth_conf_path(store, name)} belongs to another generation than "
+                        f"{store.path('depth', name)} (a stale confidence sidecar): the measured share is unknown")
+    elif has_kept(store, name):
         fr = kept_fractions(store, name)
         n = store.depth_count(name)
         if len(fr) != n:
