@@ -11,8 +11,8 @@ from typing import Any
 
 import dagster as dg
 
-from vipe_dagster import __version__
 from vipe_dagster.io import ArtifactStore, fs
+from vipe_dagster.provenance import code_version
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +24,12 @@ GPU_POOL = "gpu"
 BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 DATA_VERSION_TAG = "dagster/data_version"
 
-INGEST_CODE_VERSION = f"{__version__}+ingest.1"
-POSE_CODE_VERSION = f"{__version__}+pose.1"
-DEPTH_CODE_VERSION = f"{__version__}+depth.1"
-MASKS_CODE_VERSION = f"{__version__}+masks.1"
-EXPORT_CODE_VERSION = f"{__version__}+colmap.1"
+# code versions follow the source each stage runs (vipe_dagster.provenance): a change marks partitions stale
+INGEST_CODE_VERSION = code_version("ingest")
+POSE_CODE_VERSION = code_version("pose")
+DEPTH_CODE_VERSION = code_version("depth")
+MASKS_CODE_VERSION = code_version("masks")
+EXPORT_CODE_VERSION = code_version("colmap")
 
 VIDEO_PIPELINE_JOB = dg.define_asset_job(
     "video_pipeline",

@@ -19,10 +19,10 @@ from pydantic import Field
 from resources.artifacts import ArtifactStoreResource
 from resources.compute import ComputeResource
 from resources.egoexo import EgoExoResource
-from vipe_dagster import __version__
 from vipe_dagster.egoexo.takes import SEP, split_view_key
 from vipe_dagster.io import fs
 from vipe_dagster.previews import contact_sheet, markdown_image
+from vipe_dagster.provenance import code_version
 
 from ._common import BACKFILL, GPU_POOL, RETRY, classify_failures, engine_logs_to_dagster, placement_tags
 
@@ -32,8 +32,8 @@ TAKES = dg.DynamicPartitionsDefinition(name="takes")
 """One partition per Ego-Exo4D take with at least one renderable camera."""
 
 EGOEXO_GROUP = "egoexo"
-EGO_RENDER_CODE_VERSION = f"{__version__}+ego_render.1"
-BEST_VIEW_CODE_VERSION = f"{__version__}+best_ego_view.1"
+EGO_RENDER_CODE_VERSION = code_version("ego_render")
+BEST_VIEW_CODE_VERSION = code_version("best_ego_view")
 EGO_RENDER = dg.AssetKey("ego_render")
 COVERAGE_CHECK = "render_coverage"
 

@@ -12,7 +12,7 @@ from vipe_dagster.config import PoseConfig, preset
 from vipe_dagster.errors import ConfigError
 from vipe_dagster.io import fs
 from vipe_dagster.pipeline import run_pose
-from vipe_dagster.previews import markdown_image, trajectory_topdown
+from vipe_dagster.previews import markdown_image, trajectory_views
 from vipe_dagster.quality import (
     expectations_report,
     frame_metrics_table,
@@ -105,7 +105,9 @@ def slam_pose(context: dg.AssetExecutionContext, config: PoseRunConfig, artifact
     with fs.local_path_for_write(metrics_uri, suffix=".parquet") as tmp:
         table.write_parquet(tmp)
     verdict = pose_validity(c2w)
-    png = trajectory_topdown(c2w, res.keyframes, title=f"{key}: {len(c2w)} frames, scale {res.scale}")
+    unit = "m" if res.scale == "metric" else "relative units (median depth 1)"
+    png = trajectory_views(c2w, res.keyframes, store.read_pose_valid(key), unit,
+                           title=f"{key}: {len(c2w)} frames, scale {res.scale}")
     preview_uri = sidecar_path(store, key, "trajectory.png")
     fs.write_bytes(preview_uri, png)
     fx, fy, cx, cy = (float(v) for v in res.intrinsics[:4])

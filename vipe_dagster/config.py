@@ -70,6 +70,8 @@ class MapConfig(_Model):
     ratio: float = Field(0.9, gt=0, le=1, description="best / second-best descriptor distance needed to accept "
                          "a match (Lowe's ratio test among the candidates in the radius)")
     desc_size_px: float = Field(16.0, gt=0, description="SIFT descriptor support (keypoint size, px)")
+    desc_scale: float = Field(0.5, gt=0, le=1, description="descriptors are computed on the frame scaled by this "
+                              "factor (SIFT's scale space costs ~150 ms per 512x384 frame at full size)")
     recent_keyframes: int = Field(30, ge=1, description="the points of this many latest keyframes are candidates")
     loop_keyframes: int = Field(20, ge=0, description="plus the points of up to this many older keyframes "
                                 "that viewed the scene from nearby (loop candidates)")
@@ -117,6 +119,8 @@ class IntrinsicsConfig(_Model):
     radial_terms: int = Field(1, ge=0, le=2, description="radial distortion coefficients self-calibrated with "
                               "the focal (0 = pinhole, 1 = k1, 2 = k1 and k2); frames with a significant "
                               "estimated distortion are rectified to a pinhole camera after the pose stage")
+    radial_keyframes: int = Field(16, ge=3, description="the radial terms are first estimated (global BA with "
+                                  "the focal) once the map has this many keyframes, and refined at the end")
     radial_min_chi2: float = Field(50.0, gt=0, description="self-calibrated radial terms are kept only if they "
                                    "lower the squared reprojection error by this many noise variances (a "
                                    "likelihood-ratio test against the pinhole fit)")

@@ -77,7 +77,9 @@ def test_full_graph_on_generated_video_local(tmp_path, instance, handheld):
     assert rec.compute_mean_reprojection_error() < 2.0
     # code versions make a code change show partitions stale
     ev = instance.get_latest_materialization_event(dg.AssetKey("depth_maps"))
-    assert ev.asset_materialization.tags["dagster/code_version"].endswith("+depth.1")
+    from vipe_dagster.provenance import code_version
+
+    assert ev.asset_materialization.tags["dagster/code_version"] == code_version("depth")
 
 
 @pytest.mark.slow

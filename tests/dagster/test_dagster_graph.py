@@ -84,7 +84,9 @@ def test_full_graph_local(tmp_path, instance):
     assert any("vipe_dagster.ingest: ingesting" in m for m in messages)
     # code versions are recorded, so a code change marks partitions stale
     rec = instance.get_latest_materialization_event(dg.AssetKey("processed_video"))
-    assert rec.asset_materialization.tags["dagster/code_version"].endswith("+ingest.1")
+    from vipe_dagster.provenance import code_version
+
+    assert rec.asset_materialization.tags["dagster/code_version"] == code_version("ingest")
 
 
 @pytest.mark.slow

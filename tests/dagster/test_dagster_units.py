@@ -1,5 +1,6 @@
 """Registry, discovery, placement tags, quality functions and resources (no runs)."""
 
+import re
 import sys
 import textwrap
 
@@ -218,13 +219,13 @@ def test_engine_assets_are_pooled_versioned_and_backfilled_per_video():
     slam = defs.resolve_assets_def("pose_trajectory")
     assert slam.op.pool == "gpu"
     assert set(slam.keys) == {dg.AssetKey("camera_intrinsics"), dg.AssetKey("pose_trajectory")}
-    assert all(v.endswith("+pose.1") for v in slam.code_versions_by_key.values())
+    assert all(re.search(r"\+pose\.[0-9a-f]{10}$", v) for v in slam.code_versions_by_key.values())
     ingest = defs.resolve_assets_def("processed_video")
-    assert ingest.code_versions_by_key[dg.AssetKey("processed_video")].endswith("+ingest.1")
+    assert re.search(r"\+ingest\.[0-9a-f]{10}$", ingest.code_versions_by_key[dg.AssetKey("processed_video")])
     depth, masks = defs.resolve_assets_def("depth_maps"), defs.resolve_assets_def("dynamic_masks")
     export = defs.resolve_assets_def("colmap_export")
-    for a, suffix in ((depth, "+depth.1"), (masks, "+masks.1"), (export, "+colmap.1")):
-        assert next(iter(a.code_versions_by_key.values())).endswith(suffix)
+    for a, stage in ((depth, "depth"), (masks, "masks"), (export, "colmap")):
+        assert re.search(rf"\+{stage}\.[0-9a-f]{{10}}$", next(iter(a.code_versions_by_key.values())))
     assert depth.op.pool == masks.op.pool == "gpu"
     for a in (slam, ingest, depth, masks, export):
         assert a.partitions_def.name == "videos"
@@ -256,14 +257,30 @@ def test_previews_render_and_stay_small():
     import cv2
 
     from vipe_dagster.errors import ArtifactError
-    from vipe_dagster.previews import contact_sheet, markdown_image, trajectory_topdown
+    from vipe_dagster.previews import contact_sheet, depth_sheet, markdown_image, mask_sheet, trajectory_views
 
-    png = trajectory_topdown(_trajectory(50), keyframes=[0, 25, 49], title="t")
-    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
-    assert img.shape == (448, 420, 3)
-    # the path is drawn: the start marker (green) and coloured pixels exist
-    assert ((img[:, :, 1] > 120) & (img[:, :, 0] < 60) & (img[:, :, 2] < 60)).any()
+    valid = np.ones(50, bool)
+    valid[20:25] = False
+    png = trajectory_views(_trajectory(50), keyframes=[0, 25, 49], valid=valid, unit="m", title="t")
+    img = cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert img.shape[1] == 2 * 360 + 8  # top and side views
+    green = (img[:, :, 1] > 120) & (img[:, :, 0] < 60) & (img[:, :, 2] < 60)
+    red = (img[:, :, 0] > 180) & (img[:, :, 1] < 60) & (img[:, :, 2] < 60)
+    assert green[:, :360].any() and red[:, :360].any() and green[:, 368:].any()  # start and end in both
+    black_rows = ((img < 30).all(axis=2)).sum(axis=1)
+    assert black_rows[-60:].max() >= 10  # the scale bars under the views
+    with pytest.raises(ArtifactError, match="no valid camera pose"):
+        trajectory_views(_trajectory(5), valid=np.zeros(5, bool))
     rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (90, 160, 3), dtype=np.uint8)
+    depth = np.linspace(1, 3, 90 * 160, dtype=np.float32).reshape(90, 160)
+    dimg = cv2.imdecode(np.frombuffer(depth_sheet([(0, rgb, depth), (5, rgb, depth)], 1.0, 3.0, "m"),
+                                      np.uint8), cv2.IMREAD_COLOR)
+    bar = dimg[:, -70:]  # the colour bar: saturated turbo colours, red (near) above blue (far)
+    assert (bar[:, :, 2].astype(int) - bar[:, :, 0] > 100).any() and (bar[:, :, 0].astype(int) - bar[:, :, 2] > 100).any()
+    mask = np.zeros((90, 160), np.uint8)
+    mask[20:50, 30:90] = 1
+    assert mask_sheet([(3, rgb, mask)]).startswith(b"\x89PNG")
     frames = [(i, rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)) for i in range(4)]
     sheet = contact_sheet(frames)
     md = markdown_image(sheet, "noise", max_bytes=48_000)
@@ -271,6 +288,6 @@ def test_previews_render_and_stay_small():
     assert len(base64.b64decode(md.split(",", 1)[1][:-1])) < len(sheet)
     assert markdown_image(png).startswith("![preview](data:image/png;base64,")
     with pytest.raises(ArtifactError, match=r"\(N,4,4\)"):
-        trajectory_topdown(np.zeros((3, 3, 4)))
+        trajectory_views(np.zeros((3, 3, 4)))
     with pytest.raises(ArtifactError, match="at least one frame"):
         contact_sheet([])

@@ -40,12 +40,14 @@ def package_versions() -> dict[str, str]:
 
 def base_manifest(input_uri: str, input_hash: str, config: dict[str, Any]) -> dict[str, Any]:
     from .. import __version__
+    from ..provenance import git_sha
 
     return {
         "schema": MANIFEST_SCHEMA,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "input": {"uri": str(input_uri), "hash": input_hash},
         "code_version": __version__,
+        "git_sha": git_sha(),
         "config": config,
         "packages": package_versions(),
         "python": platform.python_version(),
