@@ -11,6 +11,12 @@ from resources.artifacts import ArtifactStoreResource
 from resources.compute import ComputeResource
 from resources.models import ModelHubResource
 from vipe_dagster.depth.config import DepthConfig, LearnedDepthConfig
+from vipe_dagster.depth.quality import (
+    MAX_TEMPORAL_INCONSISTENCY,
+    MAX_UNMEASURED_FRAMES,
+    MIN_MEASURED_MEAN,
+    depth_quality,
+)
 from vipe_dagster.depth.run import run_depth
 from vipe_dagster.errors import ConfigError
 from vipe_dagster.io import ArtifactStore, fs
@@ -140,8 +146,11 @@ def depth_maps(context: dg.AssetExecutionContext, config: DepthRunConfig, artifa
 
 
 @dg.asset_check(asset=DEPTH, blocking=True, partitions_def=VIDEOS,
-                description=f"One depth map per pose, and every frame has >= {MIN_VALID_FRACTION:.0%} finite, "
-                            "positive depth. Blocking: a COLMAP export or ego render from it would be garbage.")
+                description=f"One depth map per pose, every frame >= {MIN_VALID_FRACTION:.0%} finite, positive "
+                            f"depth; the measured (not filled) share >= {MIN_MEASURED_MEAN:.0%} on average with at "
+                            f"most {MAX_UNMEASURED_FRAMES:.0%} of the frames nearly unmeasured; frames 5 apart agree "
+                            f"after warping by the poses (median disagreement <= {MAX_TEMPORAL_INCONSISTENCY:.0%}). "
+                            "Blocking: a COLMAP export or ego render from it would be garbage.")
 def depth_valid(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
     key = context.partition_key
     store = artifacts.store()
@@ -168,9 +177,21 @@ def depth_valid(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore
             passed=False, metadata={**meta, "bad_frames": len(bad)},
             description=f"{uri}: {len(bad)} frame(s) below {MIN_VALID_FRACTION:.0%} finite positive depth, first "
                         f"frame {stats['frames'][k]} with {fr[k]:.1%}")
+    q = depth_quality(store, key)
+    for k_, v in (("measured_fraction_mean", q["measured_mean"]), ("measured_fraction_min", q["measured_min"]),
+                  ("nearly_unmeasured_frames", q["unmeasured_frames"]),
+                  ("temporal_consistency", q["temporal_consistency"]),
+                  ("temporal_consistency_p90", q["temporal_consistency_p90"]), ("consistency_pairs", q["pairs"])):
+        if v is not None and (not isinstance(v, float) or np.isfinite(v)):
+            meta[k_] = round(float(v), 4) if isinstance(v, float) else v
+    if q["problems"]:
+        return dg.AssetCheckResult(passed=False, metadata=meta, description="; ".join(q["problems"]))
+    measured = (f", {q['measured_mean']:.1%} measured (not filled) on average" if q["measured_mean"] is not None
+                else ", no confidence sidecar (measured share not checked)")
     return dg.AssetCheckResult(passed=True, metadata=meta,
                                description=f"{stats['count']} depth frames, finite and positive on "
-                                           f">= {fr.min():.1%} of every frame")
+                                           f">= {fr.min():.1%} of every frame{measured}; frames 5 apart agree to "
+                                           f"{q['temporal_consistency']:.1%} (median)")
 
 
 class MaskRunConfig(dg.Config):
@@ -234,5 +255,28 @@ def dynamic_masks(context: dg.AssetExecutionContext, config: MaskRunConfig,
     })
 
 
+@dg.asset_check(asset=MASKS, blocking=False, partitions_def=VIDEOS,
+                description="Moving camera: frames with a clearly moving region (coherent motion residual above "
+                            "twice the frame's robust threshold over >= 1% of the image, against the rigid flow of "
+                            "poses + depth) must "
+                            "have masks covering it; fails when more than 25% of such frames are missed. Fixed "
+                            "cameras are not judged.")
+def masks_cover_motion(context: dg.AssetCheckExecutionContext,
+                       artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
+    from vipe_dagster.masks.quality import masks_cover_motion as judge
+
+    key = context.partition_key
+    store = artifacts.store()
+    q = judge(store, key)
+    meta = {"checked_frames": q["checked_frames"], "strong_motion_frames": len(q["strong_frames"]),
+            "missed_frames": len(q["missed_frames"]), "residual": q["method"]}
+    if q["problems"]:
+        return dg.AssetCheckResult(passed=False, metadata=meta, description="; ".join(q["problems"]))
+    return dg.AssetCheckResult(passed=True, metadata=meta,
+                               description=f"{len(q['strong_frames'])} of {q['checked_frames']} sampled frames "
+                                           f"move clearly; masks cover the moving region in "
+                                           f"{len(q['strong_frames']) - len(q['missed_frames'])} of them")
+
+
 ASSETS = [depth_maps, dynamic_masks]
-CHECKS = [depth_valid]
+CHECKS = [depth_valid, masks_cover_motion]

@@ -10,7 +10,10 @@ per-pixel hypotheses (``w`` varying over the image), which :func:`zncc_cost_volu
 Matching cost: ``1 - ZNCC`` over a ``window x window`` patch between the reference and each warped
 source (the warp uses ``grid_sample``; pixels whose warp leaves the source image are invalid for that
 source). The per-source costs are combined by averaging the best ``k`` valid sources (robust to
-occlusion in the others), then aggregated spatially with a box filter. Winner-take-all picks the best
+occlusion in the others), then aggregated spatially with a box filter and, optionally, by semi-global
+matching (:func:`sgm_aggregate`, Hirschmueller 2008: 1-D dynamic programming along the four image axes
+with a small penalty ``P1`` for a one-plane step and a larger, image-edge-aware ``P2`` for jumps), which
+carries depth into low-texture regions where the window cost alone is flat. Winner-take-all picks the best
 hypothesis per pixel, and a parabola through the neighbouring costs gives sub-plane precision.
 
 Conventions: OpenCV pixels (centre of the top-left pixel at ``(0, 0)``), intrinsics ``(fx, fy, cx, cy)``,
@@ -25,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["SweepResult", "inverse_depth_planes", "plane_sweep", "refine_sweep", "zncc_cost_volume"]
+__all__ = ["SweepResult", "inverse_depth_planes", "plane_sweep", "refine_sweep", "sgm_aggregate", "zncc_cost_volume"]
 
 
 @dataclass
@@ -81,7 +84,7 @@ def _box(x: Tensor, window: int) -> Tensor:
     for k in range(1, min(r, h - 1) + 1):
         out[..., k:, :] += rows[..., :-k, :]
         out[..., :-k, :] += rows[..., k:, :]
-    return out / (_window_counts(h, window, x)[:, None] * _window_counts(w, window, x)[None, :])
+    return out.mul_(1.0 / (_window_counts(h, window, x)[:, None] * _window_counts(w, window, x)[None, :]))
 
 
 def _gray(img: Tensor) -> Tensor:
@@ -116,11 +119,15 @@ def _check_inputs(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_src
 
 def zncc_cost_volume(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_src_ref: Tensor,
                      inv_depths: Tensor, window: int = 5, best_k: int | None = None,
-                     chunk: int = 8, eps: float = 1e-4) -> tuple[Tensor, Tensor]:
+                     chunk: int = 8, eps: float = 1e-4, texture_sigma: float = 0.0) -> tuple[Tensor, Tensor]:
     """Cost volume ``(D, H, W)`` of ``1 - ZNCC`` (inf where no source is valid) and the valid count.
 
     ``inv_depths`` is ``(D,)`` (fronto-parallel planes) or ``(D, H, W)`` (per-pixel hypotheses).
     ``best_k`` sources with the lowest cost are averaged per pixel (default: ``ceil(S/2)``).
+    ``texture_sigma`` > 0 blends the cost of a reference window towards the uninformative value 1 by its
+    texture, ``c' = w c + (1 - w)`` with ``w = var / (var + texture_sigma^2)`` (``var``: the window's
+    intensity variance): the ZNCC of a flat window is noise, and a flat cost lets the aggregation carry
+    depth in from textured surroundings instead.
     """
     ref_g, src_g = _check_inputs(ref, srcs, k_ref, k_src, t_src_ref)
     dev, dt = ref_g.device, ref_g.dtype
@@ -189,12 +196,32 @@ def zncc_cost_volume(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_
                 total = torch.minimum(total, c[j])
             cnt = (nv > 0).to(dt)
         else:
-            c_best = torch.topk(c, kk, dim=0, largest=False, sorted=False).values if kk < s else c
             cnt = nv.clamp(max=kk).to(dt)
-            total = c_best.sum(0) - (kk - cnt) * big  # valid costs come first, drop the sentinels
+            total = _sum_smallest(c, kk) - (kk - cnt) * big  # valid costs come first, drop the sentinels
         cost[d0:d0 + p] = torch.where(cnt > 0, total / cnt.clamp_min(1), torch.full_like(total, float("inf")))
         nvalid[d0:d0 + p] = nv
+    if texture_sigma > 0:
+        wt = r_var[0, 0] / (r_var[0, 0] + texture_sigma * texture_sigma)  # (H, W)
+        cost = cost.mul_(wt).add_(1.0 - wt)  # inf stays inf
     return cost, nvalid
+
+
+def _sum_smallest(c: Tensor, k: int) -> Tensor:
+    """Sum of the ``k`` smallest values along axis 0 of ``c`` (S, ...): ``k`` bubble passes of min/max
+    compare-exchanges for small S (several times faster than ``topk`` along the outer axis on CPU)."""
+    s = c.shape[0]
+    if k >= s:
+        return c.sum(0)
+    if s > 8:
+        return torch.topk(c, k, dim=0, largest=False, sorted=False).values.sum(0)
+    v = list(c.unbind(0))
+    total = None
+    for i in range(k):
+        for j in range(s - 1, i, -1):
+            lo, hi = torch.minimum(v[j - 1], v[j]), torch.maximum(v[j - 1], v[j])
+            v[j - 1], v[j] = lo, hi
+        total = v[i] if total is None else total + v[i]
+    return total
 
 
 def _aggregate(cost: Tensor, window: int) -> Tensor:
@@ -206,8 +233,64 @@ def _aggregate(cost: Tensor, window: int) -> Tensor:
     return torch.where(finite, agg, cost)
 
 
-def _wta(cost: Tensor, inv_depths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Winner-take-all with parabolic sub-hypothesis refinement; returns (inv_depth, best_cost, confidence)."""
+def _scan(x: Tensor, p1: float, p2: Tensor) -> Tensor:
+    """SGM recursion along the first axis of ``x`` (N, B, D, M): ``L_j = C_j + min(L_{j-1}(d),
+    L_{j-1}(d +- 1) + P1, min L_{j-1} + P2_j) - min L_{j-1}``; ``p2`` is (N, B, 1, M)."""
+    out = torch.empty_like(x)
+    prev = x[0]
+    out[0] = prev
+    big = torch.finfo(x.dtype).max / 4
+    for j in range(1, x.shape[0]):
+        mn = prev.amin(1, keepdim=True)
+        step = torch.full_like(prev, big)
+        step[:, 1:] = prev[:, :-1]
+        step[:, :-1] = torch.minimum(step[:, :-1], prev[:, 1:])
+        best = torch.minimum(prev, step.add_(p1))
+        best = torch.minimum(best, mn + p2[j])
+        prev = best.sub_(mn).add_(x[j])
+        out[j] = prev
+    return out
+
+
+def sgm_aggregate(cost: Tensor, guide: Tensor | None = None, p1: float = 0.03, p2: float = 0.3,
+                  edge_sigma: float = 0.05) -> Tensor:
+    """Semi-global aggregation of a cost volume ``(D, H, W)`` over the four image axes (mean of the paths).
+
+    ``P1`` penalises a one-plane change between neighbouring pixels, ``P2`` any larger jump; with a
+    ``guide`` image (H,W) in [0,1], ``P2`` shrinks across intensity edges (``P2 / (1 + |dI| / edge_sigma)``,
+    never below ``2 P1``) so depth discontinuities follow image edges. Non-finite costs count as 2 (the
+    worst ZNCC cost). The two directions of an axis are scanned together.
+    """
+    d, h, w = cost.shape
+    c = torch.where(torch.isfinite(cost), cost, torch.full_like(cost, 2.0))
+    total = torch.zeros_like(c)
+    for axis in ("x", "y"):
+        v = c.permute(2, 0, 1) if axis == "x" else c.permute(1, 0, 2)  # (N, D, M), scanning N
+        x = torch.stack([v, v.flip(0)], 1).contiguous()  # (N, 2, D, M)
+        n, m = x.shape[0], x.shape[-1]
+        if guide is not None:
+            g = guide.t() if axis == "x" else guide  # (N, M)
+            dg = torch.zeros_like(g)
+            dg[1:] = (g[1:] - g[:-1]).abs()
+            fwd = dg
+            bwd = torch.zeros_like(g)
+            bwd[1:] = dg.flip(0)[:-1]  # reversed scan: difference to the pixel before it on that path
+            pen = torch.stack([fwd, bwd], 1)[:, :, None, :]  # (N, 2, 1, M)
+            p2t = (p2 / (1.0 + pen / edge_sigma)).clamp_min(2 * p1)
+        else:
+            p2t = torch.full((n, 2, 1, m), p2, dtype=c.dtype, device=c.device)
+        out = _scan(x, p1, p2t)
+        agg = out[:, 0] + out[:, 1].flip(0)  # (N, D, M)
+        total += agg.permute(1, 2, 0) if axis == "x" else agg.permute(1, 0, 2)
+    return total / 4.0
+
+
+def _wta(cost: Tensor, inv_depths: Tensor, match_cost: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Winner-take-all with parabolic sub-hypothesis refinement; returns (inv_depth, best_cost, confidence).
+
+    ``match_cost`` (same shape as ``cost``): the un-regularised matching cost whose value at the winner gives
+    the quality part of the confidence (defaults to ``cost``; differs after semi-global aggregation).
+    """
     n_hyp, h, w = cost.shape
     # pixels x hypotheses, contiguous along the hypotheses: reductions over the last axis are several times
     # faster on CPU than over the outer axis of (D, H, W)
@@ -236,11 +319,18 @@ def _wta(cost: Tensor, inv_depths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     for off in (-2, -1, 0, 1, 2):
         far.scatter_(1, (idx + off).clamp(0, n_hyp - 1)[:, None], 1e6)
     second = far.amin(1)
-    quality = (1.0 - best_cost / 2.0).clamp(0, 1)  # cost 0 -> 1, cost 2 -> 0
+    if match_cost is not None:
+        mc = torch.nan_to_num(match_cost.reshape(n_hyp, -1).t(), nan=1e6, posinf=1e6, neginf=1e6)
+        win = mc.gather(1, idx[:, None])[:, 0]
+        quality = (1.0 - win / 2.0).clamp(0, 1)
+        bad_win = win >= 1e5
+    else:
+        quality = (1.0 - best_cost / 2.0).clamp(0, 1)  # cost 0 -> 1, cost 2 -> 0
+        bad_win = best_cost >= 1e5
     distinct = ((second - best_cost) / (second + 1e-6)).clamp(0, 1)
     distinct = torch.where(second >= 1e5, torch.ones_like(distinct), distinct)
     conf = quality * (0.5 + 0.5 * distinct)
-    bad = best_cost >= 1e5
+    bad = (best_cost >= 1e5) | bad_win
     conf = torch.where(bad, torch.zeros_like(conf), conf)
     best_cost = torch.where(bad, torch.full_like(best_cost, float("inf")), best_cost)
     return inv.reshape(h, w), best_cost.reshape(h, w), conf.reshape(h, w)
@@ -256,22 +346,28 @@ def _result(inv: Tensor, best_cost: Tensor, conf: Tensor) -> SweepResult:
 
 def plane_sweep(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_src_ref: Tensor,
                 depth_min: float, depth_max: float, num_planes: int = 64, window: int = 5,
-                agg_window: int = 5, best_k: int | None = None, chunk: int = 8) -> SweepResult:
+                agg_window: int = 5, best_k: int | None = None, chunk: int = 8,
+                sgm: tuple[float, float] | None = None, texture_sigma: float = 0.0) -> SweepResult:
     """Fronto-parallel plane sweep over ``num_planes`` inverse depths in ``[depth_min, depth_max]``.
 
     ``ref`` (H,W) or (C,H,W) float image; ``srcs`` (S,H,W) or (S,C,H,W); ``k_ref`` (4,), ``k_src`` (S,4)
     pinhole ``fx fy cx cy`` at this resolution; ``t_src_ref`` (S,4,4) reference-to-source transforms.
+    ``sgm = (P1, P2)`` adds semi-global aggregation (:func:`sgm_aggregate`, guided by the reference image);
+    ``texture_sigma``: see :func:`zncc_cost_volume`.
     """
     planes = inverse_depth_planes(depth_min, depth_max, num_planes, device=ref.device, dtype=ref.dtype)
     cost, _ = zncc_cost_volume(ref, srcs, k_ref, k_src, t_src_ref, planes, window=window, best_k=best_k,
-                               chunk=chunk)
+                               chunk=chunk, texture_sigma=texture_sigma)
     cost = _aggregate(cost, agg_window)
-    return _result(*_wta(cost, planes))
+    if sgm is None:
+        return _result(*_wta(cost, planes))
+    agg = sgm_aggregate(cost, _gray(ref), p1=float(sgm[0]), p2=float(sgm[1]))
+    return _result(*_wta(agg, planes, match_cost=cost))
 
 
 def refine_sweep(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_src_ref: Tensor, inv_depth: Tensor,
                  half_width: float, num_hyp: int = 9, window: int = 5, agg_window: int = 5,
-                 best_k: int | None = None, chunk: int = 8) -> SweepResult:
+                 best_k: int | None = None, chunk: int = 8, texture_sigma: float = 0.0) -> SweepResult:
     """Sweep of per-pixel hypotheses ``inv_depth + s * half_width``, ``s`` uniform in ``[-1, 1]``.
 
     Used coarse-to-fine: ``inv_depth`` (H,W) comes from a sweep at lower resolution (upsampled); pixels where
@@ -286,6 +382,7 @@ def refine_sweep(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_src_
     s = torch.linspace(-1.0, 1.0, num_hyp, device=inv_depth.device, dtype=inv_depth.dtype)
     hyp = base[None] + s[:, None, None] * float(half_width)
     hyp = torch.maximum(hyp, torch.full_like(hyp, 1e-3 * float(half_width)))
-    cost, _ = zncc_cost_volume(ref, srcs, k_ref, k_src, t_src_ref, hyp, window=window, best_k=best_k, chunk=chunk)
+    cost, _ = zncc_cost_volume(ref, srcs, k_ref, k_src, t_src_ref, hyp, window=window, best_k=best_k, chunk=chunk,
+                               texture_sigma=texture_sigma)
     cost = _aggregate(cost, agg_window)
     return _result(*_wta(cost, hyp))

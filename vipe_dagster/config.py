@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .depth.config import DepthConfig
+from .depth.config import DepthConfig, MetricScaleConfig
 from .errors import ConfigError
 from .masks.config import MaskConfig
 
@@ -174,6 +174,9 @@ class PipelineConfig(_Model):
     pose: PoseConfig = Field(default_factory=PoseConfig)
     depth_config: DepthConfig = Field(default_factory=DepthConfig, description="dense depth settings")
     mask_config: MaskConfig = Field(default_factory=MaskConfig, description="dynamic mask settings")
+    metric: MetricScaleConfig = Field(default_factory=MetricScaleConfig,
+                                      description="metric cue (user scale, known distance, camera height, or a "
+                                                  "metric depth model); none = relative scale")
 
     @field_validator("preset")
     @classmethod

@@ -258,6 +258,7 @@ class InferResult:
     pose: PoseResult
     depth: Any = None  # vipe_dagster.depth.run.DepthResult
     masks: Any = None  # vipe_dagster.masks.run.MaskResult
+    metric: Any = None  # vipe_dagster.depth.scale.MetricScale (None: relative scale)
     vis_uri: str | None = None
     seconds: float = 0.0
 
@@ -268,6 +269,8 @@ class InferResult:
     def summary(self) -> dict:
         d = {"pose": self.pose.summary(), "seconds": round(self.seconds, 2),
              "frames_per_second": round(self.pose.num_frames / self.seconds, 3) if self.seconds else None}
+        if self.metric is not None:
+            d["metric_scale"] = self.metric.manifest()
         if self.depth is not None:
             d["depth"] = {"uri": self.depth.uri, "method": self.depth.method, "frames_per_s": round(self.depth.frames_per_s, 3),
                           "mvs_valid_fraction": round(self.depth.mvs_valid_fraction, 4),
@@ -309,6 +312,11 @@ def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | N
     ing = ingest_video(source, store, name=name, start_frame=start_frame, end_frame=end_frame,
                        frame_skip=frame_skip, long_side=pose_cfg.long_side, progress=progress)
     res = InferResult(pose=run_pose(store, ing.name, pose_cfg, progress=progress))
+    from .depth.scale import make_metric
+
+    res.metric = make_metric(store, ing.name, pipe.metric, pipe.depth_config.learned)  # None: no metric cue
+    if res.metric is not None:
+        res.pose.scale = "metric"
     if pipe.depth:
         from .depth.run import run_depth
 

@@ -138,3 +138,35 @@ def test_depth_valid_fails_on_a_wrong_frame_count_or_invalid_depth(tmp_path, ins
     assert not ev.passed and "first frame 4 with 25.0%" in ev.description
     store.write_depth("clip", [np.ones((8, 8), np.float32)] * 5)
     assert _depth_valid_only(instance, store.root).passed
+
+
+def test_depth_valid_fails_on_all_fill_depth_and_on_flicker(tmp_path, instance):
+    """Finite, positive depth everywhere is not enough: a map that is all fill (nothing measured, per the
+    confidence sidecar) or whose frames disagree after warping by the poses fails the blocking check."""
+    from vipe_dagster.depth.quality import conf_writer
+
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    n, h, w = 12, 24, 32
+    c2w = np.tile(np.eye(4), (n, 1, 1))
+    c2w[:, 0, 3] = np.arange(n) * 0.05  # sideways motion in front of a wall at 2 m
+    store.write_pose("clip", c2w)
+    store.write_intrinsics("clip", np.tile([30.0, 30.0, 15.5, 11.5], (n, 1)))
+    store.write_depth("clip", [np.full((h, w), 2.0, np.float32)] * n)
+
+    def sidecar(value):
+        with conf_writer(store, "clip") as cw:
+            for _ in range(n):
+                cw.add(np.full((h, w), value, np.uint8))
+
+    instance.add_dynamic_partitions("videos", ["clip"])
+    sidecar(200)
+    ev = _depth_valid_only(instance, store.root)
+    assert ev.passed, ev.description
+    assert ev.metadata["measured_fraction_mean"].value == 1.0
+    sidecar(0)
+    ev = _depth_valid_only(instance, store.root)
+    assert not ev.passed and "measured" in ev.description
+    sidecar(200)
+    store.write_depth("clip", [np.full((h, w), 2.0 * (1.3 if i % 2 else 1.0), np.float32) for i in range(n)])
+    ev = _depth_valid_only(instance, store.root)
+    assert not ev.passed and "disagree" in ev.description

@@ -68,3 +68,43 @@ def test_mismatched_inputs_raise(scene, inputs_only):
     with pytest.raises(ArtifactError, match="frames"):
         run_masks(store, res.name)
     assert not store.exists("mask", res.name)
+
+
+def test_moving_objects_are_refilled_in_the_depth_and_the_set_stays_consistent(scene, inputs_only):
+    """The mask stage replaces the depth of moving objects by the static depth around them, marks it not
+    measured in the confidence sidecar, commits depth before masks (the masks record the depth they used) and
+    writes per-instance statistics next to mask/<n>.txt."""
+    import json
+
+    from vipe_dagster.depth.quality import conf_writer, iter_kept
+    from vipe_dagster.masks.run import instances_path
+
+    res = scene(trajectory="orbit", scene="indoor", seed=3, moving_objects=2, num_frames=16)
+    store = inputs_only(res, kinds=("rgb", "pose", "intrinsics", "camera", "depth"))
+    h, w = res.config.height, res.config.width
+    with conf_writer(store, res.name) as cw:
+        for _ in range(res.config.num_frames):
+            cw.add(np.full((h, w), 200, np.uint8))
+    before = [d for _, d in store.iter_depth(res.name)]
+    out = run_masks(store, res.name)
+    assert out.num_instances > 0 and out.motion["depth_refilled"]["frames"] > 0
+    store.check_set(res.name)  # depth rewritten before the masks that used it: one consistent generation
+    changed = dyn_share = 0.0
+    for (i, d), (_, m), (_, kept) in zip(store.iter_depth(res.name), store.iter_masks(res.name),
+                                         iter_kept(store, res.name), strict=True):
+        dyn = m > 0
+        if dyn.any():
+            assert not kept[dyn].any()  # moving pixels are not measured
+            changed += float((np.abs(d[dyn] - before[i][dyn]) > 1e-3 * before[i][dyn]).mean())
+            dyn_share += 1
+        np.testing.assert_allclose(d[~cv2_dilate(dyn)], before[i][~cv2_dilate(dyn)], rtol=1e-3)
+    assert changed / max(dyn_share, 1) > 0.5
+    table = json.loads(open(instances_path(store, res.name)).read())
+    assert table["instances"] and all(v["frames_present"] >= 1 and v["mean_area_fraction"] > 0
+                                      for v in table["instances"].values())
+
+
+def cv2_dilate(mask, px=6):
+    import cv2
+
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * px + 1, 2 * px + 1), np.uint8)) > 0

@@ -41,9 +41,15 @@ def add_depth_model(p: argparse.ArgumentParser) -> None:
                    help="learned depth checkpoint as REPO_ID:FILENAME on the Hugging Face Hub (needed for static "
                         "cameras), e.g. depth-anything/Depth-Anything-V2-Small:depth_anything_v2_vits.pth")
     p.add_argument("--hf_cache", "--hf-cache", dest="hf_cache", default=None, help="Hugging Face cache directory")
+    p.add_argument("--depth_model_metric", "--depth-model-metric", dest="depth_model_metric", action="store_true",
+                   help="the --depth_model checkpoint predicts metric depth (a Depth-Anything-V2 metric model): "
+                        "it also sets the metric scale of poses and depth")
+    p.add_argument("--depth_model_max_depth", "--depth-model-max-depth", dest="depth_model_max_depth", type=float,
+                   default=None, help="metric models: the output range in metres (20 indoor, 80 outdoor models)")
 
 
-def learned_depth_config(spec: str | None, cache_dir: str | None, device: str | None):
+def learned_depth_config(spec: str | None, cache_dir: str | None, device: str | None, metric: bool = False,
+                         max_depth: float | None = None):
     """``LearnedDepthConfig`` from ``REPO_ID:FILENAME`` (None when no model is asked for)."""
     from ..depth.config import LearnedDepthConfig
     from ..errors import ConfigError
@@ -53,4 +59,6 @@ def learned_depth_config(spec: str | None, cache_dir: str | None, device: str | 
     repo, sep, filename = spec.partition(":")
     if not sep or not repo or not filename:
         raise ConfigError(f"--depth_model must be REPO_ID:FILENAME, got {spec!r}")
-    return LearnedDepthConfig(repo_id=repo, filename=filename, cache_dir=cache_dir, device=device or "cpu")
+    extra = {"max_depth": max_depth} if max_depth is not None else {}
+    return LearnedDepthConfig(repo_id=repo, filename=filename, cache_dir=cache_dir, device=device or "cpu",
+                              output="metric_depth" if metric else "relative_disparity", **extra)

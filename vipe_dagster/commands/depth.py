@@ -46,7 +46,8 @@ def run(args) -> int:
                  if getattr(args, k) is not None}
     if args.depth_range:
         overrides["depth_range"] = tuple(args.depth_range)
-    learned = learned_depth_config(args.depth_model, args.hf_cache, args.device)
+    learned = learned_depth_config(args.depth_model, args.hf_cache, args.device, args.depth_model_metric,
+                                   args.depth_model_max_depth)
     if learned is not None:
         overrides["learned"] = learned
     try:

@@ -38,6 +38,14 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("-v", "--visualize", action="store_true", help="also write vipe/<n>_vis.mp4")
     add_depth_model(p)
+    m = p.add_mutually_exclusive_group()
+    m.add_argument("--metric_scale", "--metric-scale", dest="metric_scale", type=float, default=None,
+                   help="metric cue: metres per unit of the relative reconstruction")
+    m.add_argument("--known_distance", "--known-distance", dest="known_distance", nargs=3, default=None,
+                   metavar=("I", "J", "METRES"), help="metric cue: distance in metres between the camera centres of "
+                                                     "processed frames I and J")
+    m.add_argument("--camera_height", "--camera-height", dest="camera_height", type=float, default=None,
+                   help="metric cue: height in metres of the camera above the ground plane")
     add_wait(p)
 
 
@@ -76,7 +84,17 @@ def run(args) -> int:
     elif args.intrinsics_file is not None:
         intr = _read_intrinsics_file(args.intrinsics_file)
     cfg = preset(args.pipeline)
-    learned = learned_depth_config(args.depth_model, args.hf_cache, None)
+    learned = learned_depth_config(args.depth_model, args.hf_cache, None, args.depth_model_metric,
+                                   args.depth_model_max_depth)
+    from ..depth.config import MetricScaleConfig
+
+    try:
+        kd = args.known_distance
+        cfg.metric = MetricScaleConfig(
+            scale=args.metric_scale, camera_height=args.camera_height,
+            known_distance=(int(kd[0]), int(kd[1]), float(kd[2])) if kd else None)
+    except ValueError as exc:
+        raise ConfigError(f"invalid metric cue: {exc}") from exc
     if learned is not None:
         cfg.depth_config.learned = learned
         cfg.depth = True

@@ -47,28 +47,52 @@ class DepthConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mvs_long_side: int = Field(256, ge=32, description="long side (px) of the images the sweep runs on")
-    num_planes: int = Field(64, ge=8, le=512, description="inverse-depth hypotheses per sweep")
+    num_planes: int = Field(48, ge=8, le=512, description="inverse-depth hypotheses per sweep")
     coarse_to_fine: bool = Field(False, description="sweep all planes at half resolution, then only "
                                                      "refine_hypotheses per pixel around it at full resolution")
     refine_hypotheses: int = Field(7, ge=3, description="per-pixel hypotheses of the coarse-to-fine refinement")
     refine_steps: float = Field(1.5, gt=0, description="refinement half-width in coarse plane spacings")
     window: int = Field(5, ge=1, description="ZNCC window (odd, px at MVS resolution)")
     agg_window: int = Field(5, ge=1, description="box aggregation window of the cost volume (odd)")
-    num_sources: int = Field(2, ge=1, le=16, description="source frames per reference frame")
+    texture_sigma: float = Field(0.02, ge=0, description="matching costs of flat windows are blended towards the "
+                                                         "uninformative value by var / (var + sigma^2) (intensity "
+                                                         "std in [0,1]); 0 = off")
+    sgm: bool = Field(True, description="semi-global aggregation of the cost volume (4 paths, edge-aware P2): "
+                                         "carries depth into low-texture regions")
+    sgm_p1: float = Field(0.03, gt=0, description="SGM penalty of a one-plane step between neighbours (cost "
+                                                  "units: 1 - ZNCC, in [0, 2])")
+    sgm_p2: float = Field(1.0, gt=0, description="SGM penalty of a larger jump (reduced across image edges)")
+    num_sources: int = Field(4, ge=1, le=16, description="source frames per reference frame")
     best_k: int | None = Field(None, ge=1, description="sources averaged per pixel (lowest costs); None = half")
-    sweep_every: int = Field(1, ge=1, description="sweep every k-th frame (and the last); the frames between get "
-                                                  "the depth of the two swept frames around them, reprojected "
-                                                  "with the poses (z-buffered) and filled edge-aware")
-    max_frame_gap: int = Field(10, ge=1, description="sources come from frames within +-this many frames")
-    min_parallax_px: float = Field(6.0, gt=0, description="wanted parallax (px at MVS resolution, at the median "
+    sweep_every: int = Field(3, ge=1, description="sweep at least every k-th frame (and the last); the frames "
+                                                  "between take the fused depth of the swept frames around them")
+    sweep_parallax_px: float = Field(6.0, gt=0, description="also sweep a frame once its parallax to the last swept "
+                                                            "frame reaches this (px at MVS resolution, median depth)")
+    fuse_radius: int = Field(8, ge=0, description="each output frame fuses (per-pixel median) the filtered depths "
+                                                  "of the swept frames within +-this many frames, warped by the "
+                                                  "poses, and always those of the nearest swept frame on each side")
+    fill_from_sweep: bool = Field(True, description="holes left by the filters first take the fused sweep depth "
+                                                    "that passes the geometric check with plausible_factor times "
+                                                    "the tolerances (best with sgm), then the edge-aware fill")
+    plausible_factor: float = Field(3.0, ge=1.0, description="tolerance factor of the relaxed geometric check "
+                                                             "for the depth that fills holes")
+    use_masks: bool = Field(True, description="when mask/<n>.zip exists (one mask per frame), moving-object "
+                                              "pixels are not measured: they are filled from the static depth "
+                                              "around them and are never reliable")
+    max_frame_gap: int = Field(30, ge=1, description="sources come from frames within +-this many frames")
+    min_parallax_px: float = Field(6.0, gt=0, description="least parallax (px at MVS resolution, at the median "
                                                           "scene depth) between reference and source")
+    source_spacing: float = Field(0.5, ge=0, description="sources must differ from each other by this share of "
+                                                         "min_parallax_px of parallax")
+    max_parallax_px: float = Field(48.0, gt=0, description="sources with more parallax than this are used only "
+                                                           "when too few others qualify")
     depth_range: tuple[float, float] | None = Field(
         None, description="(near, far) in pose units when there is no sparse map; None = estimate it with a "
                           "wide coarse sweep on the first frames")
     range_percentiles: tuple[float, float] = Field((1.0, 99.0), description="percentiles of sparse/coarse "
                                                                               "depths that bound the sweep")
     range_margin: float = Field(1.5, ge=1.0, description="the range is widened by this factor on both ends")
-    min_confidence: float = Field(0.6, ge=0, le=1, description="sweep confidence below which a pixel is dropped")
+    min_confidence: float = Field(0.3, ge=0, le=1, description="sweep confidence below which a pixel is dropped")
     consistency_rel: float = Field(0.03, gt=0, description="relative depth agreement for the geometric check")
     consistency_px: float = Field(1.5, gt=0, description="forward-backward reprojection error limit (px, MVS res)")
     min_consistent: int = Field(1, ge=0, description="neighbours that must agree (0 disables the filter)")
@@ -97,3 +121,34 @@ class DepthConfig(BaseModel):
         if not (0 <= lo < hi <= 100):
             raise ValueError(f"range_percentiles must satisfy 0 <= lo < hi <= 100, got {self.range_percentiles}")
         return self
+
+
+class MetricScaleConfig(BaseModel):
+    """Metric cues (at most one of ``scale``, ``known_distance``, ``camera_height``; a metric depth model in
+    ``DepthConfig.learned`` is used when none of them is given). See :mod:`vipe_dagster.depth.scale`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scale: float | None = Field(None, gt=0, description="metres per pose unit, given by the user")
+    known_distance: tuple[int, int, float] | None = Field(
+        None, description="(frame i, frame j, metres): the distance between the two camera centres")
+    camera_height: float | None = Field(None, gt=0, description="height (m) of the camera above the ground plane")
+    use_depth_model: bool = Field(True, description="take the scale from a metric depth model when one is "
+                                                    "configured (DepthConfig.learned with output metric_depth)")
+    model_frames: int = Field(12, ge=1, description="frames the metric depth model is compared on")
+
+    @model_validator(mode="after")
+    def _one_cue(self) -> MetricScaleConfig:
+        given = [k for k in ("scale", "known_distance", "camera_height") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one metric cue, got {', '.join(given)}")
+        if self.known_distance is not None:
+            i, j, m = self.known_distance
+            if i == j or i < 0 or j < 0 or not m > 0:
+                raise ValueError(f"known_distance must be two different frames >= 0 and a positive distance, "
+                                 f"got {self.known_distance}")
+        return self
+
+    @property
+    def given(self) -> bool:
+        return any(getattr(self, k) is not None for k in ("scale", "known_distance", "camera_height"))

@@ -38,27 +38,58 @@ def mvs_size(width: int, height: int, long_side: int) -> tuple[int, int]:
 
 def select_sources(ref: int, centres: np.ndarray, available: Sequence[int], focal: float, ref_depth: float,
                    config: DepthConfig) -> list[int]:
-    """Pick up to ``num_sources`` frames around ``ref`` whose baseline gives enough parallax.
+    """Pick up to ``num_sources`` frames around ``ref`` with enough, and diverse, parallax.
 
-    Parallax of a pair is ``focal * baseline / ref_depth`` (px at MVS resolution). On each side the nearest
-    frames reaching ``min_parallax_px`` are taken, alternating sides; if too few reach it, the frames with
-    the largest parallax fill the remaining slots.
+    Parallax of a pair is ``focal * baseline / ref_depth`` (px at MVS resolution, at the median scene depth).
+    Candidates with parallax in ``[min_parallax_px, max_parallax_px]`` are taken greedily, nearest in time
+    first (poses drift less over short spans), at most half of them on each side of ``ref`` in a first
+    pass (the two sides occlude differently), skipping a candidate whose own parallax to an already chosen
+    source is below ``source_spacing * min_parallax_px`` (three sources a frame apart on one side add little
+    over one).
+    If too few qualify, the remaining slots take the largest-parallax frames (above 0.5 px).
     """
     cands = [j for j in available if j != ref and abs(j - ref) <= config.max_frame_gap]
     if not cands:
         return []
-    par = {j: focal * float(np.linalg.norm(centres[j] - centres[ref])) / ref_depth for j in cands}
-    left = sorted((j for j in cands if j < ref and par[j] >= config.min_parallax_px), reverse=True)
-    right = sorted(j for j in cands if j > ref and par[j] >= config.min_parallax_px)
+    c_ref = centres[ref]
+    par = {j: focal * float(np.linalg.norm(centres[j] - c_ref)) / ref_depth for j in cands}
+    lo, hi = config.min_parallax_px, max(config.max_parallax_px, config.min_parallax_px)
+    order = sorted((j for j in cands if lo <= par[j] <= hi), key=lambda j: (abs(j - ref), j))
     chosen: list[int] = []
-    while len(chosen) < config.num_sources and (left or right):
-        for side in (left, right):
-            if side and len(chosen) < config.num_sources:
-                chosen.append(side.pop(0))
+    per_side = (config.num_sources + 1) // 2
+    for balanced in (True, False):  # first at most half on each side (occlusions differ), then any side
+        for j in order:
+            if len(chosen) >= config.num_sources:
+                break
+            if j in chosen or (balanced and sum((k < ref) == (j < ref) for k in chosen) >= per_side):
+                continue
+            if all(focal * float(np.linalg.norm(centres[j] - centres[k])) / ref_depth >= config.source_spacing * lo
+                   for k in chosen):
+                chosen.append(j)
     if len(chosen) < config.num_sources:
-        rest = sorted((j for j in cands if j not in chosen), key=lambda j: -par[j])
-        chosen += [j for j in rest if par[j] > 0.5][: config.num_sources - len(chosen)]
+        rest = sorted((j for j in cands if j not in chosen and par[j] > 0.5),
+                      key=lambda j: (-min(par[j], hi) + (1e-3 * par[j] if par[j] > hi else 0.0), abs(j - ref)))
+        chosen += rest[: config.num_sources - len(chosen)]
     return sorted(chosen)
+
+
+def plan_sweeps(centres: np.ndarray, focal: float, ref_depth: float, config: DepthConfig) -> list[int]:
+    """Frames to sweep: the first, then each frame whose parallax to the last swept frame (``focal * baseline /
+    ref_depth``, px at MVS resolution) reaches ``sweep_parallax_px``, at least every ``sweep_every`` frames,
+    and the last. Frames between swept frames take the fused depth of the swept frames around them; on slow
+    footage (a hand-held 30 Hz camera moves a fraction of a pixel of parallax per frame) consecutive frames
+    hold little new geometry."""
+    n = len(centres)
+    if n == 0:
+        return []
+    out = [0]
+    for i in range(1, n):
+        par = focal * float(np.linalg.norm(centres[i] - centres[out[-1]])) / ref_depth
+        if i - out[-1] >= config.sweep_every or par >= config.sweep_parallax_px:
+            out.append(i)
+    if out[-1] != n - 1:
+        out.append(n - 1)
+    return out
 
 
 @dataclass
@@ -68,6 +99,131 @@ class RawDepth:
     depth: np.ndarray  # (h,w) float32, NaN invalid
     confidence: np.ndarray  # (h,w) float32 in [0,1]
     sources: list[int]
+
+
+@dataclass
+class FilteredDepth:
+    """A swept frame after the filters: ``depth`` kept by confidence + geometric check (NaN elsewhere) and
+    ``raw``, the sweep depth that passes the relaxed geometric check (``plausible_factor``), used for holes."""
+
+    depth: np.ndarray
+    raw: np.ndarray
+
+
+@dataclass
+class FusedDepth:
+    """Depth of one frame fused from the filtered depths of the swept frames around it."""
+
+    depth: np.ndarray  # median of the kept depths warped into the frame (NaN: no view measured the pixel)
+    raw: np.ndarray  # median of the raw sweep depths warped into the frame
+    agreement: np.ndarray  # share of the fused views whose kept depth agrees with ``depth``
+
+
+def _project(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray, k_dst: np.ndarray, c2w_dst: np.ndarray,
+             shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixels of ``depth`` (finite ones) moved into the destination camera: (flat pixel index, z, source mask)."""
+    hs, ws = depth.shape
+    h, w = shape
+    d = torch.from_numpy(np.ascontiguousarray(depth, np.float32))
+    ok = torch.isfinite(d) & (d > 0)
+    vv, uu = torch.meshgrid(torch.arange(hs, dtype=torch.float32), torch.arange(ws, dtype=torch.float32),
+                            indexing="ij")
+    z = d[ok]
+    x = (uu[ok] - float(k[2])) / float(k[0]) * z
+    y = (vv[ok] - float(k[3])) / float(k[1]) * z
+    rel = torch.from_numpy((np.linalg.inv(np.asarray(c2w_dst, np.float64)) @ np.asarray(c2w, np.float64))
+                           .astype(np.float32))
+    px = rel[0, 0] * x + rel[0, 1] * y + rel[0, 2] * z + rel[0, 3]
+    py = rel[1, 0] * x + rel[1, 1] * y + rel[1, 2] * z + rel[1, 3]
+    pz = rel[2, 0] * x + rel[2, 1] * y + rel[2, 2] * z + rel[2, 3]
+    front = pz > 1e-6
+    pzs = torch.where(front, pz, torch.ones_like(pz))
+    u = torch.round(float(k_dst[0]) * px / pzs + float(k_dst[2]))
+    v = torch.round(float(k_dst[1]) * py / pzs + float(k_dst[3]))
+    inside = front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    idx = (v[inside] * w + u[inside]).long()
+    return idx, pz[inside], ok.reshape(-1).nonzero()[:, 0][inside]
+
+
+def _splat(idx: torch.Tensor, z: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    flat = torch.full((shape[0] * shape[1],), float("inf"))
+    flat.scatter_reduce_(0, idx, z, reduce="amin")
+    return torch.where(torch.isfinite(flat), flat, torch.full_like(flat, float("nan"))).reshape(shape)
+
+
+def fuse_depths(views: Sequence[tuple[FilteredDepth, np.ndarray, np.ndarray, bool]], k: np.ndarray, c2w: np.ndarray,
+                shape: tuple[int, int], rel_tol: float) -> FusedDepth:
+    """Warp the filtered depths of ``views`` (``(filtered, k_j, c2w_j, is_this_frame)``) into a frame and take
+    the per-pixel median (z-buffered splats: each view contributes its nearest surface per pixel), separately
+    for the kept and the raw depths. ``agreement``: the share of the views whose kept depth lies within
+    ``2 rel_tol`` of the fused depth."""
+    h, w = shape
+    kept, raws = [], []
+    for f, kj, c2wj, own in views:
+        if own:
+            kept.append(torch.from_numpy(np.asarray(f.depth, np.float32)))
+            raws.append(torch.from_numpy(np.asarray(f.raw, np.float32)))
+            continue
+        idx, z, src = _project(f.raw, kj, c2wj, k, c2w, shape)
+        raws.append(_splat(idx, z, shape))
+        keep_src = torch.from_numpy(np.isfinite(f.depth).reshape(-1))[src]
+        kept.append(_splat(idx[keep_src], z[keep_src], shape))
+    if not kept:
+        nan = np.full(shape, np.nan, np.float32)
+        return FusedDepth(nan, nan.copy(), np.zeros(shape, np.float32))
+    kst, rst = torch.stack(kept), torch.stack(raws)
+    dk = torch.nanmedian(kst, 0).values
+    dr = torch.nanmedian(rst, 0).values
+    agree = ((kst - dk).abs() <= 2 * rel_tol * dk).sum(0).float() / len(views)
+    return FusedDepth(dk.numpy().astype(np.float32), dr.numpy().astype(np.float32), agree.numpy())
+
+
+def auto_depth_range(lo: dict[int, np.ndarray], centres: np.ndarray, k_lo: np.ndarray, poses: np.ndarray,
+                     config: DepthConfig) -> tuple[tuple[float, float] | None, float | None]:
+    """Depth range when there is no sparse map: a wide 128-plane sweep of frame 0 (half resolution) against each
+    of two loaded frames (baselines about 1/3 and 2/3 of the largest one), separately; the percentiles of the depths the two independent
+    sweeps agree on (within 5 %, both confident) bound the sweep. Returns ``(range, median depth)`` or
+    ``(None, None)`` when too few pixels agree."""
+    import cv2
+
+    # two frames at about 1/3 and 2/3 of the largest baseline in the window: the farthest frames can have lost
+    # much of frame 0's view (forward motion), the nearest have too little parallax
+    dist = {j: float(np.linalg.norm(centres[j] - centres[0])) for j in lo if j != 0}
+    bmax = max(dist.values(), default=0.0)
+    far: list[int] = []
+    for frac in (2 / 3, 1 / 3):
+        if bmax <= 0:
+            break
+        j = min((j for j in dist if j not in far), key=lambda j: (abs(dist[j] - frac * bmax), j), default=None)
+        if j is not None and dist[j] > 0:
+            far.append(j)
+    base = float(np.median([dist[j] for j in far])) if far else 0.0
+    if base <= 0:
+        return None, None
+    wide = (0.5 * base, 2000.0 * base)
+    h, w = lo[0].shape[:2]
+    hw_, hh_ = max(8, w // 2), max(8, h // 2)
+    small = {j: cv2.resize(lo[j], (hw_, hh_), interpolation=cv2.INTER_AREA) for j in [0, *far]}
+    ks = {j: scale_intrinsics(k_lo[j], hw_ / w, hh_ / h) for j in [0, *far]}
+    sweeps = [sweep_frame(small[0], [small[j]], ks[0], [ks[j]], poses[0], [poses[j]], wide, config, num_planes=128)
+              for j in far]
+    if len(sweeps) == 2:
+        (d1, c1), (d2, c2) = sweeps
+        with np.errstate(invalid="ignore", divide="ignore"):
+            agree = np.isfinite(d1) & np.isfinite(d2) & (np.abs(d1 - d2) <= 0.05 * np.minimum(d1, d2))
+        good = agree & (c1 > 0.5) & (c2 > 0.5)
+        d = np.sqrt(np.where(good, d1 * d2, np.nan))
+    else:
+        d, c = sweeps[0]
+        good = np.isfinite(d) & (c > 0.6)
+    # depths whose parallax is below 2 px (half resolution) were not measured: the far planes of a wide sweep
+    # all look alike there, and two sweeps of a flat region agree on "infinitely far"
+    with np.errstate(invalid="ignore", divide="ignore"):
+        good &= float(ks[0][0]) * base / d >= 2.0
+    rng = depth_range_from_points(d[good], config.range_percentiles, config.range_margin)
+    if rng is None:
+        return None, None
+    return rng, float(np.median(d[good]))
 
 
 def sweep_frame(ref_img: np.ndarray, src_imgs: Sequence[np.ndarray], k_ref: np.ndarray, k_srcs: Sequence[np.ndarray],
@@ -85,8 +241,10 @@ def sweep_frame(ref_img: np.ndarray, src_imgs: Sequence[np.ndarray], k_ref: np.n
     tt = torch.tensor(t_src_ref, dtype=torch.float32, device=dev)
     planes = int(num_planes or config.num_planes)
     near, far = float(depth_range[0]), float(depth_range[1])
-    opts = dict(window=config.window, agg_window=config.agg_window, best_k=config.best_k)
+    opts = dict(window=config.window, agg_window=config.agg_window, best_k=config.best_k,
+                texture_sigma=config.texture_sigma)
     h, w = ref.shape[-2:]
+    sgm = (config.sgm_p1, config.sgm_p2) if config.sgm and num_planes is None else None
     if config.coarse_to_fine and min(h, w) >= 96 and num_planes is None:
         # full sweep at half resolution, then a narrow per-pixel sweep around it at full resolution
         half = torch.tensor([0.5, 0.5, 0.5, 0.5], device=dev)
@@ -103,17 +261,18 @@ def sweep_frame(ref_img: np.ndarray, src_imgs: Sequence[np.ndarray], k_ref: np.n
                                num_hyp=config.refine_hypotheses, **opts)
             res.confidence = torch.minimum(res.confidence, conf_up)
     else:
-        res = plane_sweep(ref, srcs, kr, ks, tt, depth_min=near, depth_max=far, num_planes=planes, **opts)
+        res = plane_sweep(ref, srcs, kr, ks, tt, depth_min=near, depth_max=far, num_planes=planes, sgm=sgm, **opts)
     return res.depth.cpu().numpy().astype(np.float32), res.confidence.cpu().numpy().astype(np.float32)
 
 
-def consistency_count(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray, others: Sequence[tuple[np.ndarray,
-                      np.ndarray, np.ndarray]], rel_tol: float, px_tol: float) -> np.ndarray:
-    """Per pixel, how many neighbours agree with ``depth`` (forward-backward geometric check).
+def consistency_errors(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray, others: Sequence[tuple[np.ndarray,
+                       np.ndarray, np.ndarray]], rel_tol: float, px_tol: float) -> np.ndarray:
+    """Per neighbour and pixel, the forward-backward geometric error in units of the tolerances (inf where the
+    check cannot be made): ``max(rel / rel_tol, err / px_tol)``, shape ``(len(others), h, w)``.
 
-    ``others`` holds ``(depth_j, k_j, c2w_j)``. A pixel agrees with neighbour j when the point it sees,
-    projected into j, lands on a pixel whose own depth (a) matches the projected depth within ``rel_tol``
-    and (b) reprojects back within ``px_tol`` pixels of the starting pixel.
+    ``others`` holds ``(depth_j, k_j, c2w_j)``. The point a pixel sees, projected into j, lands on a pixel whose
+    own depth is compared with the projected depth (relative difference ``rel``) and back-projected into the
+    reference, where it should land near the starting pixel (distance ``err``, px).
     """
     h, w = depth.shape
     vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
@@ -122,8 +281,9 @@ def consistency_count(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray, others:
     x = (uu - k[2]) / k[0] * d
     y = (vv - k[3]) / k[1] * d
     pts_w = np.stack([x, y, d], -1) @ c2w[:3, :3].T + c2w[:3, 3]
-    count = np.zeros((h, w), np.int32)
-    for dj, kj, c2wj in others:
+    w2c = np.linalg.inv(c2w)
+    out = np.full((len(others), h, w), np.inf)
+    for n_, (dj, kj, c2wj) in enumerate(others):
         w2cj = np.linalg.inv(c2wj)
         pj = pts_w @ w2cj[:3, :3].T + w2cj[:3, 3]
         zj = pj[..., 2]
@@ -142,13 +302,21 @@ def consistency_count(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray, others:
             xj = (ui_c - kj[2]) / kj[0] * dj_s
             yj = (vi_c - kj[3]) / kj[1] * dj_s
             pw = np.stack([xj, yj, dj_s], -1) @ c2wj[:3, :3].T + c2wj[:3, 3]
-            w2c = np.linalg.inv(c2w)
             pr = pw @ w2c[:3, :3].T + w2c[:3, 3]
             ur = k[0] * pr[..., 0] / pr[..., 2] + k[2]
             vr = k[1] * pr[..., 1] / pr[..., 2] + k[3]
             err = np.hypot(ur - uu, vr - vv)
-        count += (good & (rel < rel_tol) & (err < px_tol)).astype(np.int32)
-    return count
+            e = np.maximum(rel / rel_tol, err / px_tol)
+        out[n_] = np.where(good & np.isfinite(e), e, np.inf)
+    return out
+
+
+def consistency_count(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray, others: Sequence[tuple[np.ndarray,
+                      np.ndarray, np.ndarray]], rel_tol: float, px_tol: float) -> np.ndarray:
+    """Per pixel, how many neighbours agree with ``depth`` (forward-backward geometric check): relative depth
+    difference below ``rel_tol`` and reprojection error below ``px_tol`` (see :func:`consistency_errors`)."""
+    e = consistency_errors(depth, k, c2w, others, rel_tol, px_tol)
+    return (e < 1.0).sum(0).astype(np.int32)
 
 
 def edge_aware_fill(depth: np.ndarray, guide: np.ndarray, sigma_color: float, iterations: int) -> np.ndarray:
@@ -201,42 +369,55 @@ def edge_aware_fill(depth: np.ndarray, guide: np.ndarray, sigma_color: float, it
 
 
 def joint_bilateral_upsample(depth_lo: np.ndarray, guide_lo: np.ndarray, guide_hi: np.ndarray,
-                             sigma_color: float) -> np.ndarray:
+                             sigma_color: float, edge_log_step: float = 0.05) -> np.ndarray:
     """Upsample a dense depth map to the guide's resolution without blending across colour edges.
 
-    Each high-resolution pixel averages (in log depth) the 3x3 low-resolution neighbours around its
-    position, weighted by bilinear distance and by colour similarity to the high-resolution pixel.
+    Near depth discontinuities (a low-resolution 3x3 neighbourhood spanning more than ``edge_log_step`` in log
+    depth, dilated by one pixel) each high-resolution pixel averages, in log depth, the low-resolution
+    neighbours within 1.5 pixels of its position, weighted by that distance (tent) and by colour similarity to the
+    high-resolution pixel. Elsewhere the depth is smooth at the low resolution and is interpolated
+    bilinearly in log depth (the joint-bilateral weights would change it by less than the step).
     """
+    import cv2
+
     hl, wl = depth_lo.shape
     hh, wh = guide_hi.shape[:2]
     if (hl, wl) == (hh, wh):
         return depth_lo.astype(np.float32)
-    sx, sy = wl / wh, hl / hh
-    xs = (np.arange(wh) + 0.5) * sx - 0.5
-    ys = (np.arange(hh) + 0.5) * sy - 0.5
-    x0 = np.floor(xs).astype(np.int64)
-    y0 = np.floor(ys).astype(np.int64)
-    # torch, channels first: per-channel differences instead of a reduction over a length-3 last axis
-    logd = torch.from_numpy(np.log(np.maximum(depth_lo.astype(np.float32), 1e-12)))
-    gh = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(guide_hi, np.float32), -1, 0)))
-    gl = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(guide_lo, np.float32), -1, 0)))
-    num = torch.zeros(hh, wh)
-    den = torch.zeros(hh, wh)
-    inv2s2 = 1.0 / (2.0 * sigma_color * sigma_color)
-    for oy in (-1, 0, 1, 2):
-        yi = torch.from_numpy(np.clip(y0 + oy, 0, hl - 1))
-        wy = torch.from_numpy((np.maximum(0.0, 1.5 - np.abs(ys - (y0 + oy))) / 1.5).astype(np.float32))
-        g_rows = gl.index_select(1, yi)  # (3, hh, wl)
-        d_rows = logd.index_select(0, yi)  # (hh, wl)
-        for ox in (-1, 0, 1, 2):
-            xi = torch.from_numpy(np.clip(x0 + ox, 0, wl - 1))
-            wx = torch.from_numpy((np.maximum(0.0, 1.5 - np.abs(xs - (x0 + ox))) / 1.5).astype(np.float32))
-            ws = wy[:, None] * wx[None, :]
-            diff = (g_rows.index_select(2, xi) - gh).square_().sum(0)
-            wgt = ws * (torch.exp(diff.mul_(-inv2s2)) + 1e-12)
-            num += wgt * d_rows.index_select(1, xi)
-            den += wgt
-    return torch.exp(num / den.clamp_min(1e-20)).numpy().astype(np.float32)
+    logd_np = np.log(np.maximum(depth_lo.astype(np.float32), 1e-12))
+    out = cv2.resize(logd_np, (wh, hh), interpolation=cv2.INTER_LINEAR)
+    k3 = np.ones((3, 3), np.uint8)
+    edge_lo = (cv2.dilate(logd_np, k3) - cv2.erode(logd_np, k3)) > edge_log_step
+    if edge_lo.any():
+        edge_lo = cv2.dilate(edge_lo.astype(np.uint8), k3)
+        edge_hi = cv2.resize(edge_lo, (wh, hh), interpolation=cv2.INTER_NEAREST) > 0
+        vv, uu = np.nonzero(edge_hi)
+        sx, sy = wl / wh, hl / hh
+        xs = (uu + 0.5) * sx - 0.5
+        ys = (vv + 0.5) * sy - 0.5
+        # the tent weight (1.5 - |d|) / 1.5 is non-zero for at most three low-res neighbours per axis: the
+        # nearest one and its two neighbours
+        x0 = np.rint(xs).astype(np.int64)
+        y0 = np.rint(ys).astype(np.int64)
+        logd = torch.from_numpy(logd_np).reshape(-1)
+        gl = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(guide_lo, np.float32), -1, 0))).reshape(3, -1)
+        gh = torch.from_numpy(np.ascontiguousarray(np.asarray(guide_hi, np.float32)[vv, uu].T))  # (3, M)
+        num = torch.zeros(len(vv))
+        den = torch.zeros(len(vv))
+        inv2s2 = 1.0 / (2.0 * sigma_color * sigma_color)
+        for oy in (-1, 0, 1):
+            yi_np = np.clip(y0 + oy, 0, hl - 1)
+            wy = torch.from_numpy((np.maximum(0.0, 1.5 - np.abs(ys - (y0 + oy))) / 1.5).astype(np.float32))
+            for ox in (-1, 0, 1):
+                xi_np = np.clip(x0 + ox, 0, wl - 1)
+                wx = torch.from_numpy((np.maximum(0.0, 1.5 - np.abs(xs - (x0 + ox))) / 1.5).astype(np.float32))
+                flat = torch.from_numpy(yi_np * wl + xi_np)
+                diff = (gl[:, flat] - gh).square_().sum(0)
+                wgt = wy * wx * (torch.exp(diff.mul_(-inv2s2)) + 1e-12)
+                num += wgt * logd[flat]
+                den += wgt
+        out[vv, uu] = (num / den.clamp_min(1e-20)).numpy()
+    return np.exp(out).astype(np.float32)
 
 
 def depth_range_from_points(depths: np.ndarray, percentiles: tuple[float, float],

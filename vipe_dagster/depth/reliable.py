@@ -22,8 +22,12 @@ RELIABLE_EPS = 1e-6
 
 
 def reliable_depth_mask(depth: np.ndarray, window: int = RELIABLE_WINDOW, threshold: float = RELIABLE_THRESHOLD,
-                        eps: float = RELIABLE_EPS) -> np.ndarray:
-    """Boolean HxW mask of reliable depth pixels (see the module docstring for the exact rule)."""
+                        eps: float = RELIABLE_EPS, dynamic: np.ndarray | None = None) -> np.ndarray:
+    """Boolean HxW mask of reliable depth pixels (see the module docstring for the exact rule).
+
+    ``dynamic`` (HxW instance ids or bool, optional): pixels of moving objects, and every pixel whose window
+    touches one, are not reliable either (their depth is not that of a static scene point).
+    """
     d = np.asarray(depth)
     if d.ndim != 2:
         raise ValueError(f"depth must be HxW, got shape {d.shape}")
@@ -41,7 +45,13 @@ def reliable_depth_mask(depth: np.ndarray, window: int = RELIABLE_WINDOW, thresh
     bad_window = cv2.dilate((~finite).astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = (dmax - dmin) / (dmean + eps)
-    return (ratio < threshold) & (clean > 0) & ~bad_window
+    out = (ratio < threshold) & (clean > 0) & ~bad_window
+    if dynamic is not None:
+        dyn = np.asarray(dynamic)
+        if dyn.shape != d.shape:
+            raise ValueError(f"dynamic mask shape {dyn.shape} differs from depth shape {d.shape}")
+        out &= ~(cv2.dilate((dyn > 0).astype(np.uint8), kernel) > 0)
+    return out
 
 
 def sample_reliable_points(depth: np.ndarray, intrinsics: np.ndarray, c2w: np.ndarray, step: int = 2,

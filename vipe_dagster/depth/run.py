@@ -37,6 +37,7 @@ from ..errors import ArtifactError, InputError
 from ..io import ArtifactStore
 from . import mvs
 from .config import DepthConfig
+from .quality import conf_writer, depth_conf_path, encode_confidence
 from .reliable import reliable_depth_mask
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class DepthResult:
     range_source: str  # "sparse_map", "config", "auto", "none"
     mvs_valid_fraction: float  # mean fraction of pixels kept by confidence + geometric filter
     seconds: float
-    scale: str = "poses"  # depth is in the units of the poses ("relative" for a static relative prior)
+    scale: str = "relative"  # the scale of the poses (manifest ``scale``): "metric" or "relative"
     per_frame_valid: list[float] = field(default_factory=list)
     reliable_fraction: float = float("nan")  # mean share of pixels passing ViPE's reliable-depth test
 
@@ -175,41 +176,46 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
 
     lo: dict[int, np.ndarray] = {}
     hi: dict[int, np.ndarray] = {}
-    raw: dict[int, Future] = {}  # frame -> Future[mvs.RawDepth]
+    raw: dict[int, Future] = {}  # swept frame -> Future[mvs.RawDepth]
     raw_sources: dict[int, list[int]] = {}
+    filt: dict[int, mvs.FilteredDepth] = {}  # swept frame -> depth kept by the filters (+ the raw sweep)
     per_frame_valid: list[float] = []
     reliable: list[float] = []
-    state = {"next_raw": 0, "next_final": 0, "prev_final": None}
-    stride = cfg.sweep_every
-    pending: list[int] = []  # frames between swept frames, waiting for the next swept frame
+    state = {"next_raw": 0, "next_filter": 0, "next_out": 0, "prev_out": None}
+    swept_frames: list[int] = []  # planned once the depth range (and so the median depth) is known
+    swept_set: set[int] = set()
 
     def swept(i: int) -> bool:
-        return i % stride == 0 or i == n - 1
+        return i in swept_set
+
+    def fusion_set(t: int) -> list[int]:
+        """Swept frames whose filtered depth is fused into frame ``t``: those within ``fuse_radius`` frames,
+        and always the nearest swept frame on each side."""
+        k = int(np.searchsorted(swept_frames, t))  # swept_frames[k] >= t (the last frame is always swept)
+        near = {swept_frames[k]}
+        if k > 0 and swept_frames[k] != t:
+            near.add(swept_frames[k - 1])
+        r = cfg.fuse_radius
+        near |= {j for j in swept_frames[max(0, k - r - 1):k + r + 1] if abs(j - t) <= r}
+        return sorted(near)
+
+    def ensure_plan() -> None:
+        ensure_range()
+        if not swept_frames:
+            assert ref_depth is not None
+            swept_frames.extend(mvs.plan_sweeps(centres, float(np.median(k_lo[:, 0])), ref_depth, cfg))
+            swept_set.update(swept_frames)
+            log.info("depth %s: %d of %d frames swept", name, len(swept_frames), n)
 
     def ensure_range() -> None:
         nonlocal depth_range, range_source, ref_depth
         if depth_range is not None:
             return
-        # wide coarse sweep of the first frame against the farthest frames of its window
-        far = [j for j in sorted(lo, key=lambda j: -np.linalg.norm(centres[j] - centres[0])) if j != 0][:2]
-        base = float(np.median([np.linalg.norm(centres[j] - centres[0]) for j in far]))
-        if base <= 0:
-            raise StaticCameraError(f"{store.path('pose', name)}: no baseline between frame 0 and frames {far}; "
-                                    f"cannot estimate a depth range for {name}. " + HOW_TO_PROVIDE_MODEL)
-        wide = (0.5 * base, 2000.0 * base)
-        # at half resolution: only the percentiles of the confident depths are needed
-        hw_, hh_ = max(8, w // 2), max(8, h // 2)
-        small = {j: cv2.resize(lo[j], (hw_, hh_), interpolation=cv2.INTER_AREA) for j in [0, *far]}
-        ks = {j: mvs.scale_intrinsics(k_lo[j], hw_ / w, hh_ / h) for j in [0, *far]}
-        d, c = mvs.sweep_frame(small[0], [small[j] for j in far], ks[0], [ks[j] for j in far], poses[0],
-                               [poses[j] for j in far], wide, cfg, num_planes=128)
-        good = np.isfinite(d) & (c > 0.6)
-        depth_range = mvs.depth_range_from_points(d[good], cfg.range_percentiles, cfg.range_margin)
+        depth_range, ref_depth = mvs.auto_depth_range(lo, centres, k_lo, poses, cfg)
         if depth_range is None:
             raise InputError(f"{store.path('rgb', name)}: frame 0 has too little texture or parallax to estimate "
                              f"a depth range for {name}; set DepthConfig.depth_range or provide a sparse map")
         range_source = "auto"
-        ref_depth = float(np.median(d[good]))
         log.info("depth %s: automatic depth range [%.3g, %.3g] (median %.3g)", name, *depth_range, ref_depth)
 
     def sweep(i: int, srcs: list[int], ref_img: np.ndarray, src_imgs: list[np.ndarray]) -> mvs.RawDepth:
@@ -221,58 +227,65 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
 
     def do_raw(i: int) -> None:
         """Queue the sweep of frame ``i`` on the worker pool (its images are captured now)."""
-        ensure_range()
         assert depth_range is not None and ref_depth is not None
         avail = [j for j in lo if abs(j - i) <= gap and swept(j)]
         srcs = mvs.select_sources(i, centres, avail, float(k_lo[i][0]), ref_depth, cfg)
         raw_sources[i] = srcs
         raw[i] = pool.submit(sweep, i, srcs, lo[i], [lo[j] for j in srcs])
 
-    def do_final(i: int, writer) -> None:
+    def do_filter(i: int) -> None:
+        """Confidence + forward-backward geometric filter of swept frame ``i``."""
         r = raw[i].result()
         keep = np.isfinite(r.depth) & (r.confidence >= cfg.min_confidence)
+        plausible = np.isfinite(r.depth)
         others = [(raw[j].result().depth, k_lo[j], poses[j]) for j in r.sources if j in raw]
         if cfg.min_consistent > 0 and others:
-            cnt = mvs.consistency_count(np.where(keep, r.depth, np.nan), k_lo[i], poses[i], others,
-                                        cfg.consistency_rel, cfg.consistency_px)
-            keep &= cnt >= min(cfg.min_consistent, len(others))
-        d = np.where(keep, r.depth, np.nan).astype(np.float32)
-        frac = float(keep.mean())
-        per_frame_valid.append(frac)
-        guide_lo = lo[i]
+            err = mvs.consistency_errors(r.depth, k_lo[i], poses[i], others, cfg.consistency_rel, cfg.consistency_px)
+            m = min(cfg.min_consistent, len(others))
+            kth = np.partition(err, m - 1, axis=0)[m - 1]  # m-th best agreement over the neighbours
+            keep &= kth < 1.0
+            plausible &= kth < cfg.plausible_factor
+        filt[i] = mvs.FilteredDepth(np.where(keep, r.depth, np.nan).astype(np.float32),
+                                    np.where(plausible, r.depth, np.nan).astype(np.float32))
+
+    def do_output(t: int, writer) -> None:
+        """Fuse the filtered depths of the swept frames around ``t`` into it, fill the holes, upsample, write."""
+        views = [(filt[j], k_lo[j], poses[j], j == t) for j in fusion_set(t) if j in filt]
+        fused = mvs.fuse_depths(views, k_lo[t], poses[t], (h, w), cfg.consistency_rel)
+        dyn_hi = next(mask_it)[1] > 0 if mask_it is not None else None
+        if dyn_hi is not None and dyn_hi.any():
+            # moving objects (masks of an earlier run): their multi-view depth is not a static point
+            dyn = cv2.resize(dyn_hi.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+            fused.depth[dyn] = np.nan
+            fused.raw[dyn] = np.nan
+        keep = np.isfinite(fused.depth)
+        per_frame_valid.append(float(keep.mean()))
+        d = fused.depth
         if learned is not None:
             from .learned import align_inverse_depth
 
-            pred = learned.predict(hi[i])
+            pred = learned.predict(hi[t])
             pred_lo = cv2.resize(pred, (w, h), interpolation=cv2.INTER_AREA)
             fill = align_inverse_depth(pred_lo, d, keep, learned.output)
             if fill is not None:
                 d = np.where(keep, d, fill).astype(np.float32)
+        elif cfg.fill_from_sweep:
+            # holes first take the (unverified) sweep depth, fused the same way, where it exists
+            d = np.where(keep, d, fused.raw).astype(np.float32)
         if not np.isfinite(d).any():
-            if state["prev_final"] is not None:
-                log.warning("depth %s: frame %d has no reliable MVS depth; reusing frame %d", name, i,
-                            state["prev_final"][0])
-                d = state["prev_final"][1]
+            if state["prev_out"] is not None:
+                log.warning("depth %s: frame %d has no reliable MVS depth; reusing frame %d", name, t,
+                            state["prev_out"][0])
+                d = state["prev_out"][1]
             else:
                 d = np.full((h, w), ref_depth, np.float32)
-                log.warning("depth %s: frame %d has no reliable MVS depth; using the median scene depth", name, i)
-        filled = mvs.edge_aware_fill(d, guide_lo, cfg.fill_sigma_color, cfg.fill_iterations)
-        prev = state["prev_final"]
-        # frames between the previous swept frame and this one: reprojected depth of both, then filled
-        for j in pending:
-            srcs = [(filled, k_lo[i], poses[i])] + ([(prev[1], k_lo[prev[0]], poses[prev[0]])] if prev else [])
-            dj = mvs.propagate_depth(srcs, k_lo[j], poses[j], (h, w))
-            if not np.isfinite(dj).any():
-                dj = filled.copy()
-            emit(j, mvs.edge_aware_fill(dj, lo[j], cfg.fill_sigma_color, cfg.fill_iterations), writer)
-        pending.clear()
-        state["prev_final"] = (i, filled)
-        emit(i, filled, writer)
-
-    def emit(i: int, filled: np.ndarray, writer) -> None:
-        up = mvs.joint_bilateral_upsample(filled, lo[i], hi[i].astype(np.float32) / 255.0, cfg.fill_sigma_color)
-        reliable.append(float(reliable_depth_mask(up).mean()))
+                log.warning("depth %s: frame %d has no reliable MVS depth; using the median scene depth", name, t)
+        filled = mvs.edge_aware_fill(d, lo[t], cfg.fill_sigma_color, cfg.fill_iterations)
+        state["prev_out"] = (t, filled)
+        up = mvs.joint_bilateral_upsample(filled, lo[t], hi[t].astype(np.float32) / 255.0, cfg.fill_sigma_color)
+        reliable.append(float(reliable_depth_mask(up, dynamic=dyn_hi).mean()))
         writer.add(up)
+        conf_out.add(encode_confidence(np.where(keep, np.maximum(fused.agreement, 1e-3), 0.0), (W, H)))
 
     frames = iter(stream)
     if progress:
@@ -281,6 +294,8 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
         frames = tqdm(frames, total=n, desc=f"depth {name}", unit="frame")
     # sweeps run on a pool of threads, each with few torch intra-op threads: frame-level parallelism keeps
     # the cores busy and, unlike many intra-op threads, degrades gracefully on a loaded machine
+    mask_it = store.iter_masks(name) if (cfg.use_masks and store.exists("mask", name)
+                                         and store.mask_count(name) == n) else None
     workers = cfg.workers or _available_cores()
     # with one worker the caller's thread waits for each sweep, so the stage stays on about one core
     ahead = 2 * workers if workers > 1 else 0
@@ -289,7 +304,7 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
         torch.set_num_threads(cfg.torch_threads)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mvs")
     try:
-        with store.depth_writer(name) as writer:
+        with store.depth_writer(name) as writer, conf_writer(store, name) as conf_out:
             for t, (_, frame) in enumerate(frames):
                 if frame.shape[:2] != (H, W):
                     raise ArtifactError(f"{store.path('rgb', name)}: frame {t} is {frame.shape[1]}x"
@@ -297,37 +312,58 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
                 hi[t] = frame
                 lo[t] = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
                 last = t == n - 1
+                # 1. sweeps, once every frame that can be a source is loaded
+                if state["next_raw"] < n and (state["next_raw"] + gap <= t or last):
+                    ensure_plan()
                 while state["next_raw"] < n and (state["next_raw"] + gap <= t or last):
                     if swept(state["next_raw"]):
                         do_raw(state["next_raw"])
                     state["next_raw"] += 1
-                while state["next_final"] < state["next_raw"]:
-                    i = state["next_final"]
-                    if not swept(i):
-                        pending.append(i)
-                        state["next_final"] += 1
-                        continue
-                    # wait until the sources' sweeps are queued and ``ahead`` more behind them, so the
-                    # workers stay busy while this thread filters, fills and writes frame i
-                    if not last and any(j + ahead >= state["next_raw"] for j in raw_sources[i] + [i]):
+                # 2. filters, once the sources' sweeps are queued (and ``ahead`` more behind them, so the
+                #    workers stay busy while this thread filters, fuses and writes)
+                while state["next_filter"] < state["next_raw"]:
+                    i = state["next_filter"]
+                    if swept(i):
+                        if not last and any(j + ahead >= state["next_raw"] for j in raw_sources[i] + [i]):
+                            break
+                        do_filter(i)
+                    state["next_filter"] += 1
+                # 3. outputs, once every swept frame fused into them is filtered
+                while state["next_out"] < state["next_filter"] or (last and state["next_out"] < n):
+                    o = state["next_out"]
+                    if not (last and state["next_filter"] >= n) and max(fusion_set(o)) >= state["next_filter"]:
                         break
-                    do_final(i, writer)
-                    state["next_final"] += 1
-                keep_from = min(pending) if pending else state["next_final"]
-                for j in [j for j in lo if j < state["next_raw"] - gap and j < keep_from]:
+                    do_output(o, writer)
+                    state["next_out"] += 1
+                out_from = state["next_out"]
+                need_from = min(fusion_set(out_from)) if out_from < n and swept_frames else out_from
+                for j in [j for j in lo if j < state["next_raw"] - gap and j < out_from]:
                     del lo[j]
-                for j in [j for j in hi if j < keep_from]:
+                for j in [j for j in hi if j < out_from]:
                     del hi[j]
-                for j in [j for j in raw if j < state["next_final"] - gap]:
+                for j in [j for j in raw if j < state["next_filter"] - gap]:
                     del raw[j], raw_sources[j]
+                for j in [j for j in filt if j < need_from]:
+                    del filt[j]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(prev_threads)
     seconds = time.perf_counter() - t0
+    man = store.read_manifest(name) if store.exists("manifest", name) else None
+    scale = str(man.get("scale", "relative")) if man else "relative"
     res = DepthResult(name=name, uri=store.path("depth", name), num_frames=n, width=W, height=H,
                       method="mvs+learned" if learned is not None else "mvs", depth_range=depth_range,
                       range_source=range_source, mvs_valid_fraction=float(np.mean(per_frame_valid)),
-                      seconds=seconds, per_frame_valid=per_frame_valid, reliable_fraction=float(np.mean(reliable)))
+                      seconds=seconds, scale=scale, per_frame_valid=per_frame_valid,
+                      reliable_fraction=float(np.mean(reliable)))
+    if man is not None:
+        man["depth"] = {"method": res.method, "scale": scale, "measured_fraction": round(res.mvs_valid_fraction, 4),
+                        "measured_fraction_min": round(float(np.min(per_frame_valid)), 4),
+                        "reliable_fraction": round(res.reliable_fraction, 4),
+                        "frames_swept": len(swept_frames), "confidence_uri": depth_conf_path(store, name),
+                        "depth_range": list(depth_range) if depth_range else None, "range_source": range_source}
+        man.setdefault("timings", {})["depth_s"] = round(seconds, 3)
+        store.write_manifest(name, man)
     log.info("depth %s: %d frames in %.1f s (%.2f frames/s), MVS valid %.1f%%, reliable %.1f%%, range %s from %s",
              name, n, seconds, res.frames_per_s, 100 * res.mvs_valid_fraction, 100 * res.reliable_fraction,
              depth_range, range_source)

@@ -6,6 +6,7 @@
 - :func:`depth_metrics`: AbsRel, delta < 1.25, RMSE after median / least-squares / no scale alignment.
 - :func:`focal_error`: focal length error in percent and as a field-of-view difference.
 - :func:`mask_metrics`: dynamic-vs-static agreement of instance masks (IoU, precision, recall).
+- :func:`depth_pair_consistency`: temporal consistency of two depth maps under their poses (no ground truth).
 
 Poses are (N,4,4) camera-to-world matrices; metrics are computed in float64.
 """
@@ -302,3 +303,45 @@ def mask_scores(tp: int, fp: int, fn: int) -> dict[str, float]:
     recall = tp / (tp + fn) if tp + fn else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"iou": tp / union if union else 1.0, "precision": precision, "recall": recall, "f1": f1}
+
+
+def depth_pair_consistency(depth_a: np.ndarray, depth_b: np.ndarray, k_a: np.ndarray, k_b: np.ndarray,
+                           c2w_a: np.ndarray, c2w_b: np.ndarray, static_a: np.ndarray | None = None,
+                           static_b: np.ndarray | None = None, stride: int = 2) -> tuple[float, int]:
+    """Median relative difference ``|z_ab - d_b| / d_b`` of frame a's depth warped into frame b.
+
+    Pixels of a (on a ``stride`` grid, static where ``static_a`` is True) are back-projected with their
+    depth, moved by the poses into b and compared with b's depth at the nearest pixel (static there too);
+    points outside b do not count. Points occluded in b (behind b's surface) are not singled out: they are a
+    minority near depth edges and the median ignores them, whereas excluding "points behind" would also hide
+    a whole frame whose scale jumped. Returns ``(median, pixels compared)``; ``(nan, 0)`` when nothing
+    overlaps. ``k`` are ``fx fy cx cy`` in pixels of the depth maps, poses camera-to-world.
+    """
+    h, w = depth_a.shape
+    vv, uu = np.mgrid[0:h:stride, 0:w:stride]
+    d = depth_a[vv, uu].astype(np.float64)
+    ok = np.isfinite(d) & (d > 0)
+    if static_a is not None:
+        ok &= static_a[vv, uu]
+    uu, vv, d = uu[ok].astype(np.float64), vv[ok].astype(np.float64), d[ok]
+    if d.size == 0:
+        return float("nan"), 0
+    p = np.stack([(uu - k_a[2]) / k_a[0] * d, (vv - k_a[3]) / k_a[1] * d, d], -1)
+    t = np.linalg.inv(np.asarray(c2w_b, np.float64)) @ np.asarray(c2w_a, np.float64)
+    q = p @ t[:3, :3].T + t[:3, 3]
+    z = q[:, 2]
+    front = z > 1e-9
+    q, z = q[front], z[front]
+    ub = np.rint(k_b[0] * q[:, 0] / z + k_b[2]).astype(np.int64)
+    vb = np.rint(k_b[1] * q[:, 1] / z + k_b[3]).astype(np.int64)
+    hb, wb = depth_b.shape
+    inside = (ub >= 0) & (ub < wb) & (vb >= 0) & (vb < hb)
+    ub, vb, z = ub[inside], vb[inside], z[inside]
+    db = depth_b[vb, ub].astype(np.float64)
+    good = np.isfinite(db) & (db > 0)
+    if static_b is not None:
+        good &= static_b[vb, ub]
+    rel = np.abs(z[good] - db[good]) / db[good]
+    if rel.size == 0:
+        return float("nan"), 0
+    return float(np.median(rel)), int(rel.size)

@@ -27,6 +27,26 @@ class MaskConfig(BaseModel):
     residual_k: float = Field(4.0, gt=0, description="residual threshold in robust sigmas of the frame")
     use_depth: bool = Field(True, description="use depth/<n>.zip for the full rigid flow when present; otherwise "
                                               "the Sampson distance to the epipolar line is the residual")
+    seed_residual_px: float = Field(2.5, ge=0, description="a moving-object seed (connected component) needs this "
+                                                           "mean residual (px at mask res); 0 = off")
+    grow_margin: float = Field(0.5, ge=0, description="each motion seed is grown inside its box enlarged by this "
+                                                     "share of its size: residual against the depth the "
+                                                     "surrounding static scene would have there (0 = off)")
+    fooled_ratio: float = Field(1.0, ge=1.0, description="a seed whose median depth is this much farther than the "
+                                                         "surface around it counts as fooled depth (growth applies)")
+    grabcut_iterations: int = Field(1, ge=0, description="GrabCut iterations completing each object by colour "
+                                                         "inside that box (0 = off)")
+    hold_frames: int = Field(15, ge=0, description="an object that stops moving keeps its mask (carried by the "
+                                                   "optical flow) for this many frames")
+    hold_min_frames: int = Field(3, ge=1, description="only objects seen moving in at least this many frames are "
+                                                      "held")
+    strong_motion_fraction: float = Field(0.01, ge=0, le=1, description="a frame has strong motion when its largest "
+                                                                        "region of residual above 2 residual_px "
+                                                                        "covers this share of the image (reported "
+                                                                        "for the mask check)")
+    refill_depth: bool = Field(True, description="moving camera with depth: the depth of moving objects is "
+                                                 "replaced by the fill of the static depth around them and marked "
+                                                 "not measured")
     # cleanup and instances
     open_px: int = Field(3, ge=1, description="morphological opening kernel (px, mask res)")
     close_px: int = Field(7, ge=1, description="morphological closing kernel (px, mask res)")
