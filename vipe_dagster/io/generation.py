@@ -56,7 +56,7 @@ PER_FRAME_KINDS = ("rgb", "pose", "intrinsics", "depth", "mask")
 SET_KINDS = STAMPED_KINDS + HASHED_ONLY
 INPUTS = {"depth": ("pose", "intrinsics"), "mask": ("pose", "intrinsics", "depth")}
 """Derived artifact -> the artifacts it is computed from (their recorded sha256 is kept with it)."""
-PURGED_ON_NEW = ("pose", "intrinsics", "camera", "sparse", "info", "depth", "mask", "phrases", "vis")
+PURGED_ON_NEW = ("pose", "intrinsics", "camera", "sparse", "info", "depth", "mask", "phrases", "vis", "slam_map")
 """Files of a sequence that belong to the previous generation once a new rgb is in place."""
 
 
@@ -141,6 +141,8 @@ def read_stamp(store: ArtifactStore, kind: str, name: str) -> str | None:
         except Exception as exc:
             raise ArtifactError(f"{uri}: not a readable npz file ({exc})") from exc
     if kind in ("depth", "mask"):
+        if kind == "depth" and not fs.exists(uri):
+            return None  # depth given as .npy files (ArtifactStore.npy_depth_reader): no stamp
         try:
             with fs.open_read(uri) as f, zipfile.ZipFile(f) as zf:
                 return parse_stamp(zf.comment)
