@@ -106,7 +106,7 @@ class DownloadReport:
     def table(self) -> str:
         """One line per shard: name, status, sequences found / expected, first problem."""
         rows = [(f"{s.tar_name}/{s.attribute}", _label(s), f"{s.sequences_found}/{s.sequences_expected}",
-                 "; ".join(s.problems)[:160]) for s in self.shards]
+                 "; ".join(s.problems)) for s in self.shards]
         head = ("shard", "status", "sequences", "problem")
         widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
         lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)),
@@ -427,8 +427,15 @@ def _fetch_rgb(fetcher: RgbFetcher, res: ShardResult, requests: list[RgbRequest]
         res.problems.append(str(exc))
         log.error("%s/rgb: %s", res.tar_name, exc)
         return
+    dest = out / "rgb"
+    if dest.exists() and dest.resolve().parent != out.resolve():
+        res.status = "rejected"
+        res.problems.append(f"{dest} resolves to {dest.resolve()}, outside {out}; refusing to write fetched RGB "
+                            f"through a symlinked folder")
+        return
     try:
-        got = fetcher.fetch(todo, out / "rgb")
+        dest.mkdir(parents=True, exist_ok=True)
+        got = fetcher.fetch(todo, dest)
     except (DownloadError, OSError) as exc:
         res.status = "failed"
         res.problems.append(str(exc))

@@ -211,10 +211,12 @@ class YtDlpFetcher(RgbFetcher):
                     except Exception as exc:  # a broken download: this clip only
                         res.problems[r.sequence] = f"cutting {link} [{start:.3f}, {end:.3f}) s failed: {exc}"
                         continue
-                    res.files[out.name] = {**_digest(out), "frames": n}
                     if abs(n - r.num_frames) > 1:  # the release's own counts are off by one (ViPE issue #49)
-                        res.problems[r.sequence] = (f"clip has {n} frames, meta.parquet says {r.num_frames} "
-                                                    f"(the YouTube video may have changed)")
+                        out.unlink()
+                        res.problems[r.sequence] = (f"the clip has {n} frames but meta.parquet says {r.num_frames} "
+                                                    f"(the YouTube video may have changed); not kept")
+                        continue
+                    res.files[out.name] = {**_digest(out), "frames": n}
         return res
 
 

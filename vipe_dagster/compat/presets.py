@@ -141,7 +141,7 @@ def _cache_location(cache_dir: str | None) -> str:
 
 def how_to_provide(ck: Checkpoint, cache_dir: str | None) -> str:
     return (f"give it with --depth_model {ck.spec} (with network access it is downloaded into the Hugging Face "
-            f"cache), or copy a cache that holds it (`huggingface-cli download {ck.repo_id} {ck.filename}` on a "
+            f"cache; any --depth-model REPO_ID:FILENAME in the Depth-Anything-V2 layout works), or copy a cache that holds it (`huggingface-cli download {ck.repo_id} {ck.filename}` on a "
             f"machine with network) to {_cache_location(cache_dir)} or point --hf_cache / HF_HUB_CACHE at it")
 
 
@@ -199,8 +199,8 @@ def resolve_weights(cfg: PipelineConfig, depth_model: str | None = None, hf_cach
     learned = learned_config_for(ck.spec, hf_cache, device)
     path = cached_checkpoint(learned)
     why = (f"pipeline preset {cfg.preset!r} runs a learned depth model" if info.needs_weights else
-           f"pipeline preset {cfg.preset!r} computes depth, and a fixed camera (--assume_fixed_camera_pose) has "
-           f"no parallax for multi-view stereo, so the depth must come from a learned model")
+           f"pipeline preset {cfg.preset!r} computes depth, and a fixed camera has no parallax for multi-view "
+           f"stereo (--assume_fixed_camera_pose), so the depth must come from a learned model")
     if path is None:
         raise MissingWeightsError(
             f"{why} ({ck.spec}, in the role of the reference's {info.role}), but it is not in the Hugging Face "
