@@ -127,3 +127,24 @@ def test_vipe_help_lists_the_reference_flags(tmp_path):
         assert flag in out, flag
     out = run([*vipe_argv(), "visualize", "--help"], tmp_path).out
     assert "--port" in out and "--use_mean_bg" in out and Path(REPO).exists()
+
+
+def test_exo_intrinsic_gt_is_scaled_to_the_video(clip, tmp_path):
+    from vipe_dagster.compat.run import exo_intrinsics_from_gt
+    from vipe_dagster.errors import ConfigError
+
+    k = "[[1800, 0, 1920], [0, 1800, 1080], [0, 0, 1]]"  # an Ego-Exo4D GoPro K at 3840x2160
+    assert exo_intrinsics_from_gt(k, 796, 448) == pytest.approx((1800 * 224 / 1080, 1800 * 224 / 1080, 398, 224))
+    with pytest.raises(ConfigError, match="3x3 intrinsics matrix"):
+        exo_intrinsics_from_gt("[[1, 2], [3, 4]]", 10, 10)
+    with pytest.raises(ConfigError, match="must be > 0"):
+        exo_intrinsics_from_gt("[[0, 0, 1], [0, 1, 1], [0, 0, 1]]", 10, 10)
+    from ref_helpers import vipe_argv
+
+    out = tmp_path / "o"
+    p = run([*vipe_argv(), "infer", clip, "-o", out, "--pipeline", "pose_only", "--long_side", "160",
+             "--use_exo_intrinsic_gt", k, "--end_frame", "5"], tmp_path)
+    assert p.rc == 0, p.err[-3000:]
+    intr = ArtifactStore(str(out)).read_intrinsics("clip")[0]
+    assert np.allclose(intr[0], [150.0, 150.0, 160.0, 90.0], atol=1e-3)  # f * (H/2) / cy at 320x180
+    assert ArtifactStore(str(out)).read_manifest("clip")["pose"]["intrinsics"]["source"] == "given"

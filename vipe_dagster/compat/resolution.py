@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
-from ..io import ArtifactStore, open_video
+from ..io import ArtifactStore, VideoStream, open_video
 from ..io.artifacts import SparseMap
 
 log = logging.getLogger(__name__)
@@ -32,16 +32,15 @@ MODES = ("processing", "source")
 EDGE_REL = 0.05  # relative depth range in a 3x3 window above which up-sampling takes the nearest value
 
 
-def check_output_resolution(mode: str, source: str, start_frame: int | None, end_frame: int | None,
-                            frame_skip: int) -> tuple[int, int]:
-    """Validate ``--output_resolution`` against the source before any work; returns the source size."""
+def check_output_resolution(mode: str, stream: VideoStream) -> tuple[int, int]:
+    """Validate ``--output_resolution`` against the opened source before any work; returns the source size."""
     if mode not in MODES:
         raise ConfigError(f"--output_resolution must be one of {', '.join(MODES)}, got {mode!r}")
-    stream = open_video(source, start_frame, end_frame, frame_skip, long_side=0)
-    if mode == "source" and (stream.width % 2 or stream.height % 2):
-        raise ConfigError(f"--output_resolution source: {source} is {stream.width}x{stream.height}, but the H.264 "
-                          f"rgb artifact needs even sides; use --output_resolution processing")
-    return stream.width, stream.height
+    w, h = stream.info.width, stream.info.height
+    if mode == "source" and (w % 2 or h % 2):
+        raise ConfigError(f"--output_resolution source: {stream.info.uri} is {w}x{h}, but the H.264 rgb artifact "
+                          f"needs even sides; use --output_resolution processing")
+    return w, h
 
 
 def scale_intrinsics(intr: np.ndarray, sx: float, sy: float) -> np.ndarray:

@@ -117,7 +117,8 @@ def prepare(source: str, output: str, pipeline: str = "default", *, name: str | 
     if len(given) > 1:
         raise ConfigError("give at most one of --intrinsics, --intrinsics_file and --use_exo_intrinsic_gt")
     weights = resolve_weights(cfg, depth_model, hf_cache)
-    src_w, src_h = check_output_resolution(output_resolution, source, start_frame, end_frame, frame_skip)
+    stream = open_video(source, start_frame, end_frame, frame_skip, cfg.pose.long_side)  # validates the range
+    src_w, src_h = check_output_resolution(output_resolution, stream)
     intr = None
     if intrinsics is not None:
         intr = parse_intrinsics(intrinsics)
@@ -125,7 +126,6 @@ def prepare(source: str, output: str, pipeline: str = "default", *, name: str | 
         intr = read_intrinsics_file(intrinsics_file)
     elif exo_intrinsic_gt is not None:
         intr = exo_intrinsics_from_gt(exo_intrinsic_gt, src_w, src_h)
-    stream = open_video(source, start_frame, end_frame, frame_skip, cfg.pose.long_side)
     seq = check_sequence_name(name or stream.name, "--name" if name else "video name")
     return InferRequest(source=source, output=output, name=seq, config=cfg, weights=weights,
                         start_frame=start_frame, end_frame=end_frame, frame_skip=frame_skip,
