@@ -48,7 +48,7 @@ if [ "${#gpus[@]}" -gt 0 ]; then
   workers="${MAX_WORKERS:-${#gpus[@]}}"
 else
   device="${RENDER_DEVICE:-cpu}"
-  workers="${MAX_WORKERS:-$(nproc 2> /dev/null || echo 1)}"
+  workers="${MAX_WORKERS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2> /dev/null || echo 1)}"
 fi
 
 flags=(--point_size "$POINT_SIZE" --start_frame "$START_FRAME" --end_frame "$END_FRAME" --device "$device")

@@ -9,6 +9,7 @@ mirror (``--source``) and the learned checkpoint of the ``lyra``/``dav3`` runs f
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import sys
@@ -120,6 +121,7 @@ def test_egox_scripts_and_renderer(take, hf_cache, clip, tmp_path):
     p = run([REPO / "scripts" / "render_vipe.sh"], work, **env)
     assert p.rc == 0, p.out[-2000:] + p.err[-3000:]
     assert "device cpu" in p.out and "CUDA_VISIBLE_DEVICES=none" in p.out
+    assert f"on {len(os.sched_getaffinity(0))} worker(s)" in p.out  # one worker per CPU core
     out = work / "ego_view_rendering" / take.take / "cam01" / "test_output_lyra_fixedcam_mean_bg_fisheye_pts5.0"
     assert sorted(x.name for x in out.glob("frame_*.png")) == [f"frame_{i:06d}.png" for i in range(take.num_frames)]
     assert probe(str(out / "ego_Prior.mp4")).num_frames == take.num_frames

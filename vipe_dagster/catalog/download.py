@@ -42,7 +42,7 @@ import polars as pl
 from ..io import fs as vfs
 from ..io.names import check_token, is_token, safe_local_join, sequence_name_problem
 from .errors import DownloadError, SourceError, UnsafeArchiveError
-from .fetchers import FetchUnavailable, RgbFetcher, RgbRequest, default_rgb_fetcher
+from .fetchers import FetchUnavailable, RgbFetcher, RgbRequest
 from .sources import ATTRIBUTES, DatasetSource, open_source
 
 log = logging.getLogger(__name__)
@@ -275,14 +275,15 @@ def verify_entry(output: Path, attribute: str, entry: dict[str, Any], mode: str 
 # ---------------------------------------------------------------------- download
 def download(source: str | DatasetSource, prefix: str, attributes: str | Sequence[str], output: str | os.PathLike,
              *, verify: str = "sha256", revision: str | None = None,
-             progress: Callable[[ShardResult], None] | None = None, rgb_fetcher: RgbFetcher | None = None,
-             fetch_rgb: bool = True) -> DownloadReport:
+             progress: Callable[[ShardResult], None] | None = None,
+             rgb_fetcher: RgbFetcher | None = None) -> DownloadReport:
     """Download and safely extract the selected shards; see the module docstring.
 
     Returns a report; shards that were rejected (unsafe members) or failed are listed there, nothing of
-    them is extracted. A missing remote RGB tar is fetched from the dataset's original source
-    (``rgb_fetcher``, default :func:`.fetchers.default_rgb_fetcher`; ``fetch_rgb=False`` never fetches);
-    other missing remote tars, and RGB whose fetcher cannot run, are reported as ``missing``.
+    them is extracted. With ``rgb_fetcher`` (e.g. :func:`.fetchers.default_rgb_fetcher`, what the CLI passes) a
+    missing remote RGB tar is fetched from the dataset's original source; without one nothing is fetched (the
+    library never reaches the internet on its own). Other missing remote tars, and RGB whose fetcher cannot
+    run, are reported as ``missing``.
     """
     if verify not in ("sha256", "size"):
         raise DownloadError(f"verify must be 'sha256' or 'size', got {verify!r}")
@@ -315,9 +316,7 @@ def download(source: str | DatasetSource, prefix: str, attributes: str | Sequenc
         state.note_source(src.uri, version)
         for tar_name, seqs in expected.items():
             for attr in attrs:
-                fetcher = None
-                if attr == "rgb" and fetch_rgb:
-                    fetcher = rgb_fetcher or default_rgb_fetcher(tar_name)
+                fetcher = rgb_fetcher if attr == "rgb" else None
                 res = _one_shard(src, tar_name, attr, seqs, out, state, verify, version, fetcher,
                                  rgb_rows.get(tar_name, []))
                 results.append(res)

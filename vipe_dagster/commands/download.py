@@ -89,7 +89,7 @@ def run_download(args, attributes: list[str]) -> int:
                                       args.ytdlp, args.cookies_from_browser)
     bar = tqdm(desc="shards", unit="tar", disable=args.json)
     report = download(src, args.prefix, attributes, args.output, verify=args.verify,
-                      progress=lambda r: bar.update(1), rgb_fetcher=fetcher, fetch_rgb=not args.no_fetch_rgb)
+                      progress=lambda r: bar.update(1), rgb_fetcher=fetcher)
     bar.close()
     summary = report.summary()
     if args.json:

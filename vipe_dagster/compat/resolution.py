@@ -12,7 +12,10 @@ the per-frame artifacts of the sequence at the source video's size, in the same 
 - ``vipe/<n>_sparse.npz``: observations scaled like pixels (3-D points unchanged).
 
 Poses do not depend on the image size. Files are rewritten in the order their generation record demands
-(rgb, intrinsics, then depth and masks, which record the intrinsics they were computed with).
+(rgb, intrinsics, then depth and masks, which record the intrinsics they were computed with). The manifest
+says ``output_resolution.complete: false`` while the files are rewritten, and every reader refuses such a set
+(:func:`vipe_dagster.io.generation.check_set`), so a killed rewrite never pairs a full-size rgb with
+processing-size intrinsics; the next run of the sequence starts a new generation.
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ def to_source_resolution(store: ArtifactStore, name: str, source: str, start_fra
         raise ConfigError(f"{source}: {len(src)} frames selected but {store.path('rgb', name)} has {len(proc)}; "
                           f"cannot write the artifacts at the source size")
     sx, sy = W / w, H / h
+    # readers refuse the set while this is false (io/generation.check_set): a killed rewrite is never paired
+    _record(store, name, {**info, "complete": False})
     intr, inds, types = store.read_intrinsics(name)
     new_intr = scale_intrinsics(intr, sx, sy).astype(np.float32)
     manifest = store.read_manifest(name)
@@ -128,7 +133,7 @@ def to_source_resolution(store: ArtifactStore, name: str, source: str, start_fra
         store.write_sparse_map(name, SparseMap(sm.points, sm.colors, sm.obs_frame, sm.obs_point,
                                                uv.astype(np.float32), sm.keyframes))
         done.append("sparse")
-    info.update(resampled=True, scale=[sx, sy], rewritten=done, rectified=bool(remap is not None),
+    info.update(resampled=True, complete=True, scale=[sx, sy], rewritten=done, rectified=bool(remap is not None),
                 intrinsics_first_frame=[round(float(v), 4) for v in new_intr[0, :4]])
     _record(store, name, info)
     log.info("%s: artifacts written at the source size %dx%d (processed at %dx%d): %s", name, W, H, w, h,

@@ -223,10 +223,16 @@ def check_set(store: ArtifactStore, name: str, kinds: Iterable[str] | None = Non
             wanted += [d for d in deps if d not in wanted]
     man_uri = store.path("manifest", name)
     rec = None
+    interrupted = False
     if fs.exists(man_uri):
-        rec = valid_record(store.read_manifest(name).get(RECORD_KEY), man_uri)
+        man = store.read_manifest(name)
+        rec = valid_record(man.get(RECORD_KEY), man_uri)
+        interrupted = isinstance(man.get("output_resolution"), dict) and man["output_resolution"].get("complete") is False
     gen = rec["id"] if rec else None
     rep = SetReport(name, gen)
+    if interrupted:  # compat/resolution.py: a rewrite at the source size that did not finish
+        rep.problems.append(f"{man_uri}: the rewrite of {name!r} at the source resolution (--output_resolution "
+                            f"source) did not finish, so its files mix two sizes; re-run the pipeline for {name!r}")
     present = [k for k in wanted if store.exists(k, name)]
     for k in present:
         if k in STAMPED_KINDS:
