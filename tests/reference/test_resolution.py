@@ -88,16 +88,17 @@ def test_output_resolution_source_scales_intrinsics(tmp_path):
 
 
 def _processed(clip, root):
-    """A processing-size (160x90) set of ``clip`` with hand-made pose, intrinsics, depth and masks."""
+    """A processing-size (160x88: multiples of 8) set of ``clip`` with hand-made pose, intrinsics, depth, masks."""
     from vipe_dagster.ingest import ingest_video
 
     store = ArtifactStore(str(root))
     ing = ingest_video(str(clip), store, end_frame=5, long_side=160)
     n = ing.num_frames
     store.write_pose(ing.name, np.tile(np.eye(4), (n, 1, 1)))
-    store.write_intrinsics(ing.name, np.tile([100.0, 100.0, 79.5, 44.5], (n, 1)))
-    store.write_depth(ing.name, [np.full((90, 160), 3.0, np.float32)] * n)
-    store.write_masks(ing.name, [np.zeros((90, 160), np.uint8)] * n, {})
+    assert (ing.width, ing.height) == (160, 88)
+    store.write_intrinsics(ing.name, np.tile([100.0, 100.0, 79.5, 43.5], (n, 1)))
+    store.write_depth(ing.name, [np.full((88, 160), 3.0, np.float32)] * n)
+    store.write_masks(ing.name, [np.zeros((88, 160), np.uint8)] * n, {})
     return store, ing.name
 
 
@@ -122,5 +123,5 @@ def test_interrupted_source_resolution_rewrite_is_refused(clip, tmp_path, monkey
     info = to_source_resolution(store, name, str(clip), end_frame=5)
     assert info["complete"] and info["rewritten"] == ["rgb", "intrinsics", "depth", "mask"]
     store.check_set(name)
-    assert np.allclose(store.read_intrinsics(name)[0][0], [200.0, 200.0, 159.5, 89.5])
+    assert np.allclose(store.read_intrinsics(name)[0][0], [200.0, 100.0 * 180 / 88, 159.5, 89.5])
     assert store.read_depth(name, 2).shape == (180, 320) and np.allclose(store.read_depth(name, 2), 3.0)
