@@ -6,9 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from ref_helpers import make_clip, write_hf_checkpoint
-
-METRIC = "depth-anything/Depth-Anything-V2-Metric-Hypersim-Small:depth_anything_v2_metric_hypersim_vits.pth"
+from ref_helpers import METRIC, make_clip, write_hf_checkpoint
 
 
 @pytest.fixture(scope="session")

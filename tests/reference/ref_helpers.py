@@ -11,6 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "samples" / "dog-example.mp4"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
+METRIC = "depth-anything/Depth-Anything-V2-Metric-Hypersim-Small:depth_anything_v2_metric_hypersim_vits.pth"
 
 
 @dataclass

@@ -148,3 +148,22 @@ def test_exo_intrinsic_gt_is_scaled_to_the_video(clip, tmp_path):
     intr = ArtifactStore(str(out)).read_intrinsics("clip")[0]
     assert np.allclose(intr[0], [150.0, 150.0, 160.0, 90.0], atol=1e-3)  # f * (H/2) / cy at 320x180
     assert ArtifactStore(str(out)).read_manifest("clip")["pose"]["intrinsics"]["source"] == "given"
+
+
+def test_viewer_use_mean_bg_shows_the_mean_background_from_the_start(take):
+    import socket
+
+    from vipe_dagster.viz.viewer import ResultViewer, ViewerOptions
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for on in (True, False):
+        v = ResultViewer(ArtifactStore(take.vipe_dir), host="127.0.0.1", port=port,
+                         options=ViewerOptions(mean_bg_on_start=on))
+        try:
+            v.wait_background()
+            assert v.gui_mean_bg.value is on
+            assert (v.scene_state()["mean_bg_points"] > 50) is on
+        finally:
+            v.close()

@@ -16,8 +16,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import METRIC
-from ref_helpers import REPO, make_clip, run, vipe_argv
+from ref_helpers import METRIC, REPO, make_clip, run, vipe_argv
 
 from vipe_dagster.io import ArtifactStore, probe
 

@@ -185,7 +185,7 @@ def resolve_weights(cfg: PipelineConfig, depth_model: str | None = None, hf_cach
             "given", path
         res.role = info.role if info.checkpoint is not None else "learned depth prior"
         return res
-    if cfg.depth_config.learned is not None:  # set through a config override (run.py)
+    if cfg.depth_config.learned is not None and cfg.depth:  # set through a config override (run.py)
         learned = cfg.depth_config.learned
         path = cached_checkpoint(learned) or fetch_weights(learned)
         res.checkpoint, res.checkpoint_source, res.checkpoint_path = f"{learned.repo_id}:{learned.filename}", \
