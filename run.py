@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""ViPE's ``run.py`` (Hydra-style ``key=value`` overrides) on vipe-dagster; see vipe_dagster/entry/run_py.py."""
+"""ViPE's ``run.py`` (Hydra-style ``key=value`` overrides) on vipe-dagster.
+
+See vipe_dagster/entry/run_py.py.
+"""
 
 import sys
 

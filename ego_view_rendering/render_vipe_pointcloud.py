@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""The EgoX renderer's ``render_vipe_pointcloud.py`` on vipe-dagster; see vipe_dagster/entry/render_vipe_pointcloud.py."""
+"""The EgoX renderer's ``render_vipe_pointcloud.py`` on vipe-dagster.
+
+See vipe_dagster/entry/render_vipe_pointcloud.py.
+"""
 
 import os
 import sys

@@ -8,7 +8,8 @@ Every value has a documented default. Presets:
   masks; dense depth only with a learned depth model (``depth_config.learned``)
 
 The reference's (NVIDIA ViPE) preset names are accepted too; what each runs here, and which learned
-checkpoint takes the reference model's role, is in :mod:`vipe_dagster.compat.presets` (docs/reference_commands.md):
+checkpoint takes the reference model's role, is in :mod:`vipe_dagster.compat.presets`
+(docs/reference_commands.md):
 
 - ``no_vda``: as ``default`` (there is no temporal video-depth model to switch off)
 - ``static_vda``: as ``default`` without dynamic-object masks
@@ -213,8 +214,9 @@ def preset(name: str) -> PipelineConfig:
     if name == "static_vda":
         return PipelineConfig(preset="static_vda", depth=True, masks=False)
     if name in UNAVAILABLE_PRESETS:
-        raise ConfigError(f"pipeline preset {name!r} is not available yet: it needs {UNAVAILABLE_PRESETS[name]}, "
-                          f"which this engine does not run yet; choose one of {', '.join(PRESETS)}")
+        raise ConfigError(f"pipeline preset {name!r} is not available yet: it needs "
+                          f"{UNAVAILABLE_PRESETS[name]}, which this engine does not run yet; choose one of "
+                          f"{', '.join(PRESETS)}")
     raise ConfigError(f"unknown pipeline preset {name!r}; choose one of {', '.join(PRESETS)}")
 
 

@@ -43,19 +43,30 @@ def _visualize(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .commands.infer import add_infer_options
 
-    parser = argparse.ArgumentParser(prog="vipe", description="NVIDIA Video Pose Engine (ViPE) command line, run by "
-                                                              "vipe-dagster's weight-free engine")
+    parser = argparse.ArgumentParser(
+        prog="vipe",
+        description="NVIDIA Video Pose Engine (ViPE) command line, run by vipe-dagster's weight-free engine",
+    )
     parser.add_argument("--version", action="version", version=f"vipe (vipe-dagster {__version__})")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = sub.add_parser("infer", help="run inference on a video file or a directory of images", formatter_class=fmt,
-                       description="Run inference on a video file or a directory of images; writes ViPE's "
-                                   "artifact layout under --output.")
+    p = sub.add_parser(
+        "infer",
+        help="run inference on a video file or a directory of images",
+        formatter_class=fmt,
+        description="Run inference on a video file or a directory of images; writes ViPE's "
+        "artifact layout under --output.",
+    )
     p.add_argument("video", nargs="?", default=None, help="video file (or use --image-dir)")
-    p.add_argument("--image-dir", "--image_dir", dest="image_dir", default=None,
-                   help="directory of image frames (jpg/png/bmp/tif, sorted by name, 30 fps)")
+    p.add_argument(
+        "--image-dir",
+        "--image_dir",
+        dest="image_dir",
+        default=None,
+        help="directory of image frames (jpg/png/bmp/tif, sorted by name, 30 fps)",
+    )
     p.add_argument("-o", "--output", default="vipe_results", help="output directory")
     p.add_argument("-p", "--pipeline", default="default", help="pipeline preset: " + ", ".join(PRESETS))
     add_frame_range(p)
@@ -66,14 +77,37 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-p", "--port", type=int, default=20540, help="port of the visualization server")
     v.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 to share on the network)")
     v.add_argument("--sequence", default=None, help="show only this sequence")
-    v.add_argument("--use_mean_bg", "--use-mean-bg", dest="use_mean_bg", action="store_true",
-                   help="show the per-pixel mean background from the start (EgoX)")
-    v.add_argument("--max_points", "--max-points", dest="max_points", type=int, default=60_000,
-                   help="points per frame at most")
-    v.add_argument("--cache_frames", "--cache-frames", dest="cache_frames", type=int, default=16,
-                   help="decoded frames kept in memory")
-    v.add_argument("--exit_after", "--exit-after", dest="exit_after", type=float, default=None,
-                   help="stop the server after this many seconds (for scripted checks)")
+    v.add_argument(
+        "--use_mean_bg",
+        "--use-mean-bg",
+        dest="use_mean_bg",
+        action="store_true",
+        help="show the per-pixel mean background from the start (EgoX)",
+    )
+    v.add_argument(
+        "--max_points",
+        "--max-points",
+        dest="max_points",
+        type=int,
+        default=60_000,
+        help="points per frame at most",
+    )
+    v.add_argument(
+        "--cache_frames",
+        "--cache-frames",
+        dest="cache_frames",
+        type=int,
+        default=16,
+        help="decoded frames kept in memory",
+    )
+    v.add_argument(
+        "--exit_after",
+        "--exit-after",
+        dest="exit_after",
+        type=float,
+        default=None,
+        help="stop the server after this many seconds (for scripted checks)",
+    )
     v.set_defaults(_run=_visualize)
     return parser
 

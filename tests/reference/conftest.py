@@ -30,7 +30,8 @@ def take(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def hf_cache(tmp_path_factory) -> Path:
-    """A Hugging Face cache holding the metric Depth-Anything-V2 Small checkpoint (random weights, real layout)."""
+    """A Hugging Face cache with the metric Depth-Anything-V2 Small checkpoint (random weights, real
+    layout)."""
     cache = tmp_path_factory.mktemp("hf-cache")
     write_hf_checkpoint(cache, METRIC)
     return cache

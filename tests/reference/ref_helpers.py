@@ -27,8 +27,14 @@ class Proc:
 
 
 def env(**extra: str) -> dict[str, str]:
-    e = {**os.environ, "PYOPENGL_PLATFORM": "egl", "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1",
-         "PYTHONUNBUFFERED": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    e = {
+        **os.environ,
+        "PYOPENGL_PLATFORM": "egl",
+        "PYTHONPATH": str(REPO),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }
     e.update(extra)
     return e
 
@@ -64,7 +70,7 @@ def make_clip(path: Path, frames: int = 12, size: tuple[int, int] = (320, 180), 
     return path
 
 
-CHECKPOINT_SCRIPT = r'''
+CHECKPOINT_SCRIPT = r"""
 import sys, torch
 from vipe_dagster.compat.presets import learned_config_for
 from vipe_dagster.depth.learned import build_model
@@ -77,7 +83,7 @@ with torch.no_grad():
 sd = {k: v.half().contiguous() for k, v in net.state_dict().items()}
 sd["pretrained.mask_token"] = torch.zeros(1, net.pretrained.embed_dim).half()
 torch.save(sd, sys.argv[2])
-'''
+"""
 
 
 def write_hf_checkpoint(cache: Path, spec: str) -> Path:
@@ -91,7 +97,12 @@ def write_hf_checkpoint(cache: Path, spec: str) -> Path:
     (repo / "refs").mkdir(exist_ok=True)
     (repo / "refs" / "main").write_text(REVISION)
     target = snap / filename
-    p = subprocess.run([sys.executable, "-c", CHECKPOINT_SCRIPT, spec, str(target)], env=env(),
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-c", CHECKPOINT_SCRIPT, spec, str(target)],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     return target

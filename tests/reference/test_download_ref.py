@@ -55,11 +55,17 @@ shutil.copy(os.environ["FAKE_YT_SOURCE"], out)
 def repos(tmp_path_factory):
     base = tmp_path_factory.mktemp("mirrors")
     return {
-        "wsdg": make_repo(base / "vipe-wild-sdg-1m", "wsdg", WSDG_SEQS, attributes=("rgb", "depth", "pose",
-                                                                                    "intrinsics"),
-                          rgb=True, drop={("wsdg-a2de74e8", "pose"): 1}),
-        "dpsp": make_repo(base / "vipe-dynpose-100kpp", "dpsp", {"dpsp-0000000a": [(s, 90) for s in SEQS]},
-                          youtube=True),
+        "wsdg": make_repo(
+            base / "vipe-wild-sdg-1m",
+            "wsdg",
+            WSDG_SEQS,
+            attributes=("rgb", "depth", "pose", "intrinsics"),
+            rgb=True,
+            drop={("wsdg-a2de74e8", "pose"): 1},
+        ),
+        "dpsp": make_repo(
+            base / "vipe-dynpose-100kpp", "dpsp", {"dpsp-0000000a": [(s, 90) for s in SEQS]}, youtube=True
+        ),
         "w360": make_repo(base / "vipe-web360", "w360", {"w360-a6680dd8": [("100001", 12), ("100002", 12)]}),
     }
 
@@ -86,8 +92,21 @@ def _table(out: str) -> dict[str, list[str]]:
 
 def test_reference_flags_complete_download_exits_0(repos, tmp_path):
     out = tmp_path / "ds"
-    p = run(["python", SCRIPT, "--prefix", "wsdg-00000001", "--output_base", out, "--rgb", "--depth",
-             "--source", repos["wsdg"].root], tmp_path)
+    p = run(
+        [
+            "python",
+            SCRIPT,
+            "--prefix",
+            "wsdg-00000001",
+            "--output_base",
+            out,
+            "--rgb",
+            "--depth",
+            "--source",
+            repos["wsdg"].root,
+        ],
+        tmp_path,
+    )
     assert p.rc == 0, p.out + p.err[-2000:]
     rows = _table(p.out)
     assert set(rows) == {f"wsdg-00000001/{a}" for a in ("intrinsics", "pose", "rgb", "depth")}
@@ -95,23 +114,64 @@ def test_reference_flags_complete_download_exits_0(repos, tmp_path):
     for attr, suffix in (("rgb", ".mp4"), ("depth", ".zip"), ("pose", ".npz")):
         assert len(list((out / attr).glob(f"*{suffix}"))) == 3
     # pose and intrinsics only without flags, as the reference
-    p = run(["python", SCRIPT, "--prefix", "wsdg-00000001", "--output_base", tmp_path / "ds2", "--source",
-             repos["wsdg"].root], tmp_path)
+    p = run(
+        [
+            "python",
+            SCRIPT,
+            "--prefix",
+            "wsdg-00000001",
+            "--output_base",
+            tmp_path / "ds2",
+            "--source",
+            repos["wsdg"].root,
+        ],
+        tmp_path,
+    )
     assert p.rc == 0 and set(_table(p.out)) == {"wsdg-00000001/intrinsics", "wsdg-00000001/pose"}
 
 
 def test_incomplete_or_missing_shard_exits_1_with_the_table(repos, tmp_path):
-    p = run(["python", SCRIPT, "--prefix", "wsdg-a2de74e8", "--output_base", tmp_path / "a", "--source",
-             repos["wsdg"].root], tmp_path)
+    p = run(
+        [
+            "python",
+            SCRIPT,
+            "--prefix",
+            "wsdg-a2de74e8",
+            "--output_base",
+            tmp_path / "a",
+            "--source",
+            repos["wsdg"].root,
+        ],
+        tmp_path,
+    )
     assert p.rc == 1, p.out
     rows = _table(p.out)
-    assert rows["wsdg-a2de74e8/pose"][1:3] == ["INCOMPLETE", "2/3"] and rows["wsdg-a2de74e8/intrinsics"][1] == \
-        "extracted"
+    assert (
+        rows["wsdg-a2de74e8/pose"][1:3] == ["INCOMPLETE", "2/3"]
+        and rows["wsdg-a2de74e8/intrinsics"][1] == "extracted"
+    )
     assert "not complete" in p.out
-    # vipe-dagster download with the reference's spellings: --output_base, --rgb (Web360 rgb not in the mirror,
+    # vipe-dagster download with the reference's spellings: --output_base, --rgb (Web360 rgb not in the
+    # mirror,
     # and the archive fetcher pointed at a missing file) -> MISSING, exit 1
-    p = run(["python", "-m", "vipe_dagster.cli", "download", "--prefix", "w360", "--output_base", tmp_path / "b",
-             "--rgb", "--source", repos["w360"].root, "--rgb_archive", tmp_path / "absent.zip"], tmp_path)
+    p = run(
+        [
+            "python",
+            "-m",
+            "vipe_dagster.cli",
+            "download",
+            "--prefix",
+            "w360",
+            "--output_base",
+            tmp_path / "b",
+            "--rgb",
+            "--source",
+            repos["w360"].root,
+            "--rgb_archive",
+            tmp_path / "absent.zip",
+        ],
+        tmp_path,
+    )
     assert p.rc == 1 and _table(p.out)["w360-a6680dd8/rgb"][1] == "MISSING", p.out
     assert "absent.zip does not exist" in p.out
 
@@ -138,8 +198,10 @@ class ListFetcher(RgbFetcher):
                 continue
             out = dest / f"{r.sequence}.mp4"
             out.write_bytes(self.video.read_bytes())
-            res.files[out.name] = {"sha256": __import__("hashlib").sha256(out.read_bytes()).hexdigest(),
-                                   "bytes": out.stat().st_size}
+            res.files[out.name] = {
+                "sha256": __import__("hashlib").sha256(out.read_bytes()).hexdigest(),
+                "bytes": out.stat().st_size,
+            }
         return res
 
 
@@ -162,8 +224,13 @@ def test_fetcher_interface_fetches_records_and_resumes(repos, fake_ytdlp, tmp_pa
     download(str(repos["dpsp"].root), "dpsp", "rgb", tmp_path / "o", rgb_fetcher=f)
     assert f.calls[-1] == [SEQS[0]]
     # a fetcher that cannot run leaves the shard MISSING with its message
-    rep = download(str(repos["dpsp"].root), "dpsp", "rgb", tmp_path / "p", rgb_fetcher=ListFetcher(video,
-                                                                                                    available=False))
+    rep = download(
+        str(repos["dpsp"].root),
+        "dpsp",
+        "rgb",
+        tmp_path / "p",
+        rgb_fetcher=ListFetcher(video, available=False),
+    )
     assert rep.shards[0].status == "missing" and "fake tool is not installed" in rep.shards[0].problems[-1]
 
 
@@ -171,10 +238,26 @@ def test_dynpose_rgb_through_ytdlp(repos, fake_ytdlp, tmp_path):
     bindir, source = fake_ytdlp
     log = tmp_path / "yt.log"
     out = tmp_path / "dp"
-    extra = {"PATH": f"{bindir}:{Path(sys.executable).parent}:/usr/bin:/bin", "FAKE_YT_SOURCE": str(source),
-             "FAKE_YT_LOG": str(log)}
-    p = run(["python", SCRIPT, "--prefix", "dpsp-0000000a", "--output_base", out, "--rgb", "--source",
-             repos["dpsp"].root], tmp_path, **extra)
+    extra = {
+        "PATH": f"{bindir}:{Path(sys.executable).parent}:/usr/bin:/bin",
+        "FAKE_YT_SOURCE": str(source),
+        "FAKE_YT_LOG": str(log),
+    }
+    p = run(
+        [
+            "python",
+            SCRIPT,
+            "--prefix",
+            "dpsp-0000000a",
+            "--output_base",
+            out,
+            "--rgb",
+            "--source",
+            repos["dpsp"].root,
+        ],
+        tmp_path,
+        **extra,
+    )
     assert p.rc == 0, p.out + p.err[-3000:]
     assert _table(p.out)["dpsp-0000000a/rgb"][1:3] == ["fetched", "2/2"]
     assert len(log.read_text().splitlines()) == 1  # both clips come from one video: downloaded once
@@ -185,26 +268,73 @@ def test_dynpose_rgb_through_ytdlp(repos, fake_ytdlp, tmp_path):
     state = json.loads((out / ".vipe_download_state.json").read_text())
     assert state["shards"]["dpsp-0000000a/rgb"]["fetched_from"] == "YouTube (yt-dlp)"
     # yt-dlp missing: MISSING, the message says how to install it, exit 1
-    p = run(["python", SCRIPT, "--prefix", "dpsp", "--output_base", tmp_path / "n", "--rgb", "--source",
-             repos["dpsp"].root], tmp_path, PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin")
+    p = run(
+        [
+            "python",
+            SCRIPT,
+            "--prefix",
+            "dpsp",
+            "--output_base",
+            tmp_path / "n",
+            "--rgb",
+            "--source",
+            repos["dpsp"].root,
+        ],
+        tmp_path,
+        PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin",
+    )
     assert p.rc == 1 and _table(p.out)["dpsp-0000000a/rgb"][1] == "MISSING"
     assert "pip install yt-dlp" in p.out
 
 
 def test_ytdlp_without_network_or_with_a_removed_video(tmp_path, fake_ytdlp):
     bindir, source = fake_ytdlp
-    repo = make_repo(tmp_path / "vipe-dynpose-100kpp", "dpsp", {"dpsp-0000000b": [("offline-clip", 90)]},
-                     youtube=True)
-    extra = {"PATH": f"{bindir}:{Path(sys.executable).parent}:/usr/bin:/bin", "FAKE_YT_SOURCE": str(source),
-             "FAKE_YT_LOG": str(tmp_path / "yt.log")}
-    p = run(["python", SCRIPT, "--prefix", "dpsp", "--output_base", tmp_path / "o", "--rgb", "--source", repo.root],
-            tmp_path, **extra)
+    repo = make_repo(
+        tmp_path / "vipe-dynpose-100kpp", "dpsp", {"dpsp-0000000b": [("offline-clip", 90)]}, youtube=True
+    )
+    extra = {
+        "PATH": f"{bindir}:{Path(sys.executable).parent}:/usr/bin:/bin",
+        "FAKE_YT_SOURCE": str(source),
+        "FAKE_YT_LOG": str(tmp_path / "yt.log"),
+    }
+    p = run(
+        [
+            "python",
+            SCRIPT,
+            "--prefix",
+            "dpsp",
+            "--output_base",
+            tmp_path / "o",
+            "--rgb",
+            "--source",
+            repo.root,
+        ],
+        tmp_path,
+        **extra,
+    )
     assert p.rc == 1 and _table(p.out)["dpsp-0000000b/rgb"][1] == "FAILED", p.out
     assert "cannot reach YouTube" in p.out and "no network?" in p.out
-    repo = make_repo(tmp_path / "m2" / "vipe-dynpose-100kpp", "dpsp", {"dpsp-0000000c": [("removed-clip", 90)]},
-                     youtube=True)
-    p = run(["python", SCRIPT, "--prefix", "dpsp", "--output_base", tmp_path / "o2", "--rgb", "--source",
-             repo.root], tmp_path, **extra)
+    repo = make_repo(
+        tmp_path / "m2" / "vipe-dynpose-100kpp",
+        "dpsp",
+        {"dpsp-0000000c": [("removed-clip", 90)]},
+        youtube=True,
+    )
+    p = run(
+        [
+            "python",
+            SCRIPT,
+            "--prefix",
+            "dpsp",
+            "--output_base",
+            tmp_path / "o2",
+            "--rgb",
+            "--source",
+            repo.root,
+        ],
+        tmp_path,
+        **extra,
+    )
     assert p.rc == 1 and _table(p.out)["dpsp-0000000c/rgb"][1] == "INCOMPLETE", p.out
     assert "Video unavailable" in p.out
 
@@ -218,8 +348,22 @@ def test_web360_rgb_from_its_archive(repos, tmp_path):
         zf.write(clip, "../../escape.mp4")  # only base names are used: cannot write outside rgb/
         zf.writestr("readme.txt", "x")
     out = tmp_path / "w"
-    p = run(["python", SCRIPT, "--prefix", "w360", "--output_base", out, "--rgb", "--source", repos["w360"].root,
-             "--rgb_archive", archive], tmp_path)
+    p = run(
+        [
+            "python",
+            SCRIPT,
+            "--prefix",
+            "w360",
+            "--output_base",
+            out,
+            "--rgb",
+            "--source",
+            repos["w360"].root,
+            "--rgb_archive",
+            archive,
+        ],
+        tmp_path,
+    )
     assert p.rc == 0, p.out + p.err[-2000:]
     assert _table(p.out)["w360-a6680dd8/rgb"][1:3] == ["fetched", "2/2"]
     assert sorted(x.name for x in (out / "rgb").iterdir()) == ["100001.mp4", "100002.mp4"]
@@ -228,8 +372,22 @@ def test_web360_rgb_from_its_archive(repos, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    p = run(["python", SCRIPT, "--prefix", "w360", "--output_base", tmp_path / "w2", "--rgb", "--source",
-             repos["w360"].root, "--rgb_archive", f"http://127.0.0.1:{port}/web360_raw.zip"], tmp_path)
+    p = run(
+        [
+            "python",
+            SCRIPT,
+            "--prefix",
+            "w360",
+            "--output_base",
+            tmp_path / "w2",
+            "--rgb",
+            "--source",
+            repos["w360"].root,
+            "--rgb_archive",
+            f"http://127.0.0.1:{port}/web360_raw.zip",
+        ],
+        tmp_path,
+    )
     assert p.rc == 1 and _table(p.out)["w360-a6680dd8/rgb"][1] == "FAILED", p.out
     assert "cannot download the RGB archive" in p.out and "no network?" in p.out
 

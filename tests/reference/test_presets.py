@@ -103,8 +103,11 @@ def test_given_checkpoint_is_looked_up_before_any_work(tmp_path, monkeypatch):
     res = resolve_weights(cfg, depth_model=spec, hf_cache=str(tmp_path))
     assert res.checkpoint_source == "given" and cfg.depth is True
     learned = cfg.depth_config.learned
-    assert (learned.backbone, learned.features, learned.out_channels) == ("vit_base_patch14_dinov2", 128,
-                                                                          [96, 192, 384, 768])
+    assert (learned.backbone, learned.features, learned.out_channels) == (
+        "vit_base_patch14_dinov2",
+        128,
+        [96, 192, 384, 768],
+    )
     assert learned.output == "metric_depth" and learned.max_depth == 80.0
 
 
@@ -122,14 +125,20 @@ def test_checkpoint_names_select_the_architecture():
 def test_missing_checkpoint_fails_before_any_work(clip, tmp_path, front):
     out = tmp_path / "out"
     argv = vipe_argv() if front == "vipe" else ["python", "-m", "vipe_dagster.cli"]
-    p = run([*argv, "infer", clip, "-o", out, "--pipeline", "lyra", "--assume_fixed_camera_pose"], tmp_path,
-            HF_HUB_CACHE=str(tmp_path / "empty-cache"))
+    p = run(
+        [*argv, "infer", clip, "-o", out, "--pipeline", "lyra", "--assume_fixed_camera_pose"],
+        tmp_path,
+        HF_HUB_CACHE=str(tmp_path / "empty-cache"),
+    )
     assert p.rc == 2 and "Traceback" not in p.err, p.err[-2000:]
     assert len(p.error_lines) == 1 and METRIC_INDOOR_SMALL.spec in p.error_lines[0]
     assert "huggingface-cli download" in p.error_lines[0]
     assert not out.exists()
-    p = run([*argv, "infer", clip, "-o", out, "--pipeline", "dav3"], tmp_path,
-            HF_HUB_CACHE=str(tmp_path / "empty-cache"))
+    p = run(
+        [*argv, "infer", clip, "-o", out, "--pipeline", "dav3"],
+        tmp_path,
+        HF_HUB_CACHE=str(tmp_path / "empty-cache"),
+    )
     assert p.rc == 2 and RELATIVE_SMALL.spec in p.error_lines[0] and not out.exists()
     p = run([*argv, "infer", clip, "-o", out, "--pipeline", "panorama"], tmp_path)
     assert p.rc == 2 and "not available yet" in p.error_lines[0] and not out.exists()
@@ -143,8 +152,22 @@ def test_weight_free_presets_run(clip, tmp_path, name):
     from vipe_dagster.io import ArtifactStore
 
     out = tmp_path / "out"
-    p = run([*vipe_argv(), "infer", clip, "-o", out, "--pipeline", name, "--long_side", "160",
-             "--end_frame", "7"], tmp_path)
+    p = run(
+        [
+            *vipe_argv(),
+            "infer",
+            clip,
+            "-o",
+            out,
+            "--pipeline",
+            name,
+            "--long_side",
+            "160",
+            "--end_frame",
+            "7",
+        ],
+        tmp_path,
+    )
     assert p.rc == 0, p.err[-3000:]
     store = ArtifactStore(str(out))
     assert store.exists("depth", "clip") and store.depth_count("clip") == 8

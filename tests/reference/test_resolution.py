@@ -46,8 +46,24 @@ def test_long_side_zero_writes_source_size_artifacts(tmp_path):
     assert man["frames"]["width"] == 1280 and man["output_resolution"]["output_size"] == [1280, 720]
     store.check_set(name)
     # the same through vipe-dagster, and an invalid size is one error line
-    p = run(["python", "-m", "vipe_dagster.cli", "infer", SAMPLE, "-o", tmp_path / "o2", "--end_frame", "3",
-             "--long_side", "0", "--pipeline", "pose_only"], tmp_path)
+    p = run(
+        [
+            "python",
+            "-m",
+            "vipe_dagster.cli",
+            "infer",
+            SAMPLE,
+            "-o",
+            tmp_path / "o2",
+            "--end_frame",
+            "3",
+            "--long_side",
+            "0",
+            "--pipeline",
+            "pose_only",
+        ],
+        tmp_path,
+    )
     assert p.rc == 0 and "Traceback" not in p.err, p.err[-3000:]
     assert ArtifactStore(str(tmp_path / "o2")).open_rgb(name).width == 1280
 
@@ -58,8 +74,21 @@ def test_output_resolution_source_scales_intrinsics(tmp_path):
     common = [SAMPLE, "--end_frame", "7", "--long_side", "256"]
     p = run(["python", "-m", "vipe_dagster.cli", "infer", *common, "-o", proc], tmp_path)
     assert p.rc == 0, p.err[-3000:]
-    p = run(["python", "-m", "vipe_dagster.cli", "infer", *common, "-o", src, "--output_resolution", "source",
-             "--save_slam_map"], tmp_path)
+    p = run(
+        [
+            "python",
+            "-m",
+            "vipe_dagster.cli",
+            "infer",
+            *common,
+            "-o",
+            src,
+            "--output_resolution",
+            "source",
+            "--save_slam_map",
+        ],
+        tmp_path,
+    )
     assert p.rc == 0, p.err[-3000:]
     a, b = ArtifactStore(str(proc)), ArtifactStore(str(src))
     name = "dog-example"
@@ -88,7 +117,8 @@ def test_output_resolution_source_scales_intrinsics(tmp_path):
 
 
 def _processed(clip, root):
-    """A processing-size (160x88: multiples of 8) set of ``clip`` with hand-made pose, intrinsics, depth, masks."""
+    """A processing-size (160x88: multiples of 8) set of ``clip`` with hand-made pose, intrinsics, depth
+    and masks."""
     from vipe_dagster.ingest import ingest_video
 
     store = ArtifactStore(str(root))

@@ -25,8 +25,16 @@ from catalog_fakes import WSDG_SEQS, make_repo  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-VIPE_FILES = ("rgb/{n}.mp4", "pose/{n}.npz", "intrinsics/{n}.npz", "intrinsics/{n}_camera.txt", "depth/{n}.zip",
-              "mask/{n}.zip", "mask/{n}.txt", "vipe/{n}_info.pkl")
+VIPE_FILES = (
+    "rgb/{n}.mp4",
+    "pose/{n}.npz",
+    "intrinsics/{n}.npz",
+    "intrinsics/{n}_camera.txt",
+    "depth/{n}.zip",
+    "mask/{n}.zip",
+    "mask/{n}.txt",
+    "vipe/{n}_info.pkl",
+)
 
 
 def _free_port() -> int:
@@ -41,8 +49,19 @@ def test_vipe_infer_visualize_run_py_and_colmap(clip, tmp_path):
     make_clip(work / "walk.mp4", frames=10, start=60)
 
     # vipe infer VIDEO [--output DIR] [--visualize] [--pipeline P]
-    p = run([*vipe_argv(), "infer", "clip.mp4", "--output", "vipe_results", "--visualize", "--pipeline", "default"],
-            work)
+    p = run(
+        [
+            *vipe_argv(),
+            "infer",
+            "clip.mp4",
+            "--output",
+            "vipe_results",
+            "--visualize",
+            "--pipeline",
+            "default",
+        ],
+        work,
+    )
     assert p.rc == 0, p.err[-3000:]
     res = work / "vipe_results"
     for f in (*VIPE_FILES, "vipe/{n}_vis.mp4"):
@@ -55,14 +74,28 @@ def test_vipe_infer_visualize_run_py_and_colmap(clip, tmp_path):
 
     # vipe visualize DIR
     port = _free_port()
-    p = run([*vipe_argv(), "visualize", "vipe_results", "--port", str(port), "--exit_after", "3"], work, timeout=300)
+    p = run(
+        [*vipe_argv(), "visualize", "vipe_results", "--port", str(port), "--exit_after", "3"],
+        work,
+        timeout=300,
+    )
     assert p.rc == 0, p.err[-3000:]
     assert f"http://127.0.0.1:{port}" in p.out
 
     # python run.py pipeline=default streams=raw_mp4_stream streams.base_path=PATH
     #     [pipeline.post.depth_align_model=null] [pipeline.output.save_slam_map=true]
-    p = run(["python", REPO / "run.py", "pipeline=default", "streams=raw_mp4_stream", "streams.base_path=walk.mp4",
-             "pipeline.post.depth_align_model=null", "pipeline.output.save_slam_map=true"], work)
+    p = run(
+        [
+            "python",
+            REPO / "run.py",
+            "pipeline=default",
+            "streams=raw_mp4_stream",
+            "streams.base_path=walk.mp4",
+            "pipeline.post.depth_align_model=null",
+            "pipeline.output.save_slam_map=true",
+        ],
+        work,
+    )
     assert p.rc == 0, p.err[-3000:]
     assert any(ln.split()[:3] == ["walk", "10", "ok"] for ln in p.out.splitlines()), p.out
     assert (res / "vipe" / "walk_slam_map.pt").is_file() and (res / "pose" / "walk.npz").is_file()
@@ -70,8 +103,17 @@ def test_vipe_infer_visualize_run_py_and_colmap(clip, tmp_path):
     assert (res / "vipe" / "walk_vis.mp4").is_file()
 
     # python scripts/vipe_to_colmap.py vipe_results/ --sequence NAME [--use_slam_map]
-    p = run(["python", REPO / "scripts" / "vipe_to_colmap.py", "vipe_results/", "--sequence", "walk",
-             "--use_slam_map"], work)
+    p = run(
+        [
+            "python",
+            REPO / "scripts" / "vipe_to_colmap.py",
+            "vipe_results/",
+            "--sequence",
+            "walk",
+            "--use_slam_map",
+        ],
+        work,
+    )
     assert p.rc == 0, p.err[-3000:]
     p = run(["python", REPO / "scripts" / "vipe_to_colmap.py", "vipe_results/", "--sequence", "clip"], work)
     assert p.rc == 0, p.err[-3000:]
@@ -80,18 +122,38 @@ def test_vipe_infer_visualize_run_py_and_colmap(clip, tmp_path):
         for f in ("cameras.txt", "images.txt", "points3D.txt", "sparse/0/cameras.txt"):
             assert (out / f).is_file(), (seq, f)
         assert len(list((out / "images").glob("frame_*.jpg"))) == frames
-        points = [ln for ln in (out / "points3D.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+        points = [
+            ln for ln in (out / "points3D.txt").read_text().splitlines() if ln and not ln.startswith("#")
+        ]
         assert len(points) > 50, seq
     stats = json.loads((work / "vipe_results_colmap" / "walk" / "export_stats.json").read_text())
     assert stats["sparse"]["source"].endswith("walk_slam_map.pt")
 
 
 def test_download_dataset_script(tmp_path):
-    mirror = make_repo(tmp_path / "mirror" / "vipe-wild-sdg-1m", "wsdg", {"wsdg-00000001": WSDG_SEQS["wsdg-00000001"]},
-                       attributes=("rgb", "depth", "pose", "intrinsics"), rgb=True)
+    mirror = make_repo(
+        tmp_path / "mirror" / "vipe-wild-sdg-1m",
+        "wsdg",
+        {"wsdg-00000001": WSDG_SEQS["wsdg-00000001"]},
+        attributes=("rgb", "depth", "pose", "intrinsics"),
+        rgb=True,
+    )
     # python scripts/download_dataset.py --prefix PREFIX --output_base DIR --rgb --depth
-    p = run(["python", REPO / "scripts" / "download_dataset.py", "--prefix", "wsdg-00000001", "--output_base",
-             "datasets", "--rgb", "--depth", "--source", mirror.root], tmp_path)
+    p = run(
+        [
+            "python",
+            REPO / "scripts" / "download_dataset.py",
+            "--prefix",
+            "wsdg-00000001",
+            "--output_base",
+            "datasets",
+            "--rgb",
+            "--depth",
+            "--source",
+            mirror.root,
+        ],
+        tmp_path,
+    )
     assert p.rc == 0, p.out + p.err[-2000:]
     for attr, files in (("rgb", 3), ("depth", 3), ("pose", 3), ("intrinsics", 6)):
         assert len(list((tmp_path / "datasets" / attr).iterdir())) == files, attr
@@ -121,8 +183,12 @@ def test_egox_scripts_and_renderer(take, hf_cache, clip, tmp_path):
     assert p.rc == 0, p.out[-2000:] + p.err[-3000:]
     assert "device cpu" in p.out and "CUDA_VISIBLE_DEVICES=none" in p.out
     assert f"on {len(os.sched_getaffinity(0))} worker(s)" in p.out  # one worker per CPU core
-    out = work / "ego_view_rendering" / take.take / "cam01" / "test_output_lyra_fixedcam_mean_bg_fisheye_pts5.0"
-    assert sorted(x.name for x in out.glob("frame_*.png")) == [f"frame_{i:06d}.png" for i in range(take.num_frames)]
+    out = (
+        work / "ego_view_rendering" / take.take / "cam01" / "test_output_lyra_fixedcam_mean_bg_fisheye_pts5.0"
+    )
+    assert sorted(x.name for x in out.glob("frame_*.png")) == [
+        f"frame_{i:06d}.png" for i in range(take.num_frames)
+    ]
     assert probe(str(out / "ego_Prior.mp4")).num_frames == take.num_frames
 
     # GPUs: one worker per visible GPU, round-robin (device forced to cpu: this machine has no GPU)
@@ -130,14 +196,22 @@ def test_egox_scripts_and_renderer(take, hf_cache, clip, tmp_path):
     from vipe_dagster.synth.egoexo_take import add_exo_camera
 
     add_exo_camera(take, "cam02", 15.0)  # gopro_calibs.csv row for cam02 (and a copy of cam01's exact result)
-    p = run([REPO / "scripts" / "render_vipe.sh"], work, OUT_DIR="gpu_renders", AVAILABLE_GPUS="2,5",
-            RENDER_DEVICE="cpu", **env)
+    p = run(
+        [REPO / "scripts" / "render_vipe.sh"],
+        work,
+        OUT_DIR="gpu_renders",
+        AVAILABLE_GPUS="2,5",
+        RENDER_DEVICE="cpu",
+        **env,
+    )
     assert p.rc == 0, p.out[-2000:] + p.err[-3000:]
     launches = [ln for ln in p.out.splitlines() if ln.startswith("launch")]
     assert len(launches) == 2 and "on 2 worker(s)" in p.out
     seen = {}
     for cam in ("cam01", "cam02"):
-        meta = json.loads(next((work / "gpu_renders" / take.take / cam).rglob("render_meta.json")).read_text())
+        meta = json.loads(
+            next((work / "gpu_renders" / take.take / cam).rglob("render_meta.json")).read_text()
+        )
         seen[cam] = meta["cuda_visible_devices"]
     assert sorted(seen.values()) == ["2", "5"]
 
@@ -146,24 +220,89 @@ def test_egox_scripts_and_renderer(take, hf_cache, clip, tmp_path):
     meta["test_datasets"][0]["exo_path"] = f"./takes/{take.take}/cam01_lyra_fixedcam/exo.mp4"
     (work / "meta.json").write_text(json.dumps(meta))
     renderer = REPO / "ego_view_rendering" / "render_vipe_pointcloud.py"
-    p = run(["python", renderer, "--input_dir", result, "--out_dir", "ego_view_rendering", "--meta_json_path",
-             "meta.json", "--point_size", "5.0", "--start_frame", "0", "--end_frame", str(take.num_frames - 1),
-             "--batch_size", "8", "--only_bg", "--use_mean_bg", "--fish_eye_rendering", "--online_calibration_path",
-             take.online_calibration], work)
+    p = run(
+        [
+            "python",
+            renderer,
+            "--input_dir",
+            result,
+            "--out_dir",
+            "ego_view_rendering",
+            "--meta_json_path",
+            "meta.json",
+            "--point_size",
+            "5.0",
+            "--start_frame",
+            "0",
+            "--end_frame",
+            str(take.num_frames - 1),
+            "--batch_size",
+            "8",
+            "--only_bg",
+            "--use_mean_bg",
+            "--fish_eye_rendering",
+            "--online_calibration_path",
+            take.online_calibration,
+        ],
+        work,
+    )
     assert p.rc == 0, p.err[-3000:]
-    p = run(["python", renderer, "--input_dir", take.vipe_dir, "--out_dir", "ego_view_rendering",
-             "--ego_camera_pose_path", take.camera_pose_json, "--exo_camera_pose_path", take.gopro_calibs,
-             "--online_calibration_path", take.online_calibration, "--point_size", "1.5", "--start_frame", "0",
-             "--end_frame", "2", "--source_start_frame", "1", "--source_end_frame", "3", "--fish_eye_rendering"],
-            work)
+    p = run(
+        [
+            "python",
+            renderer,
+            "--input_dir",
+            take.vipe_dir,
+            "--out_dir",
+            "ego_view_rendering",
+            "--ego_camera_pose_path",
+            take.camera_pose_json,
+            "--exo_camera_pose_path",
+            take.gopro_calibs,
+            "--online_calibration_path",
+            take.online_calibration,
+            "--point_size",
+            "1.5",
+            "--start_frame",
+            "0",
+            "--end_frame",
+            "2",
+            "--source_start_frame",
+            "1",
+            "--source_end_frame",
+            "3",
+            "--fish_eye_rendering",
+        ],
+        work,
+    )
     assert p.rc == 0, p.err[-3000:]
     native = work / "ego_view_rendering" / take.take / "cam01" / "test_output_fisheye_pts1.5"
-    assert sorted(x.name for x in native.glob("frame_*.png")) == ["frame_000000.png", "frame_000001.png",
-                                                                   "frame_000002.png"]
+    assert sorted(x.name for x in native.glob("frame_*.png")) == [
+        "frame_000000.png",
+        "frame_000001.png",
+        "frame_000002.png",
+    ]
 
     # dav3 with a given checkpoint (the cache holds it; the network is never asked)
-    p = run([*vipe_argv(), "infer", clip, "-o", "dav3_results", "--pipeline", "dav3", "--depth_model", METRIC,
-             "--end_frame", "3", "--long_side", "128"], work, **env)
+    p = run(
+        [
+            *vipe_argv(),
+            "infer",
+            clip,
+            "-o",
+            "dav3_results",
+            "--pipeline",
+            "dav3",
+            "--depth_model",
+            METRIC,
+            "--end_frame",
+            "3",
+            "--long_side",
+            "128",
+        ],
+        work,
+        **env,
+    )
     assert p.rc == 0, p.err[-3000:]
     man = ArtifactStore(str(work / "dav3_results")).read_manifest("clip")
     assert man["preset"]["learned_checkpoint"] == METRIC and man["preset"]["checkpoint_source"] == "given"

@@ -24,7 +24,7 @@ def _scene(root, n=9, keyframes=(0, 4, 8), wall_x=None):
     tex = rng.integers(0, 255, (H, W + 40, 3), dtype=np.uint8)
     c2w = np.tile(np.eye(4, dtype=np.float32), (n, 1, 1))
     c2w[:, 0, 3] = np.arange(n) * 0.05
-    frames = [np.ascontiguousarray(tex[:, i:i + W]) for i in range(n)]
+    frames = [np.ascontiguousarray(tex[:, i : i + W]) for i in range(n)]
     store.begin_generation("s")
     store.write_rgb("s", frames, fps=10)
     store.write_pose("s", c2w, keyframe_ids=np.array(keyframes))
@@ -49,7 +49,10 @@ def test_map_from_depth_is_on_the_surface_with_multiview_tracks(tmp_path):
     # every point's own keyframe observation reprojects exactly; its other observations agree in depth
     for f, p, uv in zip(sm.obs_frame, sm.obs_point, sm.obs_uv, strict=True):
         pc = sm.xyz[p] - c2w[f, :3, 3]
-        assert abs(F * pc[0] / pc[2] + (W - 1) / 2 - uv[0]) < 1e-3 and abs(F * pc[1] / pc[2] + (H - 1) / 2 - uv[1]) < 1e-3
+        assert (
+            abs(F * pc[0] / pc[2] + (W - 1) / 2 - uv[0]) < 1e-3
+            and abs(F * pc[1] / pc[2] + (H - 1) / 2 - uv[1]) < 1e-3
+        )
     track = np.bincount(sm.obs_point, minlength=len(sm))
     assert track.min() >= 2  # min_views: each point agrees with 2 other keyframes (or all it has)
     # masked (dynamic) pixels are not in the map: no point of keyframe 0 projects into the 16x16 corner
@@ -74,7 +77,11 @@ def test_file_format_and_generations(tmp_path):
     assert uri.endswith("vipe/s_slam_map.pt")
     obj = torch.load(uri, weights_only=True)  # plain tensors and strings: safe to load
     assert obj["dense_disp_xyz"].shape == (len(sm), 3) and obj["dense_disp_rgb"].dtype == torch.float32
-    assert obj["dense_disp_packinfo"].shape == (3, 1, 2) and obj["dense_disp_frame_inds"].tolist() == [0, 4, 8]
+    assert obj["dense_disp_packinfo"].shape == (3, 1, 2) and obj["dense_disp_frame_inds"].tolist() == [
+        0,
+        4,
+        8,
+    ]
     assert obj["generation"] == store.generation_record("s")["id"]
     back = read_slam_map(store, "s")
     assert np.array_equal(back.xyz, sm.xyz) and np.array_equal(back.obs_uv, sm.obs_uv)
@@ -83,7 +90,9 @@ def test_file_format_and_generations(tmp_path):
     other = ArtifactStore(str(tmp_path / "other"))
     _scene(tmp_path / "other")
     write_slam_map(other, "s")
-    (tmp_path / "vipe" / "s_slam_map.pt").write_bytes((tmp_path / "other" / "vipe" / "s_slam_map.pt").read_bytes())
+    (tmp_path / "vipe" / "s_slam_map.pt").write_bytes(
+        (tmp_path / "other" / "vipe" / "s_slam_map.pt").read_bytes()
+    )
     with pytest.raises(GenerationError, match="belongs to generation"):
         read_slam_map(store, "s")
     # a new run removes the old map with the rest of the old set
@@ -98,9 +107,16 @@ def test_reference_written_map_gets_own_keyframe_observations(tmp_path):
     store, c2w = _scene(tmp_path)
     sm = build_slam_map(store, "s")
     buf = io.BytesIO()
-    torch.save({"dense_disp_xyz": torch.from_numpy(sm.xyz), "dense_disp_rgb": torch.from_numpy(sm.rgb),
-                "dense_disp_packinfo": torch.from_numpy(sm.packinfo),
-                "dense_disp_frame_inds": torch.from_numpy(sm.frame_inds), "device": "cpu"}, buf)
+    torch.save(
+        {
+            "dense_disp_xyz": torch.from_numpy(sm.xyz),
+            "dense_disp_rgb": torch.from_numpy(sm.rgb),
+            "dense_disp_packinfo": torch.from_numpy(sm.packinfo),
+            "dense_disp_frame_inds": torch.from_numpy(sm.frame_inds),
+            "device": "cpu",
+        },
+        buf,
+    )
     (tmp_path / "vipe" / "s_slam_map.pt").write_bytes(buf.getvalue())
     man = store.read_manifest("s")  # as if ViPE wrote it: no record entry
     man["generation"]["artifacts"].pop("slam_map", None)
@@ -110,8 +126,12 @@ def test_reference_written_map_gets_own_keyframe_observations(tmp_path):
     own = back.obs_frame == np.repeat(back.frame_inds, back.packinfo[:, 0, 1])
     assert own.all()
     with pytest.raises(ArtifactError, match="dense_disp_packinfo"):
-        bad = {"dense_disp_xyz": torch.zeros(3, 3), "dense_disp_rgb": torch.zeros(3, 3),
-               "dense_disp_packinfo": torch.tensor([[[0, 9]]]), "dense_disp_frame_inds": torch.tensor([0])}
+        bad = {
+            "dense_disp_xyz": torch.zeros(3, 3),
+            "dense_disp_rgb": torch.zeros(3, 3),
+            "dense_disp_packinfo": torch.tensor([[[0, 9]]]),
+            "dense_disp_frame_inds": torch.tensor([0]),
+        }
         b = io.BytesIO()
         torch.save(bad, b)
         deserialize(b.getvalue(), "bad.pt")
@@ -126,9 +146,17 @@ def test_map_without_depth_comes_from_the_sparse_map(tmp_path):
     store.write_pose("p", np.tile(np.eye(4), (n, 1, 1)), keyframe_ids=[0, 2])
     store.write_intrinsics("p", np.tile([F, F, 47.5, 31.5], (n, 1)))
     pts = np.array([[0, 0, 4], [1, 0, 4], [0, 1, 5]], np.float32)
-    store.write_sparse_map("p", SparseMap(pts, np.full((3, 3), 255, np.uint8), np.array([2, 0, 0, 2, 2], np.int32),
-                                          np.array([0, 1, 2, 1, 2], np.int32), np.zeros((5, 2), np.float32),
-                                          np.array([0, 2], np.int32)))
+    store.write_sparse_map(
+        "p",
+        SparseMap(
+            pts,
+            np.full((3, 3), 255, np.uint8),
+            np.array([2, 0, 0, 2, 2], np.int32),
+            np.array([0, 1, 2, 1, 2], np.int32),
+            np.zeros((5, 2), np.float32),
+            np.array([0, 2], np.int32),
+        ),
+    )
     sm = build_slam_map(store, "p")
     assert sm.source == "sparse" and list(sm.frame_inds) == [0, 2]
     assert sm.packinfo[:, 0, 1].tolist() == [2, 1]  # points 1, 2 first seen in keyframe 0; point 0 in 2
@@ -140,8 +168,21 @@ def test_colmap_export_of_the_slam_map(tmp_path):
     store, _ = _scene(tmp_path / "res")
     _, sm = write_slam_map(store, "s")
     out = tmp_path / "colmap"
-    p = run(["python", "-m", "vipe_dagster.cli", "to-colmap", tmp_path / "res", "-s", "s", "--use_slam_map",
-             "-o", out], tmp_path)
+    p = run(
+        [
+            "python",
+            "-m",
+            "vipe_dagster.cli",
+            "to-colmap",
+            tmp_path / "res",
+            "-s",
+            "s",
+            "--use_slam_map",
+            "-o",
+            out,
+        ],
+        tmp_path,
+    )
     assert p.rc == 0, p.err[-3000:]
     rec = pycolmap.Reconstruction(str(out / "sparse" / "0"))
     assert rec.num_points3D() == len(sm) and rec.num_reg_images() == 9
@@ -149,13 +190,31 @@ def test_colmap_export_of_the_slam_map(tmp_path):
     assert np.allclose(xyz[:, 2], Z, atol=1e-3)
     assert min(p3.track.length() for p3 in rec.points3D.values()) >= 2
     # the reference's script writes <dir>_colmap/<seq>/ with a top-level model naming images/frame_*.jpg
-    p = run(["python", REPO / "scripts" / "vipe_to_colmap.py", tmp_path / "res", "--sequence", "s",
-             "--use_slam_map"], tmp_path)
+    p = run(
+        [
+            "python",
+            REPO / "scripts" / "vipe_to_colmap.py",
+            tmp_path / "res",
+            "--sequence",
+            "s",
+            "--use_slam_map",
+        ],
+        tmp_path,
+    )
     assert p.rc == 0, p.err[-3000:]
     seq = tmp_path / "res_colmap" / "s"
-    assert {x.name for x in seq.iterdir()} >= {"images", "cameras.txt", "images.txt", "points3D.txt", "sparse"}
-    names = [ln.split()[-1] for ln in (seq / "images.txt").read_text().splitlines()
-             if ln and not ln.startswith("#") and ln.split()[-1].endswith(".jpg")]
+    assert {x.name for x in seq.iterdir()} >= {
+        "images",
+        "cameras.txt",
+        "images.txt",
+        "points3D.txt",
+        "sparse",
+    }
+    names = [
+        ln.split()[-1]
+        for ln in (seq / "images.txt").read_text().splitlines()
+        if ln and not ln.startswith("#") and ln.split()[-1].endswith(".jpg")
+    ]
     assert names[0] == "images/frame_000000.jpg" and (seq / names[0]).is_file()
     top = pycolmap.Reconstruction()
     top.read_text(str(seq))

@@ -280,10 +280,10 @@ def download(source: str | DatasetSource, prefix: str, attributes: str | Sequenc
     """Download and safely extract the selected shards; see the module docstring.
 
     Returns a report; shards that were rejected (unsafe members) or failed are listed there, nothing of
-    them is extracted. With ``rgb_fetcher`` (e.g. :func:`.fetchers.default_rgb_fetcher`, what the CLI passes) a
-    missing remote RGB tar is fetched from the dataset's original source; without one nothing is fetched (the
-    library never reaches the internet on its own). Other missing remote tars, and RGB whose fetcher cannot
-    run, are reported as ``missing``.
+    them is extracted. With ``rgb_fetcher`` (e.g. :func:`.fetchers.default_rgb_fetcher`, what the CLI
+    passes) a missing remote RGB tar is fetched from the dataset's original source; without one nothing is
+    fetched (the library never reaches the internet on its own). Other missing remote tars, and RGB whose
+    fetcher cannot run, are reported as ``missing``.
     """
     if verify not in ("sha256", "size"):
         raise DownloadError(f"verify must be 'sha256' or 'size', got {verify!r}")
@@ -405,8 +405,8 @@ def _one_shard(src: DatasetSource, tar_name: str, attr: str, seqs: list[str], ou
     return res
 
 
-def _fetch_rgb(fetcher: RgbFetcher, res: ShardResult, requests: list[RgbRequest], expected: set[str], out: Path,
-               state: DownloadState, verify: str, version: str) -> None:
+def _fetch_rgb(fetcher: RgbFetcher, res: ShardResult, requests: list[RgbRequest], expected: set[str],
+               out: Path, state: DownloadState, verify: str, version: str) -> None:
     """RGB of a shard whose tar is not hosted, from the dataset's original source (see .fetchers)."""
     entry = state.get(res.tar_name, "rgb") or {}
     files = {}
@@ -429,8 +429,8 @@ def _fetch_rgb(fetcher: RgbFetcher, res: ShardResult, requests: list[RgbRequest]
     dest = out / "rgb"
     if dest.exists() and dest.resolve().parent != out.resolve():
         res.status = "rejected"
-        res.problems.append(f"{dest} resolves to {dest.resolve()}, outside {out}; refusing to write fetched RGB "
-                            f"through a symlinked folder")
+        res.problems.append(f"{dest} resolves to {dest.resolve()}, outside {out}; refusing to write fetched "
+                            f"RGB through a symlinked folder")
         return
     try:
         dest.mkdir(parents=True, exist_ok=True)
@@ -443,7 +443,8 @@ def _fetch_rgb(fetcher: RgbFetcher, res: ShardResult, requests: list[RgbRequest]
     for rel, rec in got.files.items():
         files[rel] = {"sha256": rec["sha256"], "bytes": rec["bytes"]}
     new_entry = {"tar_sha256": None, "bytes": None, "remote": fetcher.source, "fetched_from": fetcher.source,
-                 "data_version": version, "extracted": _now(), "files": files, "expected_sequences": len(expected)}
+                 "data_version": version, "extracted": _now(), "files": files,
+                 "expected_sequences": len(expected)}
     res.problems.clear()
     _fill_from_entry(res, new_entry, expected, "fetched")
     res.remote = fetcher.source

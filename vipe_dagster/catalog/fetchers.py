@@ -34,13 +34,25 @@ from .errors import DownloadError
 
 log = logging.getLogger(__name__)
 
-WEB360_RGB_URL = ("https://drive.usercontent.google.com/download?id=1W1eLmaP16GZOeisAR1q-y9JYP9gT1CRs"
-                  "&export=download&confirm=t")
+WEB360_RGB_URL = (
+    "https://drive.usercontent.google.com/download?id=1W1eLmaP16GZOeisAR1q-y9JYP9gT1CRs"
+    "&export=download&confirm=t"
+)
 """The Web360 RGB archive ViPE's downloader fetches (Google Drive file 1W1eLmaP16GZOeisAR1q-y9JYP9gT1CRs)."""
 YTDLP_FORMAT = "wv*[height>=720][ext=mp4]/w[height>=720][ext=mp4]/bv[ext=mp4]/b[ext=mp4]"
-_NETWORK_HINTS = ("name or service not known", "temporary failure in name resolution", "network is unreachable",
-                  "connection refused", "timed out", "no address associated", "failed to resolve",
-                  "nodename nor servname", "getaddrinfo", "connection reset", "unable to download webpage")
+_NETWORK_HINTS = (
+    "name or service not known",
+    "temporary failure in name resolution",
+    "network is unreachable",
+    "connection refused",
+    "timed out",
+    "no address associated",
+    "failed to resolve",
+    "nodename nor servname",
+    "getaddrinfo",
+    "connection reset",
+    "unable to download webpage",
+)
 _TIMESTAMP = re.compile(r"^\s*(\d+):(\d{1,2}):(\d{1,2}(?:\.\d+)?)\s*$")
 
 
@@ -143,8 +155,9 @@ class YtDlpFetcher(RgbFetcher):
     name = "yt-dlp"
     source = "YouTube (yt-dlp)"
 
-    def __init__(self, executable: str | None = None, cookies_from_browser: str | None = None,
-                 timeout: float = 3600.0):
+    def __init__(
+        self, executable: str | None = None, cookies_from_browser: str | None = None, timeout: float = 3600.0
+    ):
         self.executable = executable or os.environ.get("VIPE_YTDLP") or "yt-dlp"
         self.cookies_from_browser = cookies_from_browser
         self.timeout = timeout
@@ -155,9 +168,11 @@ class YtDlpFetcher(RgbFetcher):
     def check(self) -> None:
         if self._exe() is None:
             raise FetchUnavailable(
-                f"Dynpose-100K++ RGB is not hosted with the dataset; it is cut from the YouTube videos named in "
-                f"meta.parquet with the yt-dlp program, which is not installed ({self.executable!r} is not on "
-                f"PATH): install it with `pip install yt-dlp` (or set VIPE_YTDLP to its path) and run again")
+                f"Dynpose-100K++ RGB is not hosted with the dataset; it is cut from the YouTube videos "
+                f"named in meta.parquet with the yt-dlp program, which is not installed ({self.executable!r} "
+                f"is not on PATH): install it with `pip install yt-dlp` (or set VIPE_YTDLP to its path) and "
+                f"run again"
+            )
 
     def fetch(self, requests: list[RgbRequest], dest: Path) -> FetchResult:
         self.check()
@@ -195,8 +210,10 @@ class YtDlpFetcher(RgbFetcher):
                 err = (p.stderr or p.stdout or "").strip()
                 if p.returncode != 0 or not video.is_file():
                     if _is_network_error(err):
-                        raise FetchUnavailable(f"cannot reach YouTube to fetch Dynpose-100K++ RGB (no network?): "
-                                               f"yt-dlp on {link}: {err.splitlines()[-1] if err else 'failed'}")
+                        raise FetchUnavailable(
+                            f"cannot reach YouTube to fetch Dynpose-100K++ RGB (no network?): "
+                            f"yt-dlp on {link}: {err.splitlines()[-1] if err else 'failed'}"
+                        )
                     last = err.splitlines()[-1] if err else f"exit code {p.returncode}, no video written"
                     for s in clips:
                         res.problems[s] = f"yt-dlp could not download {link}: {last}"
@@ -213,8 +230,10 @@ class YtDlpFetcher(RgbFetcher):
                         continue
                     if abs(n - r.num_frames) > 1:  # the release's own counts are off by one (ViPE issue #49)
                         out.unlink()
-                        res.problems[r.sequence] = (f"the clip has {n} frames but meta.parquet says {r.num_frames} "
-                                                    f"(the YouTube video may have changed); not kept")
+                        res.problems[r.sequence] = (
+                            f"the clip has {n} frames but meta.parquet says {r.num_frames} "
+                            f"(the YouTube video may have changed); not kept"
+                        )
                         continue
                     res.files[out.name] = {**_digest(out), "frames": n}
         return res
@@ -232,14 +251,14 @@ class ArchiveFetcher(RgbFetcher):
 
     def check(self) -> None:
         if "://" not in self.url or self.url.startswith("file://"):
-            path = self.url[len("file://"):] if self.url.startswith("file://") else self.url
+            path = self.url[len("file://") :] if self.url.startswith("file://") else self.url
             if not Path(path).is_file():
                 raise FetchUnavailable(f"RGB archive {self.url} does not exist")
 
     @contextlib.contextmanager
     def _local_archive(self, tmp: Path):
         if "://" not in self.url or self.url.startswith("file://"):
-            yield Path(self.url[len("file://"):] if self.url.startswith("file://") else self.url)
+            yield Path(self.url[len("file://") :] if self.url.startswith("file://") else self.url)
             return
         import urllib.error
         import urllib.request
@@ -249,11 +268,15 @@ class ArchiveFetcher(RgbFetcher):
             with urllib.request.urlopen(self.url, timeout=self.timeout) as r, open(target, "wb") as f:
                 shutil.copyfileobj(r, f, 1 << 20)
         except urllib.error.HTTPError as exc:
-            raise DownloadError(f"cannot download the RGB archive {self.url}: HTTP {exc.code} {exc.reason}") from None
+            raise DownloadError(
+                f"cannot download the RGB archive {self.url}: HTTP {exc.code} {exc.reason}"
+            ) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise FetchUnavailable(f"cannot download the RGB archive {self.url}: {reason} (no network? give a "
-                                   f"local copy with --rgb_archive PATH)") from None
+            raise FetchUnavailable(
+                f"cannot download the RGB archive {self.url}: {reason} (no network? give a "
+                f"local copy with --rgb_archive PATH)"
+            ) from None
         yield target
 
     def fetch(self, requests: list[RgbRequest], dest: Path) -> FetchResult:
@@ -263,8 +286,10 @@ class ArchiveFetcher(RgbFetcher):
         res = FetchResult()
         wanted = {r.sequence: r for r in requests}
         dest.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".tmp-vipe-archive-", dir=dest) as tmp, \
-                self._local_archive(Path(tmp)) as archive:
+        with (
+            tempfile.TemporaryDirectory(prefix=".tmp-vipe-archive-", dir=dest) as tmp,
+            self._local_archive(Path(tmp)) as archive,
+        ):
             try:
                 zf = zipfile.ZipFile(archive)
             except zipfile.BadZipFile as exc:
@@ -290,8 +315,12 @@ class ArchiveFetcher(RgbFetcher):
         return res
 
 
-def default_rgb_fetcher(prefix: str, rgb_archive: str | None = None, ytdlp: str | None = None,
-                        cookies_from_browser: str | None = None) -> RgbFetcher | None:
+def default_rgb_fetcher(
+    prefix: str,
+    rgb_archive: str | None = None,
+    ytdlp: str | None = None,
+    cookies_from_browser: str | None = None,
+) -> RgbFetcher | None:
     """The fetcher ViPE's downloader uses for a dataset's unhosted RGB (None for datasets that host it)."""
     head = prefix.split("-", 1)[0]
     if head == "dpsp":

@@ -44,8 +44,8 @@ def add_depth_model(p: argparse.ArgumentParser) -> None:
 
 
 def learned_depth_config(spec: str | None, cache_dir: str | None, device: str | None):
-    """``LearnedDepthConfig`` from ``REPO_ID:FILENAME`` (None when no model is asked for); the encoder size and
-    metric variants are read from the Depth-Anything-V2 names (see compat/presets.py)."""
+    """``LearnedDepthConfig`` from ``REPO_ID:FILENAME`` (None when no model is asked for); the encoder size
+    and metric variants are read from the Depth-Anything-V2 names (see compat/presets.py)."""
     from ..compat.presets import learned_config_for
 
     if not spec:

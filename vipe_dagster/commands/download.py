@@ -29,9 +29,12 @@ def add_download_options(p, reference_defaults: bool) -> None:
                    help="how already-extracted shards are verified before being skipped")
     p.add_argument("--rgb_archive", "--rgb-archive", dest="rgb_archive", default=None,
                    help="Web360 RGB zip: URL or local path (default: the Google Drive archive ViPE uses)")
-    p.add_argument("--ytdlp", default=None, help="yt-dlp executable for Dynpose-100K++ RGB (default: yt-dlp on PATH)")
-    p.add_argument("--cookies_from_browser", "--cookies-from-browser", dest="cookies_from_browser", default=None,
-                   help="pass --cookies-from-browser BROWSER to yt-dlp (YouTube may ask for a signed-in session)")
+    p.add_argument("--ytdlp", default=None,
+                   help="yt-dlp executable for Dynpose-100K++ RGB (default: yt-dlp on PATH)")
+    p.add_argument("--cookies_from_browser", "--cookies-from-browser", dest="cookies_from_browser",
+                   default=None,
+                   help="pass --cookies-from-browser BROWSER to yt-dlp (YouTube may ask for a signed-in "
+                        "session)")
     p.add_argument("--no_fetch_rgb", "--no-fetch-rgb", dest="no_fetch_rgb", action="store_true",
                    help="never fetch unhosted RGB (report it as MISSING)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
@@ -39,8 +42,9 @@ def add_download_options(p, reference_defaults: bool) -> None:
 
 def add_arguments(p):
     p.add_argument("--source", default=None,
-                   help="dataset name (dynpose-100kpp | wild-sdg-1m | web360, or dpsp/wsdg/w360), hf://datasets/..., "
-                        "s3://bucket/prefix, file:// URI or folder (default: the dataset the --prefix names)")
+                   help="dataset name (dynpose-100kpp | wild-sdg-1m | web360, or dpsp/wsdg/w360), "
+                        "hf://datasets/..., s3://bucket/prefix, file:// URI or folder (default: the dataset "
+                        "the --prefix names)")
     p.add_argument("--prefix", default="", help="tar_name prefix to select shards (default: all shards)")
     p.add_argument("--attributes", default=None,
                    help="comma-separated attributes: rgb, depth, pose, intrinsics (default: all four, or the "
@@ -78,8 +82,8 @@ def run_download(args, attributes: list[str]) -> int:
         head = (args.prefix or "").split("-", 1)[0]
         spec = dataset_spec(head) if head else None
         if spec is None:
-            raise SourceError(f"--prefix {args.prefix!r}: cannot tell the dataset (expected a prefix starting with "
-                              f"dpsp, wsdg or w360); give --source")
+            raise SourceError(f"--prefix {args.prefix!r}: cannot tell the dataset (expected a prefix "
+                              f"starting with dpsp, wsdg or w360); give --source")
         source = spec.name
     fs.preflight_write(args.output, "output (--output)")
     src = open_source(source, revision=args.revision)
@@ -100,8 +104,8 @@ def run_download(args, attributes: list[str]) -> int:
         print(report.table())
         bad = [s for s in report.shards if not s.complete]
         if bad:
-            print(f"{len(bad)} of {len(report.shards)} shard(s) not complete (INCOMPLETE / MISSING / FAILED / "
-                  f"REJECTED above)")
+            print(f"{len(bad)} of {len(report.shards)} shard(s) not complete (INCOMPLETE / MISSING / "
+                  f"FAILED / REJECTED above)")
     return 0 if report.ok and report.complete else 1
 
 

@@ -28,8 +28,8 @@ def add_infer_options(p, output_resolution_default: str) -> None:
                    help="processing size: long side in px (multiple of 8); 0 = the source size")
     p.add_argument("--output_resolution", "--output-resolution", dest="output_resolution",
                    choices=["processing", "source"], default=output_resolution_default,
-                   help="size of the written rgb/depth/mask (intrinsics scaled to match): the processing size "
-                        "or the source video's size")
+                   help="size of the written rgb/depth/mask (intrinsics scaled to match): the processing "
+                        "size or the source video's size")
     p.add_argument("--assume_fixed_camera_pose", "--assume-fixed-camera-pose", dest="assume_fixed_camera_pose",
                    action="store_true", help="the camera does not move: identity poses")
     g = p.add_mutually_exclusive_group()
@@ -37,8 +37,9 @@ def add_infer_options(p, output_resolution_default: str) -> None:
     g.add_argument("--intrinsics-file", "--intrinsics_file", dest="intrinsics_file", default=None,
                    help="text file holding 'fx fy cx cy' (commas or spaces) in source-video pixels")
     g.add_argument("--use_exo_intrinsic_gt", "--use-exo-intrinsic-gt", dest="exo_intrinsic_gt", default=None,
-                   help="EgoX: the exo camera's 3x3 K as JSON (or a JSON file) at any resolution with a centred "
-                        "principal point; scaled to the video (f * (H/2) / cy, principal point W/2, H/2)")
+                   help="EgoX: the exo camera's 3x3 K as JSON (or a JSON file) at any resolution with a "
+                        "centred principal point; scaled to the video (f * (H/2) / cy, principal point "
+                        "W/2, H/2)")
     p.add_argument("--save_slam_map", "--save-slam-map", dest="save_slam_map", action="store_true",
                    help="also write vipe/<n>_slam_map.pt: keyframe points with colours (ViPE's SLAM map)")
     p.add_argument("--name", default=None, help="sequence name (default: the video's file stem)")

@@ -31,11 +31,11 @@ def add_arguments(p):
     p.add_argument("--source_start_frame", "--source-start-frame", type=int, default=None,
                    help="take frame of ViPE frame start_frame (mode b; default: start_frame)")
     p.add_argument("--source_end_frame", "--source-end-frame", type=int, default=None,
-                   help="take frame of ViPE frame end_frame (mode b; checked: the take range must be as long as "
-                        "the ViPE range; default: derived)")
+                   help="take frame of ViPE frame end_frame (mode b; checked: the take range must be as "
+                        "long as the ViPE range; default: derived)")
     p.add_argument("--batch_size", "--batch-size", type=int, default=8,
-                   help="accepted for the reference's command lines and ignored: frames are rendered one at a "
-                        "time (the reference parses it and never uses it either)")
+                   help="accepted for the reference's command lines and ignored: frames are rendered one "
+                        "at a time (the reference parses it and never uses it either)")
     p.add_argument("--fish_eye_rendering", "--fish-eye-rendering", action="store_true",
                    help="Aria Fisheye624 model (else pinhole)")
     p.add_argument("--use_mean_bg", "--use-mean-bg", action="store_true", help="per-pixel mean background")

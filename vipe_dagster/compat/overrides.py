@@ -3,7 +3,8 @@
 Accepted keys (anything else is refused with the list of what is known):
 
 - ``pipeline=<preset>``: the preset (applied first, wherever it appears, as Hydra picks config groups first);
-- ``streams=raw_mp4_stream | frame_dir_stream``, ``streams.base_path=<video | folder | [a.mp4,b.mp4] | list.txt>``,
+- ``streams=raw_mp4_stream | frame_dir_stream``,
+  ``streams.base_path=<video | folder | [a.mp4,b.mp4] | list.txt>``,
   ``streams.frame_start`` (0), ``streams.frame_end`` (exclusive, -1 = to the end; clamped to each video),
   ``streams.frame_skip`` (1), ``streams.cached`` (accepted; frames are always streamed);
 - ``pipeline.output.path`` (``vipe_results``), ``pipeline.output.save_artifacts`` (always true here: the
@@ -39,11 +40,24 @@ STREAMS = ("raw_mp4_stream", "frame_dir_stream")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?)$")
 
 REFERENCE_KEYS = (
-    "pipeline", "streams", "streams.base_path", "streams.frame_start", "streams.frame_end", "streams.frame_skip",
-    "streams.cached", "pipeline.output.path", "pipeline.output.save_artifacts", "pipeline.output.save_viz",
-    "pipeline.output.save_slam_map", "pipeline.output.skip_exists", "pipeline.output.resolution",
-    "pipeline.post.depth_align_model", "pipeline.init.instance", "pipeline.init.intrinsics",
-    "pipeline.init.camera_type", "pipeline.slam.optimize_intrinsics",
+    "pipeline",
+    "streams",
+    "streams.base_path",
+    "streams.frame_start",
+    "streams.frame_end",
+    "streams.frame_skip",
+    "streams.cached",
+    "pipeline.output.path",
+    "pipeline.output.save_artifacts",
+    "pipeline.output.save_viz",
+    "pipeline.output.save_slam_map",
+    "pipeline.output.skip_exists",
+    "pipeline.output.resolution",
+    "pipeline.post.depth_align_model",
+    "pipeline.init.instance",
+    "pipeline.init.intrinsics",
+    "pipeline.init.camera_type",
+    "pipeline.slam.optimize_intrinsics",
 )
 ENGINE_KEYS = ("output_resolution", "depth_model", "hf_cache", "intrinsics", "assume_fixed_camera_pose")
 
@@ -113,7 +127,9 @@ def _bool(key: str, v: Any) -> bool:
 
 def _int(key: str, v: Any, lo: int | None = None) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo):
-        raise ConfigError(f"override {key}={v!r}: expected an integer" + (f" >= {lo}" if lo is not None else ""))
+        raise ConfigError(
+            f"override {key}={v!r}: expected an integer" + (f" >= {lo}" if lo is not None else "")
+        )
     return v
 
 
@@ -121,8 +137,10 @@ def _split(arg: str) -> tuple[str, str]:
     key, sep, value = arg.partition("=")
     key = key.strip().lstrip("+")
     if not sep or not key or key.startswith("~"):
-        raise ConfigError(f"override {arg!r}: expected key=value (Hydra syntax, e.g. pipeline=default or "
-                          f"streams.base_path=video.mp4)")
+        raise ConfigError(
+            f"override {arg!r}: expected key=value (Hydra syntax, e.g. pipeline=default or "
+            f"streams.base_path=video.mp4)"
+        )
     return key, value
 
 
@@ -158,7 +176,9 @@ def _set_path(cfg: PipelineConfig, path: str, value: Any, raw: str) -> PipelineC
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:
-        reasons = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+        reasons = "; ".join(
+            f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        )
         raise ConfigError(f"override {raw}: {reasons}") from None
 
 
@@ -198,8 +218,10 @@ def apply_overrides(args: list[str]) -> RunPlan:
             plan.output = str(v)
         elif key == "pipeline.output.save_artifacts":
             if not _bool(key, v):
-                raise ConfigError(f"override {raw}: this engine always writes the artifacts (its stages read each "
-                                  f"other's files); drop the override or set it to true")
+                raise ConfigError(
+                    f"override {raw}: this engine always writes the artifacts (its stages read each "
+                    f"other's files); drop the override or set it to true"
+                )
         elif key == "pipeline.output.save_viz":
             plan.config.visualize = _bool(key, v)
         elif key == "pipeline.output.save_slam_map":
@@ -223,12 +245,16 @@ def apply_overrides(args: list[str]) -> RunPlan:
                 raise ConfigError(f"override {raw}: expected null (no dynamic masks)")
         elif key == "pipeline.init.intrinsics":
             if v != "geocalib":
-                raise ConfigError(f"override {raw}: only geocalib (estimate the focal) is available from run.py; "
-                                  f"give known intrinsics with intrinsics=fx,fy,cx,cy")
+                raise ConfigError(
+                    f"override {raw}: only geocalib (estimate the focal) is available from run.py; "
+                    f"give known intrinsics with intrinsics=fx,fy,cx,cy"
+                )
         elif key == "pipeline.init.camera_type":
             if v != "pinhole":
-                raise ConfigError(f"override {raw}: only the pinhole camera model is available yet "
-                                  f"(wide-angle and panorama input belong to the camera-model work)")
+                raise ConfigError(
+                    f"override {raw}: only the pinhole camera model is available yet "
+                    f"(wide-angle and panorama input belong to the camera-model work)"
+                )
         elif key == "pipeline.slam.optimize_intrinsics":
             plan.config.pose.intrinsics.estimate_focal = _bool(key, v)
         elif key == "depth_model":
@@ -240,19 +266,27 @@ def apply_overrides(args: list[str]) -> RunPlan:
         elif key == "assume_fixed_camera_pose":
             plan.fixed_camera = _bool(key, v)
         else:
-            path = key[len("pipeline."):] if key.startswith("pipeline.") and key[len("pipeline."):] in known \
+            path = (
+                key[len("pipeline.") :]
+                if key.startswith("pipeline.") and key[len("pipeline.") :] in known
                 else key
+            )
             if path not in known and not path.startswith("depth_config.learned."):
-                close = difflib.get_close_matches(path, sorted(known | set(REFERENCE_KEYS) | set(ENGINE_KEYS)),
-                                                  n=3)
+                close = difflib.get_close_matches(
+                    path, sorted(known | set(REFERENCE_KEYS) | set(ENGINE_KEYS)), n=3
+                )
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise ConfigError(f"override {raw}: unknown key {key!r}{hint} (reference keys: "
-                                  f"{', '.join(REFERENCE_KEYS)}; or a dotted path into the engine config such as "
-                                  f"pose.long_side)")
+                raise ConfigError(
+                    f"override {raw}: unknown key {key!r}{hint} (reference keys: "
+                    f"{', '.join(REFERENCE_KEYS)}; or a dotted path into the engine config such as "
+                    f"pose.long_side)"
+                )
             plan.config = _set_path(plan.config, path, v, raw)
     if not plan.base_paths:
         raise ConfigError("no input: give streams.base_path=<video | folder | [a.mp4,b.mp4]>")
     if plan.frame_end != -1 and plan.frame_end <= plan.frame_start:
-        raise ConfigError(f"streams.frame_end ({plan.frame_end}, exclusive) must be greater than streams.frame_start "
-                          f"({plan.frame_start}), or -1 for the whole video")
+        raise ConfigError(
+            f"streams.frame_end ({plan.frame_end}, exclusive) must be greater than streams.frame_start "
+            f"({plan.frame_start}), or -1 for the whole video"
+        )
     return plan

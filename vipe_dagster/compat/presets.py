@@ -1,5 +1,6 @@
 """ViPE's pipeline presets by name: what the reference runs, what runs here weight-free, and which learned
-checkpoint (given with ``--depth_model``, or found in the Hugging Face cache) takes the reference model's role.
+checkpoint (given with ``--depth_model``, or found in the Hugging Face cache) takes the reference model's
+role.
 
 The stage switches of each preset live in :func:`vipe_dagster.config.preset`; this module adds the weights:
 :func:`resolve_weights` decides, **before any work**, whether a learned depth model is used and where its
@@ -39,8 +40,9 @@ class Checkpoint:
         return f"{self.repo_id}:{self.filename}"
 
 
-METRIC_INDOOR_SMALL = Checkpoint("depth-anything/Depth-Anything-V2-Metric-Hypersim-Small",
-                                 "depth_anything_v2_metric_hypersim_vits.pth")
+METRIC_INDOOR_SMALL = Checkpoint(
+    "depth-anything/Depth-Anything-V2-Metric-Hypersim-Small", "depth_anything_v2_metric_hypersim_vits.pth"
+)
 RELATIVE_SMALL = Checkpoint("depth-anything/Depth-Anything-V2-Small", "depth_anything_v2_vits.pth")
 
 
@@ -54,38 +56,74 @@ class PresetInfo:
     needs_weights: bool = False  # the preset cannot run at all without the checkpoint
 
 
-PRESET_INFO: dict[str, PresetInfo] = {p.name: p for p in (
-    PresetInfo("default",
-               "GeoCalib intrinsics, GroundingDINO+SAM dynamic masks, dense DROID-style BA with UniDepth-L "
-               "keyframe depth for metric scale, then per-frame depth: the metric model or prompt depth from "
-               "the SLAM map, aligned Video-Depth-Anything-S",
-               "weight-free KLT visual SLAM with focal self-calibration, plane-sweep multi-view stereo at the "
-               "scale of the poses (relative unless a metric cue is given), motion-residual dynamic masks",
-               METRIC_INDOOR_SMALL, "UniDepth-L (metric keyframe depth)"),
-    PresetInfo("pose_only", "poses and intrinsics only (no depth post-processing)",
-               "weight-free visual SLAM: poses and intrinsics only", None, "-"),
-    PresetInfo("fixed_camera", "(not a reference preset; the EgoX fork's --assume_fixed_camera_pose)",
-               "identity poses, focal from the prior or --intrinsics, background-model masks; depth only with "
-               "a learned model", METRIC_INDOOR_SMALL, "MoGe-2 / UniDepth (depth of a static camera)"),
-    PresetInfo("no_vda", "default without the temporal Video-Depth-Anything model (less GPU memory)",
-               "the same stages as default: this engine's depth has no temporal video-depth model to switch "
-               "off (every frame is swept against its neighbours)", METRIC_INDOOR_SMALL,
-               "UniDepth-L (metric keyframe depth)"),
-    PresetInfo("static_vda", "default without instance masks (init.instance: null), VDA-L alignment",
-               "default without the dynamic-mask stage", METRIC_INDOOR_SMALL, "UniDepth-L + Video-Depth-Anything-L"),
-    PresetInfo("lyra", "the Lyra paper's settings, used by the EgoX scripts with a fixed camera: MoGe-2 keyframe "
-                       "depth, adaptive MoGe + VDA alignment",
-               "the same stages as default; with a fixed camera (--assume_fixed_camera_pose) the depth comes "
-               "from the learned model, so the checkpoint is needed", METRIC_INDOOR_SMALL,
-               "MoGe-2 (metric keyframe depth)"),
-    PresetInfo("dav3", "Depth-Anything-3 keyframe depth and DA3 multi-view depth conditioned on the SLAM poses "
-                       "(windows of 10 frames, overlap 3)",
-               "default plus the learned monocular model aligned per frame to the multi-view stereo depth; "
-               "the preset is defined by its learned model, so the checkpoint is needed", RELATIVE_SMALL,
-               "Depth-Anything-3 (multi-view depth)", needs_weights=True),
-)}
-UNAVAILABLE = {"wide_angle": "MEI camera model, GeoCalib 'distorted' initialisation",
-               "panorama": "equirectangular frames split into 5 pinhole views, rigid-rig SLAM"}
+PRESET_INFO: dict[str, PresetInfo] = {
+    p.name: p
+    for p in (
+        PresetInfo(
+            "default",
+            "GeoCalib intrinsics, GroundingDINO+SAM dynamic masks, dense DROID-style BA with UniDepth-L "
+            "keyframe depth for metric scale, then per-frame depth: the metric model or prompt depth from "
+            "the SLAM map, aligned Video-Depth-Anything-S",
+            "weight-free KLT visual SLAM with focal self-calibration, plane-sweep multi-view stereo at the "
+            "scale of the poses (relative unless a metric cue is given), motion-residual dynamic masks",
+            METRIC_INDOOR_SMALL,
+            "UniDepth-L (metric keyframe depth)",
+        ),
+        PresetInfo(
+            "pose_only",
+            "poses and intrinsics only (no depth post-processing)",
+            "weight-free visual SLAM: poses and intrinsics only",
+            None,
+            "-",
+        ),
+        PresetInfo(
+            "fixed_camera",
+            "(not a reference preset; the EgoX fork's --assume_fixed_camera_pose)",
+            "identity poses, focal from the prior or --intrinsics, background-model masks; depth only with "
+            "a learned model",
+            METRIC_INDOOR_SMALL,
+            "MoGe-2 / UniDepth (depth of a static camera)",
+        ),
+        PresetInfo(
+            "no_vda",
+            "default without the temporal Video-Depth-Anything model (less GPU memory)",
+            "the same stages as default: this engine's depth has no temporal video-depth model to switch "
+            "off (every frame is swept against its neighbours)",
+            METRIC_INDOOR_SMALL,
+            "UniDepth-L (metric keyframe depth)",
+        ),
+        PresetInfo(
+            "static_vda",
+            "default without instance masks (init.instance: null), VDA-L alignment",
+            "default without the dynamic-mask stage",
+            METRIC_INDOOR_SMALL,
+            "UniDepth-L + Video-Depth-Anything-L",
+        ),
+        PresetInfo(
+            "lyra",
+            "the Lyra paper's settings, used by the EgoX scripts with a fixed camera: MoGe-2 keyframe "
+            "depth, adaptive MoGe + VDA alignment",
+            "the same stages as default; with a fixed camera (--assume_fixed_camera_pose) the depth comes "
+            "from the learned model, so the checkpoint is needed",
+            METRIC_INDOOR_SMALL,
+            "MoGe-2 (metric keyframe depth)",
+        ),
+        PresetInfo(
+            "dav3",
+            "Depth-Anything-3 keyframe depth and DA3 multi-view depth conditioned on the SLAM poses "
+            "(windows of 10 frames, overlap 3)",
+            "default plus the learned monocular model aligned per frame to the multi-view stereo depth; "
+            "the preset is defined by its learned model, so the checkpoint is needed",
+            RELATIVE_SMALL,
+            "Depth-Anything-3 (multi-view depth)",
+            needs_weights=True,
+        ),
+    )
+}
+UNAVAILABLE = {
+    "wide_angle": "MEI camera model, GeoCalib 'distorted' initialisation",
+    "panorama": "equirectangular frames split into 5 pinhole views, rigid-rig SLAM",
+}
 
 
 # ------------------------------------------------------------------------------ checkpoint settings
@@ -97,15 +135,21 @@ _ARCH = {  # Depth-Anything-V2 encoder sizes: timm backbone, DPT features, proje
 _METRIC_MAX_DEPTH = {"hypersim": 20.0, "vkitti": 80.0}  # indoor / outdoor metric models (metres)
 
 
-def learned_config_for(spec: str, cache_dir: str | None = None, device: str | None = None) -> LearnedDepthConfig:
-    """``LearnedDepthConfig`` for ``REPO_ID:FILENAME``; the encoder size (``_vits``/``_vitb``/``_vitl``) and the
-    metric variants (``metric_hypersim``: 20 m, ``metric_vkitti``: 80 m) are read from the names as the
+def learned_config_for(
+    spec: str, cache_dir: str | None = None, device: str | None = None
+) -> LearnedDepthConfig:
+    """``LearnedDepthConfig`` for ``REPO_ID:FILENAME``; the encoder size (``_vits``/``_vitb``/``_vitl``) and
+    the metric variants (``metric_hypersim``: 20 m, ``metric_vkitti``: 80 m) are read from the names as the
     Depth-Anything-V2 releases spell them; other names get the Small relative layout."""
     repo, sep, filename = (spec or "").partition(":")
     if not sep or not repo.strip() or not filename.strip():
         raise ConfigError(f"--depth_model must be REPO_ID:FILENAME, got {spec!r}")
-    kw: dict = {"repo_id": repo.strip(), "filename": filename.strip(), "cache_dir": cache_dir,
-                "device": device or "cpu"}
+    kw: dict = {
+        "repo_id": repo.strip(),
+        "filename": filename.strip(),
+        "cache_dir": cache_dir,
+        "device": device or "cpu",
+    }
     low = f"{repo}/{filename}".lower()
     m = re.search(r"vit([sbl])\b|_vit([sbl])[._]", low)
     size = f"vit{(m.group(1) or m.group(2))}" if m else None
@@ -125,7 +169,9 @@ def cached_checkpoint(cfg: LearnedDepthConfig) -> str | None:
     from huggingface_hub import try_to_load_from_cache
 
     try:
-        found = try_to_load_from_cache(cfg.repo_id, cfg.filename, cache_dir=cfg.cache_dir, revision=cfg.revision)
+        found = try_to_load_from_cache(
+            cfg.repo_id, cfg.filename, cache_dir=cfg.cache_dir, revision=cfg.revision
+        )
     except Exception as exc:  # an invalid repo id
         raise ConfigError(f"--depth_model {cfg.repo_id}:{cfg.filename}: {exc}") from None
     return found if isinstance(found, str) and os.path.isfile(found) else None
@@ -140,9 +186,12 @@ def _cache_location(cache_dir: str | None) -> str:
 
 
 def how_to_provide(ck: Checkpoint, cache_dir: str | None) -> str:
-    return (f"give it with --depth_model {ck.spec} (with network access it is downloaded into the Hugging Face "
-            f"cache; any --depth-model REPO_ID:FILENAME in the Depth-Anything-V2 layout works), or copy a cache that holds it (`huggingface-cli download {ck.repo_id} {ck.filename}` on a "
-            f"machine with network) to {_cache_location(cache_dir)} or point --hf_cache / HF_HUB_CACHE at it")
+    return (
+        f"give it with --depth_model {ck.spec} (with network access it is downloaded into the Hugging Face "
+        f"cache; any --depth-model REPO_ID:FILENAME in the Depth-Anything-V2 layout works), or copy a cache "
+        f"that holds it (`huggingface-cli download {ck.repo_id} {ck.filename}` on a machine with network) to "
+        f"{_cache_location(cache_dir)} or point --hf_cache / HF_HUB_CACHE at it"
+    )
 
 
 @dataclass
@@ -159,13 +208,24 @@ class ResolvedWeights:
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"name": self.preset, "reference_runs": self.reference, "runs_here": self.here,
-                "learned_checkpoint": self.checkpoint, "checkpoint_source": self.checkpoint_source,
-                "checkpoint_path": self.checkpoint_path, "stands_in_for": self.role, "notes": self.notes}
+        return {
+            "name": self.preset,
+            "reference_runs": self.reference,
+            "runs_here": self.here,
+            "learned_checkpoint": self.checkpoint,
+            "checkpoint_source": self.checkpoint_source,
+            "checkpoint_path": self.checkpoint_path,
+            "stands_in_for": self.role,
+            "notes": self.notes,
+        }
 
 
-def resolve_weights(cfg: PipelineConfig, depth_model: str | None = None, hf_cache: str | None = None,
-                    device: str | None = None) -> ResolvedWeights:
+def resolve_weights(
+    cfg: PipelineConfig,
+    depth_model: str | None = None,
+    hf_cache: str | None = None,
+    device: str | None = None,
+) -> ResolvedWeights:
     """Decide the learned depth model of ``cfg`` (in place) before any work; see the module docstring.
 
     ``depth_model``: ``REPO_ID:FILENAME`` given by the user (found in the cache, or downloaded when the
@@ -181,15 +241,21 @@ def resolve_weights(cfg: PipelineConfig, depth_model: str | None = None, hf_cach
         path = cached_checkpoint(learned) or fetch_weights(learned)  # ModelWeightsError: how to provide it
         cfg.depth_config.learned = learned
         cfg.depth = True
-        res.checkpoint, res.checkpoint_source, res.checkpoint_path = f"{learned.repo_id}:{learned.filename}", \
-            "given", path
+        res.checkpoint, res.checkpoint_source, res.checkpoint_path = (
+            f"{learned.repo_id}:{learned.filename}",
+            "given",
+            path,
+        )
         res.role = info.role if info.checkpoint is not None else "learned depth prior"
         return res
     if cfg.depth_config.learned is not None and cfg.depth:  # set through a config override (run.py)
         learned = cfg.depth_config.learned
         path = cached_checkpoint(learned) or fetch_weights(learned)
-        res.checkpoint, res.checkpoint_source, res.checkpoint_path = f"{learned.repo_id}:{learned.filename}", \
-            "given", path
+        res.checkpoint, res.checkpoint_source, res.checkpoint_path = (
+            f"{learned.repo_id}:{learned.filename}",
+            "given",
+            path,
+        )
         res.role = info.role
         return res
     fixed = cfg.pose.assume_fixed_camera_pose
@@ -198,27 +264,52 @@ def resolve_weights(cfg: PipelineConfig, depth_model: str | None = None, hf_cach
     ck = info.checkpoint or METRIC_INDOOR_SMALL
     learned = learned_config_for(ck.spec, hf_cache, device)
     path = cached_checkpoint(learned)
-    why = (f"pipeline preset {cfg.preset!r} runs a learned depth model" if info.needs_weights else
-           f"pipeline preset {cfg.preset!r} computes depth, and a fixed camera has no parallax for multi-view "
-           f"stereo (--assume_fixed_camera_pose), so the depth must come from a learned model")
+    why = (
+        f"pipeline preset {cfg.preset!r} runs a learned depth model"
+        if info.needs_weights
+        else f"pipeline preset {cfg.preset!r} computes depth, and a fixed camera has no parallax for "
+        f"multi-view stereo (--assume_fixed_camera_pose), so the depth must come from a learned model"
+    )
     if path is None:
         raise MissingWeightsError(
-            f"{why} ({ck.spec}, in the role of the reference's {info.role}), but it is not in the Hugging Face "
-            f"cache at {_cache_location(hf_cache)}: {how_to_provide(ck, hf_cache)}"
-            + ("" if info.needs_weights else "; or run without depth (--pipeline pose_only or fixed_camera)"))
+            f"{why} ({ck.spec}, in the role of the reference's {info.role}), but it is not in the Hugging "
+            f"Face cache at {_cache_location(hf_cache)}: {how_to_provide(ck, hf_cache)}"
+            + ("" if info.needs_weights else "; or run without depth (--pipeline pose_only or fixed_camera)")
+        )
     cfg.depth_config.learned = learned
     res.checkpoint, res.checkpoint_source, res.checkpoint_path, res.role = ck.spec, "cache", path, info.role
-    log.info("preset %s: learned depth %s from the Hugging Face cache (%s) in the role of %s", cfg.preset,
-             ck.spec, path, info.role)
+    log.info(
+        "preset %s: learned depth %s from the Hugging Face cache (%s) in the role of %s",
+        cfg.preset,
+        ck.spec,
+        path,
+        info.role,
+    )
     return res
 
 
 def preset_table() -> list[dict[str, str]]:
     """One row per preset (for docs and ``--help``)."""
-    rows = [{"preset": p.name, "reference": p.reference, "here": p.here,
-             "checkpoint": p.checkpoint.spec if p.checkpoint else "-", "role": p.role,
-             "weights": "required" if p.needs_weights else ("with a fixed camera" if p.checkpoint else "-")}
-            for p in PRESET_INFO.values()]
-    rows += [{"preset": k, "reference": v, "here": "not available yet", "checkpoint": "-", "role": "-",
-              "weights": "-"} for k, v in UNAVAILABLE.items()]
+    rows = [
+        {
+            "preset": p.name,
+            "reference": p.reference,
+            "here": p.here,
+            "checkpoint": p.checkpoint.spec if p.checkpoint else "-",
+            "role": p.role,
+            "weights": "required" if p.needs_weights else ("with a fixed camera" if p.checkpoint else "-"),
+        }
+        for p in PRESET_INFO.values()
+    ]
+    rows += [
+        {
+            "preset": k,
+            "reference": v,
+            "here": "not available yet",
+            "checkpoint": "-",
+            "role": "-",
+            "weights": "-",
+        }
+        for k, v in UNAVAILABLE.items()
+    ]
     return rows

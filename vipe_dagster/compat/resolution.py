@@ -41,8 +41,10 @@ def check_output_resolution(mode: str, stream: VideoStream) -> tuple[int, int]:
         raise ConfigError(f"--output_resolution must be one of {', '.join(MODES)}, got {mode!r}")
     w, h = stream.info.width, stream.info.height
     if mode == "source" and (w % 2 or h % 2):
-        raise ConfigError(f"--output_resolution source: {stream.info.uri} is {w}x{h}, but the H.264 rgb artifact "
-                          f"needs even sides; use --output_resolution processing")
+        raise ConfigError(
+            f"--output_resolution source: {stream.info.uri} is {w}x{h}, but the H.264 rgb artifact "
+            f"needs even sides; use --output_resolution processing"
+        )
     return w, h
 
 
@@ -67,13 +69,22 @@ def upsample_depth(depth: np.ndarray, width: int, height: int) -> np.ndarray:
     all_valid = cv2.erode(valid.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         smooth = all_valid & ((hi - lo) <= EDGE_REL * np.where(valid, d, 1))
-    lin = cv2.resize(np.where(valid, d, 0).astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    lin = cv2.resize(
+        np.where(valid, d, 0).astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR
+    )
     use_lin = cv2.resize(smooth.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
     return np.where(use_lin, lin, near).astype(np.float32)
 
 
-def to_source_resolution(store: ArtifactStore, name: str, source: str, start_frame: int | None = None,
-                         end_frame: int | None = None, frame_skip: int = 1, progress: bool = False) -> dict:
+def to_source_resolution(
+    store: ArtifactStore,
+    name: str,
+    source: str,
+    start_frame: int | None = None,
+    end_frame: int | None = None,
+    frame_skip: int = 1,
+    progress: bool = False,
+) -> dict:
     """Rewrite the sequence's per-frame artifacts at the source size (see the module docstring).
 
     Returns what was done (also recorded in the manifest under ``output_resolution``).
@@ -88,8 +99,10 @@ def to_source_resolution(store: ArtifactStore, name: str, source: str, start_fra
         _record(store, name, info)
         return info
     if len(src) != len(proc):
-        raise ConfigError(f"{source}: {len(src)} frames selected but {store.path('rgb', name)} has {len(proc)}; "
-                          f"cannot write the artifacts at the source size")
+        raise ConfigError(
+            f"{source}: {len(src)} frames selected but {store.path('rgb', name)} has {len(proc)}; "
+            f"cannot write the artifacts at the source size"
+        )
     sx, sy = W / w, H / h
     # readers refuse the set while this is false (io/generation.check_set): a killed rewrite is never paired
     _record(store, name, {**info, "complete": False})
@@ -106,7 +119,9 @@ def to_source_resolution(store: ArtifactStore, name: str, source: str, start_fra
         mp = distort_radial(np.stack([gx.ravel(), gy.ravel()], 1), new_intr[0].astype(np.float64), radial)
         remap = (mp[:, 0].reshape(H, W).astype(np.float32), mp[:, 1].reshape(H, W).astype(np.float32))
     with store.rgb_writer(name, proc.fps) as wr:
-        for _, frame in tqdm(src, total=len(src), disable=not progress, desc=f"rgb {name} {W}x{H}", unit="frame"):
+        for _, frame in tqdm(
+            src, total=len(src), disable=not progress, desc=f"rgb {name} {W}x{H}", unit="frame"
+        ):
             if remap is not None:
                 frame = cv2.remap(frame, remap[0], remap[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
             wr.add(frame)
@@ -114,8 +129,13 @@ def to_source_resolution(store: ArtifactStore, name: str, source: str, start_fra
     done = ["rgb", "intrinsics"]
     if _is_zip_depth(store, name):  # depth given as .npy files is the user's and stays as given
         with store.depth_writer(name) as dw:
-            for _, d in tqdm(store.iter_depth(name), total=store.depth_count(name), disable=not progress,
-                             desc=f"depth {name} {W}x{H}", unit="frame"):
+            for _, d in tqdm(
+                store.iter_depth(name),
+                total=store.depth_count(name),
+                disable=not progress,
+                desc=f"depth {name} {W}x{H}",
+                unit="frame",
+            ):
                 dw.add(upsample_depth(d, W, H))
         done.append("depth")
     if store.exists("mask", name):
@@ -130,14 +150,29 @@ def to_source_resolution(store: ArtifactStore, name: str, source: str, start_fra
         uv = sm.obs_uv.astype(np.float64)
         uv[:, 0] = (uv[:, 0] + 0.5) * sx - 0.5
         uv[:, 1] = (uv[:, 1] + 0.5) * sy - 0.5
-        store.write_sparse_map(name, SparseMap(sm.points, sm.colors, sm.obs_frame, sm.obs_point,
-                                               uv.astype(np.float32), sm.keyframes))
+        store.write_sparse_map(
+            name,
+            SparseMap(sm.points, sm.colors, sm.obs_frame, sm.obs_point, uv.astype(np.float32), sm.keyframes),
+        )
         done.append("sparse")
-    info.update(resampled=True, complete=True, scale=[sx, sy], rewritten=done, rectified=bool(remap is not None),
-                intrinsics_first_frame=[round(float(v), 4) for v in new_intr[0, :4]])
+    info.update(
+        resampled=True,
+        complete=True,
+        scale=[sx, sy],
+        rewritten=done,
+        rectified=bool(remap is not None),
+        intrinsics_first_frame=[round(float(v), 4) for v in new_intr[0, :4]],
+    )
     _record(store, name, info)
-    log.info("%s: artifacts written at the source size %dx%d (processed at %dx%d): %s", name, W, H, w, h,
-             ", ".join(done))
+    log.info(
+        "%s: artifacts written at the source size %dx%d (processed at %dx%d): %s",
+        name,
+        W,
+        H,
+        w,
+        h,
+        ", ".join(done),
+    )
     return info
 
 

@@ -56,9 +56,12 @@ class RunResult:
         d["preset"] = self.request.config.preset
         if self.request.weights.checkpoint:
             d["learned_checkpoint"] = self.request.weights.checkpoint
-        d["resolution"] = {"mode": self.request.output_resolution,
-                           "size": list(self.output_resolution["output_size"]) if self.output_resolution
-                           else list(self.request.processing_size)}
+        d["resolution"] = {
+            "mode": self.request.output_resolution,
+            "size": list(self.output_resolution["output_size"])
+            if self.output_resolution
+            else list(self.request.processing_size),
+        }
         if self.slam_map:
             d["slam_map"] = self.slam_map
         d["seconds"] = round(self.seconds, 2)
@@ -81,21 +84,38 @@ def exo_intrinsics_from_gt(text: str, width: int, height: int) -> tuple[float, f
             raise ValueError("not 3x3")
         fx, fy, cy = float(k[0][0]), float(k[1][1]), float(k[1][2])
     except (ValueError, TypeError, IndexError, KeyError) as exc:
-        raise ConfigError(f"--use_exo_intrinsic_gt: expected a 3x3 intrinsics matrix as JSON (or a JSON file), "
-                          f"got {text[:80]!r} ({exc})") from None
+        raise ConfigError(
+            f"--use_exo_intrinsic_gt: expected a 3x3 intrinsics matrix as JSON (or a JSON file), "
+            f"got {text[:80]!r} ({exc})"
+        ) from None
     if not (fx > 0 and fy > 0 and cy > 0):
         raise ConfigError(f"--use_exo_intrinsic_gt: fx, fy and cy must be > 0, got {fx}, {fy}, {cy}")
     s = (height / 2.0) / cy
     return fx * s, fy * s, width / 2.0, height / 2.0
 
 
-def prepare(source: str, output: str, pipeline: str = "default", *, name: str | None = None,
-            start_frame: int | None = None, end_frame: int | None = None, frame_skip: int = 1,
-            long_side: int | None = None, fixed_camera: bool = False, intrinsics: str | None = None,
-            intrinsics_file: str | None = None, exo_intrinsic_gt: str | None = None, seed: int | None = None,
-            visualize: bool = False, depth_model: str | None = None, hf_cache: str | None = None,
-            output_resolution: str = "processing", save_slam_map: bool = False,
-            config: PipelineConfig | None = None) -> InferRequest:
+def prepare(
+    source: str,
+    output: str,
+    pipeline: str = "default",
+    *,
+    name: str | None = None,
+    start_frame: int | None = None,
+    end_frame: int | None = None,
+    frame_skip: int = 1,
+    long_side: int | None = None,
+    fixed_camera: bool = False,
+    intrinsics: str | None = None,
+    intrinsics_file: str | None = None,
+    exo_intrinsic_gt: str | None = None,
+    seed: int | None = None,
+    visualize: bool = False,
+    depth_model: str | None = None,
+    hf_cache: str | None = None,
+    output_resolution: str = "processing",
+    save_slam_map: bool = False,
+    config: PipelineConfig | None = None,
+) -> InferRequest:
     """Validate a run before any work (see the module docstring). ``config`` replaces the preset's config
     (run.py builds it from overrides); the flags still apply on top of it."""
     from ..io import fs, open_video
@@ -127,11 +147,22 @@ def prepare(source: str, output: str, pipeline: str = "default", *, name: str | 
     elif exo_intrinsic_gt is not None:
         intr = exo_intrinsics_from_gt(exo_intrinsic_gt, src_w, src_h)
     seq = check_sequence_name(name or stream.name, "--name" if name else "video name")
-    return InferRequest(source=source, output=output, name=seq, config=cfg, weights=weights,
-                        start_frame=start_frame, end_frame=end_frame, frame_skip=frame_skip,
-                        intrinsics_source_px=intr, output_resolution=output_resolution,
-                        save_slam_map=save_slam_map, num_frames=len(stream), source_size=(src_w, src_h),
-                        processing_size=(stream.width, stream.height))
+    return InferRequest(
+        source=source,
+        output=output,
+        name=seq,
+        config=cfg,
+        weights=weights,
+        start_frame=start_frame,
+        end_frame=end_frame,
+        frame_skip=frame_skip,
+        intrinsics_source_px=intr,
+        output_resolution=output_resolution,
+        save_slam_map=save_slam_map,
+        num_frames=len(stream),
+        source_size=(src_w, src_h),
+        processing_size=(stream.width, stream.height),
+    )
 
 
 def set_field(model, field_name: str, value, flag: str) -> None:
@@ -166,21 +197,35 @@ def execute(req: InferRequest, progress: bool = False, wait: float = 0.0) -> Run
     cfg = req.config.model_copy(deep=True)
     visualize, cfg.visualize = cfg.visualize, False
     with sequence_lock(req.output, req.name, "infer", wait=wait):
-        res = infer(req.source, req.output, cfg, name=req.name, progress=progress, start_frame=req.start_frame,
-                    end_frame=req.end_frame, frame_skip=req.frame_skip,
-                    intrinsics_source_px=req.intrinsics_source_px)
+        res = infer(
+            req.source,
+            req.output,
+            cfg,
+            name=req.name,
+            progress=progress,
+            start_frame=req.start_frame,
+            end_frame=req.end_frame,
+            frame_skip=req.frame_skip,
+            intrinsics_source_px=req.intrinsics_source_px,
+        )
         store = ArtifactStore(req.output)
         out = RunResult(req, res)
         if req.output_resolution == "source":
             from .resolution import to_source_resolution
 
-            out.output_resolution = to_source_resolution(store, req.name, req.source, req.start_frame,
-                                                         req.end_frame, req.frame_skip, progress=progress)
+            out.output_resolution = to_source_resolution(
+                store, req.name, req.source, req.start_frame, req.end_frame, req.frame_skip, progress=progress
+            )
         if req.save_slam_map:
             from ..export.slam_map import write_slam_map
 
             uri, sm = write_slam_map(store, req.name)
-            out.slam_map = {"uri": uri, "points": len(sm), "keyframes": len(sm.frame_inds), "source": sm.source}
+            out.slam_map = {
+                "uri": uri,
+                "points": len(sm),
+                "keyframes": len(sm.frame_inds),
+                "source": sm.source,
+            }
         if visualize:
             from ..viz.video import write_vis_video
 
@@ -190,13 +235,15 @@ def execute(req: InferRequest, progress: bool = False, wait: float = 0.0) -> Run
         man["preset"] = req.weights.as_dict()
         pipe = man.setdefault("pipeline", {})
         stages = pipe.setdefault("stages", ["pose"])
-        for stage, on in (("output_resolution_source", out.output_resolution is not None),
-                          ("slam_map", out.slam_map is not None), ("visualize", visualize)):
+        for stage, on in (
+            ("output_resolution_source", out.output_resolution is not None),
+            ("slam_map", out.slam_map is not None),
+            ("visualize", visualize),
+        ):
             if on and stage not in stages:
                 stages.append(stage)
         if out.slam_map:
             man["slam_map"] = out.slam_map
-        man.setdefault("output_resolution", {"mode": "processing",
-                                             "output_size": list(req.processing_size)})
+        man.setdefault("output_resolution", {"mode": "processing", "output_size": list(req.processing_size)})
         store.write_manifest(req.name, man)
     return out

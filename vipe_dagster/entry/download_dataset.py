@@ -18,11 +18,19 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     from ..commands.download import add_download_options
 
-    p = argparse.ArgumentParser(prog="download_dataset.py", description="Download a ViPE dataset (vipe-dagster)",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="download_dataset.py",
+        description="Download a ViPE dataset (vipe-dagster)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--prefix", required=True, help="tar_name prefix of the shards: dpsp..., wsdg..., w360...")
-    p.add_argument("--output_base", "--output-base", dest="output", required=True,
-                   help="base directory to save the dataset")
+    p.add_argument(
+        "--output_base",
+        "--output-base",
+        dest="output",
+        required=True,
+        help="base directory to save the dataset",
+    )
     p.add_argument("--source", default=None, help="mirror of the dataset repository (default: the Hub)")
     add_download_options(p, reference_defaults=True)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

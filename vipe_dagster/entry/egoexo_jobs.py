@@ -25,13 +25,17 @@ def _wanted(value: str | None) -> set[str] | None:
     return set(items) or None
 
 
-def infer_jobs(data_dir: str, video_subdir: str, takes: set[str] | None, cameras: set[str] | None) -> list[str]:
+def infer_jobs(
+    data_dir: str, video_subdir: str, takes: set[str] | None, cameras: set[str] | None
+) -> list[str]:
     from ..errors import InputError
     from ..io import probe
 
     root = Path(data_dir) / "takes"
     if not root.is_dir():
-        raise InputError(f"DATA_DIR {data_dir}: no takes/ folder (expected takes/<take>/{video_subdir}/<cam>.mp4)")
+        raise InputError(
+            f"DATA_DIR {data_dir}: no takes/ folder (expected takes/<take>/{video_subdir}/<cam>.mp4)"
+        )
     lines = []
     for take in sorted(p.name for p in root.iterdir() if p.is_dir()):
         if takes is not None and take not in takes:
@@ -47,11 +51,15 @@ def infer_jobs(data_dir: str, video_subdir: str, takes: set[str] | None, cameras
             lines.append(f"{take}\t{video.stem}\t{video}\t{probe(str(video)).num_frames}")
     if takes is not None and not {ln.split(chr(9))[0] for ln in lines} >= takes:
         missing = sorted(takes - {ln.split(chr(9))[0] for ln in lines})
-        raise InputError(f"TAKES: no camera video found for {', '.join(missing)} under {root}/<take>/{video_subdir}")
+        raise InputError(
+            f"TAKES: no camera video found for {', '.join(missing)} under {root}/<take>/{video_subdir}"
+        )
     return lines
 
 
-def render_jobs(data_dir: str, vipe_results: str, takes: set[str] | None, cameras: set[str] | None) -> list[str]:
+def render_jobs(
+    data_dir: str, vipe_results: str, takes: set[str] | None, cameras: set[str] | None
+) -> list[str]:
     from ..egoexo.takes import _pose_files
     from ..errors import InputError
 
@@ -68,14 +76,27 @@ def render_jobs(data_dir: str, vipe_results: str, takes: set[str] | None, camera
             if not m or (cameras is not None and m.group(1) not in cameras):
                 continue
             if take not in poses:
-                print(f"skip {take}/{rdir.name}: no annotations/ego_pose/*/camera_pose/*.json with take_name "
-                      f"{take!r} under {data_dir}", file=sys.stderr)
+                print(
+                    f"skip {take}/{rdir.name}: no annotations/ego_pose/*/camera_pose/*.json with take_name "
+                    f"{take!r} under {data_dir}",
+                    file=sys.stderr,
+                )
                 continue
             traj = Path(data_dir) / "takes" / take / "trajectory"
             gopro = traj / "gopro_calibs.csv"
             online = traj / "online_calibration.jsonl"
-            lines.append("\t".join([take, m.group(1), str(rdir), poses[take], str(gopro) if gopro.is_file() else "-",
-                                    str(online) if online.is_file() else "-"]))
+            lines.append(
+                "\t".join(
+                    [
+                        take,
+                        m.group(1),
+                        str(rdir),
+                        poses[take],
+                        str(gopro) if gopro.is_file() else "-",
+                        str(online) if online.is_file() else "-",
+                    ]
+                )
+            )
     return lines
 
 

@@ -1,4 +1,4 @@
-"""``python ego_view_rendering/render_vipe_pointcloud.py --input_dir ... [flags]``: the EgoX ego-prior renderer.
+"""``python ego_view_rendering/render_vipe_pointcloud.py --input_dir ...``: the EgoX ego-prior renderer.
 
 Every flag of the reference renderer is accepted, in both of its input modes:
 
@@ -14,9 +14,10 @@ Every flag of the reference renderer is accepted, in both of its input modes:
 ``--batch_size`` is accepted and has no effect: frames are rendered one at a time (the reference parses
 it and never uses it). ``--end_frame`` may be omitted or -1 (the last ViPE frame). The output is the
 pre-release layout ``<out_dir>/<take>/<cam>/test_output_<config>[_mean_bg][_fisheye]_pts<size>/`` with
-``frame_%06d.png``, ``ego_Prior.mp4``, ``render_meta.json`` and ``ego_pose.npz``, where ``<take>/<cam>_<config>``
-are the last two folders of ``--input_dir``. The geometry fixes listed in the README apply (real Aria RGB
-calibration, exact 90-degree rotation, validation before the point cloud is built). The work is
+``frame_%06d.png``, ``ego_Prior.mp4``, ``render_meta.json`` and ``ego_pose.npz``, where
+``<take>/<cam>_<config>`` are the last two folders of ``--input_dir``. The geometry fixes listed in the
+README apply (real Aria RGB calibration, exact 90-degree rotation, validation before the point cloud is
+built). The work is
 ``vipe-dagster render-ego`` (:func:`vipe_dagster.render.ego.render_ego`).
 """
 
@@ -30,9 +31,12 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     from ..commands import render_ego
 
-    p = argparse.ArgumentParser(prog="render_vipe_pointcloud.py", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description="Render the exo ViPE point cloud into the ego (Aria) camera.",
-                                epilog=(__doc__ or "").split("\n", 2)[2])
+    p = argparse.ArgumentParser(
+        prog="render_vipe_pointcloud.py",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Render the exo ViPE point cloud into the ego (Aria) camera.",
+        epilog=(__doc__ or "").split("\n", 2)[2],
+    )
     render_ego.add_arguments(p)
     p.set_defaults(point_size=1.0)  # the reference renderer's default (render-ego's is 1.5)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

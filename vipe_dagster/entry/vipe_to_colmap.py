@@ -38,12 +38,17 @@ def run(args: argparse.Namespace) -> int:
     if args.sequence is not None:
         check_sequence_name(args.sequence, "--sequence")
         if args.sequence not in names:
-            raise InputError(f"--sequence {args.sequence!r} not found in {root}; available: {', '.join(names)}")
+            raise InputError(
+                f"--sequence {args.sequence!r} not found in {root}; available: {', '.join(names)}"
+            )
         names = [args.sequence]
     if args.depth_step < 1:
         raise InputError(f"--depth_step must be >= 1, got {args.depth_step}")
-    out = args.output if args.output is not None else str(Path(root.rstrip("/")).parent /
-                                                          f"{Path(root.rstrip('/')).name}_colmap")
+    out = (
+        args.output
+        if args.output is not None
+        else str(Path(root.rstrip("/")).parent / f"{Path(root.rstrip('/')).name}_colmap")
+    )
     fs.preflight_write(out, "output (-o)")
     maps = {}
     if args.use_slam_map:  # every map is read and checked before the first export
@@ -52,23 +57,40 @@ def run(args: argparse.Namespace) -> int:
         maps = {n: read_slam_map(store, n).as_sparse_map() for n in names}
     results = []
     for n in names:
-        res = export_colmap(store, n, out_dir=fs.join(out, n), fmt="text",
-                            dense=not args.use_slam_map and store.exists("depth", n),
-                            depth_step=args.depth_step, min_track_length=1 if args.use_slam_map else 2,
-                            sparse_map=maps.get(n), sparse_source=store.path("slam_map", n) if n in maps else None,
-                            reference_layout=True, update_manifest=False, progress=True)
+        res = export_colmap(
+            store,
+            n,
+            out_dir=fs.join(out, n),
+            fmt="text",
+            dense=not args.use_slam_map and store.exists("depth", n),
+            depth_step=args.depth_step,
+            min_track_length=1 if args.use_slam_map else 2,
+            sparse_map=maps.get(n),
+            sparse_source=store.path("slam_map", n) if n in maps else None,
+            reference_layout=True,
+            update_manifest=False,
+            progress=True,
+        )
         results.append(res.summary())
     print(json.dumps(results if len(results) > 1 else results[0], indent=2))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vipe_to_colmap.py", description="Convert ViPE results to COLMAP format "
-                                "(vipe-dagster engine)", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="vipe_to_colmap.py",
+        description="Convert ViPE results to COLMAP format (vipe-dagster engine)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("vipe_path", help="ViPE results directory")
-    p.add_argument("--sequence", "-s", default=None, help="sequence name (default: every sequence in the directory)")
-    p.add_argument("--use_slam_map", action="store_true",
-                   help="points from the SLAM map vipe/<seq>_slam_map.pt (vipe infer --save_slam_map)")
+    p.add_argument(
+        "--sequence", "-s", default=None, help="sequence name (default: every sequence in the directory)"
+    )
+    p.add_argument(
+        "--use_slam_map",
+        action="store_true",
+        help="points from the SLAM map vipe/<seq>_slam_map.pt (vipe infer --save_slam_map)",
+    )
     p.add_argument("--depth_step", type=int, default=16, help="every k-th frame contributes depth points")
     p.add_argument("--output", "-o", default=None, help="output directory (default: <vipe_path>_colmap)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

@@ -329,8 +329,8 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
                   dense: bool = False, frames: Sequence[int] | range | slice | None = None, depth_step: int = 16,
                   pixel_step: int = 4, voxel_size: float | None = None, jpeg_quality: int = 95,
                   min_track_length: int = 2, rectify_mei: bool = True, update_manifest: bool = True,
-                  progress: bool = False, sparse_map: SparseMap | None = None, sparse_source: str | None = None,
-                  reference_layout: bool = False) -> ExportResult:
+                  progress: bool = False, sparse_map: SparseMap | None = None,
+                  sparse_source: str | None = None, reference_layout: bool = False) -> ExportResult:
     """Export sequence ``name`` of ``store`` as a COLMAP model under ``out_dir`` (see the module doc).
 
     ``frames``: artifact frame indices (a list, a ``range`` for a stride) or a ``slice`` over the pose

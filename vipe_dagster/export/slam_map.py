@@ -56,14 +56,19 @@ class SlamMap:
 
     def keyframe_points(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         start, count = (int(v) for v in self.packinfo[k, 0])
-        return self.xyz[start:start + count], self.rgb[start:start + count]
+        return self.xyz[start : start + count], self.rgb[start : start + count]
 
     def as_sparse_map(self) -> SparseMap:
         """Points and tracks as a :class:`SparseMap` (what the COLMAP export consumes)."""
         colors = np.clip(np.round(self.rgb * 255), 0, 255).astype(np.uint8)
-        return SparseMap(self.xyz.astype(np.float32), colors, self.obs_frame.astype(np.int32),
-                         self.obs_point.astype(np.int32), self.obs_uv.astype(np.float32),
-                         self.frame_inds.astype(np.int32))
+        return SparseMap(
+            self.xyz.astype(np.float32),
+            colors,
+            self.obs_frame.astype(np.int32),
+            self.obs_point.astype(np.int32),
+            self.obs_uv.astype(np.float32),
+            self.frame_inds.astype(np.int32),
+        )
 
 
 def _keyframes(store: ArtifactStore, name: str, valid: np.ndarray) -> list[int]:
@@ -76,15 +81,23 @@ def _keyframes(store: ArtifactStore, name: str, valid: np.ndarray) -> list[int]:
     return ids
 
 
-def build_slam_map(store: ArtifactStore, name: str, samples_long_side: int = 64, rel_tol: float = 0.05,
-                   window: int = 3, min_views: int = 2) -> SlamMap:
+def build_slam_map(
+    store: ArtifactStore,
+    name: str,
+    samples_long_side: int = 64,
+    rel_tol: float = 0.05,
+    window: int = 3,
+    min_views: int = 2,
+) -> SlamMap:
     """Build the map of sequence ``name`` (see the module docstring)."""
     if store.exists("depth", name):
         return _from_depth(store, name, samples_long_side, rel_tol, window, min_views)
     if store.exists("sparse", name):
         return _from_sparse(store, name)
-    raise ArtifactError(f"cannot build the SLAM map of {name!r}: neither depth ({store.path('depth', name)}) "
-                        f"nor a sparse map ({store.path('sparse', name)}) exists")
+    raise ArtifactError(
+        f"cannot build the SLAM map of {name!r}: neither depth ({store.path('depth', name)}) "
+        f"nor a sparse map ({store.path('sparse', name)}) exists"
+    )
 
 
 def _from_sparse(store: ArtifactStore, name: str) -> SlamMap:
@@ -100,22 +113,30 @@ def _from_sparse(store: ArtifactStore, name: str) -> SlamMap:
     kfs, counts = np.unique(first[order], return_counts=True)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     keep_obs = remap[sm.obs_point.astype(np.int64)] >= 0
-    return SlamMap(xyz=sm.points[order].astype(np.float32), rgb=(sm.colors[order].astype(np.float32) / 255.0),
-                   packinfo=np.stack([starts, counts], 1)[:, None, :].astype(np.int64),
-                   frame_inds=kfs.astype(np.int64), obs_frame=sm.obs_frame[keep_obs].astype(np.int64),
-                   obs_point=remap[sm.obs_point.astype(np.int64)[keep_obs]],
-                   obs_uv=sm.obs_uv[keep_obs].astype(np.float32), source="sparse")
+    return SlamMap(
+        xyz=sm.points[order].astype(np.float32),
+        rgb=(sm.colors[order].astype(np.float32) / 255.0),
+        packinfo=np.stack([starts, counts], 1)[:, None, :].astype(np.int64),
+        frame_inds=kfs.astype(np.int64),
+        obs_frame=sm.obs_frame[keep_obs].astype(np.int64),
+        obs_point=remap[sm.obs_point.astype(np.int64)[keep_obs]],
+        obs_uv=sm.obs_uv[keep_obs].astype(np.float32),
+        source="sparse",
+    )
 
 
-def _from_depth(store: ArtifactStore, name: str, samples_long_side: int, rel_tol: float, window: int,
-                min_views: int) -> SlamMap:
+def _from_depth(
+    store: ArtifactStore, name: str, samples_long_side: int, rel_tol: float, window: int, min_views: int
+) -> SlamMap:
     from ..depth.reliable import reliable_depth_mask
 
     c2w, _ = store.read_pose(name)
     intr, _, types = store.read_intrinsics(name)
     if any(t != "PINHOLE" for t in types):
-        raise ArtifactError(f"{store.path('intrinsics', name)}: the SLAM map is built for pinhole cameras only, "
-                            f"found {sorted(set(types))}")
+        raise ArtifactError(
+            f"{store.path('intrinsics', name)}: the SLAM map is built for pinhole cameras only, "
+            f"found {sorted(set(types))}"
+        )
     valid = store.read_pose_valid(name)
     kfs = _keyframes(store, name, valid)
     if not kfs:
@@ -141,8 +162,9 @@ def _from_depth(store: ArtifactStore, name: str, samples_long_side: int, rel_tol
     small: dict[int, np.ndarray] = {}
     for i, d in store.iter_depth(name, kfs):
         if d.shape != (H, W):
-            raise ArtifactError(f"{store.path('depth', name)} frame {i}: depth is {d.shape[1]}x{d.shape[0]}, "
-                                f"rgb is {W}x{H}")
+            raise ArtifactError(
+                f"{store.path('depth', name)} frame {i}: depth is {d.shape[1]}x{d.shape[0]}, rgb is {W}x{H}"
+            )
         ok = reliable_depth_mask(d)[gv, gu] & mask_grid.get(i, True)
         depth_grid[i] = np.where(ok, d[gv, gu], np.nan).astype(np.float32)
         small[i] = d[::ds, ::ds].astype(np.float32)
@@ -199,27 +221,39 @@ def _from_depth(store: ArtifactStore, name: str, samples_long_side: int, rel_tol
             obs_uv.append(uvj[m].astype(np.float32))
         total += int(keep.sum())
     if not frames:
-        raise ArtifactError(f"{store.path('depth', name)}: no keyframe has reliable, multi-view consistent depth; "
-                            f"the SLAM map would be empty")
+        raise ArtifactError(
+            f"{store.path('depth', name)}: no keyframe has reliable, multi-view consistent depth; "
+            f"the SLAM map would be empty"
+        )
     of, op, ouv = np.concatenate(obs_f), np.concatenate(obs_p), np.concatenate(obs_uv)
     order = np.lexsort((op, of))
-    return SlamMap(xyz=np.concatenate(xyz_parts), rgb=np.concatenate(rgb_parts).astype(np.float32),
-                   packinfo=np.array(packs, np.int64)[:, None, :], frame_inds=np.array(frames, np.int64),
-                   obs_frame=of[order], obs_point=op[order], obs_uv=ouv[order], source="depth")
+    return SlamMap(
+        xyz=np.concatenate(xyz_parts),
+        rgb=np.concatenate(rgb_parts).astype(np.float32),
+        packinfo=np.array(packs, np.int64)[:, None, :],
+        frame_inds=np.array(frames, np.int64),
+        obs_frame=of[order],
+        obs_point=op[order],
+        obs_uv=ouv[order],
+        source="depth",
+    )
 
 
 def serialize(sm: SlamMap) -> bytes:
     import torch
 
-    obj = {"dense_disp_xyz": torch.from_numpy(np.ascontiguousarray(sm.xyz, np.float32)),
-           "dense_disp_rgb": torch.from_numpy(np.ascontiguousarray(sm.rgb, np.float32)),
-           "dense_disp_packinfo": torch.from_numpy(np.ascontiguousarray(sm.packinfo, np.int64)),
-           "dense_disp_frame_inds": torch.from_numpy(np.ascontiguousarray(sm.frame_inds, np.int64)),
-           "device": "cpu",
-           "obs_frame": torch.from_numpy(np.ascontiguousarray(sm.obs_frame, np.int64)),
-           "obs_point": torch.from_numpy(np.ascontiguousarray(sm.obs_point, np.int64)),
-           "obs_uv": torch.from_numpy(np.ascontiguousarray(sm.obs_uv, np.float32)),
-           "source": sm.source, "generation": sm.generation or ""}
+    obj = {
+        "dense_disp_xyz": torch.from_numpy(np.ascontiguousarray(sm.xyz, np.float32)),
+        "dense_disp_rgb": torch.from_numpy(np.ascontiguousarray(sm.rgb, np.float32)),
+        "dense_disp_packinfo": torch.from_numpy(np.ascontiguousarray(sm.packinfo, np.int64)),
+        "dense_disp_frame_inds": torch.from_numpy(np.ascontiguousarray(sm.frame_inds, np.int64)),
+        "device": "cpu",
+        "obs_frame": torch.from_numpy(np.ascontiguousarray(sm.obs_frame, np.int64)),
+        "obs_point": torch.from_numpy(np.ascontiguousarray(sm.obs_point, np.int64)),
+        "obs_uv": torch.from_numpy(np.ascontiguousarray(sm.obs_uv, np.float32)),
+        "source": sm.source,
+        "generation": sm.generation or "",
+    }
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
@@ -243,19 +277,26 @@ def deserialize(data: bytes, where: str) -> SlamMap:
     xyz, rgb = arr("dense_disp_xyz", np.float32), arr("dense_disp_rgb", np.float32)
     pack, frames = arr("dense_disp_packinfo", np.int64), arr("dense_disp_frame_inds", np.int64)
     if xyz.ndim != 2 or xyz.shape[1] != 3 or rgb.shape != xyz.shape:
-        raise ArtifactError(f"{where}: dense_disp_xyz {xyz.shape} / dense_disp_rgb {rgb.shape}, expected (M,3)")
+        raise ArtifactError(
+            f"{where}: dense_disp_xyz {xyz.shape} / dense_disp_rgb {rgb.shape}, expected (M,3)"
+        )
     if pack.ndim == 2:
         pack = pack[:, None, :]
     if pack.ndim != 3 or pack.shape[2] != 2 or len(pack) != len(frames):
-        raise ArtifactError(f"{where}: dense_disp_packinfo {pack.shape} does not match {len(frames)} keyframes")
+        raise ArtifactError(
+            f"{where}: dense_disp_packinfo {pack.shape} does not match {len(frames)} keyframes"
+        )
     if len(pack) and int((pack[..., 0] + pack[..., 1]).max()) > len(xyz):
         raise ArtifactError(f"{where}: dense_disp_packinfo points past the {len(xyz)} points")
     has_obs = all(k in obj for k in ("obs_frame", "obs_point", "obs_uv"))
     of = arr("obs_frame", np.int64) if has_obs else np.zeros(0, np.int64)
     op = arr("obs_point", np.int64) if has_obs else np.zeros(0, np.int64)
     ouv = arr("obs_uv", np.float32) if has_obs else np.zeros((0, 2), np.float32)
-    if has_obs and (op.shape != of.shape or ouv.shape != (len(of), 2) or (len(op) and (op.min() < 0 or
-                                                                                          op.max() >= len(xyz)))):
+    if has_obs and (
+        op.shape != of.shape
+        or ouv.shape != (len(of), 2)
+        or (len(op) and (op.min() < 0 or op.max() >= len(xyz)))
+    ):
         raise ArtifactError(f"{where}: observation arrays are inconsistent with {len(xyz)} points")
     source = str(obj.get("source") or ("reference" if not has_obs else "depth"))
     return SlamMap(xyz, rgb, pack, frames, of, op, ouv, source, str(obj.get("generation") or "") or None)
@@ -267,8 +308,15 @@ def write_slam_map(store: ArtifactStore, name: str, **kw) -> tuple[str, SlamMap]
     sm = build_slam_map(store, name, **kw)
     sm.generation = store.generation_for_write(name) if store.versioned else None
     uri = store.write_slam_map(name, serialize(sm))
-    log.info("%s: SLAM map with %d points on %d keyframes (from %s) in %.1f s -> %s", name, len(sm),
-             len(sm.frame_inds), sm.source, time.perf_counter() - t0, uri)
+    log.info(
+        "%s: SLAM map with %d points on %d keyframes (from %s) in %.1f s -> %s",
+        name,
+        len(sm),
+        len(sm.frame_inds),
+        sm.source,
+        time.perf_counter() - t0,
+        uri,
+    )
     return uri, sm
 
 
@@ -279,20 +327,25 @@ def read_slam_map(store: ArtifactStore, name: str) -> SlamMap:
     the keyframe it belongs to."""
     uri = store.path("slam_map", name)
     if not fs.exists(uri):
-        raise ArtifactError(f"SLAM map not found: {uri} (write it with `vipe infer --save_slam_map`, "
-                            f"`run.py pipeline.output.save_slam_map=true` or `vipe-dagster infer --save_slam_map`)")
+        raise ArtifactError(
+            f"SLAM map not found: {uri} (write it with `vipe infer --save_slam_map`, "
+            f"`run.py pipeline.output.save_slam_map=true` or `vipe-dagster infer --save_slam_map`)"
+        )
     data = fs.read_bytes(uri)
     sm = deserialize(data, uri)
     rec = store.generation_record(name)
     if rec is not None:
         entry = rec["artifacts"].get("slam_map")
         if sm.generation and sm.generation != rec["id"]:
-            raise GenerationError(f"{uri} belongs to generation {sm.generation}, but {store.path('manifest', name)} "
-                                  f"expects generation {rec['id']}: the map is from another run; write it again "
-                                  f"with --save_slam_map")
+            raise GenerationError(
+                f"{uri} belongs to generation {sm.generation}, but {store.path('manifest', name)} "
+                f"expects generation {rec['id']}: the map is from another run; write it again "
+                f"with --save_slam_map"
+            )
         if isinstance(entry, dict) and entry.get("sha256") and entry["sha256"] != sha256_bytes(data):
-            raise GenerationError(f"{uri} changed after generation {rec['id']} wrote it; write it again with "
-                                  f"--save_slam_map")
+            raise GenerationError(
+                f"{uri} changed after generation {rec['id']} wrote it; write it again with --save_slam_map"
+            )
     if not len(sm.obs_frame) and len(sm.xyz):
         sm.obs_frame, sm.obs_point, sm.obs_uv = _own_keyframe_observations(store, name, sm)
     return sm
@@ -306,7 +359,7 @@ def _own_keyframe_observations(store: ArtifactStore, name: str, sm: SlamMap):
         start, count = (int(v) for v in sm.packinfo[k, 0])
         if count == 0 or not 0 <= f < len(c2w):
             continue
-        p = (sm.xyz[start:start + count].astype(np.float64) - c2w[f, :3, 3]) @ c2w[f, :3, :3]
+        p = (sm.xyz[start : start + count].astype(np.float64) - c2w[f, :3, 3]) @ c2w[f, :3, :3]
         fx, fy, cx, cy = (float(v) for v in intr[f, :4])
         with np.errstate(divide="ignore", invalid="ignore"):
             uv = np.stack([fx * p[:, 0] / p[:, 2] + cx, fy * p[:, 1] / p[:, 2] + cy], 1)
@@ -317,4 +370,3 @@ def _own_keyframe_observations(store: ArtifactStore, name: str, sm: SlamMap):
     if not of:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 2), np.float32)
     return np.concatenate(of), np.concatenate(op), np.concatenate(ouv)
-

@@ -116,8 +116,8 @@ class ArtifactStore:
         return fs.exists(self.path(kind, name))
 
     def npy_depth_reader(self, name: str) -> NpyDepthReader | None:
-        """Depth given as ``.npy`` files instead of ``depth/<name>.zip`` (None when there are none): the folder
-        ``depth/<name>/``, or ``depth/*.npy`` itself when the root holds only this sequence."""
+        """Depth given as ``.npy`` files instead of ``depth/<name>.zip`` (None when there are none): the
+        folder ``depth/<name>/``, or ``depth/*.npy`` itself when the root holds only this sequence."""
         folder = fs.join(self.root, "depth", name)
         files = _npy_files(folder)
         if not files and not fs.exists(self.path("depth", name)):
@@ -617,7 +617,7 @@ _NPY_INDEX = re.compile(r"(\d+)\.npy$")
 
 
 def _npy_files(folder: str) -> list[str]:
-    """``.npy`` files of ``folder`` sorted by the frame number at the end of their name (``depth_000012.npy``)."""
+    """``.npy`` files of ``folder`` sorted by the frame number ending their name (``depth_000012.npy``)."""
     found = []
     for entry in fs.listdir(folder):
         m = _NPY_INDEX.search(entry)
@@ -656,14 +656,16 @@ class NpyDepthReader:
     def read(self, index: int) -> np.ndarray:
         path = self._members.get(int(index))
         if path is None:
-            raise ArtifactError(f"{self.uri}: frame {index} is missing (available: {len(self.files)} .npy files)")
+            raise ArtifactError(f"{self.uri}: frame {index} is missing (available: {len(self.files)} .npy "
+                                f"files)")
         try:
             arr = np.load(io.BytesIO(fs.read_bytes(path)), allow_pickle=False)
         except Exception as exc:
             raise ArtifactError(f"{path}: not a readable .npy file ({exc})") from exc
         arr = np.squeeze(np.asarray(arr))
         if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
-            raise ArtifactError(f"{path}: expected an HxW numeric depth map, got shape {arr.shape} {arr.dtype}")
+            raise ArtifactError(f"{path}: expected an HxW numeric depth map, got shape {arr.shape} "
+                                f"{arr.dtype}")
         return arr.astype(np.float32)
 
     def iter(self, frames: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:

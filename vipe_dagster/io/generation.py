@@ -56,7 +56,8 @@ PER_FRAME_KINDS = ("rgb", "pose", "intrinsics", "depth", "mask")
 SET_KINDS = STAMPED_KINDS + HASHED_ONLY
 INPUTS = {"depth": ("pose", "intrinsics"), "mask": ("pose", "intrinsics", "depth")}
 """Derived artifact -> the artifacts it is computed from (their recorded sha256 is kept with it)."""
-PURGED_ON_NEW = ("pose", "intrinsics", "camera", "sparse", "info", "depth", "mask", "phrases", "vis", "slam_map")
+PURGED_ON_NEW = ("pose", "intrinsics", "camera", "sparse", "info", "depth", "mask", "phrases", "vis",
+                 "slam_map")
 """Files of a sequence that belong to the previous generation once a new rgb is in place."""
 
 
@@ -227,12 +228,14 @@ def check_set(store: ArtifactStore, name: str, kinds: Iterable[str] | None = Non
     if fs.exists(man_uri):
         man = store.read_manifest(name)
         rec = valid_record(man.get(RECORD_KEY), man_uri)
-        interrupted = isinstance(man.get("output_resolution"), dict) and man["output_resolution"].get("complete") is False
+        res = man.get("output_resolution")
+        interrupted = isinstance(res, dict) and res.get("complete") is False
     gen = rec["id"] if rec else None
     rep = SetReport(name, gen)
     if interrupted:  # compat/resolution.py: a rewrite at the source size that did not finish
-        rep.problems.append(f"{man_uri}: the rewrite of {name!r} at the source resolution (--output_resolution "
-                            f"source) did not finish, so its files mix two sizes; re-run the pipeline for {name!r}")
+        rep.problems.append(f"{man_uri}: the rewrite of {name!r} at the source resolution "
+                            f"(--output_resolution source) did not finish, so its files mix two sizes; "
+                            f"re-run the pipeline for {name!r}")
     present = [k for k in wanted if store.exists(k, name)]
     for k in present:
         if k in STAMPED_KINDS:

@@ -165,17 +165,19 @@ def validate(cfg: EgoRenderConfig) -> tuple[ArtifactReader, list[int], np.ndarra
                               f"in {cfg.input_dir}")
     frames = list(range(start, end + 1))
     if not native and (cfg.source_start_frame is not None or cfg.source_end_frame is not None):
-        raise InputError("--source_start_frame/--source_end_frame index the Ego-Exo4D take's frames: they need "
-                         "--ego_camera_pose_path (with --meta_json_path, ego_extrinsics[i] is ViPE frame i)")
+        raise InputError("--source_start_frame/--source_end_frame index the Ego-Exo4D take's frames: they "
+                         "need --ego_camera_pose_path (with --meta_json_path, ego_extrinsics[i] is ViPE "
+                         "frame i)")
     if native:
         src0 = start if cfg.source_start_frame is None else cfg.source_start_frame
         if src0 < 0:
             raise FrameRangeError(f"source_start_frame must be non-negative, got {src0}")
         if cfg.source_end_frame is not None and cfg.source_end_frame - src0 != end - start:
             raise FrameRangeError(
-                f"take frames [{src0}, {cfg.source_end_frame}] (--source_start_frame/--source_end_frame) hold "
-                f"{cfg.source_end_frame - src0 + 1} frames but ViPE frames [{start}, {end}] hold {end - start + 1}; "
-                f"one ego pose is rendered per ViPE frame, so the ranges must have the same length")
+                f"take frames [{src0}, {cfg.source_end_frame}] (--source_start_frame/--source_end_frame) "
+                f"hold {cfg.source_end_frame - src0 + 1} frames but ViPE frames [{start}, {end}] hold "
+                f"{end - start + 1}; one ego pose is rendered per ViPE frame, so the ranges must have the "
+                f"same length")
         T_exo, views = views_from_egoexo(cfg.ego_camera_pose_path, cam_id, frames, src0, cfg.resolution,
                                          cfg.fish_eye_rendering, cfg.exo_camera_pose_path,
                                          cfg.online_calibration_path, cfg.fps)
