@@ -49,8 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
+    return guarded(args._run, args)
+
+
+def guarded(run, args: argparse.Namespace) -> int:
+    """Run a command function; expected failures become one ``error:`` line and exit code 2 (130 on Ctrl-C).
+
+    Shared by every console entry point (``vipe-dagster``, ``vipe``, ``run.py`` and the scripts)."""
     try:
-        return int(args._run(args) or 0)
+        return int(run(args) or 0)
     except VipeError as exc:
         return _error(str(exc))
     except KeyboardInterrupt:

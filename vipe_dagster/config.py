@@ -6,6 +6,15 @@ Every value has a documented default. Presets:
 - ``pose_only``: weight-free visual SLAM with focal self-calibration, no depth
 - ``fixed_camera``: a static camera: identity poses, focal from the prior or from the user, background-model
   masks; dense depth only with a learned depth model (``depth_config.learned``)
+
+The reference's (NVIDIA ViPE) preset names are accepted too; what each runs here, and which learned
+checkpoint takes the reference model's role, is in :mod:`vipe_dagster.compat.presets`
+(docs/reference_commands.md):
+
+- ``no_vda``: as ``default`` (there is no temporal video-depth model to switch off)
+- ``static_vda``: as ``default`` without dynamic-object masks
+- ``lyra``: as ``default`` (the EgoX renderer's preset; with a fixed camera it needs a learned depth model)
+- ``dav3``: as ``default`` with a learned depth model aligned to the multi-view depth (weights required)
 """
 
 from __future__ import annotations
@@ -18,7 +27,9 @@ from .depth.config import DepthConfig, MetricScaleConfig
 from .errors import ConfigError
 from .masks.config import MaskConfig
 
-PRESETS = ("default", "pose_only", "fixed_camera")
+PRESETS = ("default", "pose_only", "fixed_camera", "no_vda", "static_vda", "lyra", "dav3")
+UNAVAILABLE_PRESETS = {"wide_angle": "the MEI (wide-angle) camera model", "panorama": "equirectangular input"}
+"""Reference presets that need a camera model this engine does not run yet (a separate issue)."""
 
 
 class _Model(BaseModel):
@@ -156,18 +167,27 @@ class PoseConfig(_Model):
     map: MapConfig = Field(default_factory=MapConfig)
     intrinsics: IntrinsicsConfig = Field(default_factory=IntrinsicsConfig)
     assume_fixed_camera_pose: bool = Field(False, description="static camera: identity poses, no SLAM")
-    long_side: int = Field(512, ge=64, description="processing size: long side of the ingested rgb (px)")
+    long_side: int = Field(512, ge=0, description="processing size: long side of the ingested rgb (px, a "
+                           "multiple of 8 is used); 0 = the source size")
     use_masks: bool = Field(False, description="ignore tracks on the dynamic-object masks of mask/<n>.zip (an "
                             "earlier run's or given masks; the run fails if they are missing). Off by default: "
                             "a mask left in the store never changes a result silently; the manifest lists every "
                             "input the pose stage read, with its content hash")
     seed: int = Field(0, description="seed for RANSAC and everything random")
 
+    @field_validator("long_side")
+    @classmethod
+    def _long_side(cls, v: int) -> int:
+        if 0 < v < 64:
+            raise ValueError(f"must be 0 (the source size) or >= 64 px, got {v}")
+        return v
+
 
 class PipelineConfig(_Model):
     """Top-level config: which stages run, and their settings."""
 
-    preset: Literal["default", "pose_only", "fixed_camera"] = Field("default", description="preset name")
+    preset: Literal["default", "pose_only", "fixed_camera", "no_vda", "static_vda", "lyra", "dav3"] = Field(
+        "default", description="preset name")
     depth: bool = Field(True, description="compute dense depth (plane-sweep MVS; learned model if configured)")
     masks: bool = Field(True, description="compute dynamic-object masks (background model / motion residual)")
     visualize: bool = Field(False, description="write vipe/<n>_vis.mp4 (rgb | depth | mask | trajectory)")
@@ -187,7 +207,7 @@ class PipelineConfig(_Model):
 
 
 def preset(name: str) -> PipelineConfig:
-    """Return the named preset (``default``, ``pose_only``, ``fixed_camera``)."""
+    """Return the named preset (see the module docstring); weights are resolved by ``compat.presets``."""
     if name == "default":
         return PipelineConfig(preset="default", depth=True, masks=True)
     if name == "pose_only":
@@ -196,6 +216,14 @@ def preset(name: str) -> PipelineConfig:
         # a static camera has no parallax: depth only with a learned model (``depth_config.learned``)
         return PipelineConfig(preset="fixed_camera", depth=False, masks=True,
                               pose=PoseConfig(assume_fixed_camera_pose=True))
+    if name in ("no_vda", "lyra", "dav3"):
+        return PipelineConfig(preset=name, depth=True, masks=True)
+    if name == "static_vda":
+        return PipelineConfig(preset="static_vda", depth=True, masks=False)
+    if name in UNAVAILABLE_PRESETS:
+        raise ConfigError(f"pipeline preset {name!r} is not available yet: it needs "
+                          f"{UNAVAILABLE_PRESETS[name]}, which this engine does not run yet; choose one of "
+                          f"{', '.join(PRESETS)}")
     raise ConfigError(f"unknown pipeline preset {name!r}; choose one of {', '.join(PRESETS)}")
 
 

@@ -160,7 +160,9 @@ def test_output_pointing_at_a_file(tmp_path):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--long_side", "4"], "--long_side 4: Input should be greater than or equal to 64"),
+    (["--long_side", "4"], "--long_side 4: Value error, must be 0 (the source size) or >= 64 px"),
+    (["--pipeline", "wide_angle"], "pipeline preset 'wide_angle' is not available yet"),
+    (["--pipeline", "dav3"], "depth-anything/Depth-Anything-V2-Small:depth_anything_v2_vits.pth"),
     (["--start_frame", "500"], "Frame range [500, last] exceeds available frames [0, 121] in "
                                "dog-example.mp4: start_frame 500 is past the last frame 121"),
     (["--start_frame", "9", "--end_frame", "3"], "Frame range [9, 3] is inverted"),

@@ -14,7 +14,10 @@ name selects that one shard), and for every selected shard and attribute fetch
   components, symlinks, hard links and devices reject the whole shard; only regular files are written,
   each atomically (temp file + rename) and only inside ``<output>/<attribute>/``;
 - **incomplete shards are flagged**: the sequences found in a tar are compared with the shard's videos in
-  ``meta.parquet`` (a real ``wsdg-a2de74e8/pose.tar`` holds 562 of 1,000 poses).
+  ``meta.parquet`` (a real ``wsdg-a2de74e8/pose.tar`` holds 562 of 1,000 poses);
+- **unhosted RGB is fetched** where ViPE's downloader gets it (:mod:`.fetchers`): Dynpose-100K++ clips from
+  YouTube through ``yt-dlp``, Web360 from its zip archive; the fetched files are recorded like a shard's
+  (status ``fetched``), so a rerun verifies them and fetches only what is still missing.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import polars as pl
 from ..io import fs as vfs
 from ..io.names import check_token, is_token, safe_local_join, sequence_name_problem
 from .errors import DownloadError, SourceError, UnsafeArchiveError
+from .fetchers import FetchUnavailable, RgbFetcher, RgbRequest
 from .sources import ATTRIBUTES, DatasetSource, open_source
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = ".vipe_download_state.json"
 STATE_SCHEMA = 1
 _CHUNK = 1 << 20
+OK_STATUSES = ("extracted", "fetched", "skipped")
 _SUFFIXES = {"rgb": (".mp4",), "depth": (".zip",), "pose": (".npz",), "intrinsics": (".npz", "_camera.txt")}
 
 
@@ -53,7 +58,7 @@ _SUFFIXES = {"rgb": (".mp4",), "depth": (".zip",), "pose": (".npz",), "intrinsic
 class ShardResult:
     tar_name: str
     attribute: str
-    status: str  # extracted | skipped | missing | rejected | failed
+    status: str  # extracted | fetched | skipped | missing | rejected | failed
     remote: str
     sha256: str | None = None
     bytes: int | None = None
@@ -66,7 +71,7 @@ class ShardResult:
 
     @property
     def complete(self) -> bool:
-        return (self.status in ("extracted", "skipped") and self.sequences_found >= self.sequences_expected
+        return (self.status in OK_STATUSES and self.sequences_found >= self.sequences_expected
                 and not self.missing_sequences)
 
     def as_dict(self) -> dict[str, Any]:
@@ -91,7 +96,23 @@ class DownloadReport:
 
     @property
     def incomplete(self) -> list[ShardResult]:
-        return [s for s in self.shards if s.status in ("extracted", "skipped") and not s.complete]
+        return [s for s in self.shards if s.status in OK_STATUSES and not s.complete]
+
+    @property
+    def complete(self) -> bool:
+        """True when every selected shard is present with all its sequences (the CLI's exit code 0)."""
+        return all(s.complete for s in self.shards)
+
+    def table(self) -> str:
+        """One line per shard: name, status, sequences found / expected, first problem."""
+        rows = [(f"{s.tar_name}/{s.attribute}", _label(s), f"{s.sequences_found}/{s.sequences_expected}",
+                 "; ".join(s.problems)) for s in self.shards]
+        head = ("shard", "status", "sequences", "problem")
+        widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+        lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)),
+                 "  ".join("-" * w for w in widths)]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        return "\n".join(lines)
 
     def summary(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
@@ -100,6 +121,15 @@ class DownloadReport:
         return {"source": self.source, "data_version": self.data_version, "output": self.output,
                 "counts": counts, "incomplete": [f"{s.tar_name}/{s.attribute}.tar" for s in self.incomplete],
                 "shards": [s.as_dict() for s in self.shards]}
+
+
+def _label(s: ShardResult) -> str:
+    """The status a person reads: INCOMPLETE / MISSING / FAILED / REJECTED for anything not complete."""
+    if s.complete:
+        return s.status
+    if s.status in OK_STATUSES:
+        return "INCOMPLETE"
+    return s.status.upper()
 
 
 # ---------------------------------------------------------------------- selection
@@ -245,11 +275,15 @@ def verify_entry(output: Path, attribute: str, entry: dict[str, Any], mode: str 
 # ---------------------------------------------------------------------- download
 def download(source: str | DatasetSource, prefix: str, attributes: str | Sequence[str], output: str | os.PathLike,
              *, verify: str = "sha256", revision: str | None = None,
-             progress: Callable[[ShardResult], None] | None = None) -> DownloadReport:
+             progress: Callable[[ShardResult], None] | None = None,
+             rgb_fetcher: RgbFetcher | None = None) -> DownloadReport:
     """Download and safely extract the selected shards; see the module docstring.
 
     Returns a report; shards that were rejected (unsafe members) or failed are listed there, nothing of
-    them is extracted. Missing remote tars (e.g. Dynpose RGB, which is not hosted) are reported as ``missing``.
+    them is extracted. With ``rgb_fetcher`` (e.g. :func:`.fetchers.default_rgb_fetcher`, what the CLI
+    passes) a missing remote RGB tar is fetched from the dataset's original source; without one nothing is
+    fetched (the library never reaches the internet on its own). Other missing remote tars, and RGB whose
+    fetcher cannot run, are reported as ``missing``.
     """
     if verify not in ("sha256", "size"):
         raise DownloadError(f"verify must be 'sha256' or 'size', got {verify!r}")
@@ -266,6 +300,14 @@ def download(source: str | DatasetSource, prefix: str, attributes: str | Sequenc
     expected: dict[str, list[str]] = {
         t: seqs for t, seqs in selected.group_by("tar_name").agg(pl.col("sequence")).sort("tar_name").iter_rows()
     }
+    rgb_rows: dict[str, list[RgbRequest]] = {}
+    if "rgb" in attrs:
+        cols = selected.columns
+        for row in selected.iter_rows(named=True):
+            rgb_rows.setdefault(row["tar_name"], []).append(RgbRequest(
+                str(row["sequence"]), int(row["num_frames"]),
+                row.get("youtube_link") if "youtube_link" in cols else None,
+                row.get("youtube_timestamp") if "youtube_timestamp" in cols else None))
     out.mkdir(parents=True, exist_ok=True)
     version = src.data_version()
     results: list[ShardResult] = []
@@ -274,7 +316,9 @@ def download(source: str | DatasetSource, prefix: str, attributes: str | Sequenc
         state.note_source(src.uri, version)
         for tar_name, seqs in expected.items():
             for attr in attrs:
-                res = _one_shard(src, tar_name, attr, seqs, out, state, verify, version)
+                fetcher = rgb_fetcher if attr == "rgb" else None
+                res = _one_shard(src, tar_name, attr, seqs, out, state, verify, version, fetcher,
+                                 rgb_rows.get(tar_name, []))
                 results.append(res)
                 log.info("%s/%s.tar: %s (%d/%d sequences)%s", tar_name, attr, res.status, res.sequences_found,
                          res.sequences_expected,
@@ -299,7 +343,8 @@ def _output_lock(out: Path) -> Iterator[None]:
 
 
 def _one_shard(src: DatasetSource, tar_name: str, attr: str, seqs: list[str], out: Path, state: DownloadState,
-               verify: str, version: str) -> ShardResult:
+               verify: str, version: str, fetcher: RgbFetcher | None = None,
+               rgb_requests: list[RgbRequest] | None = None) -> ShardResult:
     remote = src.shard_path(tar_name, attr)
     res = ShardResult(tar_name, attr, "missing", src.display(remote), sequences_expected=len(seqs))
     expected = set(seqs)
@@ -307,6 +352,8 @@ def _one_shard(src: DatasetSource, tar_name: str, attr: str, seqs: list[str], ou
         note = " (Dynpose RGB is not hosted; ViPE fetches it from YouTube)" if (
             attr == "rgb" and src.spec is not None and not src.spec.rgb_hosted) else ""
         res.problems.append(f"{res.remote} does not exist{note}")
+        if fetcher is not None:
+            _fetch_rgb(fetcher, res, rgb_requests or [], expected, out, state, verify, version)
         return res
     remote_size = src.info(remote).get("size")
     entry = state.get(tar_name, attr)
@@ -356,6 +403,58 @@ def _one_shard(src: DatasetSource, tar_name: str, attr: str, seqs: list[str], ou
     entry["sequences_found"] = res.sequences_found
     state.put(tar_name, attr, entry)
     return res
+
+
+def _fetch_rgb(fetcher: RgbFetcher, res: ShardResult, requests: list[RgbRequest], expected: set[str],
+               out: Path, state: DownloadState, verify: str, version: str) -> None:
+    """RGB of a shard whose tar is not hosted, from the dataset's original source (see .fetchers)."""
+    entry = state.get(res.tar_name, "rgb") or {}
+    files = {}
+    if entry.get("fetched_from"):  # keep what an earlier run fetched and still verifies
+        for rel, rec in entry.get("files", {}).items():
+            if not verify_entry(out, "rgb", {"files": {rel: rec}}, verify):
+                files[rel] = rec
+    have = {sequence_of(rel, "rgb") for rel in files}
+    todo = [r for r in requests if r.sequence not in have]
+    if not todo and files:
+        _fill_from_entry(res, {**entry, "files": files}, expected, "skipped")
+        res.remote = entry.get("fetched_from", res.remote)
+        return
+    try:
+        fetcher.check()
+    except FetchUnavailable as exc:
+        res.problems.append(str(exc))
+        log.error("%s/rgb: %s", res.tar_name, exc)
+        return
+    dest = out / "rgb"
+    if dest.exists() and dest.resolve().parent != out.resolve():
+        res.status = "rejected"
+        res.problems.append(f"{dest} resolves to {dest.resolve()}, outside {out}; refusing to write fetched "
+                            f"RGB through a symlinked folder")
+        return
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        got = fetcher.fetch(todo, dest)
+    except (DownloadError, OSError) as exc:
+        res.status = "failed"
+        res.problems.append(str(exc))
+        log.error("%s/rgb: %s", res.tar_name, exc)
+        return
+    for rel, rec in got.files.items():
+        files[rel] = {"sha256": rec["sha256"], "bytes": rec["bytes"]}
+    new_entry = {"tar_sha256": None, "bytes": None, "remote": fetcher.source, "fetched_from": fetcher.source,
+                 "data_version": version, "extracted": _now(), "files": files,
+                 "expected_sequences": len(expected)}
+    res.problems.clear()
+    _fill_from_entry(res, new_entry, expected, "fetched")
+    res.remote = fetcher.source
+    for seq, why in sorted(got.problems.items())[:5]:
+        res.problems.append(f"{seq}: {why}")
+    if len(got.problems) > 5:
+        res.problems.append(f"... and {len(got.problems) - 5} more sequence(s) not fetched")
+    new_entry["complete"] = res.complete
+    new_entry["sequences_found"] = res.sequences_found
+    state.put(res.tar_name, "rgb", new_entry)
 
 
 class _TransferError(DownloadError):

@@ -50,15 +50,11 @@ def add_depth_model(p: argparse.ArgumentParser) -> None:
 
 def learned_depth_config(spec: str | None, cache_dir: str | None, device: str | None, metric: bool = False,
                          max_depth: float | None = None):
-    """``LearnedDepthConfig`` from ``REPO_ID:FILENAME`` (None when no model is asked for)."""
-    from ..depth.config import LearnedDepthConfig
-    from ..errors import ConfigError
+    """``LearnedDepthConfig`` from ``REPO_ID:FILENAME`` (None when no model is asked for); the encoder size
+    and metric variants are read from the Depth-Anything-V2 names (see compat/presets.py); ``metric`` and
+    ``max_depth`` override what the name says."""
+    from ..compat.presets import learned_config_for
 
     if not spec:
         return None
-    repo, sep, filename = spec.partition(":")
-    if not sep or not repo or not filename:
-        raise ConfigError(f"--depth_model must be REPO_ID:FILENAME, got {spec!r}")
-    extra = {"max_depth": max_depth} if max_depth is not None else {}
-    return LearnedDepthConfig(repo_id=repo, filename=filename, cache_dir=cache_dir, device=device or "cpu",
-                              output="metric_depth" if metric else "relative_disparity", **extra)
+    return learned_config_for(spec, cache_dir, device, metric=metric, max_depth=max_depth)

@@ -2,38 +2,46 @@
 
 Writes ViPE-format artifacts under ``-o``: rgb/<n>.mp4 (processed frames), pose/<n>.npz, intrinsics/<n>.npz
 (+ _camera.txt), depth/<n>.zip, mask/<n>.zip + mask/<n>.txt, vipe/<n>_sparse.npz, vipe/<n>_info.pkl,
-vipe/<n>_manifest.json (and vipe/<n>_vis.mp4 with --visualize). Presets: ``default`` (everything),
-``pose_only`` (no depth or masks), ``fixed_camera`` (identity poses, background masks; depth only with
---depth_model). Intrinsics given with ``--intrinsics`` are in pixels of the source video and are scaled to
-the processing size.
+vipe/<n>_manifest.json (and vipe/<n>_vis.mp4 with --visualize, vipe/<n>_slam_map.pt with --save_slam_map).
+Presets: ``default`` (everything), ``pose_only`` (no depth or masks), ``fixed_camera`` (identity poses,
+background masks; depth only with --depth_model) and the reference's names ``no_vda``, ``static_vda``,
+``lyra``, ``dav3`` (docs/reference_commands.md says what each runs and which learned checkpoint it can use).
+Intrinsics given with ``--intrinsics`` are in pixels of the source video and are scaled to the processing
+size; with ``--output_resolution source`` the artifacts are written at the source size (``--long_side 0``
+processes at the source size).
 """
 
 from __future__ import annotations
 
 import json
 
-from ._common import add_depth_model, add_frame_range, add_output, add_wait, learned_depth_config, set_option
+from ..config import PRESETS
+from ._common import add_depth_model, add_frame_range, add_output, add_wait
 
 NAME = "infer"
-HELP = "annotate a video: intrinsics, poses, dense depth, dynamic masks (presets: default, pose_only, fixed_camera)"
+HELP = "annotate a video: intrinsics, poses, dense depth, dynamic masks (presets: " + ", ".join(PRESETS) + ")"
 
 
-def add_arguments(p):
-    p.add_argument("video", nargs="?", default=None, help="video file or s3:// URI (or use --image-dir)")
-    p.add_argument("--image-dir", "--image_dir", dest="image_dir", default=None,
-                   help="folder of jpg/png frames (sorted by name, 30 fps) instead of a video")
-    add_output(p)
-    add_frame_range(p)
-    p.add_argument("-p", "--pipeline", default="default", choices=["default", "pose_only", "fixed_camera"],
-                   help="pipeline preset")
+def add_infer_options(p, output_resolution_default: str) -> None:
+    """Options shared by ``vipe-dagster infer`` and ``vipe infer``."""
     p.add_argument("--long_side", "--long-side", dest="long_side", type=int, default=512,
-                   help="processing size: long side in px (multiple of 8)")
+                   help="processing size: long side in px (multiple of 8); 0 = the source size")
+    p.add_argument("--output_resolution", "--output-resolution", dest="output_resolution",
+                   choices=["processing", "source"], default=output_resolution_default,
+                   help="size of the written rgb/depth/mask (intrinsics scaled to match): the processing "
+                        "size or the source video's size")
     p.add_argument("--assume_fixed_camera_pose", "--assume-fixed-camera-pose", dest="assume_fixed_camera_pose",
                    action="store_true", help="the camera does not move: identity poses")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--intrinsics", default=None, help="'fx,fy,cx,cy' in source-video pixels (skips focal estimation)")
     g.add_argument("--intrinsics-file", "--intrinsics_file", dest="intrinsics_file", default=None,
                    help="text file holding 'fx fy cx cy' (commas or spaces) in source-video pixels")
+    g.add_argument("--use_exo_intrinsic_gt", "--use-exo-intrinsic-gt", dest="exo_intrinsic_gt", default=None,
+                   help="EgoX: the exo camera's 3x3 K as JSON (or a JSON file) at any resolution with a "
+                        "centred principal point; scaled to the video (f * (H/2) / cy, principal point "
+                        "W/2, H/2)")
+    p.add_argument("--save_slam_map", "--save-slam-map", dest="save_slam_map", action="store_true",
+                   help="also write vipe/<n>_slam_map.pt: keyframe points with colours (ViPE's SLAM map)")
     p.add_argument("--name", default=None, help="sequence name (default: the video's file stem)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("-v", "--visualize", action="store_true", help="also write vipe/<n>_vis.mp4")
@@ -49,66 +57,41 @@ def add_arguments(p):
     add_wait(p)
 
 
-def _read_intrinsics_file(path: str):
-    from ..config import parse_intrinsics
+def add_arguments(p):
+    p.add_argument("video", nargs="?", default=None, help="video file or s3:// URI (or use --image-dir)")
+    p.add_argument("--image-dir", "--image_dir", dest="image_dir", default=None,
+                   help="folder of jpg/png/bmp/tif frames (sorted by name, 30 fps) instead of a video")
+    add_output(p)
+    add_frame_range(p)
+    p.add_argument("-p", "--pipeline", default="default", help="pipeline preset: " + ", ".join(PRESETS))
+    add_infer_options(p, "processing")
+
+
+def request_from_args(args):
+    """``compat.run.prepare`` from the parsed options of either front end."""
+    from ..compat.run import prepare
     from ..errors import ConfigError
-    from ..io import fs
-
-    if not fs.exists(path):
-        raise ConfigError(f"intrinsics file not found: {path} (expected a text file with 'fx fy cx cy')")
-    text = fs.read_text(path)
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines:
-        raise ConfigError(f"{path}: empty intrinsics file (expected 'fx fy cx cy')")
-    return parse_intrinsics(lines[0], source=path)
-
-
-def run(args) -> int:
-    from ..config import parse_intrinsics, preset
-    from ..errors import ConfigError
-    from ..io import fs, open_video
-    from ..io.locks import sequence_lock
-    from ..io.names import check_sequence_name
-    from ..pipeline import infer
 
     if (args.video is None) == (args.image_dir is None):
         raise ConfigError("give exactly one input: a VIDEO path or --image-dir DIR")
-    source = args.video or args.image_dir
-    # everything that can fail cheaply fails before any work: input, output (credentials, bucket, write
-    # permission), options, sequence name
-    fs.preflight_read(source, "Video")
-    fs.preflight_write(args.output, "output (-o)")
-    intr = None
-    if args.intrinsics is not None:
-        intr = parse_intrinsics(args.intrinsics)
-    elif args.intrinsics_file is not None:
-        intr = _read_intrinsics_file(args.intrinsics_file)
-    cfg = preset(args.pipeline)
-    learned = learned_depth_config(args.depth_model, args.hf_cache, None, args.depth_model_metric,
-                                   args.depth_model_max_depth)
-    from ..depth.config import MetricScaleConfig
+    return prepare(args.video or args.image_dir, args.output, args.pipeline, name=args.name,
+                   start_frame=args.start_frame, end_frame=args.end_frame, frame_skip=args.frame_skip,
+                   long_side=args.long_side, fixed_camera=args.assume_fixed_camera_pose,
+                   intrinsics=args.intrinsics, intrinsics_file=args.intrinsics_file,
+                   exo_intrinsic_gt=args.exo_intrinsic_gt, seed=args.seed, visualize=args.visualize,
+                   depth_model=args.depth_model, hf_cache=args.hf_cache,
+                   output_resolution=args.output_resolution, save_slam_map=args.save_slam_map,
+                   depth_model_metric=args.depth_model_metric, depth_model_max_depth=args.depth_model_max_depth,
+                   metric_scale=args.metric_scale, known_distance=args.known_distance,
+                   camera_height=args.camera_height)
 
-    try:
-        kd = args.known_distance
-        cfg.metric = MetricScaleConfig(
-            scale=args.metric_scale, camera_height=args.camera_height,
-            known_distance=(int(kd[0]), int(kd[1]), float(kd[2])) if kd else None)
-    except ValueError as exc:
-        raise ConfigError(f"invalid metric cue: {exc}") from exc
-    if learned is not None:
-        cfg.depth_config.learned = learned
-        cfg.depth = True
-    cfg.visualize = args.visualize
-    set_option(cfg.pose, "long_side", args.long_side, "--long_side")
-    set_option(cfg.pose, "seed", args.seed, "--seed")
-    if args.assume_fixed_camera_pose:
-        cfg.pose.assume_fixed_camera_pose = True
-    # frame range, skip and size are validated before the lock is taken, so a bad request writes nothing
-    stream = open_video(source, args.start_frame, args.end_frame, args.frame_skip, cfg.pose.long_side)
-    name = check_sequence_name(args.name or stream.name, "--name" if args.name else "video name")
-    with sequence_lock(args.output, name, "infer", wait=args.wait):
-        res = infer(source, args.output, cfg, name=name, progress=True,
-                    start_frame=args.start_frame, end_frame=args.end_frame, frame_skip=args.frame_skip,
-                    intrinsics_source_px=intr)
+
+def run(args) -> int:
+    from ..compat.run import execute
+
+    # everything that can fail cheaply fails before any work: input, output (credentials, bucket, write
+    # permission), preset and its weights, options, frame range, sequence name
+    req = request_from_args(args)
+    res = execute(req, progress=True, wait=args.wait)
     print(json.dumps(res.summary(), indent=2))
     return 0

@@ -30,6 +30,12 @@ def add_arguments(p):
                    help="last ViPE frame (inclusive; -1 or omitted: the last)")
     p.add_argument("--source_start_frame", "--source-start-frame", type=int, default=None,
                    help="take frame of ViPE frame start_frame (mode b; default: start_frame)")
+    p.add_argument("--source_end_frame", "--source-end-frame", type=int, default=None,
+                   help="take frame of ViPE frame end_frame (mode b; checked: the take range must be as "
+                        "long as the ViPE range; default: derived)")
+    p.add_argument("--batch_size", "--batch-size", type=int, default=8,
+                   help="accepted for the reference's command lines and ignored: frames are rendered one "
+                        "at a time (the reference parses it and never uses it either)")
     p.add_argument("--fish_eye_rendering", "--fish-eye-rendering", action="store_true",
                    help="Aria Fisheye624 model (else pinhole)")
     p.add_argument("--use_mean_bg", "--use-mean-bg", action="store_true", help="per-pixel mean background")
@@ -48,13 +54,18 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    from ..errors import InputError
     from ..render.ego import EgoRenderConfig, render_ego
+
+    if args.batch_size < 1:
+        raise InputError(f"--batch_size must be >= 1, got {args.batch_size}")
 
     cfg = EgoRenderConfig(
         input_dir=args.input_dir, out_dir=args.out_dir, meta_json_path=args.meta_json_path,
         ego_camera_pose_path=args.ego_camera_pose_path, exo_camera_pose_path=args.exo_camera_pose_path,
         online_calibration_path=args.online_calibration_path, start_frame=args.start_frame,
-        end_frame=args.end_frame, source_start_frame=args.source_start_frame, point_size=args.point_size,
+        end_frame=args.end_frame, source_start_frame=args.source_start_frame,
+        source_end_frame=args.source_end_frame, point_size=args.point_size,
         fish_eye_rendering=args.fish_eye_rendering, use_mean_bg=args.use_mean_bg, only_bg=args.only_bg,
         near_clip=args.near_clip, resolution=args.resolution, fps=args.fps, output=args.output,
         voxel_size=args.voxel_size, artifact_name=args.artifact_name, normalize=args.normalize,

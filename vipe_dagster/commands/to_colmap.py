@@ -1,7 +1,8 @@
 """Export an artifact sequence as a COLMAP model (``sparse/0`` text or binary, images, PLY).
 
 Poses, intrinsics and the rgb video are required. Points come from the SLAM sparse map with its
-real feature tracks (``vipe/<n>_sparse.npz``) and, with ``--dense``, from reliable depth. Artifacts
+real feature tracks (``vipe/<n>_sparse.npz``; with ``--use_slam_map`` the SLAM map ``vipe/<n>_slam_map.pt``
+and its multi-view tracks) and, with ``--dense``, from reliable depth. Artifacts
 without a sparse map (e.g. the released ViPE datasets) get a dense-only export, flagged in
 ``export_stats.json`` and in a warning.
 """
@@ -16,13 +17,16 @@ HELP = "export poses, intrinsics, images and points as a COLMAP reconstruction (
 
 def add_arguments(p):
     p.add_argument("artifact_dir", help="artifact root (folder or s3://bucket/prefix) in ViPE layout")
-    p.add_argument("--sequence", default=None,
+    p.add_argument("--sequence", "-s", default=None,
                    help="sequence name; omitted: the only sequence in the artifact root")
     p.add_argument("-o", "--output", default=None,
                    help="output folder; omitted: <artifact_dir>/colmap/<sequence>")
     p.add_argument("--format", dest="fmt", choices=["text", "bin"], default="text",
                    help="COLMAP model format under sparse/0")
     p.add_argument("--dense", action="store_true", help="add dense points from reliable depth")
+    p.add_argument("--use_slam_map", "--use-slam-map", dest="use_slam_map", action="store_true",
+                   help="points and tracks from the SLAM map vipe/<n>_slam_map.pt (infer --save_slam_map) "
+                        "instead of the sparse map vipe/<n>_sparse.npz")
     p.add_argument("--start_frame", "--start-frame", dest="start_frame", type=int, default=None,
                    help="first frame to export (inclusive; omitted: the first)")
     p.add_argument("--end_frame", "--end-frame", dest="end_frame", type=int, default=None,
@@ -80,8 +84,15 @@ def run(args) -> int:
     # the export records itself in the manifest: hold the sequence's lock so no infer replaces the set
     lock = (contextlib.nullcontext() if args.no_manifest
             else sequence_lock(args.artifact_dir, name, "to-colmap"))
+    sparse_map = sparse_source = None
+    if args.use_slam_map:
+        from ..export.slam_map import read_slam_map
+
+        sparse_map = read_slam_map(store, name).as_sparse_map()
+        sparse_source = store.path("slam_map", name)
     with lock:
         res = export_colmap(store, name, out_dir=args.output, fmt=args.fmt, dense=args.dense, frames=frames,
+                            sparse_map=sparse_map, sparse_source=sparse_source,
                             depth_step=args.depth_step, pixel_step=args.pixel_step,
                             voxel_size=args.voxel_size, jpeg_quality=args.jpeg_quality,
                             min_track_length=args.min_track_length, rectify_mei=not args.no_rectify_mei,

@@ -21,6 +21,8 @@ def add_arguments(p):
                    help="points per frame at most (sets the grid step, >= 2 px)")
     p.add_argument("--cache_frames", "--cache-frames", dest="cache_frames", type=int, default=16,
                    help="decoded frames kept in memory")
+    p.add_argument("--use_mean_bg", "--use-mean-bg", dest="use_mean_bg", action="store_true",
+                   help="show the per-pixel mean background from the start (EgoX viewer flag)")
     p.add_argument("--write_video", "--write-video", dest="write_video", action="store_true",
                    help="instead of serving, write vipe/<n>_vis.mp4 (RGB | depth | mask | trajectory) per sequence")
     p.add_argument("--exit_after", "--exit-after", dest="exit_after", type=float, default=None,
@@ -43,7 +45,8 @@ def run(args) -> int:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     except ValueError:  # not the main thread (embedded use): Ctrl-C / exit_after still work
         pass
-    opts = ViewerOptions(max_points_per_frame=args.max_points, cache_frames=args.cache_frames)
+    opts = ViewerOptions(max_points_per_frame=args.max_points, cache_frames=args.cache_frames,
+                         mean_bg_on_start=bool(getattr(args, "use_mean_bg", False)))
     viewer = ResultViewer(args.dir, host=args.host, port=args.port, sequence=args.sequence, options=opts,
                           verbose=False)
     log.info("viewer for %s at %s (Ctrl-C to stop)", args.dir, viewer.url)

@@ -35,6 +35,7 @@ single-observation points); ``points.ply`` holds every dense point.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -54,7 +55,7 @@ from ..io import ArtifactStore, SparseMap, fs
 from ..io.checks import check_intrinsics, check_poses, check_rigid
 from ..io.manifest import MANIFEST_SCHEMA
 from ..io.video import probe
-from .colmap_format import Camera, SparseModel, write_model
+from .colmap_format import Camera, SparseModel, write_model, write_text
 from .mei import MeiRectifier
 from .ply import write_ply
 
@@ -328,7 +329,8 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
                   dense: bool = False, frames: Sequence[int] | range | slice | None = None, depth_step: int = 16,
                   pixel_step: int = 4, voxel_size: float | None = None, jpeg_quality: int = 95,
                   min_track_length: int = 2, rectify_mei: bool = True, update_manifest: bool = True,
-                  progress: bool = False) -> ExportResult:
+                  progress: bool = False, sparse_map: SparseMap | None = None,
+                  sparse_source: str | None = None, reference_layout: bool = False) -> ExportResult:
     """Export sequence ``name`` of ``store`` as a COLMAP model under ``out_dir`` (see the module doc).
 
     ``frames``: artifact frame indices (a list, a ``range`` for a stride) or a ``slice`` over the pose
@@ -337,6 +339,10 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
     (``None``: the footprint of one grid step at the median depth; ``0``: no merging).
     ``rectify_mei``: export MEI (xi != 0) sequences resampled into the equivalent pinhole camera
     (``False``: refuse them with :class:`UnsupportedCameraError`).
+    ``sparse_map``: points and tracks to export instead of ``vipe/<n>_sparse.npz`` (e.g. the SLAM map of
+    :mod:`vipe_dagster.export.slam_map`), ``sparse_source`` names where they came from.
+    ``reference_layout``: also write the text model at the top of ``out_dir`` with image names
+    ``images/frame_%06d.jpg`` (the layout ViPE's ``vipe_to_colmap.py`` writes), beside ``sparse/0``.
     """
     t_start = time.perf_counter()
     if fmt not in FORMATS:
@@ -354,6 +360,16 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
     pose_uri = store.path("pose", name)
 
     inp = _load_inputs(store, name)
+    if sparse_map is not None:
+        sparse_map.validate(sparse_source or "sparse_map")
+        known = np.isin(sparse_map.obs_frame, inp.inds)
+        if not np.all(known):
+            k = int(np.nonzero(~known)[0][0])
+            raise ArtifactError(f"{sparse_source or 'sparse map'}: observation {k} references frame "
+                                f"{int(sparse_map.obs_frame[k])}, outside the pose range of {pose_uri}")
+        if not (np.all(np.isfinite(sparse_map.points)) and np.all(np.isfinite(sparse_map.obs_uv))):
+            raise ArtifactError(f"{sparse_source or 'sparse map'}: non-finite points or observations")
+        inp.sparse = sparse_map
     rows = _select(inp.inds, frames, pose_uri)
     warnings: list[str] = []
     notes: list[str] = []
@@ -472,7 +488,7 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
         sp_xyz, sp_rgb = pts[keep_pt], sm.colors[keep_pt].astype(np.uint8)
         sp_point_err = _per_point_mean(sp_obs_pt, sp_err, len(sp_xyz))
         sparse_stats = {
-            "source": store.path("sparse", name),
+            "source": sparse_source or store.path("sparse", name),
             "num_points": int(len(sp_xyz)),
             "num_observations": int(len(sp_obs_pt)),
             "map_points": int(len(pts)),
@@ -555,6 +571,8 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
                 error=np.concatenate([sp_point_err, de_point_err]), header_notes=notes)
             sparse_dir = stage_p / "sparse" / "0"
             write_model(model, sparse_dir, fmt)
+            if reference_layout:
+                write_text(dataclasses.replace(model, image_names=[f"images/{n}" for n in names]), stage_p)
             ply_comments = [f"vipe-dagster COLMAP export of {name}: {n_sp} sparse + {len(ply_xyz)} dense points"]
             write_ply(stage_p / "points.ply", np.concatenate([sp_xyz, ply_xyz]), np.concatenate([sp_rgb, ply_rgb]),
                       ply_comments)

@@ -6,12 +6,15 @@ Layout under ``root`` for a sequence ``<n>`` (byte-compatible with ViPE, see doc
 - ``pose/<n>.npz``           ``data`` (N,4,4) float OpenCV camera-to-world, ``inds`` (N,) int
 - ``intrinsics/<n>.npz``     ``data`` (N,4) fx fy cx cy (N,5 with MEI k1), ``inds`` (N,)
 - ``intrinsics/<n>_camera.txt``  ``"<idx>: PINHOLE"`` per frame
-- ``depth/<n>.zip``          ``00000.exr`` ... float16 EXR, channel ``Z``, metric z-depth
+- ``depth/<n>.zip``          ``00000.exr`` ... float16 EXR, channel ``Z``, metric z-depth (read-only
+  alternative: a folder of ``.npy`` files, ``depth/<n>/*.npy`` or, for a root with one sequence,
+  ``depth/*.npy``, e.g. ``00000.npy`` or ``depth_000000.npy``, one HxW array per frame in name order)
 - ``mask/<n>.zip``           ``00000.png`` ... uint8 instance ids (0 = background)
 - ``mask/<n>.txt``           ``"<id>: <phrase>"`` lines
 - ``vipe/<n>_info.pkl``      ``{"ba_residual": float}`` (ViPE's discovery marker)
 - ``vipe/<n>_manifest.json`` our provenance manifest
 - ``vipe/<n>_sparse.npz``    our SLAM sparse map (keyframe observations + 3D points)
+- ``vipe/<n>_slam_map.pt``   the SLAM map in ViPE's sense (keyframe points with colours), written on request
 
 Every writer is atomic; every reader of per-frame data streams one frame at a time.
 """
@@ -101,13 +104,27 @@ class ArtifactStore:
             "manifest": f"vipe/{name}_manifest.json",
             "sparse": f"vipe/{name}_sparse.npz",
             "vis": f"vipe/{name}_vis.mp4",
+            "slam_map": f"vipe/{name}_slam_map.pt",
         }.get(kind)
         if rel is None:
             raise ArtifactError(f"unknown artifact kind {kind!r}")
         return fs.join(self.root, *rel.split("/"))
 
     def exists(self, kind: str, name: str) -> bool:
+        if kind == "depth" and not fs.exists(self.path(kind, name)):
+            return self.npy_depth_reader(name) is not None
         return fs.exists(self.path(kind, name))
+
+    def npy_depth_reader(self, name: str) -> NpyDepthReader | None:
+        """Depth given as ``.npy`` files instead of ``depth/<name>.zip`` (None when there are none): the
+        folder ``depth/<name>/``, or ``depth/*.npy`` itself when the root holds only this sequence."""
+        folder = fs.join(self.root, "depth", name)
+        files = _npy_files(folder)
+        if not files and not fs.exists(self.path("depth", name)):
+            flat = _npy_files(fs.join(self.root, "depth"))
+            if flat and self.sequences() == [name]:
+                folder, files = fs.join(self.root, "depth"), flat
+        return NpyDepthReader(folder, files) if files else None
 
     def sequences(self) -> list[str]:
         """Sequence names found in the store (by any of rgb/pose/intrinsics/depth/info files)."""
@@ -354,15 +371,23 @@ class ArtifactStore:
                 w.add(d)
         return self.path("depth", name)
 
+    def _depth_reader(self, name: str) -> FrameZipReader | NpyDepthReader:
+        uri = self.path("depth", name)
+        if not fs.exists(uri):
+            npy = self.npy_depth_reader(name)
+            if npy is not None:
+                return npy
+        return FrameZipReader(uri, "exr", decode_depth_exr)
+
     def depth_count(self, name: str) -> int:
-        return FrameZipReader(self.path("depth", name), "exr", decode_depth_exr).count()
+        return self._depth_reader(name).count()
 
     def iter_depth(self, name: str, frames: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Stream ``(index, HxW float32 depth)``; a frame that fails to decode raises ArtifactError."""
-        yield from FrameZipReader(self.path("depth", name), "exr", decode_depth_exr).iter(frames)
+        yield from self._depth_reader(name).iter(frames)
 
     def read_depth(self, name: str, index: int) -> np.ndarray:
-        return FrameZipReader(self.path("depth", name), "exr", decode_depth_exr).read(index)
+        return self._depth_reader(name).read(index)
 
     # ---------------------------------------------------------------- masks
     def mask_writer(self, name: str) -> FrameZipWriter:
@@ -466,6 +491,14 @@ class ArtifactStore:
             return json.loads(fs.read_text(uri))
         except json.JSONDecodeError as exc:
             raise ArtifactError(f"{uri}: invalid JSON ({exc})") from exc
+
+    def write_slam_map(self, name: str, data: bytes) -> str:
+        """Write ``vipe/<name>_slam_map.pt`` (serialised by :mod:`vipe_dagster.export.slam_map`, which also
+        stamps the generation into it) and record it in the generation record."""
+        uri = self.path("slam_map", name)
+        fs.write_bytes(uri, data)
+        self._record(name, "slam_map", G.artifact_entry(data))
+        return uri
 
     def write_sparse_map(self, name: str, sm: SparseMap) -> None:
         sm.validate(f"sparse map for {name}")
@@ -578,6 +611,69 @@ class FrameZipReader:
 
     def read(self, index: int) -> np.ndarray:
         return next(self.iter([index]))[1]
+
+
+_NPY_INDEX = re.compile(r"(\d+)\.npy$")
+
+
+def _npy_files(folder: str) -> list[str]:
+    """``.npy`` files of ``folder`` sorted by the frame number ending their name (``depth_000012.npy``)."""
+    found = []
+    for entry in fs.listdir(folder):
+        m = _NPY_INDEX.search(entry)
+        if m and not entry.startswith((".", fs._TMP_PREFIX)):
+            found.append((int(m.group(1)), entry))
+    return [fs.join(folder, e) for _, e in sorted(found)]
+
+
+class NpyDepthReader:
+    """Depth maps given as a folder of ``.npy`` files, one HxW float array (metres, z-depth) per frame.
+
+    Frame ``i`` is the ``i``-th file in the order of the number at the end of the names, which must be
+    consecutive (``00000.npy, 00001.npy, ...`` or ``depth_000001.npy, ...``); non-finite values stay NaN.
+    Offers the interfaces of :class:`FrameZipReader` and of the viewer's frame zips.
+    """
+
+    def __init__(self, folder: str, files: list[str]):
+        self.uri, self.files = folder, list(files)
+        nums = [int(_NPY_INDEX.search(f).group(1)) for f in self.files]
+        gaps = [(a, b) for a, b in zip(nums, nums[1:], strict=False) if b != a + 1]
+        if gaps:
+            a, b = gaps[0]
+            raise ArtifactError(f"{folder}: depth .npy files must be numbered consecutively (one per frame), "
+                                f"but {a} is followed by {b}")
+        self._members = {i: f for i, f in enumerate(self.files)}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __contains__(self, index: int) -> bool:
+        return index in self._members
+
+    def count(self) -> int:
+        return len(self.files)
+
+    def read(self, index: int) -> np.ndarray:
+        path = self._members.get(int(index))
+        if path is None:
+            raise ArtifactError(f"{self.uri}: frame {index} is missing (available: {len(self.files)} .npy "
+                                f"files)")
+        try:
+            arr = np.load(io.BytesIO(fs.read_bytes(path)), allow_pickle=False)
+        except Exception as exc:
+            raise ArtifactError(f"{path}: not a readable .npy file ({exc})") from exc
+        arr = np.squeeze(np.asarray(arr))
+        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
+            raise ArtifactError(f"{path}: expected an HxW numeric depth map, got shape {arr.shape} "
+                                f"{arr.dtype}")
+        return arr.astype(np.float32)
+
+    def iter(self, frames: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        for i in range(len(self.files)) if frames is None else frames:
+            yield int(i), self.read(int(i))
+
+    def close(self) -> None:
+        pass
 
 
 def _encode_mask_png(mask: np.ndarray) -> bytes:

@@ -56,7 +56,8 @@ PER_FRAME_KINDS = ("rgb", "pose", "intrinsics", "depth", "mask")
 SET_KINDS = STAMPED_KINDS + HASHED_ONLY
 INPUTS = {"depth": ("pose", "intrinsics"), "mask": ("pose", "intrinsics", "depth")}
 """Derived artifact -> the artifacts it is computed from (their recorded sha256 is kept with it)."""
-PURGED_ON_NEW = ("pose", "intrinsics", "camera", "sparse", "info", "depth", "mask", "phrases", "vis")
+PURGED_ON_NEW = ("pose", "intrinsics", "camera", "sparse", "info", "depth", "mask", "phrases", "vis",
+                 "slam_map")
 """Files of a sequence that belong to the previous generation once a new rgb is in place."""
 
 
@@ -141,6 +142,8 @@ def read_stamp(store: ArtifactStore, kind: str, name: str) -> str | None:
         except Exception as exc:
             raise ArtifactError(f"{uri}: not a readable npz file ({exc})") from exc
     if kind in ("depth", "mask"):
+        if kind == "depth" and not fs.exists(uri):
+            return None  # depth given as .npy files (ArtifactStore.npy_depth_reader): no stamp
         try:
             with fs.open_read(uri) as f, zipfile.ZipFile(f) as zf:
                 return parse_stamp(zf.comment)
@@ -221,10 +224,18 @@ def check_set(store: ArtifactStore, name: str, kinds: Iterable[str] | None = Non
             wanted += [d for d in deps if d not in wanted]
     man_uri = store.path("manifest", name)
     rec = None
+    interrupted = False
     if fs.exists(man_uri):
-        rec = valid_record(store.read_manifest(name).get(RECORD_KEY), man_uri)
+        man = store.read_manifest(name)
+        rec = valid_record(man.get(RECORD_KEY), man_uri)
+        res = man.get("output_resolution")
+        interrupted = isinstance(res, dict) and res.get("complete") is False
     gen = rec["id"] if rec else None
     rep = SetReport(name, gen)
+    if interrupted:  # compat/resolution.py: a rewrite at the source size that did not finish
+        rep.problems.append(f"{man_uri}: the rewrite of {name!r} at the source resolution "
+                            f"(--output_resolution source) did not finish, so its files mix two sizes; "
+                            f"re-run the pipeline for {name!r}")
     present = [k for k in wanted if store.exists(k, name)]
     for k in present:
         if k in STAMPED_KINDS:

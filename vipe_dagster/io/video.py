@@ -1,4 +1,4 @@
-"""Video streams: mp4/mov/mkv/avi through PyAV, or a folder of jpg/png images.
+"""Video streams: mp4/mov/mkv/avi through PyAV, or a folder of jpg/png/bmp/tif images.
 
 Frames are yielded one at a time as ``(index, HxWx3 uint8 RGB)``; nothing caches the whole video.
 Frame ranges are **inclusive** (``start_frame=0, end_frame=100`` is 101 frames), ``frame_skip=k``
@@ -26,7 +26,7 @@ from . import fs
 log = logging.getLogger(__name__)
 
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".webm")
-IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 DEFAULT_IMAGE_FPS = 30.0
 MIN_LONG_SIDE = 32  # smaller images have no room for features, stereo or H.264's 16 px macroblocks
 

@@ -60,6 +60,7 @@ class EgoRenderConfig:
     start_frame: int = 0
     end_frame: int | None = None  # inclusive; default: last inference frame
     source_start_frame: int | None = None  # take frame of ViPE frame start_frame (native mode)
+    source_end_frame: int | None = None  # take frame of ViPE frame end_frame (native mode; checked, derived)
     point_size: float = 1.5
     fish_eye_rendering: bool = False
     use_mean_bg: bool = False
@@ -163,8 +164,20 @@ def validate(cfg: EgoRenderConfig) -> tuple[ArtifactReader, list[int], np.ndarra
         raise FrameRangeError(f"Frame range [{start}, {end}] exceeds available inference results [{a}, {b}] "
                               f"in {cfg.input_dir}")
     frames = list(range(start, end + 1))
+    if not native and (cfg.source_start_frame is not None or cfg.source_end_frame is not None):
+        raise InputError("--source_start_frame/--source_end_frame index the Ego-Exo4D take's frames: they "
+                         "need --ego_camera_pose_path (with --meta_json_path, ego_extrinsics[i] is ViPE "
+                         "frame i)")
     if native:
         src0 = start if cfg.source_start_frame is None else cfg.source_start_frame
+        if src0 < 0:
+            raise FrameRangeError(f"source_start_frame must be non-negative, got {src0}")
+        if cfg.source_end_frame is not None and cfg.source_end_frame - src0 != end - start:
+            raise FrameRangeError(
+                f"take frames [{src0}, {cfg.source_end_frame}] (--source_start_frame/--source_end_frame) "
+                f"hold {cfg.source_end_frame - src0 + 1} frames but ViPE frames [{start}, {end}] hold "
+                f"{end - start + 1}; one ego pose is rendered per ViPE frame, so the ranges must have the "
+                f"same length")
         T_exo, views = views_from_egoexo(cfg.ego_camera_pose_path, cam_id, frames, src0, cfg.resolution,
                                          cfg.fish_eye_rendering, cfg.exo_camera_pose_path,
                                          cfg.online_calibration_path, cfg.fps)
@@ -269,6 +282,7 @@ def render_ego(cfg: EgoRenderConfig, progress: bool = False) -> EgoRenderResult:
                 "mean_coverage": res.mean_coverage, "num_background_points": len(bg),
                 "exo_frames_flagged_invalid": [int(i) for i in frames if not reader.usable[i]],
                 "generation": (reader.store.generation_record(reader.name) or {}).get("id"),
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                 "seconds": round(res.seconds, 3)}
         (Path(stage) / "render_meta.json").write_text(json.dumps(meta, indent=2))
         _write_ego_pose(Path(stage) / "ego_pose.npz", T_exo, views, cfg)

@@ -233,8 +233,8 @@ class SequenceSource:
             self.intrinsics_raw, self.camera_types = None, ["PINHOLE"] * self.n
         self._opened: list[Any] = []
         self.video = self._open_optional("rgb", lambda: RandomAccessVideo(store.path("rgb", name)))
-        self.depth = self._open_optional("depth", lambda: ZipFrames(store.path("depth", name), "exr",
-                                                                    decode_depth_exr))
+        self.depth = self._open_optional("depth", lambda: store.npy_depth_reader(name) if not fs.exists(
+            store.path("depth", name)) else ZipFrames(store.path("depth", name), "exr", decode_depth_exr))
         self.mask = self._open_optional("mask", lambda: ZipFrames(store.path("mask", name), "png", decode_mask_png))
         self.phrases: dict[int, str] = store.read_phrases(name) if store.exists("phrases", name) else {}
         self.width, self.height = self._image_size()

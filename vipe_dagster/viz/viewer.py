@@ -66,6 +66,7 @@ class ViewerOptions:
     exact_sampling_max_frames: int = 1000
     exact_sampling_pixels: int = 200_000_000
     play_fps: float = 15.0
+    mean_bg_on_start: bool = False  # show the mean background from the start (EgoX ``--use_mean_bg``)
 
 
 @dataclass
@@ -274,7 +275,7 @@ class ResultViewer:
             self.gui_points = gui.add_checkbox("Frame points", True)
             self.gui_dynamic = gui.add_checkbox("Dynamic points (mask != 0)", True)
             self.gui_overview = gui.add_checkbox("Overview (sampled frames)", True)
-            self.gui_mean_bg = gui.add_checkbox("Mean background", False)
+            self.gui_mean_bg = gui.add_checkbox("Mean background", self.opts.mean_bg_on_start)
             self.gui_frustums = gui.add_checkbox("All cameras", True)
             self.gui_thumbs = gui.add_checkbox("Nearby thumbnails", True)
             self.gui_ego = gui.add_checkbox("Ego trajectory / view", True)

@@ -1,0 +1,265 @@
+"""One inference run, shared by every front end: ``vipe-dagster infer``, ``vipe infer`` and ``run.py``.
+
+:func:`prepare` does everything that can fail cheaply (input, output, preset, weights, options, frame range,
+sequence name) and returns an :class:`InferRequest`; nothing is written before it returns. :func:`execute`
+takes the sequence lock and runs :func:`vipe_dagster.pipeline.infer`, then the optional output steps in
+this order: artifacts at the source resolution, the SLAM map, the visualisation video; the manifest records
+the preset (with the learned checkpoint, if any) and what each step did.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import PipelineConfig, parse_intrinsics, preset
+from ..errors import ConfigError
+from .presets import ResolvedWeights, resolve_weights
+from .resolution import MODES, check_output_resolution
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InferRequest:
+    source: str
+    output: str
+    name: str
+    config: PipelineConfig
+    weights: ResolvedWeights
+    start_frame: int | None = None
+    end_frame: int | None = None
+    frame_skip: int = 1
+    intrinsics_source_px: tuple[float, float, float, float] | None = None
+    output_resolution: str = "processing"
+    save_slam_map: bool = False
+    num_frames: int = 0
+    source_size: tuple[int, int] = (0, 0)
+    processing_size: tuple[int, int] = (0, 0)
+
+
+@dataclass
+class RunResult:
+    request: InferRequest
+    infer: Any  # vipe_dagster.pipeline.InferResult
+    output_resolution: dict | None = None
+    slam_map: dict | None = None
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        d = self.infer.summary()
+        d["sequence"] = self.request.name
+        d["output"] = self.request.output
+        d["preset"] = self.request.config.preset
+        if self.request.weights.checkpoint:
+            d["learned_checkpoint"] = self.request.weights.checkpoint
+        d["resolution"] = {
+            "mode": self.request.output_resolution,
+            "size": list(self.output_resolution["output_size"])
+            if self.output_resolution
+            else list(self.request.processing_size),
+        }
+        if self.slam_map:
+            d["slam_map"] = self.slam_map
+        d["seconds"] = round(self.seconds, 2)
+        return d
+
+
+def exo_intrinsics_from_gt(text: str, width: int, height: int) -> tuple[float, float, float, float]:
+    """The EgoX fork's ``--use_exo_intrinsic_gt``: a 3x3 K (JSON, or a JSON file) of the exo camera at any
+    resolution with the principal point at the image centre, scaled to the video: ``f' = f (H/2) / cy``,
+    ``c' = (W/2, H/2)``."""
+    import json
+    from pathlib import Path
+
+    raw = text
+    if not text.lstrip().startswith("[") and Path(text).is_file():
+        raw = Path(text).read_text()
+    try:
+        k = json.loads(raw)
+        if len(k) != 3 or any(len(r) != 3 for r in k):
+            raise ValueError("not 3x3")
+        fx, fy, cy = float(k[0][0]), float(k[1][1]), float(k[1][2])
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        raise ConfigError(
+            f"--use_exo_intrinsic_gt: expected a 3x3 intrinsics matrix as JSON (or a JSON file), "
+            f"got {text[:80]!r} ({exc})"
+        ) from None
+    if not (fx > 0 and fy > 0 and cy > 0):
+        raise ConfigError(f"--use_exo_intrinsic_gt: fx, fy and cy must be > 0, got {fx}, {fy}, {cy}")
+    s = (height / 2.0) / cy
+    return fx * s, fy * s, width / 2.0, height / 2.0
+
+
+def prepare(
+    source: str,
+    output: str,
+    pipeline: str = "default",
+    *,
+    name: str | None = None,
+    start_frame: int | None = None,
+    end_frame: int | None = None,
+    frame_skip: int = 1,
+    long_side: int | None = None,
+    fixed_camera: bool = False,
+    intrinsics: str | None = None,
+    intrinsics_file: str | None = None,
+    exo_intrinsic_gt: str | None = None,
+    seed: int | None = None,
+    visualize: bool = False,
+    depth_model: str | None = None,
+    hf_cache: str | None = None,
+    output_resolution: str = "processing",
+    save_slam_map: bool = False,
+    config: PipelineConfig | None = None,
+    depth_model_metric: bool = False,
+    depth_model_max_depth: float | None = None,
+    metric_scale: float | None = None,
+    known_distance: tuple | list | None = None,
+    camera_height: float | None = None,
+) -> InferRequest:
+    """Validate a run before any work (see the module docstring). ``config`` replaces the preset's config
+    (run.py builds it from overrides); the flags still apply on top of it."""
+    from ..io import fs, open_video
+    from ..io.names import check_sequence_name
+
+    if output_resolution not in MODES:
+        raise ConfigError(f"--output_resolution must be one of {', '.join(MODES)}, got {output_resolution!r}")
+    fs.preflight_read(source, "Video")
+    fs.preflight_write(output, "output (-o)")
+    cfg = config.model_copy(deep=True) if config is not None else preset(pipeline)
+    if long_side is not None:
+        set_field(cfg.pose, "long_side", long_side, "--long_side")
+    if seed is not None:
+        set_field(cfg.pose, "seed", seed, "--seed")
+    if fixed_camera:
+        cfg.pose.assume_fixed_camera_pose = True
+    cfg.visualize = cfg.visualize or visualize
+    given = [x for x in (intrinsics, intrinsics_file, exo_intrinsic_gt) if x is not None]
+    if len(given) > 1:
+        raise ConfigError("give at most one of --intrinsics, --intrinsics_file and --use_exo_intrinsic_gt")
+    weights = resolve_weights(cfg, depth_model, hf_cache, metric=depth_model_metric,
+                              max_depth=depth_model_max_depth)
+    if metric_scale is not None or known_distance is not None or camera_height is not None:
+        from ..depth.config import MetricScaleConfig
+
+        try:
+            kd = known_distance
+            cfg.metric = MetricScaleConfig(
+                scale=metric_scale, camera_height=camera_height,
+                known_distance=(int(kd[0]), int(kd[1]), float(kd[2])) if kd else None)
+        except (ValueError, TypeError, IndexError) as exc:
+            raise ConfigError(f"invalid metric cue: {exc}") from None
+    stream = open_video(source, start_frame, end_frame, frame_skip, cfg.pose.long_side)  # validates the range
+    src_w, src_h = check_output_resolution(output_resolution, stream)
+    intr = None
+    if intrinsics is not None:
+        intr = parse_intrinsics(intrinsics)
+    elif intrinsics_file is not None:
+        intr = read_intrinsics_file(intrinsics_file)
+    elif exo_intrinsic_gt is not None:
+        intr = exo_intrinsics_from_gt(exo_intrinsic_gt, src_w, src_h)
+    seq = check_sequence_name(name or stream.name, "--name" if name else "video name")
+    return InferRequest(
+        source=source,
+        output=output,
+        name=seq,
+        config=cfg,
+        weights=weights,
+        start_frame=start_frame,
+        end_frame=end_frame,
+        frame_skip=frame_skip,
+        intrinsics_source_px=intr,
+        output_resolution=output_resolution,
+        save_slam_map=save_slam_map,
+        num_frames=len(stream),
+        source_size=(src_w, src_h),
+        processing_size=(stream.width, stream.height),
+    )
+
+
+def set_field(model, field_name: str, value, flag: str) -> None:
+    """Assign a validated config field; a rejected value becomes one ConfigError line naming ``flag``."""
+    from pydantic import ValidationError
+
+    try:
+        setattr(model, field_name, value)
+    except ValidationError as exc:
+        reasons = "; ".join(e.get("msg", str(e)) for e in exc.errors())
+        raise ConfigError(f"{flag} {value!r}: {reasons}") from None
+
+
+def read_intrinsics_file(path: str) -> tuple[float, float, float, float]:
+    from ..io import fs
+
+    if not fs.exists(path):
+        raise ConfigError(f"intrinsics file not found: {path} (expected a text file with 'fx fy cx cy')")
+    lines = [ln for ln in fs.read_text(path).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise ConfigError(f"{path}: empty intrinsics file (expected 'fx fy cx cy')")
+    return parse_intrinsics(lines[0], source=path)
+
+
+def execute(req: InferRequest, progress: bool = False, wait: float = 0.0) -> RunResult:
+    """Run a prepared request under the sequence's lock (see the module docstring)."""
+    from ..io import ArtifactStore
+    from ..io.locks import sequence_lock
+    from ..pipeline import infer
+
+    t0 = time.perf_counter()
+    cfg = req.config.model_copy(deep=True)
+    visualize, cfg.visualize = cfg.visualize, False
+    with sequence_lock(req.output, req.name, "infer", wait=wait):
+        res = infer(
+            req.source,
+            req.output,
+            cfg,
+            name=req.name,
+            progress=progress,
+            start_frame=req.start_frame,
+            end_frame=req.end_frame,
+            frame_skip=req.frame_skip,
+            intrinsics_source_px=req.intrinsics_source_px,
+        )
+        store = ArtifactStore(req.output)
+        out = RunResult(req, res)
+        if req.output_resolution == "source":
+            from .resolution import to_source_resolution
+
+            out.output_resolution = to_source_resolution(
+                store, req.name, req.source, req.start_frame, req.end_frame, req.frame_skip, progress=progress
+            )
+        if req.save_slam_map:
+            from ..export.slam_map import write_slam_map
+
+            uri, sm = write_slam_map(store, req.name)
+            out.slam_map = {
+                "uri": uri,
+                "points": len(sm),
+                "keyframes": len(sm.frame_inds),
+                "source": sm.source,
+            }
+        if visualize:
+            from ..viz.video import write_vis_video
+
+            res.vis_uri = write_vis_video(store, req.name)
+        out.seconds = time.perf_counter() - t0
+        man = store.read_manifest(req.name)
+        man["preset"] = req.weights.as_dict()
+        pipe = man.setdefault("pipeline", {})
+        stages = pipe.setdefault("stages", ["pose"])
+        for stage, on in (
+            ("output_resolution_source", out.output_resolution is not None),
+            ("slam_map", out.slam_map is not None),
+            ("visualize", visualize),
+        ):
+            if on and stage not in stages:
+                stages.append(stage)
+        if out.slam_map:
+            man["slam_map"] = out.slam_map
+        man.setdefault("output_resolution", {"mode": "processing", "output_size": list(req.processing_size)})
+        store.write_manifest(req.name, man)
+    return out
