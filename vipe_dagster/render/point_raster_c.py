@@ -75,6 +75,7 @@ typedef struct {
     vr_rec *bin;       /* records per tile, each tile's run in point order */
     int64_t cap_tiles;
     int64_t *tile_start, *tile_count;
+    uint32_t *tile_kmin, *tile_kmax; /* smallest / largest z key of each tile's records */
     vr_tls tls[VR_MAX_THREADS];
 } vr_ctx;
 
@@ -83,6 +84,7 @@ vr_ctx *vr_new(void) { return (vr_ctx *)calloc(1, sizeof(vr_ctx)); }
 void vr_delete(vr_ctx *c) {
     if (!c) return;
     free(c->rec); free(c->code); free(c->bin); free(c->tile_start); free(c->tile_count);
+    free(c->tile_kmin); free(c->tile_kmax);
     for (int t = 0; t < VR_MAX_THREADS; t++) {
         free(c->tls[t].state); free(c->tls[t].zb); free(c->tls[t].cnt); free(c->tls[t].tmp);
         free(c->tls[t].count);
@@ -107,10 +109,12 @@ static int vr_reserve_points(vr_ctx *c, int64_t n) {
 
 static int vr_reserve_tiles(vr_ctx *c, int64_t ntiles) {
     if (ntiles + 1 <= c->cap_tiles) return 0;
-    free(c->tile_start); free(c->tile_count);
+    free(c->tile_start); free(c->tile_count); free(c->tile_kmin); free(c->tile_kmax);
     c->tile_start = (int64_t *)malloc((ntiles + 1) * sizeof(int64_t));
     c->tile_count = (int64_t *)malloc((ntiles + 1) * sizeof(int64_t));
-    c->cap_tiles = (c->tile_start && c->tile_count) ? ntiles + 1 : 0;
+    c->tile_kmin = (uint32_t *)malloc((ntiles + 1) * sizeof(uint32_t));
+    c->tile_kmax = (uint32_t *)malloc((ntiles + 1) * sizeof(uint32_t));
+    c->cap_tiles = (c->tile_start && c->tile_count && c->tile_kmin && c->tile_kmax) ? ntiles + 1 : 0;
     return c->cap_tiles ? 0 : -1;
 }
 
@@ -434,19 +438,12 @@ static inline uint32_t vr_zbits(const vr_rec *r) {
     return b;
 }
 
-/* Stable LSD radix sort of m records by z. Positive floats order like their bit patterns; keys are taken
- * relative to the run's smallest, in 11-bit digits, as many passes as the run's key range needs. The
- * result is in a. */
-static void vr_sort(vr_rec *a, vr_rec *tmp, int64_t m) {
-    if (m < 2) return;
-    uint32_t kmin = UINT32_MAX, kmax = 0;
-    for (int64_t i = 0; i < m; i++) {
-        const uint32_t kk = vr_zbits(a + i);
-        kmin = kk < kmin ? kk : kmin;
-        kmax = kk > kmax ? kk : kmax;
-    }
+/* Stable LSD radix sort of m records by z, given the smallest and largest key. Positive floats order like
+ * their bit patterns; keys are taken relative to the smallest, in 11-bit digits, as many passes as the key
+ * range needs. Returns the array holding the result (a or tmp). */
+static vr_rec *vr_sort(vr_rec *a, vr_rec *tmp, int64_t m, uint32_t kmin, uint32_t kmax) {
     const uint32_t range = kmax - kmin;
-    if (range == 0) return;
+    if (m < 2 || range == 0) return a;
     int passes = 0;
     while (passes < 3 && (range >> (11 * passes)) != 0) passes++;
     uint32_t hist[3][2048];
@@ -473,7 +470,7 @@ static void vr_sort(vr_rec *a, vr_rec *tmp, int64_t m) {
         }
         vr_rec *t = src; src = dst; dst = t;
     }
-    if (src != a) memcpy(a, src, (size_t)m * sizeof(vr_rec));
+    return src;
 }
 
 typedef struct {
@@ -757,7 +754,7 @@ static void vr_draw_tile(vr_job *jb, vr_tls *tl, int tile, const float *lut) {
     if (want_depth) memset(P.zb, 0, (size_t)npix * sizeof(float));
     vr_rec *rec = c->bin + c->tile_start[tile];
     const int64_t nrec = c->tile_start[tile + 1] - c->tile_start[tile];
-    if (jb->sorting) vr_sort(rec, tl->tmp, nrec);
+    if (jb->sorting) rec = vr_sort(rec, tl->tmp, nrec, c->tile_kmin[tile], c->tile_kmax[tile]);
 #ifdef VR_VECTOR
     if (jb->R <= 2) {
         if (mode == VR_FRONT_TO_BACK) VR_DISPATCH(vr_draw_v8, VR_FRONT_TO_BACK);
@@ -862,18 +859,32 @@ int vr_composite(vr_ctx *c, int height, int width, float radius, int k, int mode
     if (!fill) return -1;
     memcpy(fill, start, n_tiles * sizeof(int64_t));
     vr_rec *bin = c->bin;
+    uint32_t *kmin = c->tile_kmin, *kmax = c->tile_kmax;
+    for (int t = 0; t < n_tiles; t++) {
+        kmin[t] = UINT32_MAX;
+        kmax[t] = 0;
+    }
     for (int sg = 0; sg < c->nseg; sg++) {
         const vr_rec *rec = c->rec + c->seg_off[sg];
         const uint32_t *code = c->code + c->seg_off[sg];
         for (int64_t j = 0; j < c->seg_len[sg]; j++) {
             const uint32_t cd = code[j];
             const uint32_t x0 = cd & 255u, y0 = (cd >> 8) & 255u, dx = (cd >> 16) & 255u, dy = cd >> 24;
+            const uint32_t kk = vr_zbits(rec + j);
             if ((dx | dy) == 0) {
-                bin[fill[y0 * tiles_x + x0]++] = rec[j];
+                const int t = y0 * tiles_x + x0;
+                bin[fill[t]++] = rec[j];
+                kmin[t] = kk < kmin[t] ? kk : kmin[t];
+                kmax[t] = kk > kmax[t] ? kk : kmax[t];
                 continue;
             }
             for (uint32_t ty = y0; ty <= y0 + dy; ty++)
-                for (uint32_t tx = x0; tx <= x0 + dx; tx++) bin[fill[ty * tiles_x + tx]++] = rec[j];
+                for (uint32_t tx = x0; tx <= x0 + dx; tx++) {
+                    const int t = ty * tiles_x + tx;
+                    bin[fill[t]++] = rec[j];
+                    kmin[t] = kk < kmin[t] ? kk : kmin[t];
+                    kmax[t] = kk > kmax[t] ? kk : kmax[t];
+                }
         }
     }
     free(fill);

@@ -197,3 +197,47 @@ def dynamic_points(reader: ArtifactReader, f: FrameData, step: int = 2) -> Point
     if f.mask is None or not reader.usable[f.index]:
         return PointCloud.empty()
     return reliable_points(f.depth, f.rgb, f.intr, f.c2w, step, mask=~reader.static_mask(f))
+
+
+def iter_dynamic_points(reader: ArtifactReader, first: int, last: int, step: int = 2) -> Iterator[PointCloud]:
+    """:func:`dynamic_points` of every frame ``first..last``, in order, decoding only what is needed.
+
+    The mask of each frame is read first; depth and colour are decoded only for frames that hold dynamic
+    (non-static) pixels, so a result without masks, or whose masks are all static, costs nothing per frame.
+    """
+    if not reader.has_mask:
+        for _ in range(first, last + 1):
+            yield PointCloud.empty()
+        return
+    store, name = reader.store, reader.name
+    static = np.array(sorted(reader.static_ids))
+    rgb_it = None
+    rgb_at = -1
+    rgb_frame = None
+    for i, mask in store.iter_masks(name, range(first, last + 1)):
+        dyn = ~np.isin(mask, static)
+        if not reader.usable[i] or not dyn.any():
+            yield PointCloud.empty()
+            continue
+        depth = store.read_depth(name, i)
+        if rgb_it is None:
+            rgb_it = iter(store.open_rgb(name))
+        while rgb_at < i:
+            try:
+                rgb_at, rgb_frame = next(rgb_it)
+            except StopIteration:
+                raise ArtifactError(f"{store.path('rgb', name)}: frame {i} is missing") from None
+        if rgb_frame is None or rgb_frame.shape[:2] != depth.shape or mask.shape != depth.shape:
+            raise ArtifactError(f"{name} frame {i}: rgb {None if rgb_frame is None else rgb_frame.shape[:2]}, "
+                                f"depth {depth.shape}, mask {mask.shape} must all have the same HxW")
+        yield reliable_points(depth, rgb_frame, reader.intr[i], reader.c2w[i], step, mask=dyn)
+
+
+def build_background(reader: ArtifactReader, use_mean_bg: bool, step: int, voxel_size: float | None) -> PointCloud:
+    """The background cloud of the whole inference clip, in the exo result's world (before the exo pose)."""
+    a, b = reader.inference_range
+    if use_mean_bg:
+        bg = mean_background(reader, a, b, step)
+    else:
+        bg = all_frames_background(reader, a, b, step, voxel_size)
+    return voxel_downsample(bg, voxel_size) if voxel_size else bg
