@@ -921,4 +921,18 @@ int vr_composite(vr_ctx *c, int height, int width, float radius, int k, int mode
 
 /* Records kept by the last projection (for tests and statistics). */
 int64_t vr_kept(const vr_ctx *c) { return c->m; }
+
+/* Copy (u, v, z) of the kept records, in point order, to out (cap x 3 floats); returns the number copied. */
+int64_t vr_get_records(const vr_ctx *c, float *out, int64_t cap) {
+    int64_t k = 0;
+    for (int sg = 0; sg < c->nseg; sg++) {
+        const vr_rec *rec = c->rec + c->seg_off[sg];
+        for (int64_t j = 0; j < c->seg_len[sg] && k < cap; j++, k++) {
+            out[3 * k] = rec[j].u;
+            out[3 * k + 1] = rec[j].v;
+            out[3 * k + 2] = rec[j].z;
+        }
+    }
+    return k;
+}
 """

@@ -7,10 +7,14 @@ with a small C kernel (source in :mod:`.point_raster_c`) that
 1. transforms and projects every point in one pass (pinhole, Kannala-Brandt and Fisheye624 with the
    formulas of :mod:`gpu_kernels.cameras` in float32; any other camera model is projected by
    :mod:`gpu_kernels.cameras` itself and only rasterised natively),
-2. sorts the kept points by camera z (exact, stable radix sort) and
+2. sorts the kept points by camera z (exact, stable radix sort on the float bits) and
 3. draws their disks front to back, keeping per pixel the first ``k`` fragments, i.e. the ``k`` nearest in
    z, with the same coverage rule and alpha as the reference (``front_to_back``, ``normalized``); or runs a
    z-buffer (``nearest``).
+
+Steps 2 and 3 run per 32 x 32 px tile (points are binned to the tiles their disks touch), so a tile's
+state stays in the L1 cache, and tiles are shared out to ``threads`` threads; the output does not depend
+on the thread count.
 
 The kernel is compiled at first use with the system C compiler (``$CC`` or ``cc``) into a per-user cache
 (``$VIPE_NATIVE_CACHE``, else ``$XDG_CACHE_HOME/vipe_dagster/native`` or ``~/.cache/...``), keyed by the
@@ -136,6 +140,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.vr_composite.argtypes = [p, i32, i32, f32, i32, i32, p, i32, p, p, p, p]
     lib.vr_kept.restype = i64
     lib.vr_kept.argtypes = [p]
+    lib.vr_get_records.restype = i64
+    lib.vr_get_records.argtypes = [p, p, i64]
 
 
 def load_native() -> ctypes.CDLL:
@@ -178,7 +184,7 @@ def _reset_for_tests() -> None:
 
 
 def default_threads() -> int:
-    """Raster threads: the cores this process may use, at most 4 (bands of rows; see the C source)."""
+    """Raster threads: the cores this process may use, at most 4."""
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -209,8 +215,8 @@ def _camera_parts(camera) -> tuple[object, int]:
 class PointRasterizer:
     """Re-usable native renderer (its buffers grow to the largest cloud / image and are kept).
 
-    Not thread-safe: use one instance per thread. ``threads`` is the number of row bands drawn in parallel
-    (default :func:`default_threads`); the output does not depend on it.
+    Not thread-safe: use one instance per thread. ``threads``: threads that project point ranges and draw
+    tiles in parallel (default :func:`default_threads`); the output does not depend on it.
     """
 
     def __init__(self, threads: int | None = None):
@@ -285,6 +291,15 @@ class PointRasterizer:
             raise MemoryError(f"PointRasterizer: out of memory for {len(xyz)} points")
         self._geometry = (height, width, float(np.float32(radius)))
         return int(kept)
+
+    def projected(self) -> np.ndarray:
+        """``(M, 3)`` float32 ``(u, v, z)`` of the points kept by the last :meth:`project`, in point order
+        (``u`` = column, ``v`` = row of the output image; for tests and diagnostics)."""
+        m = int(self._lib.vr_kept(self._ctx)) if self._geometry is not None else 0
+        out = np.empty((m, 3), np.float32)
+        if m:
+            self._lib.vr_get_records(self._ctx, _ptr(out), m)
+        return out
 
     def composite(self, height: int, width: int, radius: float = 1.5, k: int = 20, mode: str = "front_to_back",
                   background: tuple[float, float, float] = (0.0, 0.0, 0.0), depth: bool = False,
