@@ -29,6 +29,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -316,6 +317,42 @@ class _FrameSink:
             self._thread.join()
 
 
+def _prefetch(items: Iterator[PointCloud], depth: int = 4) -> Iterator[PointCloud]:
+    """Run ``items`` on a background thread, ``depth`` items ahead (decoding overlaps rendering)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    t = threading.Thread(target=work, name="render-ego-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
 def background_cloud(reader: ArtifactReader, cfg: EgoRenderConfig) -> PointCloud:
     """The background cloud of the exo result (cached, see :mod:`.cloud_cache`), before the exo pose."""
     cache = cache_for(cfg.cloud_cache)
@@ -371,8 +408,8 @@ def render_ego(cfg: EgoRenderConfig, progress: bool = False) -> EgoRenderResult:
         gl = stack.enter_context(PyrenderPointRenderer(cfg.resolution, cfg.resolution)) \
             if backend == "pyrender" else None
         raster = stack.enter_context(PointRasterizer(cfg.threads)) if backend == "raster" else None
-        dyn_iter = (iter_dynamic_points(reader, frames[0], frames[-1], cfg.subsample) if not cfg.only_bg
-                    else iter([PointCloud.empty()] * len(frames)))
+        dyn_iter = (_prefetch(iter_dynamic_points(reader, frames[0], frames[-1], cfg.subsample))
+                    if not cfg.only_bg else iter([PointCloud.empty()] * len(frames)))
         scene = _CloudWithDynamic(bg_world)
         for i, view, dyn in tqdm(zip(frames, views, dyn_iter, strict=True), total=len(frames),
                                  disable=not progress, desc="render-ego", unit="frame"):

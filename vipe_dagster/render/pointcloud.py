@@ -44,9 +44,14 @@ class PointCloud:
         return PointCloud(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8))
 
     def transformed(self, T: np.ndarray) -> PointCloud:
+        """``T[:3, :3] p + T[:3, 3]`` for every point, in float64, stored as float32 (one column at a time:
+        numpy's matmul of an (N, 3) by a 3 x 3 matrix is an order of magnitude slower)."""
         T = np.asarray(T, np.float64)
-        xyz = self.xyz.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
-        return PointCloud(xyz.astype(np.float32), self.rgb)
+        src = self.xyz.astype(np.float64)
+        xyz = np.empty((len(src), 3), np.float32)
+        for i in range(3):
+            xyz[:, i] = src[:, 0] * T[i, 0] + src[:, 1] * T[i, 1] + src[:, 2] * T[i, 2] + T[i, 3]
+        return PointCloud(xyz, self.rgb)
 
     def __add__(self, other: PointCloud) -> PointCloud:
         return PointCloud(np.concatenate([self.xyz, other.xyz]), np.concatenate([self.rgb, other.rgb]))
@@ -211,12 +216,18 @@ def iter_dynamic_points(reader: ArtifactReader, first: int, last: int, step: int
         return
     store, name = reader.store, reader.name
     static = np.array(sorted(reader.static_ids))
+    is_static = np.zeros(256, bool)
+    is_static[static[(static >= 0) & (static < 256)]] = True
+    only_zero = reader.static_ids == {0}
     rgb_it = None
     rgb_at = -1
     rgb_frame = None
     for i, mask in store.iter_masks(name, range(first, last + 1)):
-        dyn = ~np.isin(mask, static)
-        if not reader.usable[i] or not dyn.any():
+        if not reader.usable[i] or (only_zero and not mask.any()):
+            yield PointCloud.empty()
+            continue
+        dyn = ~is_static[mask] if mask.dtype == np.uint8 else ~np.isin(mask, static)
+        if not dyn.any():
             yield PointCloud.empty()
             continue
         depth = store.read_depth(name, i)
