@@ -45,6 +45,8 @@ SOURCE = r"""/*
 #define VR_TILE 32
 #define VR_BLOCK 1024
 #define VR_MAX_TILES (256 * 256)
+#define VR_MAX_SEGS 1024
+#define VR_CHUNK 65536
 
 typedef struct {
     float u, v, z;
@@ -66,8 +68,8 @@ typedef struct {
     int64_t cap_pts;
     vr_rec *rec;       /* kept points of the last projection, per segment, in point order */
     uint32_t *code;    /* per record: first tile x, y and the extra tiles its window spans in x, y (8 bits each) */
-    int nseg;
-    int64_t seg_off[VR_MAX_THREADS], seg_len[VR_MAX_THREADS];
+    int nseg;          /* projection chunks, in point order */
+    int64_t seg_off[VR_MAX_SEGS], seg_len[VR_MAX_SEGS];
     int64_t m;         /* records kept */
     int rec_height, rec_width;
     float rec_radius;
@@ -162,20 +164,26 @@ typedef struct {
     float theta_limit, min_depth, nc2;
     int rot_h;
     float radius;
-    int R, height, width, tiles_x, n_tiles;
+    int R, nw, height, width, tiles_x, n_tiles;
+    int64_t n, chunk;
+    int nchunks, next; /* chunks of points handed out to the threads */
+    pthread_mutex_t lock;
 } vr_proj;
 
 typedef struct {
-    const vr_proj *pj;
+    vr_proj *pj;
     int slot;
-    int64_t s0, s1;
-    int64_t m;
 } vr_proj_arg;
 
-/* Tile of the first candidate and extra tiles spanned by [i-R+1, i+R] clipped to [0, size-1] (i = floor x). */
-static inline void vr_span(float x, int R, int size, uint32_t *t0, uint32_t *span) {
-    int i = (int)floorf(x);
-    int lo = i - R + 1, hi = i + R;
+/* Tile of the first candidate and extra tiles spanned by the candidate window clipped to [0, size-1]: the
+ * window is [i-R+1, i+R] (i = floor x), trimmed like the drawing does (see vr_window). */
+static inline void vr_span(float x, int R, int nw, float rf, int size, uint32_t *t0, uint32_t *span) {
+    const float fx = floorf(x);
+    const float f = fx - x;
+    const int i = (int)fx;
+    const int trim = nw < 2 * R;
+    const int cut_lo = !(f + (float)(-R + 1) > -rf), cut_hi = !(f + (float)R < rf);
+    int lo = i - R + 1 + (trim & cut_lo), hi = i + R - (trim & !cut_lo & cut_hi);
     lo = lo < 0 ? 0 : lo;
     hi = hi > size - 1 ? size - 1 : hi;
     *t0 = (uint32_t)lo / VR_TILE;
@@ -211,22 +219,19 @@ static inline void vr_emit(int64_t nb, const float *U, const float *V, const flo
 }
 
 /* Tile code of a kept pixel: see vr_span. */
-static inline uint32_t vr_code(float u, float v, int R, int width, int height) {
+static inline uint32_t vr_code(float u, float v, int R, int nw, float rf, int width, int height) {
     uint32_t x0, dx, y0, dy;
-    vr_span(u, R, width, &x0, &dx);
-    vr_span(v, R, height, &y0, &dy);
+    vr_span(u, R, nw, rf, width, &x0, &dx);
+    vr_span(v, R, nw, rf, height, &y0, &dy);
     return x0 | (y0 << 8) | (dx << 16) | (dy << 24);
 }
 
-/* Project points [s0, s1): records go to rec[s0...], codes likewise, counts to the thread's tile counts. */
-static void *vr_project_range(void *arg) {
-    vr_proj_arg *pa = (vr_proj_arg *)arg;
-    const vr_proj *pj = pa->pj;
+/* Project points [first, end): records go to rec[first...], codes likewise, counts are added to count.
+ * Returns the number of records kept. */
+static int64_t vr_project_chunk(const vr_proj *pj, int64_t *count, int64_t first, int64_t end) {
     vr_ctx *c = pj->c;
-    int64_t *count = c->tls[pa->slot].count;
-    memset(count, 0, pj->n_tiles * sizeof(int64_t));
-    vr_rec *out = c->rec + pa->s0;
-    uint32_t *code = c->code + pa->s0;
+    vr_rec *out = c->rec + first;
+    uint32_t *code = c->code + first;
     const float r00 = pj->w2c[0], r01 = pj->w2c[1], r02 = pj->w2c[2], t0 = pj->w2c[3];
     const float r10 = pj->w2c[4], r11 = pj->w2c[5], r12 = pj->w2c[6], t1 = pj->w2c[7];
     const float r20 = pj->w2c[8], r21 = pj->w2c[9], r22 = pj->w2c[10], t2 = pj->w2c[11];
@@ -240,14 +245,14 @@ static void *vr_project_range(void *arg) {
     const float k0 = pj->k[0], k1 = pj->k[1], k2 = pj->k[2], k3 = pj->k[3], k4 = pj->k[4], k5 = pj->k[5];
     const float p0 = pj->p[0], p1 = pj->p[1], s0 = pj->s[0], s1 = pj->s[1], s2 = pj->s[2], s3 = pj->s[3];
     const float c3 = 1.0f / 3.0f;
-    const int R = pj->R, width = pj->width, height = pj->height;
+    const int R = pj->R, nw = pj->nw, width = pj->width, height = pj->height;
     const uint8_t *rgb = pj->rgb;
     float U[VR_BLOCK], V[VR_BLOCK], Z[VR_BLOCK];
     uint32_t K[VR_BLOCK], C[VR_BLOCK];
     uint8_t ok[VR_BLOCK];
     int64_t m = 0;
-    for (int64_t s = pa->s0; s < pa->s1; s += VR_BLOCK) {
-        const int64_t nb = pa->s1 - s < VR_BLOCK ? pa->s1 - s : VR_BLOCK;
+    for (int64_t s = first; s < end; s += VR_BLOCK) {
+        const int64_t nb = end - s < VR_BLOCK ? end - s : VR_BLOCK;
         if (pj->uv_in) { /* pixels from elsewhere */
             for (int64_t j = 0; j < nb; j++) {
                 const float uu = pj->uv_in[2 * (s + j)], vv = pj->uv_in[2 * (s + j) + 1], zz = pj->z_in[s + j];
@@ -320,12 +325,30 @@ static void *vr_project_range(void *arg) {
         }
         const uint8_t *col = rgb + 3 * s;
         for (int64_t j = 0; j < nb; j++) {
-            K[j] = vr_code(U[j], V[j], R, width, height);
+            K[j] = vr_code(U[j], V[j], R, nw, radius, width, height);
             C[j] = (uint32_t)col[3 * j] | ((uint32_t)col[3 * j + 1] << 8) | ((uint32_t)col[3 * j + 2] << 16);
         }
         vr_emit(nb, U, V, Z, ok, K, C, pj->tiles_x, out, code, count, &m);
     }
-    pa->m = m;
+    return m;
+}
+
+/* Projection thread: takes chunks of points until none is left. */
+static void *vr_project_worker(void *arg) {
+    vr_proj_arg *pa = (vr_proj_arg *)arg;
+    vr_proj *pj = pa->pj;
+    vr_ctx *c = pj->c;
+    int64_t *count = c->tls[pa->slot].count;
+    memset(count, 0, pj->n_tiles * sizeof(int64_t));
+    for (;;) {
+        pthread_mutex_lock(&pj->lock);
+        const int k = pj->next++;
+        pthread_mutex_unlock(&pj->lock);
+        if (k >= pj->nchunks) break;
+        const int64_t s0 = (int64_t)k * pj->chunk, s1 = s0 + pj->chunk < pj->n ? s0 + pj->chunk : pj->n;
+        c->seg_off[k] = s0;
+        c->seg_len[k] = vr_project_chunk(pj, count, s0, s1);
+    }
     return NULL;
 }
 
@@ -337,6 +360,10 @@ static int64_t vr_run_projection(vr_ctx *c, vr_proj *pj, int64_t n, int threads)
         return -2;
     pj->c = c;
     pj->R = (int)ceilf(pj->radius);
+    {
+        const int nw = (int)ceilf(2.0f * pj->radius);
+        pj->nw = nw < 2 * pj->R ? nw : 2 * pj->R;
+    }
     pj->tiles_x = (pj->width + VR_TILE - 1) / VR_TILE;
     pj->n_tiles = pj->tiles_x * ((pj->height + VR_TILE - 1) / VR_TILE);
     c->m = 0;
@@ -344,35 +371,37 @@ static int64_t vr_run_projection(vr_ctx *c, vr_proj *pj, int64_t n, int threads)
     if (vr_reserve_points(c, n) != 0 || vr_reserve_tiles(c, pj->n_tiles) != 0) return -1;
     if (threads < 1) threads = 1;
     if (threads > VR_MAX_THREADS) threads = VR_MAX_THREADS;
-    if ((int64_t)threads * 16384 > n) threads = (int)(n / 16384) > 0 ? (int)(n / 16384) : 1;
+    pj->n = n;
+    pj->chunk = (n + VR_MAX_SEGS - 1) / VR_MAX_SEGS > VR_CHUNK ? (n + VR_MAX_SEGS - 1) / VR_MAX_SEGS : VR_CHUNK;
+    pj->nchunks = (int)((n + pj->chunk - 1) / pj->chunk);
+    pj->next = 0;
+    if (threads > pj->nchunks) threads = pj->nchunks > 0 ? pj->nchunks : 1;
     for (int t = 0; t < threads; t++)
         if (vr_reserve_count(&c->tls[t], pj->n_tiles) != 0) return -1;
     vr_proj_arg args[VR_MAX_THREADS];
     pthread_t tid[VR_MAX_THREADS];
     int started[VR_MAX_THREADS];
+    pthread_mutex_init(&pj->lock, NULL);
     for (int t = 0; t < threads; t++) {
         args[t].pj = pj;
         args[t].slot = t;
-        args[t].s0 = n * t / threads;
-        args[t].s1 = n * (t + 1) / threads;
-        args[t].m = 0;
     }
-    for (int t = 1; t < threads; t++) started[t] = pthread_create(&tid[t], NULL, vr_project_range, &args[t]) == 0;
-    vr_project_range(&args[0]);
-    for (int t = 1; t < threads; t++) {
+    for (int t = 1; t < threads; t++) started[t] = pthread_create(&tid[t], NULL, vr_project_worker, &args[t]) == 0;
+    vr_project_worker(&args[0]);
+    for (int t = 1; t < threads; t++)
         if (started[t]) pthread_join(tid[t], NULL);
-        else vr_project_range(&args[t]);
-    }
+    pthread_mutex_destroy(&pj->lock);
     memset(c->tile_count, 0, pj->n_tiles * sizeof(int64_t));
     int64_t m = 0;
     for (int t = 0; t < threads; t++) {
-        c->seg_off[t] = args[t].s0;
-        c->seg_len[t] = args[t].m;
-        m += args[t].m;
+        if (t > 0 && !started[t]) { /* could not start: its slot counted nothing */
+            continue;
+        }
         const int64_t *cnt = c->tls[t].count;
         for (int i = 0; i < pj->n_tiles; i++) c->tile_count[i] += cnt[i];
     }
-    c->nseg = threads;
+    for (int k = 0; k < pj->nchunks; k++) m += c->seg_len[k];
+    c->nseg = pj->nchunks;
     c->m = m;
     c->rec_height = pj->height;
     c->rec_width = pj->width;
