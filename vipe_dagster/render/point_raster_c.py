@@ -468,33 +468,37 @@ static inline uint32_t vr_zbits(const vr_rec *r) {
 }
 
 /* Stable LSD radix sort of m records by z, given the smallest and largest key. Positive floats order like
- * their bit patterns; keys are taken relative to the smallest, in 11-bit digits, as many passes as the key
- * range needs. Returns the array holding the result (a or tmp). */
+ * their bit patterns; keys are taken relative to the smallest and split into as few digits of at most 12
+ * bits as the key range needs (a tile's depths usually span an octave or two: 2 passes). Returns the array
+ * holding the result (a or tmp). */
 static vr_rec *vr_sort(vr_rec *a, vr_rec *tmp, int64_t m, uint32_t kmin, uint32_t kmax) {
     const uint32_t range = kmax - kmin;
     if (m < 2 || range == 0) return a;
-    int passes = 0;
-    while (passes < 3 && (range >> (11 * passes)) != 0) passes++;
-    uint32_t hist[3][2048];
-    memset(hist, 0, sizeof(uint32_t) * 2048 * passes);
+    int bits = 0;
+    while (bits < 32 && (range >> bits) != 0) bits++;
+    const int passes = (bits + 11) / 12;
+    const int width = (bits + passes - 1) / passes;
+    const uint32_t nb = 1u << width, mask = nb - 1;
+    static __thread uint32_t hist[3][4096];
+    memset(hist, 0, sizeof(uint32_t) * 4096 * 3);
     for (int64_t i = 0; i < m; i++) {
         const uint32_t kk = vr_zbits(a + i) - kmin;
-        hist[0][kk & 0x7FF]++;
-        if (passes > 1) hist[1][(kk >> 11) & 0x7FF]++;
-        if (passes > 2) hist[2][kk >> 22]++;
+        hist[0][kk & mask]++;
+        if (passes > 1) hist[1][(kk >> width) & mask]++;
+        if (passes > 2) hist[2][(kk >> (2 * width)) & mask]++;
     }
     vr_rec *src = a, *dst = tmp;
     for (int p = 0; p < passes; p++) {
         uint32_t *h = hist[p];
         uint32_t sum = 0;
-        for (int b = 0; b < 2048; b++) {
+        for (uint32_t b = 0; b < nb; b++) {
             const uint32_t t = h[b];
             h[b] = sum;
             sum += t;
         }
-        const int sh = 11 * p;
+        const int sh = width * p;
         for (int64_t i = 0; i < m; i++) {
-            const uint32_t d = ((vr_zbits(src + i) - kmin) >> sh) & 0x7FF;
+            const uint32_t d = ((vr_zbits(src + i) - kmin) >> sh) & mask;
             dst[h[d]++] = src[i];
         }
         vr_rec *t = src; src = dst; dst = t;
