@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+# background clouds of ego renders: in-memory cache only, never the user's ~/.cache (tests that need the disk
+# cache give their own folder)
+os.environ.setdefault("VIPE_CLOUD_CACHE", "off")
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_VIDEO = REPO / "samples" / "dog-example.mp4"

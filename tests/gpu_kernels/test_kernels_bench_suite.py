@@ -11,6 +11,8 @@ def test_suite_rows_are_well_formed():
     names = [r["name"] for r in rows]
     assert any(n.startswith("BA ours") for n in names)
     assert sum(n.startswith("splat ") for n in names) == 3
+    assert sum(n.startswith("raster ") and "IoU" in n for n in names) == 3
+    assert all(r["value"] >= 0.98 for r in rows if "IoU" in r["name"])
     for r in rows:
         assert {"name", "value", "unit"} <= set(r)
         assert isinstance(r["value"], float | int) and r["value"] > 0

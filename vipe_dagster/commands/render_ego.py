@@ -48,8 +48,10 @@ def add_arguments(p):
     p.add_argument("--voxel_size", "--voxel-size", type=float, default=None, help="voxel de-duplication (m)")
     p.add_argument("--artifact_name", "--artifact-name", default=None, help="sequence inside input_dir")
     p.add_argument("--normalize", action="store_true", help="normalised splat weights (no dark edges)")
-    p.add_argument("--backend", choices=["splat", "pyrender"], default="splat",
-                   help="splat: gpu_kernels disks (any camera); pyrender: OpenGL points (pinhole only)")
+    p.add_argument("--backend", choices=["auto", "raster", "splat", "pyrender"], default="auto",
+                   help="auto: raster on CPU, splat on CUDA; raster: native CPU rasteriser (the splat's disks, "
+                        "fast); splat: exact gpu_kernels disks (any camera, CPU or CUDA); pyrender: OpenGL points "
+                        "(pinhole only)")
     p.add_argument("--device", default="cpu", help="torch device of the splat backend (cpu, cuda, ...)")
 
 

@@ -12,6 +12,13 @@ Output layout (compatible with the reference's pre-release version)::
         render_meta.json    (inputs, flags, per-frame coverage)
 
 where ``<parent>/<cam_id>_<rest>`` are the last two components of ``input_dir``.
+
+Backends (``EgoRenderConfig.backend``): ``raster`` is the native CPU rasteriser (:mod:`.raster`, the exact
+splat's semantics at interactive speed), ``splat`` the exact torch reference (:func:`gpu_kernels.splat.splat`,
+CPU or CUDA), ``pyrender`` OpenGL points (pinhole only, nearest point per pixel). ``auto`` (the default) picks
+``raster`` on a CPU device and ``splat`` on CUDA; where the native kernel cannot be built it falls back to
+``splat`` with a warning. The background cloud is cached per exo result and settings (:mod:`.cloud_cache`),
+and PNG / mp4 encoding runs on a writer thread while the next frame renders.
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
+import threading
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,16 +45,13 @@ from ..errors import ArtifactError, FrameRangeError, InputError
 from ..io import ArtifactStore, fs
 from ..io.names import check_sequence_name
 from ..io.video import VideoWriter
+from .cloud_cache import cache_for, cache_key
 from .ego_camera import EgoView, views_from_egoexo, views_from_meta
-from .pointcloud import (
-    ArtifactReader,
-    PointCloud,
-    all_frames_background,
-    dynamic_points,
-    mean_background,
-    voxel_downsample,
-)
+from .pointcloud import ArtifactReader, PointCloud, build_background, iter_dynamic_points
 from .pyrender_backend import PyrenderPointRenderer
+from .raster import PointRasterizer, native_error
+
+BACKENDS = ("auto", "raster", "splat", "pyrender")
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +83,11 @@ class EgoRenderConfig:
     normalize: bool = False  # normalised alpha weights instead of the reference's front-to-back sum
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     device: str = "cpu"
-    backend: str = "splat"  # splat (gpu_kernels, any camera) | pyrender (OpenGL points, pinhole only)
+    # auto (raster on CPU, splat on CUDA) | raster (native CPU) | splat (exact torch reference, CPU/CUDA) |
+    # pyrender (OpenGL points, pinhole only)
+    backend: str = "auto"
+    threads: int | None = None  # raster threads (default: the cores this process may use, at most 4)
+    cloud_cache: str | None = "auto"  # auto | memory | a folder | None (see render/cloud_cache.py)
 
 
 @dataclass
@@ -139,8 +150,8 @@ def validate(cfg: EgoRenderConfig) -> tuple[ArtifactReader, list[int], np.ndarra
         raise InputError(f"--point_size must be > 0, got {cfg.point_size}")
     if cfg.resolution < 16:
         raise InputError(f"--resolution must be >= 16 px, got {cfg.resolution}")
-    if cfg.backend not in ("splat", "pyrender"):
-        raise InputError(f"--backend must be splat or pyrender, got {cfg.backend!r}")
+    if cfg.backend not in BACKENDS:
+        raise InputError(f"--backend must be one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
     if cfg.backend == "pyrender" and cfg.fish_eye_rendering:
         raise InputError("the pyrender backend renders pinhole cameras only; use --backend splat for fisheye")
     native = cfg.ego_camera_pose_path is not None
@@ -187,9 +198,33 @@ def validate(cfg: EgoRenderConfig) -> tuple[ArtifactReader, list[int], np.ndarra
     return reader, frames, T_exo, views
 
 
-def render_view(cloud: PointCloud, view: EgoView, cfg: EgoRenderConfig,
-                gl: PyrenderPointRenderer | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One frame: (HxWx3 uint8 image, HxW bool coverage). With ``gl`` the OpenGL backend draws it."""
+def resolve_backend(cfg: EgoRenderConfig) -> str:
+    """The backend that will draw: ``raster``, ``splat`` or ``pyrender`` (see the module docstring)."""
+    if cfg.backend in ("splat", "pyrender"):
+        return cfg.backend
+    on_cpu = torch.device(cfg.device).type == "cpu"
+    if cfg.backend == "auto" and not on_cpu:
+        return "splat"
+    if not on_cpu:
+        log.warning("the raster backend runs on the CPU; device %s is not used", cfg.device)
+    err = native_error()
+    if err is not None:
+        log.warning("native point rasteriser unavailable (%s); falling back to the exact splat "
+                    "(gpu_kernels.splat, about 100x slower on a CPU)", err)
+        return "splat"
+    return "raster"
+
+
+def render_view(cloud: PointCloud, view: EgoView, cfg: EgoRenderConfig, gl: PyrenderPointRenderer | None = None,
+                raster: PointRasterizer | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One frame: (HxWx3 uint8 image, HxW bool coverage). With ``gl`` the OpenGL backend draws it, with
+    ``raster`` the native rasteriser, else the exact splat."""
+    mode = "normalized" if cfg.normalize else "front_to_back"
+    if raster is not None:
+        out = raster.render(cloud.xyz, cloud.rgb, view.camera, cfg.resolution, cfg.resolution, w2c=view.w2c,
+                            radius=cfg.point_size, k=cfg.points_per_pixel, mode=mode, background=cfg.background,
+                            near_clip=cfg.near_clip)
+        return out.image, out.mask
     if gl is not None:
         xyz, rgb = cloud.xyz, cloud.rgb
         if cfg.near_clip > 0:
@@ -210,10 +245,142 @@ def render_view(cloud: PointCloud, view: EgoView, cfg: EgoRenderConfig,
         rgb = torch.as_tensor(cloud.rgb, device=dev)
     colors = rgb.to(torch.float32) / 255.0
     image, _, mask = splat(pc, colors, view.camera, cfg.resolution, cfg.resolution, radius=cfg.point_size,
-                           k=cfg.points_per_pixel, background=cfg.background,
-                           mode="normalized" if cfg.normalize else "front_to_back")
+                           k=cfg.points_per_pixel, background=cfg.background, mode=mode)
     img = (torch.clamp(image, 0, 1) * 255).to(torch.uint8).cpu().numpy()
     return img, mask.cpu().numpy().astype(bool)
+
+
+class _CloudWithDynamic:
+    """The background cloud with a frame's dynamic points appended, without copying the background per frame
+    (the returned cloud is valid until the next call)."""
+
+    def __init__(self, bg: PointCloud):
+        self.bg = bg
+        self._xyz: np.ndarray | None = None
+        self._rgb: np.ndarray | None = None
+
+    def with_dynamic(self, dyn: PointCloud) -> PointCloud:
+        if len(dyn) == 0:
+            return self.bg
+        nb, n = len(self.bg), len(self.bg) + len(dyn)
+        if self._xyz is None or len(self._xyz) < n:
+            cap = n + n // 4
+            self._xyz = np.empty((cap, 3), np.float32)
+            self._rgb = np.empty((cap, 3), np.uint8)
+            self._xyz[:nb] = self.bg.xyz
+            self._rgb[:nb] = self.bg.rgb
+        assert self._rgb is not None
+        self._xyz[nb:n] = dyn.xyz
+        self._rgb[nb:n] = dyn.rgb
+        return PointCloud(self._xyz[:n], self._rgb[:n])
+
+
+class _FrameSink:
+    """Writes rendered frames on a background thread (PNG files and/or the mp4, in frame order) so that
+    encoding overlaps the rendering of the next frames. Errors surface at the next ``put`` or at ``close``."""
+
+    def __init__(self, folder: str, png: bool, video: VideoWriter | None, depth: int = 8):
+        self.folder, self.png, self.video = folder, png, video
+        self.files: list[str] = []
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="render-ego-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue  # drain after a failure
+            i, img = item
+            try:
+                if self.png:
+                    name = f"frame_{i:06d}.png"
+                    if not cv2.imwrite(str(Path(self.folder) / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+                        raise ArtifactError(f"could not write {Path(self.folder) / name}")
+                    self.files.append(name)
+                if self.video is not None:
+                    self.video.add(img)
+            except BaseException as exc:  # handed to the render thread
+                self._error = exc
+
+    def put(self, i: int, img: np.ndarray) -> None:
+        if self._error is not None:
+            raise self._error
+        self._q.put((i, img))
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._q.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> _FrameSink:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._thread.is_alive():  # the render failed: stop writing, keep its exception
+            self._error = self._error or exc
+            self._q.put(None)
+            self._thread.join()
+
+
+def _prefetch(items: Iterator[PointCloud], depth: int = 4) -> Iterator[PointCloud]:
+    """Run ``items`` on a background thread, ``depth`` items ahead (decoding overlaps rendering)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    t = threading.Thread(target=work, name="render-ego-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
+def background_cloud(reader: ArtifactReader, cfg: EgoRenderConfig) -> PointCloud:
+    """The background cloud of the exo result (cached, see :mod:`.cloud_cache`), before the exo pose."""
+    cache = cache_for(cfg.cloud_cache)
+    key = cache_key(reader, cfg.use_mean_bg, cfg.subsample, cfg.voxel_size) if cache is not None else None
+    if cache is not None and key is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            log.info("background cloud of %s from the cache (%d points)", cfg.input_dir, len(hit))
+            return hit
+    log.info("building %s background cloud from %s", "mean" if cfg.use_mean_bg else "all-frames", cfg.input_dir)
+    bg = build_background(reader, cfg.use_mean_bg, cfg.subsample, cfg.voxel_size)
+    bg = PointCloud(np.ascontiguousarray(bg.xyz, np.float32), np.ascontiguousarray(bg.rgb, np.uint8))
+    if cache is not None and key is not None and len(bg):
+        cache.put(key, bg)
+    return bg
 
 
 def _write_ego_pose(path: Path, T_exo: np.ndarray, views: list[EgoView], cfg: EgoRenderConfig) -> None:
@@ -235,49 +402,41 @@ def render_ego(cfg: EgoRenderConfig, progress: bool = False) -> EgoRenderResult:
 
     t0 = time.perf_counter()
     reader, frames, T_exo, views = validate(cfg)
+    backend = resolve_backend(cfg)
     out = output_folder(cfg)
-    log.info("building %s background cloud from %s", "mean" if cfg.use_mean_bg else "all-frames", cfg.input_dir)
     # Both backgrounds use the whole inference clip; only the rendered range is restricted.
-    a, b = reader.inference_range
-    if cfg.use_mean_bg:
-        bg = mean_background(reader, a, b, cfg.subsample)
-    else:
-        bg = all_frames_background(reader, a, b, cfg.subsample, cfg.voxel_size)
-    bg = voxel_downsample(bg, cfg.voxel_size) if cfg.voxel_size else bg
+    bg = background_cloud(reader, cfg)
     if len(bg) == 0:
         raise ArtifactError(f"No points in background point cloud built from {cfg.input_dir} "
                             f"(no reliable static depth)")
     bg_world = bg.transformed(T_exo)
-    coverage, files = [], []
+    coverage: list[float] = []
     if not fs.is_remote(out):  # stage folders of killed renders (their pid is gone) beside the output
         fs.sweep_stale_temps(Path(fs.get_fs(out)[1]).parent)
     fs.sweep_system_temps()
     with fs.atomic_dir(out) as stage, ExitStack() as stack:
         writer = (stack.enter_context(VideoWriter(str(Path(stage) / "ego_Prior.mp4"), fps=cfg.fps))
                   if cfg.output != "png" else None)
+        sink = stack.enter_context(_FrameSink(stage, cfg.output in ("png", "both"), writer))
         gl = stack.enter_context(PyrenderPointRenderer(cfg.resolution, cfg.resolution)) \
-            if cfg.backend == "pyrender" else None
-        frame_iter = reader.frames(frames[0], frames[-1]) if not cfg.only_bg else iter([None] * len(frames))
-        for i, view, f in tqdm(zip(frames, views, frame_iter, strict=True), total=len(frames),
-                               disable=not progress, desc="render-ego", unit="frame"):
-            cloud = bg_world
-            if f is not None:
-                dyn = dynamic_points(reader, f, cfg.subsample)
-                if len(dyn):
-                    cloud = bg_world + dyn.transformed(T_exo)
-            img, mask = render_view(cloud, view, cfg, gl)
+            if backend == "pyrender" else None
+        raster = stack.enter_context(PointRasterizer(cfg.threads)) if backend == "raster" else None
+        dyn_iter = (_prefetch(iter_dynamic_points(reader, frames[0], frames[-1], cfg.subsample))
+                    if not cfg.only_bg else iter([PointCloud.empty()] * len(frames)))
+        scene = _CloudWithDynamic(bg_world)
+        for i, view, dyn in tqdm(zip(frames, views, dyn_iter, strict=True), total=len(frames),
+                                 disable=not progress, desc="render-ego", unit="frame"):
+            cloud = scene.with_dynamic(dyn.transformed(T_exo)) if len(dyn) else bg_world
+            img, mask = render_view(cloud, view, cfg, gl, raster)
             coverage.append(float(mask.mean()))
-            if cfg.output in ("png", "both"):
-                name = f"frame_{i:06d}.png"
-                cv2.imwrite(str(Path(stage) / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-                files.append(name)
-            if writer:
-                writer.add(img)
+            sink.put(i, img)
+        sink.close()
         stack.close()  # finish the video (and release the GL context) before the folder is swapped in
+        files = list(sink.files)
         if writer:
             files.append("ego_Prior.mp4")
         res = EgoRenderResult(out, frames, coverage, len(bg), time.perf_counter() - t0, files)
-        meta = {"config": {k: v for k, v in asdict(cfg).items()}, "frames": frames,
+        meta = {"config": {k: v for k, v in asdict(cfg).items()}, "backend": backend, "frames": frames,
                 "take_frames": [v.take_frame for v in views], "coverage": coverage,
                 "mean_coverage": res.mean_coverage, "num_background_points": len(bg),
                 "exo_frames_flagged_invalid": [int(i) for i in frames if not reader.usable[i]],

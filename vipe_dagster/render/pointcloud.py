@@ -44,9 +44,14 @@ class PointCloud:
         return PointCloud(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8))
 
     def transformed(self, T: np.ndarray) -> PointCloud:
+        """``T[:3, :3] p + T[:3, 3]`` for every point, in float64, stored as float32 (one column at a time:
+        numpy's matmul of an (N, 3) by a 3 x 3 matrix is an order of magnitude slower)."""
         T = np.asarray(T, np.float64)
-        xyz = self.xyz.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
-        return PointCloud(xyz.astype(np.float32), self.rgb)
+        src = self.xyz.astype(np.float64)
+        xyz = np.empty((len(src), 3), np.float32)
+        for i in range(3):
+            xyz[:, i] = src[:, 0] * T[i, 0] + src[:, 1] * T[i, 1] + src[:, 2] * T[i, 2] + T[i, 3]
+        return PointCloud(xyz, self.rgb)
 
     def __add__(self, other: PointCloud) -> PointCloud:
         return PointCloud(np.concatenate([self.xyz, other.xyz]), np.concatenate([self.rgb, other.rgb]))
@@ -197,3 +202,53 @@ def dynamic_points(reader: ArtifactReader, f: FrameData, step: int = 2) -> Point
     if f.mask is None or not reader.usable[f.index]:
         return PointCloud.empty()
     return reliable_points(f.depth, f.rgb, f.intr, f.c2w, step, mask=~reader.static_mask(f))
+
+
+def iter_dynamic_points(reader: ArtifactReader, first: int, last: int, step: int = 2) -> Iterator[PointCloud]:
+    """:func:`dynamic_points` of every frame ``first..last``, in order, decoding only what is needed.
+
+    The mask of each frame is read first; depth and colour are decoded only for frames that hold dynamic
+    (non-static) pixels, so a result without masks, or whose masks are all static, costs nothing per frame.
+    """
+    if not reader.has_mask:
+        for _ in range(first, last + 1):
+            yield PointCloud.empty()
+        return
+    store, name = reader.store, reader.name
+    static = np.array(sorted(reader.static_ids))
+    is_static = np.zeros(256, bool)
+    is_static[static[(static >= 0) & (static < 256)]] = True
+    only_zero = reader.static_ids == {0}
+    rgb_it = None
+    rgb_at = -1
+    rgb_frame = None
+    for i, mask in store.iter_masks(name, range(first, last + 1)):
+        if not reader.usable[i] or (only_zero and not mask.any()):
+            yield PointCloud.empty()
+            continue
+        dyn = ~is_static[mask] if mask.dtype == np.uint8 else ~np.isin(mask, static)
+        if not dyn.any():
+            yield PointCloud.empty()
+            continue
+        depth = store.read_depth(name, i)
+        if rgb_it is None:
+            rgb_it = iter(store.open_rgb(name))
+        while rgb_at < i:
+            try:
+                rgb_at, rgb_frame = next(rgb_it)
+            except StopIteration:
+                raise ArtifactError(f"{store.path('rgb', name)}: frame {i} is missing") from None
+        if rgb_frame is None or rgb_frame.shape[:2] != depth.shape or mask.shape != depth.shape:
+            raise ArtifactError(f"{name} frame {i}: rgb {None if rgb_frame is None else rgb_frame.shape[:2]}, "
+                                f"depth {depth.shape}, mask {mask.shape} must all have the same HxW")
+        yield reliable_points(depth, rgb_frame, reader.intr[i], reader.c2w[i], step, mask=dyn)
+
+
+def build_background(reader: ArtifactReader, use_mean_bg: bool, step: int, voxel_size: float | None) -> PointCloud:
+    """The background cloud of the whole inference clip, in the exo result's world (before the exo pose)."""
+    a, b = reader.inference_range
+    if use_mean_bg:
+        bg = mean_background(reader, a, b, step)
+    else:
+        bg = all_frames_background(reader, a, b, step, voxel_size)
+    return voxel_downsample(bg, voxel_size) if voxel_size else bg
