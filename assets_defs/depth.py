@@ -22,7 +22,7 @@ from vipe_dagster.errors import ConfigError
 from vipe_dagster.io import ArtifactStore, fs
 from vipe_dagster.masks.config import MaskConfig
 from vipe_dagster.masks.run import run_masks
-from vipe_dagster.previews import contact_sheet, markdown_image
+from vipe_dagster.previews import depth_sheet, markdown_image, mask_sheet
 
 from ._common import (
     BACKFILL,
@@ -91,6 +91,23 @@ def depth_statistics(store: ArtifactStore, key: str, max_frames: int | None = No
     return {"count": n, "frames": list(frames), "fractions": fractions, "percentiles": pct}
 
 
+def _preview_frames(n: int) -> list[int]:
+    return sorted({0, n // 3, (2 * n) // 3, n - 1}) if n > 0 else []
+
+
+def _depth_preview(store: ArtifactStore, key: str, n: int, stats: dict, scale: str) -> bytes | None:
+    """Four frames beside their depth on one colour scale (5th-95th percentile of the sampled depth)."""
+    pct = stats["percentiles"]
+    if not pct or n == 0:
+        return None
+    wanted = _preview_frames(n)
+    depth = dict(store.iter_depth(key, wanted))
+    items = [(i, frame, depth[i]) for i, frame in store.open_rgb(key) if i in depth]
+    unit = "m" if scale == "metric" else "rel."
+    hi = pct["p95"] if pct["p95"] > pct["p5"] else pct["p5"] + 1.0
+    return depth_sheet(items, pct["p5"], hi, unit)
+
+
 @dg.asset(
     key=DEPTH,
     partitions_def=VIDEOS,
@@ -108,8 +125,6 @@ def depth_statistics(store: ArtifactStore, key: str, max_frames: int | None = No
 )
 def depth_maps(context: dg.AssetExecutionContext, config: DepthRunConfig, artifacts: ArtifactStoreResource,
                compute: ComputeResource, model_hub: ModelHubResource) -> dg.MaterializeResult:
-    from vipe_dagster.viz.video import preview_images
-
     key = context.partition_key
     store = artifacts.store()
     device = compute.resolved_device()
@@ -119,7 +134,7 @@ def depth_maps(context: dg.AssetExecutionContext, config: DepthRunConfig, artifa
         res = run_depth(store, key, cfg)
     t0 = time.perf_counter()
     stats = depth_statistics(store, key, max_frames=16)
-    png = preview_images(store, key).get("depth")
+    png = _depth_preview(store, key, res.num_frames, stats, res.scale)
     meta = {
         "num_frames": res.num_frames,
         "image_size": f"{res.width}x{res.height}",
@@ -139,7 +154,7 @@ def depth_maps(context: dg.AssetExecutionContext, config: DepthRunConfig, artifa
     if png:
         preview_uri = sidecar_path(store, key, "depth.png")
         fs.write_bytes(preview_uri, png)
-        meta["preview"] = dg.MetadataValue.md(markdown_image(png, f"{key} depth, frame {res.num_frames // 2}"))
+        meta["preview"] = dg.MetadataValue.md(markdown_image(png, f"{key} depth"))
         meta["preview_uri"] = dg.MetadataValue.path(preview_uri)
     meta["postprocess_seconds"] = round(time.perf_counter() - t0, 3)
     return dg.MaterializeResult(metadata={k: v for k, v in meta.items() if v is not None})
@@ -170,7 +185,12 @@ def depth_valid(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore
         return dg.AssetCheckResult(passed=False, metadata=meta,
                                    description=f"{uri} has {stats['count']} frames but {store.path('pose', key)} "
                                                f"has {len(poses)}")
-    bad = np.flatnonzero(fr < MIN_VALID_FRACTION)
+    # frames without a measured pose have no depth by design (depth/run.py): judged on the others
+    ok = store.read_pose_valid(key)
+    frames = np.asarray(stats["frames"], int)
+    measured = ok[frames] if len(frames) == len(fr) and frames.size and frames.max() < len(ok) else \
+        np.ones(len(fr), bool)
+    bad = np.flatnonzero((fr < MIN_VALID_FRACTION) & measured)
     if bad.size:
         k = int(bad[0])
         return dg.AssetCheckResult(
@@ -230,16 +250,8 @@ def dynamic_masks(context: dg.AssetExecutionContext, config: MaskRunConfig,
         raise ConfigError(f"invalid mask configuration: {exc}") from exc
     with engine_step(context, store, key, "dynamic_masks"):
         res = run_masks(store, key, cfg)
-    stream = store.open_rgb(key)
-    wanted = sorted({0, res.num_frames // 3, (2 * res.num_frames) // 3, res.num_frames - 1})
-    tiles = []
-    for i, frame in stream:
-        if i in wanted:
-            m = store.read_mask(key, i) > 0
-            over = frame.copy()
-            over[m] = (0.45 * over[m] + 0.55 * np.array([255, 40, 40])).astype(np.uint8)
-            tiles.append((i, over))
-    png = contact_sheet(tiles)
+    wanted = _preview_frames(res.num_frames)
+    png = mask_sheet([(i, frame, store.read_mask(key, i)) for i, frame in store.open_rgb(key) if i in wanted])
     preview_uri = sidecar_path(store, key, "masks.png")
     fs.write_bytes(preview_uri, png)
     return dg.MaterializeResult(metadata={

@@ -151,3 +151,40 @@ def test_parallel_sweeps_give_the_same_depth_as_one_worker(scene, inputs_only):
     for a, b in zip(d1, d3, strict=True):
         np.testing.assert_array_equal(a, b)
     assert r1.per_frame_valid == r3.per_frame_valid and min(r1.per_frame_valid) > 0.3
+
+
+def test_frames_without_a_measured_pose_are_skipped(scene, inputs_only):
+    """Frames flagged invalid in pose/<n>.npz (tracking lost: the pose is a copy, not a measurement) are never
+    swept, sources or fused: their own depth is NaN with zero confidence, the other frames keep GT accuracy
+    although the flagged poses are wrong, and the depth check judges the measured frames only."""
+    from vipe_dagster.depth.quality import depth_quality, kept_fractions
+
+    res = scene(trajectory="orbit", scene="indoor", seed=1)
+    store = inputs_only(res)
+    c2w, inds = store.read_pose(res.name)
+    n = len(c2w)
+    bad = [5, n - 1]  # one inside, and the last frame (the sweep plan always ends on it otherwise)
+    wrong = c2w.copy()
+    for k in bad:
+        wrong[k, :3, 3] += np.array([0.7, -0.4, 0.5], np.float32)  # a pose that is far from the truth
+    valid = np.ones(n, bool)
+    valid[bad] = False
+    store.write_pose(res.name, wrong, inds, valid=valid)
+    store.write_manifest(res.name, {"sequence": res.name})
+    out = run_depth(store, res.name, FAST)
+    assert out.num_frames == n
+    assert store.read_manifest(res.name)["depth"]["frames_without_pose"] == 2
+    conf = kept_fractions(store, res.name)
+    for (i, pred), (_, ref) in zip(store.iter_depth(res.name), res.gt.iter_depth(res.name), strict=True):
+        if i in bad:
+            assert np.isnan(pred).all() and conf[i] == 0.0
+        else:
+            m = depth_metrics(pred, ref, align=None)
+            assert m["valid_fraction"] >= 0.85 and m["abs_rel"] <= 0.08, (i, m)
+    assert not depth_quality(store, res.name)["problems"]
+    # the same poses believed (all flagged valid): the wrong frames poison their neighbours' depth
+    store.write_pose(res.name, wrong, inds, valid=np.ones(n, bool))
+    run_depth(store, res.name, FAST)
+    errs = [depth_metrics(store.read_depth(res.name, i), res.gt.read_depth(res.name, i), align=None)["abs_rel"]
+            for i in bad]
+    assert max(errs) > 0.08

@@ -108,3 +108,29 @@ def cv2_dilate(mask, px=6):
     import cv2
 
     return cv2.dilate(mask.astype(np.uint8), np.ones((2 * px + 1, 2 * px + 1), np.uint8)) > 0
+
+
+def test_frames_without_a_measured_pose_get_no_motion_evidence(scene, inputs_only):
+    """A frame flagged invalid in pose/<n>.npz holds a copied pose: comparing its flow with the rigid flow of
+    that pose would call the whole static scene moving. Such frames get an empty mask and are not used as
+    the neighbour of another frame; the rest keep their accuracy."""
+    res = scene(trajectory="orbit", scene="indoor", seed=3, moving_objects=2, num_frames=16)
+    store = inputs_only(res, kinds=("rgb", "pose", "intrinsics", "camera", "depth"))
+    c2w, inds = store.read_pose(res.name)
+    n = len(c2w)
+    bad = [6, 7]
+    wrong = c2w.copy()
+    wrong[bad] = c2w[5]  # tracking lost after frame 5: the last good pose is held
+    valid = np.ones(n, bool)
+    valid[bad] = False
+    store.write_pose(res.name, wrong, inds, valid=valid)
+    out = run_masks(store, res.name)
+    assert out.motion["frames_without_pose"] == 2
+    masks = dict(store.iter_masks(res.name))
+    assert all(not masks[k].any() for k in bad)
+    inter = union = 0
+    for i, ref in res.gt.iter_masks(res.name):
+        if i not in bad:
+            inter += int(((masks[i] > 0) & (ref > 0)).sum())
+            union += int(((masks[i] > 0) | (ref > 0)).sum())
+    assert inter / union >= 0.4

@@ -162,18 +162,23 @@ def depth_quality(store: ArtifactStore, name: str, gap: int = 5, max_pairs: int 
         if len(fr) != n:
             problems.append(f"{depth_conf_path(store, name)} has {len(fr)} frames but {store.path('depth', name)} "
                             f"has {n}")
-        elif len(fr):
-            low = int((fr < 0.05).sum())
-            out.update(measured_mean=float(fr.mean()), measured_min=float(fr.min()), unmeasured_frames=low)
-            if fr.mean() < MIN_MEASURED_MEAN:
-                problems.append(f"{store.path('depth', name)}: only {fr.mean():.1%} of the pixels were measured on "
-                                f"average (kept by the MVS filters; the rest is fill), expected >= "
-                                f"{MIN_MEASURED_MEAN:.0%}")
-            if low > MAX_UNMEASURED_FRAMES * len(fr):
-                k = int(np.flatnonzero(fr < 0.05)[0])
-                problems.append(f"{store.path('depth', name)}: {low} of {len(fr)} frames have < 5% measured depth "
-                                f"(first frame {k} with {fr[k]:.1%}); expected at most "
-                                f"{MAX_UNMEASURED_FRAMES:.0%} of the frames")
+        else:
+            # frames without a measured pose carry no depth by design (depth/run.py): judged on the others
+            pose_ok = store.read_pose_valid(name) if store.exists("pose", name) else np.ones(n, bool)
+            idx = np.flatnonzero(pose_ok) if len(pose_ok) == n else np.arange(n)
+            fr = fr[idx]
+            if len(fr):
+                low = int((fr < 0.05).sum())
+                out.update(measured_mean=float(fr.mean()), measured_min=float(fr.min()), unmeasured_frames=low)
+                if fr.mean() < MIN_MEASURED_MEAN:
+                    problems.append(f"{store.path('depth', name)}: only {fr.mean():.1%} of the pixels were measured "
+                                    f"on average (kept by the MVS filters; the rest is fill), expected >= "
+                                    f"{MIN_MEASURED_MEAN:.0%}")
+                if low > MAX_UNMEASURED_FRAMES * len(fr):
+                    j = int(np.flatnonzero(fr < 0.05)[0])
+                    problems.append(f"{store.path('depth', name)}: {low} of {len(fr)} frames have < 5% measured "
+                                    f"depth (first frame {int(idx[j])} with {fr[j]:.1%}); expected at most "
+                                    f"{MAX_UNMEASURED_FRAMES:.0%} of the frames")
     tc = temporal_consistency(store, name, gap=gap, max_pairs=max_pairs)
     out.update(temporal_consistency=tc["median"], temporal_consistency_p90=tc["p90"], pairs=len(tc["pairs"]))
     if tc["pairs"] and not tc["median"] <= MAX_TEMPORAL_INCONSISTENCY:

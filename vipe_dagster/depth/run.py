@@ -136,8 +136,12 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
     if n != len(poses):
         raise ArtifactError(f"{store.path('rgb', name)} has {n} frames but {store.path('pose', name)} has "
                             f"{len(poses)}")
+    pose_ok = store.read_pose_valid(name)
+    if not pose_ok.any():
+        raise ArtifactError(f"{store.path('pose', name)}: no frame of {name} has a measured pose (all flagged "
+                            f"invalid), so there is no depth to compute")
     centres = poses[:, :3, 3]
-    spread = float(np.linalg.norm(centres - centres[0], axis=1).max()) if n > 1 else 0.0
+    spread = float(np.linalg.norm(centres[pose_ok] - centres[pose_ok][0], axis=1).max()) if n > 1 else 0.0
 
     sparse = _sparse_depths(store, name, poses)
     depth_range, range_source, ref_depth = None, "none", None
@@ -191,9 +195,9 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
     def fusion_set(t: int) -> list[int]:
         """Swept frames whose filtered depth is fused into frame ``t``: those within ``fuse_radius`` frames,
         and always the nearest swept frame on each side."""
-        k = int(np.searchsorted(swept_frames, t))  # swept_frames[k] >= t (the last frame is always swept)
-        near = {swept_frames[k]}
-        if k > 0 and swept_frames[k] != t:
+        k = int(np.searchsorted(swept_frames, t))  # swept_frames[k] >= t, unless the last frames are invalid
+        near = {swept_frames[k]} if k < len(swept_frames) else set()
+        if k > 0 and (k == len(swept_frames) or swept_frames[k] != t):
             near.add(swept_frames[k - 1])
         r = cfg.fuse_radius
         near |= {j for j in swept_frames[max(0, k - r - 1):k + r + 1] if abs(j - t) <= r}
@@ -203,7 +207,10 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
         ensure_range()
         if not swept_frames:
             assert ref_depth is not None
-            swept_frames.extend(mvs.plan_sweeps(centres, float(np.median(k_lo[:, 0])), ref_depth, cfg))
+            # frames without a measured pose (pose/<n>.npz valid False) are never swept, sources or fused
+            ok_idx = np.flatnonzero(pose_ok)
+            plan = mvs.plan_sweeps(centres[ok_idx], float(np.median(k_lo[:, 0])), ref_depth, cfg)
+            swept_frames.extend(int(ok_idx[j]) for j in plan)
             swept_set.update(swept_frames)
             log.info("depth %s: %d of %d frames swept", name, len(swept_frames), n)
 
@@ -249,7 +256,14 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
                                     np.where(plausible, r.depth, np.nan).astype(np.float32))
 
     def do_output(t: int, writer) -> None:
-        """Fuse the filtered depths of the swept frames around ``t`` into it, fill the holes, upsample, write."""
+        """Fuse the filtered depths of the swept frames around ``t`` into it, fill the holes, upsample, write.
+        A frame without a measured pose gets no depth (NaN) and zero confidence."""
+        if not pose_ok[t]:
+            if mask_it is not None:
+                next(mask_it)
+            writer.add(np.full((H, W), np.nan, np.float32))
+            conf_out.add(encode_confidence(np.zeros((h, w), np.float32), (W, H)))
+            return
         views = [(filt[j], k_lo[j], poses[j], j == t) for j in fusion_set(t) if j in filt]
         fused = mvs.fuse_depths(views, k_lo[t], poses[t], (h, w), cfg.consistency_rel)
         dyn_hi = next(mask_it)[1] > 0 if mask_it is not None else None
@@ -361,6 +375,7 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
                         "measured_fraction_min": round(float(np.min(per_frame_valid)), 4),
                         "reliable_fraction": round(res.reliable_fraction, 4),
                         "frames_swept": len(swept_frames), "confidence_uri": depth_conf_path(store, name),
+                        "frames_without_pose": int((~pose_ok).sum()),
                         "depth_range": list(depth_range) if depth_range else None, "range_source": range_source}
         man.setdefault("timings", {})["depth_s"] = round(seconds, 3)
         store.write_manifest(name, man)

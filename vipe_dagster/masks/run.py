@@ -317,7 +317,10 @@ def strong_motion_share(residual: np.ndarray, cfg: MaskConfig) -> float:
 
 def _motion_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int], full: tuple[int, int],
                   poses: np.ndarray, k_lo: np.ndarray, use_depth: bool, cfg: MaskConfig, writer,
-                  stats: _InstanceStats, refiller: _DepthRefiller | None = None) -> tuple[int, float, dict]:
+                  stats: _InstanceStats, refiller: _DepthRefiller | None = None,
+                  pose_ok: np.ndarray | None = None) -> tuple[int, float, dict]:
+    if pose_ok is None:
+        pose_ok = np.ones(n, bool)
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     gap = cfg.flow_gap
     gray: dict[int, np.ndarray] = {}
@@ -334,7 +337,9 @@ def _motion_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int]
 
     def emit(i: int) -> None:
         nonlocal fg_total
-        flows = {j: dis.calc(gray[i], gray[j], None) for j in (i - gap, i + gap) if j in gray}
+        # frames without a measured pose (pose/<n>.npz valid False) get no motion evidence: an empty mask
+        flows = {j: dis.calc(gray[i], gray[j], None) for j in (i - gap, i + gap)
+                 if j in gray and pose_ok[i] and pose_ok[j]}
         res = [_residual(f, depth.get(i), k_lo[i], k_lo[j], poses[i], poses[j]) for j, f in flows.items()]
         if not res:
             fg = np.zeros((size[1], size[0]), bool)
@@ -561,8 +566,10 @@ def run_masks(store: ArtifactStore, name: str, config: MaskConfig | None = None)
             if use_depth and store.depth_count(name) != n:
                 raise ArtifactError(f"{store.path('depth', name)} has {store.depth_count(name)} frames, expected {n}")
             with _DepthRefiller(store, name) if use_depth and cfg.refill_depth else nullcontext() as refiller:
+                pose_ok = store.read_pose_valid(name)
                 n_inst, fg, motion = _motion_masks(store, name, n, size, full, poses.astype(np.float64), k_lo,
-                                                   use_depth, cfg, writer, stats, refiller)
+                                                   use_depth, cfg, writer, stats, refiller, pose_ok)
+                motion["frames_without_pose"] = int((~pose_ok).sum())
             if refiller is not None:
                 motion["depth_refilled"] = refiller.summary()
             method = "motion_residual+" + ("depth" if use_depth else "epipolar")
