@@ -23,19 +23,6 @@ def add_wait(p: argparse.ArgumentParser) -> None:
                    help="seconds to wait when another run holds the sequence's lock (default: fail at once)")
 
 
-def set_option(model, field: str, value, flag: str) -> None:
-    """Assign a validated config field from a CLI flag; a rejected value becomes one ConfigError line."""
-    from pydantic import ValidationError
-
-    from ..errors import ConfigError
-
-    try:
-        setattr(model, field, value)
-    except ValidationError as exc:
-        reasons = "; ".join(e.get("msg", str(e)) for e in exc.errors())
-        raise ConfigError(f"{flag} {value!r}: {reasons}") from None
-
-
 def add_depth_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth_model", "--depth-model", dest="depth_model", default=None,
                    help="learned depth checkpoint as REPO_ID:FILENAME on the Hugging Face Hub (needed for static "
