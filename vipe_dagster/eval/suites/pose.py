@@ -51,6 +51,22 @@ def _rotation_rmse_deg(pred_c2w: np.ndarray, ref_c2w: np.ndarray) -> float:
     return float(np.degrees(np.sqrt(np.mean(err**2))))
 
 
+def frames_and_motion_masks(store, name: str, img_dir: str, mask_dir: str) -> tuple[list, list, float]:
+    """The processed frames of ``name`` as PNG images in ``img_dir`` (for pycolmap) and their independent
+    moving-object masks (:func:`_motion_masks`) in ``mask_dir``; returns (frames, masks, mean masked share)."""
+    import cv2
+
+    os.makedirs(img_dir)
+    frames = []
+    for i, frame in store.open_rgb(name):
+        frames.append(frame)
+        cv2.imwrite(os.path.join(img_dir, f"{i:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    masked = _motion_masks(img_dir, mask_dir)
+    masks = [cv2.imread(os.path.join(mask_dir, f"{i:05d}.png.png"), cv2.IMREAD_GRAYSCALE)
+             for i in range(len(frames))]
+    return frames, masks, masked
+
+
 def _motion_masks(image_dir: str, mask_dir: str) -> float:
     """Independent dog mask for pycolmap, from the video alone (no SLAM output): DIS optical flow to the frames
     2 before and after, a RANSAC homography fitted to the flow (the lawn plane), pixels off it by > 3 px in at
@@ -287,7 +303,6 @@ def dog_vs_colmap(tmp: str, quick: bool) -> list[dict]:
     under our poses, while its global mapper on the same matches keeps the lawn flat: so both are reported,
     with the lawn's flatness, the turn angle and a plane-homography reference for every reconstruction.
     """
-    import cv2
 
     from ...config import preset
     from ...eval.metrics import ate
@@ -313,14 +328,8 @@ def dog_vs_colmap(tmp: str, quick: bool) -> list[dict]:
         _row("dog-example mean reprojection error (ours)", res.mean_reproj_px, "px"),
     ]
     # the same frames, as images, for pycolmap, and an independent dog mask
-    img_dir = os.path.join(tmp, "images")
-    os.makedirs(img_dir)
-    frames = []
-    for i, frame in store.open_rgb(res.name):
-        frames.append(frame)
-        cv2.imwrite(os.path.join(img_dir, f"{i:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    mask_dir = os.path.join(tmp, "masks")
-    masked = _motion_masks(img_dir, mask_dir)
+    img_dir, mask_dir = os.path.join(tmp, "images"), os.path.join(tmp, "masks")
+    frames, masks, masked = frames_and_motion_masks(store, res.name, img_dir, mask_dir)
     rows.append(_row("dog-example image masked for pycolmap (dog, from optical flow off the lawn homography)",
                      100.0 * masked, "%", note="independent of our SLAM; mean over frames"))
     cm_dir = os.path.join(tmp, "colmap")
@@ -331,7 +340,6 @@ def dog_vs_colmap(tmp: str, quick: bool) -> list[dict]:
 
     # plane-aware reference: lawn homographies decomposed with our focal (the rotations barely depend on it)
     K = np.array([[res.intrinsics[0], 0, res.intrinsics[2]], [0, res.intrinsics[1], res.intrinsics[3]], [0, 0, 1]])
-    masks = [cv2.imread(os.path.join(mask_dir, f"{i:05d}.png.png"), cv2.IMREAD_GRAYSCALE) for i in range(n)]
     rel, inlier_ratio = _homography_rotations(frames, masks, K)
     turn_h, last = _chained_turn_deg(rel, 4)
     rows.append(_row("dog-example camera turn over the clip, lawn homographies (chained, 4 frames apart)", turn_h,

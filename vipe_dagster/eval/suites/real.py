@@ -32,9 +32,9 @@ from ..realdata import DOG_EXAMPLE, seven_scenes
 from .pose import (
     _chained_turn_deg,
     _homography_rotations,
-    _motion_masks,
     _rotation_rmse_deg,
     _turn_deg,
+    frames_and_motion_masks,
     run_colmap,
 )
 
@@ -127,7 +127,6 @@ def seven_scenes_rows(tmp: str, quick: bool) -> list[dict]:
 
 
 def dog_rows(tmp: str, quick: bool) -> list[dict]:
-    import cv2
 
     from ...io import ArtifactStore
 
@@ -140,16 +139,8 @@ def dog_rows(tmp: str, quick: bool) -> list[dict]:
             work = os.path.join(tmp, f"dog_{end}_{size}")
             res, ours, valid, _ = _run_ours(str(DOG_EXAMPLE), os.path.join(work, "ours"), size, 0, end)
             store = ArtifactStore(os.path.join(work, "ours"))
-            img_dir = os.path.join(work, "images")
-            os.makedirs(img_dir)
-            frames = []
-            for i, frame in store.open_rgb(res.name):
-                frames.append(frame)
-                cv2.imwrite(os.path.join(img_dir, f"{i:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-            mask_dir = os.path.join(work, "masks")
-            _motion_masks(img_dir, mask_dir)
-            masks = [cv2.imread(os.path.join(mask_dir, f"{i:05d}.png.png"), cv2.IMREAD_GRAYSCALE)
-                     for i in range(len(frames))]
+            img_dir, mask_dir = os.path.join(work, "images"), os.path.join(work, "masks")
+            frames, masks, _ = frames_and_motion_masks(store, res.name, img_dir, mask_dir)
             K = np.array([[res.intrinsics[0], 0, res.intrinsics[2]], [0, res.intrinsics[1], res.intrinsics[3]],
                           [0, 0, 1]])
             # every frame here (not every 2nd as in the pose suite): pairs 4-12 apart, chained 8 apart
