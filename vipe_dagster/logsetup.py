@@ -42,7 +42,20 @@ class ConsoleFilter(logging.Filter):
 
 
 class _ConsoleHandler(logging.StreamHandler):
-    """Marker class, so that configuring twice replaces the handler instead of adding a second one."""
+    """Writes to ``stream`` or, without one, to whatever ``sys.stderr`` is when a record is printed (a test's
+    capture, a redirected stream). Its class marks it, so configuring twice replaces it instead of adding one."""
+
+    def __init__(self, stream=None):
+        super().__init__(stream if stream is not None else sys.stderr)
+        self._fixed = stream is not None
+
+    @property
+    def stream(self):
+        return self._stream if self._fixed else sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        self._stream = value
 
 
 def configure_logging(level: int | str = "INFO", stream=None) -> logging.Handler:
@@ -53,7 +66,7 @@ def configure_logging(level: int | str = "INFO", stream=None) -> logging.Handler
     root = logging.getLogger()
     for h in [h for h in root.handlers if isinstance(h, _ConsoleHandler)]:
         root.removeHandler(h)
-    handler = _ConsoleHandler(stream if stream is not None else sys.stderr)
+    handler = _ConsoleHandler(stream)
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(ConsoleFilter(lvl))
     root.addHandler(handler)
