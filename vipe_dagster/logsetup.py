@@ -57,6 +57,15 @@ class _ConsoleHandler(logging.StreamHandler):
     def stream(self, value):
         self._stream = value
 
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm = getattr(sys.modules.get("tqdm"), "tqdm", None)
+        if tqdm is None or not getattr(tqdm, "_instances", None):
+            return super().emit(record)
+        try:  # a progress bar is on screen: print the line above it instead of in the middle of it
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:
+            self.handleError(record)
+
 
 def configure_logging(level: int | str = "INFO", stream=None) -> logging.Handler:
     """Set up console logging for a command line run; returns the handler (replaced on a second call)."""
