@@ -154,3 +154,17 @@ def test_infer_prints_engine_lines_once_and_no_third_party_info(tmp_path):
     assert any(t.startswith("vipe_dagster.slam.system: ") for t in texts)
     assert problems(p.stderr) == [], p.stderr[-3000:]
     assert "(default:" not in p.stdout and p.stdout.lstrip().startswith("{")
+
+
+def test_a_log_line_goes_above_an_active_progress_bar(restore_logging):
+    from tqdm import tqdm
+
+    out = io.StringIO()
+    configure_logging("INFO", stream=out)
+    with tqdm(total=3, file=out, desc="depth clip", mininterval=0) as bar:
+        bar.update(1)
+        logging.getLogger("vipe_dagster.depth.run").info("frame 1 swept")
+        bar.update(1)
+    # each printed line, as a terminal shows it after the carriage returns of the bar
+    shown = [ln.split("\r")[-1] for ln in out.getvalue().split("\n")]
+    assert "INFO vipe_dagster.depth.run: frame 1 swept" in shown
