@@ -19,7 +19,24 @@ def test_ui_command_hands_off_to_dagster_dev():
     assert args.port == 3123 and args.host == "127.0.0.1"
     cmd = ui.build_command(args.port, args.host, str(REPO / "workspace.yaml"))
     assert Path(cmd[0]).name == "dagster" and Path(cmd[0]).exists()
-    assert cmd[1:] == ["dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", "3123"]
+    assert cmd[1:] == ["dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", "3123",
+                       "--log-level", "warning"]  # Dagster's services are third-party output: WARNING and up
+    args = build_parser().parse_args(["ui", "--dagster-log-level", "info"])
+    assert ui.build_command(args.port, args.host, "w.yaml", args.dagster_log_level)[-2:] == ["--log-level", "info"]
+
+
+def test_ui_environment_silences_only_the_dagster_dev_supersession_warning():
+    from vipe_dagster.commands import ui
+
+    env = ui.quiet_env({"PYTHONWARNINGS": "error::ResourceWarning", "X": "1"})
+    assert env["X"] == "1" and env["PYTHONWARNINGS"].startswith("error::ResourceWarning,")
+    code = ("import warnings\n"
+            "warnings.warn('Function `dev_command` is superseded and its usage is discouraged.', UserWarning)\n"
+            "warnings.warn('something else', UserWarning)\n")
+    out = subprocess.run([sys.executable, "-c", code], env=ui.quiet_env({k: v for k, v in os.environ.items()
+                                                                        if k != "PYTHONWARNINGS"}),
+                         capture_output=True, text=True, timeout=60)
+    assert "dev_command" not in out.stderr and "something else" in out.stderr
 
 
 def test_ensure_dagster_home_creates_instance_config(tmp_path, monkeypatch):
