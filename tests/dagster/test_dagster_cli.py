@@ -39,6 +39,22 @@ def test_ui_environment_silences_only_the_dagster_dev_supersession_warning():
     assert "dev_command" not in out.stderr and "something else" in out.stderr
 
 
+def test_loading_the_definitions_prints_no_beta_or_preview_warning_of_the_apis_we_chose():
+    code = ("import warnings\n"
+            "import dagster as dg\n"
+            "import vipe_dagster.definitions as d\n"
+            "d.build_definitions()\n"
+            "warnings.warn('Function `some_other_api` is currently in beta', dg.BetaWarning)\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("PYTHONWARNINGS", None)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for chosen in ("`backfill_policy`", "`observable_source_asset`", "partitions_def on an AssetCheckSpec"):
+        assert chosen not in out.stderr, out.stderr[-2000:]
+    assert "some_other_api" in out.stderr  # only the APIs we chose are silenced, not every BetaWarning
+
+
 def test_ensure_dagster_home_creates_instance_config(tmp_path, monkeypatch):
     from vipe_dagster.definitions import apply_pool_limits, ensure_dagster_home
 
