@@ -6,15 +6,27 @@ import contextlib
 import json
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
 from vipe_dagster.io import ArtifactStore, fs
+from vipe_dagster.logsetup import FORWARDED
 from vipe_dagster.provenance import code_version
 
 log = logging.getLogger(__name__)
+
+# Dagster APIs this project uses knowingly although Dagster marks them beta / preview: their warnings would
+# repeat on every start of every command and code server. Only these messages are silenced, nothing else.
+KNOWN_PREVIEW_APIS = (
+    (dg.BetaWarning, r"Parameter `backfill_policy` of function `asset`"),
+    (dg.BetaWarning, r"Function `observable_source_asset`"),
+    (dg.PreviewWarning, r"Specifying a partitions_def on an AssetCheckSpec"),
+)
+for _category, _message in KNOWN_PREVIEW_APIS:
+    warnings.filterwarnings("ignore", message=_message, category=_category)
 
 VIDEOS = dg.DynamicPartitionsDefinition(name="videos")
 """One partition per registered source video; keys match ``[a-z0-9_-]+`` (see vipe_dagster.registry)."""
@@ -146,6 +158,8 @@ class _DagsterLogForwarder(logging.Handler):
         try:
             msg = f"{record.name}: {record.getMessage()}"
             (self._log.warning if record.levelno >= logging.WARNING else self._log.info)(msg)
+            # the run's log has it now: the CLI's console handler (vipe_dagster.logsetup) does not print it again
+            setattr(record, FORWARDED, True)
         except Exception:  # logging must never break the step
             self.handleError(record)
 

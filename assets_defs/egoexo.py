@@ -70,7 +70,7 @@ def _read_image(uri: str) -> np.ndarray:
     retry_policy=RETRY,
     op_tags=placement_tags("gpu"),
     kinds={"pytorch"},
-    check_specs=[dg.AssetCheckSpec(COVERAGE_CHECK, asset=EGO_RENDER,
+    check_specs=[dg.AssetCheckSpec(COVERAGE_CHECK, asset=EGO_RENDER, partitions_def=EGO_VIEWS,
                                    description="Mean share of ego pixels covered by exo points is at least "
                                                "`min_coverage` (WARN otherwise: the exo camera sees little of "
                                                "what the wearer sees).")],

@@ -11,10 +11,13 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import re
 import sys
+from collections.abc import Iterator
 
 from . import __version__
 from .errors import VipeError
+from .logsetup import configure_logging
 
 log = logging.getLogger("vipe_dagster")
 
@@ -27,10 +30,48 @@ def _command_modules():
             yield importlib.import_module(f"{commands.__name__}.{info.name}")
 
 
+_STATES_DEFAULT = re.compile(r"%\(default\)|\(default\b|\bdefault[:=]", re.IGNORECASE)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``(default: X)`` after an option's help only when X tells the reader something.
+
+    Left out: no default (``None``, empty string or list), on/off flags (``store_true`` / ``store_false``:
+    the flag's help says what it switches, and ``--no-egoexo (default: True)`` reads backwards), and help
+    texts that already state their default in words (``default: first frame``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (default is None or default is argparse.SUPPRESS or isinstance(default, bool)
+                or (isinstance(default, str | list | tuple | dict) and len(default) == 0)
+                or _STATES_DEFAULT.search(text)):
+            return text
+        return super()._get_help_string(action)
+
+
+def iter_parsers(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> Iterator[
+        tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """``parser`` and every (nested) subcommand parser, with the command words that reach it."""
+    yield prefix, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from iter_parsers(sub, (*prefix, name))
+
+
+def use_help_formatter(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give ``parser`` and all its subcommand parsers :class:`HelpFormatter` (nested ones do not inherit it)."""
+    for _, p in iter_parsers(parser):
+        p.formatter_class = HelpFormatter
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vipe-dagster",
         description="Video -> camera intrinsics, poses, dense depth, COLMAP and ego-view renders.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"vipe-dagster {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -39,16 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for mod in _command_modules():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=(mod.__doc__ or mod.HELP).strip(),
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
-    return parser
+    return use_help_formatter(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     return guarded(args._run, args)
 
 

@@ -17,9 +17,10 @@ import logging
 import sys
 
 from . import __version__
-from .cli import guarded
+from .cli import HelpFormatter, guarded, use_help_formatter
 from .commands._common import add_frame_range
 from .config import PRESETS
+from .logsetup import configure_logging
 
 
 def _infer(args: argparse.Namespace) -> int:
@@ -46,12 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vipe",
         description="NVIDIA Video Pose Engine (ViPE) command line, run by vipe-dagster's weight-free engine",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"vipe (vipe-dagster {__version__})")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
     p = sub.add_parser(
         "infer",
         help="run inference on a video file or a directory of images",
@@ -109,12 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop the server after this many seconds (for scripted checks)",
     )
     v.set_defaults(_run=_visualize)
-    return parser
+    return use_help_formatter(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     return guarded(args._run, args)
 
 

@@ -19,7 +19,40 @@ def test_ui_command_hands_off_to_dagster_dev():
     assert args.port == 3123 and args.host == "127.0.0.1"
     cmd = ui.build_command(args.port, args.host, str(REPO / "workspace.yaml"))
     assert Path(cmd[0]).name == "dagster" and Path(cmd[0]).exists()
-    assert cmd[1:] == ["dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", "3123"]
+    assert cmd[1:] == ["dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", "3123",
+                       "--log-level", "warning"]  # Dagster's services are third-party output: WARNING and up
+    args = build_parser().parse_args(["ui", "--dagster-log-level", "info"])
+    assert ui.build_command(args.port, args.host, "w.yaml", args.dagster_log_level)[-2:] == ["--log-level", "info"]
+
+
+def test_ui_environment_silences_only_the_dagster_dev_supersession_warning():
+    from vipe_dagster.commands import ui
+
+    env = ui.quiet_env({"PYTHONWARNINGS": "error::ResourceWarning", "X": "1"})
+    assert env["X"] == "1" and env["PYTHONWARNINGS"].startswith("error::ResourceWarning,")
+    code = ("import warnings\n"
+            "warnings.warn('Function `dev_command` is superseded and its usage is discouraged.', UserWarning)\n"
+            "warnings.warn('something else', UserWarning)\n")
+    out = subprocess.run([sys.executable, "-c", code], env=ui.quiet_env({k: v for k, v in os.environ.items()
+                                                                        if k != "PYTHONWARNINGS"}),
+                         capture_output=True, text=True, timeout=60)
+    assert "dev_command" not in out.stderr and "something else" in out.stderr
+
+
+def test_loading_the_definitions_prints_no_beta_or_preview_warning_of_the_apis_we_chose():
+    code = ("import warnings\n"
+            "import dagster as dg\n"
+            "import vipe_dagster.definitions as d\n"
+            "d.build_definitions()\n"
+            "warnings.warn('Function `some_other_api` is currently in beta', dg.BetaWarning)\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("PYTHONWARNINGS", None)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for chosen in ("`backfill_policy`", "`observable_source_asset`", "partitions_def on an AssetCheckSpec"):
+        assert chosen not in out.stderr, out.stderr[-2000:]
+    assert "some_other_api" in out.stderr  # only the APIs we chose are silenced, not every BetaWarning
 
 
 def test_ensure_dagster_home_creates_instance_config(tmp_path, monkeypatch):
@@ -57,12 +90,19 @@ def test_demo_from_nothing(tmp_path, monkeypatch):
     video = tmp_path / "My Demo.mp4"
     shutil.copyfile(synth.video_path, video)
     home, art = tmp_path / "home", tmp_path / "art"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("DAGSTER_HOME", None)
+    env.pop("PYTHONWARNINGS", None)  # the demo itself must not print Dagster's beta/preview warnings
     out = subprocess.run([sys.executable, "-m", "vipe_dagster.cli", "demo", str(video), "--end-frame", "11",
                           "--long-side", "192", "--dagster-home", str(home), "--artifacts", str(art)],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    # quiet output (issue 22): engine lines once (in the run log), no third-party INFO, no stray lines
+    from console_output import log_lines, problems
+
+    assert problems(out.stderr) == [], out.stderr[-4000:]
+    step_lines = [t for src, _, t in log_lines(out.stderr) if src == "dagster"]
+    assert any(t.startswith("vipe_dagster.pipeline: pose my-demo") for t in step_lines), out.stderr[-3000:]
     assert (home / "dagster.yaml").exists()
     assert "partition 'my-demo'" in out.stdout
     assert f"{art}/rgb/my-demo.mp4" in out.stdout and "my-demo_frames.png" in out.stdout

@@ -119,6 +119,14 @@ def test_ego_render_and_best_view_on_a_two_camera_take(tmp_path, instance, take)
     assert md["cam02"]["mean_coverage"].value < 0.75 * md["cam01"]["mean_coverage"].value
     assert cov["cam01"].passed and not cov["cam02"].passed
     assert cov["cam02"].severity == dg.AssetCheckSeverity.WARN and "< 30%" in cov["cam02"].description
+    # the check is partitioned like ego_render: cam02's WARN marks only its own view, not the whole asset
+    check_key = dg.AssetCheckKey(dg.AssetKey("ego_render"), "render_coverage")
+    spec = defs.resolve_assets_def("ego_render").get_spec_for_check_key(check_key)
+    assert spec.partitions_def is not None and spec.partitions_def.name == "ego_views"
+    assert {c.partition for c in cov.values()} == {"synth_take_1__cam01", "synth_take_1__cam02"}
+    infos = {i.partition_key: i.latest_execution_status.value
+             for i in instance.event_log_storage.get_asset_check_partition_info([check_key])}
+    assert infos == {"synth_take_1__cam01": "SUCCEEDED", "synth_take_1__cam02": "FAILED"}
 
     # next tick: both rendered -> the take's best view is requested
     tick = egoexo_takes(dg.build_sensor_context(instance=instance, resources={"egoexo": egoexo}))

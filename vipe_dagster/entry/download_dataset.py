@@ -11,17 +11,17 @@ INCOMPLETE or MISSING. ``--source`` reads a mirror (folder, ``file://``, ``s3://
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..cli import HelpFormatter
     from ..commands.download import add_download_options
 
     p = argparse.ArgumentParser(
         prog="download_dataset.py",
         description="Download a ViPE dataset (vipe-dagster)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--prefix", required=True, help="tar_name prefix of the shards: dpsp..., wsdg..., w360...")
     p.add_argument(
@@ -45,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from ..cli import guarded
+    from ..logsetup import configure_logging
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     return guarded(run, args)
 
 

@@ -12,7 +12,6 @@ a camera_pose file are reported on stderr and skipped (an absent camera is not a
 from __future__ import annotations
 
 import argparse
-import logging
 import re
 import sys
 from pathlib import Path
@@ -102,6 +101,7 @@ def render_jobs(
 
 def main(argv: list[str] | None = None) -> int:
     from ..cli import guarded
+    from ..logsetup import configure_logging
 
     p = argparse.ArgumentParser(prog="egoexo_jobs", description=__doc__.split("\n\n")[0])
     p.add_argument("kind", choices=["infer", "render"])
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--takes", default="")
     p.add_argument("--cameras", default="")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging("WARNING")
 
     def run(a) -> int:
         if a.kind == "infer":

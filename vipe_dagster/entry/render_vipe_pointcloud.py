@@ -24,7 +24,6 @@ built). The work is
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 
@@ -46,9 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from ..cli import guarded
     from ..commands import render_ego
+    from ..logsetup import configure_logging
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     return guarded(render_ego.run, args)
 
 

@@ -233,9 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from ..cli import guarded
+    from ..logsetup import configure_logging
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     return guarded(run, args)
 
 

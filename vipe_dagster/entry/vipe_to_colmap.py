@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -77,10 +76,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..cli import HelpFormatter
+
     p = argparse.ArgumentParser(
         prog="vipe_to_colmap.py",
         description="Convert ViPE results to COLMAP format (vipe-dagster engine)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("vipe_path", help="ViPE results directory")
     p.add_argument(
@@ -99,9 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from ..cli import guarded
+    from ..logsetup import configure_logging
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     return guarded(run, args)
 
 
