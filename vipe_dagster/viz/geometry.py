@@ -7,6 +7,7 @@ import math
 import cv2
 import numpy as np
 
+from .. import camera as cammod
 from ..depth.reliable import reliable_depth_mask
 
 # per-pixel colours for instance ids 1..255 (0 = background is never drawn)
@@ -31,21 +32,17 @@ def pixel_rays(model: str, params: np.ndarray, uu: np.ndarray, vv: np.ndarray, w
     uu = uu.astype(np.float64)
     vv = vv.astype(np.float64)
     if model == "PANORAMA":
-        theta = ((uu + 0.5) / width - 0.5) * 2 * np.pi
-        phi = (vv + 0.5) / height * np.pi
-        return np.stack([np.sin(phi) * np.sin(theta), -np.cos(phi), np.sin(phi) * np.cos(theta)], axis=1)
+        return cammod.panorama_rays(uu, vv, width, height)
     fx, fy, cx, cy = (float(x) for x in np.asarray(params, np.float64)[:4])
-    mx, my = (uu - cx) / fx, (vv - cy) / fy
     if model == "MEI" and len(params) > 4:
-        xi = float(params[4])
-        r2 = mx * mx + my * my
-        with np.errstate(invalid="ignore"):
-            f = (xi + np.sqrt(1 + (1 - xi * xi) * r2)) / (1 + r2)
-        z = f - xi
+        rays, ok = cammod.mei_unproject(np.stack([uu, vv], 1), params)
+        z = rays[:, 2]
+        ok &= z > 1e-6
         with np.errstate(invalid="ignore", divide="ignore"):
-            rays = np.stack([f * mx / z, f * my / z, np.ones_like(z)], axis=1)
-        rays[~(z > 1e-6)] = np.nan
+            rays = rays / z[:, None]
+        rays[~ok] = np.nan
         return rays
+    mx, my = (uu - cx) / fx, (vv - cy) / fy
     return np.stack([mx, my, np.ones_like(mx)], axis=1)
 
 
