@@ -90,11 +90,16 @@ def row_problem(camera_type: str, params) -> str | None:
 
 
 # ---------------------------------------------------------------------- field of view
+def fov_from_focal(size_px, focal_px):
+    """``2 atan(size / 2f)`` in degrees, element-wise (arrays or scalars; no checks)."""
+    return np.degrees(2.0 * np.arctan(np.asarray(size_px, np.float64) / (2.0 * np.asarray(focal_px, np.float64))))
+
+
 def pinhole_fov_deg(size_px: float | None, focal_px: float | None) -> float | None:
     """``2 atan(size / 2f)`` in degrees; ``None`` without a size or a positive focal."""
     if not size_px or focal_px is None or not np.isfinite(focal_px) or focal_px <= 0:
         return None
-    return math.degrees(2.0 * math.atan(float(size_px) / (2.0 * float(focal_px))))
+    return float(fov_from_focal(size_px, focal_px))
 
 
 def focal_for_fov(fov_deg: float, size_px: float) -> float:
