@@ -52,7 +52,7 @@ from scipy.spatial.transform import Rotation
 
 from .. import camera as cammod
 from ..depth.reliable import reliable_depth_mask, sample_reliable_points
-from ..errors import ArtifactError, ConfigError, FrameRangeError
+from ..errors import ArtifactError, ConfigError, FrameRangeError, UnsupportedCameraError
 from ..io import ArtifactStore, SparseMap, fs
 from ..io.checks import check_intrinsics, check_poses, check_rigid
 from ..io.manifest import MANIFEST_SCHEMA
@@ -67,10 +67,6 @@ FORMATS = ("text", "bin")
 PIXEL_SHIFT = 0.5  # ours: pixel centres at integers; COLMAP: top-left pixel centre at (0.5, 0.5)
 STATS_FILE = "export_stats.json"
 MANIFEST_KEY = "colmap_export"
-
-
-class UnsupportedCameraError(ArtifactError):
-    """A camera model that a COLMAP model cannot represent exactly."""
 
 
 @dataclass

@@ -131,7 +131,11 @@ def validate_sequence(store: ArtifactStore, name: str, expected_frames: int | No
     if "info" in require:
         try:
             info = store.read_info(name)
-            add("info_dict", "ba_residual" in info, f"keys {sorted(info)}")
+            # ViPE writes {"ba_residual": float}; its panorama pipeline writes {"finished": True} (spec §3)
+            ok = "ba_residual" in info or info.get("finished") is True
+            add("info_dict", ok, f"keys {sorted(info)}" if ok else
+                f"{store.path('info', name)}: keys {sorted(info)}, expected 'ba_residual' (or 'finished': True "
+                f"as the panorama pipeline writes)")
         except ArtifactError as exc:
             add("info_dict", False, str(exc))
     if {"rgb", "pose", "intrinsics"} <= set(require) and all(f.ok for f in out):

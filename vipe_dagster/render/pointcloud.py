@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import camera as cammod
 from ..depth.reliable import reliable_depth_mask, sample_reliable_points
-from ..errors import ArtifactError
+from ..errors import ArtifactError, UnsupportedCameraError
 from ..io import ArtifactStore
 from ..io.checks import check_intrinsics
 
@@ -104,13 +105,13 @@ class ArtifactReader:
             raise ArtifactError(f"No pose data found in inference results {store.path('pose', name)}")
         pcheck.raise_if_malformed()  # NaN/inf, shears, reflections: the same rule as to-colmap (io/checks.py)
         intr, iinds, types = store.read_intrinsics(name)
-        if any(t != "PINHOLE" for t in types):
-            raise ArtifactError(f"{store.path('camera', name)}: only PINHOLE ViPE cameras can be unprojected, "
-                                f"got {sorted(set(types))}")
         if len(intr) != len(self.c2w):
             raise ArtifactError(f"{store.path('intrinsics', name)} has {len(intr)} frames but "
                                 f"{store.path('pose', name)} has {len(self.c2w)}")
         check_intrinsics(intr, store.path("intrinsics", name), types, iinds).raise_if_bad()
+        refusal = cammod.non_pinhole_refusal(types, store.path("camera", name), "the point-cloud renderer")
+        if refusal:  # valid MEI / PANORAMA data that this renderer cannot unproject
+            raise UnsupportedCameraError(refusal)
         store.check_set(name, ("rgb", "pose", "intrinsics", "camera", "depth", "mask", "phrases"))
         self.usable = pcheck.usable  # frames flagged invalid (tracking lost) contribute no points
         if not self.usable.any():
