@@ -258,3 +258,33 @@ def test_point_cloud_reader_refuses_non_pinhole_as_unsupported(tmp_path, model):
     with pytest.raises(ArtifactError, match="frame 1 has intrinsics") as ei:
         ArtifactReader(store, "seq")
     assert not isinstance(ei.value, UnsupportedCameraError)
+
+
+@pytest.mark.parametrize("model", ["MEI", "PANORAMA"])
+def test_viewer_source_accepts_mei_and_panorama(tmp_path, model):
+    """The viewer draws MEI frustums with the centre-equivalent pinhole, a panorama with a 60-degree guess,
+    and unprojects panorama depth as ray distance."""
+    from vipe_dagster.viz.frames import SequenceSource
+    from vipe_dagster.viz.geometry import unproject_frame
+
+    store = write_result(tmp_path, "seq", model)
+    src = SequenceSource(store, "seq")
+    w, h = SIZES[model]
+    assert (src.width, src.height) == (w, h) and src.model(0) == model
+    if model == "MEI":
+        np.testing.assert_allclose(src.K(0), cammod.equivalent_pinhole("MEI", _params("MEI", w, h)), rtol=1e-6)
+    else:
+        assert src.K(0)[0] == pytest.approx(cammod.focal_for_fov(60.0, w), rel=1e-6)
+    depth = np.full((h, w), 2.0, np.float32)
+    pts = unproject_frame(depth, src.raw_K(0), src.c2w[0], None, None, step=2, model=model)["static"][0]
+    assert len(pts) > 0
+    dist = np.linalg.norm(pts - src.c2w[0][:3, 3], axis=1)
+    if model == "PANORAMA":
+        np.testing.assert_allclose(dist, 2.0, rtol=1e-5)  # ray distance
+    else:
+        assert dist.min() >= 2.0 - 1e-5 and dist.max() > 2.05  # z-depth: off-axis points are farther
+    bad = np.tile(np.array(_params(model, w, h), np.float32), (N, 1))
+    bad[2, 0] = -bad[2, 0] if model == "MEI" else 5.0
+    write_result(tmp_path, "seq", model, bad)
+    with pytest.raises(ArtifactError, match=r"seq\.npz: frame 2 has intrinsics"):
+        SequenceSource(store, "seq")

@@ -24,6 +24,7 @@ import numpy as np
 from .. import camera as cammod
 from ..errors import ArtifactError
 from ..io import ArtifactStore, fs
+from ..io.checks import check_intrinsics
 from ..io.exr import decode_depth_exr
 
 log = logging.getLogger(__name__)
@@ -222,7 +223,9 @@ class SequenceSource:
                         store.path("pose", name), len(bad), bad[0],
                         pcheck.problems[0] if pcheck.problems else "flagged invalid")
         if store.exists("intrinsics", name):
-            intr, _, types = store.read_intrinsics(name)
+            intr, iinds, types = store.read_intrinsics(name)
+            # per-model rules (PINHOLE / MEI / PANORAMA zeros), the same as validate and to-colmap
+            check_intrinsics(intr, store.path("intrinsics", name), types, iinds).raise_if_bad()
             if len(intr) == 1 and self.n > 1:
                 intr = np.repeat(intr, self.n, axis=0)
             if len(intr) != self.n:
