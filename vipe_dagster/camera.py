@@ -154,6 +154,26 @@ def field_of_view(camera_type: str, params, width: float | None, height: float |
     return FieldOfView(out[0], out[1], "; ".join(notes) or None)
 
 
+# ---------------------------------------------------------------------- resizing
+def scale_intrinsics(intr, sx: float, sy: float, camera_types="PINHOLE") -> np.ndarray:
+    """Intrinsics ``(..., C)`` for an image resized by ``(sx, sy)``: ``f' = s f``, ``c' = s (c + 0.5) - 0.5``
+    (pixel-centre convention), extra columns (MEI xi) unchanged: exact for PINHOLE and MEI, whose pixel is an
+    affine map of the normalised point. PANORAMA rows stay zeros (the pixel grid is normalised by W and H).
+    ``camera_types``: one model for every row, or one per row."""
+    out = np.array(intr, dtype=np.float64, copy=True)
+    keep = np.zeros(out.shape[:-1], bool)
+    if isinstance(camera_types, str):
+        keep |= normalize_type(camera_types) == "PANORAMA"
+    else:
+        keep = np.array([normalize_type(t) == "PANORAMA" for t in camera_types], bool).reshape(out.shape[:-1])
+    scaled = out.copy()
+    scaled[..., 0] *= sx
+    scaled[..., 1] *= sy
+    scaled[..., 2] = (scaled[..., 2] + 0.5) * sx - 0.5
+    scaled[..., 3] = (scaled[..., 3] + 0.5) * sy - 0.5
+    return np.where(keep[..., None], out, scaled)
+
+
 # ---------------------------------------------------------------------- MEI
 def equivalent_pinhole(camera_type: str, params) -> np.ndarray:
     """``[fx, fy, cx, cy]`` of the pinhole that agrees with the camera at its centre (MEI: ``f / (1 + xi)``)."""

@@ -288,3 +288,16 @@ def test_viewer_source_accepts_mei_and_panorama(tmp_path, model):
     write_result(tmp_path, "seq", model, bad)
     with pytest.raises(ArtifactError, match=r"seq\.npz: frame 2 has intrinsics"):
         SequenceSource(store, "seq")
+
+
+def test_scale_intrinsics_is_exact_for_mei_and_keeps_panorama_zeros():
+    p = np.array([300.0, 310.0, 321.0, 239.0, 0.9])
+    sx, sy = 0.5, 0.25
+    q = cammod.scale_intrinsics(p, sx, sy, "MEI")
+    assert q[4] == p[4]
+    pts = np.random.default_rng(1).uniform([-2, -2, 0.5], [2, 2, 4], (50, 3))
+    uv, _ = cammod.mei_project(pts, p)
+    uv2, _ = cammod.mei_project(pts, q)
+    np.testing.assert_allclose(uv2, (uv + 0.5) * [sx, sy] - 0.5, atol=1e-9)  # pixel-centre convention
+    both = cammod.scale_intrinsics(np.array([[300.0, 300, 20, 10], [0, 0, 0, 0]]), 2.0, 2.0, ["PINHOLE", "PANORAMA"])
+    np.testing.assert_allclose(both, [[600, 600, 40.5, 20.5], [0, 0, 0, 0]])

@@ -64,10 +64,8 @@ def unproject_frame(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, rgb: np.n
     vv, uu = vv * step, uu * step
     z = d[vv, uu].astype(np.float32)
     K = np.array(K, np.float64, copy=True)
-    if k_size is not None and tuple(k_size) != (w, h) and model != "PANORAMA":
-        sx, sy = w / k_size[0], h / k_size[1]
-        K[0], K[1] = K[0] * sx, K[1] * sy
-        K[2], K[3] = (K[2] + 0.5) * sx - 0.5, (K[3] + 0.5) * sy - 0.5
+    if k_size is not None and tuple(k_size) != (w, h):
+        K = cammod.scale_intrinsics(K, w / k_size[0], h / k_size[1], model)
     cam = (pixel_rays(model, K, uu, vv, w, h) * z[:, None]).astype(np.float32)
     pose = np.asarray(c2w, np.float32)
     world = cam @ pose[:3, :3].T + pose[:3, 3]
