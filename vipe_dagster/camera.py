@@ -86,7 +86,10 @@ def row_problem(camera_type: str, params) -> str | None:
         return None
     need = len(PARAM_NAMES[t])
     cols = f", {len(p)} columns where {t} needs {need}" if t != "PANORAMA" and len(p) < need else ""
-    return f"has intrinsics {[float(f'{v:.6g}') for v in p]} ({t}{cols}); expected {EXPECTED[t]}"
+    hint = ""
+    if t == "PINHOLE" and len(p) == 5 and p[4] != 0 and not bad_rows("MEI", p[None])[0]:
+        hint = " (the row looks like MEI fx fy cx cy xi: is the frame's line in <n>_camera.txt missing or wrong?)"
+    return f"has intrinsics {[float(f'{v:.6g}') for v in p]} ({t}{cols}); expected {EXPECTED[t]}{hint}"
 
 
 # ---------------------------------------------------------------------- field of view

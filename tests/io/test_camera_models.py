@@ -176,6 +176,14 @@ def test_broken_results_fail_validate_naming_file_and_frame(tmp_path, case):
     assert not f.ok and store.path("intrinsics", "seq") in f.detail and fragment in f.detail, f.detail
 
 
+def test_mei_columns_without_camera_txt_are_flagged_with_a_hint(tmp_path):
+    """ViPE assumes PINHOLE when ``<n>_camera.txt`` is absent: 5 columns with an xi then contradict it."""
+    store = write_result(tmp_path, "seq", "MEI")
+    os.remove(store.path("camera", "seq"))
+    f = _findings(store, "seq")["intrinsics_focal_positive"]
+    assert not f.ok and "(PINHOLE)" in f.detail and "looks like MEI" in f.detail and "frame 0" in f.detail
+
+
 def test_mei_without_xi_column_fails_columns(tmp_path):
     w, h = SIZES["MEI"]
     intr = np.tile(np.array(_params("PINHOLE", w, h), np.float32), (N, 1))  # 4 columns, MEI in _camera.txt
