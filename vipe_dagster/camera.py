@@ -224,17 +224,28 @@ def panorama_rays(uu: np.ndarray, vv: np.ndarray, width: int, height: int) -> np
     return np.stack([np.sin(phi) * np.sin(theta), -np.cos(phi), np.sin(phi) * np.cos(theta)], axis=1)
 
 
-# ---------------------------------------------------------------------- readers
-def non_pinhole_refusal(types, where: str, what: str) -> str | None:
-    """The message a pinhole-only reader gives for a sequence with other camera models (``None`` if all
-    frames are PINHOLE)."""
-    other = sorted({str(t).upper() for t in types} - {"PINHOLE"})
-    if not other:
-        return None
-    why = {
-        "MEI": "MEI (wide-angle, unified model) frames would need the MEI unprojection",
-        "PANORAMA": "PANORAMA (equirectangular, ray-distance depth) frames have no pinhole projection",
-    }
-    reasons = "; ".join(why.get(t, f"{t} is not a ViPE camera model") for t in other)
-    return (f"{where}: {what} supports PINHOLE cameras only and this sequence has {', '.join(other)} "
-            f"frames ({reasons}); the data is valid, this reader cannot use it")
+# ---------------------------------------------------------------------- depth maps
+def pixel_rays(model: str, params: np.ndarray, uu: np.ndarray, vv: np.ndarray, width: int,
+               height: int) -> np.ndarray:
+    """(M,3) camera-frame rays for integer pixels, scaled so that ``ray * depth`` is the 3D point.
+
+    PINHOLE and MEI depth is z-depth (rays have z = 1; MEI uses the unified model's closed-form
+    unprojection with xi = params[4]); PANORAMA depth is ray distance (unit rays, equirectangular:
+    theta = (u - 0.5) 2 pi, phi = v pi with u, v the normalised pixel centres).
+    """
+    model = normalize_type(model)
+    uu = np.asarray(uu, np.float64)
+    vv = np.asarray(vv, np.float64)
+    if model == "PANORAMA":
+        return panorama_rays(uu, vv, width, height)
+    fx, fy, cx, cy = (float(x) for x in np.asarray(params, np.float64)[:4])
+    if model == "MEI" and len(params) > 4:
+        rays, ok = mei_unproject(np.stack([uu, vv], 1), params)
+        z = rays[:, 2]
+        ok &= z > 1e-6
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rays = rays / z[:, None]
+        rays[~ok] = np.nan
+        return rays
+    mx, my = (uu - cx) / fx, (vv - cy) / fy
+    return np.stack([mx, my, np.ones_like(mx)], axis=1)

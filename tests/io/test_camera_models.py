@@ -19,7 +19,7 @@ from scipy.spatial.transform import Rotation
 
 from vipe_dagster import camera as cammod
 from vipe_dagster.catalog.stats import sequence_stats
-from vipe_dagster.errors import ArtifactError, UnsupportedCameraError
+from vipe_dagster.errors import ArtifactError
 from vipe_dagster.io import ArtifactStore
 from vipe_dagster.io.checks import check_intrinsics
 from vipe_dagster.io.validate import validate_sequence
@@ -248,24 +248,37 @@ def test_catalog_fov_from_the_camera_model(tmp_path):
     assert (pano["width"], pano["height"]) == SIZES["PANORAMA"]
 
 
-# ---------------------------------------------------------------------- pinhole-only readers
+# ---------------------------------------------------------------------- point clouds (render-ego)
 @pytest.mark.parametrize("model", ["MEI", "PANORAMA"])
-def test_point_cloud_reader_refuses_non_pinhole_as_unsupported(tmp_path, model):
-    from vipe_dagster.render.pointcloud import ArtifactReader
+def test_point_cloud_reader_unprojects_mei_and_panorama(tmp_path, model):
+    """render-ego's point clouds use each frame's camera model: MEI z-depth through the unified unprojection,
+    PANORAMA ray distance; broken intrinsics are refused naming file and frame."""
+    from vipe_dagster.render.pointcloud import ArtifactReader, all_frames_background
 
     store = write_result(tmp_path, "seq", model)
-    with pytest.raises(UnsupportedCameraError) as ei:
-        ArtifactReader(store, "seq")
-    msg = str(ei.value)
-    assert store.path("camera", "seq") in msg and model in msg and "PINHOLE cameras only" in msg
-    assert "the data is valid" in msg
+    reader = ArtifactReader(store, "seq")
+    assert reader.camera_types == [model] * N
     w, h = SIZES[model]
+    const = np.full((h, w), 3.0, np.float32)
+    store.write_depth("seq", [const] * N)  # flat depth: every pixel reliable
+    reader = ArtifactReader(store, "seq")
+    pc = all_frames_background(reader, 0, 0, step=1)
+    assert len(pc) > 0.5 * w * h
+    c2w = store.read_pose("seq")[0][0].astype(np.float64)
+    cam = (pc.xyz.astype(np.float64) - c2w[:3, 3]) @ c2w[:3, :3]  # back to the camera frame
+    if model == "PANORAMA":
+        np.testing.assert_allclose(np.linalg.norm(cam, axis=1), 3.0, rtol=1e-5)
+        assert cam[:, 2].min() < -2.5  # behind the camera too: a full sphere
+    else:
+        np.testing.assert_allclose(cam[:, 2], 3.0, rtol=1e-5)  # z-depth
+        uv, ok = cammod.mei_project(cam, _params("MEI", w, h))
+        assert ok.all()
+        np.testing.assert_allclose(uv, np.round(uv), atol=1e-3)  # they project back onto the pixel grid
     bad = np.tile(np.array(_params(model, w, h), np.float32), (N, 1))
     bad[1, 1] = -1.0
-    store = write_result(tmp_path, "seq", model, bad)
-    with pytest.raises(ArtifactError, match="frame 1 has intrinsics") as ei:
+    write_result(tmp_path, "seq", model, bad)
+    with pytest.raises(ArtifactError, match=r"seq\.npz: frame 1 has intrinsics"):
         ArtifactReader(store, "seq")
-    assert not isinstance(ei.value, UnsupportedCameraError)
 
 
 @pytest.mark.parametrize("model", ["MEI", "PANORAMA"])

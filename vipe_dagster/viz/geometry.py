@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from .. import camera as cammod
+from ..camera import pixel_rays  # noqa: F401 (re-exported: the viewer's and the tests' name)
 from ..depth.reliable import reliable_depth_mask
 
 # per-pixel colours for instance ids 1..255 (0 = background is never drawn)
@@ -19,31 +20,6 @@ INSTANCE_COLORS = np.concatenate([np.zeros((1, 3), np.uint8),
 def auto_step(width: int, height: int, max_points: int) -> int:
     """Grid step (>= 2, the EgoX/COLMAP default) so one frame gives at most ``max_points`` samples."""
     return max(2, int(math.ceil(math.sqrt(width * height / max(1, max_points)))))
-
-
-def pixel_rays(model: str, params: np.ndarray, uu: np.ndarray, vv: np.ndarray, width: int,
-               height: int) -> np.ndarray:
-    """(M,3) camera-frame rays for integer pixels, scaled so that ``ray * depth`` is the 3D point.
-
-    PINHOLE and MEI depth is z-depth (rays have z = 1; MEI uses the unified model's closed-form
-    unprojection with xi = params[4]); PANORAMA depth is ray distance (unit rays, equirectangular:
-    theta = (u - 0.5) 2 pi, phi = v pi with u, v the normalised pixel centres).
-    """
-    uu = uu.astype(np.float64)
-    vv = vv.astype(np.float64)
-    if model == "PANORAMA":
-        return cammod.panorama_rays(uu, vv, width, height)
-    fx, fy, cx, cy = (float(x) for x in np.asarray(params, np.float64)[:4])
-    if model == "MEI" and len(params) > 4:
-        rays, ok = cammod.mei_unproject(np.stack([uu, vv], 1), params)
-        z = rays[:, 2]
-        ok &= z > 1e-6
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rays = rays / z[:, None]
-        rays[~ok] = np.nan
-        return rays
-    mx, my = (uu - cx) / fx, (vv - cy) / fy
-    return np.stack([mx, my, np.ones_like(mx)], axis=1)
 
 
 def unproject_frame(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, rgb: np.ndarray | None,
