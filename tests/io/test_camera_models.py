@@ -322,3 +322,28 @@ def test_scale_intrinsics_is_exact_for_mei_and_keeps_panorama_zeros():
     np.testing.assert_allclose(uv2, (uv + 0.5) * [sx, sy] - 0.5, atol=1e-9)  # pixel-centre convention
     both = cammod.scale_intrinsics(np.array([[300.0, 300, 20, 10], [0, 0, 0, 0]]), 2.0, 2.0, ["PINHOLE", "PANORAMA"])
     np.testing.assert_allclose(both, [[600, 600, 40.5, 20.5], [0, 0, 0, 0]])
+
+
+# ---------------------------------------------------------------------- eval
+def test_eval_compares_mei_xi_and_fov_and_skips_panorama_focal(tmp_path):
+    from vipe_dagster.eval.evaluate import evaluate_sequence, format_table
+
+    w, h = SIZES["MEI"]
+    gt = write_result(tmp_path / "gt", "mei", "MEI")
+    pred_intr = np.tile(np.array(_params("MEI", w, h), np.float32), (N, 1))
+    pred_intr[:, 0:2] *= 1.02
+    pred_intr[:, 4] = 0.55
+    pred = write_result(tmp_path / "pred", "mei", "MEI", pred_intr)
+    r = evaluate_sequence(pred, gt, "mei")
+    f = r["focal"]
+    assert f["model"] == "MEI" and f["percent"] == pytest.approx(2.0, abs=1e-3)
+    assert f["xi_error"] == pytest.approx(0.05, abs=1e-6)
+    fov_p = _mei_border_angle_by_bisection(float(pred_intr[0, 0]), float(pred_intr[0, 4]), w / 2)
+    fov_g = _mei_border_angle_by_bisection(float(_params("MEI", w, h)[0]), 0.5, w / 2)
+    assert f["fov_deg_error"] == pytest.approx(abs(fov_p - fov_g), abs=1e-4)
+    gt = write_result(tmp_path / "gt", "pano", "PANORAMA")
+    pred = write_result(tmp_path / "pred", "pano", "PANORAMA")
+    r = evaluate_sequence(pred, gt, "pano")  # zeros used to raise "focal lengths must be positive"
+    assert "focal" not in r and "no focal to compare" in r["focal_note"]
+    assert r["ate"]["rmse"] == pytest.approx(0.0, abs=1e-6)
+    assert "no focal to compare" in format_table({"sequences": [r]})
