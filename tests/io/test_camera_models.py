@@ -18,7 +18,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from vipe_dagster import camera as cammod
-from vipe_dagster.catalog.stats import sequence_stats
+from vipe_dagster.catalog.stats import scan_root, sequence_stats
 from vipe_dagster.errors import ArtifactError
 from vipe_dagster.io import ArtifactStore
 from vipe_dagster.io.checks import check_intrinsics
@@ -246,6 +246,10 @@ def test_catalog_fov_from_the_camera_model(tmp_path):
     assert pano["fov_x_deg"] is None and pano["fov_y_deg"] is None
     assert "360 x 180" in pano["fov_note"]
     assert (pano["width"], pano["height"]) == SIZES["PANORAMA"]
+    stats = scan_root(str(tmp_path)).stats  # the typed table the catalog writes
+    rows = {r["sequence"]: r for r in stats.iter_rows(named=True)}
+    assert rows["pano"]["fov_x_deg"] is None and rows["pano"]["fov_note"] == cammod.PANORAMA_FOV_NOTE
+    assert rows["mei"]["fov_x_deg"] == pytest.approx(mei["fov_x_deg"]) and rows["mei"]["xi"] == pytest.approx(0.5)
 
 
 # ---------------------------------------------------------------------- point clouds (render-ego)
