@@ -243,7 +243,7 @@ def test_catalog_fov_from_the_camera_model(tmp_path):
     assert pin["fov_x_deg"] == pytest.approx(39.3, abs=1e-4) and pin["fov_note"] is None
     pano = sequence_stats(str(tmp_path), "pano", present)
     assert pano["camera_type"] == "PANORAMA" and pano["intrinsics_valid"] is True and pano["problems"] is None
-    assert pano["fov_x_deg"] is None and pano["fov_y_deg"] is None
+    assert pano["fov_x_deg"] is None and pano["fov_y_deg"] is None and pano["fx"] is None
     assert "360 x 180" in pano["fov_note"]
     assert (pano["width"], pano["height"]) == SIZES["PANORAMA"]
     stats = scan_root(str(tmp_path)).stats  # the typed table the catalog writes

@@ -9,7 +9,8 @@ Per-video statistics (one row per sequence and artifact root):
 - ``camera_type``: from ``intrinsics/<n>_camera.txt`` (``MIXED`` if frames disagree);
 - ``fx, fy, cx, cy`` (and ``xi`` for MEI): medians over frames; ``fov_x_deg``/``fov_y_deg`` from the camera
   model (:func:`vipe_dagster.camera.field_of_view`): ``2 atan(W / 2fx)`` for PINHOLE, the angle between the
-  border rays of the unified model for MEI; NULL for PANORAMA (and MIXED), with the reason in ``fov_note``;
+  border rays of the unified model for MEI; NULL for PANORAMA (and MIXED), with the reason in ``fov_note``
+  (a panorama's zero intrinsics are valid and its fx..cy are NULL);
 - ``path_length``: sum of distances between consecutive camera centres (artifact units, metres if metric);
   ``total_rotation_deg``: sum of geodesic angles between consecutive orientations; ``max_displacement`` and
   ``max_rotation_deg``: farthest from frame 0; ``is_static`` when both stay under the thresholds;
@@ -233,8 +234,8 @@ def sequence_stats(root: str, sequence: str, present: set[str], depth_frames: in
                 row["cx"], row["cy"] = cx, cy
                 if row["camera_type"] == "MEI" and len(med) > 4:
                     row["xi"] = float(med[4])
-                elif row["camera_type"] == "PANORAMA":
-                    cx = cy = None  # zeros: no principal point to take a size from
+                elif row["camera_type"] == "PANORAMA":  # zeros: no focal or principal point (fov_note says so)
+                    row["fx"] = row["fy"] = row["cx"] = row["cy"] = cx = cy = None
             row["intrinsics_valid"] = ok
             if not icheck.ok:
                 problems.append(f"intrinsics: {icheck.problems[0]}")
