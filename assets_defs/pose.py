@@ -8,6 +8,7 @@ from pydantic import Field, ValidationError
 
 from resources.artifacts import ArtifactStoreResource
 from resources.compute import ComputeResource
+from vipe_dagster.camera import pinhole_fov_deg
 from vipe_dagster.config import PoseConfig, preset
 from vipe_dagster.errors import ConfigError
 from vipe_dagster.io import fs
@@ -111,7 +112,7 @@ def slam_pose(context: dg.AssetExecutionContext, config: PoseRunConfig, artifact
     preview_uri = sidecar_path(store, key, "trajectory.png")
     fs.write_bytes(preview_uri, png)
     fx, fy, cx, cy = (float(v) for v in res.intrinsics[:4])
-    hfov = float(np.degrees(2 * np.arctan(width / (2 * fx)))) if width else None
+    hfov = pinhole_fov_deg(width, fx)
     frame_range = f"[{src[0]}, {src[-1]}]" if src else "[]"
     common = {"frame_range": frame_range, "num_frames": res.num_frames, "seconds": round(res.seconds, 3),
               "frames_per_second": round(res.frames_per_second, 2), "device": device, "preset": config.preset}

@@ -23,6 +23,10 @@ class ArtifactError(VipeError):
     """A ViPE-format artifact that is missing, malformed or inconsistent."""
 
 
+class UnsupportedCameraError(ArtifactError):
+    """Valid data whose camera model (MEI, PANORAMA) a reader or an output format cannot represent."""
+
+
 class ConfigError(InputError):
     """An invalid configuration value."""
 

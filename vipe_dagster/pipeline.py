@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .camera import fov_from_focal
 from .config import PipelineConfig, PoseConfig
 from .errors import ConfigError, InputError
 from .io import ArtifactStore, SparseMap, open_video
@@ -176,7 +177,7 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
         "relocalised": int(out.stats.get("relocalised", 0)),
         "intrinsics": {"fx": fx, "fy": float(out.intrinsics[1]), "cx": float(out.intrinsics[2]),
                        "cy": float(out.intrinsics[3]),
-                       "hfov_deg": round(math.degrees(2 * math.atan(stream.width / (2 * fx))), 3),
+                       "hfov_deg": round(float(fov_from_focal(stream.width, fx)), 3),
                        "source": "given" if cfg.intrinsics.given else
                        ("estimated" if out.focal_estimated else "prior"),
                        "k1": float(out.radial[0]), "k2": float(out.radial[1]),

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from .camera import fov_from_focal
 from .io.checks import check_poses
 
 
@@ -116,7 +117,7 @@ def intrinsics_plausibility(intr: np.ndarray, width: int, height: int, fov_range
     if (fx <= 0).any() or (fy <= 0).any():
         return Verdict(False, f"focal lengths must be > 0, got fx in [{fx.min():.4g}, {fx.max():.4g}], "
                               f"fy in [{fy.min():.4g}, {fy.max():.4g}]", meta)
-    fov = np.degrees(2 * np.arctan(width / (2 * fx)))
+    fov = fov_from_focal(width, fx)
     aspect = fx / fy
     meta.update({"fx": float(np.median(fx)), "fy": float(np.median(fy)), "cx": float(np.median(cx)),
                  "cy": float(np.median(cy)), "hfov_deg": float(np.median(fov)),

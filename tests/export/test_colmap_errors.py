@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -86,10 +87,35 @@ def test_mei_refused_without_rectification_and_xi_zero_is_pinhole(small, tmp_pat
 
 
 def test_panorama_is_refused(small, tmp_path):
+    """A valid panorama (zeros, as ViPE writes them) is refused because COLMAP has no equirectangular model,
+    not as bad data; non-zero PANORAMA intrinsics are bad data, named with file and frame."""
     intr, inds, _ = small.store.read_intrinsics(small.name)
-    small.store.write_intrinsics(small.name, intr, inds, camera_type="PANORAMA")
-    with pytest.raises(UnsupportedCameraError, match="PANORAMA has no COLMAP equivalent"):
+    small.store.write_intrinsics(small.name, np.zeros_like(intr), inds, camera_type="PANORAMA")
+    with pytest.raises(UnsupportedCameraError) as ei:
         export_colmap(small.store, small.name, str(tmp_path / "o"))
+    msg = str(ei.value)
+    assert "PANORAMA" in msg and "no equirectangular camera model" in msg and "valid ViPE data" in msg
+    assert f"{small.store.path('intrinsics', small.name)} frame 0" in msg
+    _assert_no_output(tmp_path / "o")
+    small.store.write_intrinsics(small.name, intr, inds, camera_type="PANORAMA")
+    with pytest.raises(ArtifactError) as ei:
+        export_colmap(small.store, small.name, str(tmp_path / "o"))
+    assert not isinstance(ei.value, UnsupportedCameraError)
+    assert re.search(r"intrinsics/seq\.npz: frame 0 has intrinsics \[.*\] \(PANORAMA\); expected all zeros",
+                     str(ei.value)), str(ei.value)
+
+
+def test_mei_bad_xi_and_missing_column_name_the_frame(small, tmp_path):
+    intr, inds, _ = small.store.read_intrinsics(small.name)
+    small.store.write_intrinsics(small.name, intr, inds, camera_type="MEI")  # 4 columns: no xi
+    with pytest.raises(ArtifactError, match=r"seq\.npz: frame 0 has intrinsics .*MEI, 4 columns where MEI needs 5"):
+        export_colmap(small.store, small.name, str(tmp_path / "o"))
+    mei = np.concatenate([intr, np.full((len(intr), 1), 0.3, np.float32)], 1)
+    mei[2, 4] = -1.5
+    small.store.write_intrinsics(small.name, mei, inds, camera_type="MEI")
+    with pytest.raises(ArtifactError, match=r"seq\.npz: frame 2 has intrinsics .*xi > -1"):
+        export_colmap(small.store, small.name, str(tmp_path / "o"))
+    _assert_no_output(tmp_path / "o")
 
 
 def test_frame_outside_poses(small, tmp_path):

@@ -168,6 +168,8 @@ def test_check_intrinsics_and_counts():
     intr[2, 1] = -1
     ic = check_intrinsics(intr, "k.npz")
     assert not ic.ok and ic.problems[0].startswith("k.npz: frame 2 has intrinsics")
+    assert not check_intrinsics(intr, "k", camera_types=["PINHOLE", "PINHOLE", "PANORAMA"]).ok  # not zeros
+    intr[2] = 0.0
     assert check_intrinsics(intr, "k", camera_types=["PINHOLE", "PINHOLE", "PANORAMA"]).ok
     assert check_counts({"a": 3, "b": 3, "c": None}, "s") == []
     assert "frame counts disagree: a has 3 frames, b has 4 frames" in check_counts({"a": 3, "b": 4}, "s")[0]

@@ -7,8 +7,10 @@ Per-video statistics (one row per sequence and artifact root):
 
 - ``width``/``height``: rgb stream size, else the depth map size, else ``2*cx`` x ``2*cy`` (``size_source``);
 - ``camera_type``: from ``intrinsics/<n>_camera.txt`` (``MIXED`` if frames disagree);
-- ``fx, fy, cx, cy``: medians over frames; ``fov_x_deg = 2 atan(W / 2fx)``, ``fov_y_deg = 2 atan(H / 2fy)``
-  (pinhole only; NULL for panoramas);
+- ``fx, fy, cx, cy`` (and ``xi`` for MEI): medians over frames; ``fov_x_deg``/``fov_y_deg`` from the camera
+  model (:func:`vipe_dagster.camera.field_of_view`): ``2 atan(W / 2fx)`` for PINHOLE, the angle between the
+  border rays of the unified model for MEI; NULL for PANORAMA (and MIXED), with the reason in ``fov_note``
+  (a panorama's zero intrinsics are valid and its fx..cy are NULL);
 - ``path_length``: sum of distances between consecutive camera centres (artifact units, metres if metric);
   ``total_rotation_deg``: sum of geodesic angles between consecutive orientations; ``max_displacement`` and
   ``max_rotation_deg``: farthest from frame 0; ``is_static`` when both stay under the thresholds;
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from .. import camera as cam
 from ..errors import VipeError
 from ..io import ArtifactStore
 from ..io import fs as vfs
@@ -69,7 +72,7 @@ STATS_SCHEMA = {
     "generation_ok": pl.Boolean,
     "width": pl.Int32, "height": pl.Int32, "size_source": pl.Utf8, "camera_type": pl.Utf8,
     "fx": pl.Float64, "fy": pl.Float64, "cx": pl.Float64, "cy": pl.Float64,
-    "fov_x_deg": pl.Float64, "fov_y_deg": pl.Float64,
+    "xi": pl.Float64, "fov_x_deg": pl.Float64, "fov_y_deg": pl.Float64, "fov_note": pl.Utf8,
     "path_length": pl.Float64, "total_rotation_deg": pl.Float64, "max_displacement": pl.Float64,
     "max_rotation_deg": pl.Float64, "is_static": pl.Boolean,
     "depth_p05": pl.Float64, "depth_p50": pl.Float64, "depth_p95": pl.Float64,
@@ -181,12 +184,6 @@ def trajectory_stats(c2w: np.ndarray) -> dict[str, float | bool]:
             "is_static": bool(disp <= STATIC_TRANSLATION and max_rot <= STATIC_ROTATION_DEG)}
 
 
-def fov_deg(size: float | None, focal: float | None) -> float | None:
-    if not size or not focal or focal <= 0:
-        return None
-    return float(np.degrees(2.0 * np.arctan(size / (2.0 * focal))))
-
-
 # ---------------------------------------------------------------------- per sequence
 def sequence_stats(root: str, sequence: str, present: set[str], depth_frames: int = 8) -> dict[str, Any]:
     """Statistics of one sequence's artifacts; problems are collected, not raised."""
@@ -232,9 +229,13 @@ def sequence_stats(root: str, sequence: str, present: set[str], depth_frames: in
             row["camera_type"] = types[0] if len(set(types)) == 1 else ("MIXED" if types else None)
             good = data[icheck.ok_frames]
             if len(good):
-                med = np.median(good[:, :4].astype(np.float64), axis=0)
+                med = np.median(good.astype(np.float64), axis=0)
                 row["fx"], row["fy"], cx, cy = float(med[0]), float(med[1]), float(med[2]), float(med[3])
                 row["cx"], row["cy"] = cx, cy
+                if row["camera_type"] == "MEI" and len(med) > 4:
+                    row["xi"] = float(med[4])
+                elif row["camera_type"] == "PANORAMA":  # zeros: no focal or principal point (fov_note says so)
+                    row["fx"] = row["fy"] = row["cx"] = row["cy"] = cx = cy = None
             row["intrinsics_valid"] = ok
             if not icheck.ok:
                 problems.append(f"intrinsics: {icheck.problems[0]}")
@@ -290,14 +291,25 @@ def sequence_stats(root: str, sequence: str, present: set[str], depth_frames: in
     if row["generation_ok"] is False:
         # files of two runs: no statistic computed from them is trustworthy (the counts stay: they show it)
         for k in ("path_length", "total_rotation_deg", "max_displacement", "max_rotation_deg", "is_static",
-                  "depth_p05", "depth_p50", "depth_p95", "invalid_depth_fraction", "fx", "fy", "cx", "cy"):
+                  "depth_p05", "depth_p50", "depth_p95", "invalid_depth_fraction", "fx", "fy", "cx", "cy", "xi"):
             row[k] = None
         cx = cy = None
     if width is None and cx is not None and cy is not None:
         width, height, size_source = int(round(2 * cx)), int(round(2 * cy)), "principal_point"
     row["width"], row["height"], row["size_source"] = width, height, size_source
-    if row["camera_type"] != "PANORAMA":
-        row["fov_x_deg"], row["fov_y_deg"] = fov_deg(width, row["fx"]), fov_deg(height, row["fy"])
+    row["fov_note"] = None
+    ctype = row["camera_type"]
+    if ctype in cam.CAMERA_TYPES and row["fx"] is not None:
+        params = [row["fx"], row["fy"], row["cx"], row["cy"]] + ([row["xi"]] if ctype == "MEI" else [])
+        if ctype == "MEI" and row["xi"] is None:
+            row["fov_note"] = "MEI camera without an xi column: no field of view"
+        else:
+            fov = cam.field_of_view(ctype, params, width, height)
+            row["fov_x_deg"], row["fov_y_deg"], row["fov_note"] = fov.x_deg, fov.y_deg, fov.note
+    elif ctype == "PANORAMA":
+        row["fov_note"] = cam.PANORAMA_FOV_NOTE
+    elif ctype == "MIXED":
+        row["fov_note"] = "frames use different camera models: no single field of view"
     row["problems"] = "; ".join(problems) or None
     return row
 

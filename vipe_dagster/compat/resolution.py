@@ -25,6 +25,7 @@ import logging
 import cv2
 import numpy as np
 
+from .. import camera as cammod
 from ..errors import ConfigError
 from ..io import ArtifactStore, VideoStream, open_video
 from ..io.artifacts import SparseMap
@@ -48,14 +49,10 @@ def check_output_resolution(mode: str, stream: VideoStream) -> tuple[int, int]:
     return w, h
 
 
-def scale_intrinsics(intr: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """fx fy cx cy (+ extra columns unchanged) scaled by (sx, sy) with the pixel-corner convention."""
-    out = np.array(intr, dtype=np.float64, copy=True)
-    out[..., 0] *= sx
-    out[..., 1] *= sy
-    out[..., 2] = (out[..., 2] + 0.5) * sx - 0.5
-    out[..., 3] = (out[..., 3] + 0.5) * sy - 0.5
-    return out
+def scale_intrinsics(intr: np.ndarray, sx: float, sy: float, camera_types="PINHOLE") -> np.ndarray:
+    """fx fy cx cy (+ extra columns unchanged) scaled by (sx, sy); PANORAMA zeros stay zeros
+    (:func:`vipe_dagster.camera.scale_intrinsics`)."""
+    return cammod.scale_intrinsics(intr, sx, sy, camera_types)
 
 
 def upsample_depth(depth: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -107,7 +104,7 @@ def to_source_resolution(
     # readers refuse the set while this is false (io/generation.check_set): a killed rewrite is never paired
     _record(store, name, {**info, "complete": False})
     intr, inds, types = store.read_intrinsics(name)
-    new_intr = scale_intrinsics(intr, sx, sy).astype(np.float32)
+    new_intr = scale_intrinsics(intr, sx, sy, types).astype(np.float32)
     manifest = store.read_manifest(name)
     dist = ((manifest.get("pose") or {}).get("intrinsics") or {}).get("distortion") or {}
     remap = None

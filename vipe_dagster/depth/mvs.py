@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from gpu_kernels.plane_sweep import plane_sweep, refine_sweep
 
+from .. import camera as cammod
 from .config import DepthConfig
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,7 @@ log = logging.getLogger(__name__)
 
 def scale_intrinsics(k: np.ndarray, sx: float, sy: float) -> np.ndarray:
     """fx fy cx cy for an image resized by (sx, sy) (pixel-corner convention: c' = s (c + 0.5) - 0.5)."""
-    k = np.asarray(k, np.float64)
-    return np.array([k[0] * sx, k[1] * sy, (k[2] + 0.5) * sx - 0.5, (k[3] + 0.5) * sy - 0.5])
+    return cammod.scale_intrinsics(np.asarray(k, np.float64)[:4], sx, sy)
 
 
 def mvs_size(width: int, height: int, long_side: int) -> tuple[int, int]:

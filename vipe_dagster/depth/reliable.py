@@ -16,6 +16,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..camera import pixel_rays
+
 RELIABLE_WINDOW = 5
 RELIABLE_THRESHOLD = 0.1
 RELIABLE_EPS = 1e-6
@@ -55,10 +57,12 @@ def reliable_depth_mask(depth: np.ndarray, window: int = RELIABLE_WINDOW, thresh
 
 
 def sample_reliable_points(depth: np.ndarray, intrinsics: np.ndarray, c2w: np.ndarray, step: int = 2,
-                           mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                           mask: np.ndarray | None = None,
+                           camera_type: str = "PINHOLE") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unproject reliable pixels on the grid ``u, v in {0, step, 2*step, ...}`` into world coordinates.
 
-    ``intrinsics`` is ``fx fy cx cy`` (pinhole, pixel centres at integer coordinates), ``c2w`` a 4x4
+    ``intrinsics`` is ``fx fy cx cy`` (pinhole, pixel centres at integer coordinates; ``camera_type`` MEI
+    adds xi and PANORAMA unprojects ray distance, :func:`vipe_dagster.camera.pixel_rays`), ``c2w`` a 4x4
     OpenCV camera-to-world pose. ``mask`` (HxW bool), when given, is AND-ed with the reliable mask
     (e.g. a background mask). Returns ``(xyz_world (M,3) float32, u (M,) int, v (M,) int)``; points that
     are non-finite or farther than 1e6 from the origin are dropped.
@@ -74,9 +78,8 @@ def sample_reliable_points(depth: np.ndarray, intrinsics: np.ndarray, c2w: np.nd
     sub = keep[::step, ::step]
     vv, uu = np.nonzero(sub)
     vv, uu = vv * step, uu * step
-    fx, fy, cx, cy = (float(x) for x in np.asarray(intrinsics, dtype=np.float64)[:4])
     z = d[vv, uu].astype(np.float64)
-    cam = np.stack([(uu - cx) / fx * z, (vv - cy) / fy * z, z], axis=1)
+    cam = pixel_rays(camera_type, np.asarray(intrinsics, dtype=np.float64), uu, vv, d.shape[1], d.shape[0]) * z[:, None]
     pose = np.asarray(c2w, dtype=np.float64)
     world = cam @ pose[:3, :3].T + pose[:3, 3]
     ok = np.all(np.isfinite(world), axis=1) & (np.linalg.norm(world, axis=1) < 1e6)

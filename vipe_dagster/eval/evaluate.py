@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import camera as cammod
 from ..errors import ArtifactError, InputError
 from ..io import ArtifactStore
 from .metrics import ate, depth_metrics, focal_error, mask_metrics, mask_scores, rpe
@@ -46,6 +47,27 @@ def frame_pairs(n_pred: int, n_gt: int, p_inds: np.ndarray, g_inds: np.ndarray) 
     return list(range(n)), list(range(n))
 
 
+def _focal_section(p_int: np.ndarray, g_int: np.ndarray, model: str, p_res: tuple[int, int],
+                   g_res: tuple[int, int]) -> dict[str, Any]:
+    """Focal error of matched frames (prediction mapped to the ground-truth resolution); the field-of-view
+    error follows the camera model (MEI: border-ray angles, :func:`vipe_dagster.camera.field_of_view`)."""
+    pk = cammod.scale_intrinsics(np.mean(p_int.astype(np.float64), axis=0), g_res[0] / p_res[0],
+                                 g_res[1] / p_res[1], model)
+    gk = np.mean(g_int.astype(np.float64), axis=0)
+    fx_e, fy_e = focal_error(pk[0], gk[0], g_res[0]), focal_error(pk[1], gk[1], g_res[1])
+    sec = {"fx_pred": float(pk[0]), "fx_gt": float(gk[0]), "fy_pred": float(pk[1]), "fy_gt": float(gk[1]),
+           "percent": 0.5 * (fx_e["percent"] + fy_e["percent"]),
+           "fx_percent": fx_e["percent"], "fy_percent": fy_e["percent"],
+           "fov_deg_error": fx_e["fov_deg_error"], "frames": int(len(p_int)), "model": model}
+    if model == "MEI" and len(pk) > 4 and len(gk) > 4:
+        fov_p = cammod.field_of_view(model, pk, *g_res).x_deg
+        fov_g = cammod.field_of_view(model, gk, *g_res).x_deg
+        sec.update(xi_pred=float(pk[4]), xi_gt=float(gk[4]), xi_error=abs(float(pk[4] - gk[4])))
+        if fov_p is not None and fov_g is not None:
+            sec.update(fov_deg_error=abs(fov_p - fov_g), fov_pred_deg=fov_p, fov_gt_deg=fov_g)
+    return sec
+
+
 def evaluate_sequence(pred: ArtifactStore, gt: ArtifactStore, name: str, align: str = "sim3", rpe_delta: int = 1,
                       depth_align: str = "median", depth_stride: int = 1, static_only: bool = False) -> dict[str, Any]:
     """Metrics of one sequence: ``ate``, ``ate_se3``, ``rpe``, ``focal`` and ``depth`` sections."""
@@ -78,19 +100,18 @@ def evaluate_sequence(pred: ArtifactStore, gt: ArtifactStore, name: str, align: 
     g_res = _resolution(gt, name)
     p_res = _resolution(pred, name) or g_res
     if pred.exists("intrinsics", name) and gt.exists("intrinsics", name) and g_res is not None:
-        p_int, p_iinds, _ = pred.read_intrinsics(name)
-        g_int, g_iinds, _ = gt.read_intrinsics(name)
+        p_int, p_iinds, p_types = pred.read_intrinsics(name)
+        g_int, g_iinds, g_types = gt.read_intrinsics(name)
         _, a, b = np.intersect1d(p_iinds, g_iinds, return_indices=True)
         if len(a):
-            sx, sy = g_res[0] / p_res[0], g_res[1] / p_res[1]
-            fx_p = float(np.mean(p_int[a, 0])) * sx
-            fy_p = float(np.mean(p_int[a, 1])) * sy
-            fx_g, fy_g = float(np.mean(g_int[b, 0])), float(np.mean(g_int[b, 1]))
-            fx_e, fy_e = focal_error(fx_p, fx_g, g_res[0]), focal_error(fy_p, fy_g, g_res[1])
-            out["focal"] = {"fx_pred": fx_p, "fx_gt": fx_g, "fy_pred": fy_p, "fy_gt": fy_g,
-                            "percent": 0.5 * (fx_e["percent"] + fy_e["percent"]),
-                            "fx_percent": fx_e["percent"], "fy_percent": fy_e["percent"],
-                            "fov_deg_error": fx_e["fov_deg_error"], "frames": int(len(a))}
+            models = ({p_types[i] for i in a}, {g_types[i] for i in b})
+            if models[0] != models[1] or len(models[0]) != 1:
+                out["focal_note"] = (f"camera models differ (prediction {'/'.join(sorted(models[0]))}, ground "
+                                     f"truth {'/'.join(sorted(models[1]))}): intrinsics not compared")
+            elif models[0] == {"PANORAMA"}:
+                out["focal_note"] = cammod.PANORAMA_FOV_NOTE + "; no focal to compare"
+            else:
+                out["focal"] = _focal_section(p_int[a], g_int[b], next(iter(models[0])), p_res, g_res)
     if pred.exists("depth", name) and gt.exists("depth", name):
         out["depth"] = _depth_section(pred, gt, name, depth_align, depth_stride, static_only,
                                       pose_scale=out["ate"]["scale"], inds=(p_inds, g_inds))
@@ -189,6 +210,10 @@ def format_table(result: dict[str, Any]) -> str:
             f = r["focal"]
             rows.append(("focal error", f"{f['percent']:.3f} % (fx {f['fx_pred']:.2f} vs {f['fx_gt']:.2f}), "
                                         f"FOV {f['fov_deg_error']:.3f} deg"))
+            if "xi_error" in f:
+                rows.append(("MEI xi error", f"{f['xi_error']:.4f} (xi {f['xi_pred']:.4f} vs {f['xi_gt']:.4f})"))
+        elif "focal_note" in r:
+            rows.append(("focal error", r["focal_note"]))
         if "depth" in r:
             d = r["depth"]
             rows += [

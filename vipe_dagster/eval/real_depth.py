@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import camera as cammod
 from ..io import ArtifactStore
 from .bench import make_row
 from .realdata import SevenScenes
@@ -68,8 +69,7 @@ def rgb_c2w(depth_c2w: np.ndarray, reg: RgbdRegistration = SEVEN_SCENES_REGISTRA
 
 def scale_k(k, sx: float, sy: float) -> np.ndarray:
     """``fx fy cx cy`` for an image resized by ``(sx, sy)`` (pixel-corner convention)."""
-    k = np.asarray(k, np.float64)
-    return np.array([k[0] * sx, k[1] * sy, (k[2] + 0.5) * sx - 0.5, (k[3] + 0.5) * sy - 0.5])
+    return cammod.scale_intrinsics(np.asarray(k, np.float64)[:4], sx, sy)
 
 
 def register_depth(depth_m: np.ndarray, reg: RgbdRegistration, k_dst: np.ndarray,

@@ -20,7 +20,8 @@ to OPENCV_FISHEYE; MEI with xi == 0 is a pinhole and is exported as one. MEI wit
 COLMAP equivalent: by default the frames are resampled into the equivalent pinhole camera
 (f / (1 + xi), same principal point) and observations and dense points are mapped through the exact
 MEI unprojection (a note in the stats says so); with ``rectify_mei=False`` it is refused with
-:class:`UnsupportedCameraError`, as PANORAMA always is.
+:class:`UnsupportedCameraError`, as PANORAMA always is (COLMAP has no equirectangular model; the
+message says the data is valid). Intrinsics are checked by the rules of :mod:`vipe_dagster.camera`.
 
 Points. Sparse-map points keep the tracks the SLAM map observed (restricted to the exported frames,
 observations behind the camera dropped, tracks shorter than ``min_track_length`` dropped). Dense points
@@ -49,8 +50,9 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from .. import camera as cammod
 from ..depth.reliable import reliable_depth_mask, sample_reliable_points
-from ..errors import ArtifactError, ConfigError, FrameRangeError
+from ..errors import ArtifactError, ConfigError, FrameRangeError, UnsupportedCameraError
 from ..io import ArtifactStore, SparseMap, fs
 from ..io.checks import check_intrinsics, check_poses, check_rigid
 from ..io.manifest import MANIFEST_SCHEMA
@@ -65,10 +67,6 @@ FORMATS = ("text", "bin")
 PIXEL_SHIFT = 0.5  # ours: pixel centres at integers; COLMAP: top-left pixel centre at (0.5, 0.5)
 STATS_FILE = "export_stats.json"
 MANIFEST_KEY = "colmap_export"
-
-
-class UnsupportedCameraError(ArtifactError):
-    """A camera model that a COLMAP model cannot represent exactly."""
 
 
 @dataclass
@@ -97,6 +95,12 @@ class ExportResult:
 
 
 # ------------------------------------------------------------------ cameras and poses
+def _panorama_refusal(where: str) -> str:
+    return (f"{where}: PANORAMA (equirectangular, 360 x 180 deg) has no COLMAP equivalent: COLMAP has no "
+            f"equirectangular camera model, so it cannot be exported. The panorama itself is valid ViPE data; "
+            f"split it into pinhole views first to use it with COLMAP.")
+
+
 def colmap_camera(camera_type: str, intr: Sequence[float], width: int, height: int, camera_id: int = 1,
                   where: str = "intrinsics", rectify_mei: bool = False) -> Camera:
     """Map one of our cameras (type + ``fx fy cx cy [extra]``) to a COLMAP camera (see module doc).
@@ -105,20 +109,24 @@ def colmap_camera(camera_type: str, intr: Sequence[float], width: int, height: i
     must then resample the images and map the observations (:class:`~.mei.MeiRectifier`).
     """
     p = np.asarray(intr, dtype=np.float64).reshape(-1)
-    if p.shape[0] < 4 or not np.all(np.isfinite(p[:4])) or p[0] <= 0 or p[1] <= 0:
+    ctype = camera_type.upper()
+    if ctype == "PANORAMA":
+        raise UnsupportedCameraError(_panorama_refusal(where))
+    if ctype in cammod.CAMERA_TYPES:
+        problem = cammod.row_problem(ctype, p)
+        if problem:
+            raise ArtifactError(f"{where}: {problem}")
+    elif p.shape[0] < 4 or not np.all(np.isfinite(p[:4])) or p[0] <= 0 or p[1] <= 0:
         raise ArtifactError(f"{where}: expected finite fx fy cx cy with fx, fy > 0, got {p.tolist()}")
     fx, fy, cx, cy = p[:4]
     cx, cy = cx + PIXEL_SHIFT, cy + PIXEL_SHIFT
-    ctype = camera_type.upper()
     if ctype == "MEI":
-        xi = p[4] if p.shape[0] > 4 else 0.0
+        xi = p[4]
         if xi != 0.0 and not rectify_mei:
             raise UnsupportedCameraError(
                 f"{where}: MEI (unified) camera with xi={xi:g} has no COLMAP equivalent; export it rectified "
                 f"to a pinhole camera (rectify_mei=True, the CLI default) or rectify the video first.")
-        if xi <= -1.0:
-            raise ArtifactError(f"{where}: MEI xi must be > -1, got {xi:g}")
-        fx, fy = fx / (1.0 + xi), fy / (1.0 + xi)
+        fx, fy = cammod.equivalent_pinhole("MEI", p)[:2]
         ctype = "PINHOLE"
     if ctype == "PINHOLE":
         if fx == fy:
@@ -204,6 +212,9 @@ def _load_inputs(store: ArtifactStore, name: str) -> _Inputs:
     pcheck = check_poses(c2w, pose_uri, valid=store.read_pose_flags(name), inds=pinds)
     pcheck.raise_if_malformed()
     check_intrinsics(intr, intr_uri, types, iinds).raise_if_bad()
+    pano = [k for k, t in enumerate(types) if str(t).upper() == "PANORAMA"]
+    if pano:
+        raise UnsupportedCameraError(_panorama_refusal(f"{intr_uri} frame {int(iinds[pano[0]])}"))
     # every file well formed; now: do they belong to one run (see io/generation.py)?
     store.check_set(name, ("rgb", "pose", "intrinsics", "camera", "sparse", "depth", "info"))
     info = probe(rgb_uri)

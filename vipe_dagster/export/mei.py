@@ -1,7 +1,7 @@
 """MEI (unified) camera model and its rectification to the equivalent pinhole camera.
 
 MEI ``[fx, fy, cx, cy, xi]`` projects a camera-frame point P as ``u = fx * X / (Z + xi * |P|) + cx``
-(same for v). COLMAP has no such model, so the export resamples MEI frames into a pinhole camera
+(same for v); the model itself lives in :mod:`vipe_dagster.camera`. COLMAP has no such model, so the export resamples MEI frames into a pinhole camera
 with the same principal point and ``f / (1 + xi)`` (the pinhole that agrees with the MEI camera at the
 image centre, as ViPE uses for its depth priors) and maps every observation through the exact
 unprojection. Pixel centres are at integer coordinates (OpenCV convention) on both sides.
@@ -12,29 +12,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..camera import equivalent_pinhole, mei_project, mei_unproject
 
-def mei_project(points_cam: np.ndarray, params) -> tuple[np.ndarray, np.ndarray]:
-    """Project camera-frame points (N,3); returns ``(uv (N,2), valid (N,))``."""
-    fx, fy, cx, cy, xi = (float(v) for v in params[:5])
-    p = np.asarray(points_cam, dtype=np.float64)
-    den = p[:, 2] + xi * np.linalg.norm(p, axis=1)
-    valid = den > 1e-12
-    with np.errstate(divide="ignore", invalid="ignore"):
-        uv = np.stack([fx * p[:, 0] / den + cx, fy * p[:, 1] / den + cy], 1)
-    return uv, valid
-
-
-def mei_unproject(uv: np.ndarray, params) -> tuple[np.ndarray, np.ndarray]:
-    """Unit rays (N,3) of pixels (N,2) and a validity mask (closed form of the unified model)."""
-    fx, fy, cx, cy, xi = (float(v) for v in params[:5])
-    uv = np.asarray(uv, dtype=np.float64)
-    mx, my = (uv[:, 0] - cx) / fx, (uv[:, 1] - cy) / fy
-    r2 = mx * mx + my * my
-    disc = 1.0 + (1.0 - xi * xi) * r2
-    valid = disc >= 0
-    factor = (xi + np.sqrt(np.maximum(disc, 0.0))) / (1.0 + r2)
-    rays = np.stack([factor * mx, factor * my, factor - xi], 1)
-    return rays, valid
+__all__ = ["MeiRectifier", "mei_project", "mei_unproject"]
 
 
 class MeiRectifier:
@@ -42,11 +22,9 @@ class MeiRectifier:
 
     def __init__(self, params, width: int, height: int):
         self.params = np.asarray(params, dtype=np.float64)[:5]
-        fx, fy, cx, cy, xi = self.params
-        if xi <= -1.0:
-            raise ValueError(f"MEI xi must be > -1, got {xi}")
+        cx, cy = self.params[2], self.params[3]
         self.width, self.height = int(width), int(height)
-        self.pinhole = np.array([fx / (1.0 + xi), fy / (1.0 + xi), cx, cy])
+        self.pinhole = equivalent_pinhole("MEI", self.params)  # ValueError for xi <= -1
         uu, vv = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
         rays = np.stack([(uu.ravel() - cx) / self.pinhole[0], (vv.ravel() - cy) / self.pinhole[1],
                          np.ones(uu.size)], 1)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..camera import CAMERA_TYPES as _CAMERA_TYPES
 from ..errors import ArtifactError
 from . import fs
 from . import generation as G
@@ -43,7 +44,7 @@ from .names import check_sequence_name, sequence_name_problem
 
 log = logging.getLogger(__name__)
 
-CAMERA_TYPES = ("PINHOLE", "MEI", "PANORAMA")
+CAMERA_TYPES = _CAMERA_TYPES  # one list, vipe_dagster/camera.py
 _CAMERA_LINE = re.compile(r"^\s*(\d+)\s*:\s*([A-Z_]+)\s*$")
 _PHRASE_LINE = re.compile(r"^\s*(\d+)\s*:\s*(.*?)\s*$")
 

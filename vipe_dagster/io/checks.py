@@ -12,7 +12,8 @@ Rules:
   ``pose/<n>.npz`` (tracking lost: the row holds the last good pose, it is not a measurement);
 - a frame that is **not** flagged invalid but whose pose is malformed is an error: the file claims a
   measurement that is garbage (NaN, inf, a shear, a reflection);
-- intrinsics are finite with ``fx, fy > 0`` (panoramas excepted for the focal);
+- intrinsics follow their camera model (:mod:`vipe_dagster.camera`): PINHOLE finite with ``fx, fy > 0``, MEI
+  also ``xi > -1`` in a fifth column, PANORAMA all zeros;
 - frame indices ``inds`` are non-negative and strictly increasing; counts of per-frame attributes agree.
 """
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import camera as cam
 from ..errors import ArtifactError
 
 ORTHO_TOL = 1e-3
@@ -139,29 +141,36 @@ class IntrinsicsCheck:
 
 def check_intrinsics(intr: np.ndarray, where: str, camera_types: Sequence[str] | None = None,
                      inds: np.ndarray | None = None) -> IntrinsicsCheck:
-    """Finite ``fx fy cx cy`` with positive focals (not required for PANORAMA rows)."""
+    """Per-frame intrinsics by the rules of each frame's camera model (:mod:`vipe_dagster.camera`):
+    PINHOLE finite ``fx fy cx cy`` with positive focals, MEI also a fifth column ``xi > -1``, PANORAMA all
+    zeros. ``camera_types`` (one per row, from ``<n>_camera.txt``) defaults to PINHOLE."""
     a = np.asarray(intr, dtype=np.float64)
     if a.ndim == 1:
         a = a[None]
     if a.ndim != 2 or a.shape[1] < 4:
         raise ArtifactError(f"{where}: intrinsics have shape {a.shape}, expected (N,4+) fx fy cx cy")
     n = len(a)
-    finite = np.isfinite(a[:, :4]).all(axis=1)
-    pano = np.array([str(t).upper() == "PANORAMA" for t in camera_types], bool) if camera_types is not None \
-        else np.zeros(n, bool)
-    if pano.shape != (n,):
-        pano = np.zeros(n, bool)
-    with np.errstate(invalid="ignore"):
-        focal_ok = pano | ((a[:, 0] > 0) & (a[:, 1] > 0))
-    ok = finite & focal_ok
-    res = IntrinsicsCheck(where, ok)
     frame_ids = np.arange(n) if inds is None or np.shape(inds) != (n,) else np.asarray(inds)
-    bad = np.flatnonzero(~ok)
-    if bad.size:
-        k = int(bad[0])
-        extra = f" and {bad.size - 1} more frame(s)" if bad.size > 1 else ""
-        res.problems.append(f"{where}: frame {int(frame_ids[k])} has intrinsics {a[k, :4].tolist()}{extra}; "
-                            f"expected finite fx fy cx cy with fx, fy > 0")
+    types = ["PINHOLE"] * n if camera_types is None else [str(t).upper() for t in camera_types]
+    if len(types) != n:
+        res = IntrinsicsCheck(where, np.zeros(n, bool))
+        res.problems.append(f"{where}: {len(types)} camera types for {n} intrinsics rows; expected one "
+                            f"'<idx>: MODEL' line per frame")
+        return res
+    unknown = sorted(set(types) - set(cam.CAMERA_TYPES))
+    if unknown:
+        raise ArtifactError(f"{where}: camera type(s) {unknown} not in {cam.CAMERA_TYPES}")
+    tarr = np.array(types)
+    bad = np.zeros(n, bool)
+    for t in set(types):
+        sel = tarr == t
+        bad[sel] = cam.bad_rows(t, a[sel])
+    res = IntrinsicsCheck(where, ~bad)
+    rows = np.flatnonzero(bad)
+    if rows.size:
+        k = int(rows[0])
+        extra = f"; {rows.size - 1} more frame(s) like it" if rows.size > 1 else ""
+        res.problems.append(f"{where}: frame {int(frame_ids[k])} {cam.row_problem(types[k], a[k])}{extra}")
     return res
 
 

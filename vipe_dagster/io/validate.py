@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import camera as cam
 from ..errors import ArtifactError
 from . import fs
 from . import generation as G
@@ -83,11 +84,21 @@ def validate_sequence(store: ArtifactStore, name: str, expected_frames: int | No
         frame_counts["intrinsics"] = len(data)
         n = len(inds) if n is None else n
         add("intrinsics_inds", np.array_equal(inds, np.arange(n)), f"{len(inds)} inds, expected 0..{n - 1}")
-        add("intrinsics_columns", data.ndim == 2 and data.shape[1] >= 4, f"shape {data.shape}")
-        fin = bool(np.isfinite(data).all())
-        add("intrinsics_finite", fin, "all finite" if fin else "non-finite values")
+        models = sorted(set(types))
+        need = max((len(cam.PARAM_NAMES[t]) for t in models if t in cam.PARAM_NAMES), default=4)
+        cols_ok = data.ndim == 2 and data.shape[1] >= need
+        add("intrinsics_columns", cols_ok, f"shape {data.shape} for {'/'.join(models) or 'PINHOLE'}"
+            if cols_ok else f"{store.path('intrinsics', name)}: 'data' has shape {data.shape}, expected "
+                            f"(N,{need}) for {'/'.join(models)} cameras "
+                            f"({'; '.join(f'{t}: ' + ' '.join(cam.PARAM_NAMES[t]) for t in models)})")
+        fin = np.isfinite(data).all(axis=tuple(range(1, data.ndim))) if data.ndim > 1 else np.isfinite(data)
+        bad_fin = np.flatnonzero(~fin)
+        add("intrinsics_finite", bad_fin.size == 0, "all finite" if bad_fin.size == 0 else
+            f"{store.path('intrinsics', name)}: frame {int(inds[bad_fin[0]]) if len(inds) == len(fin) else bad_fin[0]}"
+            f" has non-finite values ({bad_fin.size} frame(s))")
         ic = check_intrinsics(data, store.path("intrinsics", name), types, inds)
-        add("intrinsics_focal_positive", ic.ok, "fx, fy > 0" if ic.ok else ic.problems[0])
+        add("intrinsics_focal_positive", ic.ok,
+            "; ".join(f"{t}: {cam.EXPECTED[t]}" for t in models) if ic.ok else ic.problems[0])
     depth_shape = None
     if "depth" in require:
         count, shapes, finite, total, positive = 0, set(), 0, 0, False
@@ -120,7 +131,11 @@ def validate_sequence(store: ArtifactStore, name: str, expected_frames: int | No
     if "info" in require:
         try:
             info = store.read_info(name)
-            add("info_dict", "ba_residual" in info, f"keys {sorted(info)}")
+            # ViPE writes {"ba_residual": float}; its panorama pipeline writes {"finished": True} (spec §3)
+            ok = "ba_residual" in info or info.get("finished") is True
+            add("info_dict", ok, f"keys {sorted(info)}" if ok else
+                f"{store.path('info', name)}: keys {sorted(info)}, expected 'ba_residual' (or 'finished': True "
+                f"as the panorama pipeline writes)")
         except ArtifactError as exc:
             add("info_dict", False, str(exc))
     if {"rgb", "pose", "intrinsics"} <= set(require) and all(f.ok for f in out):

@@ -9,7 +9,6 @@ are multiples of 8, recording the scale so intrinsics can be mapped between reso
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -314,7 +313,3 @@ class VideoWriter:
         self._stack.__exit__(exc_type, exc, tb)
         if entry is not None:
             self.on_commit(entry)
-
-
-def fov_deg(focal_px: float, size_px: int) -> float:
-    return math.degrees(2 * math.atan(size_px / (2 * focal_px)))

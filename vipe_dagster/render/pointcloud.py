@@ -10,7 +10,9 @@
   linear in the number of frames (the reference re-reads everything for every frame).
 
 Pixels are sampled on the integer grid ``u, v in {0, step, 2 step, ...}`` (no half-pixel offset), rays are
-``((u - cx) / fx, (v - cy) / fy, 1)``, colours are ``uint8``.
+those of the frame's camera model (:func:`vipe_dagster.camera.pixel_rays`: ``((u - cx) / fx, (v - cy) / fy,
+1)`` for PINHOLE z-depth, the unified unprojection for MEI, unit equirectangular rays for PANORAMA ray
+distance), colours are ``uint8``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import camera as cammod
 from ..depth.reliable import reliable_depth_mask, sample_reliable_points
 from ..errors import ArtifactError
 from ..io import ArtifactStore
@@ -58,9 +61,9 @@ class PointCloud:
 
 
 def reliable_points(depth: np.ndarray, rgb: np.ndarray, intr: np.ndarray, c2w: np.ndarray, step: int,
-                    mask: np.ndarray | None = None) -> PointCloud:
+                    mask: np.ndarray | None = None, camera_type: str = "PINHOLE") -> PointCloud:
     """Coloured world points of the reliable pixels (AND ``mask``) on the ``step`` grid (see depth/reliable.py)."""
-    xyz, u, v = sample_reliable_points(depth, intr, c2w, step=step, mask=mask)
+    xyz, u, v = sample_reliable_points(depth, intr, c2w, step=step, mask=mask, camera_type=camera_type)
     return PointCloud(xyz, rgb[v, u].astype(np.uint8))
 
 
@@ -87,7 +90,8 @@ class FrameData:
     depth: np.ndarray  # HxW float32
     mask: np.ndarray | None  # HxW uint8 instance ids
     c2w: np.ndarray  # 4x4
-    intr: np.ndarray  # fx fy cx cy
+    intr: np.ndarray  # fx fy cx cy [xi]
+    camera_type: str = "PINHOLE"
 
 
 class ArtifactReader:
@@ -104,13 +108,11 @@ class ArtifactReader:
             raise ArtifactError(f"No pose data found in inference results {store.path('pose', name)}")
         pcheck.raise_if_malformed()  # NaN/inf, shears, reflections: the same rule as to-colmap (io/checks.py)
         intr, iinds, types = store.read_intrinsics(name)
-        if any(t != "PINHOLE" for t in types):
-            raise ArtifactError(f"{store.path('camera', name)}: only PINHOLE ViPE cameras can be unprojected, "
-                                f"got {sorted(set(types))}")
         if len(intr) != len(self.c2w):
             raise ArtifactError(f"{store.path('intrinsics', name)} has {len(intr)} frames but "
                                 f"{store.path('pose', name)} has {len(self.c2w)}")
         check_intrinsics(intr, store.path("intrinsics", name), types, iinds).raise_if_bad()
+        self.camera_types = [cammod.normalize_type(t) for t in types]  # PINHOLE, MEI and PANORAMA unproject
         store.check_set(name, ("rgb", "pose", "intrinsics", "camera", "depth", "mask", "phrases"))
         self.usable = pcheck.usable  # frames flagged invalid (tracking lost) contribute no points
         if not self.usable.any():
@@ -147,7 +149,7 @@ class ArtifactReader:
                 raise ArtifactError(
                     f"{self.name} frame {i}: rgb {rgb.shape[:2]}, depth {depth.shape}"
                     f"{'' if mask is None else f', mask {mask.shape}'} must all have the same HxW")
-            yield FrameData(i, rgb, depth, mask, self.c2w[i], self.intr[i])
+            yield FrameData(i, rgb, depth, mask, self.c2w[i], self.intr[i], self.camera_types[i])
         if i != last:
             raise ArtifactError(f"{self.store.path('depth', self.name)}: frames end at {i}, expected up to {last}")
 
@@ -179,7 +181,7 @@ def mean_background(reader: ArtifactReader, first: int, last: int, step: int = 2
         mean_d = np.where(cnt > 0, sum_d / cnt, 0.0)
         mean_c = np.where(cnt[..., None] > 0, sum_c / np.maximum(cnt, 1)[..., None], 0.0)
     rgb = np.clip(np.trunc(mean_c), 0, 255).astype(np.uint8)
-    return reliable_points(mean_d.astype(np.float32), rgb, ref.intr, ref.c2w, step)
+    return reliable_points(mean_d.astype(np.float32), rgb, ref.intr, ref.c2w, step, camera_type=ref.camera_type)
 
 
 def all_frames_background(reader: ArtifactReader, first: int, last: int, step: int = 2,
@@ -188,7 +190,8 @@ def all_frames_background(reader: ArtifactReader, first: int, last: int, step: i
     for f in reader.frames(first, last):
         if not reader.usable[f.index]:
             continue
-        parts.append(reliable_points(f.depth, f.rgb, f.intr, f.c2w, step, mask=reader.static_mask(f)))
+        parts.append(reliable_points(f.depth, f.rgb, f.intr, f.c2w, step, mask=reader.static_mask(f),
+                                     camera_type=f.camera_type))
         if voxel:
             # de-duplicate as we go so memory follows the scene size, not the frame count
             merged = parts[0] if len(parts) == 1 else sum(parts[1:], parts[0])
@@ -201,7 +204,8 @@ def all_frames_background(reader: ArtifactReader, first: int, last: int, step: i
 def dynamic_points(reader: ArtifactReader, f: FrameData, step: int = 2) -> PointCloud:
     if f.mask is None or not reader.usable[f.index]:
         return PointCloud.empty()
-    return reliable_points(f.depth, f.rgb, f.intr, f.c2w, step, mask=~reader.static_mask(f))
+    return reliable_points(f.depth, f.rgb, f.intr, f.c2w, step, mask=~reader.static_mask(f),
+                           camera_type=f.camera_type)
 
 
 def iter_dynamic_points(reader: ArtifactReader, first: int, last: int, step: int = 2) -> Iterator[PointCloud]:
@@ -241,7 +245,8 @@ def iter_dynamic_points(reader: ArtifactReader, first: int, last: int, step: int
         if rgb_frame is None or rgb_frame.shape[:2] != depth.shape or mask.shape != depth.shape:
             raise ArtifactError(f"{name} frame {i}: rgb {None if rgb_frame is None else rgb_frame.shape[:2]}, "
                                 f"depth {depth.shape}, mask {mask.shape} must all have the same HxW")
-        yield reliable_points(depth, rgb_frame, reader.intr[i], reader.c2w[i], step, mask=dyn)
+        yield reliable_points(depth, rgb_frame, reader.intr[i], reader.c2w[i], step, mask=dyn,
+                              camera_type=reader.camera_types[i])
 
 
 def build_background(reader: ArtifactReader, use_mean_bg: bool, step: int, voxel_size: float | None) -> PointCloud:

@@ -7,14 +7,15 @@ import math
 import cv2
 import numpy as np
 
+from ..camera import focal_for_fov, fov_from_focal  # noqa: F401 (fov_from_focal: re-exported)
+
 
 def K_matrix(intr: np.ndarray) -> np.ndarray:
     fx, fy, cx, cy = (float(v) for v in intr[:4])
     return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
 
 
-def fov_to_focal(fov_deg: float, size_px: float) -> float:
-    return size_px / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
+fov_to_focal = focal_for_fov  # the one formula, in vipe_dagster/camera.py
 
 
 def invert(T: np.ndarray) -> np.ndarray:

@@ -1064,7 +1064,7 @@ class SlamSystem:
         self._ba(seg, window=False, iters=self.cfg.ba.global_iters, optimize_focal=True)
         self.focal_calibrated = True
         log.info("focal calibrated: %.1f px (FoV %.1f deg), radial k1 %.4f k2 %.4f", self.intr[0],
-                 math.degrees(2 * math.atan(self.w / (2 * self.intr[0]))), self.dist[0], self.dist[1])
+                 geo.fov_from_focal(self.w, self.intr[0]), self.dist[0], self.dist[1])
 
     # ------------------------------------------------------------------ finish
     def finish(self) -> SlamOutput:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from ..camera import focal_for_fov
 from ..errors import ConfigError
 from .textures import procedural_texture
 from .trajectory import TRAJECTORIES, make_trajectory, path_length
@@ -83,7 +84,7 @@ class Intrinsics:
 
 
 def intrinsics_for(width: int, height: int, hfov_deg: float) -> Intrinsics:
-    fx = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
+    fx = focal_for_fov(hfov_deg, width)
     return Intrinsics(fx=fx, fy=fx, cx=(width - 1) / 2.0, cy=(height - 1) / 2.0)
 
 

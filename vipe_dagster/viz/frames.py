@@ -21,8 +21,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .. import camera as cammod
 from ..errors import ArtifactError
 from ..io import ArtifactStore, fs
+from ..io.checks import check_intrinsics
 from ..io.exr import decode_depth_exr
 
 log = logging.getLogger(__name__)
@@ -221,7 +223,9 @@ class SequenceSource:
                         store.path("pose", name), len(bad), bad[0],
                         pcheck.problems[0] if pcheck.problems else "flagged invalid")
         if store.exists("intrinsics", name):
-            intr, _, types = store.read_intrinsics(name)
+            intr, iinds, types = store.read_intrinsics(name)
+            # per-model rules (PINHOLE / MEI / PANORAMA zeros), the same as validate and to-colmap
+            check_intrinsics(intr, store.path("intrinsics", name), types, iinds).raise_if_bad()
             if len(intr) == 1 and self.n > 1:
                 intr = np.repeat(intr, self.n, axis=0)
             if len(intr) != self.n:
@@ -280,10 +284,10 @@ class SequenceSource:
         model = self.camera_types[index]
         if self.intrinsics_raw is not None and model != "PANORAMA":
             k = self.intrinsics_raw[index]
-            if model == "MEI" and len(k) > 4:
-                return np.array([k[0] / (1 + k[4]), k[1] / (1 + k[4]), k[2], k[3]], np.float32)
+            if model == "MEI" and len(k) > 4 and k[4] > -1:
+                return cammod.equivalent_pinhole(model, k).astype(np.float32)
             return k[:4]
-        f = self.width / (2 * np.tan(np.radians(30)))
+        f = cammod.focal_for_fov(60.0, self.width)
         return np.array([f, f, (self.width - 1) / 2, (self.height - 1) / 2], np.float32)
 
     def draw_intrinsics(self) -> np.ndarray:

@@ -7,6 +7,8 @@ import math
 import cv2
 import numpy as np
 
+from .. import camera as cammod
+from ..camera import pixel_rays  # noqa: F401 (re-exported: the viewer's and the tests' name)
 from ..depth.reliable import reliable_depth_mask
 
 # per-pixel colours for instance ids 1..255 (0 = background is never drawn)
@@ -18,35 +20,6 @@ INSTANCE_COLORS = np.concatenate([np.zeros((1, 3), np.uint8),
 def auto_step(width: int, height: int, max_points: int) -> int:
     """Grid step (>= 2, the EgoX/COLMAP default) so one frame gives at most ``max_points`` samples."""
     return max(2, int(math.ceil(math.sqrt(width * height / max(1, max_points)))))
-
-
-def pixel_rays(model: str, params: np.ndarray, uu: np.ndarray, vv: np.ndarray, width: int,
-               height: int) -> np.ndarray:
-    """(M,3) camera-frame rays for integer pixels, scaled so that ``ray * depth`` is the 3D point.
-
-    PINHOLE and MEI depth is z-depth (rays have z = 1; MEI uses the unified model's closed-form
-    unprojection with xi = params[4]); PANORAMA depth is ray distance (unit rays, equirectangular:
-    theta = (u - 0.5) 2 pi, phi = v pi with u, v the normalised pixel centres).
-    """
-    uu = uu.astype(np.float64)
-    vv = vv.astype(np.float64)
-    if model == "PANORAMA":
-        theta = ((uu + 0.5) / width - 0.5) * 2 * np.pi
-        phi = (vv + 0.5) / height * np.pi
-        return np.stack([np.sin(phi) * np.sin(theta), -np.cos(phi), np.sin(phi) * np.cos(theta)], axis=1)
-    fx, fy, cx, cy = (float(x) for x in np.asarray(params, np.float64)[:4])
-    mx, my = (uu - cx) / fx, (vv - cy) / fy
-    if model == "MEI" and len(params) > 4:
-        xi = float(params[4])
-        r2 = mx * mx + my * my
-        with np.errstate(invalid="ignore"):
-            f = (xi + np.sqrt(1 + (1 - xi * xi) * r2)) / (1 + r2)
-        z = f - xi
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rays = np.stack([f * mx / z, f * my / z, np.ones_like(z)], axis=1)
-        rays[~(z > 1e-6)] = np.nan
-        return rays
-    return np.stack([mx, my, np.ones_like(mx)], axis=1)
 
 
 def unproject_frame(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, rgb: np.ndarray | None,
@@ -67,10 +40,8 @@ def unproject_frame(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, rgb: np.n
     vv, uu = vv * step, uu * step
     z = d[vv, uu].astype(np.float32)
     K = np.array(K, np.float64, copy=True)
-    if k_size is not None and tuple(k_size) != (w, h) and model != "PANORAMA":
-        sx, sy = w / k_size[0], h / k_size[1]
-        K[0], K[1] = K[0] * sx, K[1] * sy
-        K[2], K[3] = (K[2] + 0.5) * sx - 0.5, (K[3] + 0.5) * sy - 0.5
+    if k_size is not None and tuple(k_size) != (w, h):
+        K = cammod.scale_intrinsics(K, w / k_size[0], h / k_size[1], model)
     cam = (pixel_rays(model, K, uu, vv, w, h) * z[:, None]).astype(np.float32)
     pose = np.asarray(c2w, np.float32)
     world = cam @ pose[:3, :3].T + pose[:3, 3]

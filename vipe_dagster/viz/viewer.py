@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ..camera import fov_from_focal
 from ..errors import ArtifactError, InputError
 from ..io import ArtifactStore
 from ..io.generation import check_set
@@ -484,7 +485,7 @@ class ResultViewer:
             src.frame(j)
         fr = src.frame(i)
         K, c2w = src.K(i), src.c2w[i]
-        fov = 2 * np.arctan2(src.height / 2, float(K[1]))
+        fov = np.radians(fov_from_focal(src.height, float(K[1])))
         aspect = src.width / src.height
         with self.server.atomic():
             if not src.pose_valid[i]:
@@ -584,7 +585,7 @@ class ResultViewer:
                 c2w = e.c2w[i]
                 fx, fy, cx, cy = (float(v) for v in e.intrinsics)
                 w, h = e.size
-                sc.add_camera_frustum(f"/seq/ego/{key}/camera", fov=float(2 * np.arctan2(h / 2, fy)),
+                sc.add_camera_frustum(f"/seq/ego/{key}/camera", fov=float(np.radians(fov_from_focal(h, fy))),
                                       aspect=w / h, scale=lo.frustum_scale * 1.6, color=(230, 30, 200),
                                       thickness=2.0, thickness_units="screen",
                                       image=None if img is None else _thumb(img, THUMB_LONG_SIDE * 2),

@@ -3,8 +3,8 @@
 -- index: dataset, tar_name
 -- test: not_null(root, sequence)
 -- test: unique(root, sequence)
--- test: accepted_range(fov_x_deg, 0, 180)
--- test: accepted_range(fov_y_deg, 0, 180)
+-- test: accepted_range(fov_x_deg, 0, 360)
+-- test: accepted_range(fov_y_deg, 0, 360)
 -- test: accepted_range(invalid_depth_fraction, 0, 1)
 SELECT
     v.dataset,
