@@ -166,3 +166,27 @@ def test_relative_model_or_missing_ground_is_refused(scene, inputs_only, tmp_pat
         scale_from_depth_ratios(np.full(10, 2.0), "metric_depth_model")
     with pytest.raises(ValueError, match="at most one metric cue"):
         MetricScaleConfig(scale=2.0, camera_height=1.5)
+
+
+def test_fixed_camera_with_a_metric_model_is_metric_as_written(tmp_path, monkeypatch):
+    """A fixed camera has no sparse map to compare the model with and no translation to scale: its depth is
+    the metric model's own output, so the scale is metric with factor 1 (ViPE's lyra / static_vda presets on
+    an exo camera). A relative model on the same camera stays relative."""
+    from test_learned import _random_net, _write_hf_cache, tiny_config
+
+    from vipe_dagster.depth.scale import resolve_metric_scale
+    from vipe_dagster.io import ArtifactStore
+
+    store = ArtifactStore(str(tmp_path / "fixed"))
+    store.write_pose("cam01", np.repeat(np.eye(4, dtype=np.float32)[None], 6, axis=0))
+    metric = tiny_config(str(tmp_path / "hf"), output="metric_depth")
+    _write_hf_cache(tmp_path / "hf", _random_net(metric))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ms = resolve_metric_scale(store, "cam01", MetricScaleConfig(), metric)
+    assert ms is not None and ms.factor == 1.0 and ms.source == "metric_depth_model" and ms.detail["fixed_camera"]
+    assert resolve_metric_scale(store, "cam01", MetricScaleConfig(), tiny_config(str(tmp_path / "hf"))) is None
+    moving = np.repeat(np.eye(4, dtype=np.float32)[None], 6, axis=0)
+    moving[:, 0, 3] = np.linspace(0, 1, 6)
+    store.write_pose("walk", moving)
+    with pytest.raises(MetricScaleError, match="sparse"):  # a moving camera still needs the map
+        resolve_metric_scale(store, "walk", MetricScaleConfig(), metric)

@@ -248,6 +248,14 @@ def resolve_metric_scale(store: ArtifactStore, name: str, config, learned=None) 
     if learned is not None and learned.output == "metric_depth" and (config is None or config.use_depth_model):
         from .learned import load_depth_model
 
+        centres = c2w[:, :3, 3]
+        if len(c2w) and float(np.abs(centres - centres[0]).max()) <= 1e-9:
+            # a fixed camera: no translation to scale and no sparse map to compare with; its depth comes from
+            # the metric model alone (depth/learned.py), so it is metric as written
+            return MetricScale(1.0, "metric_depth_model", support=len(c2w),
+                               detail={"fixed_camera": True, "note": "depth is the metric model's output; the "
+                                                                      "poses have no translation to scale"})
+
         return scale_from_metric_model(store, name, load_depth_model(learned),
                                        config.model_frames if config is not None else 12)
     return None
