@@ -89,11 +89,12 @@ def ego_render(context: dg.AssetExecutionContext, config: EgoRenderRunConfig, ar
         exo_camera_pose_path=view.gopro_calibs, online_calibration_path=view.online_calibration,
         start_frame=config.start_frame, end_frame=config.end_frame, point_size=config.point_size,
         fish_eye_rendering=config.fisheye, use_mean_bg=config.use_mean_bg, resolution=config.resolution,
-        subsample=config.subsample, output="both", artifact_name=view.sequence,
-        device=compute.resolved_device())
-    context.log.info(f"rendering {view.take}/{view.cam} from {view.vipe_dir}")
-    with classify_failures(context), engine_logs_to_dagster(context):
-        res = render_ego(cfg)
+        subsample=config.subsample, output="both", artifact_name=view.sequence)
+    with compute.step_device(key) as device:
+        cfg.device = device
+        context.log.info(f"rendering {view.take}/{view.cam} from {view.vipe_dir} on {device}")
+        with classify_failures(context), engine_logs_to_dagster(context):
+            res = render_ego(cfg)
     n = len(res.frames)
     pick = sorted({int(round(x)) for x in np.linspace(0, n - 1, min(n, 8))})
     tiles = [(res.frames[i], _read_image(fs.join(res.out_path, f"frame_{res.frames[i]:06d}.png"))) for i in pick]
