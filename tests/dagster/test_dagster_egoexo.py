@@ -260,6 +260,13 @@ def test_camera_id_check_blocks_a_camera_missing_from_the_calibration(tmp_path, 
              instance.event_log_storage.get_asset_check_partition_info([spec.key])}
     assert infos == {"synth_take_1__cam01": "SUCCEEDED", "synth_take_1__cam03": "FAILED"}
 
+    # the take's best view shows what discovery skipped (the reference's un-named `exo` result folder)
+    shutil.copytree(take.vipe_dir, tdir / "exo")
+    instance.add_dynamic_partitions("takes", ["synth_take_1"])
+    best, _ = _run(defs, instance, "best_ego_view_job", "synth_take_1")
+    assert best["num_skipped"].value == 1
+    assert "| synth_take_1 | exo | result folder 'exo' names no exo camera" in best["skipped"].value
+
     # the ego stream must cover the frame range; a camera absent from the take is named
     rep = check_camera_ids(take.root, take.take, "cam01", 0, take.num_frames + 1)
     assert not rep.passed and f"lacks take frames {take.num_frames}, {take.num_frames + 1}" in rep.describe()
