@@ -278,3 +278,23 @@ def test_camera_id_check_blocks_a_camera_missing_from_the_calibration(tmp_path, 
     rep = check_camera_ids(take.root, take.take, "gp07", 0, 1)
     assert "camera gp07 is not in take 'synth_take_1'" in rep.describe()
     assert "camera gp07 is not in " + take.gopro_calibs in rep.describe()
+
+
+def test_raw_layout_discovery_and_camera_check_on_s3(take, s3_bucket):
+    """The same take uploaded to S3 (moto): discovery and the camera-ID check go through the fs layer."""
+    from vipe_dagster.egoexo.camera_check import check_camera_ids
+    from vipe_dagster.egoexo.takes import discover_raw_takes
+
+    _raw_videos(take, cams=("cam01", "cam02", "cam07"))
+    s3, bucket = s3_bucket
+    s3.put(take.root + "/annotations", f"{bucket}/ego4d/annotations", recursive=True)
+    s3.put(take.root + "/takes", f"{bucket}/ego4d/takes", recursive=True)
+    root = f"s3://{bucket}/ego4d"
+    found = discover_raw_takes(root)
+    t = found.get("synth_take_1")
+    assert sorted(t.exo_videos) == ["cam01", "cam02"] and t.take_uid == take.take_uid
+    assert t.exo_videos["cam02"] == f"{root}/takes/synth_take_1/frame_aligned_videos/downscaled/448/cam02.mp4"
+    assert [(c, "not in" in r) for t_, c, r in found.skipped] == [("cam07", True)]
+    assert check_camera_ids(root, "synth_take_1", "cam02", 0, take.num_frames - 1).passed
+    rep = check_camera_ids(root, "synth_take_1", "cam07", 0, 1)
+    assert not rep.passed and "camera cam07 is not in s3://" in rep.describe()

@@ -11,7 +11,13 @@ Layout under a takes root (what Ego-Exo4D downloads plus ViPE results, as
 A take x camera pair is *renderable* when the camera's ViPE result holds one sequence with rgb, pose,
 intrinsics and depth, the take has a camera_pose JSON with an Aria trajectory, and the camera's
 placement is known (a ``gopro_calibs.csv`` row, or the JSON's ``camXX`` entry). Pairs that are not are
-listed in :attr:`Discovery.skipped` with the reason, never returned as renderable.
+listed in :attr:`Discovery.skipped` with the reason, never returned as renderable. The ``<cam>`` folder may
+carry an EgoX result name (``cam02_static_vda_fixedcam``, ``cam01_lyra_fixedcam``): :func:`result_camera`
+maps it to its camera; a folder naming no camera (``exo``) is reported, not dropped silently.
+
+:func:`discover_raw_takes` reads the raw download instead (``takes/<take>/frame_aligned_videos/downscaled/
+448/{camNN,gpNN,ariaNN*}.mp4`` plus the same calibration and annotation files) and reports every camera,
+video or take it cannot use.
 
 Partition keys match ``[a-z0-9_-]+``: the take name lower-cased with other characters replaced by
 ``-`` and runs of ``_`` collapsed (so ``__`` only ever separates take and camera in a view key
@@ -224,6 +230,7 @@ def discover_takes(root: str, take_keys: set[str] | None = None) -> Discovery:
             out.skipped.append((take, "*", f"take folder name {take!r} is not usable: {problem}"))
             continue
         if not _isdir(tdir):
+            out.skipped.append((take, "*", f"{tdir} is not a folder (expected vipe_results/<take>/<cam>/)"))
             continue
         if take not in poses:
             out.skipped.append((take, "*", "no annotations/ego_pose/*/camera_pose/*.json with this take_name"))
@@ -267,16 +274,16 @@ def discover_takes(root: str, take_keys: set[str] | None = None) -> Discovery:
                 out.skipped.append((take, folder, f"result {folder!r} of {cam}: {chosen[cam]!r} is used instead"))
                 continue
             if cam not in calibs and cam not in cp.exo:
-                out.skipped.append((take, cam, f"camera {cam} is in neither {gopro or 'gopro_calibs.csv'} nor "
-                                               f"{poses[take]}"))
+                out.skipped.append((take, folder, f"camera {cam} is in neither {gopro or 'gopro_calibs.csv'} nor "
+                                                  f"{poses[take]}"))
                 continue
             seq = _sequence(vdir)
             if isinstance(seq, str):
-                out.skipped.append((take, cam, seq))
+                out.skipped.append((take, folder, seq))
                 continue
             name, n = seq
             if not _KEY_OK.match(view_key(tkey, cam)):
-                out.skipped.append((take, cam, f"cannot form a partition key from {take!r}/{cam!r}"))
+                out.skipped.append((take, folder, f"cannot form a partition key from {take!r}/{cam!r}"))
                 continue
             chosen[cam] = folder
             out.views.append(TakeCamera(take, tkey, cam, vdir, name, poses[take], gopro if cam in calibs else None,
