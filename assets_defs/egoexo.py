@@ -156,6 +156,7 @@ def _take_name(root: str, take_key: str, found: Discovery) -> str | None:
                             "Blocking: a render placed by the wrong camera or pose is garbage.")
 def camera_ids(context: dg.AssetCheckExecutionContext, egoexo: EgoExoResource) -> dg.AssetCheckResult:
     from vipe_dagster.egoexo.camera_check import check_camera_ids
+    from vipe_dagster.egoexo.takes import PoseFile
 
     key = context.partition_key
     take_key, cam = split_view_key(key)
@@ -166,7 +167,9 @@ def camera_ids(context: dg.AssetCheckExecutionContext, egoexo: EgoExoResource) -
         return dg.AssetCheckResult(passed=False, description=f"error: no take folder under {egoexo.takes_root} "
                                                              f"has the partition key {take_key!r}")
     last = (view.num_frames - 1) if view else 0
-    rep = check_camera_ids(egoexo.takes_root, take, cam, 0, last)
+    # the JSON discovery matched to the take (by metadata.take_name); its take_uid is re-read by the check
+    pose = PoseFile(view.camera_pose_json, "", "") if view else None
+    rep = check_camera_ids(egoexo.takes_root, take, cam, 0, last, pose=pose)
     if view is None:
         rep.problems += [f"not renderable: {r}" for t, c, r in found.skipped
                          if t == take and (c == "*" or c == cam or c.startswith(cam + "_"))] or \

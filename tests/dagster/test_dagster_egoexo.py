@@ -248,6 +248,7 @@ def test_camera_id_check_blocks_a_camera_missing_from_the_calibration(tmp_path, 
     res, good = run("synth_take_1__cam01")
     assert res.success and good.passed, good.description
     assert good.metadata["calibration"].value == take.gopro_calibs
+    assert good.metadata["take_uid"].value == take.take_uid
     res, bad = run("synth_take_1__cam03")
     assert not bad.passed and not res.success  # blocking: the run fails, best_ego_view would not follow
     assert bad.severity == dg.AssetCheckSeverity.ERROR

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import InputError
 from ..io import fs
 from . import formats as F
-from .takes import VIDEO_SUBDIR, _isdir, pose_index, result_camera
+from .takes import VIDEO_SUBDIR, PoseFile, _isdir, pose_index, result_camera
 
 
 @dataclass
@@ -54,25 +54,29 @@ def _frames_text(frames: np.ndarray) -> str:
 
 
 def check_camera_ids(root: str, take: str, cam: str, first_frame: int, last_frame: int,
-                     video_subdir: str = VIDEO_SUBDIR) -> CameraIdReport:
-    """Check the view ``take``/``cam`` for take frames ``[first_frame, last_frame]`` (module docstring)."""
+                     video_subdir: str = VIDEO_SUBDIR, pose: PoseFile | None = None) -> CameraIdReport:
+    """Check the view ``take``/``cam`` for take frames ``[first_frame, last_frame]`` (module docstring).
+    ``pose``: the take's camera_pose JSON when the caller knows it (else every JSON's metadata is read)."""
     rep = CameraIdReport(take, cam)
     rep.facts["required_frames"] = f"[{first_frame}, {last_frame}]"
     traj = fs.join(root, "takes", take, "trajectory")
     gopro = fs.join(traj, "gopro_calibs.csv")
-    poses = pose_index(root)
-    pose = poses.get(take)
+    if pose is None:
+        pose = pose_index(root).get(take)
     cp = None
     if pose is None:
         rep.problems.append(f"error: no annotations/ego_pose/<split>/camera_pose/<uid>.json under {root} has "
                             f"metadata.take_name {take!r} (expected the take's camera_pose JSON)")
     else:
         rep.facts["camera_pose_json"] = pose.path
-        rep.facts["take_uid"] = pose.take_uid
         try:
             cp = F.read_camera_pose_json(pose.path)
         except InputError as exc:
             rep.problems.append(f"error: {exc}")
+        rep.facts["take_uid"] = pose.take_uid or (cp.take_uid if cp else None) or \
+            pose.path.rsplit("/", 1)[-1].removesuffix(".json")
+        if cp is not None and cp.take_name not in (None, take):
+            rep.problems.append(f"error: {pose.path}: metadata.take_name is {cp.take_name!r}, expected {take!r}")
     # --- calibration
     if fs.exists(gopro):
         try:
