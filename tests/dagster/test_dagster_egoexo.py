@@ -299,3 +299,15 @@ def test_raw_layout_discovery_and_camera_check_on_s3(take, s3_bucket):
     assert check_camera_ids(root, "synth_take_1", "cam02", 0, take.num_frames - 1).passed
     rep = check_camera_ids(root, "synth_take_1", "cam07", 0, 1)
     assert not rep.passed and "camera cam07 is not in s3://" in rep.describe()
+
+
+def test_takes_sensor_logs_every_skipped_folder(instance, take, capfd):
+    """The skip report reaches the UI: each entry is a warning in the sensor tick's log."""
+    from assets_defs.egoexo import egoexo_takes
+
+    shutil.copytree(take.vipe_dir, Path(take.vipe_dir).parent / "exo")
+    egoexo = EgoExoResource(takes_root=take.root)
+    tick = egoexo_takes(dg.build_sensor_context(instance=instance, resources={"egoexo": egoexo}))
+    assert sorted(r.partition_key for r in tick.run_requests) == ["synth_take_1__cam01", "synth_take_1__cam02"]
+    err = capfd.readouterr().err
+    assert "WARNING - skipped synth_take_1/exo: result folder 'exo' names no exo camera" in err
