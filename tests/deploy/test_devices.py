@@ -78,3 +78,19 @@ def test_compute_resource_pins_steps_by_partition_key(monkeypatch, tmp_path):
     assert current == [int(d[-1]) for d in (d1, d2, d3)]
     with ComputeResource(device="cpu").step_device("a") as d:
         assert d == "cpu"
+
+
+def test_engine_modules_do_not_import_dagster(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = ("import sys; import vipe_dagster.devices, vipe_dagster.deploy_config, vipe_dagster.egoexo.takes, "
+            "vipe_dagster.egoexo.camera_check as c; "
+            f"c.check_camera_ids({str(tmp_path)!r}, 't', 'cam01', 0, 1); "
+            "print(sorted(m for m in sys.modules if m == 'dagster' or m.startswith('dagster.')))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                       env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == "[]"
