@@ -59,11 +59,11 @@ def deployment_device(count: int, environ: Mapping[str, str] | None = None) -> i
         return None
     value = raw.removeprefix("cuda:")
     if not value.isdigit():
-        raise ConfigError(f"error: environment variable {DEVICE_ENV}={raw!r}: expected a device index "
+        raise ConfigError(f"environment variable {DEVICE_ENV}={raw!r}: expected a device index "
                           f"such as 0 or cuda:1")
     index = int(value)
     if index >= count:
-        raise ConfigError(f"error: environment variable {DEVICE_ENV}={raw!r}: only {count} CUDA device(s) are "
+        raise ConfigError(f"environment variable {DEVICE_ENV}={raw!r}: only {count} CUDA device(s) are "
                           f"visible to this process (indices 0..{count - 1})")
     return index
 

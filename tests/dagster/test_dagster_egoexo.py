@@ -216,7 +216,7 @@ def test_raw_layout_discovery_reports_every_skipped_camera(take):
     assert "take_name" in reasons[("no_pose", "*")]
     assert "cam05" in found.report() and found.report().startswith("| take |")
     assert discover_raw_takes(take.root, take_keys={"nope"}).takes == []
-    with pytest.raises(Exception, match="error: take 'nope'.*known: synth_take_1"):
+    with pytest.raises(Exception, match="take .nope..*known: synth_take_1"):
         found.get("nope")
 
 
@@ -311,3 +311,22 @@ def test_takes_sensor_logs_every_skipped_folder(instance, take, capfd):
     assert sorted(r.partition_key for r in tick.run_requests) == ["synth_take_1__cam01", "synth_take_1__cam02"]
     err = capfd.readouterr().err
     assert "WARNING - skipped synth_take_1/exo: result folder 'exo' names no exo camera" in err
+
+
+def test_takes_command_lists_takes_and_skips_and_checks_a_view(take, capsys):
+    from vipe_dagster.cli import main
+
+    _raw_videos(take, cams=("cam01", "cam02", "cam09"))
+    assert main(["takes", take.root]) == 0
+    out = capsys.readouterr().out
+    assert f"synth_take_1 (key synth_take_1, uid {take.take_uid}): exo cam01, cam02; ego aria01 frames [0, 3]" in out
+    assert "skipped synth_take_1/cam09: camera cam09 is not in" in out
+    assert main(["takes", take.root, "--check", "synth_take_1/cam02"]) == 0
+    assert capsys.readouterr().out.startswith("PASS synth_take_1/cam02")
+    assert main(["takes", take.root, "--check", "synth_take_1/cam09", "--frames", "0:9"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAIL") and "cam09 is not in" in out and "lacks take frames 4, 5, 6, 7, 8, 9" in out
+    assert main(["takes", take.root, "--check", "cam02"]) == 2
+    assert "error: --check 'cam02': expected <take>/<cam>" in capsys.readouterr().err
+    assert main(["takes", str(Path(take.root) / "annotations")]) == 2
+    assert "no takes/<take>/ folder" in capsys.readouterr().err

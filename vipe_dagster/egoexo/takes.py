@@ -344,7 +344,7 @@ class RawDiscovery:
         for t in self.takes:
             if t.take_key == take_key:
                 return t
-        raise InputError(f"error: take {take_key!r} is not under the Ego-Exo4D root (known: "
+        raise InputError(f"take {take_key!r} is not under the Ego-Exo4D root (known: "
                          f"{', '.join(self.take_keys) or 'none'})"
                          + "".join(f"; {t}/{c}: {r}" for t, c, r in self.skipped if t != "*"))
 
