@@ -69,25 +69,31 @@ def apply_overrides(base: dict[str, Any], overrides: dict[str, str], what: str) 
 
 
 def placement_tags(kind: str = "gpu") -> dict[str, Any]:
-    """Kubernetes placement for engine steps, supplied by the deployment through the environment.
+    """Kubernetes placement op tags for engine steps, supplied by the deployment through the environment.
 
-    ``VIPE_K8S_GPU_CONFIG`` (JSON, used verbatim as the ``dagster-k8s/config`` tag), or the pieces
-    ``VIPE_K8S_GPU_LIMIT`` (``nvidia.com/gpu`` limit), ``VIPE_K8S_GPU_NODE_SELECTOR`` (``k=v,k2=v2``) and
-    ``VIPE_K8S_GPU_TOLERATIONS`` (JSON list). Nothing set -> no tags (local runs). ``kind="cpu"`` reads
-    the ``VIPE_K8S_CPU_*`` variables instead.
+    ``kind="gpu"``: the same ``dagster-k8s/config`` body the k8s executor gives every ``gpu``-pool step
+    (``vipe_dagster.deploy_config.gpu_step_k8s_config``: ``nvidia.com/gpu`` request = limit, node selector,
+    and the default ``nvidia.com/gpu`` toleration unless ``VIPE_K8S_GPU_TOLERATIONS`` replaces it) when any
+    ``VIPE_K8S_GPU_*`` variable is set, else no tags. An op tag hides the executor's placement, so it must be
+    the complete body: with its own partial body (limit + node selector only) every real GPU step once got
+    ``tolerations=[]`` under the documented variables. ``kind="cpu"`` reads ``VIPE_K8S_CPU_CONFIG`` /
+    ``VIPE_K8S_CPU_NODE_SELECTOR`` / ``VIPE_K8S_CPU_TOLERATIONS``.
     """
+    from vipe_dagster.deploy_config import gpu_step_k8s_config
+
     prefix = f"VIPE_K8S_{kind.upper()}_"
+    if kind == "gpu":
+        if not any((os.environ.get(prefix + v) or "").strip()
+                   for v in ("CONFIG", "LIMIT", "NODE_SELECTOR", "TOLERATIONS")):
+            return {}
+        return {"dagster-k8s/config": gpu_step_k8s_config()}
     raw = os.environ.get(prefix + "CONFIG")
     if raw:
         try:
             return {"dagster-k8s/config": json.loads(raw)}
         except json.JSONDecodeError as exc:
             raise ValueError(f"{prefix}CONFIG is not valid JSON: {exc}") from exc
-    container: dict[str, Any] = {}
     pod: dict[str, Any] = {}
-    limit = os.environ.get(prefix + "LIMIT")
-    if limit and kind == "gpu":
-        container["resources"] = {"limits": {"nvidia.com/gpu": str(int(limit))}}
     selector = os.environ.get(prefix + "NODE_SELECTOR")
     if selector:
         pairs = [p.split("=", 1) for p in selector.split(",") if p.strip()]
@@ -97,14 +103,9 @@ def placement_tags(kind: str = "gpu") -> dict[str, Any]:
     tol = os.environ.get(prefix + "TOLERATIONS")
     if tol:
         pod["tolerations"] = json.loads(tol)
-    if not container and not pod:
+    if not pod:
         return {}
-    cfg: dict[str, Any] = {}
-    if container:
-        cfg["container_config"] = container
-    if pod:
-        cfg["pod_spec_config"] = pod
-    return {"dagster-k8s/config": cfg}
+    return {"dagster-k8s/config": {"pod_spec_config": pod}}
 
 
 RETRY = dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)

@@ -127,11 +127,12 @@ def depth_maps(context: dg.AssetExecutionContext, config: DepthRunConfig, artifa
                compute: ComputeResource, model_hub: ModelHubResource) -> dg.MaterializeResult:
     key = context.partition_key
     store = artifacts.store()
-    device = compute.resolved_device()
-    cfg = build_depth_config(config, device, model_hub.cache_dir)
-    context.log.info(f"dense depth for {key} on {device} (MVS {cfg.mvs_long_side} px, {cfg.num_planes} planes)")
-    with engine_step(context, store, key, "depth_maps"):
-        res = run_depth(store, key, cfg)
+    with compute.step_device(key) as device:
+        cfg = build_depth_config(config, device, model_hub.cache_dir)
+        context.log.info(f"dense depth for {key} on {device} (MVS {cfg.mvs_long_side} px, {cfg.num_planes} "
+                         f"planes)")
+        with engine_step(context, store, key, "depth_maps"):
+            res = run_depth(store, key, cfg)
     t0 = time.perf_counter()
     stats = depth_statistics(store, key, max_frames=16)
     png = _depth_preview(store, key, res.num_frames, stats, res.scale)

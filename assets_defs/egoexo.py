@@ -19,7 +19,7 @@ from pydantic import Field
 from resources.artifacts import ArtifactStoreResource
 from resources.compute import ComputeResource
 from resources.egoexo import EgoExoResource
-from vipe_dagster.egoexo.takes import SEP, split_view_key
+from vipe_dagster.egoexo.takes import SEP, Discovery, split_view_key, take_key_map
 from vipe_dagster.io import fs
 from vipe_dagster.previews import contact_sheet, markdown_image
 from vipe_dagster.provenance import code_version
@@ -36,6 +36,7 @@ EGO_RENDER_CODE_VERSION = code_version("ego_render")
 BEST_VIEW_CODE_VERSION = code_version("best_ego_view")
 EGO_RENDER = dg.AssetKey("ego_render")
 COVERAGE_CHECK = "render_coverage"
+CAMERA_ID_CHECK = "camera_ids"
 
 
 class EgoRenderRunConfig(dg.Config):
@@ -89,11 +90,12 @@ def ego_render(context: dg.AssetExecutionContext, config: EgoRenderRunConfig, ar
         exo_camera_pose_path=view.gopro_calibs, online_calibration_path=view.online_calibration,
         start_frame=config.start_frame, end_frame=config.end_frame, point_size=config.point_size,
         fish_eye_rendering=config.fisheye, use_mean_bg=config.use_mean_bg, resolution=config.resolution,
-        subsample=config.subsample, output="both", artifact_name=view.sequence,
-        device=compute.resolved_device())
-    context.log.info(f"rendering {view.take}/{view.cam} from {view.vipe_dir}")
-    with classify_failures(context), engine_logs_to_dagster(context):
-        res = render_ego(cfg)
+        subsample=config.subsample, output="both", artifact_name=view.sequence)
+    with compute.step_device(key) as device:
+        cfg.device = device
+        context.log.info(f"rendering {view.take}/{view.cam} from {view.vipe_dir} on {device}")
+        with classify_failures(context), engine_logs_to_dagster(context):
+            res = render_ego(cfg)
     n = len(res.frames)
     pick = sorted({int(round(x)) for x in np.linspace(0, n - 1, min(n, 8))})
     tiles = [(res.frames[i], _read_image(fs.join(res.out_path, f"frame_{res.frames[i]:06d}.png"))) for i in pick]
@@ -124,6 +126,59 @@ def ego_render(context: dg.AssetExecutionContext, config: EgoRenderRunConfig, ar
     )
 
 
+def skip_report(skipped: list[tuple[str, str, str]], limit: int = 200) -> str:
+    """Markdown table of discovery's skipped takes / cameras / files with the reason."""
+    if not skipped:
+        return "nothing skipped"
+    rows = [f"| {t} | {c} | {r.replace('|', '/')} |" for t, c, r in skipped[:limit]]
+    more = [f"| ... | ... | {len(skipped) - limit} more |"] if len(skipped) > limit else []
+    return "\n".join(["| take | camera / folder | reason |", "|---|---|---|", *rows, *more])
+
+
+def _take_name(root: str, take_key: str, found: Discovery) -> str | None:
+    """The on-disk take name of a take partition key (from discovery, else from the folder names)."""
+    for v in found.views:
+        if v.take_key == take_key:
+            return v.take
+    names: set[str] = set()
+    for sub in ("vipe_results", "takes"):
+        d = fs.join(root, sub)
+        if fs.exists(d):
+            names.update(fs.listdir(d))
+    return {k: t for t, k in take_key_map(sorted(names)).items()}.get(take_key)
+
+
+@dg.asset_check(asset=EGO_RENDER, name=CAMERA_ID_CHECK, blocking=True, partitions_def=EGO_VIEWS,
+                description="The view's exo camera is in the take's calibration (a `gopro_calibs.csv` row, or the "
+                            "camera_pose JSON's entry for a take without that file) and in the take (its video "
+                            "or a ViPE result folder, EgoX names like `cam02_static_vda_fixedcam` included), and "
+                            "the take's camera_pose JSON has an Aria trajectory over every rendered frame. "
+                            "Blocking: a render placed by the wrong camera or pose is garbage.")
+def camera_ids(context: dg.AssetCheckExecutionContext, egoexo: EgoExoResource) -> dg.AssetCheckResult:
+    from vipe_dagster.egoexo.camera_check import check_camera_ids
+    from vipe_dagster.egoexo.takes import PoseFile
+
+    key = context.partition_key
+    take_key, cam = split_view_key(key)
+    found = egoexo.discover({take_key})
+    view = next((v for v in found.views if v.key == key), None)
+    take = view.take if view else _take_name(egoexo.takes_root, take_key, found)
+    if take is None:
+        return dg.AssetCheckResult(passed=False, description=f"error: no take folder under {egoexo.takes_root} "
+                                                             f"has the partition key {take_key!r}")
+    last = (view.num_frames - 1) if view else 0
+    # the JSON discovery matched to the take (by metadata.take_name); its take_uid is re-read by the check
+    pose = PoseFile(view.camera_pose_json, "", "") if view else None
+    rep = check_camera_ids(egoexo.takes_root, take, cam, 0, last, pose=pose)
+    if view is None:
+        rep.problems += [f"not renderable: {r}" for t, c, r in found.skipped
+                         if t == take and (c == "*" or c == cam or c.startswith(cam + "_"))] or \
+                        [f"not renderable: discovery found no ViPE result of {cam} in take {take!r}"]
+    meta = {k: (dg.MetadataValue.json(v) if isinstance(v, (list, dict)) else v) for k, v in rep.facts.items()}
+    meta["problems"] = dg.MetadataValue.json(rep.problems)
+    return dg.AssetCheckResult(passed=rep.passed, metadata=meta, description=rep.describe())
+
+
 def latest_renders(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, dg.EventLogRecord]:
     """The latest ``ego_render`` materialization record of each view key that has one."""
     out = {}
@@ -148,7 +203,8 @@ def latest_renders(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, d
 def best_ego_view(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource,
                   egoexo: EgoExoResource) -> dg.MaterializeResult:
     take_key = context.partition_key
-    views = egoexo.discover({take_key}).of_take(take_key)
+    found = egoexo.discover({take_key})
+    views = found.of_take(take_key)
     registered = [k for k in context.instance.get_dynamic_partitions(EGO_VIEWS.name)
                   if k.startswith(take_key + SEP) and split_view_key(k)[0] == take_key]
     keys = sorted(set(registered) | {v.key for v in views})
@@ -171,7 +227,10 @@ def best_ego_view(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRes
     fs.write_text(out_uri, json.dumps(doc, indent=2))
     table = "| camera | mean coverage |\n|---|---|\n" + "\n".join(
         f"| {'**' + c + '**' if c == best else c} | {scores[c]:.4f} |" for c in sorted(scores))
+    take_name = views[0].take if views else take_key
+    skipped = [(t, c, r) for t, c, r in found.skipped if t == take_name]
     meta = {"best_camera": best, "best_mean_coverage": round(scores[best], 4), "scores": dg.MetadataValue.md(table),
+            "skipped": dg.MetadataValue.md(skip_report(skipped)), "num_skipped": len(skipped),
             "scores_json": dg.MetadataValue.json(scores), "num_cameras": len(scores),
             "not_rendered": ", ".join(missing) or None, "best_render_dir": dg.MetadataValue.path(doc["render_dir"]),
             "best_view_uri": dg.MetadataValue.path(out_uri)}
@@ -216,6 +275,8 @@ def plan_takes_tick(instance: dg.DagsterInstance, discovery, max_runs: int) -> d
                        "camera pairs), requests their ego renders, then each take's best view.")
 def egoexo_takes(context: dg.SensorEvaluationContext, egoexo: EgoExoResource):
     found = egoexo.discover()
+    for t, c, r in found.skipped:  # every skipped take / camera / folder, in the tick's log in the UI
+        context.log.warning(f"skipped {t}/{c}: {r}")
     plan = plan_takes_tick(context.instance, found, egoexo.max_per_tick)
     reqs = []
     if plan["new_takes"]:
@@ -225,12 +286,13 @@ def egoexo_takes(context: dg.SensorEvaluationContext, egoexo: EgoExoResource):
     if not reqs and not plan["runs"]:
         return dg.SensorResult(skip_reason=dg.SkipReason(
             f"no new takes or renders under {egoexo.takes_root} ({len(found.view_keys)} views, "
-            f"{len(found.skipped)} not renderable)"))
+            f"{len(found.skipped)} skipped: see the tick's log)"))
     context.log.info(f"{egoexo.takes_root}: {len(plan['new_takes'])} new take(s), {len(plan['new_views'])} new "
                      f"view(s), {len(plan['runs'])} run request(s)")
     return dg.SensorResult(run_requests=plan["runs"], dynamic_partitions_requests=reqs)
 
 
 ASSETS = [ego_render, best_ego_view]
+CHECKS = [camera_ids]
 JOBS = [EGO_RENDER_JOB, BEST_VIEW_JOB]
 SENSORS = [egoexo_takes]

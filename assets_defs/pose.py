@@ -88,12 +88,12 @@ def slam_pose(context: dg.AssetExecutionContext, config: PoseRunConfig, artifact
               compute: ComputeResource):
     key = context.partition_key
     store = artifacts.store()
-    device = compute.resolved_device()
-    pose_cfg = build_pose_config(config, device)
-    context.log.info(f"SLAM on {store.path('rgb', key)} with preset {config.preset} on {device}")
-    with engine_step(context, store, key, "slam_pose"):
-        store.check_set(key, ("rgb",))
-        res = run_pose(store, key, pose_cfg)
+    with compute.step_device(key) as device:
+        pose_cfg = build_pose_config(config, device)
+        context.log.info(f"SLAM on {store.path('rgb', key)} with preset {config.preset} on {device}")
+        with engine_step(context, store, key, "slam_pose"):
+            store.check_set(key, ("rgb",))
+            res = run_pose(store, key, pose_cfg)
     t0 = time.perf_counter()
     c2w, _ = store.read_pose(key)
     intr, _, _ = store.read_intrinsics(key)

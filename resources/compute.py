@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
+from vipe_dagster import devices
+
 
 def cuda_device_count() -> int:
-    try:
-        import torch
-    except ImportError:
-        return 0
-    return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    return devices.cuda_device_count()
 
 
 class ComputeResource(dg.ConfigurableResource):
@@ -37,6 +37,15 @@ class ComputeResource(dg.ConfigurableResource):
         if self.device == "cuda" and cuda_device_count() == 0:
             raise dg.Failure(description="compute.device is 'cuda' but no CUDA device is visible to this run")
         return self.device
+
+    @contextlib.contextmanager
+    def step_device(self, key: str) -> Iterator[str]:
+        """The device of one ``gpu``-pool step, held while the block runs: ``cpu``, or one ``cuda:<n>`` per
+        step on a multi-GPU host (``VIPE_CUDA_DEVICE`` from the deployment, else claimed round-robin from the
+        partition key; see ``vipe_dagster.devices``)."""
+        dev = self.resolved_device()
+        with devices.claim_device(key, want_cuda=dev == "cuda") as claim:
+            yield claim.device
 
     def pool_limit(self) -> int:
         if self.gpu_pool_size is not None:

@@ -7,7 +7,7 @@ import os
 import dagster as dg
 from pydantic import Field
 
-from vipe_dagster.egoexo.takes import Discovery, discover_takes
+from vipe_dagster.egoexo.takes import Discovery, RawDiscovery, discover_raw_takes, discover_takes
 
 DEFAULT_TAKES_ROOT = "data/egoexo"
 
@@ -22,6 +22,10 @@ class EgoExoResource(dg.ConfigurableResource):
 
     def discover(self, take_keys: set[str] | None = None) -> Discovery:
         return discover_takes(self.takes_root, take_keys)
+
+    def discover_raw(self, take_keys: set[str] | None = None) -> RawDiscovery:
+        """Takes of the raw Ego-Exo4D layout under the root (videos, calibration, camera_pose JSONs)."""
+        return discover_raw_takes(self.takes_root, take_keys)
 
 
 RESOURCES = {"egoexo": EgoExoResource(takes_root=os.environ.get("VIPE_EGOEXO_ROOT", DEFAULT_TAKES_ROOT))}

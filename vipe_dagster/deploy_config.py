@@ -16,13 +16,10 @@ Which executor runs the steps of a run, and where the Kubernetes executor puts t
     time) or ``spawn`` (a fresh interpreter per step; Dagster's own default).
 ``VIPE_K8S_GPU_LIMIT`` / ``VIPE_K8S_GPU_NODE_SELECTOR`` / ``VIPE_K8S_GPU_TOLERATIONS`` / ``VIPE_K8S_GPU_CONFIG``
     Placement of ``gpu``-pool steps (the same variables ``assets_defs._common.placement_tags`` reads). With
-    the k8s executor a ``gpu`` step without its own ``dagster-k8s/config`` tag gets: ``nvidia.com/gpu``
-    limit ``VIPE_MP_START_METHOD``
-    How the multiprocess executor starts step processes: ``forkserver`` (default: a server process imports
-    Dagster and the code location once and forks every step from it, so steps start in a fraction of the
-    time) or ``spawn`` (a fresh interpreter per step; Dagster's own default).
-``VIPE_K8S_GPU_LIMIT`` (default 1), node selector ``k=v,k2=v2`` (default none) and tolerations
-    (JSON list; default: tolerate the ``nvidia.com/gpu`` taint that GKE/EKS/AKS GPU node pools carry).
+    the k8s executor a ``gpu`` step gets: ``nvidia.com/gpu`` request = limit ``VIPE_K8S_GPU_LIMIT`` (default
+    1), node selector ``k=v,k2=v2`` (default none) and tolerations (JSON list; default: tolerate the
+    ``nvidia.com/gpu`` taint that GKE/EKS/AKS GPU node pools carry), whether through the executor or the
+    op tag ``placement_tags`` builds from the same variables.
     ``VIPE_K8S_GPU_CONFIG`` (JSON) replaces all of it verbatim.
 ``VIPE_K8S_NAMESPACE`` / ``VIPE_K8S_STEP_IMAGE``
     Namespace and image of the step Jobs (default: those of the run launcher / the run's code location).

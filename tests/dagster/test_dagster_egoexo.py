@@ -150,3 +150,183 @@ def test_ego_render_of_an_unregistered_view_says_what_is_renderable(tmp_path, in
     assert not res.success
     err = "\n".join(e.event_specific_data.error.to_string() for e in res.all_events if e.is_step_failure)
     assert "'synth_take_1__cam09' is not renderable" in err and "synth_take_1__cam01" in err
+
+
+def _raw_videos(take, cams=("cam01", "cam02"), aria=True) -> Path:
+    """Frame-aligned videos in the Ego-Exo4D layout (each a copy of cam01's ViPE rgb video)."""
+    vdir = Path(take.root) / "takes" / take.take / "frame_aligned_videos" / "downscaled" / "448"
+    vdir.mkdir(parents=True, exist_ok=True)
+    src = next((Path(take.vipe_dir) / "rgb").glob("*.mp4"))
+    for c in cams:
+        shutil.copy(src, vdir / f"{c}.mp4")
+    if aria:
+        shutil.copy(src, vdir / "aria01_214-1.mp4")
+    return vdir
+
+
+def test_egox_result_names_map_to_their_camera_and_every_skip_is_reported(take):
+    from vipe_dagster.egoexo.takes import result_camera
+
+    assert result_camera("cam02_static_vda_fixedcam") == "cam02"
+    assert result_camera("cam01_lyra_fixedcam") == "cam01"
+    assert result_camera("gp03_moge_static_vda_fixedcam_slammap") == "gp03"
+    assert result_camera("cam02") == "cam02"
+    assert result_camera("exo") is None and result_camera("Cam02") is None and result_camera("cam2") is None
+    tdir = Path(take.vipe_dir).parent
+    shutil.move(str(tdir / "cam02"), str(tdir / "cam02_static_vda_fixedcam"))
+    shutil.copytree(take.vipe_dir, tdir / "cam01_lyra_fixedcam")  # a second result of cam01: reported, unused
+    shutil.copytree(take.vipe_dir, tdir / "exo")  # the reference's un-named result: names no camera
+    found = discover_takes(take.root)
+    assert found.view_keys == ["synth_take_1__cam01", "synth_take_1__cam02"]
+    assert found.get("synth_take_1__cam02").result_folder == "cam02_static_vda_fixedcam"
+    assert found.get("synth_take_1__cam01").result_folder == "cam01"
+    reasons = {(t, c): r for t, c, r in found.skipped}
+    assert "names no exo camera" in reasons[("synth_take_1", "exo")]
+    assert "'cam01' is used instead" in reasons[("synth_take_1", "cam01_lyra_fixedcam")]
+
+
+def test_raw_layout_discovery_reports_every_skipped_camera(take):
+    from vipe_dagster.egoexo.takes import discover_raw_takes
+
+    vdir = _raw_videos(take, cams=("cam01", "cam02", "cam05"))
+    (vdir / "notes.txt").write_text("x")
+    # gp02 is calibrated (a gopro_calibs.csv row) but has no video
+    csv = Path(take.gopro_calibs)
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([*lines, lines[1].replace("cam01", "gp02", 1)]) + "\n")
+    # a take folder without videos, and one without a camera_pose JSON
+    (Path(take.root) / "takes" / "empty_take").mkdir()
+    (Path(take.root) / "takes" / "no_pose" / "frame_aligned_videos" / "downscaled" / "448").mkdir(parents=True)
+
+    found = discover_raw_takes(take.root)
+    assert found.take_keys == ["synth_take_1"]
+    t = found.get("synth_take_1")
+    assert (t.take, t.take_uid) == ("synth_take_1", take.take_uid)
+    assert sorted(t.exo_videos) == ["cam01", "cam02"] and sorted(t.ego_videos) == ["aria01"]
+    assert t.gopro_calibs == take.gopro_calibs and t.online_calibration == take.online_calibration
+    assert t.camera_pose_json == take.camera_pose_json and t.split == "test"
+    assert t.ego_label == "aria01" and t.ego_frames == (0, take.num_frames - 1)
+    assert found.view_keys == ["synth_take_1__cam01", "synth_take_1__cam02"]
+    reasons = {(t_, c): r for t_, c, r in found.skipped}
+    assert "camera cam05 is not in" in reasons[("synth_take_1", "cam05")] and "cam01, cam02, gp02" in \
+        reasons[("synth_take_1", "cam05")]
+    assert "video" in reasons[("synth_take_1", "gp02")] and "is missing" in reasons[("synth_take_1", "gp02")]
+    assert "no camera video" in reasons[("synth_take_1", "notes.txt")]
+    assert "no video folder" in reasons[("empty_take", "*")]
+    assert "take_name" in reasons[("no_pose", "*")]
+    assert "cam05" in found.report() and found.report().startswith("| take |")
+    assert discover_raw_takes(take.root, take_keys={"nope"}).takes == []
+    with pytest.raises(Exception, match="take .nope..*known: synth_take_1"):
+        found.get("nope")
+
+
+def test_camera_id_check_blocks_a_camera_missing_from_the_calibration(tmp_path, instance, take):
+    """cam03 has a ViPE result (EgoX name) and an entry in the camera_pose JSON, so it is renderable, but the
+    take's gopro_calibs.csv has no row for it: the blocking camera-ID check fails for it and passes for cam01."""
+    from vipe_dagster.egoexo.camera_check import check_camera_ids
+
+    tdir = Path(take.vipe_dir).parent
+    shutil.copytree(take.vipe_dir, tdir / "cam03_static_vda_fixedcam")
+    cp = json.loads(Path(take.camera_pose_json).read_text())
+    cp["cam03"] = cp["cam01"]
+    Path(take.camera_pose_json).write_text(json.dumps(cp))
+    art = ArtifactStoreResource(root=str(tmp_path / "artifacts"))
+    egoexo = EgoExoResource(takes_root=take.root)
+    defs = build_definitions({"artifacts": art, "egoexo": egoexo})
+    found = egoexo.discover()
+    assert "synth_take_1__cam03" in found.view_keys
+    instance.add_dynamic_partitions("ego_views", found.view_keys)
+    cfg = {"ops": {"ego_render": {"config": {"resolution": 48, "subsample": 2}}}}
+
+    def run(key):
+        res = defs.resolve_job_def("ego_render_job").execute_in_process(
+            instance=instance, partition_key=key, run_config=cfg, raise_on_error=False)
+        checks = {e.event_specific_data.check_name: e.event_specific_data for e in res.all_events
+                  if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+        return res, checks["camera_ids"]
+
+    res, good = run("synth_take_1__cam01")
+    assert res.success and good.passed, good.description
+    assert good.metadata["calibration"].value == take.gopro_calibs
+    assert good.metadata["take_uid"].value == take.take_uid
+    res, bad = run("synth_take_1__cam03")
+    assert not bad.passed and not res.success  # blocking: the run fails, best_ego_view would not follow
+    assert bad.severity == dg.AssetCheckSeverity.ERROR
+    assert f"camera cam03 is not in {take.gopro_calibs}" in bad.description
+    assert "cam01, cam02" in bad.description
+    check_def = next(c for c in defs.asset_checks if "camera_ids" in {k.name for k in c.check_keys})
+    (spec,) = check_def.check_specs
+    assert spec.blocking and spec.partitions_def.name == "ego_views"
+    infos = {i.partition_key: i.latest_execution_status.value for i in
+             instance.event_log_storage.get_asset_check_partition_info([spec.key])}
+    assert infos == {"synth_take_1__cam01": "SUCCEEDED", "synth_take_1__cam03": "FAILED"}
+
+    # the take's best view shows what discovery skipped (the reference's un-named `exo` result folder)
+    shutil.copytree(take.vipe_dir, tdir / "exo")
+    instance.add_dynamic_partitions("takes", ["synth_take_1"])
+    best, _ = _run(defs, instance, "best_ego_view_job", "synth_take_1")
+    assert best["num_skipped"].value == 1
+    assert "| synth_take_1 | exo | result folder 'exo' names no exo camera" in best["skipped"].value
+
+    # the ego stream must cover the frame range; a camera absent from the take is named
+    rep = check_camera_ids(take.root, take.take, "cam01", 0, take.num_frames + 1)
+    assert not rep.passed and f"lacks take frames {take.num_frames}, {take.num_frames + 1}" in rep.describe()
+    rep = check_camera_ids(take.root, take.take, "cam02", 0, take.num_frames - 1)
+    assert rep.passed, rep.describe()
+    _raw_videos(take, cams=("cam01",))
+    rep = check_camera_ids(take.root, take.take, "cam01", 0, 1)
+    assert rep.passed and rep.facts["camera_source"].endswith("downscaled/448/cam01.mp4")
+    rep = check_camera_ids(take.root, take.take, "gp07", 0, 1)
+    assert "camera gp07 is not in take 'synth_take_1'" in rep.describe()
+    assert "camera gp07 is not in " + take.gopro_calibs in rep.describe()
+
+
+def test_raw_layout_discovery_and_camera_check_on_s3(take, s3_bucket):
+    """The same take uploaded to S3 (moto): discovery and the camera-ID check go through the fs layer."""
+    from vipe_dagster.egoexo.camera_check import check_camera_ids
+    from vipe_dagster.egoexo.takes import discover_raw_takes
+
+    _raw_videos(take, cams=("cam01", "cam02", "cam07"))
+    s3, bucket = s3_bucket
+    s3.put(take.root + "/annotations", f"{bucket}/ego4d/annotations", recursive=True)
+    s3.put(take.root + "/takes", f"{bucket}/ego4d/takes", recursive=True)
+    root = f"s3://{bucket}/ego4d"
+    found = discover_raw_takes(root)
+    t = found.get("synth_take_1")
+    assert sorted(t.exo_videos) == ["cam01", "cam02"] and t.take_uid == take.take_uid
+    assert t.exo_videos["cam02"] == f"{root}/takes/synth_take_1/frame_aligned_videos/downscaled/448/cam02.mp4"
+    assert [(c, "not in" in r) for t_, c, r in found.skipped] == [("cam07", True)]
+    assert check_camera_ids(root, "synth_take_1", "cam02", 0, take.num_frames - 1).passed
+    rep = check_camera_ids(root, "synth_take_1", "cam07", 0, 1)
+    assert not rep.passed and "camera cam07 is not in s3://" in rep.describe()
+
+
+def test_takes_sensor_logs_every_skipped_folder(instance, take, capfd):
+    """The skip report reaches the UI: each entry is a warning in the sensor tick's log."""
+    from assets_defs.egoexo import egoexo_takes
+
+    shutil.copytree(take.vipe_dir, Path(take.vipe_dir).parent / "exo")
+    egoexo = EgoExoResource(takes_root=take.root)
+    tick = egoexo_takes(dg.build_sensor_context(instance=instance, resources={"egoexo": egoexo}))
+    assert sorted(r.partition_key for r in tick.run_requests) == ["synth_take_1__cam01", "synth_take_1__cam02"]
+    err = capfd.readouterr().err
+    assert "WARNING - skipped synth_take_1/exo: result folder 'exo' names no exo camera" in err
+
+
+def test_takes_command_lists_takes_and_skips_and_checks_a_view(take, capsys):
+    from vipe_dagster.cli import main
+
+    _raw_videos(take, cams=("cam01", "cam02", "cam09"))
+    assert main(["takes", take.root]) == 0
+    out = capsys.readouterr().out
+    assert f"synth_take_1 (key synth_take_1, uid {take.take_uid}): exo cam01, cam02; ego aria01 frames [0, 3]" in out
+    assert "skipped synth_take_1/cam09: camera cam09 is not in" in out
+    assert main(["takes", take.root, "--check", "synth_take_1/cam02"]) == 0
+    assert capsys.readouterr().out.startswith("PASS synth_take_1/cam02")
+    assert main(["takes", take.root, "--check", "synth_take_1/cam09", "--frames", "0:9"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAIL") and "cam09 is not in" in out and "lacks take frames 4, 5, 6, 7, 8, 9" in out
+    assert main(["takes", take.root, "--check", "cam02"]) == 2
+    assert "error: --check 'cam02': expected <take>/<cam>" in capsys.readouterr().err
+    assert main(["takes", str(Path(take.root) / "annotations")]) == 2
+    assert "no takes/<take>/ folder" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from vipe_dagster.errors import InputError
+from vipe_dagster.errors import ConfigError, InputError
 from vipe_dagster.io import ArtifactStore
 from vipe_dagster.quality import frame_metrics_table, intrinsics_plausibility, pose_validity
 from vipe_dagster.registry import VideoRegistry, is_valid_key, sanitize_key
@@ -58,10 +58,15 @@ def test_placement_tags_come_from_env(monkeypatch):
     assert cfg["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     assert cfg["pod_spec_config"]["node_selector"] == {"pool": "a100", "zone": "x"}
     assert cfg["pod_spec_config"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    # without VIPE_K8S_GPU_TOLERATIONS the default nvidia.com/gpu toleration stays (it once became [])
+    monkeypatch.delenv("VIPE_K8S_GPU_TOLERATIONS")
+    cfg = placement_tags("gpu")["dagster-k8s/config"]
+    assert cfg["pod_spec_config"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     monkeypatch.setenv("VIPE_K8S_GPU_CONFIG", '{"pod_spec_config": {"node_selector": {"n": "1"}}}')
     assert placement_tags("gpu") == {"dagster-k8s/config": {"pod_spec_config": {"node_selector": {"n": "1"}}}}
     monkeypatch.setenv("VIPE_K8S_GPU_CONFIG", "{not json")
-    with pytest.raises(ValueError, match="VIPE_K8S_GPU_CONFIG"):
+    with pytest.raises(ConfigError, match="VIPE_K8S_GPU_CONFIG"):
         placement_tags("gpu")
 
 

@@ -230,3 +230,45 @@ def test_real_gpu_pool_assets_all_get_placement():
         else:
             limits = exc_cfg["per_step_k8s_config"][name]["container_config"]["resources"]["limits"]
             assert limits == {"nvidia.com/gpu": "2"}, name
+
+
+_REAL_GPU_STEPS = r"""
+import json, os
+os.environ.update({"VIPE_EXECUTOR": "k8s", "VIPE_K8S_GPU_LIMIT": "1",
+                   "VIPE_K8S_GPU_NODE_SELECTOR": "vipe.dev/pool=gpu"})
+os.environ.pop("VIPE_K8S_GPU_TOLERATIONS", None)
+os.environ.pop("VIPE_K8S_GPU_CONFIG", None)
+from assets_defs._executor import K8S_CONFIG_TAG, gpu_per_step_k8s_config, pool_ops
+from vipe_dagster.definitions import build_definitions
+from vipe_dagster.deploy_config import gpu_step_k8s_config
+
+assets = build_definitions().assets
+per = gpu_per_step_k8s_config(assets, gpu_step_k8s_config())
+out = {}
+for name, op in pool_ops(assets).items():
+    tag = (op.tags or {}).get(K8S_CONFIG_TAG)
+    cfg = per.get(name) or (json.loads(tag) if isinstance(tag, str) else tag) or {}
+    out[name] = cfg.get("pod_spec_config", {}).get("tolerations")
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_documented_k8s_variables_keep_the_gpu_toleration_on_real_gpu_steps(tmp_path):
+    """With only VIPE_K8S_GPU_LIMIT / _NODE_SELECTOR in the process environment (as the docs show), the engine's
+    real gpu-pool steps still tolerate the nvidia.com/gpu taint. The assets are built in a fresh interpreter
+    because op tags are evaluated when the asset modules are imported."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "DAGSTER_HOME": str(tmp_path)}
+    p = subprocess.run([sys.executable, "-c", _REAL_GPU_STEPS], capture_output=True, text=True, env=env,
+                       cwd=root, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    tol = json.loads(p.stdout.split("RESULT", 1)[1])
+    assert {"slam_pose", "depth_maps", "ego_render"} <= set(tol)
+    for name, t in tol.items():
+        assert t == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}], name

@@ -45,7 +45,11 @@ def infer_jobs(
             continue
         for video in sorted(vdir.glob("*.mp4")):
             m = CAM_RE.match(video.stem)
-            if not m or video.stem != m.group(1) or (cameras is not None and video.stem not in cameras):
+            if not m or video.stem != m.group(1):
+                what = "the Aria ego stream" if video.stem.startswith("aria") else "no exo camera (camNN/gpNN)"
+                print(f"skip {take}/{video.name}: {what}", file=sys.stderr)
+                continue
+            if cameras is not None and video.stem not in cameras:
                 continue
             lines.append(f"{take}\t{video.stem}\t{video}\t{probe(str(video)).num_frames}")
     if takes is not None and not {ln.split(chr(9))[0] for ln in lines} >= takes:
@@ -72,7 +76,11 @@ def render_jobs(
             continue
         for rdir in sorted(p for p in (res_root / take).iterdir() if p.is_dir()):
             m = CAM_RE.match(rdir.name)
-            if not m or (cameras is not None and m.group(1) not in cameras):
+            if not m:
+                print(f"skip {take}/{rdir.name}: the result folder names no exo camera (expected camNN, gpNN or "
+                      f"an EgoX name such as camNN_lyra_fixedcam)", file=sys.stderr)
+                continue
+            if cameras is not None and m.group(1) not in cameras:
                 continue
             if take not in poses:
                 print(
