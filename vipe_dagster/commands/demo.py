@@ -12,6 +12,7 @@ DAGSTER_HOME). Imports dagster lazily (CLI hand-off).
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from ._common import add_frame_range
@@ -44,23 +45,27 @@ def add_arguments(p):
 def run(args) -> int:
     import logging
 
-    from ..definitions import REPO_ROOT, apply_pool_limits, build_definitions, ensure_dagster_home
+    from .. import definitions as d
+    from ._launch import open_workspace
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    home = ensure_dagster_home(args.dagster_home)
+    home = d.ensure_dagster_home(args.dagster_home)
     import dagster as dg
 
     from assets_defs._common import DATA_VERSION_TAG, VIDEOS
     from resources.artifacts import DEFAULT_ROOT, ArtifactStoreResource
 
+    from ..io import fs
+
     video = args.video or str(_SAMPLE)
     if args.video is None and args.end_frame is None:
         args.end_frame = DEFAULT_SAMPLE_END  # the whole graph on 2 CPU cores stays around a minute
-    root = args.artifacts or os.environ.get("VIPE_ARTIFACT_ROOT") or str(REPO_ROOT / DEFAULT_ROOT)
+    root = _absolute(args.artifacts or os.environ.get("VIPE_ARTIFACT_ROOT") or str(d.REPO_ROOT / DEFAULT_ROOT))
+    video = _absolute(video)
     artifacts = ArtifactStoreResource(root=root)
-    defs = build_definitions({"artifacts": artifacts})
+    defs = d.build_definitions({"artifacts": artifacts})
     instance = dg.DagsterInstance.get()
-    apply_pool_limits(instance, defs)
+    d.apply_pool_limits(instance, defs)
 
     entry, _ = artifacts.registry().register(video, key=args.key, start_frame=args.start_frame,
                                              end_frame=args.end_frame, frame_skip=args.frame_skip,
@@ -75,27 +80,60 @@ def run(args) -> int:
     print(f"artifacts     {root}")
     print(f"video         {entry.uri}  -> partition '{key}' ({entry.data_version[:23]}...)")
 
-    job = defs.resolve_job_def("video_pipeline")
-    run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    if _has_op(job, "slam_pose"):
+    # the resources of the workspace's definitions, pointed at this demo's folders through the run config (so
+    # a re-execution from the UI writes to the same places)
+    resources: dict = {"artifacts": {"config": {"root": root}}}
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}, "resources": resources}
+    if _has_op(defs.resolve_job_def("video_pipeline"), "slam_pose"):
         run_config["ops"] = {"slam_pose": {"config": {"preset": args.preset}}}
-    result = job.execute_in_process(instance=instance, partition_key=key, run_config=run_config,
-                                    raise_on_error=False)
-    ok = _report(instance, job, result, f"video '{key}'")
-    if args.egoexo:
-        ok = _egoexo(args, home, instance, artifacts) and ok
-    print(f"\nopen the UI on the same instance: DAGSTER_HOME={home} vipe-dagster ui --port 3000")
+    catalog_db = str(home / "demo_catalog.duckdb") if fs.is_remote(root) else _absolute(str(Path(root) / "catalog.duckdb"))
+    runs: list[str] = []
+    with _cwd(d.WORKSPACE_YAML.parent), open_workspace(instance, str(d.WORKSPACE_YAML)) as ws:
+        try:
+            rid = ws.launch("video_pipeline", run_config, partition_key=key)
+            runs.append(rid)
+            ok = _finish(instance, [(rid, f"video '{key}'")])
+            if args.egoexo:
+                ok = _egoexo(args, home, ws, runs, root) and ok
+            rid = ws.launch("catalog_refresh", {
+                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                "resources": {"catalog_db": {"config": {"datasets": [], "artifact_roots": [root],
+                                                        "db_path": catalog_db}}}},
+                asset_selection=["annotation_catalog"])
+            runs.append(rid)
+            ok = _finish(instance, [(rid, f"the catalog over {root}")]) and ok
+        except KeyboardInterrupt:
+            _terminate(instance, runs)
+            raise
+    _where_to_look(home, root, catalog_db, runs, key)
     return 0 if ok else 1
 
 
-def _egoexo(args, home: Path, instance, artifacts) -> bool:
+def _absolute(path: str) -> str:
+    from ..io import fs
+
+    return path if fs.is_remote(path) else str(Path(path).expanduser().absolute())
+
+
+@contextmanager
+def _cwd(path: Path):
+    """The workspace's relative ``working_directory`` is the code location's: run from the workspace's folder."""
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _egoexo(args, home: Path, ws, runs: list[str], artifact_root: str) -> bool:
     from assets_defs.egoexo import EGO_VIEWS, TAKES
     from resources.egoexo import EgoExoResource
 
-    from ..definitions import build_definitions
     from ..io import fs
     from ..synth.egoexo_take import add_exo_camera, generate_take
 
+    instance = ws.instance
     root = Path(args.takes_root or home / "demo_takes").absolute()
     if fs.exists(str(root / "vipe_results")):
         print(f"\nEgo-Exo4D     re-using the synthetic take under {root}")
@@ -103,36 +141,64 @@ def _egoexo(args, home: Path, instance, artifacts) -> bool:
         take = generate_take(str(root), num_frames=8, resolution=224)
         add_exo_camera(take, "cam02", 60.0)  # a second exo camera, turned away from the wearer
         print(f"\nEgo-Exo4D     generated synthetic take '{take.take}' with cam01, cam02 under {root}")
-    egoexo = EgoExoResource(takes_root=str(root))
-    found = egoexo.discover()
+    found = EgoExoResource(takes_root=str(root)).discover()
     for t, c, reason in found.skipped:
         print(f"  not renderable: {t}/{c}: {reason}")
-    defs = build_definitions({"artifacts": artifacts, "egoexo": egoexo})
     for name, keys in ((TAKES.name, found.take_keys), (EGO_VIEWS.name, found.view_keys)):
         new = [k for k in keys if not instance.has_dynamic_partition(name, k)]
         if new:
             instance.add_dynamic_partitions(name, new)
+    resources = {"artifacts": {"config": {"root": artifact_root}}, "egoexo": {"config": {"takes_root": str(root)}}}
+    quiet = {"console": {"config": {"log_level": "WARNING"}}}
+    render_config = {"loggers": quiet, "resources": resources, "ops": {"ego_render": {"config": {"resolution": 224}}}}
+    launched = [(ws.launch("ego_render_job", render_config, partition_key=k), f"ego view '{k}'")
+                for k in found.view_keys]  # the views of a take render side by side
+    runs.extend(rid for rid, _ in launched)
+    ok = _finish(instance, launched)
+    best = [(ws.launch("best_ego_view_job", {"loggers": quiet, "resources": resources}, partition_key=t),
+             f"take '{t}'") for t in found.take_keys]
+    runs.extend(rid for rid, _ in best)
+    return _finish(instance, best) and ok
+
+
+def _finish(instance, launched: list[tuple[str, str]]) -> bool:
+    """Wait for the launched runs, then print each one's materializations, failures and checks."""
+    from ._launch import run_events, wait
+
+    done = wait(instance, [rid for rid, _ in launched])
     ok = True
-    run_config: dict = {"loggers": {"console": {"config": {"log_level": "WARNING"}}},
-                        "ops": {"ego_render": {"config": {"resolution": 224}}}}
-    job = defs.resolve_job_def("ego_render_job")
-    for key in found.view_keys:
-        res = job.execute_in_process(instance=instance, partition_key=key, run_config=run_config,
-                                     raise_on_error=False)
-        ok = _report(instance, job, res, f"ego view '{key}'") and ok
-    best = defs.resolve_job_def("best_ego_view_job")
-    for take_key in found.take_keys:
-        res = best.execute_in_process(instance=instance, partition_key=take_key, raise_on_error=False,
-                                      run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
-        ok = _report(instance, best, res, f"take '{take_key}'") and ok
+    for rid, what in launched:
+        ok = _report(done[rid], run_events(instance, rid), what) and ok
     return ok
 
 
-def _report(instance, job, result, what: str) -> bool:
+def _terminate(instance, run_ids: list[str]) -> None:
+    for rid in run_ids:
+        run = instance.get_run_by_id(rid)
+        if run is not None and not run.is_finished:
+            instance.run_launcher.terminate(rid)
+
+
+def _where_to_look(home: Path, root: str, catalog_db: str, runs: list[str], key: str) -> None:
+    ui = "http://127.0.0.1:3000"
+    print("\nwhere to look:")
+    print(f"  UI          DAGSTER_HOME={home} vipe-dagster ui --port 3000, then {ui}")
+    print(f"              Overview -> Timeline, Jobs -> video_pipeline -> Runs, Assets -> processed_video -> "
+          f"partition '{key}' (checks per partition)")
+    for rid in runs[:1]:
+        print(f"  video run   {ui}/runs/{rid}")
+    print(f"  artifacts   {root}  (rgb/, vipe/ previews, colmap/, render/)")
+    print(f"  catalog     vipe-dagster catalog query --db {catalog_db} "
+          f"\"SELECT sequence, width, height, camera_type, path_length, depth_p50 FROM video_stats\"")
+
+
+def _report(run, events: list, what: str) -> bool:
     import dagster as dg
 
-    print(f"\nrun           {result.run_id} for {what} ({'success' if result.success else 'FAILED'})")
-    for ev in result.all_events:
+    success = run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+    status = "success" if success else f"FAILED ({run.status.value if run is not None else 'missing'})"
+    print(f"\nrun           {run.run_id if run is not None else '?'} for {what} ({status})")
+    for ev in events:
         if ev.event_type_value != "ASSET_MATERIALIZATION":
             continue
         m = ev.event_specific_data.materialization
@@ -141,20 +207,24 @@ def _report(instance, job, result, what: str) -> bool:
             if name == "preview" or isinstance(val, dg.MarkdownMetadataValue):
                 continue
             print(f"  {name:22s} {getattr(val, 'value', val)}")
-    for ev in result.all_events:
+    for ev in events:
         if ev.is_step_failure:
             err = ev.event_specific_data.error
             while err is not None and err.cause is not None:  # the engine's own exception, not dagster's wrapper
                 err = err.cause
             print(f"\nstep {ev.step_key} FAILED: {err.message.strip() if err else ''}")
-    checks = [ev.event_specific_data for ev in result.all_events if ev.event_type_value == "ASSET_CHECK_EVALUATION"]
+        elif ev.event_type_value == "RUN_FAILURE" and not any(e.is_step_failure for e in events):
+            err = getattr(ev.event_specific_data, "error", None)
+            print(f"\nrun FAILED: {err.message.strip() if err else ev.message}")
+    checks = [ev.event_specific_data for ev in events if ev.event_type_value == "ASSET_CHECK_EVALUATION"]
     if checks:
         print("\nchecks:")
     for d in checks:
         status = "passed" if d.passed else f"FAILED ({d.severity.value})"
         name = f"{d.asset_key.to_user_string()}:{d.check_name}"
-        print(f"  {name:46s} {status}: {d.description}")
-    return result.success
+        part = f" [{d.partition}]" if getattr(d, "partition", None) else ""
+        print(f"  {name:46s} {status}: {d.description}{part}")
+    return success
 
 
 def _has_op(job, name: str) -> bool:
