@@ -113,3 +113,17 @@ def test_a_workspace_without_the_location_is_a_clear_error(tiny_workspace):
                 pass
     finally:
         instance.dispose()
+
+
+def test_every_check_is_partitioned_like_its_asset():
+    """A check on a partitioned asset reports per partition (one camera's WARN does not mark every partition)."""
+    from vipe_dagster.definitions import build_definitions
+
+    graph = build_definitions().resolve_asset_graph()
+    assert graph.asset_check_keys
+    wrong = {k.to_user_string(): (graph.get(k).partitions_def, graph.get(k.asset_key).partitions_def)
+             for k in graph.asset_check_keys if graph.get(k).partitions_def != graph.get(k.asset_key).partitions_def}
+    assert wrong == {}
+    partitioned = {k.to_user_string() for k in graph.asset_check_keys if graph.get(k).partitions_def is not None}
+    assert {"ego_render:render_coverage", "processed_video:frame_range_within_video",
+            "depth_maps:depth_valid"} <= partitioned

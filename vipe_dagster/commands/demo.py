@@ -11,11 +11,14 @@ DAGSTER_HOME). Imports dagster lazily (CLI hand-off).
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
 
 from ._common import add_frame_range
+
+log = logging.getLogger(__name__)
 
 NAME = "demo"
 HELP = "materialize the Dagster asset graph for a sample video on a local instance and show the results"
@@ -43,8 +46,6 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    import logging
-
     from .. import definitions as d
     from ._launch import open_workspace
 
@@ -90,18 +91,14 @@ def run(args) -> int:
     runs: list[str] = []
     with _cwd(d.WORKSPACE_YAML.parent), open_workspace(instance, str(d.WORKSPACE_YAML)) as ws:
         try:
-            rid = ws.launch("video_pipeline", run_config, partition_key=key)
-            runs.append(rid)
-            ok = _finish(instance, [(rid, f"video '{key}'")])
+            ok = _launch_and_finish(ws, runs, f"video '{key}'", "video_pipeline", run_config, key)
             if args.egoexo:
                 ok = _egoexo(args, home, ws, runs, root) and ok
-            rid = ws.launch("catalog_refresh", {
-                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-                "resources": {"catalog_db": {"config": {"datasets": [], "artifact_roots": [root],
-                                                        "db_path": catalog_db}}}},
-                asset_selection=["annotation_catalog"])
-            runs.append(rid)
-            ok = _finish(instance, [(rid, f"the catalog over {root}")]) and ok
+            catalog_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                              "resources": {"catalog_db": {"config": {"datasets": [], "artifact_roots": [root],
+                                                                      "db_path": catalog_db}}}}
+            ok = _launch_and_finish(ws, runs, f"the catalog over {root}", "catalog_refresh", catalog_config,
+                                    asset_selection=["annotation_catalog"]) and ok
         except KeyboardInterrupt:
             _terminate(instance, runs)
             raise
@@ -151,14 +148,21 @@ def _egoexo(args, home: Path, ws, runs: list[str], artifact_root: str) -> bool:
     resources = {"artifacts": {"config": {"root": artifact_root}}, "egoexo": {"config": {"takes_root": str(root)}}}
     quiet = {"console": {"config": {"log_level": "WARNING"}}}
     render_config = {"loggers": quiet, "resources": resources, "ops": {"ego_render": {"config": {"resolution": 224}}}}
-    launched = [(ws.launch("ego_render_job", render_config, partition_key=k), f"ego view '{k}'")
-                for k in found.view_keys]  # the views of a take render side by side
-    runs.extend(rid for rid, _ in launched)
-    ok = _finish(instance, launched)
-    best = [(ws.launch("best_ego_view_job", {"loggers": quiet, "resources": resources}, partition_key=t),
-             f"take '{t}'") for t in found.take_keys]
-    runs.extend(rid for rid, _ in best)
-    return _finish(instance, best) and ok
+    ok = True
+    for k in found.view_keys:  # one after the other: two renders on the same cores are no faster
+        ok = _launch_and_finish(ws, runs, f"ego view '{k}'", "ego_render_job", render_config, k) and ok
+    for t in found.take_keys:
+        ok = _launch_and_finish(ws, runs, f"take '{t}'", "best_ego_view_job",
+                                {"loggers": quiet, "resources": resources}, t) and ok
+    return ok
+
+
+def _launch_and_finish(ws, runs: list[str], what: str, job: str, run_config: dict, partition_key: str | None = None,
+                       **kw) -> bool:
+    rid = ws.launch(job, run_config, partition_key=partition_key, **kw)
+    runs.append(rid)
+    log.info("launched run %s of %s for %s", rid, job, what)
+    return _finish(ws.instance, [(rid, what)])
 
 
 def _finish(instance, launched: list[tuple[str, str]]) -> bool:
