@@ -1,12 +1,14 @@
-"""Run the whole Dagster asset graph for one video, and the Ego-Exo4D branch on a synthetic take, on a
-local SQLite instance, from nothing.
+"""Run the whole Dagster asset graph for one video, the Ego-Exo4D branch on a synthetic take, and the
+catalog over what they produced, on a local SQLite instance, from nothing.
 
-Registers the video as a ``videos`` partition, records its data version, materializes every per-video
-asset (raw_video -> processed_video -> slam -> depth_maps + dynamic_masks -> colmap_export) with its
-checks in-process; then generates a synthetic Ego-Exo4D take with two exo cameras, registers its
-renderable take x camera views, renders each (``ego_render``) and picks the take's ``best_ego_view``.
-Prints where the artifacts and previews are. The same runs then show up in ``vipe-dagster ui`` (same
-DAGSTER_HOME). Imports dagster lazily (CLI hand-off).
+Registers the video as a ``videos`` partition and records its data version; then launches, one at a time,
+runs of the workspace's code location through the instance's run launcher (``_launch``: the runs carry the
+location's origin, so the UI lists them on Overview and each job's Runs tab, and re-executes them with the
+same snapshot): ``video_pipeline`` for the video (raw_video -> processed_video -> slam -> depth_maps +
+dynamic_masks -> colmap_export, with checks); ``ego_render_job`` per view of a generated two-camera
+Ego-Exo4D take and ``best_ego_view_job`` for the take; ``annotation_catalog`` (with its checks) over the
+artifact root. Prints what each run materialized and checked, and where to look. Imports dagster lazily
+(CLI hand-off).
 """
 
 from __future__ import annotations
