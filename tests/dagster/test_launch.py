@@ -33,8 +33,7 @@ TINY_DEFS = textwrap.dedent('''
     defs = dg.Definitions(
         assets=[tiny, broken], asset_checks=[tiny_ok],
         jobs=[dg.define_asset_job("tiny_job", selection=[tiny], partitions_def=PARTS),
-              dg.define_asset_job("broken_job", selection=[broken], partitions_def=PARTS)],
-        executor=dg.in_process_executor)
+              dg.define_asset_job("broken_job", selection=[broken], partitions_def=PARTS)])
 ''')
 
 JOB_RUNS = """
@@ -60,7 +59,7 @@ def tiny_workspace(tmp_path, dagster_home):
     return ws
 
 
-def test_launched_runs_are_listed_under_their_job_with_checks_per_partition(tiny_workspace):
+def test_launched_runs_are_listed_under_their_job_with_checks_per_partition(tiny_workspace, capfd):
     import dagster as dg
     from dagster_graphql.test.utils import execute_dagster_graphql
 
@@ -81,6 +80,12 @@ def test_launched_runs_are_listed_under_their_job_with_checks_per_partition(tiny
                 origin = run.remote_job_origin
                 assert origin is not None and origin.location_name == "tiny" and origin.job_name == "tiny_job"
                 assert run.tags["dagster/partition"] in ("a", "b")
+            # the local instance prints Dagster's own lines at INFO and up (python_logs in dagster.yaml): the
+            # step workers' DEBUG "Executing step ... in subprocess" stay in the event log, off the terminal
+            kinds = {e.event_type_value for e in run_events(instance, ids[0])}
+            assert {"STEP_WORKER_STARTED", "STEP_START", "STEP_SUCCESS", "ASSET_CHECK_EVALUATION"} <= kinds
+            err = capfd.readouterr().err
+            assert " - dagster - ERROR - " in err and " - dagster - DEBUG - " not in err, err[-3000:]
 
             repo = ws.repository.name
             res = execute_dagster_graphql(ws.context, JOB_RUNS, {"loc": "tiny", "repo": repo, "job": "tiny_job"})
