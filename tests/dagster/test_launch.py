@@ -39,13 +39,23 @@ TINY_DEFS = textwrap.dedent('''
 JOB_RUNS = """
 query ($loc: String!, $repo: String!, $job: String!) {
   pipelineOrError(params: {repositoryLocationName: $loc, repositoryName: $repo, pipelineName: $job}) {
-    ... on Pipeline { runs { runId status tags { key value } } }
+    ... on Pipeline { pipelineSnapshotId runs { runId status pipelineSnapshotId tags { key value } } }
   }
   runsOrError(filter: {pipelineName: $job}) {
     ... on Runs { results { runId repositoryOrigin { repositoryLocationName repositoryName } } }
   }
   assetCheckExecutions(assetKey: {path: ["tiny"]}, checkName: "tiny_ok", limit: 10) {
     partition status runId
+  }
+}
+"""
+
+REEXECUTE = """
+mutation ($id: String!) {
+  launchPipelineReexecution(reexecutionParams: {parentRunId: $id, strategy: ALL_STEPS}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId status parentRunId rootRunId pipelineSnapshotId } }
+    ... on PythonError { message }
   }
 }
 """
@@ -98,6 +108,16 @@ def test_launched_runs_are_listed_under_their_job_with_checks_per_partition(tiny
             origins = {r["runId"]: r["repositoryOrigin"] for r in res.data["runsOrError"]["results"]}
             assert set(origins) == set(ids)
             assert all(o == {"repositoryLocationName": "tiny", "repositoryName": repo} for o in origins.values())
+            # the job loaded now has the snapshot the runs were made from: no "may be a different version" warning
+            current = res.data["pipelineOrError"]["pipelineSnapshotId"]
+            assert {r["pipelineSnapshotId"] for r in job_runs} == {current}
+            again = execute_dagster_graphql(ws.context, REEXECUTE, {"id": ids[0]})
+            assert not again.errors, again.errors
+            launched = again.data["launchPipelineReexecution"]
+            assert launched["__typename"] == "LaunchRunSuccess", launched
+            rerun = launched["run"]  # queued: the local instance's QueuedRunCoordinator waits for the daemon
+            assert rerun["parentRunId"] == ids[0] and rerun["rootRunId"] == ids[0]
+            assert rerun["pipelineSnapshotId"] == current and rerun["status"] == "QUEUED"
             execs = res.data["assetCheckExecutions"]
             assert sorted(e["partition"] for e in execs) == ["a", "b"]
             assert {e["status"] for e in execs} == {"SUCCEEDED"}
