@@ -3,8 +3,8 @@ catalog over what they produced, on a local SQLite instance, from nothing.
 
 Registers the video as a ``videos`` partition and records its data version; then launches, one at a time,
 runs of the workspace's code location through the instance's run launcher (``_launch``: the runs carry the
-location's origin, so the UI lists them on Overview and each job's Runs tab, and re-executes them with the
-same snapshot): ``video_pipeline`` for the video (raw_video -> processed_video -> slam -> depth_maps +
+location's origin, so the UI lists them on Overview and each job's Runs tab and re-executes them from that
+location): ``video_pipeline`` for the video (raw_video -> processed_video -> slam -> depth_maps +
 dynamic_masks -> colmap_export, with checks); ``ego_render_job`` per view of a generated two-camera
 Ego-Exo4D take and ``best_ego_view_job`` for the take; ``annotation_catalog`` (with its checks) over the
 artifact root. Prints what each run materialized and checked, and where to look. Imports dagster lazily
