@@ -124,8 +124,47 @@ def test_demo_from_nothing(tmp_path, monkeypatch):
         assert inst.get_latest_materialization_event(dg.AssetKey("processed_video")) is not None
         assert inst.get_latest_materialization_event(dg.AssetKey("colmap_export")) is not None
         assert inst.get_dynamic_partitions("ego_views") == ["synth_take_1__cam01", "synth_take_1__cam02"]
+        monkeypatch.chdir(REPO)  # workspace.yaml's working_directory is relative, as for `vipe-dagster ui`
+        _assert_ui_lists_the_demo_runs(inst)
     finally:
         inst.dispose()
+    assert "where to look:" in out.stdout and "vipe-dagster catalog query --db" in out.stdout
+    assert "[annotation_catalog]" in out.stdout and "annotation_catalog:catalog_schema" in out.stdout
+
+
+DEMO_UI = """
+query ($job: String!, $repo: String!) {
+  pipelineOrError(params: {repositoryLocationName: "vipe_dagster", repositoryName: $repo, pipelineName: $job}) {
+    ... on Pipeline { runs { runId status repositoryOrigin { repositoryLocationName } } }
+  }
+  frame: assetCheckExecutions(assetKey: {path: ["processed_video"]}, checkName: "frame_range_within_video",
+                              limit: 10) { partition status }
+  coverage: assetCheckExecutions(assetKey: {path: ["ego_render"]}, checkName: "render_coverage", limit: 10) {
+    partition status
+  }
+}
+"""
+
+
+def _assert_ui_lists_the_demo_runs(inst):
+    """What the UI shows after the demo (its GraphQL schema on the same instance and workspace): every job's
+    Runs tab lists the demo's runs, each with the code location's origin (so the Overview timeline draws them),
+    and the checks report per partition."""
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    from vipe_dagster.commands._launch import open_workspace
+
+    expected = {"video_pipeline": 1, "ego_render_job": 2, "best_ego_view_job": 1, "catalog_refresh": 1}
+    with open_workspace(inst, str(REPO / "workspace.yaml")) as ws:
+        for job, n in expected.items():
+            res = execute_dagster_graphql(ws.context, DEMO_UI, {"job": job, "repo": ws.repository.name})
+            assert not res.errors, res.errors
+            runs = res.data["pipelineOrError"]["runs"]
+            assert len(runs) == n and {r["status"] for r in runs} == {"SUCCESS"}, (job, runs)
+            assert {r["repositoryOrigin"]["repositoryLocationName"] for r in runs} == {"vipe_dagster"}
+        assert [(e["partition"], e["status"]) for e in res.data["frame"]] == [("my-demo", "SUCCEEDED")]
+        assert sorted(e["partition"] for e in res.data["coverage"]) == ["synth_take_1__cam01",
+                                                                        "synth_take_1__cam02"]
 
 
 def test_register_command(tmp_path, video_maker, monkeypatch):

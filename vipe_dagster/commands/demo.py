@@ -1,20 +1,26 @@
-"""Run the whole Dagster asset graph for one video, and the Ego-Exo4D branch on a synthetic take, on a
-local SQLite instance, from nothing.
+"""Run the whole Dagster asset graph for one video, the Ego-Exo4D branch on a synthetic take, and the
+catalog over what they produced, on a local SQLite instance, from nothing.
 
-Registers the video as a ``videos`` partition, records its data version, materializes every per-video
-asset (raw_video -> processed_video -> slam -> depth_maps + dynamic_masks -> colmap_export) with its
-checks in-process; then generates a synthetic Ego-Exo4D take with two exo cameras, registers its
-renderable take x camera views, renders each (``ego_render``) and picks the take's ``best_ego_view``.
-Prints where the artifacts and previews are. The same runs then show up in ``vipe-dagster ui`` (same
-DAGSTER_HOME). Imports dagster lazily (CLI hand-off).
+Registers the video as a ``videos`` partition and records its data version; then launches, one at a time,
+runs of the workspace's code location through the instance's run launcher (``_launch``: the runs carry the
+location's origin, so the UI lists them on Overview and each job's Runs tab and re-executes them from that
+location): ``video_pipeline`` for the video (raw_video -> processed_video -> slam -> depth_maps +
+dynamic_masks -> colmap_export, with checks); ``ego_render_job`` per view of a generated two-camera
+Ego-Exo4D take and ``best_ego_view_job`` for the take; ``annotation_catalog`` (with its checks) over the
+artifact root. Prints what each run materialized and checked, and where to look. Imports dagster lazily
+(CLI hand-off).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from ._common import add_frame_range
+
+log = logging.getLogger(__name__)
 
 NAME = "demo"
 HELP = "materialize the Dagster asset graph for a sample video on a local instance and show the results"
@@ -42,25 +48,27 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    import logging
-
-    from ..definitions import REPO_ROOT, apply_pool_limits, build_definitions, ensure_dagster_home
+    from .. import definitions as d
+    from ._launch import open_workspace
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    home = ensure_dagster_home(args.dagster_home)
+    home = d.ensure_dagster_home(args.dagster_home)
     import dagster as dg
 
     from assets_defs._common import DATA_VERSION_TAG, VIDEOS
     from resources.artifacts import DEFAULT_ROOT, ArtifactStoreResource
 
+    from ..io import fs
+
     video = args.video or str(_SAMPLE)
     if args.video is None and args.end_frame is None:
         args.end_frame = DEFAULT_SAMPLE_END  # the whole graph on 2 CPU cores stays around a minute
-    root = args.artifacts or os.environ.get("VIPE_ARTIFACT_ROOT") or str(REPO_ROOT / DEFAULT_ROOT)
+    root = _absolute(args.artifacts or os.environ.get("VIPE_ARTIFACT_ROOT") or str(d.REPO_ROOT / DEFAULT_ROOT))
+    video = _absolute(video)
     artifacts = ArtifactStoreResource(root=root)
-    defs = build_definitions({"artifacts": artifacts})
+    defs = d.build_definitions({"artifacts": artifacts})
     instance = dg.DagsterInstance.get()
-    apply_pool_limits(instance, defs)
+    d.apply_pool_limits(instance, defs)
 
     entry, _ = artifacts.registry().register(video, key=args.key, start_frame=args.start_frame,
                                              end_frame=args.end_frame, frame_skip=args.frame_skip,
@@ -75,27 +83,56 @@ def run(args) -> int:
     print(f"artifacts     {root}")
     print(f"video         {entry.uri}  -> partition '{key}' ({entry.data_version[:23]}...)")
 
-    job = defs.resolve_job_def("video_pipeline")
-    run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    if _has_op(job, "slam_pose"):
+    # the resources of the workspace's definitions, pointed at this demo's folders through the run config (so
+    # a re-execution from the UI writes to the same places)
+    resources: dict = {"artifacts": {"config": {"root": root}}}
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}, "resources": resources}
+    if _has_op(defs.resolve_job_def("video_pipeline"), "slam_pose"):
         run_config["ops"] = {"slam_pose": {"config": {"preset": args.preset}}}
-    result = job.execute_in_process(instance=instance, partition_key=key, run_config=run_config,
-                                    raise_on_error=False)
-    ok = _report(instance, job, result, f"video '{key}'")
-    if args.egoexo:
-        ok = _egoexo(args, home, instance, artifacts) and ok
-    print(f"\nopen the UI on the same instance: DAGSTER_HOME={home} vipe-dagster ui --port 3000")
+    catalog_db = str(home / "demo_catalog.duckdb") if fs.is_remote(root) else _absolute(str(Path(root) / "catalog.duckdb"))
+    runs: list[str] = []
+    with _cwd(d.WORKSPACE_YAML.parent), open_workspace(instance, str(d.WORKSPACE_YAML)) as ws:
+        try:
+            ok = _launch_and_finish(ws, runs, f"video '{key}'", "video_pipeline", run_config, key)
+            if args.egoexo:
+                ok = _egoexo(args, home, ws, runs, root) and ok
+            catalog_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                              "resources": {"catalog_db": {"config": {"datasets": [], "artifact_roots": [root],
+                                                                      "db_path": catalog_db}}}}
+            ok = _launch_and_finish(ws, runs, f"the catalog over {root}", "catalog_refresh", catalog_config,
+                                    asset_selection=["annotation_catalog"]) and ok
+        except KeyboardInterrupt:
+            _terminate(instance, runs)
+            raise
+    _where_to_look(home, root, catalog_db, runs, key)
     return 0 if ok else 1
 
 
-def _egoexo(args, home: Path, instance, artifacts) -> bool:
+def _absolute(path: str) -> str:
+    from ..io import fs
+
+    return path if fs.is_remote(path) else str(Path(path).expanduser().absolute())
+
+
+@contextmanager
+def _cwd(path: Path):
+    """The workspace's relative ``working_directory`` is the code location's: run from the workspace's folder."""
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _egoexo(args, home: Path, ws, runs: list[str], artifact_root: str) -> bool:
     from assets_defs.egoexo import EGO_VIEWS, TAKES
     from resources.egoexo import EgoExoResource
 
-    from ..definitions import build_definitions
     from ..io import fs
     from ..synth.egoexo_take import add_exo_camera, generate_take
 
+    instance = ws.instance
     root = Path(args.takes_root or home / "demo_takes").absolute()
     if fs.exists(str(root / "vipe_results")):
         print(f"\nEgo-Exo4D     re-using the synthetic take under {root}")
@@ -103,36 +140,71 @@ def _egoexo(args, home: Path, instance, artifacts) -> bool:
         take = generate_take(str(root), num_frames=8, resolution=224)
         add_exo_camera(take, "cam02", 60.0)  # a second exo camera, turned away from the wearer
         print(f"\nEgo-Exo4D     generated synthetic take '{take.take}' with cam01, cam02 under {root}")
-    egoexo = EgoExoResource(takes_root=str(root))
-    found = egoexo.discover()
+    found = EgoExoResource(takes_root=str(root)).discover()
     for t, c, reason in found.skipped:
         print(f"  not renderable: {t}/{c}: {reason}")
-    defs = build_definitions({"artifacts": artifacts, "egoexo": egoexo})
     for name, keys in ((TAKES.name, found.take_keys), (EGO_VIEWS.name, found.view_keys)):
         new = [k for k in keys if not instance.has_dynamic_partition(name, k)]
         if new:
             instance.add_dynamic_partitions(name, new)
+    resources = {"artifacts": {"config": {"root": artifact_root}}, "egoexo": {"config": {"takes_root": str(root)}}}
+    quiet = {"console": {"config": {"log_level": "WARNING"}}}
+    render_config = {"loggers": quiet, "resources": resources, "ops": {"ego_render": {"config": {"resolution": 224}}}}
     ok = True
-    run_config: dict = {"loggers": {"console": {"config": {"log_level": "WARNING"}}},
-                        "ops": {"ego_render": {"config": {"resolution": 224}}}}
-    job = defs.resolve_job_def("ego_render_job")
-    for key in found.view_keys:
-        res = job.execute_in_process(instance=instance, partition_key=key, run_config=run_config,
-                                     raise_on_error=False)
-        ok = _report(instance, job, res, f"ego view '{key}'") and ok
-    best = defs.resolve_job_def("best_ego_view_job")
-    for take_key in found.take_keys:
-        res = best.execute_in_process(instance=instance, partition_key=take_key, raise_on_error=False,
-                                      run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
-        ok = _report(instance, best, res, f"take '{take_key}'") and ok
+    for k in found.view_keys:  # one after the other: two renders on the same cores are no faster
+        ok = _launch_and_finish(ws, runs, f"ego view '{k}'", "ego_render_job", render_config, k) and ok
+    for t in found.take_keys:
+        ok = _launch_and_finish(ws, runs, f"take '{t}'", "best_ego_view_job",
+                                {"loggers": quiet, "resources": resources}, t) and ok
     return ok
 
 
-def _report(instance, job, result, what: str) -> bool:
+def _launch_and_finish(ws, runs: list[str], what: str, job: str, run_config: dict, partition_key: str | None = None,
+                       **kw) -> bool:
+    rid = ws.launch(job, run_config, partition_key=partition_key, **kw)
+    runs.append(rid)
+    log.info("launched run %s of %s for %s", rid, job, what)
+    return _finish(ws.instance, [(rid, what)])
+
+
+def _finish(instance, launched: list[tuple[str, str]]) -> bool:
+    """Wait for the launched runs, then print each one's materializations, failures and checks."""
+    from ._launch import run_events, wait
+
+    done = wait(instance, [rid for rid, _ in launched])
+    ok = True
+    for rid, what in launched:
+        ok = _report(done[rid], run_events(instance, rid), what) and ok
+    return ok
+
+
+def _terminate(instance, run_ids: list[str]) -> None:
+    for rid in run_ids:
+        run = instance.get_run_by_id(rid)
+        if run is not None and not run.is_finished:
+            instance.run_launcher.terminate(rid)
+
+
+def _where_to_look(home: Path, root: str, catalog_db: str, runs: list[str], key: str) -> None:
+    ui = "http://127.0.0.1:3000"
+    print("\nwhere to look:")
+    print(f"  UI          DAGSTER_HOME={home} vipe-dagster ui --port 3000, then {ui}")
+    print(f"              Overview -> Timeline, Jobs -> video_pipeline -> Runs, Assets -> processed_video -> "
+          f"partition '{key}' (checks per partition)")
+    for rid in runs[:1]:
+        print(f"  video run   {ui}/runs/{rid}")
+    print(f"  artifacts   {root}  (rgb/, vipe/ previews, colmap/, render/)")
+    print(f"  catalog     vipe-dagster catalog query --db {catalog_db} "
+          f"\"SELECT sequence, width, height, camera_type, path_length, depth_p50 FROM video_stats\"")
+
+
+def _report(run, events: list, what: str) -> bool:
     import dagster as dg
 
-    print(f"\nrun           {result.run_id} for {what} ({'success' if result.success else 'FAILED'})")
-    for ev in result.all_events:
+    success = run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+    status = "success" if success else f"FAILED ({run.status.value if run is not None else 'missing'})"
+    print(f"\nrun           {run.run_id if run is not None else '?'} for {what} ({status})")
+    for ev in events:
         if ev.event_type_value != "ASSET_MATERIALIZATION":
             continue
         m = ev.event_specific_data.materialization
@@ -141,20 +213,24 @@ def _report(instance, job, result, what: str) -> bool:
             if name == "preview" or isinstance(val, dg.MarkdownMetadataValue):
                 continue
             print(f"  {name:22s} {getattr(val, 'value', val)}")
-    for ev in result.all_events:
+    for ev in events:
         if ev.is_step_failure:
             err = ev.event_specific_data.error
             while err is not None and err.cause is not None:  # the engine's own exception, not dagster's wrapper
                 err = err.cause
             print(f"\nstep {ev.step_key} FAILED: {err.message.strip() if err else ''}")
-    checks = [ev.event_specific_data for ev in result.all_events if ev.event_type_value == "ASSET_CHECK_EVALUATION"]
+        elif ev.event_type_value == "RUN_FAILURE" and not any(e.is_step_failure for e in events):
+            err = getattr(ev.event_specific_data, "error", None)
+            print(f"\nrun FAILED: {err.message.strip() if err else ev.message}")
+    checks = [ev.event_specific_data for ev in events if ev.event_type_value == "ASSET_CHECK_EVALUATION"]
     if checks:
         print("\nchecks:")
     for d in checks:
         status = "passed" if d.passed else f"FAILED ({d.severity.value})"
         name = f"{d.asset_key.to_user_string()}:{d.check_name}"
-        print(f"  {name:46s} {status}: {d.description}")
-    return result.success
+        part = f" [{d.partition}]" if getattr(d, "partition", None) else ""
+        print(f"  {name:46s} {status}: {d.description}{part}")
+    return success
 
 
 def _has_op(job, name: str) -> bool:
