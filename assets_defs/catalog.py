@@ -190,12 +190,11 @@ def catalog_shard_prefixes(catalog_db: CatalogResource) -> AssetCheckResult:
 
 @asset_check(asset=annotation_catalog, description="great-expectations suite over videos and video_stats")
 def catalog_expectations(catalog_db: CatalogResource) -> AssetCheckResult:
-    import os
-
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
-    ctx = gx.get_context(mode="ephemeral")
+    from vipe_dagster.quality import gx_context
+
+    ctx = gx_context()
     source = ctx.data_sources.add_pandas("catalog")
     outcomes: dict[str, Any] = {}
     suites = {

@@ -161,18 +161,30 @@ def frame_metrics_table(c2w: np.ndarray, intr: np.ndarray, keyframes=(), source_
     })
 
 
-def expectations_report(df: pl.DataFrame, width: int, height: int, expected_rows: int,
-                        jump_factor: float = 8.0, max_rot_step_deg: float = 30.0) -> Verdict:
-    """Validate the per-frame metrics table with a great-expectations suite (ephemeral context)."""
+def gx_context():
+    """An ephemeral great-expectations context without analytics and without its tqdm progress bars (they
+    would land in run logs and on the terminal)."""
+    import os
+
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
     ctx = gx.get_context(mode="ephemeral")
-    try:  # no tqdm bars in run logs
+    try:
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     except ImportError:
         pass
+    return ctx
+
+
+def expectations_report(df: pl.DataFrame, width: int, height: int, expected_rows: int,
+                        jump_factor: float = 8.0, max_rot_step_deg: float = 30.0) -> Verdict:
+    """Validate the per-frame metrics table with a great-expectations suite (ephemeral context)."""
+    import great_expectations as gx
+
+    ctx = gx_context()
     batch_def = (ctx.data_sources.add_pandas("frame_metrics")
                  .add_dataframe_asset(name="frame_metrics")
                  .add_batch_definition_whole_dataframe("per_partition"))
