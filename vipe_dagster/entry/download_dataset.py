@@ -44,12 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..cli import guarded
-    from ..logsetup import configure_logging
+    from . import run_entry
 
-    args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
-    return guarded(run, args)
+    return run_entry(build_parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -43,13 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..cli import guarded
     from ..commands import render_ego
-    from ..logsetup import configure_logging
+    from . import run_entry
 
-    args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
-    return guarded(render_ego.run, args)
+    return run_entry(build_parser, render_ego.run, argv)
 
 
 if __name__ == "__main__":
