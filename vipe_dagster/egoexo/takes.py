@@ -128,6 +128,15 @@ def result_camera(folder: str) -> str | None:
     return m.group(1) if m else None
 
 
+def _gopro_calibs(traj: str) -> tuple[str | None, dict]:
+    """``(path, calibrations)`` of a take's ``trajectory/gopro_calibs.csv``; ``(None, {})`` when it has none.
+    A file that cannot be parsed raises InputError."""
+    gopro = fs.join(traj, "gopro_calibs.csv")
+    if not fs.exists(gopro):
+        return None, {}
+    return gopro, F.read_gopro_calibs(gopro)
+
+
 def _isdir(uri: str) -> bool:
     f, path = fs.get_fs(uri)
     return bool(f.isdir(path))
@@ -241,15 +250,11 @@ def discover_takes(root: str, take_keys: set[str] | None = None) -> Discovery:
             out.skipped.append((take, "*", str(exc)))
             continue
         traj = fs.join(root, "takes", take, "trajectory")
-        gopro = fs.join(traj, "gopro_calibs.csv")
-        gopro = gopro if fs.exists(gopro) else None
-        calibs: dict = {}
-        if gopro:
-            try:
-                calibs = F.read_gopro_calibs(gopro)
-            except InputError as exc:
-                out.skipped.append((take, "*", str(exc)))
-                continue
+        try:
+            gopro, calibs = _gopro_calibs(traj)
+        except InputError as exc:
+            out.skipped.append((take, "*", str(exc)))
+            continue
         online = fs.join(traj, "online_calibration.jsonl")
         online = online if fs.exists(online) else None
         tkey = sanitize_take(take)
@@ -406,15 +411,11 @@ def _raw_take(root: str, take: str, tkey: str, pose: PoseFile | None, video_subd
         skipped.append((take, "*", f"no video folder {vdir} (expected {video_subdir}/<cam>.mp4)"))
         return None
     traj = fs.join(tdir, "trajectory")
-    gopro = fs.join(traj, "gopro_calibs.csv")
-    gopro = gopro if fs.exists(gopro) else None
-    calibs: dict = {}
-    if gopro:
-        try:
-            calibs = F.read_gopro_calibs(gopro)
-        except InputError as exc:
-            skipped.append((take, "*", f"error: {exc}"))
-            return None
+    try:
+        gopro, calibs = _gopro_calibs(traj)
+    except InputError as exc:
+        skipped.append((take, "*", f"error: {exc}"))
+        return None
     online = fs.join(traj, "online_calibration.jsonl")
     online = online if fs.exists(online) else None
     cp = None
