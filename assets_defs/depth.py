@@ -255,7 +255,7 @@ def dynamic_masks(context: dg.AssetExecutionContext, config: MaskRunConfig,
     png = mask_sheet([(i, frame, store.read_mask(key, i)) for i, frame in store.open_rgb(key) if i in wanted])
     preview_uri = sidecar_path(store, key, "masks.png")
     fs.write_bytes(preview_uri, png)
-    return dg.MaterializeResult(metadata={
+    meta = {
         "num_frames": res.num_frames,
         "method": res.method,
         "num_instances": res.num_instances,
@@ -265,7 +265,19 @@ def dynamic_masks(context: dg.AssetExecutionContext, config: MaskRunConfig,
         "mask_uri": dg.MetadataValue.path(store.path("mask", key)),
         "preview": dg.MetadataValue.md(markdown_image(png, f"{key} dynamic masks")),
         "preview_uri": dg.MetadataValue.path(preview_uri),
-    })
+    }
+    refilled = (res.motion or {}).get("depth_refilled") or {}
+    if refilled.get("frames"):
+        # the mask stage rewrote the depth of the moving objects: the depth preview shows the depth as it is now
+        man = store.read_manifest(key) if store.exists("manifest", key) else {}
+        dpng = _depth_preview(store, key, res.num_frames, depth_statistics(store, key, max_frames=16),
+                              str(man.get("scale", "relative")))
+        if dpng:
+            depth_uri = sidecar_path(store, key, "depth.png")
+            fs.write_bytes(depth_uri, dpng)
+            meta["depth_refilled_fraction"] = round(float(refilled.get("pixel_fraction", 0.0)), 4)
+            meta["depth_preview"] = dg.MetadataValue.md(markdown_image(dpng, f"{key} depth, moving objects refilled"))
+    return dg.MaterializeResult(metadata=meta)
 
 
 @dg.asset_check(asset=MASKS, blocking=False, partitions_def=VIDEOS,

@@ -111,6 +111,8 @@ def test_demo_from_nothing(tmp_path, monkeypatch):
     for name in ("[depth_maps]", "[dynamic_masks]", "[colmap_export]", "[ego_render]", "[best_ego_view]"):
         assert name in out.stdout, name
     assert "depth_maps:depth_valid                         passed" in out.stdout
+    # the dog moves: the mask stage refills its depth and the depth preview is redrawn from the refilled depth
+    assert "depth_refilled_fraction" in out.stdout
     assert (art / "vipe" / "my-demo_depth.png").exists() and (art / "colmap" / "my-demo" / "sparse" / "0").is_dir()
     assert "best_camera            cam01" in out.stdout
     assert (art / "render" / "synth_take_1" / "best_view.json").exists()
