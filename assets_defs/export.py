@@ -16,7 +16,7 @@ from ._common import (
     engine_step,
     placement_tags,
 )
-from .depth import DEPTH
+from .depth import DEPTH, MASKS
 from .pose import INTRINSICS, POSE
 
 
@@ -35,7 +35,7 @@ def _r(v):
 
 @dg.asset(
     partitions_def=VIDEOS,
-    deps=[POSE, INTRINSICS, DEPTH],
+    deps=[POSE, INTRINSICS, DEPTH, MASKS],  # after the masks: they rewrite the depth of moving objects
     group_name=VIDEO_GROUP,
     code_version=EXPORT_CODE_VERSION,
     backfill_policy=BACKFILL,
