@@ -75,7 +75,7 @@ def build_pose_config(cfg: PoseRunConfig, device: str) -> PoseConfig:
         dg.AssetSpec(POSE, deps=[processed_video], group_name=VIDEO_GROUP, code_version=POSE_CODE_VERSION,
                      kinds={"pytorch"}, partitions_def=VIDEOS,
                      description="Per-frame OpenCV camera-to-world poses (`pose/<key>.npz`), sparse map, "
-                                 "ViPE info.pkl, per-frame metrics table and a top-down trajectory preview."),
+                                 "ViPE info.pkl, per-frame metrics table and a trajectory preview (top and side views with scale bars)."),
     ],
     partitions_def=VIDEOS,
     backfill_policy=BACKFILL,
