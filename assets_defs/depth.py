@@ -187,10 +187,7 @@ def depth_valid(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore
                                    description=f"{uri} has {stats['count']} frames but {store.path('pose', key)} "
                                                f"has {len(poses)}")
     # frames without a measured pose have no depth by design (depth/run.py): judged on the others
-    ok = store.read_pose_valid(key)
-    frames = np.asarray(stats["frames"], int)
-    measured = ok[frames] if len(frames) == len(fr) and frames.size and frames.max() < len(ok) else \
-        np.ones(len(fr), bool)
+    measured = store.read_pose_valid(key)[np.asarray(stats["frames"], int)]  # pose count == depth count here
     bad = np.flatnonzero((fr < MIN_VALID_FRACTION) & measured)
     if bad.size:
         k = int(bad[0])
@@ -207,11 +204,12 @@ def depth_valid(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore
             meta[k_] = round(float(v), 4) if isinstance(v, float) else v
     if q["problems"]:
         return dg.AssetCheckResult(passed=False, metadata=meta, description="; ".join(q["problems"]))
-    measured = (f", {q['measured_mean']:.1%} measured (not filled) on average" if q["measured_mean"] is not None
-                else ", no confidence sidecar (measured share not checked)")
+    share = (f", {q['measured_mean']:.1%} measured (not filled) on average" if q["measured_mean"] is not None
+             else ", no confidence sidecar (measured share not checked)")
     return dg.AssetCheckResult(passed=True, metadata=meta,
                                description=f"{stats['count']} depth frames, finite and positive on "
-                                           f">= {fr.min():.1%} of every frame{measured}; frames 5 apart agree to "
+                                           f">= {fr[measured].min() if measured.any() else 0.0:.1%} of every measured frame{share}; frames 5 "
+                                           f"apart agree to "
                                            f"{q['temporal_consistency']:.1%} (median)")
 
 

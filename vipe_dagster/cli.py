@@ -132,10 +132,7 @@ def _error(message: str, code: int = 2) -> int:
     # a progress bar the failure interrupted would otherwise share the line with the error
     bar_cls = getattr(sys.modules.get("tqdm"), "tqdm", None)
     for bar in list(getattr(bar_cls, "_instances", None) or ()):
-        try:
-            bar.close()
-        except Exception:  # a bar that cannot redraw must not hide the error
-            pass
+        bar.close()
     print("error: " + " ".join(message.split()), file=sys.stderr)
     return code
 

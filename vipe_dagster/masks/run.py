@@ -317,10 +317,7 @@ def strong_motion_share(residual: np.ndarray, cfg: MaskConfig) -> float:
 
 def _motion_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int], full: tuple[int, int],
                   poses: np.ndarray, k_lo: np.ndarray, use_depth: bool, cfg: MaskConfig, writer,
-                  stats: _InstanceStats, refiller: _DepthRefiller | None = None,
-                  pose_ok: np.ndarray | None = None) -> tuple[int, float, dict]:
-    if pose_ok is None:
-        pose_ok = np.ones(n, bool)
+                  stats: _InstanceStats, refiller: _DepthRefiller | None, pose_ok: np.ndarray) -> tuple[int, float, dict]:
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     gap = cfg.flow_gap
     gray: dict[int, np.ndarray] = {}
