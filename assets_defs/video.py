@@ -110,12 +110,9 @@ def _processed_video(context: dg.AssetExecutionContext, config: IngestConfig,
     t0 = time.perf_counter()
     res = ingest_video(entry.uri, store, name=key, start_frame=eff_start, end_frame=eff_end,
                        frame_skip=skip, long_side=long_side)
-    manifest = store.read_manifest(key)
-    manifest["request"] = {"start_frame": req_start, "end_frame": req_end, "frame_skip": skip,
-                           "long_side": long_side}
-    manifest["input"]["data_version"] = source_version
-    manifest["partition"] = key
-    store.write_manifest(key, manifest)
+    store.update_manifest(key, "ingest", {
+        "request": {"start_frame": req_start, "end_frame": req_end, "frame_skip": skip, "long_side": long_side},
+        "input": {**store.read_manifest(key)["input"], "data_version": source_version}, "partition": key})
 
     stream = store.open_rgb(key)
     wanted = sorted({0, res.num_frames // 3, (2 * res.num_frames) // 3, res.num_frames - 1})

@@ -149,15 +149,12 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
     reproj = out.mean_reproj_px if np.isfinite(out.mean_reproj_px) else 0.0
     store.write_info(name, {"ba_residual": float(reproj)})
 
-    manifest = store.read_manifest(name) if store.exists("manifest", name) else {"sequence": name}
     fx = float(out.intrinsics[0])
     status_counts = {STATUS_NAMES[k]: int((out.status == k).sum()) for k in STATUS_NAMES}
-    manifest.setdefault("timings", {})
-    manifest["timings"].update({"pose_s": round(seconds, 3), "pose_tracking_s": round(t_track, 3),
-                                "pose_calibration_s": round(t_calib, 3),
-                                "pose_fps": round(n / seconds, 2) if seconds > 0 else None})
+    timings = {"pose_s": round(seconds, 3), "pose_tracking_s": round(t_track, 3),
+               "pose_calibration_s": round(t_calib, 3), "pose_fps": round(n / seconds, 2) if seconds > 0 else None}
     peak_mb = peak_rss_mb()
-    manifest["pose"] = {
+    pose_section = {
         "config": cfg.model_dump(mode="json"),
         "inputs": inputs,
         "scale": scale,
@@ -190,8 +187,7 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
                     "ba_global_runs": out.stats.get("ba_global")},
         "peak_rss_mb": round(peak_mb, 1),
     }
-    manifest["scale"] = scale
-    store.write_manifest(name, _json_clean(manifest))
+    store.update_manifest(name, "pose", {"pose": _json_clean(pose_section)}, timings=timings)
     res = PoseResult(name=name, num_frames=n, keyframes=kf, intrinsics=out.intrinsics.astype(np.float64),
                      scale=scale, rotation_only=bool(out.rotation_only), tracking_ok_fraction=tracking_ok,
                      mean_reproj_px=float(out.mean_reproj_px), seconds=seconds,
@@ -337,13 +333,11 @@ def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | N
 
 def _record_pipeline(store: ArtifactStore, name: str, pipe: PipelineConfig, res: InferResult) -> None:
     """Add the pipeline preset, stage results and total timing to the manifest (keeping what stages wrote)."""
-    man = store.read_manifest(name)
-    man["pipeline"] = {"preset": pipe.preset, "stages": ["pose"] + [s for s, on in
-                       (("depth", pipe.depth), ("masks", pipe.masks), ("visualize", pipe.visualize)) if on],
-                       "config": _json_clean(pipe.model_dump())}
-    man.setdefault("timings", {})["pipeline_s"] = round(res.seconds, 3)
-    man["timings"]["pipeline_fps"] = round(res.pose.num_frames / res.seconds, 3) if res.seconds > 0 else None
-    man["peak_rss_mb"] = round(peak_rss_mb(), 1)  # whole process so far: ingest, pose, depth, masks
-    summary = res.summary()
-    man["pipeline"]["summary"] = _json_clean(summary)
-    store.write_manifest(name, man)
+    section = {"preset": pipe.preset, "stages": ["pose"] + [s for s, on in
+               (("depth", pipe.depth), ("masks", pipe.masks), ("visualize", pipe.visualize)) if on],
+               "config": _json_clean(pipe.model_dump()), "summary": _json_clean(res.summary())}
+    timings = {"pipeline_s": round(res.seconds, 3),
+               "pipeline_fps": round(res.pose.num_frames / res.seconds, 3) if res.seconds > 0 else None}
+    # whole process so far: ingest, pose, depth, masks
+    store.update_manifest(name, "pipeline", {"pipeline": section, "peak_rss_mb": round(peak_rss_mb(), 1)},
+                          timings=timings)

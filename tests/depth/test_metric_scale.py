@@ -66,7 +66,9 @@ def _check_metric(store, res, c2w_gt, source):
     store.check_set(res.name)  # rescaled files are recorded in the generation like any other write
     man = store.read_manifest(res.name)
     assert man["scale"] == "metric" and man["scale_source"]["source"] == source
-    assert man["pose"]["scale"] == "metric"
+    # the pose stage's own section is left as it wrote it; the rescale is the metric-scale stage's section
+    assert man["pose"]["scale"] == "relative" and man["scale_source"]["scale"] == "metric"
+    assert set(man["stages"]["metric_scale"]["sections"]) == {"scale_source"}
     c2w = store.read_pose(res.name)[0].astype(np.float64)
     np.testing.assert_allclose(c2w[:, :3, 3], c2w_gt[:, :3, 3], rtol=0.05, atol=0.05 * np.ptp(c2w_gt[:, :3, 3]))
     out = run_depth(store, res.name, FAST)

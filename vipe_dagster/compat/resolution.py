@@ -180,9 +180,8 @@ def _is_zip_depth(store: ArtifactStore, name: str) -> bool:
 
 
 def _record(store: ArtifactStore, name: str, info: dict) -> None:
-    man = store.read_manifest(name)
-    man["output_resolution"] = info
-    frames = man.get("frames")
+    frames = store.read_manifest(name).get("frames")
+    sections: dict = {"output_resolution": info}
     if isinstance(frames, dict):
-        frames["width"], frames["height"] = info["output_size"]
-    store.write_manifest(name, man)
+        sections["frames"] = {**frames, "width": info["output_size"][0], "height": info["output_size"][1]}
+    store.update_manifest(name, "output_resolution", sections)

@@ -248,8 +248,8 @@ def execute(req: InferRequest, progress: bool = False, wait: float = 0.0) -> Run
             res.vis_uri = write_vis_video(store, req.name)
         out.seconds = time.perf_counter() - t0
         man = store.read_manifest(req.name)
-        man["preset"] = req.weights.as_dict()
-        pipe = man.setdefault("pipeline", {})
+        sections = {"preset": req.weights.as_dict(), "pipeline": man.get("pipeline") or {}}
+        pipe = sections["pipeline"]
         stages = pipe.setdefault("stages", ["pose"])
         for stage, on in (
             ("output_resolution_source", out.output_resolution is not None),
@@ -259,7 +259,9 @@ def execute(req: InferRequest, progress: bool = False, wait: float = 0.0) -> Run
             if on and stage not in stages:
                 stages.append(stage)
         if out.slam_map:
-            man["slam_map"] = out.slam_map
-        man.setdefault("output_resolution", {"mode": "processing", "output_size": list(req.processing_size)})
-        store.write_manifest(req.name, man)
+            sections["slam_map"] = out.slam_map
+        store.update_manifest(req.name, "pipeline", sections)
+        if "output_resolution" not in man:
+            store.update_manifest(req.name, "output_resolution", {
+                "output_resolution": {"mode": "processing", "output_size": list(req.processing_size)}})
     return out

@@ -371,14 +371,13 @@ def run_depth(store: ArtifactStore, name: str, config: DepthConfig | None = None
                       seconds=seconds, scale=scale, per_frame_valid=per_frame_valid,
                       reliable_fraction=float(np.mean(reliable)))
     if man is not None:
-        man["depth"] = {"method": res.method, "scale": scale, "measured_fraction": round(res.mvs_valid_fraction, 4),
+        depth_section = {"method": res.method, "scale": scale, "measured_fraction": round(res.mvs_valid_fraction, 4),
                         "measured_fraction_min": round(float(np.min(per_frame_valid)), 4),
                         "reliable_fraction": round(res.reliable_fraction, 4),
                         "frames_swept": len(swept_frames), "confidence_uri": depth_conf_path(store, name),
                         "frames_without_pose": int((~pose_ok).sum()),
                         "depth_range": list(depth_range) if depth_range else None, "range_source": range_source}
-        man.setdefault("timings", {})["depth_s"] = round(seconds, 3)
-        store.write_manifest(name, man)
+        store.update_manifest(name, "depth", {"depth": depth_section}, timings={"depth_s": round(seconds, 3)})
     log.info("depth %s: %d frames in %.1f s (%.2f frames/s), MVS valid %.1f%%, reliable %.1f%%, range %s from %s",
              name, n, seconds, res.frames_per_s, 100 * res.mvs_valid_fraction, 100 * res.reliable_fraction,
              depth_range, range_source)

@@ -218,13 +218,9 @@ def apply_scale(store: ArtifactStore, name: str, ms: MetricScale) -> MetricScale
     if store.exists("depth", name):
         frames = [d * np.float32(s) for _, d in store.iter_depth(name)]
         store.write_depth(name, frames)
-    man = store.read_manifest(name) if store.exists("manifest", name) else {"sequence": name}
-    man["scale"] = "metric"
-    man["scale_source"] = ms.manifest()
-    if isinstance(man.get("pose"), dict):
-        man["pose"]["scale"] = "metric"
-        man["pose"]["scale_note"] = f"metric from {ms.source} (factor {s:.6g} applied to the relative solution)"
-    store.write_manifest(name, man)
+    store.update_manifest(name, "metric_scale", {"scale_source": {
+        **ms.manifest(), "scale": "metric",
+        "note": f"metric from {ms.source} (factor {s:.6g} applied to the pose stage's relative solution)"}})
     log.info("metric scale %s: factor %.6g from %s (spread %.3g, support %d)", name, s, ms.source, ms.spread,
              ms.support)
     return ms

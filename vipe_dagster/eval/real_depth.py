@@ -179,12 +179,10 @@ def write_gt_pose_store(seq: SevenScenes, root: str | Path, name: str = "gt_pose
     k = scale_k(reg.rgb_k, ing.width / src_w, ing.height / src_h)
     store.write_pose(name, c2w.astype(np.float32), inds=np.arange(len(c2w)))
     store.write_intrinsics(name, np.tile(k.astype(np.float32), (len(c2w), 1)), inds=np.arange(len(c2w)))
-    man = store.read_manifest(name)
-    man["scale"] = "metric"
-    man["pose"] = {"source": "7-Scenes ground truth (KinectFusion), moved to the colour camera",
-                   "intrinsics": {"fx": float(k[0]), "fy": float(k[1]), "cx": float(k[2]), "cy": float(k[3]),
-                                  "source": "given"}}
-    store.write_manifest(name, man)
+    store.update_manifest(name, "pose", {"pose": {
+        "scale": "metric", "source": "7-Scenes ground truth (KinectFusion), moved to the colour camera",
+        "intrinsics": {"fx": float(k[0]), "fy": float(k[1]), "cx": float(k[2]), "cy": float(k[3]),
+                       "source": "given"}}})
     return store, name
 
 

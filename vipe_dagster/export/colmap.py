@@ -55,7 +55,6 @@ from ..depth.reliable import reliable_depth_mask, sample_reliable_points
 from ..errors import ArtifactError, ConfigError, FrameRangeError, UnsupportedCameraError
 from ..io import ArtifactStore, SparseMap, fs
 from ..io.checks import check_intrinsics, check_poses, check_rigid
-from ..io.manifest import MANIFEST_SCHEMA
 from ..io.video import probe
 from .colmap_format import Camera, SparseModel, write_model, write_text
 from .mei import MeiRectifier
@@ -617,10 +616,7 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
         raise
 
     if update_manifest:
-        manifest = store.read_manifest(name) if store.exists("manifest", name) else \
-            {"schema": MANIFEST_SCHEMA, "sequence": name}
-        manifest[MANIFEST_KEY] = stats
-        store.write_manifest(name, manifest)
+        store.update_manifest(name, "colmap", {MANIFEST_KEY: stats})
     res = ExportResult(sequence=name, out_dir=out_dir, fmt=fmt, num_images=len(rows), num_cameras=len(cameras),
                        num_points=len(xyz), num_sparse_points=n_sp, num_dense_points=len(de_xyz),
                        num_observations=int(len(model.obs_image)), points_source=source, stats=stats,

@@ -21,6 +21,7 @@ Every writer is atomic; every reader of per-frame data streams one frame at a ti
 
 from __future__ import annotations
 
+import datetime as _dt
 import io
 import json
 import logging
@@ -39,6 +40,7 @@ from ..camera import CAMERA_TYPES as _CAMERA_TYPES
 from ..errors import ArtifactError
 from . import fs
 from . import generation as G
+from . import manifest as M
 from .exr import decode_depth_exr, encode_depth_exr
 from .names import check_sequence_name, sequence_name_problem
 
@@ -480,6 +482,28 @@ class ArtifactStore:
         if rec is not None:
             manifest[G.RECORD_KEY] = rec
         self._write_manifest_raw(name, manifest)
+
+    def update_manifest(self, name: str, stage: str, sections: dict[str, Any] | None = None, *,
+                        timings: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Replace ``stage``'s own sections (and its prefixed timings) in the manifest, keeping every other
+        stage's; a section or timing the stage does not own is a ``ValueError`` (io/manifest.SECTION_OWNERS).
+        Writers hold the sequence lock (io/locks.py), so the read-modify-write is not raced. Returns the
+        manifest as written."""
+        from ..provenance import STAGE_SOURCES, code_version
+
+        sections, timings = dict(sections or {}), dict(timings or {})
+        M.check_section_owner(stage, sections, timings)
+        man = self.read_manifest(name) if self.exists("manifest", name) else {"sequence": name}
+        man.update(sections)
+        if timings:
+            man.setdefault("timings", {}).update(timings)
+        stamp = {"written": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "sections": sorted(sections)}
+        if stage in STAGE_SOURCES:
+            stamp["code_version"] = code_version(stage)
+        man.setdefault("stages", {})[stage] = stamp
+        M.derive_sections(man)
+        self.write_manifest(name, man)
+        return man
 
     def _write_manifest_raw(self, name: str, manifest: dict[str, Any]) -> None:
         fs.write_text(self.path("manifest", name), json.dumps(manifest, indent=2, sort_keys=True, default=_json_default))

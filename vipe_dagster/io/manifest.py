@@ -53,3 +53,47 @@ def base_manifest(input_uri: str, input_hash: str, config: dict[str, Any]) -> di
         "python": platform.python_version(),
         "host": platform.node(),
     }
+
+
+# Each top-level manifest section is written by one stage (its owner); a stage updates only its sections
+# (ArtifactStore.update_manifest), so no stage can overwrite or drop what another recorded. ``timings`` is shared
+# as a table whose keys carry the writing stage's prefix (``pose_s``, ``depth_s``, ...). ``scale`` is derived.
+SECTION_OWNERS: dict[str, frozenset[str]] = {
+    # the ingest stage creates the manifest (base_manifest + the frames it wrote) and owns those sections
+    "ingest": frozenset({"request", "partition", "input"}),
+    "pose": frozenset({"pose"}),
+    "metric_scale": frozenset({"scale_source"}),
+    "depth": frozenset({"depth"}),
+    "colmap": frozenset({"colmap_export"}),
+    # the reference-compatible output size rewrites the rgb at the source size, so it restates ``frames``
+    "output_resolution": frozenset({"output_resolution", "frames"}),
+    "pipeline": frozenset({"pipeline", "preset", "slam_map", "peak_rss_mb"}),
+}
+TIMING_PREFIX = {"ingest": "ingest", "pose": "pose", "metric_scale": "metric_scale", "depth": "depth",
+                 "colmap": "colmap", "output_resolution": "output_resolution", "pipeline": "pipeline"}
+
+
+def derive_sections(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Fill the derived top-level ``scale``: metric once the metric-scale stage ran, else what the pose stage
+    produced (``relative`` when neither says)."""
+    src = manifest.get("scale_source")
+    pose = manifest.get("pose")
+    if isinstance(src, dict) and src.get("scale"):
+        manifest["scale"] = src["scale"]
+    elif isinstance(pose, dict) and pose.get("scale"):
+        manifest["scale"] = pose["scale"]
+    return manifest
+
+
+def check_section_owner(stage: str, sections: dict[str, Any], timings: dict[str, Any]) -> None:
+    """Raise ``ValueError`` when ``stage`` writes a section or timing it does not own."""
+    if stage not in SECTION_OWNERS:
+        raise ValueError(f"unknown manifest stage {stage!r}; known: {', '.join(SECTION_OWNERS)}")
+    foreign = sorted(set(sections) - SECTION_OWNERS[stage])
+    if foreign:
+        owners = {k: [s for s, keys in SECTION_OWNERS.items() if k in keys] for k in foreign}
+        raise ValueError(f"manifest stage {stage!r} may not write section(s) {foreign} (owners: {owners})")
+    prefix = TIMING_PREFIX[stage] + "_"
+    bad = sorted(k for k in timings if not k.startswith(prefix))
+    if bad:
+        raise ValueError(f"manifest stage {stage!r} may only write timings named {prefix}*, got {bad}")
