@@ -19,6 +19,8 @@ log = logging.getLogger(__package__)
 
 @dataclass
 class Inputs:
+    """The checked artifacts of one sequence: poses, intrinsics, video size and the sparse map."""
+
     c2w: np.ndarray
     intr: np.ndarray
     inds: np.ndarray
@@ -31,6 +33,7 @@ class Inputs:
 
 
 def load_inputs(store: ArtifactStore, name: str) -> Inputs:
+    """Read poses, intrinsics, the video header and the sparse map; every problem is named (file, frame)."""
     pose_uri, intr_uri, rgb_uri = store.path("pose", name), store.path("intrinsics", name), store.path("rgb", name)
     for kind, uri in (("pose", pose_uri), ("intrinsics", intr_uri), ("rgb video", rgb_uri)):
         if not fs.exists(uri):

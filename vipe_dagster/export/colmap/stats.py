@@ -54,5 +54,3 @@ def worst_images(obs_image: np.ndarray, err: np.ndarray, frame_ids: np.ndarray, 
 def per_point_mean(point: np.ndarray, values: np.ndarray, num_points: int) -> np.ndarray:
     cnt = np.bincount(point, minlength=num_points)
     return np.bincount(point, weights=values, minlength=num_points) / np.maximum(cnt, 1)
-
-
