@@ -4,7 +4,7 @@ import dagster as dg
 from pydantic import Field
 
 from resources.artifacts import ArtifactStoreResource
-from vipe_dagster.export.colmap import FORMATS, export_colmap
+from vipe_dagster.export.colmap import FORMATS, ColmapExportOptions, export_colmap
 from vipe_dagster.io import fs
 
 from ._common import (
@@ -52,9 +52,7 @@ def colmap_export(context: dg.AssetExecutionContext, config: ColmapExportConfig,
     store = artifacts.store()
     out_dir = fs.join(store.root, "colmap", key)
     with engine_step(context, store, key, "colmap_export"):
-        res = export_colmap(store, key, out_dir, fmt=config.fmt, dense=config.dense, depth_step=config.depth_step,
-                            pixel_step=config.pixel_step, min_track_length=config.min_track_length,
-                            jpeg_quality=config.jpeg_quality)
+        res = export_colmap(store, key, out_dir, ColmapExportOptions(**config.model_dump()))
     sparse = (res.stats.get("sparse") or {}).get("reprojection_error_px") or {}
     dense = (res.stats.get("dense") or {}).get("reprojection_error_px") or {}
     track = (res.stats.get("sparse") or {}).get("track_length") or {}

@@ -12,7 +12,7 @@ import pytest
 from colmap_scene import make_scene
 
 from vipe_dagster.errors import ArtifactError, ConfigError, FrameRangeError
-from vipe_dagster.export.colmap import UnsupportedCameraError, export_colmap
+from vipe_dagster.export.colmap import ColmapExportOptions, UnsupportedCameraError, export_colmap
 from vipe_dagster.io import ArtifactStore
 from vipe_dagster.io.exr import encode_depth_exr
 
@@ -131,6 +131,27 @@ def test_bad_options(small, tmp_path):
         export_colmap(small.store, small.name, str(tmp_path / "o"), jpeg_quality=0)
     with pytest.raises(ConfigError):
         export_colmap(small.store, small.name, str(tmp_path / "o"), voxel_size=-1.0)
+    with pytest.raises(ConfigError, match=r"option depth_step: .*valid integer.*'two'"):
+        export_colmap(small.store, small.name, str(tmp_path / "o"), depth_step="two")
+    with pytest.raises(ConfigError, match=r"min_track_length must be >= 1"):
+        ColmapExportOptions(min_track_length=0)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) depht_step"):
+        export_colmap(small.store, small.name, str(tmp_path / "o"), depht_step=2)
+    _assert_no_output(tmp_path / "o")
+
+
+def test_options_model_and_keywords_export_the_same(small, tmp_path):
+    """The options model (what the CLI and the Dagster asset pass) and keyword overrides are one thing."""
+    a = export_colmap(small.store, small.name, str(tmp_path / "a"),
+                      ColmapExportOptions(fmt="bin", dense=True, depth_step=2, min_track_length=3),
+                      update_manifest=False)
+    b = export_colmap(small.store, small.name, str(tmp_path / "b"), ColmapExportOptions(fmt="bin"), dense=True,
+                      depth_step=2, min_track_length=3, update_manifest=False)
+    assert a.fmt == b.fmt == "bin" and a.points_source == b.points_source == "sparse+dense"
+    assert a.stats["dense"]["depth_step"] == b.stats["dense"]["depth_step"] == 2
+    assert a.stats["sparse"]["min_track_length"] == b.stats["sparse"]["min_track_length"] == 3
+    for f in ("cameras.bin", "images.bin", "points3D.bin"):
+        assert (tmp_path / "a" / "sparse" / "0" / f).read_bytes() == (tmp_path / "b" / "sparse" / "0" / f).read_bytes()
 
 
 def test_dense_without_depth(tmp_path):

@@ -55,7 +55,7 @@ def run(args) -> int:
     import contextlib
 
     from ..errors import ArtifactError, FrameRangeError
-    from ..export.colmap import export_colmap
+    from ..export.colmap import ColmapExportOptions, export_colmap
     from ..io import ArtifactStore, fs, resolve_range
     from ..io.locks import sequence_lock
     from ..io.names import check_sequence_name
@@ -90,12 +90,12 @@ def run(args) -> int:
 
         sparse_map = read_slam_map(store, name).as_sparse_map()
         sparse_source = store.path("slam_map", name)
+    options = ColmapExportOptions(fmt=args.fmt, dense=args.dense, depth_step=args.depth_step,
+                                  pixel_step=args.pixel_step, voxel_size=args.voxel_size,
+                                  jpeg_quality=args.jpeg_quality, min_track_length=args.min_track_length,
+                                  rectify_mei=not args.no_rectify_mei)
     with lock:
-        res = export_colmap(store, name, out_dir=args.output, fmt=args.fmt, dense=args.dense, frames=frames,
-                            sparse_map=sparse_map, sparse_source=sparse_source,
-                            depth_step=args.depth_step, pixel_step=args.pixel_step,
-                            voxel_size=args.voxel_size, jpeg_quality=args.jpeg_quality,
-                            min_track_length=args.min_track_length, rectify_mei=not args.no_rectify_mei,
-                            update_manifest=not args.no_manifest, progress=True)
+        res = export_colmap(store, name, args.output, options, frames=frames, sparse_map=sparse_map,
+                            sparse_source=sparse_source, update_manifest=not args.no_manifest, progress=True)
     print(json.dumps(res.summary(), indent=2))
     return 0

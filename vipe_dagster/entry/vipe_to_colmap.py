@@ -24,7 +24,7 @@ from pathlib import Path
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ArtifactError, InputError
-    from ..export.colmap import export_colmap
+    from ..export.colmap import ColmapExportOptions, export_colmap
     from ..io import ArtifactStore, fs
     from ..io.names import check_sequence_name
 
@@ -56,17 +56,20 @@ def run(args: argparse.Namespace) -> int:
         maps = {n: read_slam_map(store, n).as_sparse_map() for n in names}
     results = []
     for n in names:
-        res = export_colmap(
-            store,
-            n,
-            out_dir=fs.join(out, n),
+        options = ColmapExportOptions(
             fmt="text",
             dense=not args.use_slam_map and store.exists("depth", n),
             depth_step=args.depth_step,
             min_track_length=1 if args.use_slam_map else 2,
+            reference_layout=True,
+        )
+        res = export_colmap(
+            store,
+            n,
+            fs.join(out, n),
+            options,
             sparse_map=maps.get(n),
             sparse_source=store.path("slam_map", n) if n in maps else None,
-            reference_layout=True,
             update_manifest=False,
             progress=True,
         )

@@ -1,7 +1,7 @@
 """Moving-object masks on real video against an independent reference (no ground truth exists).
 
 The reference for ``dog-example.mp4`` is the dog mask the pose suite builds for pycolmap
-(:func:`vipe_dagster.eval.suites.pose._motion_masks`): dense DIS flow to the frames 2 before and after, a RANSAC
+(:func:`vipe_dagster.eval.references.motion_masks`): dense DIS flow to the frames 2 before and after, a RANSAC
 homography fitted to the flow (the lawn is a plane), pixels off it by more than 3 px in at least half the
 neighbours, the largest blob, dilated by 7 px. It uses neither our poses, our depth nor our masks. Our masks
 are compared with it per frame (IoU pooled over the frames: sum of intersections / sum of unions).
@@ -25,14 +25,14 @@ def reference_dog_masks(store: ArtifactStore, name: str, frames: list[int] | Non
     """The independent flow/homography dog mask of each frame (bool, rgb resolution) of ``rgb/<name>.mp4``."""
     import cv2
 
-    from .suites.pose import _motion_masks
+    from .references import motion_masks
 
     with tempfile.TemporaryDirectory(prefix="vipe-dogmask-") as tmp:
         img_dir, mask_dir = os.path.join(tmp, "images"), os.path.join(tmp, "masks")
         os.makedirs(img_dir)
         for i, frame in store.open_rgb(name):
             cv2.imwrite(os.path.join(img_dir, f"{i:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        _motion_masks(img_dir, mask_dir)
+        motion_masks(img_dir, mask_dir)
         out = {}
         for fn in sorted(os.listdir(mask_dir)):
             i = int(fn.split(".")[0])

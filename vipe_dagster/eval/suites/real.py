@@ -29,14 +29,8 @@ import numpy as np
 from ..bench import make_row
 from ..metrics import align_trajectory, ate
 from ..realdata import DOG_EXAMPLE, seven_scenes
-from .pose import (
-    _chained_turn_deg,
-    _homography_rotations,
-    _rotation_rmse_deg,
-    _turn_deg,
-    frames_and_motion_masks,
-    run_colmap,
-)
+from ..references import chained_turn_deg, frames_and_motion_masks, homography_rotations, run_colmap
+from .pose import _rotation_rmse_deg, _turn_deg
 
 SUITE = "real"
 TITLE = "Real footage (7-Scenes ground truth, pycolmap on the same frames)"
@@ -144,8 +138,8 @@ def dog_rows(tmp: str, quick: bool) -> list[dict]:
             K = np.array([[res.intrinsics[0], 0, res.intrinsics[2]], [0, res.intrinsics[1], res.intrinsics[3]],
                           [0, 0, 1]])
             # every frame here (not every 2nd as in the pose suite): pairs 4-12 apart, chained 8 apart
-            rel, _ = _homography_rotations(frames, masks, K, gaps=(4, 8, 12))
-            turn_h, last = _chained_turn_deg(rel, 8)
+            rel, _ = homography_rotations(frames, masks, K, gaps=(4, 8, 12))
+            turn_h, last = chained_turn_deg(rel, 8)
             turn_ours = _turn_deg(ours[: last + 1]) if last > 0 else float("nan")
             rows.append(_row(f"{tag}: camera turn ours - lawn homographies", turn_ours - turn_h, "deg",
                              "within +-2", f"frames 0-{last}: ours {turn_ours:.1f} deg, lawn homographies chained "
