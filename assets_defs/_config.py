@@ -45,10 +45,15 @@ def config_field(info: FieldInfo, default: Any = ...) -> tuple[Any, FieldInfo]:
 
 
 def run_config_class(name: str, model: type[BaseModel], fields: Iterable[str] | None = None,
-                     exclude: Iterable[str] = (), extra: Mapping[str, tuple[Any, FieldInfo]] | None = None,
+                     exclude: Iterable[str] = (), also: Mapping[str, tuple[type[BaseModel], str]] | None = None,
+                     extra: Mapping[str, tuple[Any, FieldInfo]] | None = None,
                      doc: str | None = None) -> type[dg.Config]:
     """A ``dg.Config`` subclass named ``name`` with the fields of ``model`` (``fields`` or every non-nested
-    field, minus ``exclude``) followed by the front-end-only fields in ``extra``."""
+    field, minus ``exclude``), then fields of other models (``also``: config name -> (model, field)), then
+    the front-end-only fields in ``extra`` (settings no engine model has).
+
+    The class records where each generated field comes from in ``field_sources`` (name -> (model, field));
+    :func:`engine_values` returns the ``model`` ones."""
     excluded = set(exclude)
     names = [n for n in (list(fields) if fields is not None else model_fields(model)) if n not in excluded]
     defs: dict[str, Any] = {}
@@ -57,11 +62,16 @@ def run_config_class(name: str, model: type[BaseModel], fields: Iterable[str] | 
         if is_model(info.annotation):
             raise TypeError(f"{model.__name__}.{n} is a nested model; build its own config class")
         defs[n] = config_field(info)
+    sources = {n: (model, n) for n in names}
+    for n, (m, f) in (also or {}).items():
+        defs[n] = config_field(m.model_fields[f])
+        sources[n] = (m, f)
     defs.update(extra or {})
     cls = create_model(name, __base__=dg.Config, __module__=__name__, **defs)
     cls.__doc__ = doc or model.__doc__
     cls.engine_model = model  # type: ignore[attr-defined]
     cls.engine_fields = tuple(names)  # type: ignore[attr-defined]
+    cls.field_sources = sources  # type: ignore[attr-defined]
     return cls
 
 

@@ -36,7 +36,7 @@ from ._common import (
     placement_tags,
     sidecar_path,
 )
-from ._config import config_field, engine_values, run_config_class
+from ._config import engine_values, run_config_class
 from .pose import INTRINSICS, POSE
 
 DEPTH = dg.AssetKey("depth_maps")
@@ -47,12 +47,12 @@ MIN_VALID_FRACTION = 0.95
 
 DepthRunConfig = run_config_class(
     "DepthRunConfig", DepthConfig, exclude=("device", "learned"),
+    also={"learned_filename": (LearnedDepthConfig, "filename")},
     extra={
         "learned_repo_id": (str | None, Field(
             default=None, description="Hugging Face repo of a learned depth prior (required for fixed cameras); "
                                       "weights must be in the model_hub cache, e.g. "
                                       "depth-anything/Depth-Anything-V2-Small; None = no learned prior")),
-        "learned_filename": config_field(LearnedDepthConfig.model_fields["filename"]),
     },
     doc="Dense-depth settings of one run: every `DepthConfig` setting (the device comes from the `compute` "
         "resource) and an optional learned prior.")

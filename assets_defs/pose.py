@@ -34,7 +34,7 @@ from ._common import (
     placement_tags,
     sidecar_path,
 )
-from ._config import config_field, engine_values, run_config_class
+from ._config import engine_values, run_config_class
 from .video import processed_video
 
 INTRINSICS = dg.AssetKey("camera_intrinsics")
@@ -43,9 +43,8 @@ POSE = dg.AssetKey("pose_trajectory")
 
 PoseRunConfig = run_config_class(
     "PoseRunConfig", IntrinsicsConfig, fields=("fx", "fy", "cx", "cy"),
+    also={"seed": (PoseConfig, "seed"), "use_masks": (PoseConfig, "use_masks")},
     extra={
-        "seed": config_field(PoseConfig.model_fields["seed"]),
-        "use_masks": config_field(PoseConfig.model_fields["use_masks"]),
         "preset": (Literal[PRESETS], Field(
             default="pose_only", description="pose_only | fixed_camera (identity poses); the other presets' "
                                              "pose part is the same as pose_only")),

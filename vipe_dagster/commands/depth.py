@@ -30,15 +30,15 @@ def run(args) -> int:
     from ..io.locks import sequence_lock
 
     log = logging.getLogger("vipe_dagster.depth")
+    learned = learned_depth_config(args.depth_model, args.hf_cache, args.device, args.depth_model_metric,
+                                   args.depth_model_max_depth)
+    cfg = build_model(DepthConfig, model_values(args, DepthConfig), "depth", learned=learned)
     fs.preflight_read(args.root, "artifact root")
     fs.preflight_write(args.root, "artifact root")
     store = ArtifactStore(args.root)
     names = args.name or [n for n in store.sequences() if store.exists("pose", n)]
     if not names:
         raise ConfigError(f"no sequence with pose/<name>.npz under {args.root}")
-    learned = learned_depth_config(args.depth_model, args.hf_cache, args.device, args.depth_model_metric,
-                                   args.depth_model_max_depth)
-    cfg = build_model(DepthConfig, model_values(args, DepthConfig), "depth", learned=learned)
     for name in names:
         if not store.exists("pose", name):
             raise ConfigError(f"sequence {name!r}: {store.path('pose', name)} not found (run infer first)")
