@@ -5,7 +5,7 @@ import time
 
 import dagster as dg
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from resources.artifacts import ArtifactStoreResource
 from resources.compute import ComputeResource
@@ -18,10 +18,10 @@ from vipe_dagster.depth.quality import (
     depth_quality,
 )
 from vipe_dagster.depth.run import run_depth
-from vipe_dagster.errors import ConfigError
 from vipe_dagster.io import ArtifactStore, fs
 from vipe_dagster.masks.config import MaskConfig
 from vipe_dagster.masks.run import run_masks
+from vipe_dagster.options import build_model
 from vipe_dagster.previews import depth_sheet, markdown_image, mask_sheet
 
 from ._common import (
@@ -32,11 +32,11 @@ from ._common import (
     RETRY,
     VIDEO_GROUP,
     VIDEOS,
-    apply_overrides,
     engine_step,
     placement_tags,
     sidecar_path,
 )
+from ._config import engine_values, run_config_class
 from .pose import INTRINSICS, POSE
 
 DEPTH = dg.AssetKey("depth_maps")
@@ -45,32 +45,26 @@ MIN_VALID_FRACTION = 0.95
 """``depth_valid``: every frame must have at least this share of finite, positive depth."""
 
 
-class DepthRunConfig(dg.Config):
-    """Dense-depth settings for one run; anything else via dotted ``overrides`` of ``DepthConfig``."""
+DepthRunConfig = run_config_class(
+    "DepthRunConfig", DepthConfig, exclude=("device", "learned"),
+    also={"learned_filename": (LearnedDepthConfig, "filename")},
+    extra={
+        "learned_repo_id": (str | None, Field(
+            default=None, description="Hugging Face repo of a learned depth prior (required for fixed cameras); "
+                                      "weights must be in the model_hub cache, e.g. "
+                                      "depth-anything/Depth-Anything-V2-Small; None = no learned prior")),
+    },
+    doc="Dense-depth settings of one run: every `DepthConfig` setting (the device comes from the `compute` "
+        "resource) and an optional learned prior.")
 
-    mvs_long_side: int = Field(default=256, description="long side (px) the plane sweep runs at")
-    num_planes: int = Field(default=64, description="inverse-depth hypotheses per sweep")
-    sweep_every: int = Field(default=1, description="sweep every k-th frame, propagate to the frames between")
-    learned_repo_id: str | None = Field(
-        default=None, description="Hugging Face repo of a learned depth prior (required for fixed cameras); "
-                                  "weights must be in the model_hub cache, e.g. depth-anything/Depth-Anything-V2-Small")
-    learned_filename: str = Field(default="depth_anything_v2_vits.pth", description="checkpoint in that repo")
-    overrides: dict[str, str] = Field(default_factory=dict,
-                                      description="dotted DepthConfig paths -> values, e.g. max_frame_gap: '6'")
 
-
-def build_depth_config(cfg: DepthRunConfig, device: str, cache_dir: str | None) -> DepthConfig:
-    base = DepthConfig().model_dump()
-    base.update(mvs_long_side=cfg.mvs_long_side, num_planes=cfg.num_planes, sweep_every=cfg.sweep_every,
-                device=device)
+def build_depth_config(cfg, device: str, cache_dir: str | None) -> DepthConfig:
+    learned = None
     if cfg.learned_repo_id:
-        base["learned"] = LearnedDepthConfig(repo_id=cfg.learned_repo_id, filename=cfg.learned_filename,
-                                             cache_dir=cache_dir, device=device).model_dump()
-    apply_overrides(base, cfg.overrides, "depth")
-    try:
-        return DepthConfig.model_validate(base)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid depth configuration: {exc}") from exc
+        learned = LearnedDepthConfig(repo_id=cfg.learned_repo_id, filename=cfg.learned_filename,
+                                     cache_dir=cache_dir, device=device)
+    return build_model(DepthConfig, engine_values(cfg), "depth_maps run config", cli=False, device=device,
+                       learned=learned)
 
 
 def depth_statistics(store: ArtifactStore, key: str, max_frames: int | None = None) -> dict:
@@ -213,12 +207,8 @@ def depth_valid(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore
                                            f"{q['temporal_consistency']:.1%} (median)")
 
 
-class MaskRunConfig(dg.Config):
-    """Dynamic-mask settings for one run."""
-
-    mode: str = Field(default="auto", description="auto | background (fixed camera) | motion (moving camera)")
-    overrides: dict[str, str] = Field(default_factory=dict,
-                                      description="dotted MaskConfig settings -> values, e.g. flow_gap: '3'")
+MaskRunConfig = run_config_class("MaskRunConfig", MaskConfig,
+                                 doc="Dynamic-mask settings of one run: every `MaskConfig` setting.")
 
 
 @dg.asset(
@@ -240,13 +230,7 @@ def dynamic_masks(context: dg.AssetExecutionContext, config: MaskRunConfig,
                   artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     key = context.partition_key
     store = artifacts.store()
-    base = MaskConfig().model_dump()
-    base["mode"] = config.mode
-    apply_overrides(base, config.overrides, "mask")
-    try:
-        cfg = MaskConfig.model_validate(base)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid mask configuration: {exc}") from exc
+    cfg = build_model(MaskConfig, engine_values(config), "dynamic_masks run config", cli=False)
     with engine_step(context, store, key, "dynamic_masks"):
         res = run_masks(store, key, cfg)
     wanted = _preview_frames(res.num_frames)

@@ -1,11 +1,12 @@
 """COLMAP export per video: ``colmap_export`` (sparse-map tracks + dense points from the depth maps)."""
 
 import dagster as dg
-from pydantic import Field
 
 from resources.artifacts import ArtifactStoreResource
-from vipe_dagster.export.colmap import FORMATS, ColmapExportOptions, export_colmap
+from vipe_dagster.export.colmap import export_colmap
+from vipe_dagster.export.colmap.options import ColmapExportOptions
 from vipe_dagster.io import fs
+from vipe_dagster.options import build_model
 
 from ._common import (
     BACKFILL,
@@ -16,17 +17,14 @@ from ._common import (
     engine_step,
     placement_tags,
 )
+from ._config import engine_values, run_config_class
 from .depth import DEPTH, MASKS
 from .pose import INTRINSICS, POSE
 
-
-class ColmapExportConfig(dg.Config):
-    fmt: str = Field(default="bin", description=f"COLMAP model format: one of {FORMATS}")
-    dense: bool = Field(default=True, description="add dense points from the depth maps")
-    depth_step: int = Field(default=16, description="every k-th frame contributes dense points")
-    pixel_step: int = Field(default=4, description="pixel stride of the dense grid")
-    min_track_length: int = Field(default=2, description="points seen in fewer images are dropped")
-    jpeg_quality: int = Field(default=95, description="quality of images/*.jpg")
+ColmapExportConfig = run_config_class(
+    "ColmapExportConfig", ColmapExportOptions,
+    doc="COLMAP export settings (`vipe_dagster.export.colmap.options`, the same as `vipe-dagster to-colmap`'s): a "
+        "text model with sparse + dense points by default.")
 
 
 def _r(v):
@@ -52,7 +50,8 @@ def colmap_export(context: dg.AssetExecutionContext, config: ColmapExportConfig,
     store = artifacts.store()
     out_dir = fs.join(store.root, "colmap", key)
     with engine_step(context, store, key, "colmap_export"):
-        res = export_colmap(store, key, out_dir, ColmapExportOptions(**config.model_dump()))
+        opts = build_model(ColmapExportOptions, engine_values(config), "colmap_export run config", cli=False)
+        res = export_colmap(store, key, out_dir, opts)
     sparse = (res.stats.get("sparse") or {}).get("reprojection_error_px") or {}
     dense = (res.stats.get("dense") or {}).get("reprojection_error_px") or {}
     track = (res.stats.get("sparse") or {}).get("track_length") or {}

@@ -1,6 +1,7 @@
 """Camera poses and intrinsics: one SLAM run per video writes both (``@multi_asset``), plus their checks."""
 
 import time
+from typing import Literal
 
 import dagster as dg
 import numpy as np
@@ -9,7 +10,7 @@ from pydantic import Field, ValidationError
 from resources.artifacts import ArtifactStoreResource
 from resources.compute import ComputeResource
 from vipe_dagster.camera import pinhole_fov_deg
-from vipe_dagster.config import PoseConfig, preset
+from vipe_dagster.config import PRESETS, IntrinsicsConfig, PoseConfig, preset
 from vipe_dagster.errors import ConfigError
 from vipe_dagster.io import fs
 from vipe_dagster.pipeline import run_pose
@@ -33,31 +34,34 @@ from ._common import (
     placement_tags,
     sidecar_path,
 )
+from ._config import engine_values, run_config_class
 from .video import processed_video
 
 INTRINSICS = dg.AssetKey("camera_intrinsics")
 POSE = dg.AssetKey("pose_trajectory")
 
 
-class PoseRunConfig(dg.Config):
-    """Which pose preset to run, with optional dotted overrides (``{"tracking.max_features": "1200"}``)."""
+PoseRunConfig = run_config_class(
+    "PoseRunConfig", IntrinsicsConfig, fields=("fx", "fy", "cx", "cy"),
+    also={"seed": (PoseConfig, "seed"), "use_masks": (PoseConfig, "use_masks")},
+    extra={
+        "preset": (Literal[PRESETS], Field(
+            default="pose_only", description="pose_only | fixed_camera (identity poses); the other presets' "
+                                             "pose part is the same as pose_only")),
+        "overrides": (dict[str, str], Field(
+            default_factory=dict, description="any other PoseConfig setting by its dotted path -> value, e.g. "
+                                              "ba.window: '12' (checked against PoseConfig)")),
+    },
+    doc="Which pose preset to run, known intrinsics (px of the processed rgb), the seed, and any other "
+        "`PoseConfig` setting as a dotted override (`{\"tracking.max_features\": \"1200\"}`).")
 
-    preset: str = Field(default="pose_only", description="pose_only | fixed_camera | default (poses part)")
-    fx: float | None = Field(default=None, description="known focal x in px of the processed rgb")
-    fy: float | None = Field(default=None, description="known focal y (default: fx)")
-    cx: float | None = Field(default=None, description="known principal point x (default: image centre)")
-    cy: float | None = Field(default=None, description="known principal point y (default: image centre)")
-    overrides: dict[str, str] = Field(default_factory=dict,
-                                      description="dotted PoseConfig paths -> values, e.g. ba.window: '12'")
 
-
-def build_pose_config(cfg: PoseRunConfig, device: str) -> PoseConfig:
+def build_pose_config(cfg, device: str) -> PoseConfig:
     """PoseConfig from a preset, given intrinsics, dotted overrides and the compute device."""
     base = preset(cfg.preset).pose.model_dump()
     base["ba"]["device"] = device
-    for name in ("fx", "fy", "cx", "cy"):
-        if getattr(cfg, name) is not None:
-            base["intrinsics"][name] = getattr(cfg, name)
+    base["intrinsics"].update(engine_values(cfg))
+    base["seed"], base["use_masks"] = cfg.seed, cfg.use_masks
     apply_overrides(base, cfg.overrides, "pose")
     try:
         return PoseConfig.model_validate(base)

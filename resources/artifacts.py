@@ -31,4 +31,6 @@ class ArtifactStoreResource(dg.ConfigurableResource):
         return VideoRegistry(self.store())
 
 
-RESOURCES = {"artifacts": ArtifactStoreResource(root=os.environ.get("VIPE_ARTIFACT_ROOT", DEFAULT_ROOT))}
+def resources() -> dict[str, ArtifactStoreResource]:
+    """Default resource; the environment (``VIPE_ARTIFACT_ROOT``) is read when the definitions are built."""
+    return {"artifacts": ArtifactStoreResource(root=os.environ.get("VIPE_ARTIFACT_ROOT") or DEFAULT_ROOT)}

@@ -54,4 +54,12 @@ class CatalogResource(ConfigurableResource):
         return query_arrow(self.db_path, sql)
 
 
-RESOURCES = {"catalog_db": CatalogResource()}
+def resources() -> dict[str, CatalogResource]:
+    """Default resource; ``VIPE_CATALOG_DB`` (the default ``db_path``) is read when the definitions are built."""
+    return {"catalog_db": CatalogResource()}
+
+
+def __getattr__(name: str):
+    if name == "RESOURCES":  # the older module-level dict, built on access (no environment read at import)
+        return resources()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -64,5 +64,7 @@ def _env_int(name: str) -> int | None:
     return int(v) if v else None
 
 
-RESOURCES = {"compute": ComputeResource(device=os.environ.get("VIPE_DEVICE", "auto"),  # type: ignore[arg-type]
-                                        gpu_pool_size=_env_int("VIPE_GPU_POOL_SIZE"))}
+def resources() -> dict[str, ComputeResource]:
+    """Default resource; ``VIPE_DEVICE`` / ``VIPE_GPU_POOL_SIZE`` are read when the definitions are built."""
+    return {"compute": ComputeResource(device=os.environ.get("VIPE_DEVICE") or "auto",  # type: ignore[arg-type]
+                                       gpu_pool_size=_env_int("VIPE_GPU_POOL_SIZE"))}

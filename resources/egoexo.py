@@ -28,4 +28,6 @@ class EgoExoResource(dg.ConfigurableResource):
         return discover_raw_takes(self.takes_root, take_keys)
 
 
-RESOURCES = {"egoexo": EgoExoResource(takes_root=os.environ.get("VIPE_EGOEXO_ROOT", DEFAULT_TAKES_ROOT))}
+def resources() -> dict[str, EgoExoResource]:
+    """Default resource; ``VIPE_EGOEXO_ROOT`` is read when the definitions are built."""
+    return {"egoexo": EgoExoResource(takes_root=os.environ.get("VIPE_EGOEXO_ROOT") or DEFAULT_TAKES_ROOT)}

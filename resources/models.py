@@ -10,7 +10,8 @@ from pydantic import Field
 
 from vipe_dagster.errors import InputError
 
-DEFAULT_CACHE = str(Path("~/.cache/vipe-dagster/models").expanduser())
+DEFAULT_CACHE = "~/.cache/vipe-dagster/models"
+"""Weights cache when ``VIPE_MODEL_CACHE`` is not set (``~`` expanded when the definitions are built)."""
 
 
 class ModelHubResource(dg.ConfigurableResource):
@@ -20,7 +21,8 @@ class ModelHubResource(dg.ConfigurableResource):
     that names the repository and file.
     """
 
-    cache_dir: str = Field(default=DEFAULT_CACHE, description="weights cache folder (HF hub layout)")
+    cache_dir: str = Field(default=DEFAULT_CACHE, description="weights cache folder (HF hub layout); env "
+                                                               "VIPE_MODEL_CACHE")
     offline: bool = Field(default=True, description="only use weights already in cache_dir")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -47,5 +49,8 @@ def _env_bool(name: str, default: bool) -> bool:
     return default if v is None else v.strip().lower() in ("1", "true", "yes", "on")
 
 
-RESOURCES = {"model_hub": ModelHubResource(cache_dir=os.environ.get("VIPE_MODEL_CACHE", DEFAULT_CACHE),
-                                           offline=_env_bool("VIPE_MODEL_OFFLINE", True))}
+def resources() -> dict[str, ModelHubResource]:
+    """Default resource; ``VIPE_MODEL_CACHE`` / ``VIPE_MODEL_OFFLINE`` are read when the definitions are built."""
+    cache = os.environ.get("VIPE_MODEL_CACHE") or DEFAULT_CACHE
+    return {"model_hub": ModelHubResource(cache_dir=str(Path(cache).expanduser()),
+                                          offline=_env_bool("VIPE_MODEL_OFFLINE", True))}

@@ -19,5 +19,7 @@ class IncomingVideosResource(dg.ConfigurableResource):
     long_side: int | None = Field(default=512, description="processing long side recorded for new videos")
 
 
-RESOURCES = {"incoming": IncomingVideosResource(folder=os.environ.get("VIPE_WATCH_DIR", "data/incoming"),
-                                                s3_prefix=os.environ.get("VIPE_WATCH_S3_PREFIX") or None)}
+def resources() -> dict[str, IncomingVideosResource]:
+    """Default resource; ``VIPE_WATCH_DIR`` / ``VIPE_WATCH_S3_PREFIX`` are read when the definitions are built."""
+    return {"incoming": IncomingVideosResource(folder=os.environ.get("VIPE_WATCH_DIR", "data/incoming"),
+                                               s3_prefix=os.environ.get("VIPE_WATCH_S3_PREFIX") or None)}

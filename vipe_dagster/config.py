@@ -190,7 +190,8 @@ class PipelineConfig(_Model):
         "default", description="preset name")
     depth: bool = Field(True, description="compute dense depth (plane-sweep MVS; learned model if configured)")
     masks: bool = Field(True, description="compute dynamic-object masks (background model / motion residual)")
-    visualize: bool = Field(False, description="write vipe/<n>_vis.mp4 (rgb | depth | mask | trajectory)")
+    visualize: bool = Field(False, description="write vipe/<n>_vis.mp4 (rgb | depth | mask | trajectory)",
+                            json_schema_extra={"cli": {"aliases": ["-v"]}})
     pose: PoseConfig = Field(default_factory=PoseConfig)
     depth_config: DepthConfig = Field(default_factory=DepthConfig, description="dense depth settings")
     mask_config: MaskConfig = Field(default_factory=MaskConfig, description="dynamic mask settings")

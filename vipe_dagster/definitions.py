@@ -50,7 +50,9 @@ def default_resources() -> dict[str, Any]:
     owner: dict[str, str] = {}
     for package in RESOURCE_PACKAGES:
         for mod in iter_modules(package):
-            for key, res in (getattr(mod, "RESOURCES", None) or {}).items():
+            factory = getattr(mod, "resources", None)
+            declared = factory() if callable(factory) else (getattr(mod, "RESOURCES", None) or {})
+            for key, res in declared.items():
                 if key in found:
                     raise ConfigError(f"resource key {key!r} is defined by both {owner[key]} and {mod.__name__}")
                 found[key], owner[key] = res, mod.__name__
@@ -77,7 +79,26 @@ def build_definitions(resources: Mapping[str, Any] | None = None, with_executor:
     )
 
 
-defs = build_definitions()
+_DEFS: dg.Definitions | None = None
+
+
+def get_defs() -> dg.Definitions:
+    """The code location's definitions, built on first use (``vipe_dagster.definitions:defs``).
+
+    Nothing is read from the environment at import: the resource factories (``resources/*.py``), the executor
+    (``VIPE_EXECUTOR``, ...) and the GPU/CPU placement tags read it when the definitions are first built, i.e.
+    when the code location loads (a Dagster code server or run worker is one process with a fixed
+    environment). :func:`build_definitions` builds a fresh copy from the environment of the moment."""
+    global _DEFS
+    if _DEFS is None:
+        _DEFS = build_definitions()
+    return _DEFS
+
+
+def __getattr__(name: str) -> Any:
+    if name == "defs":  # Dagster loads ``vipe_dagster.definitions:defs`` by attribute: built on first access
+        return get_defs()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------- local instance helpers
@@ -104,7 +125,7 @@ def apply_pool_limits(instance: dg.DagsterInstance, definitions: dg.Definitions 
     """Set the ``gpu`` pool's limit from the ``compute`` resource (number of GPUs, or 1 on CPU)."""
     from assets_defs._common import GPU_POOL
 
-    compute = (definitions or defs).resources.get("compute")
+    compute = (definitions or get_defs()).resources.get("compute")
     limit = compute.pool_limit() if compute is not None else 1
     instance.event_log_storage.set_concurrency_slots(GPU_POOL, limit)
     return {GPU_POOL: limit}

@@ -56,7 +56,7 @@ def _check_full_graph(artifacts, key, handheld, result, checks, mats):
     assert store.mask_count(key) == n
 
     ce = mats["colmap_export"].metadata
-    assert ce["format"].value == "bin" and ce["num_images"].value == n
+    assert ce["format"].value == "text" and ce["num_images"].value == n
     assert ce["points_source"].value == "sparse+dense"
     assert 0 < ce["reproj_error_median_px"].value < 1.0
     return ce["colmap_dir"].value
@@ -93,7 +93,7 @@ def test_full_graph_on_generated_video_s3(tmp_path, instance, handheld, s3_uri):
     result, checks, mats = _run(instance, artifacts, entry.key)
     colmap_dir = _check_full_graph(artifacts, entry.key, handheld, result, checks, mats)
     assert colmap_dir == f"{s3_uri}/artifacts/colmap/{entry.key}"
-    assert fs.exists(f"{colmap_dir}/export_stats.json") and fs.exists(f"{colmap_dir}/sparse/0/points3D.bin")
+    assert fs.exists(f"{colmap_dir}/export_stats.json") and fs.exists(f"{colmap_dir}/sparse/0/points3D.txt")
     assert fs.exists(f"{s3_uri}/artifacts/depth/{entry.key}.zip")
 
 

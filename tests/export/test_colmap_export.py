@@ -29,7 +29,7 @@ def exports(scene, tmp_path_factory):
     out = {}
     for fmt in ("text", "bin"):
         d = tmp_path_factory.mktemp(f"export_{fmt}") / "colmap"
-        out[fmt] = (d, export_colmap(scene.store, scene.name, str(d), fmt=fmt))
+        out[fmt] = (d, export_colmap(scene.store, scene.name, str(d), fmt=fmt, dense=False))  # sparse tracks
     return out
 
 

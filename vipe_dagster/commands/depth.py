@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..depth.config import DepthConfig
+from ..options import add_model_arguments, build_model, model_values
 from ._common import add_depth_model, add_wait, learned_depth_config
 
 NAME = "depth"
@@ -12,16 +14,9 @@ def add_arguments(p):
     p.add_argument("root", help="artifact root (folder or s3://bucket/prefix) holding rgb/, pose/, intrinsics/")
     p.add_argument("--name", action="append", default=None,
                    help="sequence name (repeatable; default: every sequence with a pose file)")
-    p.add_argument("--mvs_long_side", "--mvs-long-side", dest="mvs_long_side", type=int, default=None,
-                   help="long side (px) of the sweep images (default 256)")
-    p.add_argument("--num_planes", "--num-planes", dest="num_planes", type=int, default=None,
-                   help="inverse-depth planes per sweep (default 64)")
-    p.add_argument("--sweep_every", "--sweep-every", dest="sweep_every", type=int, default=None,
-                   help="sweep every k-th frame, reproject depth to the others (default 1)")
-    p.add_argument("--depth_range", "--depth-range", dest="depth_range", type=float, nargs=2, default=None,
-                   metavar=("NEAR", "FAR"), help="sweep range in pose units when there is no sparse map")
     add_depth_model(p)
-    p.add_argument("--device", default=None, help="torch device (cpu, cuda, ...)")
+    # every DepthConfig setting, declared once in vipe_dagster/depth/config.py (also the depth_maps asset's)
+    add_model_arguments(p, DepthConfig, group=p.add_argument_group("depth settings (DepthConfig)"))
     p.add_argument("--masks", action="store_true", help="also write dynamic masks (mask/<n>.zip)")
     add_wait(p)
 
@@ -29,31 +24,21 @@ def add_arguments(p):
 def run(args) -> int:
     import logging
 
-    from ..depth.config import DepthConfig
     from ..depth.run import run_depth
     from ..errors import ConfigError
     from ..io import ArtifactStore, fs
     from ..io.locks import sequence_lock
 
     log = logging.getLogger("vipe_dagster.depth")
+    learned = learned_depth_config(args.depth_model, args.hf_cache, args.device, args.depth_model_metric,
+                                   args.depth_model_max_depth)
+    cfg = build_model(DepthConfig, model_values(args, DepthConfig), "depth", learned=learned)
     fs.preflight_read(args.root, "artifact root")
     fs.preflight_write(args.root, "artifact root")
     store = ArtifactStore(args.root)
     names = args.name or [n for n in store.sequences() if store.exists("pose", n)]
     if not names:
         raise ConfigError(f"no sequence with pose/<name>.npz under {args.root}")
-    overrides = {k: getattr(args, k) for k in ("mvs_long_side", "num_planes", "sweep_every", "device")
-                 if getattr(args, k) is not None}
-    if args.depth_range:
-        overrides["depth_range"] = tuple(args.depth_range)
-    learned = learned_depth_config(args.depth_model, args.hf_cache, args.device, args.depth_model_metric,
-                                   args.depth_model_max_depth)
-    if learned is not None:
-        overrides["learned"] = learned
-    try:
-        cfg = DepthConfig(**overrides)
-    except ValueError as exc:
-        raise ConfigError(f"invalid depth option: {exc}") from exc
     for name in names:
         if not store.exists("pose", name):
             raise ConfigError(f"sequence {name!r}: {store.path('pose', name)} not found (run infer first)")

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 
-from ..config import PRESETS
+from ..config import PRESETS, PipelineConfig, PoseConfig
+from ..depth.config import MetricScaleConfig
+from ..options import add_model_arguments
 from ._common import add_depth_model, add_frame_range, add_output, add_wait
 
 NAME = "infer"
@@ -24,14 +26,13 @@ HELP = "annotate a video: intrinsics, poses, dense depth, dynamic masks (presets
 
 def add_infer_options(p, output_resolution_default: str) -> None:
     """Options shared by ``vipe-dagster infer`` and ``vipe infer``."""
-    p.add_argument("--long_side", "--long-side", dest="long_side", type=int, default=512,
-                   help="processing size: long side in px (multiple of 8); 0 = the source size")
+    pose_opts = p.add_argument_group("pose settings (PoseConfig)")
+    add_model_arguments(p, PoseConfig, fields=("long_side",), group=pose_opts)
     p.add_argument("--output_resolution", "--output-resolution", dest="output_resolution",
                    choices=["processing", "source"], default=output_resolution_default,
                    help="size of the written rgb/depth/mask (intrinsics scaled to match): the processing "
                         "size or the source video's size")
-    p.add_argument("--assume_fixed_camera_pose", "--assume-fixed-camera-pose", dest="assume_fixed_camera_pose",
-                   action="store_true", help="the camera does not move: identity poses")
+    add_model_arguments(p, PoseConfig, fields=("assume_fixed_camera_pose",), group=pose_opts)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--intrinsics", default=None, help="'fx,fy,cx,cy' in source-video pixels (skips focal estimation)")
     g.add_argument("--intrinsics-file", "--intrinsics_file", dest="intrinsics_file", default=None,
@@ -43,17 +44,12 @@ def add_infer_options(p, output_resolution_default: str) -> None:
     p.add_argument("--save_slam_map", "--save-slam-map", dest="save_slam_map", action="store_true",
                    help="also write vipe/<n>_slam_map.pt: keyframe points with colours (ViPE's SLAM map)")
     p.add_argument("--name", default=None, help="sequence name (default: the video's file stem)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("-v", "--visualize", action="store_true", help="also write vipe/<n>_vis.mp4")
+    add_model_arguments(p, PoseConfig, fields=("seed",), group=pose_opts)
+    add_model_arguments(p, PipelineConfig, fields=("visualize",))
     add_depth_model(p)
-    m = p.add_mutually_exclusive_group()
-    m.add_argument("--metric_scale", "--metric-scale", dest="metric_scale", type=float, default=None,
-                   help="metric cue: metres per unit of the relative reconstruction")
-    m.add_argument("--known_distance", "--known-distance", dest="known_distance", nargs=3, default=None,
-                   metavar=("I", "J", "METRES"), help="metric cue: distance in metres between the camera centres of "
-                                                     "processed frames I and J")
-    m.add_argument("--camera_height", "--camera-height", dest="camera_height", type=float, default=None,
-                   help="metric cue: height in metres of the camera above the ground plane")
+    # metric cues: at most one (MetricScaleConfig)
+    add_model_arguments(p, MetricScaleConfig, fields=("scale", "known_distance", "camera_height"),
+                        group=p.add_mutually_exclusive_group())
     add_wait(p)
 
 

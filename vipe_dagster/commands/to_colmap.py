@@ -2,7 +2,8 @@
 
 Poses, intrinsics and the rgb video are required. Points come from the SLAM sparse map with its
 real feature tracks (``vipe/<n>_sparse.npz``; with ``--use_slam_map`` the SLAM map ``vipe/<n>_slam_map.pt``
-and its multi-view tracks) and, with ``--dense``, from reliable depth. Artifacts
+and its multi-view tracks) and from reliable depth (``--dense``; by default when the sequence has depth
+maps, ``--no-dense``: sparse only). Artifacts
 without a sparse map (e.g. the released ViPE datasets) get a dense-only export, flagged in
 ``export_stats.json`` and in a warning.
 """
@@ -10,6 +11,9 @@ without a sparse map (e.g. the released ViPE datasets) get a dense-only export, 
 from __future__ import annotations
 
 import json
+
+from ..export.colmap.options import ColmapExportOptions
+from ..options import add_model_arguments, build_model, model_values
 
 NAME = "to-colmap"
 HELP = "export poses, intrinsics, images and points as a COLMAP reconstruction (sparse/0)"
@@ -21,9 +25,6 @@ def add_arguments(p):
                    help="sequence name; omitted: the only sequence in the artifact root")
     p.add_argument("-o", "--output", default=None,
                    help="output folder; omitted: <artifact_dir>/colmap/<sequence>")
-    p.add_argument("--format", dest="fmt", choices=["text", "bin"], default="text",
-                   help="COLMAP model format under sparse/0")
-    p.add_argument("--dense", action="store_true", help="add dense points from reliable depth")
     p.add_argument("--use_slam_map", "--use-slam-map", dest="use_slam_map", action="store_true",
                    help="points and tracks from the SLAM map vipe/<n>_slam_map.pt (infer --save_slam_map) "
                         "instead of the sparse map vipe/<n>_sparse.npz")
@@ -33,20 +34,8 @@ def add_arguments(p):
                    help="last frame to export (inclusive; omitted: the last)")
     p.add_argument("--frame_skip", "--frame-skip", dest="frame_skip", type=int, default=1,
                    help="export every k-th frame of the range")
-    p.add_argument("--depth_step", "--depth-step", dest="depth_step", type=int, default=16,
-                   help="every k-th exported frame contributes dense points")
-    p.add_argument("--pixel_step", "--pixel-step", dest="pixel_step", type=int, default=4,
-                   help="pixel stride of the dense sampling grid")
-    p.add_argument("--voxel_size", "--voxel-size", dest="voxel_size", type=float, default=None,
-                   help="voxel size for merging dense points in scene units; omitted: one grid step at the "
-                        "median depth; 0 disables merging")
-    p.add_argument("--jpeg_quality", "--jpeg-quality", dest="jpeg_quality", type=int, default=95,
-                   help="JPEG quality of the exported images")
-    p.add_argument("--min_track_length", "--min-track-length", dest="min_track_length", type=int, default=2,
-                   help="drop sparse points observed in fewer exported images")
-    p.add_argument("--no_rectify_mei", "--no-rectify-mei", dest="no_rectify_mei", action="store_true",
-                   help="refuse MEI (unified, xi != 0) sequences instead of exporting them resampled into the "
-                        "equivalent pinhole camera f/(1+xi)")
+    # the export settings: declared once in vipe_dagster/export/colmap/options.py (also the asset's run config)
+    add_model_arguments(p, ColmapExportOptions)
     p.add_argument("--no_manifest", "--no-manifest", dest="no_manifest", action="store_true",
                    help="do not record the export statistics in vipe/<sequence>_manifest.json")
 
@@ -55,7 +44,7 @@ def run(args) -> int:
     import contextlib
 
     from ..errors import ArtifactError, FrameRangeError
-    from ..export.colmap import ColmapExportOptions, export_colmap
+    from ..export.colmap import export_colmap
     from ..io import ArtifactStore, fs, resolve_range
     from ..io.locks import sequence_lock
     from ..io.names import check_sequence_name
@@ -90,12 +79,9 @@ def run(args) -> int:
 
         sparse_map = read_slam_map(store, name).as_sparse_map()
         sparse_source = store.path("slam_map", name)
-    options = ColmapExportOptions(fmt=args.fmt, dense=args.dense, depth_step=args.depth_step,
-                                  pixel_step=args.pixel_step, voxel_size=args.voxel_size,
-                                  jpeg_quality=args.jpeg_quality, min_track_length=args.min_track_length,
-                                  rectify_mei=not args.no_rectify_mei)
+    opts = build_model(ColmapExportOptions, model_values(args, ColmapExportOptions), "to-colmap")
     with lock:
-        res = export_colmap(store, name, args.output, options, frames=frames, sparse_map=sparse_map,
+        res = export_colmap(store, name, args.output, opts, frames=frames, sparse_map=sparse_map,
                             sparse_source=sparse_source, update_manifest=not args.no_manifest, progress=True)
     print(json.dumps(res.summary(), indent=2))
     return 0

@@ -88,9 +88,11 @@ class DepthConfig(BaseModel):
                                                            "when too few others qualify")
     depth_range: tuple[float, float] | None = Field(
         None, description="(near, far) in pose units when there is no sparse map; None = estimate it with a "
-                          "wide coarse sweep on the first frames")
+                          "wide coarse sweep on the first frames",
+        json_schema_extra={"cli": {"metavar": ["NEAR", "FAR"]}})
     range_percentiles: tuple[float, float] = Field((1.0, 99.0), description="percentiles of sparse/coarse "
-                                                                              "depths that bound the sweep")
+                                                                              "depths that bound the sweep",
+                                                   json_schema_extra={"cli": {"metavar": ["LO", "HI"]}})
     range_margin: float = Field(1.5, ge=1.0, description="the range is widened by this factor on both ends")
     min_confidence: float = Field(0.3, ge=0, le=1, description="sweep confidence below which a pixel is dropped")
     consistency_rel: float = Field(0.03, gt=0, description="relative depth agreement for the geometric check")
@@ -129,10 +131,16 @@ class MetricScaleConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    scale: float | None = Field(None, gt=0, description="metres per pose unit, given by the user")
+    scale: float | None = Field(None, gt=0, description="metric cue: metres per pose unit (per unit of the "
+                                                        "relative reconstruction), given by the user",
+                                json_schema_extra={"cli": {"flags": ["--metric_scale", "--metric-scale"],
+                                                           "dest": "metric_scale"}})
     known_distance: tuple[int, int, float] | None = Field(
-        None, description="(frame i, frame j, metres): the distance between the two camera centres")
-    camera_height: float | None = Field(None, gt=0, description="height (m) of the camera above the ground plane")
+        None, description="metric cue: (frame i, frame j, metres): the distance in metres between the camera "
+                          "centres of processed frames I and J",
+        json_schema_extra={"cli": {"metavar": ["I", "J", "METRES"]}})
+    camera_height: float | None = Field(None, gt=0, description="metric cue: height in metres of the camera "
+                                                                "above the ground plane")
     use_depth_model: bool = Field(True, description="take the scale from a metric depth model when one is "
                                                     "configured (DepthConfig.learned with output metric_depth)")
     model_frames: int = Field(12, ge=1, description="frames the metric depth model is compared on")

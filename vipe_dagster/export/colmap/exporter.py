@@ -69,10 +69,13 @@ class _Plan:
                 else "sparse" if has_sparse else "none")
 
 
-def _use_dense(store: ArtifactStore, name: str, dense: bool, has_sparse: bool, warnings: list[str],
+def _use_dense(store: ArtifactStore, name: str, dense: bool | None, has_sparse: bool, warnings: list[str],
                notes: list[str]) -> bool:
-    """Dense points when asked for (depth required), or automatically when there is no sparse map."""
+    """Dense points when asked for (depth required), by default (``None``) when there are depth maps, and
+    always when there is no sparse map."""
     has_depth = store.exists("depth", name)
+    if dense is None:
+        dense = has_depth
     if dense and not has_depth:
         raise ArtifactError(f"dense COLMAP export of {name!r} needs depth maps, but {store.path('depth', name)} "
                             f"is missing")

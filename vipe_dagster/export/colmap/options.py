@@ -1,9 +1,15 @@
-"""What a COLMAP export writes: the one options model the CLI, the Dagster asset and the script share."""
+"""What a COLMAP export writes: the one options model (declared once) from which ``vipe-dagster to-colmap``'s
+flags and the ``colmap_export`` asset's run config are generated, and which the script passes too.
+
+One default for every front end: a **text** model with dense points from reliable depth **when the sequence has
+depth maps** (``dense=None``). The asset runs after the depth and mask stages, so it always exports sparse + dense
+points; the command line exports what the artifact root holds (sparse only after a ``pose_only`` run).
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -20,19 +26,24 @@ class ColmapExportOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    fmt: str = Field("text", description=f"COLMAP model format under sparse/0: one of {FORMATS}")
-    dense: bool = Field(False, description="add dense points from reliable depth (automatic when there is no "
-                                           "sparse map but there are depth maps)")
-    depth_step: int = Field(16, description="every k-th exported frame contributes dense points")
-    pixel_step: int = Field(4, description="pixel stride of the dense sampling grid")
-    voxel_size: float | None = Field(None, description="merge size of dense points in scene units; None: the "
-                                                       "footprint of one grid step at the median depth; 0: no "
-                                                       "merging")
+    fmt: Literal["text", "bin"] = Field(
+        "text", description="COLMAP model format under sparse/0 (text: readable, the layout ViPE's own "
+                            "vipe_to_colmap.py writes; bin: compact)",
+        json_schema_extra={"cli": {"flags": ["--format"], "dest": "fmt"}})
+    dense: bool | None = Field(None, description="add dense points from reliable depth; None (omitted) = when "
+                                                 "the sequence has depth maps; on = require them; off = sparse "
+                                                 "points only (dense-only when there is no sparse map)")
+    depth_step: int = Field(16, description="every k-th exported frame contributes dense points (>= 1)")
+    pixel_step: int = Field(4, description="pixel stride of the dense sampling grid (>= 1)")
+    voxel_size: float | None = Field(None, description="merge size of dense points in scene units; None "
+                                                       "(omitted) = the footprint of one grid step at the median "
+                                                       "depth; 0 = no merging")
     jpeg_quality: int = Field(95, description="JPEG quality of images/*.jpg, 1..100")
     min_track_length: int = Field(2, description="points observed in fewer exported images are left out of "
-                                                 "points3D")
+                                                 "points3D (>= 1)")
     rectify_mei: bool = Field(True, description="export MEI (xi != 0) sequences resampled into the equivalent "
-                                                "pinhole camera f/(1+xi); False: refuse them")
+                                                "pinhole camera f/(1+xi); off = refuse them",
+                              json_schema_extra={"cli": {"negative_flags": ["--no_rectify_mei"]}})
     reference_layout: bool = Field(False, description="also write the text model at the top of the output with "
                                                       "image names images/frame_%06d.jpg (ViPE's "
                                                       "vipe_to_colmap.py layout), beside sparse/0")
