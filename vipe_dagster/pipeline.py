@@ -267,7 +267,9 @@ def _lens_rectification(pose_cfg: PoseConfig, stream, camera_source_px: dict | N
         colmap = (kind.upper(), params)
     hfov = cam.camera_fov_deg(lens, w, h)
     rec = {
-        "model": colmap[0], "params_processing_px": [float(v) for v in colmap[1]], "camera_model": ic.camera_model or "radial",
+        "model": colmap[0], "params_processing_px": [float(v) for v in colmap[1]],
+        "lens": {"model": kind, "params_processing_px": [float(v) for v in params],
+                 "note": "vipe_dagster.camera model name and parameter order"}, "camera_model": ic.camera_model or "radial",
         "params_source_px": ({k: v for k, v in camera_source_px.items() if v is not None}
                              if camera_source_px else None),
         "rectified": True, "rectification": {
