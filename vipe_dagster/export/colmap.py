@@ -150,15 +150,32 @@ def project(camera: Camera, points_cam: np.ndarray) -> np.ndarray:
         return np.stack([pr[0] * a + pr[1], pr[0] * b + pr[2]], 1)
     if camera.model == "PINHOLE":
         return np.stack([pr[0] * a + pr[2], pr[1] * b + pr[3]], 1)
-    if camera.model == "OPENCV_FISHEYE":
-        r = np.hypot(a, b)
-        th = np.arctan(r)
-        t2 = th * th
-        thd = th * (1 + t2 * (pr[4] + t2 * (pr[5] + t2 * (pr[6] + t2 * pr[7]))))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.where(r > 1e-12, thd / r, 1.0)
-        return np.stack([pr[0] * a * s + pr[2], pr[1] * b * s + pr[3]], 1)
+    if camera.model in cammod.COLMAP_MODELS:  # distorted models: the camera module (NaN behind the camera)
+        uv, _ = cammod.project_points(camera.model, camera.params, points_cam)
+        return np.where((z > 0)[:, None], uv, np.nan)
     raise ValueError(f"projection for {camera.model} is not implemented")
+
+
+def _kept_distortion(store: ArtifactStore, name: str) -> tuple[float, float] | None:
+    """``(k1, k2)`` of a self-calibrated radial distortion the pose stage kept in the images (too small to
+    rectify): the rgb frames still carry it, so COLMAP gets the matching distorted model."""
+    if not store.exists("manifest", name):
+        return None
+    dist = (((store.read_manifest(name).get("pose") or {}).get("intrinsics") or {}).get("distortion") or {})
+    k = (float(dist.get("k1") or 0.0), float(dist.get("k2") or 0.0))
+    return None if dist.get("rectified") or k == (0.0, 0.0) else k
+
+
+def _distorted_cameras(cameras: dict[int, Camera], k: tuple[float, float]) -> dict[int, Camera]:
+    """The pinhole cameras with the kept radial distortion: SIMPLE_RADIAL / RADIAL (fx == fy) or OPENCV
+    (:func:`vipe_dagster.camera.colmap_camera_model`)."""
+    out = {}
+    for cid, c in cameras.items():
+        fx, fy, cx, cy = (c.params[0], c.params[0], c.params[1], c.params[2]) if c.model == "SIMPLE_PINHOLE" \
+            else tuple(c.params[:4])
+        model, params = cammod.colmap_camera_model("opencv", [fx, fy, cx, cy, k[0], k[1]])
+        out[cid] = Camera(cid, model, c.width, c.height, list(params))
+    return out
 
 
 def world_to_camera(c2w: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -452,6 +469,17 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
         notes.append(note)
     if use_dense and any(cameras[c].model == "OPENCV_FISHEYE" for c in cameras):
         raise UnsupportedCameraError(f"{intr_uri}: dense points are only supported for pinhole cameras")
+    pinhole_cameras = cameras
+    kept = _kept_distortion(store, name) if not rectifiers else None
+    if kept is not None and use_dense:
+        notes.append(f"the self-calibrated radial distortion k1 {kept[0]:g} k2 {kept[1]:g} the images keep (too "
+                     f"small to rectify) is left out: dense points need pinhole cameras")
+        kept = None
+    if kept is not None:
+        cameras = _distorted_cameras(cameras, kept)
+        notes.append(f"the images keep the self-calibrated radial distortion k1 {kept[0]:g} k2 {kept[1]:g} (too "
+                     f"small to rectify): cameras exported as {sorted({c.model for c in cameras.values()})}, "
+                     f"observations distorted to match")
 
     # sparse part: observations restricted to exported frames, errors, track filtering
     t0 = time.perf_counter()
@@ -479,6 +507,12 @@ def export_colmap(store: ArtifactStore | str, name: str, out_dir: str | None = N
             n_outside = int((~in_view).sum())
             obs_img, obs_pt, obs_uv = obs_img[in_view], obs_pt[in_view], obs_uv[in_view]
         obs_xy = obs_uv + PIXEL_SHIFT
+        if kept is not None:  # the map's observations are ideal-pinhole pixels; the images are distorted
+            for cid, c in cameras.items():
+                sel = image_cam[obs_img] == cid
+                rays = cammod.unproject_pixels("PINHOLE" if pinhole_cameras[cid].model == "PINHOLE"
+                                               else "SIMPLE_PINHOLE", pinhole_cameras[cid].params, obs_xy[sel])[0]
+                obs_xy[sel] = cammod.project_points(c.model, c.params, rays)[0]
         pts = sm.points.astype(np.float64)
         err, depth_c = _observation_errors(cameras, image_cam, rot, trans, obs_img, pts[obs_pt], obs_xy)
         front = (depth_c > 1e-9) & np.isfinite(err)
