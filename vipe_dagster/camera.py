@@ -814,6 +814,34 @@ class BrownCamera(_AutogradCamera):
         r = torch.sqrt((x / z) ** 2 + (y / z) ** 2)
         return valid & (r <= self._rlim(nd, points))
 
+    def _project(self, points: Tensor, jacobians: bool) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """Analytic Jacobians (the bundle adjuster's hot path); ``_uv`` stays the reference formula."""
+        self._check(points, 3, "points")
+        nd = points.ndim - 1
+        fx, fy, cx, cy, k1, k2, p1, p2, k3 = self._plist(nd, points)
+        x, y, z, _ = _safe_depth(points, self.min_depth)
+        iz = 1.0 / z
+        a, b = x * iz, y * iz
+        xd, yd, jab = _brown(a, b, k1, k2, p1, p2, k3, jacobian=jacobians)
+        uv = torch.stack([fx * xd + cx, fy * yd + cy], -1)
+        valid = self._valid(points, nd)
+        if not jacobians:
+            return uv, valid, None, None
+        zero = torch.zeros_like(a)
+        one = torch.ones_like(a)
+        fdiag = torch.stack([fx, fy], -1)[..., :, None]
+        dab = torch.stack([iz, zero, -a * iz, zero, iz, -b * iz], -1).reshape(*a.shape, 2, 3)
+        jp = fdiag * (jab @ dab)
+        r2 = a * a + b * b
+        ab = a * b
+        cols = [torch.stack([xd, zero], -1), torch.stack([zero, yd], -1), torch.stack([one, zero], -1),
+                torch.stack([zero, one], -1),
+                torch.stack([fx * a * r2, fy * b * r2], -1), torch.stack([fx * a * r2 * r2, fy * b * r2 * r2], -1),
+                torch.stack([fx * 2 * ab, fy * (r2 + 2 * b * b)], -1),
+                torch.stack([fx * (r2 + 2 * a * a), fy * 2 * ab], -1),
+                torch.stack([fx * a * r2 ** 3, fy * b * r2 ** 3], -1)]
+        return uv, valid, jp, torch.stack(cols, -1)
+
     def _unproject_normalized(self, uv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         nd = uv.ndim - 1
         fx, fy, cx, cy, k1, k2, p1, p2, k3 = self._plist(nd, uv)
