@@ -738,13 +738,23 @@ def _brown(a: Tensor, b: Tensor, k1, k2, p1, p2, k3, jacobian: bool = False):
 def _brown_r_max(k: Tensor, r_cap: float) -> Tensor:
     """Largest normalised radius in [0, r_cap] up to which ``r (1 + k1 r^2 + k2 r^4 + k3 r^6)`` increases
     (``k (..., 3)``: k1 k2 k3): beyond it the radial model folds back and is not one-to-one."""
-    th = torch.linspace(0.0, math.atan(r_cap), _THETA_SCAN, dtype=k.dtype, device=k.device)
-    r2 = torch.tan(th) ** 2
+    r = torch.as_tensor(_r_grid(r_cap), dtype=k.dtype, device=k.device)
+    r2 = r * r
     d = 1 + 3 * k[..., 0:1] * r2 + 5 * k[..., 1:2] * r2 * r2 + 7 * k[..., 2:3] * r2 ** 3
     bad = d <= 0
     last = torch.full(bad.shape[:-1], _THETA_SCAN - 1, device=k.device, dtype=torch.long)
     idx = torch.where(bad.any(-1), (bad.to(torch.int8).argmax(-1) - 1).clamp_min(0), last)
-    return torch.tan(th[idx])
+    return r[idx]
+
+
+_R_GRIDS: dict[float, np.ndarray] = {}
+
+
+def _r_grid(r_cap: float) -> np.ndarray:
+    """Radii ``tan(theta)`` for ``theta`` evenly spaced up to ``atan(r_cap)`` (cached: the scan runs per camera)."""
+    if r_cap not in _R_GRIDS:
+        _R_GRIDS[r_cap] = np.tan(np.linspace(0.0, math.atan(r_cap), _THETA_SCAN))
+    return _R_GRIDS[r_cap]
 
 
 def _brown_invert(xd: Tensor, yd: Tensor, k1, k2, p1, p2, k3, iters: int = 40) -> tuple[Tensor, Tensor, Tensor]:
@@ -1180,11 +1190,11 @@ def rectifying_pinhole(cam: CameraModel, width: int, height: int, out_width: int
 def rectify_maps(cam: CameraModel, pinhole, out_width: int, out_height: int) -> tuple[np.ndarray, np.ndarray]:
     """``cv2.remap`` maps ``(map_x, map_y)`` (float32, ``out_height x out_width``) that resample an image of
     ``cam`` as the ideal pinhole ``[fx, fy, cx, cy]``: output pixel -> its ray -> the recorded pixel.
-    Pixels whose ray the camera does not see get ``-1`` (outside every image)."""
+    Pixels whose ray the camera does not see get ``-1e6`` (far outside: ``cv2.remap`` fills the border value)."""
     cam = _single(cam).to(dtype=torch.float64)
     pin = PinholeCamera(torch.as_tensor(np.asarray(pinhole, np.float64)[:4]))
     uv, ok = cam.project(pin.unproject(pixel_grid(out_width, out_height)))
-    uv = torch.where(ok[..., None], uv, torch.full_like(uv, -1.0))
+    uv = torch.where(ok[..., None], uv, torch.full_like(uv, -1e6))
     m = uv.numpy().astype(np.float32)
     return np.ascontiguousarray(m[..., 0]), np.ascontiguousarray(m[..., 1])
 

@@ -296,3 +296,17 @@ def test_valid_pixel_mask_of_an_image_circle():
     v, u = np.mgrid[0:H, 0:W]
     r = np.hypot(u - 320.0, v - 240.0)
     assert mask[r < r_circle - 1].all() and not mask[r > r_circle + 1].any()
+
+
+def test_slam_radial_helpers_are_the_camera_module_and_match_opencv():
+    from vipe_dagster.slam.geometry import distort_radial, undistort_radial
+
+    intr = np.array([510.0, 505.0, 322.0, 236.0])
+    k = np.array([-0.06, 0.012])
+    K = np.array([[510.0, 0, 322.0], [0, 505.0, 236.0], [0, 0, 1]])
+    uv = np.random.default_rng(11).uniform([0, 0], [640, 480], (3000, 2))
+    rays = np.stack([(uv[:, 0] - 322.0) / 510.0, (uv[:, 1] - 236.0) / 505.0, np.ones(len(uv))], 1)
+    ref, _ = cv2.projectPoints(rays[:, None], np.zeros(3), np.zeros(3), K, np.array([k[0], k[1], 0, 0]))
+    d = distort_radial(uv, intr, k)
+    assert np.abs(d - ref[:, 0]).max() < 1e-4
+    assert np.abs(undistort_radial(d, intr, k) - uv).max() < 1e-6
