@@ -1187,16 +1187,27 @@ def rectifying_pinhole(cam: CameraModel, width: int, height: int, out_width: int
     return np.array([s * fx0, s * fy0, ocx, ocy])
 
 
+def resample_maps(out_cam: CameraModel, out_width: int, out_height: int,
+                  src_cam: CameraModel) -> tuple[np.ndarray, np.ndarray]:
+    """``cv2.remap`` maps ``(map_x, map_y)`` (float32, ``out_height x out_width``) that resample an image of
+    ``src_cam`` (same centre and orientation) as seen by ``out_cam``: output pixel -> its ray -> the source
+    pixel. Pixels whose ray either camera does not see get ``-1e6`` (far outside: ``cv2.remap`` fills the
+    border value)."""
+    out_cam = _single(out_cam).to(dtype=torch.float64)
+    src_cam = _single(src_cam).to(dtype=torch.float64)
+    rays, ok = out_cam.unproject_with_valid(pixel_grid(out_width, out_height), unit_norm=True)
+    uv, ok2 = src_cam.project(torch.where(ok[..., None], rays, torch.ones_like(rays)))
+    uv = torch.where((ok & ok2)[..., None], uv, torch.full_like(uv, -1e6))
+    m = uv.numpy().astype(np.float32)
+    return np.ascontiguousarray(m[..., 0]), np.ascontiguousarray(m[..., 1])
+
+
 def rectify_maps(cam: CameraModel, pinhole, out_width: int, out_height: int) -> tuple[np.ndarray, np.ndarray]:
     """``cv2.remap`` maps ``(map_x, map_y)`` (float32, ``out_height x out_width``) that resample an image of
     ``cam`` as the ideal pinhole ``[fx, fy, cx, cy]``: output pixel -> its ray -> the recorded pixel.
     Pixels whose ray the camera does not see get ``-1e6`` (far outside: ``cv2.remap`` fills the border value)."""
-    cam = _single(cam).to(dtype=torch.float64)
     pin = PinholeCamera(torch.as_tensor(np.asarray(pinhole, np.float64)[:4]))
-    uv, ok = cam.project(pin.unproject(pixel_grid(out_width, out_height)))
-    uv = torch.where(ok[..., None], uv, torch.full_like(uv, -1e6))
-    m = uv.numpy().astype(np.float32)
-    return np.ascontiguousarray(m[..., 0]), np.ascontiguousarray(m[..., 1])
+    return resample_maps(pin, out_width, out_height, cam)
 
 
 # ------------------------------------------------------------------------------------------- numpy facade
