@@ -97,6 +97,12 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
 
     cfg = config or PoseConfig()
     t0 = time.perf_counter()
+    ic = cfg.intrinsics
+    if ic.given_distortion() is not None and (ic.camera_model in ("fisheye", "mei")
+                                              or any(v for v in (ic.p1, ic.p2, ic.k3, ic.k4))):
+        raise ConfigError(f"{name}: the given {ic.camera_model or 'radial'} lens (tangential / higher-order terms) is "
+                          "removed by rectifying the frames at ingest, which the pose stage alone cannot do: run "
+                          "`infer` (--intrinsics / --intrinsics-file), or give only k1 k2 (the pose stage models those)")
     if cfg.use_masks and not store.exists("mask", name):
         raise InputError(f"{store.path('mask', name)}: the pose stage was asked to use dynamic-object masks "
                          "(use_masks) but there is no mask artifact for this sequence")

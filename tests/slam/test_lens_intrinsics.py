@@ -152,3 +152,13 @@ def test_given_distortion_source_resolution_output(tmp_path):
     ideal = _pattern(C.PinholeCamera(intr[0, :4].astype(np.float64)).unproject(C.pixel_grid(W, H)).numpy())
     err = np.abs(got - ideal)[4:-4, 4:-4]
     assert err.mean() < 3.0, err.mean()
+
+
+def test_pose_stage_alone_refuses_a_lens_it_cannot_model(tmp_path):
+    from vipe_dagster.config import PoseConfig
+    from vipe_dagster.pipeline import run_pose
+
+    cfg = PoseConfig()
+    cfg.intrinsics = IntrinsicsConfig(fx=500, fy=500, cx=160, cy=120, k1=-0.1, p1=1e-3, camera_model="radial")
+    with pytest.raises(ConfigError, match="rectifying the frames at ingest"):
+        run_pose(ArtifactStore(str(tmp_path)), "x", cfg)
