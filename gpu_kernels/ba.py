@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .cameras import BrownCamera, PinholeCamera
 from .lie import se3_exp, skew
 
 __all__ = ["BAProblem", "BAOptions", "BAResult", "bundle_adjust", "motion_only", "robust_rho"]
@@ -163,42 +164,27 @@ class _Linearisation:
         r_ = poses[cam, :3, :3]
         t_ = poses[cam, :3, 3]
         xc = (r_ @ points[pt][:, :, None])[:, :, 0] + t_
-        x, y, z = xc.unbind(-1)
-        self.valid = z > _MIN_DEPTH
-        iz = 1.0 / torch.where(self.valid, z, torch.ones_like(z))
-        a, b = x * iz, y * iz
-        fx, fy, cx, cy = intr[:4].unbind(-1)
-        radial = intr.shape[0] > 4
-        if radial:
-            k1, k2 = intr[4], intr[5]
-            r2 = a * a + b * b
-            d = 1 + k1 * r2 + k2 * r2 * r2
+        self.valid = xc[:, 2] > _MIN_DEPTH
+        # the camera module's models: RADIAL [fx fy cx cy k1 k2] is the Brown model with p1 = p2 = k3 = 0
+        if intr.shape[0] > 4:
+            camera = BrownCamera(torch.cat([intr[:6], intr.new_zeros(3)]), min_depth=_MIN_DEPTH)
         else:
-            r2 = d = torch.ones_like(a)
-        self.r = torch.stack([fx * a * d + cx, fy * b * d + cy], dim=-1) - uv
+            camera = PinholeCamera(intr[:4], min_depth=_MIN_DEPTH)
         if not need_jac:
+            self.r = camera.project(xc)[0] - uv
             return
-        zero = torch.zeros_like(a)
-        if radial:
-            q = 2 * (k1 + 2 * k2 * r2)  # 2 * d d / d r^2
-            jab = torch.stack([fx * (d + q * a * a), fx * q * a * b, fy * q * a * b, fy * (d + q * b * b)],
-                              -1).reshape(-1, 2, 2)
-            dab = torch.stack([iz, zero, -a * iz, zero, iz, -b * iz], -1).reshape(-1, 2, 3)
-            jx = jab @ dab
-        else:
-            jx = torch.stack([fx * iz, zero, -fx * a * iz, zero, fy * iz, -fy * b * iz], -1).reshape(-1, 2, 3)
+        proj, _, jx, jk = camera.project_with_jacobians(xc)  # jk columns: fx fy cx cy [k1 k2 ...]
+        self.r = proj - uv
         eye = torch.eye(3, dtype=xc.dtype, device=xc.device).expand(xc.shape[0], 3, 3)
         self.j_pose = jx @ torch.cat([eye, -skew(xc)], dim=-1)  # (K,2,6), left perturbation
         self.j_pt = jx @ r_  # (K,2,3)
         cols = []
         for v in intr_vars:  # (K,2) d uv / d variable
             if v == "f":
-                cols.append(torch.stack([a * d, b * d * aspect], dim=-1))  # fy = aspect * fx
-            elif v == "k1":
-                cols.append(torch.stack([fx * a * r2, fy * b * r2], dim=-1))
-            else:  # k2
-                cols.append(torch.stack([fx * a * r2 * r2, fy * b * r2 * r2], dim=-1))
-        self.j_intr = torch.stack(cols, dim=-1) if cols else a.new_zeros(a.shape[0], 2, 0)  # (K,2,M)
+                cols.append(jk[..., 0] + jk[..., 1] * aspect)  # fy = aspect * fx
+            else:
+                cols.append(jk[..., 4 if v == "k1" else 5])
+        self.j_intr = torch.stack(cols, dim=-1) if cols else xc.new_zeros(xc.shape[0], 2, 0)  # (K,2,M)
 
 
 def _pairs_by_point(pt: Tensor, sel: Tensor) -> tuple[Tensor, Tensor]:

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .cameras import PinholeCamera
+
 __all__ = ["SweepResult", "inverse_depth_planes", "plane_sweep", "refine_sweep", "sgm_aggregate", "zncc_cost_volume"]
 
 
@@ -52,10 +54,8 @@ def inverse_depth_planes(depth_min: float, depth_max: float, num_planes: int,
 
 
 def _intr_matrix(k: Tensor) -> Tensor:
-    """(..., 4) fx fy cx cy -> (..., 3, 3)."""
-    fx, fy, cx, cy = k.unbind(-1)
-    z, o = torch.zeros_like(fx), torch.ones_like(fx)
-    return torch.stack([fx, z, cx, z, fy, cy, z, z, o], -1).reshape(*k.shape[:-1], 3, 3)
+    """(..., 4) fx fy cx cy -> (..., 3, 3) (the camera module's pinhole K)."""
+    return PinholeCamera(k).K()
 
 
 def _window_counts(n: int, window: int, like: Tensor) -> Tensor:

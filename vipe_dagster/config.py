@@ -19,6 +19,7 @@ checkpoint takes the reference model's role, is in :mod:`vipe_dagster.compat.pre
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -124,9 +125,20 @@ class IntrinsicsConfig(_Model):
     fy: float | None = Field(None, gt=0, description="focal y (px); None = same as fx")
     cx: float | None = Field(None, description="principal point x (px); None = image centre")
     cy: float | None = Field(None, description="principal point y (px); None = image centre")
-    k1: float | None = Field(None, description="given radial distortion k1 (RADIAL model, OpenCV convention); "
-                             "None = pinhole when fx is given, self-calibrated otherwise")
-    k2: float | None = Field(None, description="given radial distortion k2 (with k1)")
+    camera_model: Literal["pinhole", "radial", "fisheye", "mei"] | None = Field(
+        None, description="lens model: pinhole (no distortion, none estimated), radial (OpenCV/Brown k1 k2 p1 p2 "
+        "k3; self-calibration always estimates k1), fisheye (Kannala-Brandt / OpenCV fisheye k1..k4, given only), "
+        "mei (unified xi, given only); None = radial when distortion is given, else self-calibration decides")
+    k1: float | None = Field(None, description="given distortion k1 (radial: OpenCV convention; fisheye: "
+                             "Kannala-Brandt theta^3 term); None = pinhole when fx is given, self-calibrated "
+                             "otherwise. Given distortion is removed at ingest (the video is rectified to the "
+                             "ideal pinhole that keeps the valid field of view)")
+    k2: float | None = Field(None, description="given distortion k2 (with k1)")
+    p1: float | None = Field(None, description="given tangential distortion p1 (radial model)")
+    p2: float | None = Field(None, description="given tangential distortion p2 (radial model)")
+    k3: float | None = Field(None, description="given distortion k3 (radial: r^6 term; fisheye: theta^7 term)")
+    k4: float | None = Field(None, description="given fisheye distortion k4 (theta^9 term)")
+    xi: float | None = Field(None, gt=-1, description="given MEI (unified) xi")
     radial_terms: int = Field(1, ge=0, le=2, description="radial distortion coefficients self-calibrated with "
                               "the focal (0 = pinhole, 1 = k1, 2 = k1 and k2); frames with a significant "
                               "estimated distortion are rectified to a pinhole camera after the pose stage")
@@ -155,7 +167,47 @@ class IntrinsicsConfig(_Model):
     def _fy_needs_fx(self):
         if self.fy is not None and self.fx is None:
             raise ValueError("fy given without fx")
+        given = {k: getattr(self, k) for k in ("k1", "k2", "p1", "p2", "k3", "k4", "xi") if getattr(self, k) is not None}
+        if self.fx is None and any(k != "k1" and k != "k2" for k in given):
+            raise ValueError(f"distortion {sorted(given)} given without fx (give the whole camera)")
+        model = self.camera_model
+        if model in ("fisheye", "mei") and self.fx is None:
+            raise ValueError(f"camera_model {model} needs the given camera (fx fy cx cy and its distortion): "
+                             f"its self-calibration is not available")
+        if model == "mei" and self.xi is None:
+            raise ValueError("camera_model mei needs xi")
+        if model != "mei" and self.xi is not None:
+            raise ValueError("xi is a parameter of camera_model mei")
+        if model == "fisheye" and any(k in given for k in ("p1", "p2")):
+            raise ValueError("the fisheye (Kannala-Brandt) model has no p1 p2")
+        if model in ("radial", "pinhole", None) and "k4" in given:
+            raise ValueError("k4 is a parameter of camera_model fisheye")
+        if model == "pinhole" and given:
+            raise ValueError(f"camera_model pinhole has no distortion, got {sorted(given)}")
+        if model == "pinhole":  # (__dict__: no re-validation of the assignment)
+            self.__dict__["radial_terms"] = 0
+        elif model == "radial" and self.radial_terms == 0:
+            self.__dict__["radial_terms"] = 1
         return self
+
+    def given_distortion(self) -> tuple[str, list[float]] | None:
+        """The given lens as ``(camera-module model name, [fx, fy, cx, cy, ...])`` when a camera with a
+        distortion is given (fx and a non-zero distortion), else ``None``."""
+        if self.fx is None:
+            return None
+        fx = float(self.fx)
+        fy = float(self.fy if self.fy is not None else self.fx)
+        head = [fx, fy, float(self.cx if self.cx is not None else float("nan")),
+                float(self.cy if self.cy is not None else float("nan"))]
+        z = [float(v or 0.0) for v in (self.k1, self.k2, self.p1, self.p2, self.k3, self.k4, self.xi)]
+        k1, k2, p1, p2, k3, k4, xi = z
+        if self.camera_model == "mei":
+            return "mei", head + [xi, k1, k2, p1, p2]
+        if self.camera_model == "fisheye":
+            return "kannala_brandt", head + [k1, k2, k3, k4]
+        if not any((k1, k2, p1, p2, k3)):
+            return None
+        return "opencv", head + [k1, k2, p1, p2, k3]
 
 
 class PoseConfig(_Model):
@@ -243,3 +295,101 @@ def parse_intrinsics(text: str, source: str = "--intrinsics") -> tuple[float, fl
     if fx <= 0 or fy <= 0:
         raise ConfigError(f"{source}: focal lengths must be > 0, got fx={fx}, fy={fy}")
     return fx, fy, cx, cy
+
+
+# the values after fx fy cx cy in --intrinsics, per --camera-model (None: radial when there are any)
+CAMERA_MODEL_TAILS = {
+    "pinhole": ((),),
+    "radial": ((), ("k1",), ("k1", "k2"), ("k1", "k2", "p1", "p2"), ("k1", "k2", "p1", "p2", "k3")),
+    "fisheye": (("k1", "k2", "k3", "k4"),),
+    "mei": (("xi",), ("xi", "k1", "k2", "p1", "p2")),
+}
+# COLMAP camera models accepted in an intrinsics file: (our camera_model, parameter names as COLMAP orders them)
+COLMAP_FILE_MODELS = {
+    "SIMPLE_PINHOLE": ("pinhole", ("f", "cx", "cy")),
+    "PINHOLE": ("pinhole", ("fx", "fy", "cx", "cy")),
+    "SIMPLE_RADIAL": ("radial", ("f", "cx", "cy", "k1")),
+    "RADIAL": ("radial", ("f", "cx", "cy", "k1", "k2")),
+    "OPENCV": ("radial", ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2")),
+    "FULL_OPENCV": ("radial", ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6")),
+    "OPENCV_FISHEYE": ("fisheye", ("fx", "fy", "cx", "cy", "k1", "k2", "k3", "k4")),
+    "MEI": ("mei", ("fx", "fy", "cx", "cy", "xi")),
+}
+
+
+def parse_camera(text: str, camera_model: str | None = None, source: str = "--intrinsics") -> dict:
+    """Parse ``--intrinsics`` ``"fx,fy,cx,cy[,...]"`` for ``camera_model`` (the tails of
+    ``CAMERA_MODEL_TAILS``; ``None``: pinhole for 4 values, radial for more) into IntrinsicsConfig fields
+    (``camera_model``, ``fx`` ... in the source video's pixels); a ConfigError names ``source``."""
+    parts = [p for p in text.replace(",", " ").split() if p]
+    model = camera_model or ("pinhole" if len(parts) == 4 else "radial")
+    tails = CAMERA_MODEL_TAILS.get(model)
+    if tails is None:
+        raise ConfigError(f"--camera-model: expected one of {', '.join(CAMERA_MODEL_TAILS)}, got {camera_model!r}")
+    forms = " or ".join("'" + ",".join(("fx", "fy", "cx", "cy") + t) + "'" for t in tails)
+    if len(parts) < 4:
+        raise ConfigError(f"{source}: expected 4 numbers 'fx,fy,cx,cy' (then the distortion: {forms}), got "
+                          f"{len(parts)} in {text!r}")
+    tail = next((t for t in tails if len(t) == len(parts) - 4), None)
+    if tail is None:
+        raise ConfigError(f"{source}: expected {forms} for camera model {model}, got {len(parts)} numbers in {text!r}")
+    try:
+        vals = [float(p) for p in parts]
+    except ValueError as exc:
+        raise ConfigError(f"{source}: expected numbers {forms}, got {text!r} ({exc})") from exc
+    if not all(math.isfinite(v) for v in vals):
+        raise ConfigError(f"{source}: intrinsics must be finite, got {text!r}")
+    if vals[0] <= 0 or vals[1] <= 0:
+        raise ConfigError(f"{source}: focal lengths must be > 0, got fx={vals[0]}, fy={vals[1]}")
+    out = dict(zip(("fx", "fy", "cx", "cy") + tail, vals, strict=True))
+    if model == "mei" and out["xi"] <= -1:
+        raise ConfigError(f"{source}: MEI xi must be > -1, got {out['xi']}")
+    out["camera_model"] = model
+    return out
+
+
+def parse_camera_json(text: str, source: str, video_size: tuple[int, int] | None = None) -> dict:
+    """An intrinsics file in JSON, ``{"model": COLMAP name, "params": [...], "width": W, "height": H}``
+    (``COLMAP_FILE_MODELS``; parameters in COLMAP's order, pixel centres at integer coordinates as OpenCV
+    has them), as IntrinsicsConfig fields in pixels of the source video: a calibration made at another
+    size of the same aspect is scaled to ``video_size``."""
+    import json
+
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source}: not valid JSON ({exc})") from None
+    if not isinstance(d, dict) or "model" not in d or "params" not in d:
+        raise ConfigError(f"{source}: expected a JSON object with \"model\" (one of {', '.join(COLMAP_FILE_MODELS)}),"
+                          f" \"params\" and optionally \"width\", \"height\"")
+    name = str(d["model"]).upper()
+    if name not in COLMAP_FILE_MODELS:
+        raise ConfigError(f"{source}: model {d['model']!r} not supported; expected one of "
+                          f"{', '.join(COLMAP_FILE_MODELS)}")
+    model, names = COLMAP_FILE_MODELS[name]
+    try:
+        vals = [float(v) for v in d["params"]]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: \"params\" must be a list of numbers, got {d['params']!r}") from None
+    if len(vals) != len(names) or not all(math.isfinite(v) for v in vals):
+        raise ConfigError(f"{source}: {name} takes {len(names)} finite numbers ({' '.join(names)}), got {vals}")
+    p = dict(zip(names, vals, strict=True))
+    if "f" in p:
+        p["fx"] = p["fy"] = p.pop("f")
+    if name == "FULL_OPENCV":
+        if any(p.pop(k) != 0 for k in ("k4", "k5", "k6")):
+            raise ConfigError(f"{source}: FULL_OPENCV rational terms k4 k5 k6 are not supported (give 0)")
+    if p["fx"] <= 0 or p["fy"] <= 0:
+        raise ConfigError(f"{source}: focal lengths must be > 0, got {vals}")
+    w, h = d.get("width"), d.get("height")
+    if (w is None) != (h is None):
+        raise ConfigError(f"{source}: give both \"width\" and \"height\" (the calibration's image size) or neither")
+    if w is not None and video_size is not None and (int(w), int(h)) != tuple(video_size):
+        sx, sy = video_size[0] / float(w), video_size[1] / float(h)
+        if abs(sx / sy - 1) > 0.01:
+            raise ConfigError(f"{source}: calibrated at {w}x{h}, but the video is {video_size[0]}x{video_size[1]} "
+                              f"(another aspect ratio: a crop, which the file cannot describe)")
+        p["fx"], p["fy"] = p["fx"] * sx, p["fy"] * sy
+        p["cx"], p["cy"] = (p["cx"] + 0.5) * sx - 0.5, (p["cy"] + 0.5) * sy - 0.5
+    p["camera_model"] = model
+    return p

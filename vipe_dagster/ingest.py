@@ -6,6 +6,8 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 
+import cv2
+import numpy as np
 from tqdm import tqdm
 
 from .io import ArtifactStore, open_video
@@ -28,8 +30,9 @@ class IngestResult:
 
 def ingest_video(source: str, store: ArtifactStore, name: str | None = None, start_frame: int | None = None,
                  end_frame: int | None = None, frame_skip: int = 1, long_side: int | None = None,
-                 progress: bool = False) -> IngestResult:
-    """Validate the range **before** decoding, then stream frames into ``rgb/<name>.mp4`` and a manifest."""
+                 progress: bool = False, remap: tuple[np.ndarray, np.ndarray] | None = None) -> IngestResult:
+    """Validate the range **before** decoding, then stream frames into ``rgb/<name>.mp4`` and a manifest.
+    ``remap``: ``cv2.remap`` maps applied to every frame (lens rectification, :func:`vipe_dagster.camera.rectify_maps`)."""
     t0 = time.perf_counter()
     stream = open_video(source, start_frame, end_frame, frame_skip, long_side)
     name = name or stream.name
@@ -40,6 +43,8 @@ def ingest_video(source: str, store: ArtifactStore, name: str | None = None, sta
         with store.rgb_writer(name, fps=stream.fps) as w:
             for _, frame in tqdm(stream, total=len(stream), disable=not progress, desc=f"ingest {name}",
                                  unit="frame"):
+                if remap is not None:
+                    frame = cv2.remap(frame, remap[0], remap[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
                 w.add(frame)
     except BaseException:
         store.abort_generation(name)  # the previous set stays as it was

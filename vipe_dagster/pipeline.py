@@ -97,6 +97,12 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
 
     cfg = config or PoseConfig()
     t0 = time.perf_counter()
+    ic = cfg.intrinsics
+    if ic.given_distortion() is not None and (ic.camera_model in ("fisheye", "mei")
+                                              or any(v for v in (ic.p1, ic.p2, ic.k3, ic.k4))):
+        raise ConfigError(f"{name}: the given {ic.camera_model or 'radial'} lens (tangential / higher-order terms) is "
+                          "removed by rectifying the frames at ingest, which the pose stage alone cannot do: run "
+                          "`infer` (--intrinsics / --intrinsics-file), or give only k1 k2 (the pose stage models those)")
     if cfg.use_masks and not store.exists("mask", name):
         raise InputError(f"{store.path('mask', name)}: the pose stage was asked to use dynamic-object masks "
                          "(use_masks) but there is no mask artifact for this sequence")
@@ -238,6 +244,50 @@ def _rectify_if_distorted(store: ArtifactStore, name: str, intr: np.ndarray, rad
     return info
 
 
+def _lens_rectification(pose_cfg: PoseConfig, stream, camera_source_px: dict | None) -> dict | None:
+    """With a given lens distortion: the ``cv2.remap`` maps that rectify the processing frames to the ideal
+    pinhole keeping the valid field of view, the pose config of that pinhole, and the manifest record."""
+    from . import camera as cam
+
+    ic = pose_cfg.intrinsics
+    given = ic.given_distortion()
+    if given is None:
+        return None
+    kind, params = given
+    w, h = stream.width, stream.height
+    params[2] = (w - 1) / 2.0 if not math.isfinite(params[2]) else params[2]
+    params[3] = (h - 1) / 2.0 if not math.isfinite(params[3]) else params[3]
+    lens = cam.camera_from_params(kind, np.asarray(params, np.float64))
+    pin = cam.rectifying_pinhole(lens, w, h)
+    mx, my = cam.rectify_maps(lens, pin, w, h)
+    fields = ic.model_dump()
+    fields.update(fx=float(pin[0]), fy=float(pin[1]), cx=float(pin[2]), cy=float(pin[3]), camera_model="pinhole",
+                  k1=None, k2=None, p1=None, p2=None, k3=None, k4=None, xi=None)
+    try:
+        colmap = cam.colmap_camera_model(lens)
+    except ValueError:
+        colmap = (kind.upper(), params)
+    hfov = cam.camera_fov_deg(lens, w, h)
+    rec = {
+        "model": colmap[0], "params_processing_px": [float(v) for v in colmap[1]],
+        "lens": {"model": kind, "params_processing_px": [float(v) for v in params],
+                 "note": "vipe_dagster.camera model name and parameter order"}, "camera_model": ic.camera_model or "radial",
+        "params_source_px": ({k: v for k, v in camera_source_px.items() if v is not None}
+                             if camera_source_px else None),
+        "rectified": True, "rectification": {
+            "to": "PINHOLE", "pinhole": [float(v) for v in pin], "mode": "valid",
+            "rule": "the widest pinhole (principal point at the image centre) in which every pixel sees a valid "
+                    "pixel of the recorded frame; cv2.remap bilinear at ingest",
+            "fov_deg_before": [round(v, 3) for v in hfov],
+            "fov_deg_after": [round(v, 3) for v in cam.camera_fov_deg(cam.PinholeCamera(np.asarray(pin)), w, h)]},
+        "config": type(ic)(**fields), "maps": (mx, my),
+    }
+    log.info("given %s lens %s: frames rectified at ingest to pinhole f %.1f %.1f c %.1f %.1f (hfov %.1f -> %.1f)",
+             kind, [round(v, 5) for v in params], pin[0], pin[1], pin[2], pin[3], hfov[0],
+             rec["rectification"]["fov_deg_after"][0])
+    return rec
+
+
 def _json_clean(o):
     if isinstance(o, dict):
         return {k: _json_clean(v) for k, v in o.items()}
@@ -282,12 +332,17 @@ class InferResult:
 
 def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | None = None, name: str | None = None,
           progress: bool = False, start_frame: int | None = None, end_frame: int | None = None,
-          frame_skip: int = 1, intrinsics_source_px: tuple[float, float, float, float] | None = None) -> InferResult:
+          frame_skip: int = 1, intrinsics_source_px: tuple[float, float, float, float] | None = None,
+          camera_source_px: dict | None = None) -> InferResult:
     """Ingest ``source`` (range/skip/resize to ``long_side``) into ``output_root`` and run the pipeline:
     poses + intrinsics, then (per the config) dense depth, dynamic masks and the visualisation video.
 
     ``intrinsics_source_px`` are fx fy cx cy in pixels of the source video; they are scaled to the
-    processing size and override the config's intrinsics. A bare ``PoseConfig`` means poses only.
+    processing size and override the config's intrinsics. ``camera_source_px`` (IntrinsicsConfig fields,
+    source-video pixels) adds a lens model and its distortion. A given distortion is removed at ingest: every
+    frame is rectified (``cv2.remap``) to the ideal pinhole that keeps the valid field of view
+    (:func:`vipe_dagster.camera.rectifying_pinhole`), the rest of the pipeline runs on that pinhole, and the
+    manifest's ``camera`` records the given model and the rectification. A bare ``PoseConfig`` means poses only.
     """
     from .ingest import ingest_video
 
@@ -303,11 +358,21 @@ def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | N
     if intrinsics_source_px is not None:
         fx, fy, cx, cy = (float(v) for v in stream.scale_intrinsics(np.asarray(intrinsics_source_px, np.float64)))
         pose_cfg = pose_cfg.model_copy(deep=True)
-        pose_cfg.intrinsics.fx, pose_cfg.intrinsics.fy = fx, fy
-        pose_cfg.intrinsics.cx, pose_cfg.intrinsics.cy = cx, cy
+        fields = {**pose_cfg.intrinsics.model_dump(), **(camera_source_px or {}), "fx": fx, "fy": fy, "cx": cx,
+                  "cy": cy}
+        pose_cfg.intrinsics = type(pose_cfg.intrinsics)(**fields)
+    lens = _lens_rectification(pose_cfg, stream, camera_source_px)
+    if lens is not None:
+        pose_cfg = pose_cfg.model_copy(deep=True)
+        pose_cfg.intrinsics = lens.pop("config")
     store = ArtifactStore(output_root)
     ing = ingest_video(source, store, name=name, start_frame=start_frame, end_frame=end_frame,
-                       frame_skip=frame_skip, long_side=pose_cfg.long_side, progress=progress)
+                       frame_skip=frame_skip, long_side=pose_cfg.long_side, progress=progress,
+                       remap=lens.pop("maps") if lens else None)
+    if lens is not None:
+        man = store.read_manifest(ing.name)
+        man["camera"] = lens
+        store.write_manifest(ing.name, man)
     res = InferResult(pose=run_pose(store, ing.name, pose_cfg, progress=progress))
     from .depth.scale import make_metric
 

@@ -34,9 +34,17 @@ def add_infer_options(p, output_resolution_default: str) -> None:
                         "size or the source video's size")
     add_model_arguments(p, PoseConfig, fields=("assume_fixed_camera_pose",), group=pose_opts)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--intrinsics", default=None, help="'fx,fy,cx,cy' in source-video pixels (skips focal estimation)")
+    g.add_argument("--intrinsics", default=None,
+                   help="'fx,fy,cx,cy[,k1,k2,p1,p2[,k3]]' in source-video pixels (skips focal estimation); with "
+                        "--camera-model fisheye 'fx,fy,cx,cy,k1,k2,k3,k4', mei 'fx,fy,cx,cy,xi'. A given "
+                        "distortion is removed at ingest (rectified to a pinhole)")
     g.add_argument("--intrinsics-file", "--intrinsics_file", dest="intrinsics_file", default=None,
-                   help="text file holding 'fx fy cx cy' (commas or spaces) in source-video pixels")
+                   help="JSON {\"model\": OPENCV|OPENCV_FISHEYE|SIMPLE_RADIAL|RADIAL|PINHOLE|MEI, \"params\": [...] "
+                        "(COLMAP's order), \"width\", \"height\"}, or a text line as --intrinsics")
+    p.add_argument("--camera-model", "--camera_model", dest="camera_model", default=None,
+                   choices=["pinhole", "radial", "fisheye", "mei"],
+                   help="lens model: pinhole (no distortion estimated), radial (self-calibrates k1 with the "
+                        "focal), fisheye / mei (need the calibration via --intrinsics)")
     g.add_argument("--use_exo_intrinsic_gt", "--use-exo-intrinsic-gt", dest="exo_intrinsic_gt", default=None,
                    help="EgoX: the exo camera's 3x3 K as JSON (or a JSON file) at any resolution with a "
                         "centred principal point; scaled to the video (f * (H/2) / cy, principal point "
@@ -79,7 +87,7 @@ def request_from_args(args):
                    output_resolution=args.output_resolution, save_slam_map=args.save_slam_map,
                    depth_model_metric=args.depth_model_metric, depth_model_max_depth=args.depth_model_max_depth,
                    metric_scale=args.metric_scale, known_distance=args.known_distance,
-                   camera_height=args.camera_height)
+                   camera_height=args.camera_height, camera_model=getattr(args, "camera_model", None))
 
 
 def run(args) -> int:

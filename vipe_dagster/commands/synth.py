@@ -9,7 +9,7 @@ from __future__ import annotations
 NAME = "synth"
 HELP = "generate a synthetic video with ground-truth poses, intrinsics, depth and masks"
 
-_FIELDS = ("trajectory", "scene", "num_frames", "fps", "width", "height", "hfov_deg", "moving_objects", "seed",
+_FIELDS = ("trajectory", "scene", "num_frames", "fps", "width", "height", "hfov_deg", "moving_objects", "seed", "k1",
            "name")
 
 
@@ -31,6 +31,9 @@ def add_arguments(p) -> None:
                    help="horizontal field of view in degrees [60]")
     p.add_argument("--moving_objects", "--moving-objects", dest="moving_objects", type=int, default=None,
                    help="independently moving objects, mask ids 1..n [0]")
+    p.add_argument("--k1", type=float, default=None,
+                   help="radial lens distortion of the video (OpenCV / COLMAP SIMPLE_RADIAL k1, e.g. -0.1 barrel) "
+                        "[0: pinhole]; the ground truth keeps the exact geometry")
     p.add_argument("--seed", type=int, default=None, help="random seed; same seed -> identical output [0]")
     p.add_argument("--name", default=None,
                    help="sequence name [synth_<scene>_<trajectory>_s<seed>, or the preset's name]")

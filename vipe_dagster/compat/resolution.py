@@ -108,7 +108,13 @@ def to_source_resolution(
     manifest = store.read_manifest(name)
     dist = ((manifest.get("pose") or {}).get("intrinsics") or {}).get("distortion") or {}
     remap = None
-    if dist.get("rectified"):
+    lens = manifest.get("camera") or {}
+    if lens.get("rectified"):  # a given lens rectified at ingest: the same rectification at the source size
+        src_intr = np.array(lens["lens"]["params_processing_px"], np.float64)
+        src_intr[:4] = scale_intrinsics(src_intr[:4], sx, sy)  # distortion acts on normalised coordinates
+        given = cammod.camera_from_params(lens["lens"]["model"], src_intr)
+        remap = cammod.rectify_maps(given, new_intr[0, :4].astype(np.float64), W, H)
+    elif dist.get("rectified"):
         from ..slam.geometry import distort_radial
 
         radial = np.array([float(dist.get("k1", 0.0)), float(dist.get("k2", 0.0))])

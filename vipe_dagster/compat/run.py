@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import PipelineConfig, parse_intrinsics, preset
+from ..config import PipelineConfig, parse_camera, parse_camera_json, parse_intrinsics, preset
 from ..errors import ConfigError
 from .presets import ResolvedWeights, resolve_weights
 from .resolution import MODES, check_output_resolution
@@ -33,6 +33,7 @@ class InferRequest:
     end_frame: int | None = None
     frame_skip: int = 1
     intrinsics_source_px: tuple[float, float, float, float] | None = None
+    camera_source_px: dict | None = None  # IntrinsicsConfig fields of a given lens model (distortion, model)
     output_resolution: str = "processing"
     save_slam_map: bool = False
     num_frames: int = 0
@@ -120,6 +121,7 @@ def prepare(
     metric_scale: float | None = None,
     known_distance: tuple | list | None = None,
     camera_height: float | None = None,
+    camera_model: str | None = None,
 ) -> InferRequest:
     """Validate a run before any work (see the module docstring). ``config`` replaces the preset's config
     (run.py builds it from overrides); the flags still apply on top of it."""
@@ -156,12 +158,24 @@ def prepare(
     stream = open_video(source, start_frame, end_frame, frame_skip, cfg.pose.long_side)  # validates the range
     src_w, src_h = check_output_resolution(output_resolution, stream)
     intr = None
+    camera = None
     if intrinsics is not None:
-        intr = parse_intrinsics(intrinsics)
+        camera = parse_camera(intrinsics, camera_model)
     elif intrinsics_file is not None:
-        intr = read_intrinsics_file(intrinsics_file)
+        camera = read_camera_file(intrinsics_file, (src_w, src_h), camera_model)
     elif exo_intrinsic_gt is not None:
         intr = exo_intrinsics_from_gt(exo_intrinsic_gt, src_w, src_h)
+    if camera_model is not None and camera is None:
+        set_field(cfg.pose.intrinsics, "camera_model", camera_model, "--camera-model")
+    if camera is not None:
+        intr = (camera["fx"], camera["fy"], camera["cx"], camera["cy"])
+        check_camera_fields(camera, "--intrinsics" if intrinsics is not None else intrinsics_file)
+        if len(camera) > 5 or camera["camera_model"] != "pinhole":
+            camera_source = camera
+        else:
+            camera_source = None
+    else:
+        camera_source = None
     seq = check_sequence_name(name or stream.name, "--name" if name else "video name")
     return InferRequest(
         source=source,
@@ -173,6 +187,7 @@ def prepare(
         end_frame=end_frame,
         frame_skip=frame_skip,
         intrinsics_source_px=intr,
+        camera_source_px=camera_source,
         output_resolution=output_resolution,
         save_slam_map=save_slam_map,
         num_frames=len(stream),
@@ -190,6 +205,41 @@ def set_field(model, field_name: str, value, flag: str) -> None:
     except ValidationError as exc:
         reasons = "; ".join(e.get("msg", str(e)) for e in exc.errors())
         raise ConfigError(f"{flag} {value!r}: {reasons}") from None
+
+
+def check_camera_fields(camera: dict, source: str) -> None:
+    """A given camera's fields must make a valid IntrinsicsConfig (one ConfigError line naming ``source``)."""
+    from pydantic import ValidationError
+
+    from ..config import IntrinsicsConfig
+
+    try:
+        IntrinsicsConfig(**camera)
+    except ValidationError as exc:
+        reasons = "; ".join(e.get("msg", str(e)) for e in exc.errors())
+        raise ConfigError(f"{source}: {reasons}") from None
+
+
+def read_camera_file(path: str, video_size: tuple[int, int], camera_model: str | None = None) -> dict:
+    """An intrinsics file: JSON ``{"model", "params", "width", "height"}`` (COLMAP names and order, see
+    :func:`vipe_dagster.config.parse_camera_json`) or a text line ``fx fy cx cy[ ...]`` as ``--intrinsics``.
+    Returns IntrinsicsConfig fields in source-video pixels."""
+    from ..io import fs
+
+    if not fs.exists(path):
+        raise ConfigError(f"intrinsics file not found: {path} (expected JSON {{\"model\", \"params\", \"width\", "
+                          f"\"height\"}} or a text line 'fx fy cx cy')")
+    text = fs.read_text(path)
+    if text.lstrip().startswith("{"):
+        cam = parse_camera_json(text, path, video_size)
+        if camera_model is not None and camera_model != cam["camera_model"]:
+            raise ConfigError(f"--camera-model {camera_model} contradicts {path}, whose model is "
+                              f"{cam['camera_model']}")
+        return cam
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise ConfigError(f"{path}: empty intrinsics file (expected 'fx fy cx cy')")
+    return parse_camera(lines[0], camera_model, source=path)
 
 
 def read_intrinsics_file(path: str) -> tuple[float, float, float, float]:
@@ -223,6 +273,7 @@ def execute(req: InferRequest, progress: bool = False, wait: float = 0.0) -> Run
             end_frame=req.end_frame,
             frame_skip=req.frame_skip,
             intrinsics_source_px=req.intrinsics_source_px,
+            camera_source_px=req.camera_source_px,
         )
         store = ArtifactStore(req.output)
         out = RunResult(req, res)

@@ -80,7 +80,8 @@ def colmap_model(rec) -> dict:
     tracks = [[(rec.images[e.image_id].name, rec.images[e.image_id].points2D[e.point2D_idx].xy)
                for e in p.track.elements] for p in rec.points3D.values()]
     cam = next(iter(rec.cameras.values()))
-    return {"poses": poses, "focal": float(cam.params[0]), "k1": float(cam.params[3]), "seen": seen,
+    return {"poses": poses, "focal": float(cam.params[0]), "k1": float(cam.params[3]), "model": cam.model.name,
+            "params": [float(v) for v in cam.params], "seen": seen,
             "points": np.array([p.xyz for p in rec.points3D.values()]), "tracks": tracks,
             "reproj_px": float(rec.compute_mean_reprojection_error())}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..camera import equivalent_pinhole, mei_project, mei_unproject
+from ..camera import MeiCamera, equivalent_pinhole, mei_project, mei_unproject, rectify_maps
 
 __all__ = ["MeiRectifier", "mei_project", "mei_unproject"]
 
@@ -22,16 +22,10 @@ class MeiRectifier:
 
     def __init__(self, params, width: int, height: int):
         self.params = np.asarray(params, dtype=np.float64)[:5]
-        cx, cy = self.params[2], self.params[3]
         self.width, self.height = int(width), int(height)
         self.pinhole = equivalent_pinhole("MEI", self.params)  # ValueError for xi <= -1
-        uu, vv = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-        rays = np.stack([(uu.ravel() - cx) / self.pinhole[0], (vv.ravel() - cy) / self.pinhole[1],
-                         np.ones(uu.size)], 1)
-        src, ok = mei_project(rays, self.params)
-        src[~ok] = -1e6  # outside: remap fills with the border value
-        self.map_x = src[:, 0].reshape(height, width).astype(np.float32)
-        self.map_y = src[:, 1].reshape(height, width).astype(np.float32)
+        # the camera module's rectification maps (rays the MEI camera does not see map outside the image)
+        self.map_x, self.map_y = rectify_maps(MeiCamera(self.params), self.pinhole, self.width, self.height)
 
     def image(self, rgb: np.ndarray) -> np.ndarray:
         """The MEI frame resampled (bilinear) into the pinhole camera; pixels outside the view are black."""

@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from ..camera import focal_for_fov, fov_from_focal  # noqa: F401 (fov_from_focal: re-exported)
+from ..camera import focal_for_fov, fov_from_focal, project_points, unproject_pixels  # noqa: F401 (fov_from_focal: re-exported)
 
 
 def K_matrix(intr: np.ndarray) -> np.ndarray:
@@ -41,28 +41,18 @@ def normalise_uv(uv: np.ndarray, K: np.ndarray) -> np.ndarray:
 
 def distort_radial(uv: np.ndarray, intr: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Ideal pinhole pixels -> pixels of the RADIAL model (``d = 1 + k1 r^2 + k2 r^4`` on normalised
-    coordinates, OpenCV's convention with p1 = p2 = 0)."""
+    coordinates, OpenCV's convention with p1 = p2 = 0): the camera module's Brown model."""
     fx, fy, cx, cy = (float(v) for v in intr[:4])
-    a = (uv[:, 0] - cx) / fx
-    b = (uv[:, 1] - cy) / fy
-    r2 = a * a + b * b
-    d = 1 + k[0] * r2 + k[1] * r2 * r2
-    return np.stack([fx * a * d + cx, fy * b * d + cy], axis=1)
+    uv = np.asarray(uv, np.float64)
+    rays = np.stack([(uv[:, 0] - cx) / fx, (uv[:, 1] - cy) / fy, np.ones(len(uv))], axis=1)
+    return project_points("opencv", [fx, fy, cx, cy, float(k[0]), float(k[1])], rays)[0]
 
 
-def undistort_radial(uv: np.ndarray, intr: np.ndarray, k: np.ndarray, iters: int = 20) -> np.ndarray:
-    """Inverse of :func:`distort_radial` (fixed-point iteration on the radius, to ~1e-10 px for the
-    distortion of real lenses)."""
+def undistort_radial(uv: np.ndarray, intr: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`distort_radial` (the camera module's Newton unprojection, to < 1e-9 px)."""
     fx, fy, cx, cy = (float(v) for v in intr[:4])
-    ad = (np.asarray(uv[:, 0], np.float64) - cx) / fx
-    bd = (np.asarray(uv[:, 1], np.float64) - cy) / fy
-    a, b = ad.copy(), bd.copy()
-    for _ in range(iters):
-        r2 = a * a + b * b
-        d = 1 + k[0] * r2 + k[1] * r2 * r2
-        d = np.where(np.abs(d) < 1e-6, 1e-6, d)
-        a, b = ad / d, bd / d
-    return np.stack([fx * a + cx, fy * b + cy], axis=1)
+    rays, _ = unproject_pixels("opencv", [fx, fy, cx, cy, float(k[0]), float(k[1])], np.asarray(uv, np.float64))
+    return np.stack([fx * rays[:, 0] + cx, fy * rays[:, 1] + cy], axis=1)
 
 
 def rays(uv: np.ndarray, K: np.ndarray) -> np.ndarray:

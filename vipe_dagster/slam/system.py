@@ -1103,7 +1103,9 @@ class SlamSystem:
 
     def _drop_insignificant_radial(self, seg: Segment) -> None:
         """Back to pinhole (and refit the focal) when the radial terms do not pass the significance test."""
-        if not (self.radial_terms and self.distorted) or self._distortion_significant(seg):
+        if not (self.radial_terms and self.distorted) or self.cfg.intrinsics.camera_model == "radial":
+            return  # camera_model radial: the radial terms are estimated whatever the test says
+        if self._distortion_significant(seg):
             return
         old_intr, old_dist = self.intr.copy(), self.dist.copy()
         self.dist[:] = 0.0

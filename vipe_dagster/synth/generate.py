@@ -20,8 +20,10 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 
+import cv2
 import numpy as np
 
+from ..errors import ConfigError
 from ..io import ArtifactStore, VideoWriter, fs
 from ..io.manifest import base_manifest
 from .render import SceneRenderer
@@ -37,6 +39,28 @@ class SynthResult:
     gt: ArtifactStore
     scene_json: str
     config: SceneConfig
+
+
+def _radial_lens(scene: Scene) -> dict:
+    """A k1-distorted camera with the scene's pinhole K: the pinhole view (same focal, centred) wide enough
+    for every ray of the distorted image, and the ``cv2.remap`` maps from it to the distorted image."""
+    from .. import camera as cam
+    from .scene import Intrinsics
+
+    cfg, K = scene.config, scene.intrinsics
+    w, h = int(cfg.width), int(cfg.height)
+    lens = cam.camera_from_params("opencv", np.array([K.fx, K.fy, K.cx, K.cy, float(cfg.k1)]))
+    if not bool(cam.valid_pixel_mask(lens, w, h).all()):
+        raise ConfigError(f"k1 {cfg.k1} folds the image of a {w}x{h} camera with hfov {cfg.hfov_deg} deg "
+                          f"(the radial model is not one-to-one over the frame): choose a smaller |k1| or FoV")
+    border = cam._border(w, h)
+    rays = lens.unproject(border)
+    half_w = float(np.abs(rays[:, 0].numpy()).max()) * K.fx + 2.0
+    half_h = float(np.abs(rays[:, 1].numpy()).max()) * K.fy + 2.0
+    ww, wh = 2 * int(np.ceil(half_w)), 2 * int(np.ceil(half_h))
+    wide = Intrinsics(fx=K.fx, fy=K.fy, cx=(ww - 1) / 2.0, cy=(wh - 1) / 2.0)
+    pin = cam.PinholeCamera(np.array([wide.fx, wide.fy, wide.cx, wide.cy]))
+    return {"wide": wide, "wide_size": (ww, wh), "maps": cam.resample_maps(lens, w, h, pin)}
 
 
 def generate(config: SceneConfig, out_root: str, progress: bool = False) -> SynthResult:
@@ -60,11 +84,18 @@ def generate(config: SceneConfig, out_root: str, progress: bool = False) -> Synt
     min_depth = np.inf
     max_depth = 0.0
     mask_pixels = np.zeros(int(config.moving_objects) + 1, np.int64)
-    with SceneRenderer(scene) as renderer, VideoWriter(video_path, fps=config.fps) as video, \
+    lens = _radial_lens(scene) if config.k1 else None
+    with SceneRenderer(scene, *((lens["wide"], lens["wide_size"]) if lens else ())) as renderer, \
+            VideoWriter(video_path, fps=config.fps) as video, \
             gt.depth_writer(name) as depth_w, gt.mask_writer(name) as mask_w:
         for k in frames:
             tr = time.perf_counter()
             rgb, depth, mask = renderer.render(k)
+            if lens:  # the wide pinhole view resampled through the distorted lens (z-depth is the same point's)
+                mx, my = lens["maps"]
+                rgb = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                depth = cv2.remap(depth, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+                mask = cv2.remap(mask, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
             t_render += time.perf_counter() - tr
             if not (depth > 0).all():
                 # the room / enclosure is closed, so every ray hits something
@@ -89,6 +120,8 @@ def generate(config: SceneConfig, out_root: str, progress: bool = False) -> Synt
 
     elapsed = time.perf_counter() - t0
     cfg_dict = asdict(config) | {"name": name}
+    if not config.k1:
+        cfg_dict.pop("k1")  # pinhole videos keep the configuration hash they had before lenses existed
     cfg_hash = "sha256:" + hashlib.sha256(json.dumps(cfg_dict, sort_keys=True).encode()).hexdigest()
     manifest = base_manifest(f"synth://{name}", cfg_hash, cfg_dict)
     manifest.update({
@@ -98,6 +131,13 @@ def generate(config: SceneConfig, out_root: str, progress: bool = False) -> Synt
         "timings_s": {"build": t_build, "render": t_render, "total": elapsed},
         "trajectory_length_m": desc["trajectory_length_m"],
     })
+    if lens:
+        manifest["camera"] = {"model": "SIMPLE_RADIAL", "params": [K.fx, K.cx, K.cy, float(config.k1)],
+                              "params_note": "COLMAP SIMPLE_RADIAL f cx cy k1 with OpenCV pixel centres (integer "
+                                             "coordinates); gt/intrinsics holds its fx fy cx cy",
+                              "rendering": "pinhole render of the rays the lens sees (same focal, "
+                                           f"{lens['wide_size'][0]}x{lens['wide_size'][1]}), resampled through the "
+                                           "lens with vipe_dagster.camera (bilinear rgb, nearest depth and masks)"}
     gt.write_manifest(name, manifest)
     log.info("synth %s: %d frames %dx%d in %.1f s (render %.1f s), path %.2f m, depth [%.2f, %.2f] m",
              name, n, config.width, config.height, elapsed, t_render, desc["trajectory_length_m"],

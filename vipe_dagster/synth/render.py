@@ -47,12 +47,14 @@ def _gl_error(exc: Exception) -> ConfigError:
 class SceneRenderer:
     """Renders frames of a scene: ``render(k) -> (rgb uint8 HxWx3, depth float32 HxW metres, mask uint8 HxW)``."""
 
-    def __init__(self, scene: Scene):
+    def __init__(self, scene: Scene, intrinsics=None, size: tuple[int, int] | None = None):
+        """``intrinsics`` / ``size``: render through another pinhole camera than the scene's (the wide view a
+        distorted lens is resampled from)."""
         pr = _import_pyrender()
         self._pr = pr
         self.scene = scene
         cfg = scene.config
-        self.width, self.height = int(cfg.width), int(cfg.height)
+        self.width, self.height = (int(cfg.width), int(cfg.height)) if size is None else (int(size[0]), int(size[1]))
         self._pscene = pr.Scene(bg_color=[0.0, 0.0, 0.0, 1.0], ambient_light=[1.0, 1.0, 1.0])
         self._nodes = []
         tex_objs: dict[int, object] = {}
@@ -76,7 +78,7 @@ class SceneRenderer:
                                   material=material(tex), mode=pr.constants.GLTF.TRIANGLES) for tex, idx in groups]
             node = self._pscene.add(pr.Mesh(prims), pose=obj.world_pose(0.0))
             self._nodes.append((obj, node))
-        K = scene.intrinsics
+        K = scene.intrinsics if intrinsics is None else intrinsics
         cam = pr.IntrinsicsCamera(fx=K.fx, fy=K.fy, cx=K.cx + 0.5, cy=K.cy + 0.5,
                                   znear=scene.znear, zfar=scene.zfar)
         self._cam_node = self._pscene.add(cam, pose=np.eye(4))

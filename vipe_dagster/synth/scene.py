@@ -45,6 +45,7 @@ class SceneConfig:
     moving_objects: int = 0  # independently moving textured objects (instance masks 1..n)
     seed: int = 0
     name: str | None = None
+    k1: float = 0.0  # radial lens distortion (OpenCV / COLMAP SIMPLE_RADIAL k1) of the rendered video; 0 = pinhole
 
     def resolved_name(self) -> str:
         return self.name or f"synth_{self.scene}_{self.trajectory}_s{self.seed}"
@@ -64,6 +65,8 @@ class SceneConfig:
                 raise ConfigError(f"{key} must be an even number of pixels in [16, 8192] (H.264), got {v}")
         if not (5.0 <= self.hfov_deg <= 150.0):
             raise ConfigError(f"hfov_deg must be in [5, 150] degrees, got {self.hfov_deg}")
+        if not (math.isfinite(self.k1) and -0.5 <= self.k1 <= 0.5):
+            raise ConfigError(f"k1 must be in [-0.5, 0.5], got {self.k1}")
         if not (0 <= int(self.moving_objects) <= 255):
             raise ConfigError(f"moving_objects must be in [0, 255] (uint8 mask ids), got {self.moving_objects}")
         if self.name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):

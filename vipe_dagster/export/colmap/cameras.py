@@ -72,14 +72,9 @@ def project(camera: Camera, points_cam: np.ndarray) -> np.ndarray:
         return np.stack([pr[0] * a + pr[1], pr[0] * b + pr[2]], 1)
     if camera.model == "PINHOLE":
         return np.stack([pr[0] * a + pr[2], pr[1] * b + pr[3]], 1)
-    if camera.model == "OPENCV_FISHEYE":
-        r = np.hypot(a, b)
-        th = np.arctan(r)
-        t2 = th * th
-        thd = th * (1 + t2 * (pr[4] + t2 * (pr[5] + t2 * (pr[6] + t2 * pr[7]))))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.where(r > 1e-12, thd / r, 1.0)
-        return np.stack([pr[0] * a * s + pr[2], pr[1] * b * s + pr[3]], 1)
+    if camera.model in cammod.COLMAP_MODELS:  # distorted models: the camera module (NaN behind the camera)
+        uv, _ = cammod.project_points(camera.model, camera.params, points_cam)
+        return np.where((z > 0)[:, None], uv, np.nan)
     raise ValueError(f"projection for {camera.model} is not implemented")
 
 
@@ -113,6 +108,9 @@ class ImageSet:
     frame_ids: np.ndarray  # (I,) artifact frame index
     image_rect: list[MeiRectifier | None]  # per image: the MEI rectifier its pixels go through, or None
     rectifiers: dict[tuple, MeiRectifier]  # MEI parameters (fx fy cx cy xi) -> rectifier
+    # the ideal pinhole cameras when ``cameras`` carry a radial distortion the images kept (else None): the
+    # map's observations are ideal-pinhole pixels and go through the distortion (see keep_distortion)
+    pinhole_cameras: dict[int, Camera] | None = None
 
     @property
     def image_ids(self) -> np.ndarray:
@@ -154,3 +152,40 @@ def build_images(c2w: np.ndarray, intr: np.ndarray, types: list[str], inds: np.n
         qvec[i] = rotation_to_qvec(rot[i])
     cameras = {c.camera_id: c for c in cams.values()}
     return ImageSet(cameras, image_cam, rot, trans, qvec, inds[rows], image_rect, rectifiers)
+
+
+def kept_distortion(manifest: dict) -> tuple[float, float] | None:
+    """``(k1, k2)`` of a self-calibrated radial distortion the pose stage kept in the images (too small to
+    rectify): the rgb frames still carry it, so COLMAP gets the matching distorted model."""
+    dist = ((manifest.get("pose") or {}).get("intrinsics") or {}).get("distortion") or {}
+    k = (float(dist.get("k1") or 0.0), float(dist.get("k2") or 0.0))
+    return None if dist.get("rectified") or k == (0.0, 0.0) else k
+
+
+def keep_distortion(images: ImageSet, k: tuple[float, float]) -> str:
+    """Give ``images``' pinhole cameras the kept radial distortion: SIMPLE_RADIAL / RADIAL (fx == fy) or
+    OPENCV (:func:`vipe_dagster.camera.colmap_camera_model`); returns the note for the statistics."""
+    images.pinhole_cameras = dict(images.cameras)
+    out = {}
+    for cid, c in images.cameras.items():
+        fx, fy, cx, cy = (c.params[0], c.params[0], c.params[1], c.params[2]) if c.model == "SIMPLE_PINHOLE" \
+            else tuple(c.params[:4])
+        model, params = cammod.colmap_camera_model("opencv", [fx, fy, cx, cy, k[0], k[1]])
+        out[cid] = Camera(cid, model, c.width, c.height, list(params))
+    images.cameras = out
+    return (f"the images keep the self-calibrated radial distortion k1 {k[0]:g} k2 {k[1]:g} (too small to "
+            f"rectify): cameras exported as {sorted({c.model for c in out.values()})}, observations distorted "
+            f"to match")
+
+
+def distort_observations(images: ImageSet, obs_img: np.ndarray, obs_xy: np.ndarray) -> np.ndarray:
+    """Ideal-pinhole COLMAP pixels of the map's observations -> pixels of the distorted exported cameras."""
+    if images.pinhole_cameras is None:
+        return obs_xy
+    out = obs_xy.copy()
+    for cid, c in images.cameras.items():
+        sel = images.image_cam[obs_img] == cid
+        pin = images.pinhole_cameras[cid]
+        rays = cammod.unproject_pixels(pin.model, pin.params, obs_xy[sel])[0]
+        out[sel] = cammod.project_points(c.model, c.params, rays)[0]
+    return out

@@ -13,7 +13,7 @@ import numpy as np
 
 from ...errors import ArtifactError, UnsupportedCameraError
 from ...io import ArtifactStore, SparseMap, fs
-from .cameras import ImageSet, build_images
+from .cameras import ImageSet, build_images, keep_distortion, kept_distortion
 from .dense import dense_points
 from .images import write_images_and_sample
 from .inputs import Inputs, load_inputs, select_frames, use_sparse_map
@@ -109,6 +109,13 @@ def _plan(store: ArtifactStore, name: str, opts: ColmapExportOptions, frames, sp
         notes.append(note)
     if use_dense and any(c.model == "OPENCV_FISHEYE" for c in images.cameras.values()):
         raise UnsupportedCameraError(f"{intr_uri}: dense points are only supported for pinhole cameras")
+    kept = kept_distortion(store.read_manifest(name)) if not images.rectifiers and store.exists("manifest", name) \
+        else None
+    if kept is not None and use_dense:
+        notes.append(f"the self-calibrated radial distortion k1 {kept[0]:g} k2 {kept[1]:g} the images keep (too "
+                     f"small to rectify) is left out: dense points need pinhole cameras")
+    elif kept is not None:
+        notes.append(keep_distortion(images, kept))
     return _Plan(inp, rows, images, use_dense, warnings, notes)
 
 

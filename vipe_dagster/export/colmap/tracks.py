@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ...io import SparseMap
-from .cameras import PIXEL_SHIFT, ImageSet
+from .cameras import PIXEL_SHIFT, ImageSet, distort_observations
 from .stats import dist, observation_errors, per_point_mean, track_stats, worst_images
 
 log = logging.getLogger(__package__)
@@ -66,7 +66,7 @@ def sparse_tracks(sm: SparseMap, images: ImageSet, last_frame: int, width: int, 
     artifact frame index; ``width``/``height``: the image size the observations are checked against.
     """
     obs_img, obs_pt, obs_uv, n_unselected, n_outside = _selected_observations(sm, images, last_frame)
-    obs_xy = obs_uv + PIXEL_SHIFT
+    obs_xy = distort_observations(images, obs_img, obs_uv + PIXEL_SHIFT)
     pts = sm.points.astype(np.float64)
     err, depth_c = observation_errors(images.cameras, images.image_cam, images.rot, images.trans, obs_img,
                                       pts[obs_pt], obs_xy)
