@@ -124,25 +124,23 @@ def _project(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray, k_dst: np.ndarra
     """Pixels of ``depth`` (finite ones) moved into the destination camera: (flat pixel index, z, source mask)."""
     hs, ws = depth.shape
     h, w = shape
-    d = torch.from_numpy(np.ascontiguousarray(depth, np.float32))
-    ok = torch.isfinite(d) & (d > 0)
-    vv, uu = torch.meshgrid(torch.arange(hs, dtype=torch.float32), torch.arange(ws, dtype=torch.float32),
-                            indexing="ij")
-    z = d[ok]
-    x = (uu[ok] - float(k[2])) / float(k[0]) * z
-    y = (vv[ok] - float(k[3])) / float(k[1]) * z
-    rel = torch.from_numpy((np.linalg.inv(np.asarray(c2w_dst, np.float64)) @ np.asarray(c2w, np.float64))
-                           .astype(np.float32))
-    px = rel[0, 0] * x + rel[0, 1] * y + rel[0, 2] * z + rel[0, 3]
-    py = rel[1, 0] * x + rel[1, 1] * y + rel[1, 2] * z + rel[1, 3]
-    pz = rel[2, 0] * x + rel[2, 1] * y + rel[2, 2] * z + rel[2, 3]
+    d = torch.from_numpy(np.ascontiguousarray(depth, np.float32)).reshape(-1)
+    src = ((d > 0) & torch.isfinite(d)).nonzero()[:, 0]  # flat indices of the finite pixels, in order
+    z = d[src]
+    x = ((src % ws).float() - float(k[2])) / float(k[0]) * z
+    y = ((src // ws).float() - float(k[3])) / float(k[1]) * z
+    rel = (np.linalg.inv(np.asarray(c2w_dst, np.float64)) @ np.asarray(c2w, np.float64)).astype(np.float32)
+    r = [[float(v) for v in row] for row in rel[:3]]  # python floats: one scalar op each, no 0-d tensors
+    px = r[0][0] * x + r[0][1] * y + r[0][2] * z + r[0][3]
+    py = r[1][0] * x + r[1][1] * y + r[1][2] * z + r[1][3]
+    pz = r[2][0] * x + r[2][1] * y + r[2][2] * z + r[2][3]
     front = pz > 1e-6
     pzs = torch.where(front, pz, torch.ones_like(pz))
     u = torch.round(float(k_dst[0]) * px / pzs + float(k_dst[2]))
     v = torch.round(float(k_dst[1]) * py / pzs + float(k_dst[3]))
     inside = front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
     idx = (v[inside] * w + u[inside]).long()
-    return idx, pz[inside], ok.reshape(-1).nonzero()[:, 0][inside]
+    return idx, pz[inside], src[inside]
 
 
 def _splat(idx: torch.Tensor, z: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
