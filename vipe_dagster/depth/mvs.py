@@ -330,34 +330,42 @@ def edge_aware_fill(depth: np.ndarray, guide: np.ndarray, sigma_color: float, it
     if valid.all() or not valid.any():
         return d
     h, w = d.shape
-    logd = torch.from_numpy(np.where(valid, np.log(np.where(valid, d, 1.0)), 0.0).astype(np.float32))
-    val = torch.from_numpy(valid)
-    g = torch.from_numpy(np.ascontiguousarray(guide, dtype=np.float32)).permute(2, 0, 1)
+    logd = torch.from_numpy(np.where(valid, np.log(np.where(valid, d, 1.0)), 0.0).astype(np.float32)).reshape(-1)
+    val = torch.from_numpy(valid).reshape(-1)
+    g = torch.from_numpy(np.ascontiguousarray(guide, dtype=np.float32)).reshape(-1, 3)  # (HW, 3)
     inv2s2 = 1.0 / (2.0 * sigma_color * sigma_color)
+    # only the hole pixels are evaluated (their number only shrinks): a neighbour outside the image has the
+    # colour of the nearest border pixel and no depth
+    holes = (~val).nonzero()[:, 0]
     for it in range(iterations):
-        if bool(val.all()):
+        if holes.numel() == 0:
             break
         dil = 2 ** it
         if dil >= max(h, w):
             break
-        pad = dil
-        lp = F.pad(logd[None, None], (pad, pad, pad, pad))[0, 0]
-        vp = F.pad(val[None, None].float(), (pad, pad, pad, pad))[0, 0]
-        gp = F.pad(g[None], (pad, pad, pad, pad), mode="replicate")[0]
-        num = torch.zeros(h, w)
-        den = torch.zeros(h, w)
+        hy, hx = holes // w, holes % w
+        gh = g[holes]
+        num = torch.zeros(len(holes))
+        den = torch.zeros(len(holes))
         for dy in (-dil, 0, dil):
+            ny = hy + dy
+            y_in = (ny >= 0) & (ny < h)
+            nyc = ny.clamp(0, h - 1)
             for dx in (-dil, 0, dil):
                 if dx == 0 and dy == 0:
                     continue
-                sl = (slice(pad + dy, pad + dy + h), slice(pad + dx, pad + dx + w))
-                diff = ((gp[:, sl[0], sl[1]] - g) ** 2).sum(0)
-                wgt = torch.exp(-diff * inv2s2) * vp[sl]
-                num += wgt * lp[sl]
+                nx = hx + dx
+                inside = y_in & (nx >= 0) & (nx < w)
+                nb = nyc * w + nx.clamp(0, w - 1)
+                diff = ((g[nb] - gh) ** 2).sum(1)
+                wgt = torch.exp(-diff * inv2s2) * (val[nb] & inside).float()
+                num += wgt * torch.where(inside, logd[nb], torch.zeros(()))
                 den += wgt
-        newly = (~val) & (den > 1e-4)
-        logd = torch.where(newly, num / den.clamp_min(1e-12), logd)
-        val = val | newly
+        newly = den > 1e-4
+        logd[holes[newly]] = (num / den.clamp_min(1e-12))[newly]
+        val[holes[newly]] = True
+        holes = holes[~newly]
+    logd, val = logd.reshape(h, w), val.reshape(h, w)
     out = np.where(val.numpy(), np.exp(logd.numpy()), np.nan).astype(np.float32)
     holes = ~np.isfinite(out)
     if holes.any():
