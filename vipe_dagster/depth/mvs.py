@@ -239,8 +239,11 @@ def sweep_frame(ref_img: np.ndarray, src_imgs: Sequence[np.ndarray], k_ref: np.n
     tt = torch.tensor(t_src_ref, dtype=torch.float32, device=dev)
     planes = int(num_planes or config.num_planes)
     near, far = float(depth_range[0]), float(depth_range[1])
+    # planes per cost-volume chunk: the result does not depend on it; on the CPU 4 planes keep a chunk's
+    # window statistics (3 x sources x planes x h x w floats) near the cache, about 20 % faster than 8
+    chunk = config.sweep_chunk or (4 if dev.type == "cpu" else 8)
     opts = dict(window=config.window, agg_window=config.agg_window, best_k=config.best_k,
-                texture_sigma=config.texture_sigma)
+                texture_sigma=config.texture_sigma, chunk=chunk)
     h, w = ref.shape[-2:]
     sgm = (config.sgm_p1, config.sgm_p2) if config.sgm and num_planes is None else None
     if config.coarse_to_fine and min(h, w) >= 96 and num_planes is None:
