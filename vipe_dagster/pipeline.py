@@ -308,6 +308,8 @@ class InferResult:
     metric: Any = None  # vipe_dagster.depth.scale.MetricScale (None: relative scale)
     vis_uri: str | None = None
     seconds: float = 0.0
+    masks_seconds: float | None = None  # wall time of the mask stage
+    cpu_seconds: dict[str, float] | None = None  # process CPU seconds per stage and for the whole run
 
     @property
     def name(self) -> str:
@@ -346,7 +348,8 @@ def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | N
     """
     from .ingest import ingest_video
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
+    cpu: dict[str, float] = {}  # process CPU seconds per stage (all threads): comparable on a loaded machine
     pipe = config if isinstance(config, PipelineConfig) else PipelineConfig(
         preset="pose_only", depth=False, masks=False, pose=config or PoseConfig())
     pose_cfg = pipe.pose
@@ -366,14 +369,15 @@ def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | N
         pose_cfg = pose_cfg.model_copy(deep=True)
         pose_cfg.intrinsics = lens.pop("config")
     store = ArtifactStore(output_root)
+    c = time.process_time()
     ing = ingest_video(source, store, name=name, start_frame=start_frame, end_frame=end_frame,
                        frame_skip=frame_skip, long_side=pose_cfg.long_side, progress=progress,
                        remap=lens.pop("maps") if lens else None)
     if lens is not None:
-        man = store.read_manifest(ing.name)
-        man["camera"] = lens
-        store.write_manifest(ing.name, man)
+        store.update_manifest(ing.name, "ingest", {"camera": lens})
+    cpu["ingest"], c = time.process_time() - c, time.process_time()
     res = InferResult(pose=run_pose(store, ing.name, pose_cfg, progress=progress))
+    cpu["pose"], c = time.process_time() - c, time.process_time()
     from .depth.scale import make_metric
 
     res.metric = make_metric(store, ing.name, pipe.metric, pipe.depth_config.learned)  # None: no metric cue
@@ -382,16 +386,22 @@ def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | N
     if pipe.depth:
         from .depth.run import run_depth
 
+        c = time.process_time()
         res.depth = run_depth(store, ing.name, pipe.depth_config, progress=progress)
+        cpu["depth"] = time.process_time() - c
     if pipe.masks:
         from .masks.run import run_masks
 
+        t, c = time.perf_counter(), time.process_time()
         res.masks = run_masks(store, ing.name, pipe.mask_config)
+        cpu["masks"], res.masks_seconds = time.process_time() - c, time.perf_counter() - t
     if pipe.visualize:
         from .viz.video import write_vis_video
 
         res.vis_uri = write_vis_video(store, ing.name)
     res.seconds = time.perf_counter() - t0
+    cpu["pipeline"] = time.process_time() - c0
+    res.cpu_seconds = cpu
     _record_pipeline(store, ing.name, pipe, res)
     return res
 
@@ -403,6 +413,10 @@ def _record_pipeline(store: ArtifactStore, name: str, pipe: PipelineConfig, res:
                "config": _json_clean(pipe.model_dump()), "summary": _json_clean(res.summary())}
     timings = {"pipeline_s": round(res.seconds, 3),
                "pipeline_fps": round(res.pose.num_frames / res.seconds, 3) if res.seconds > 0 else None}
+    if res.masks_seconds is not None:
+        timings["masks_s"] = round(res.masks_seconds, 3)
+    for stage, v in (res.cpu_seconds or {}).items():  # CPU seconds of the whole process (every thread)
+        timings[f"{stage}_cpu_s"] = round(v, 3)
     # whole process so far: ingest, pose, depth, masks
     store.update_manifest(name, "pipeline", {"pipeline": section, "peak_rss_mb": round(peak_rss_mb(), 1)},
                           timings=timings)

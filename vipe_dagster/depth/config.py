@@ -107,6 +107,8 @@ class DepthConfig(BaseModel):
     learned: LearnedDepthConfig | None = Field(None, description="optional learned monocular depth; required "
                                                                   "for static cameras")
     device: str = Field("cpu", description="torch device of the sweep (cpu, cuda, cuda:1, ...)")
+    sweep_chunk: int = Field(0, ge=0, description="depth hypotheses per cost-volume chunk (memory vs speed; the "
+                                                  "depth does not depend on it); 0 = 4 on the CPU, 8 on a GPU")
     workers: int = Field(0, ge=0, description="frames swept in parallel by a pool of threads; 0 = one per CPU "
                                               "core this process may use")
     torch_threads: int = Field(1, ge=0, description="torch intra-op threads while the depth stage runs (0 = "
