@@ -35,6 +35,9 @@ EGOEXO_GROUP = "egoexo"
 EGO_RENDER_CODE_VERSION = code_version("ego_render")
 BEST_VIEW_CODE_VERSION = code_version("best_ego_view")
 EGO_RENDER = dg.AssetKey("ego_render")
+EXO_VIDEO = dg.AssetKey("exo_video")
+EXO_INFERENCE = dg.AssetKey("exo_inference")
+EXO_INFERENCE_CODE_VERSION = code_version("exo_inference")
 COVERAGE_CHECK = "render_coverage"
 CAMERA_ID_CHECK = "camera_ids"
 
@@ -52,6 +55,12 @@ class EgoRenderRunConfig(dg.Config):
     min_coverage: float = Field(default=0.2, description="render_coverage warns below this mean coverage")
 
 
+def artifacts_rgb(vipe_dir: str, sequence: str) -> str:
+    from vipe_dagster.io import ArtifactStore
+
+    return ArtifactStore(vipe_dir).path("rgb", sequence)
+
+
 def _render_dir(store_root: str) -> str:
     return fs.join(store_root, "render")
 
@@ -61,9 +70,70 @@ def _read_image(uri: str) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+exo_video = dg.AssetSpec(
+    EXO_VIDEO, partitions_def=EGO_VIEWS, group_name=EGOEXO_GROUP, kinds={"mp4"},
+    description="The frame-aligned video of one exo camera of a take "
+                "(`takes/<take>/frame_aligned_videos/downscaled/448/<cam>.mp4` under the takes root).")
+
+
+class ExoInferenceRunConfig(dg.Config):
+    """Fixed-camera inference of an exo camera; depth from the take's calibrated exo rig."""
+
+    start_frame: int = Field(default=0, description="first take frame")
+    end_frame: int | None = Field(default=None, description="last take frame (inclusive); default: the last")
+    long_side: int = Field(default=320, description="rig sweep resolution (long side, px)")
+    fill_holes: bool = Field(default=True, description="fill depth no other camera confirms, edge-aware")
+
+
+@dg.asset(
+    key=EXO_INFERENCE,
+    partitions_def=EGO_VIEWS,
+    deps=[EXO_VIDEO],
+    group_name=EGOEXO_GROUP,
+    code_version=EXO_INFERENCE_CODE_VERSION,
+    backfill_policy=BACKFILL,
+    pool=GPU_POOL,
+    retry_policy=RETRY,
+    op_tags=placement_tags("gpu"),
+    kinds={"pytorch"},
+    description="Fixed-camera inference of one exo camera from its video: identity poses, the take's GoPro "
+                "calibration (KB undistorted), metric depth of the static background by plane sweep against the "
+                "take's other calibrated exo cameras (scale: metric, source: rig calibration). ViPE layout under "
+                "`<takes_root>/vipe_results/<take>/<cam>/`.",
+)
+def exo_inference(context: dg.AssetExecutionContext, config: ExoInferenceRunConfig, egoexo: EgoExoResource,
+                  compute: ComputeResource) -> dg.MaterializeResult:
+    from vipe_dagster.egoexo import exo_infer as xi
+    from vipe_dagster.egoexo.rig_depth import RigDepthConfig
+    from vipe_dagster.egoexo.takes import rig_cache_dir, vipe_result_dir
+
+    key = context.partition_key
+    take_key, cam = split_view_key(key)
+    take = egoexo.discover_raw({take_key}).get(take_key)
+    with compute.step_device(key) as device:
+        cfg = xi.ExoInferConfig(start_frame=config.start_frame, end_frame=config.end_frame, fill_holes=config.fill_holes,
+                             rig=RigDepthConfig(long_side=config.long_side, device=device))
+        out = vipe_result_dir(egoexo.takes_root, take.take, cam)
+        context.log.info(f"exo inference {take.take}/{cam} on {device} -> {out}")
+        with classify_failures(context), engine_logs_to_dagster(context):
+            cache = xi.RigCache(rig_cache_dir(egoexo.takes_root, take.take, xi.rig_cache_key(take, cfg)))
+            res = xi.infer_exo_camera(take, cam, out, cfg, xi.rig_views(take, cfg), cache)
+    rep = res.report
+    return dg.MaterializeResult(metadata={
+        "take": take.take, "camera": cam, "num_frames": res.num_frames,
+        "scale": rep["scale"], "depth_source": rep["source"],
+        "covered_fraction": rep["covered_fraction"], "filled_fraction": rep["filled_fraction"],
+        "seen_by": dg.MetadataValue.json(rep["seen_by"]), "rig_cameras": ", ".join(rep["others"]),
+        "depth_range_m": dg.MetadataValue.json(rep["depth_range_m"]),
+        "median_depth_m": rep["median_depth_m"], "intrinsics": dg.MetadataValue.json(rep["intrinsics"]),
+        "source_video": dg.MetadataValue.path(take.exo_videos[cam]), "vipe_dir": dg.MetadataValue.path(out),
+        "seconds": round(res.seconds, 2)})
+
+
 @dg.asset(
     key=EGO_RENDER,
     partitions_def=EGO_VIEWS,
+    deps=[EXO_INFERENCE],
     group_name=EGOEXO_GROUP,
     code_version=EGO_RENDER_CODE_VERSION,
     backfill_policy=BACKFILL,
@@ -198,7 +268,9 @@ def latest_renders(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, d
     backfill_policy=BACKFILL,
     kinds={"json"},
     description="Per take: the exo camera whose ego render has the highest mean coverage "
-                "(`render/<take>/best_view.json`), with the scores of every rendered camera.",
+                "(`render/<take>/best_view.json`), with the scores of every rendered camera, and the reference's "
+                "`best_ego_view_rendering/<take>/{ego_Prior, exo_GT, ego_GT}` + `metadata.json` (render <-> "
+                "source frame map) under the artifact root.",
 )
 def best_ego_view(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource,
                   egoexo: EgoExoResource) -> dg.MaterializeResult:
@@ -225,6 +297,19 @@ def best_ego_view(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRes
     take_dir = views[0].take if views else take_key
     out_uri = fs.join(_render_dir(artifacts.store().root), take_dir, "best_view.json")
     fs.write_text(out_uri, json.dumps(doc, indent=2))
+    # the reference's best_ego_view_rendering/<take>/{ego_Prior, exo_GT, ego_GT} + metadata.json
+    from vipe_dagster.egoexo.best_view import write_best_view
+    from vipe_dagster.egoexo.takes import best_view_dir
+
+    raw = next((t for t in egoexo.discover_raw({take_key}).takes), None)
+    best_vipe = next((v for v in views if v.cam == best), None)
+    exo_video = raw.exo_videos.get(best) if raw else None
+    if exo_video is None and best_vipe is not None:  # no raw video: the ViPE result's own rgb
+        exo_video = artifacts_rgb(best_vipe.vipe_dir, best_vipe.sequence)
+    ego_video = next(iter(sorted(raw.ego_videos.items())), (None, None))[1] if raw else None
+    bv_dir = best_view_dir(artifacts.store().root, take_dir)
+    with classify_failures(context):
+        bv = write_best_view(bv_dir, take_dir, best, doc["render_dir"], scores, exo_video, ego_video)
     table = "| camera | mean coverage |\n|---|---|\n" + "\n".join(
         f"| {'**' + c + '**' if c == best else c} | {scores[c]:.4f} |" for c in sorted(scores))
     take_name = views[0].take if views else take_key
@@ -233,7 +318,8 @@ def best_ego_view(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRes
             "skipped": dg.MetadataValue.md(skip_report(skipped)), "num_skipped": len(skipped),
             "scores_json": dg.MetadataValue.json(scores), "num_cameras": len(scores),
             "not_rendered": ", ".join(missing) or None, "best_render_dir": dg.MetadataValue.path(doc["render_dir"]),
-            "best_view_uri": dg.MetadataValue.path(out_uri)}
+            "best_view_uri": dg.MetadataValue.path(out_uri), "best_view_dir": dg.MetadataValue.path(bv_dir),
+            "best_view_frames": dg.MetadataValue.json(bv["num_frames"])}
     if "preview" in best_rec:
         meta["preview"] = best_rec["preview"]
     return dg.MaterializeResult(metadata={k: v for k, v in meta.items() if v is not None})
@@ -241,6 +327,9 @@ def best_ego_view(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRes
 
 EGO_RENDER_JOB = dg.define_asset_job("ego_render_job", selection=[EGO_RENDER], partitions_def=EGO_VIEWS,
                                      description="Render the ego view of one take x exo camera.")
+EXO_VIEW_JOB = dg.define_asset_job("exo_view_job", selection=[EXO_INFERENCE, EGO_RENDER], partitions_def=EGO_VIEWS,
+                                    description="From one exo camera's video: fixed-camera inference (rig depth), "
+                                                "then the ego render.")
 BEST_VIEW_JOB = dg.define_asset_job("best_ego_view_job", selection=["best_ego_view"], partitions_def=TAKES,
                                     description="Choose the best exo camera of one take.")
 
@@ -292,7 +381,7 @@ def egoexo_takes(context: dg.SensorEvaluationContext, egoexo: EgoExoResource):
     return dg.SensorResult(run_requests=plan["runs"], dynamic_partitions_requests=reqs)
 
 
-ASSETS = [ego_render, best_ego_view]
+ASSETS = [exo_video, exo_inference, ego_render, best_ego_view]
 CHECKS = [camera_ids]
-JOBS = [EGO_RENDER_JOB, BEST_VIEW_JOB]
+JOBS = [EGO_RENDER_JOB, EXO_VIEW_JOB, BEST_VIEW_JOB]
 SENSORS = [egoexo_takes]
