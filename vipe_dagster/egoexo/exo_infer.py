@@ -51,6 +51,8 @@ class ExoInferResult:
     T_world_cam: np.ndarray
     report: dict  # the rig report (covered fraction, range, ...) + filled fraction, timings
     seconds: float
+    measured_depth: np.ndarray  # the depth the rig confirms (NaN elsewhere), before any hole filling
+    confidence: np.ndarray
 
 
 def video_intrinsics(calib: F.GoProCalib, width: int, height: int, src: str) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +146,8 @@ def infer_exo_camera(take: RawTake, cam: str, out_dir: str, config: ExoInferConf
     secs = time.perf_counter() - t0
     log.info("exo inference %s/%s: %d frames, %.1f%% of the depth measured by the rig, %.1fs", take.take, cam, n,
              100 * rd.covered_fraction, secs)
-    return ExoInferResult(take.take, cam, out_dir, n, k, calibs[cam].T_world_cam, report, secs)
+    return ExoInferResult(take.take, cam, out_dir, n, k, calibs[cam].T_world_cam, report, secs, rd.depth,
+                          rd.confidence)
 
 
 def _json(obj) -> str:
