@@ -197,3 +197,26 @@ def rig_cache_key(take: RawTake, cfg: ExoInferConfig) -> str:
         h.update(f"{cam}:{video}:{fs.size(video)}".encode())
     h.update(repr((cfg.start_frame, cfg.end_frame, cfg.background_frames, cfg.rig)).encode())
     return h.hexdigest()[:16]
+
+
+def rig_for_video(source: str) -> tuple[RawTake, str] | None:
+    """``(take, cam)`` when ``source`` is an exo camera video of a raw Ego-Exo4D take
+    (``<root>/takes/<take>/frame_aligned_videos/downscaled/448/<cam>.mp4``) whose take has at least one other
+    calibrated exo camera with a video (a rig); else None."""
+    from .takes import EXO_VIDEO, VIDEO_SUBDIR, discover_raw_takes
+
+    parts = str(source).rstrip("/").split("/")
+    sub = VIDEO_SUBDIR.split("/")
+    n = len(sub)
+    if len(parts) < n + 4 or not EXO_VIDEO.match(parts[-1]) or parts[-1 - n:-1] != sub or parts[-3 - n] != "takes":
+        return None
+    cam, take_name = EXO_VIDEO.match(parts[-1]).group(1), parts[-2 - n]
+    root = "/".join(parts[:-3 - n]) or "/"
+    try:
+        found = discover_raw_takes(root)
+    except InputError:
+        return None
+    take = next((t for t in found.takes if t.take == take_name), None)
+    if take is None or cam not in take.exo_videos or len(take.exo_videos) < 2 or not take.gopro_calibs:
+        return None
+    return take, cam
