@@ -334,22 +334,29 @@ BEST_VIEW_JOB = dg.define_asset_job("best_ego_view_job", selection=["best_ego_vi
                                     description="Choose the best exo camera of one take.")
 
 
-def plan_takes_tick(instance: dg.DagsterInstance, discovery, max_runs: int) -> dict:
+def plan_takes_tick(instance: dg.DagsterInstance, discovery, max_runs: int, raw=None) -> dict:
     """What one sensor tick does: partitions to add, ego renders to request for views never rendered,
-    and best-view runs for takes whose every camera is rendered and newer than their best view."""
+    and best-view runs for takes whose every camera is rendered and newer than their best view. ``raw``
+    (a :class:`RawDiscovery`): exo camera videos of the raw layout without a ViPE result yet get an
+    ``exo_view_job`` run (exo inference, then the ego render)."""
     known_takes = set(instance.get_dynamic_partitions(TAKES.name))
     known_views = set(instance.get_dynamic_partitions(EGO_VIEWS.name))
-    new_takes = [t for t in discovery.take_keys if t not in known_takes]
-    new_views = [k for k in discovery.view_keys if k not in known_views]
+    raw_views = [k for k in (raw.view_keys if raw is not None else []) if k not in set(discovery.view_keys)]
+    take_keys = sorted(set(discovery.take_keys) | {split_view_key(k)[0] for k in raw_views})
+    new_takes = [t for t in take_keys if t not in known_takes]
+    new_views = [k for k in sorted(set(discovery.view_keys) | set(raw_views)) if k not in known_views]
     rendered = instance.get_latest_storage_id_by_partition(EGO_RENDER, dg.DagsterEventType.ASSET_MATERIALIZATION)
     best = instance.get_latest_storage_id_by_partition(dg.AssetKey("best_ego_view"),
                                                        dg.DagsterEventType.ASSET_MATERIALIZATION)
     runs: list[dg.RunRequest] = []
+    for k in raw_views:
+        if k not in rendered and len(runs) < max_runs:
+            runs.append(dg.RunRequest(job_name=EXO_VIEW_JOB.name, partition_key=k, run_key=f"exo_view:{k}"))
     for k in discovery.view_keys:
         if k not in rendered and len(runs) < max_runs:
             runs.append(dg.RunRequest(job_name=EGO_RENDER_JOB.name, partition_key=k, run_key=f"ego_render:{k}"))
     for t in discovery.take_keys:
-        keys = [v.key for v in discovery.of_take(t)]
+        keys = sorted({v.key for v in discovery.of_take(t)} | {k for k in raw_views if split_view_key(k)[0] == t})
         if keys and all(k in rendered for k in keys) and len(runs) < max_runs:
             newest = max(rendered[k] for k in keys)
             if best.get(t, -1) < newest:
@@ -358,15 +365,20 @@ def plan_takes_tick(instance: dg.DagsterInstance, discovery, max_runs: int) -> d
     return {"new_takes": new_takes, "new_views": new_views, "runs": runs}
 
 
-@dg.sensor(jobs=[EGO_RENDER_JOB, BEST_VIEW_JOB], minimum_interval_seconds=60,
+@dg.sensor(jobs=[EGO_RENDER_JOB, EXO_VIEW_JOB, BEST_VIEW_JOB], minimum_interval_seconds=60,
            default_status=dg.DefaultSensorStatus.STOPPED,
            description="Registers Ego-Exo4D takes under resource `egoexo.takes_root` (only renderable take x "
-                       "camera pairs), requests their ego renders, then each take's best view.")
+                       "camera pairs: a ViPE result, or an exo video of the raw layout), requests exo inference "
+                       "for videos without a result and the ego renders, then each take's best view.")
 def egoexo_takes(context: dg.SensorEvaluationContext, egoexo: EgoExoResource):
     found = egoexo.discover()
     for t, c, r in found.skipped:  # every skipped take / camera / folder, in the tick's log in the UI
         context.log.warning(f"skipped {t}/{c}: {r}")
-    plan = plan_takes_tick(context.instance, found, egoexo.max_per_tick)
+    raw = egoexo.discover_raw()
+    for t, c, r in raw.skipped:  # the raw layout's skipped cameras/videos, for takes that have videos at all
+        if t != "*" and not r.startswith("no video folder"):
+            context.log.warning(f"skipped video {t}/{c}: {r}")
+    plan = plan_takes_tick(context.instance, found, egoexo.max_per_tick, raw)
     reqs = []
     if plan["new_takes"]:
         reqs.append(TAKES.build_add_request(plan["new_takes"]))

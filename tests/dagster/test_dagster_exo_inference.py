@@ -34,8 +34,16 @@ def test_exo_videos_to_best_ego_view(tmp_path, instance):
     defs = build_definitions({"artifacts": art, "egoexo": egoexo})
     raw = discover_raw_takes(take.root)
     assert raw.view_keys == [f"synth_rig_1__{c}" for c in take.cams] and raw.skipped == []
-    instance.add_dynamic_partitions("ego_views", raw.view_keys)
-    instance.add_dynamic_partitions("takes", raw.take_keys)
+    # the takes sensor registers the take and its four views from the videos and asks for their exo inference
+    from assets_defs.egoexo import egoexo_takes
+
+    tick = egoexo_takes(dg.build_sensor_context(instance=instance, resources={"egoexo": egoexo}))
+    assert sorted((r.job_name, r.partition_key) for r in tick.run_requests) == [("exo_view_job", k)
+                                                                                for k in raw.view_keys]
+    adds = {r.partitions_def_name: list(r.partition_keys) for r in tick.dynamic_partitions_requests}
+    assert adds == {"takes": ["synth_rig_1"], "ego_views": raw.view_keys}
+    for name, keys in adds.items():
+        instance.add_dynamic_partitions(name, keys)
 
     # lineage: exo_video -> exo_inference -> ego_render -> best_ego_view
     graph = defs.resolve_asset_graph()
@@ -69,6 +77,9 @@ def test_exo_videos_to_best_ego_view(tmp_path, instance):
         print(f"{cam}: rig depth covered {stats[cam][2]:.3f}; ego render covers {stats[cam][0]:.3f} of the GT-visible "
               f"pixels, PSNR {stats[cam][1]:.2f} dB there")
 
+    # every view rendered: the next tick asks for the take's best view (and no more inference)
+    tick = egoexo_takes(dg.build_sensor_context(instance=instance, resources={"egoexo": egoexo}))
+    assert [(r.job_name, r.partition_key) for r in tick.run_requests] == [("best_ego_view_job", "synth_rig_1")]
     res = defs.resolve_job_def("best_ego_view_job").execute_in_process(instance=instance, partition_key="synth_rig_1",
                                                                        raise_on_error=False)
     assert res.success

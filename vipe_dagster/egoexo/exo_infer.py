@@ -38,6 +38,8 @@ class ExoInferConfig:
     end_frame: int | None = None  # inclusive; None = the last frame of the video
     background_frames: int = 9  # frames (spread over the range) whose per-pixel median is the static background
     fill_holes: bool = True
+    median_px: int = 5  # median filter (3 or 5 px; 0 = off) of the dense depth: the sweep's pixel noise would
+    # otherwise fail the renderer's reliable-depth test (5x5 spread < 10 % of the mean) on flat surfaces
     rig: RigDepthConfig = field(default_factory=RigDepthConfig)
 
 
@@ -123,6 +125,10 @@ def infer_exo_camera(take: RawTake, cam: str, out_dir: str, config: ExoInferConf
     if cfg.fill_holes and np.isfinite(depth).any():
         depth = edge_aware_fill(depth, views[cam].image, cfg.rig.depth.fill_sigma_color,
                                 cfg.rig.depth.fill_iterations)
+    if cfg.median_px in (3, 5) and cfg.fill_holes:
+        import cv2
+
+        depth = cv2.medianBlur(np.ascontiguousarray(depth, np.float32), cfg.median_px)
     video = take.exo_videos[cam]
     info = probe(video)
     first, last = _range(info.num_frames, cfg, video)

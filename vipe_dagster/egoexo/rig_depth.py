@@ -62,8 +62,8 @@ class RigDepthConfig:
     range_margin: float = 1.5  # ... widened by this factor: the fine sweep's range
     num_planes: int = 96  # planes of the fine sweep over the found range
     min_confidence: float = 0.25
-    consistency_rel: float = 0.03
-    consistency_px: float = 2.0
+    consistency_rel: float = 0.05  # another camera's depth agrees within 5 % ...
+    consistency_px: float = 3.0  # ... and reprojects within 3 px (sweep resolution)
     min_consistent: int = 1  # other cameras whose depth must agree
     best_k: int = 1  # sources averaged per pixel (1: the best; occlusions differ between wide-baseline cameras)
     device: str = "cpu"
