@@ -53,6 +53,8 @@ class EgoRenderRunConfig(dg.Config):
     start_frame: int = Field(default=0, description="first ViPE frame to render")
     end_frame: int | None = Field(default=None, description="last ViPE frame (inclusive); default: the last")
     min_coverage: float = Field(default=0.2, description="render_coverage warns below this mean coverage")
+    normalize: bool = Field(default=False, description="normalised splat weights (False: the reference's "
+                                                        "front-to-back sum, which darkens splat edges)")
 
 
 def artifacts_rgb(vipe_dir: str, sequence: str) -> str:
@@ -160,7 +162,7 @@ def ego_render(context: dg.AssetExecutionContext, config: EgoRenderRunConfig, ar
         exo_camera_pose_path=view.gopro_calibs, online_calibration_path=view.online_calibration,
         start_frame=config.start_frame, end_frame=config.end_frame, point_size=config.point_size,
         fish_eye_rendering=config.fisheye, use_mean_bg=config.use_mean_bg, resolution=config.resolution,
-        subsample=config.subsample, output="both", artifact_name=view.sequence)
+        subsample=config.subsample, output="both", artifact_name=view.sequence, normalize=config.normalize)
     with compute.step_device(key) as device:
         cfg.device = device
         context.log.info(f"rendering {view.take}/{view.cam} from {view.vipe_dir} on {device}")

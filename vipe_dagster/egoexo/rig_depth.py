@@ -189,15 +189,13 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
     poses = [np.asarray(v.c2w, np.float64) for v in views]
     cache = cams_depth if cams_depth is not None else {}
     keys = [f"{v.cam}@{size[0]}x{size[1]}" for v in views]
-    ranges: dict[str, list[float] | None] = {}
     if not all(k in cache for k in keys):
         found = _wide_sweeps(imgs, ks, poses, cfg)
-        for i, v in enumerate(views):
+        for i in range(len(views)):
             rng = found[i] or (cfg.near, cfg.far)
-            ranges[v.cam] = [round(rng[0], 4), round(rng[1], 4)]
             if keys[i] not in cache:
                 d, c = _sweep_camera(i, imgs, ks, poses, rng, cfg)
-                cache[keys[i]] = (d, c, ranges[v.cam])
+                cache[keys[i]] = (d, c, [round(rng[0], 4), round(rng[1], 4)])
     depths = [cache[k][0] for k in keys]
     conf_ref = cache[keys[0]][1]
     ranges = {v.cam: cache[keys[i]][2] for i, v in enumerate(views)}
@@ -216,7 +214,7 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
         d_out, conf, sup = d_lo, conf_lo, support
     covered = np.isfinite(d_out)
     report = {
-        "camera": ref, "others": names[:0] + [v.cam for v in views[1:]], "scale": SCALE, "source": SOURCE,
+        "camera": ref, "others": [v.cam for v in views[1:]], "scale": SCALE, "source": SOURCE,
         "covered_fraction": round(float(covered.mean()), 4),
         "swept_fraction": round(float(np.isfinite(depths[0]).mean()), 4),
         "seen_by": {str(n): round(float((sup >= n).mean()), 4) for n in range(1, len(views))},
