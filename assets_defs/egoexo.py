@@ -35,6 +35,9 @@ EGOEXO_GROUP = "egoexo"
 EGO_RENDER_CODE_VERSION = code_version("ego_render")
 BEST_VIEW_CODE_VERSION = code_version("best_ego_view")
 EGO_RENDER = dg.AssetKey("ego_render")
+EXO_VIDEO = dg.AssetKey("exo_video")
+EXO_INFERENCE = dg.AssetKey("exo_inference")
+EXO_INFERENCE_CODE_VERSION = code_version("exo_inference")
 COVERAGE_CHECK = "render_coverage"
 CAMERA_ID_CHECK = "camera_ids"
 
@@ -50,6 +53,14 @@ class EgoRenderRunConfig(dg.Config):
     start_frame: int = Field(default=0, description="first ViPE frame to render")
     end_frame: int | None = Field(default=None, description="last ViPE frame (inclusive); default: the last")
     min_coverage: float = Field(default=0.2, description="render_coverage warns below this mean coverage")
+    normalize: bool = Field(default=False, description="normalised splat weights (False: the reference's "
+                                                        "front-to-back sum, which darkens splat edges)")
+
+
+def artifacts_rgb(vipe_dir: str, sequence: str) -> str:
+    from vipe_dagster.io import ArtifactStore
+
+    return ArtifactStore(vipe_dir).path("rgb", sequence)
 
 
 def _render_dir(store_root: str) -> str:
@@ -61,9 +72,70 @@ def _read_image(uri: str) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+exo_video = dg.AssetSpec(
+    EXO_VIDEO, partitions_def=EGO_VIEWS, group_name=EGOEXO_GROUP, kinds={"mp4"},
+    description="The frame-aligned video of one exo camera of a take "
+                "(`takes/<take>/frame_aligned_videos/downscaled/448/<cam>.mp4` under the takes root).")
+
+
+class ExoInferenceRunConfig(dg.Config):
+    """Fixed-camera inference of an exo camera; depth from the take's calibrated exo rig."""
+
+    start_frame: int = Field(default=0, description="first take frame")
+    end_frame: int | None = Field(default=None, description="last take frame (inclusive); default: the last")
+    long_side: int = Field(default=320, description="rig sweep resolution (long side, px)")
+    fill_holes: bool = Field(default=True, description="fill depth no other camera confirms, edge-aware")
+
+
+@dg.asset(
+    key=EXO_INFERENCE,
+    partitions_def=EGO_VIEWS,
+    deps=[EXO_VIDEO],
+    group_name=EGOEXO_GROUP,
+    code_version=EXO_INFERENCE_CODE_VERSION,
+    backfill_policy=BACKFILL,
+    pool=GPU_POOL,
+    retry_policy=RETRY,
+    op_tags=placement_tags("gpu"),
+    kinds={"pytorch"},
+    description="Fixed-camera inference of one exo camera from its video: identity poses, the take's GoPro "
+                "calibration (KB undistorted), metric depth of the static background by plane sweep against the "
+                "take's other calibrated exo cameras (scale: metric, source: rig calibration). ViPE layout under "
+                "`<takes_root>/vipe_results/<take>/<cam>/`.",
+)
+def exo_inference(context: dg.AssetExecutionContext, config: ExoInferenceRunConfig, egoexo: EgoExoResource,
+                  compute: ComputeResource) -> dg.MaterializeResult:
+    from vipe_dagster.egoexo import exo_infer as xi
+    from vipe_dagster.egoexo.rig_depth import RigDepthConfig
+    from vipe_dagster.egoexo.takes import rig_cache_dir, vipe_result_dir
+
+    key = context.partition_key
+    take_key, cam = split_view_key(key)
+    take = egoexo.discover_raw({take_key}).get(take_key)
+    with compute.step_device(key) as device:
+        cfg = xi.ExoInferConfig(start_frame=config.start_frame, end_frame=config.end_frame, fill_holes=config.fill_holes,
+                             rig=RigDepthConfig(long_side=config.long_side, device=device))
+        out = vipe_result_dir(egoexo.takes_root, take.take, cam)
+        context.log.info(f"exo inference {take.take}/{cam} on {device} -> {out}")
+        with classify_failures(context), engine_logs_to_dagster(context):
+            cache = xi.RigCache(rig_cache_dir(egoexo.takes_root, take.take, xi.rig_cache_key(take, cfg)))
+            res = xi.infer_exo_camera(take, cam, out, cfg, xi.rig_views(take, cfg), cache)
+    rep = res.report
+    return dg.MaterializeResult(metadata={
+        "take": take.take, "camera": cam, "num_frames": res.num_frames,
+        "scale": rep["scale"], "depth_source": rep["source"],
+        "covered_fraction": rep["covered_fraction"], "filled_fraction": rep["filled_fraction"],
+        "seen_by": dg.MetadataValue.json(rep["seen_by"]), "rig_cameras": ", ".join(rep["others"]),
+        "depth_range_m": dg.MetadataValue.json(rep["depth_range_m"]),
+        "median_depth_m": rep["median_depth_m"], "intrinsics": dg.MetadataValue.json(rep["intrinsics"]),
+        "source_video": dg.MetadataValue.path(take.exo_videos[cam]), "vipe_dir": dg.MetadataValue.path(out),
+        "seconds": round(res.seconds, 2)})
+
+
 @dg.asset(
     key=EGO_RENDER,
     partitions_def=EGO_VIEWS,
+    deps=[EXO_INFERENCE],
     group_name=EGOEXO_GROUP,
     code_version=EGO_RENDER_CODE_VERSION,
     backfill_policy=BACKFILL,
@@ -90,7 +162,7 @@ def ego_render(context: dg.AssetExecutionContext, config: EgoRenderRunConfig, ar
         exo_camera_pose_path=view.gopro_calibs, online_calibration_path=view.online_calibration,
         start_frame=config.start_frame, end_frame=config.end_frame, point_size=config.point_size,
         fish_eye_rendering=config.fisheye, use_mean_bg=config.use_mean_bg, resolution=config.resolution,
-        subsample=config.subsample, output="both", artifact_name=view.sequence)
+        subsample=config.subsample, output="both", artifact_name=view.sequence, normalize=config.normalize)
     with compute.step_device(key) as device:
         cfg.device = device
         context.log.info(f"rendering {view.take}/{view.cam} from {view.vipe_dir} on {device}")
@@ -198,7 +270,9 @@ def latest_renders(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, d
     backfill_policy=BACKFILL,
     kinds={"json"},
     description="Per take: the exo camera whose ego render has the highest mean coverage "
-                "(`render/<take>/best_view.json`), with the scores of every rendered camera.",
+                "(`render/<take>/best_view.json`), with the scores of every rendered camera, and the reference's "
+                "`best_ego_view_rendering/<take>/{ego_Prior, exo_GT, ego_GT}` + `metadata.json` (render <-> "
+                "source frame map) under the artifact root.",
 )
 def best_ego_view(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource,
                   egoexo: EgoExoResource) -> dg.MaterializeResult:
@@ -225,6 +299,19 @@ def best_ego_view(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRes
     take_dir = views[0].take if views else take_key
     out_uri = fs.join(_render_dir(artifacts.store().root), take_dir, "best_view.json")
     fs.write_text(out_uri, json.dumps(doc, indent=2))
+    # the reference's best_ego_view_rendering/<take>/{ego_Prior, exo_GT, ego_GT} + metadata.json
+    from vipe_dagster.egoexo.best_view import write_best_view
+    from vipe_dagster.egoexo.takes import best_view_dir
+
+    raw = next((t for t in egoexo.discover_raw({take_key}).takes), None)
+    best_vipe = next((v for v in views if v.cam == best), None)
+    exo_video = raw.exo_videos.get(best) if raw else None
+    if exo_video is None and best_vipe is not None:  # no raw video: the ViPE result's own rgb
+        exo_video = artifacts_rgb(best_vipe.vipe_dir, best_vipe.sequence)
+    ego_video = next(iter(sorted(raw.ego_videos.items())), (None, None))[1] if raw else None
+    bv_dir = best_view_dir(artifacts.store().root, take_dir)
+    with classify_failures(context):
+        bv = write_best_view(bv_dir, take_dir, best, doc["render_dir"], scores, exo_video, ego_video)
     table = "| camera | mean coverage |\n|---|---|\n" + "\n".join(
         f"| {'**' + c + '**' if c == best else c} | {scores[c]:.4f} |" for c in sorted(scores))
     take_name = views[0].take if views else take_key
@@ -233,7 +320,8 @@ def best_ego_view(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRes
             "skipped": dg.MetadataValue.md(skip_report(skipped)), "num_skipped": len(skipped),
             "scores_json": dg.MetadataValue.json(scores), "num_cameras": len(scores),
             "not_rendered": ", ".join(missing) or None, "best_render_dir": dg.MetadataValue.path(doc["render_dir"]),
-            "best_view_uri": dg.MetadataValue.path(out_uri)}
+            "best_view_uri": dg.MetadataValue.path(out_uri), "best_view_dir": dg.MetadataValue.path(bv_dir),
+            "best_view_frames": dg.MetadataValue.json(bv["num_frames"])}
     if "preview" in best_rec:
         meta["preview"] = best_rec["preview"]
     return dg.MaterializeResult(metadata={k: v for k, v in meta.items() if v is not None})
@@ -241,26 +329,36 @@ def best_ego_view(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRes
 
 EGO_RENDER_JOB = dg.define_asset_job("ego_render_job", selection=[EGO_RENDER], partitions_def=EGO_VIEWS,
                                      description="Render the ego view of one take x exo camera.")
+EXO_VIEW_JOB = dg.define_asset_job("exo_view_job", selection=[EXO_INFERENCE, EGO_RENDER], partitions_def=EGO_VIEWS,
+                                    description="From one exo camera's video: fixed-camera inference (rig depth), "
+                                                "then the ego render.")
 BEST_VIEW_JOB = dg.define_asset_job("best_ego_view_job", selection=["best_ego_view"], partitions_def=TAKES,
                                     description="Choose the best exo camera of one take.")
 
 
-def plan_takes_tick(instance: dg.DagsterInstance, discovery, max_runs: int) -> dict:
+def plan_takes_tick(instance: dg.DagsterInstance, discovery, max_runs: int, raw=None) -> dict:
     """What one sensor tick does: partitions to add, ego renders to request for views never rendered,
-    and best-view runs for takes whose every camera is rendered and newer than their best view."""
+    and best-view runs for takes whose every camera is rendered and newer than their best view. ``raw``
+    (a :class:`RawDiscovery`): exo camera videos of the raw layout without a ViPE result yet get an
+    ``exo_view_job`` run (exo inference, then the ego render)."""
     known_takes = set(instance.get_dynamic_partitions(TAKES.name))
     known_views = set(instance.get_dynamic_partitions(EGO_VIEWS.name))
-    new_takes = [t for t in discovery.take_keys if t not in known_takes]
-    new_views = [k for k in discovery.view_keys if k not in known_views]
+    raw_views = [k for k in (raw.view_keys if raw is not None else []) if k not in set(discovery.view_keys)]
+    take_keys = sorted(set(discovery.take_keys) | {split_view_key(k)[0] for k in raw_views})
+    new_takes = [t for t in take_keys if t not in known_takes]
+    new_views = [k for k in sorted(set(discovery.view_keys) | set(raw_views)) if k not in known_views]
     rendered = instance.get_latest_storage_id_by_partition(EGO_RENDER, dg.DagsterEventType.ASSET_MATERIALIZATION)
     best = instance.get_latest_storage_id_by_partition(dg.AssetKey("best_ego_view"),
                                                        dg.DagsterEventType.ASSET_MATERIALIZATION)
     runs: list[dg.RunRequest] = []
+    for k in raw_views:
+        if k not in rendered and len(runs) < max_runs:
+            runs.append(dg.RunRequest(job_name=EXO_VIEW_JOB.name, partition_key=k, run_key=f"exo_view:{k}"))
     for k in discovery.view_keys:
         if k not in rendered and len(runs) < max_runs:
             runs.append(dg.RunRequest(job_name=EGO_RENDER_JOB.name, partition_key=k, run_key=f"ego_render:{k}"))
     for t in discovery.take_keys:
-        keys = [v.key for v in discovery.of_take(t)]
+        keys = sorted({v.key for v in discovery.of_take(t)} | {k for k in raw_views if split_view_key(k)[0] == t})
         if keys and all(k in rendered for k in keys) and len(runs) < max_runs:
             newest = max(rendered[k] for k in keys)
             if best.get(t, -1) < newest:
@@ -269,15 +367,20 @@ def plan_takes_tick(instance: dg.DagsterInstance, discovery, max_runs: int) -> d
     return {"new_takes": new_takes, "new_views": new_views, "runs": runs}
 
 
-@dg.sensor(jobs=[EGO_RENDER_JOB, BEST_VIEW_JOB], minimum_interval_seconds=60,
+@dg.sensor(jobs=[EGO_RENDER_JOB, EXO_VIEW_JOB, BEST_VIEW_JOB], minimum_interval_seconds=60,
            default_status=dg.DefaultSensorStatus.STOPPED,
            description="Registers Ego-Exo4D takes under resource `egoexo.takes_root` (only renderable take x "
-                       "camera pairs), requests their ego renders, then each take's best view.")
+                       "camera pairs: a ViPE result, or an exo video of the raw layout), requests exo inference "
+                       "for videos without a result and the ego renders, then each take's best view.")
 def egoexo_takes(context: dg.SensorEvaluationContext, egoexo: EgoExoResource):
     found = egoexo.discover()
     for t, c, r in found.skipped:  # every skipped take / camera / folder, in the tick's log in the UI
         context.log.warning(f"skipped {t}/{c}: {r}")
-    plan = plan_takes_tick(context.instance, found, egoexo.max_per_tick)
+    raw = egoexo.discover_raw()
+    for t, c, r in raw.skipped:  # the raw layout's skipped cameras/videos, for takes that have videos at all
+        if t != "*" and not r.startswith("no video folder"):
+            context.log.warning(f"skipped video {t}/{c}: {r}")
+    plan = plan_takes_tick(context.instance, found, egoexo.max_per_tick, raw)
     reqs = []
     if plan["new_takes"]:
         reqs.append(TAKES.build_add_request(plan["new_takes"]))
@@ -292,7 +395,7 @@ def egoexo_takes(context: dg.SensorEvaluationContext, egoexo: EgoExoResource):
     return dg.SensorResult(run_requests=plan["runs"], dynamic_partitions_requests=reqs)
 
 
-ASSETS = [ego_render, best_ego_view]
+ASSETS = [exo_video, exo_inference, ego_render, best_ego_view]
 CHECKS = [camera_ids]
-JOBS = [EGO_RENDER_JOB, BEST_VIEW_JOB]
+JOBS = [EGO_RENDER_JOB, EXO_VIEW_JOB, BEST_VIEW_JOB]
 SENSORS = [egoexo_takes]

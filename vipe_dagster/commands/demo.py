@@ -139,7 +139,10 @@ def _egoexo(args, home: Path, ws, runs: list[str], artifact_root: str) -> bool:
     else:
         take = generate_take(str(root), num_frames=8, resolution=224)
         add_exo_camera(take, "cam02", 60.0)  # a second exo camera, turned away from the wearer
-        print(f"\nEgo-Exo4D     generated synthetic take '{take.take}' with cam01, cam02 under {root}")
+        print(f"\nEgo-Exo4D     generated synthetic take '{take.take}' with cam01, cam02 under {root}: cam01 is an "
+              f"exact ViPE-format result (ray-cast depth, not inferred), cam02 a copy of it placed turned 60 "
+              f"degrees (not a render of its own); vipe_dagster.synth.egoexo_take.generate_rig_take makes takes "
+              f"whose exo cameras are separate videos for the exo_inference asset")
     found = EgoExoResource(takes_root=str(root)).discover()
     for t, c, reason in found.skipped:
         print(f"  not renderable: {t}/{c}: {reason}")

@@ -39,6 +39,7 @@ class InferRequest:
     num_frames: int = 0
     source_size: tuple[int, int] = (0, 0)
     processing_size: tuple[int, int] = (0, 0)
+    rig: Any = None  # (RawTake, cam): a fixed exo camera whose depth comes from the take's calibrated exo rig
 
 
 @dataclass
@@ -65,6 +66,10 @@ class RunResult:
         }
         if self.slam_map:
             d["slam_map"] = self.slam_map
+        if "rig_depth" in self.extra:
+            r = self.extra["rig_depth"]
+            d["depth"] = {"source": r["source"], "scale": r["scale"], "covered_fraction": r["covered_fraction"],
+                          "rig": [r["camera"], *r["others"]], "filled_fraction": r["filled_fraction"]}
         d["seconds"] = round(self.seconds, 2)
         return d
 
@@ -143,6 +148,15 @@ def prepare(
     given = [x for x in (intrinsics, intrinsics_file, exo_intrinsic_gt) if x is not None]
     if len(given) > 1:
         raise ConfigError("give at most one of --intrinsics, --intrinsics_file and --use_exo_intrinsic_gt")
+    rig = None
+    if cfg.pose.assume_fixed_camera_pose and cfg.depth and depth_model is None and cfg.depth_config.learned is None:
+        # a fixed exo camera of an Ego-Exo4D take with other calibrated exo cameras: metric depth from that rig
+        # (vipe_dagster.egoexo.rig_depth) instead of a learned model; poses and masks as usual
+        from ..egoexo.exo_infer import rig_for_video
+
+        rig = rig_for_video(source)
+        if rig is not None:
+            cfg.depth = False
     weights = resolve_weights(cfg, depth_model, hf_cache, metric=depth_model_metric,
                               max_depth=depth_model_max_depth)
     if metric_scale is not None or known_distance is not None or camera_height is not None:
@@ -165,6 +179,8 @@ def prepare(
         camera = read_camera_file(intrinsics_file, (src_w, src_h), camera_model)
     elif exo_intrinsic_gt is not None:
         intr = exo_intrinsics_from_gt(exo_intrinsic_gt, src_w, src_h)
+    elif rig is not None:  # the camera's calibration, so that the rig depth and the intrinsics agree
+        intr = rig_intrinsics(rig, src_w, src_h)
     if camera_model is not None and camera is None:
         set_field(cfg.pose.intrinsics, "camera_model", camera_model, "--camera-model")
     if camera is not None:
@@ -193,7 +209,49 @@ def prepare(
         num_frames=len(stream),
         source_size=(src_w, src_h),
         processing_size=(stream.width, stream.height),
+        rig=rig,
     )
+
+
+def rig_intrinsics(rig, width: int, height: int) -> tuple[float, float, float, float]:
+    """fx fy cx cy of a rig camera's video from ``gopro_calibs.csv``; a Kannala-Brandt calibration is refused
+    here (the exo_inference asset undistorts; this path writes the video's own frames)."""
+    from ..egoexo import formats as F
+    from ..egoexo.exo_infer import video_intrinsics
+
+    take, cam = rig
+    k, dist = video_intrinsics(F.read_gopro_calibs(take.gopro_calibs)[cam], width, height, take.gopro_calibs)
+    if any(dist):
+        raise ConfigError(f"{take.gopro_calibs}: camera {cam} has Kannala-Brandt distortion {list(dist)}; "
+                          f"infer writes the distorted frames, so run the exo_inference asset (it undistorts) for "
+                          f"rig depth of this camera")
+    return tuple(float(x) for x in k)
+
+
+def write_rig_depth(req: InferRequest, store) -> dict:
+    """Metric depth of a fixed exo camera from its take's calibrated exo rig, written as every frame's depth
+    at the processing size; returns the rig report (also in the manifest's ``rig_depth``)."""
+    import cv2
+    import numpy as np
+
+    from ..depth.mvs import edge_aware_fill
+    from ..egoexo.exo_infer import ExoInferConfig, rig_views
+    from ..egoexo.rig_depth import RigDepthConfig, rig_depth
+
+    take, cam = req.rig
+    cfg = ExoInferConfig(start_frame=req.start_frame or 0, end_frame=req.end_frame,
+                         rig=RigDepthConfig(device=req.config.depth_config.device))
+    views = rig_views(take, cfg)
+    rd = rig_depth(list(views.values()), cam, cfg.rig)
+    dense = edge_aware_fill(rd.depth, views[cam].image, req.config.depth_config.fill_sigma_color,
+                            req.config.depth_config.fill_iterations) if np.isfinite(rd.depth).any() else rd.depth
+    w, h = req.processing_size
+    if dense.shape != (h, w):
+        dense = cv2.resize(dense, (w, h), interpolation=cv2.INTER_NEAREST)
+    n = store.read_pose(req.name)[0].shape[0]
+    store.write_depth(req.name, (dense for _ in range(n)))
+    return {**rd.report, "filled_fraction": round(float(np.isfinite(dense).mean() - np.isfinite(rd.depth).mean()), 4),
+            "take": take.take, "calibration": take.gopro_calibs}
 
 
 def set_field(model, field_name: str, value, flag: str) -> None:
@@ -277,6 +335,8 @@ def execute(req: InferRequest, progress: bool = False, wait: float = 0.0) -> Run
         )
         store = ArtifactStore(req.output)
         out = RunResult(req, res)
+        if req.rig is not None:
+            out.extra["rig_depth"] = write_rig_depth(req, store)
         if req.output_resolution == "source":
             from .resolution import to_source_resolution
 
@@ -311,6 +371,10 @@ def execute(req: InferRequest, progress: bool = False, wait: float = 0.0) -> Run
                 stages.append(stage)
         if out.slam_map:
             sections["slam_map"] = out.slam_map
+        if "rig_depth" in out.extra:
+            sections["rig_depth"] = out.extra["rig_depth"]
+            if "rig_depth" not in stages:
+                stages.append("rig_depth")
         store.update_manifest(req.name, "pipeline", sections)
         if "output_resolution" not in man:
             store.update_manifest(req.name, "output_resolution", {

@@ -93,6 +93,25 @@ def sanitize_take(name: str) -> str:
     return key or "take"
 
 
+VIPE_RESULTS = "vipe_results"
+BEST_VIEW_DIR = "best_ego_view_rendering"
+
+
+def vipe_result_dir(root: str, take: str, cam: str) -> str:
+    """The ViPE result folder of one exo camera of a take: ``<root>/vipe_results/<take>/<cam>``."""
+    return fs.join(root, VIPE_RESULTS, take, cam)
+
+
+def best_view_dir(root: str, take: str) -> str:
+    """The reference's per-take best-view folder: ``<root>/best_ego_view_rendering/<take>``."""
+    return fs.join(root, BEST_VIEW_DIR, take)
+
+
+def rig_cache_dir(root: str, take: str, key: str) -> str:
+    """Where the rig sweeps of a take are kept between the per-camera inferences: ``<root>/rig_cache/<take>/<key>``."""
+    return fs.join(root, "rig_cache", take, key)
+
+
 def view_key(take_key: str, cam: str) -> str:
     return f"{take_key}{SEP}{cam}"
 
@@ -227,7 +246,7 @@ def discover_takes(root: str, take_keys: set[str] | None = None) -> Discovery:
     """Every renderable take x exo camera under ``root`` (see the module docstring); ``take_keys``
     restricts the (expensive) per-camera checks to those takes."""
     out = Discovery()
-    results = fs.join(root, "vipe_results")
+    results = fs.join(root, VIPE_RESULTS)
     if not _isdir(results):
         return out
     poses = {t: pf.path for t, pf in pose_index(root, out.skipped).items()}

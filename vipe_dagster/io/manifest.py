@@ -68,7 +68,7 @@ SECTION_OWNERS: dict[str, frozenset[str]] = {
     "colmap": frozenset({"colmap_export"}),
     # the reference-compatible output size rewrites the rgb at the source size, so it restates ``frames``
     "output_resolution": frozenset({"output_resolution", "frames"}),
-    "pipeline": frozenset({"pipeline", "preset", "slam_map", "peak_rss_mb"}),
+    "pipeline": frozenset({"pipeline", "preset", "slam_map", "rig_depth", "peak_rss_mb"}),
 }
 TIMING_PREFIX = {"ingest": "ingest", "pose": "pose", "metric_scale": "metric_scale", "depth": "depth",
                  "colmap": "colmap", "output_resolution": "output_resolution", "pipeline": "pipeline"}

@@ -113,6 +113,22 @@ def _look_at(eye, target, up=(0.0, -1.0, 0.0)) -> np.ndarray:
     return T
 
 
+def _ego_trajectory(num_frames: int) -> np.ndarray:
+    """(N, 4, 4) world-to-camera of the raw Aria RGB sensor (image rotated 90 degrees from upright), the
+    wearer walking beside cam01 and turning across the room."""
+    ego_w2c = []
+    for i in range(num_frames):
+        s = i / max(num_frames - 1, 1)
+        eye = np.array([0.1 + 0.4 * s, -0.1, -1.9 + 0.3 * s])
+        upright = _look_at(eye, np.array([0.2 - 0.6 * s, 0.3, 2.0]))
+        # the raw sensor frame is the upright camera rolled by +90 degrees about its optical axis
+        # (raw +u points down in the world, so rotating the raw image clockwise makes it upright)
+        raw = upright.copy()
+        raw[:3, :3] = upright[:3, :3] @ Rotation.from_euler("z", 90, degrees=True).as_matrix()
+        ego_w2c.append(np.linalg.inv(raw))
+    return np.stack(ego_w2c)
+
+
 def generate_take(out_root: str, num_frames: int = 8, exo_size: tuple[int, int] = (320, 240),
                   exo_focal: float = 220.0, resolution: int = 224, take: str = "synth_take_1") -> EgoExoTake:
     from projectaria_tools.core import calibration
@@ -137,18 +153,7 @@ def generate_take(out_root: str, num_frames: int = 8, exo_size: tuple[int, int] 
     store.write_masks("cam01", [np.zeros((H, W), np.uint8)] * num_frames, {})
     store.write_info("cam01", {"ba_residual": 0.0})
 
-    # --- ego trajectory: raw Aria sensor (image rotated 90 deg from upright), walking beside the exo camera
-    ego_w2c = []
-    for i in range(num_frames):
-        s = i / max(num_frames - 1, 1)
-        eye = np.array([0.1 + 0.4 * s, -0.1, -1.9 + 0.3 * s])
-        upright = _look_at(eye, np.array([0.2 - 0.6 * s, 0.3, 2.0]))
-        # the raw sensor frame is the upright camera rolled by +90 degrees about its optical axis
-        # (raw +u points down in the world, so rotating the raw image clockwise makes it upright)
-        raw = upright.copy()
-        raw[:3, :3] = upright[:3, :3] @ Rotation.from_euler("z", 90, degrees=True).as_matrix()
-        ego_w2c.append(np.linalg.inv(raw))
-    ego_w2c = np.stack(ego_w2c)
+    ego_w2c = _ego_trajectory(num_frames)
 
     params_sensor = DEFAULT_ARIA_RGB_PARAMS
     ann = root / "annotations" / "ego_pose" / "test" / "camera_pose"
@@ -249,3 +254,189 @@ def add_exo_camera(take: EgoExoTake, cam: str, yaw_deg: float) -> str:
         new[head.index(c)] = repr(float(v))
     csv_path.write_text("\n".join([*lines, ",".join(new)]) + "\n")
     return str(dst)
+
+
+# ------------------------------------------------------------------ a rig of distinct exo cameras, as videos
+RIG_CAMERAS = (  # (eye, look-at target) of each exo camera in the world; all see the box from different sides
+    ("cam01", (0.3, -0.2, -2.4), (0.0, 0.4, 2.0)),
+    ("cam02", (-2.3, -0.6, -2.2), (0.3, 0.6, 1.6)),
+    ("cam03", (2.4, -0.7, -1.6), (-0.4, 0.7, 1.9)),
+    ("cam04", (-2.2, -1.0, 3.3), (0.6, 0.6, 0.6)),
+)
+EXO_VIDEO_SUBDIR = "frame_aligned_videos/downscaled/448"
+
+
+@dataclass
+class RigTake:
+    """A generated take in the raw Ego-Exo4D layout whose exo cameras are videos (no ViPE result): what
+    ``exo_inference`` starts from. Ground truth (``gt_dir``) is for evaluation only."""
+
+    root: str
+    take: str
+    take_uid: str
+    cams: list[str]
+    videos: dict[str, str]  # cam -> takes/<take>/frame_aligned_videos/downscaled/448/<cam>.mp4
+    ego_video: str
+    camera_pose_json: str
+    gopro_calibs: str
+    online_calibration: str
+    gt_dir: str
+    K: np.ndarray  # 3x3 of every exo camera at the video resolution (pinhole)
+    T_world_cam: dict[str, np.ndarray]
+    num_frames: int
+    resolution: int
+
+    def gt_depth(self, cam: str) -> np.ndarray:
+        """Exact z-depth (m) of ``cam`` at the video resolution."""
+        return np.load(Path(self.gt_dir) / "exo_depth" / f"{cam}.npy")
+
+    def gt_seen_by_other(self, cam: str) -> np.ndarray:
+        """True where the surface ``cam`` sees at a pixel is also seen (unoccluded, in view) by another exo camera."""
+        return cv2.imread(str(Path(self.gt_dir) / "exo_seen_by_other" / f"{cam}.png"), cv2.IMREAD_GRAYSCALE) > 0
+
+    def gt_ego(self, frame: int) -> np.ndarray:
+        """Ground-truth upright ego fisheye view (RGB uint8) of a take frame."""
+        return cv2.cvtColor(cv2.imread(str(Path(self.gt_dir) / "ego_fisheye" / f"frame_{frame:06d}.png")),
+                            cv2.COLOR_BGR2RGB)
+
+    def gt_ego_visible(self, cam: str, frame: int) -> np.ndarray:
+        """True where the ego pixel's surface point is seen by exo camera ``cam``."""
+        return cv2.imread(str(Path(self.gt_dir) / "ego_fisheye_visible" / cam / f"frame_{frame:06d}.png"),
+                          cv2.IMREAD_GRAYSCALE) > 0
+
+
+def _project_seen(X: np.ndarray, T_cam: np.ndarray, K: np.ndarray, depth: np.ndarray, tol: float = 0.02) -> np.ndarray:
+    """Which world points ``X`` (M,3) a pinhole camera (camera-to-world ``T_cam``, 3x3 ``K``) with the exact
+    z-depth map ``depth`` sees unoccluded."""
+    h, w = depth.shape
+    Xc = (X - T_cam[:3, 3]) @ T_cam[:3, :3]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = K[0, 0] * Xc[:, 0] / Xc[:, 2] + K[0, 2]
+        v = K[1, 1] * Xc[:, 1] / Xc[:, 2] + K[1, 2]
+    inimg = np.isfinite(u) & np.isfinite(v) & (Xc[:, 2] > 1e-6) & (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) \
+        & (v < h - 0.5)
+    seen = np.zeros(len(X), bool)
+    ui = np.clip(np.round(u[inimg]).astype(int), 0, w - 1)
+    vi = np.clip(np.round(v[inimg]).astype(int), 0, h - 1)
+    seen[inimg] = np.abs(depth[vi, ui] - Xc[inimg, 2]) < tol * Xc[inimg, 2]
+    return seen
+
+
+def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48, exo_size: tuple[int, int] = (320, 240),
+                      exo_focal: float = 220.0, resolution: int = 224, take: str = "synth_rig_1",
+                      calib_scale: float = 2.0, uid: str = "00000000-synth-rig-0001") -> RigTake:
+    """A take of the raw Ego-Exo4D layout with ``num_cameras`` (2..4) static exo cameras at distinct poses, each
+    rendered from its own viewpoint (analytic ray casting) and written as an H.264 video
+    ``takes/<take>/frame_aligned_videos/downscaled/448/camNN.mp4``; the Aria wearer's ground-truth fisheye view
+    as ``aria01_214-1.mp4`` (raw sensor orientation); ``gopro_calibs.csv`` with every camera's metric
+    ``T_world_cam`` and pinhole intrinsics (KB k0..k3 = 0) at ``calib_scale`` times the video size (as
+    Ego-Exo4D's calibration is at the full GoPro resolution while the videos are downscaled); the camera_pose
+    JSON and ``online_calibration.jsonl`` as :func:`generate_take` writes them.
+
+    Ground truth for evaluation only (nothing in the pipeline reads it), under ``gt/``:
+    ``exo_depth/<cam>.npy`` (exact z-depth), ``exo_seen_by_other/<cam>.png`` (255 where another exo camera
+    sees the same surface point unoccluded), ``ego_fisheye/frame_%06d.png`` (upright, projectaria_tools'
+    unprojection) and ``ego_fisheye_visible/<cam>/frame_%06d.png`` (ego pixels whose surface ``cam`` sees).
+    """
+    from projectaria_tools.core import calibration
+
+    from ..io.video import VideoWriter
+
+    if not 2 <= num_cameras <= len(RIG_CAMERAS):
+        raise InputError(f"num_cameras must be 2..{len(RIG_CAMERAS)}, got {num_cameras}")
+    root = Path(out_root)
+    W, H = exo_size
+    K = np.array([[exo_focal, 0, (W - 1) / 2], [0, exo_focal, (H - 1) / 2], [0, 0, 1.0]])
+    cams = [c for c, _, _ in RIG_CAMERAS[:num_cameras]]
+    T = {c: _look_at(np.array(eye, float), np.array(tgt, float)) for c, eye, tgt in RIG_CAMERAS[:num_cameras]}
+    vdir = root / "takes" / take / Path(EXO_VIDEO_SUBDIR)
+    vdir.mkdir(parents=True, exist_ok=True)
+    gt_dir = root / "gt"
+    for sub in ("exo_depth", "exo_seen_by_other", "ego_fisheye"):
+        (gt_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    u, v = np.meshgrid(np.arange(W, dtype=float), np.arange(H, dtype=float))
+    rays_c = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=-1)
+    depth: dict[str, np.ndarray] = {}
+    points: dict[str, np.ndarray] = {}
+    videos: dict[str, str] = {}
+    for c in cams:
+        t, rgb = cast(T[c][:3, 3], rays_c @ T[c][:3, :3].T)
+        depth[c] = t.astype(np.float32)  # unit-z rays: the ray parameter is the z-depth
+        points[c] = T[c][:3, 3] + (rays_c * t[..., None]).reshape(-1, 3) @ T[c][:3, :3].T
+        np.save(gt_dir / "exo_depth" / f"{c}.npy", depth[c])
+        img = (rgb * 255).round().astype(np.uint8)
+        videos[c] = str(vdir / f"{c}.mp4")
+        with VideoWriter(videos[c], fps=30.0, crf=18) as w:
+            for _ in range(num_frames):
+                w.add(img)
+    for c in cams:
+        seen = np.zeros(H * W, bool)
+        for o in cams:
+            if o != c:
+                seen |= _project_seen(points[c], T[o], K, depth[o])
+        cv2.imwrite(str(gt_dir / "exo_seen_by_other" / f"{c}.png"), (seen.reshape(H, W) * 255).astype(np.uint8))
+
+    ego_w2c = _ego_trajectory(num_frames)
+    params_sensor = DEFAULT_ARIA_RGB_PARAMS
+    ann = root / "annotations" / "ego_pose" / "test" / "camera_pose"
+    ann.mkdir(parents=True, exist_ok=True)
+    s = float(calib_scale)
+    K_full = np.array([[K[0, 0] * s, 0, (K[0, 2] + 0.5) * s - 0.5], [0, K[1, 1] * s, (K[1, 2] + 0.5) * s - 0.5],
+                       [0, 0, 1.0]])
+    pose_json: dict = {"metadata": {"take_name": take, "take_uid": uid}}
+    for c in cams:
+        pose_json[c] = {"camera_intrinsics": K_full.tolist(), "camera_extrinsics": np.linalg.inv(T[c])[:3].tolist(),
+                        "distortion_coeffs": [0.0, 0.0, 0.0, 0.0]}
+    pose_json["aria01"] = {"camera_intrinsics": [[150.0, 0, 255.5], [0, 150.0, 255.5], [0, 0, 1]],
+                           "camera_extrinsics": {str(i): ego_w2c[i][:3].tolist() for i in range(num_frames)}}
+    cp_path = ann / f"{uid}.json"
+    cp_path.write_text(json.dumps(pose_json))
+    traj = root / "takes" / take / "trajectory"
+    traj.mkdir(parents=True, exist_ok=True)
+    cols = ["cam_uid", "graph_uid", "tx_world_cam", "ty_world_cam", "tz_world_cam", "qx_world_cam",
+            "qy_world_cam", "qz_world_cam", "qw_world_cam", "image_width", "image_height", "intrinsics_type",
+            *[f"intrinsics_{k}" for k in range(8)], "start_frame_idx", "end_frame_idx"]
+    rows = [",".join(cols)]
+    for c in cams:
+        q = Rotation.from_matrix(T[c][:3, :3]).as_quat()
+        row = [c, "g0", *T[c][:3, 3], *q, int(round(W * s)), int(round(H * s)), "KANNALABRANDTK3", K_full[0, 0],
+               K_full[1, 1], K_full[0, 2], K_full[1, 2], 0, 0, 0, 0, -1, -1]
+        rows.append(",".join(repr(float(x)) if isinstance(x, (float, np.floating)) else str(x) for x in row))
+    (traj / "gopro_calibs.csv").write_text("\n".join(rows) + "\n")
+    lines = []
+    for i in range(num_frames + 2):
+        lines.append(json.dumps({
+            "tracking_timestamp_us": 1_000_000 + int(round(i / 30.0 * 1e6)), "utc_timestamp_ns": 0,
+            "ImuCalibrations": [], "CameraCalibrations": [{
+                "Label": "camera-rgb", "SerialNumber": "synth", "Calibrated": True,
+                "Projection": {"Name": "FisheyeRadTanThinPrism", "Params": params_sensor.tolist()},
+                "T_Device_Camera": {"Translation": [0, 0, 0], "UnitQuaternion": [1.0, [0, 0, 0]]}}]}))
+    (traj / "online_calibration.jsonl").write_text("\n".join(lines) + "\n")
+
+    # ground-truth ego fisheye views (projectaria_tools' unprojection) and, per exo camera, what it sees of them
+    scaled = scale_fisheye624(params_sensor, resolution / ARIA_RGB_SENSOR_PX)
+    proj = calibration.CameraProjection(calibration.CameraModelType.FISHEYE624, scaled)
+    R = resolution
+    rows_, cols_ = np.meshgrid(np.arange(R), np.arange(R), indexing="ij")
+    raw_u, raw_v = rows_.astype(float), (R - 1 - cols_).astype(float)  # upright (col', row') <- raw (row', R-1-col')
+    rays = np.array([proj.unproject(np.array([a, b])) for a, b in zip(raw_u.ravel(), raw_v.ravel(), strict=True)])
+    rays = rays / np.linalg.norm(rays, axis=1, keepdims=True)
+    for c in cams:
+        (gt_dir / "ego_fisheye_visible" / c).mkdir(parents=True, exist_ok=True)
+    ego_video = str(vdir / "aria01_214-1.mp4")
+    with VideoWriter(ego_video, fps=30.0, crf=18) as ego_w:
+        for i in range(num_frames):
+            c2w = np.linalg.inv(ego_w2c[i])
+            tt, col = cast(c2w[:3, 3], rays @ c2w[:3, :3].T)
+            ok = np.isfinite(tt) & (rays[:, 2] > 0)
+            X = c2w[:3, 3] + tt[:, None] * (rays @ c2w[:3, :3].T)
+            gt_img = (np.where(ok[:, None], col, 0).reshape(R, R, 3) * 255).round().astype(np.uint8)
+            cv2.imwrite(str(gt_dir / "ego_fisheye" / f"frame_{i:06d}.png"), cv2.cvtColor(gt_img, cv2.COLOR_RGB2BGR))
+            ego_w.add(np.ascontiguousarray(np.rot90(gt_img, 1)))  # the raw sensor orientation (upright = raw cw)
+            for c in cams:
+                seen = ok & _project_seen(np.where(ok[:, None], X, 0.0), T[c], K, depth[c])
+                cv2.imwrite(str(gt_dir / "ego_fisheye_visible" / c / f"frame_{i:06d}.png"),
+                            (seen.reshape(R, R) * 255).astype(np.uint8))
+    return RigTake(str(root), take, uid, cams, videos, ego_video, str(cp_path), str(traj / "gopro_calibs.csv"),
+                   str(traj / "online_calibration.jsonl"), str(gt_dir), K, T, num_frames, resolution)

@@ -1,0 +1,228 @@
+"""Metric depth of a static exo camera without learned weights: the take's other exo cameras as a stereo rig.
+
+The exo cameras of an Ego-Exo4D take are calibrated (``gopro_calibs.csv``: intrinsics and a metric
+``T_world_cam``) and frame-aligned, so a reference camera's image can be plane-swept against the other
+cameras' images at the same instant (or against their temporal medians, which for static cameras is the
+static background without the people walking through it). The depth is in metres because the calibration
+is: nothing is scaled or aligned afterwards.
+
+Per camera of the rig: a wide coarse sweep bounds the depth range (metric, so the default bounds are in
+metres), then the fine sweep (:func:`vipe_dagster.depth.mvs.sweep_frame`, ZNCC with the best-k sources per
+pixel, semi-global aggregation) gives depth and a confidence. A reference pixel's depth is kept when it is
+confident and at least ``min_consistent`` other cameras' own depths agree with it (forward-backward
+geometric check, :func:`vipe_dagster.depth.mvs.consistency_errors`): it is then *covered*, i.e. measured
+and seen by that many other cameras. :class:`RigDepth` reports the covered fraction.
+
+Kannala-Brandt calibrations (non-zero k0..k3) are undistorted to a pinhole image with the same fx, fy, cx,
+cy (:func:`undistort_kb`, OpenCV's fisheye model); the depth and the intrinsics returned then belong to
+that pinhole image.
+
+Conventions: OpenCV pixels and camera axes, intrinsics ``fx fy cx cy``, poses camera-to-world in metres.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..depth.config import DepthConfig
+from ..depth.mvs import consistency_errors, depth_range_from_points, mvs_size, scale_intrinsics, sweep_frame
+from ..errors import InputError
+
+log = logging.getLogger(__name__)
+
+SCALE = "metric"
+SOURCE = "rig calibration"
+
+
+@dataclass
+class RigView:
+    """One calibrated exo camera of the rig at one instant (or its static background)."""
+
+    cam: str
+    image: np.ndarray  # HxWx3 float32 in [0, 1] (pinhole: undistorted if the calibration was KB)
+    k: np.ndarray  # fx fy cx cy at the image's resolution
+    c2w: np.ndarray  # 4x4 camera-to-world, metres
+
+
+@dataclass
+class RigDepthConfig:
+    """Settings of the rig sweep (the matching itself uses :class:`DepthConfig`'s window/aggregation)."""
+
+    long_side: int = 320  # sweep resolution (long side, px); the depth is returned at the image resolution
+    near: float = 0.3  # metres: bounds of the wide sweep that finds each camera's depth range
+    far: float = 60.0
+    range_planes: int = 128  # planes of the wide sweep (half resolution)
+    range_percentiles: tuple[float, float] = (5.0, 95.0)  # of the wide sweep's confident depths ...
+    range_margin: float = 1.5  # ... widened by this factor: the fine sweep's range
+    num_planes: int = 96  # planes of the fine sweep over the found range
+    min_confidence: float = 0.25
+    consistency_rel: float = 0.05  # another camera's depth agrees within 5 % ...
+    consistency_px: float = 3.0  # ... and reprojects within 3 px (sweep resolution)
+    min_consistent: int = 1  # other cameras whose depth must agree
+    best_k: int = 1  # sources averaged per pixel (1: the best; occlusions differ between wide-baseline cameras)
+    device: str = "cpu"
+    depth: DepthConfig = field(default_factory=lambda: DepthConfig(sgm=True, coarse_to_fine=False))
+
+    def sweep_config(self) -> DepthConfig:
+        return self.depth.model_copy(update={"device": self.device, "best_k": self.best_k,
+                                             "num_planes": self.num_planes})
+
+
+@dataclass
+class RigDepth:
+    """Depth of the reference camera; NaN where not covered."""
+
+    cam: str
+    depth: np.ndarray  # (H, W) float32 metres at the reference image resolution, NaN where not kept
+    confidence: np.ndarray  # (H, W) float32 in [0, 1]: sweep confidence x share of other cameras agreeing
+    support: np.ndarray  # (H, W) int: other cameras whose depth agrees
+    k: np.ndarray  # fx fy cx cy of ``depth``
+    report: dict  # covered fraction, depth range, sources, timings, scale/source
+
+    @property
+    def covered_fraction(self) -> float:
+        return float(self.report["covered_fraction"])
+
+
+def undistort_kb(image: np.ndarray, k: np.ndarray, dist: Sequence[float]) -> np.ndarray:
+    """A Kannala-Brandt (OpenCV fisheye, k0..k3) image resampled to the pinhole camera with the same fx, fy,
+    cx, cy. Returns the image unchanged when every coefficient is 0."""
+    d = np.asarray(dist, np.float64).reshape(-1)
+    if d.size != 4 or not np.isfinite(d).all():
+        raise InputError(f"Kannala-Brandt distortion must be 4 finite numbers k0..k3, got {list(d)}")
+    if not d.any():
+        return image
+    K = np.array([[k[0], 0, k[2]], [0, k[1], k[3]], [0, 0, 1.0]])
+    h, w = image.shape[:2]
+    m1, m2 = cv2.fisheye.initUndistortRectifyMap(K, d, np.eye(3), K, (w, h), cv2.CV_32FC1)
+    return cv2.remap(image, m1, m2, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def static_background(frames: Iterable[np.ndarray]) -> np.ndarray:
+    """Per-pixel temporal median of frames (HxWx3 uint8 or float) -> float32 in [0, 1]."""
+    stack = [np.asarray(f) for f in frames]
+    if not stack:
+        raise InputError("static_background: no frames")
+    arr = np.stack(stack)
+    med = np.median(arr.astype(np.float32), axis=0)
+    return med / 255.0 if arr.dtype == np.uint8 else med.astype(np.float32)
+
+
+def _resized(view: RigView, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    h, w = view.image.shape[:2]
+    if (w, h) == size:
+        return np.ascontiguousarray(view.image, np.float32), np.asarray(view.k, np.float64)
+    img = cv2.resize(view.image.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    return img, scale_intrinsics(view.k, size[0] / w, size[1] / h)
+
+
+def _wide_sweeps(imgs: list[np.ndarray], ks: list[np.ndarray], poses: list[np.ndarray],
+                 cfg: RigDepthConfig) -> list[tuple[float, float] | None]:
+    """Each camera's depth range: a wide sweep (``near``..``far``, half resolution) of every camera against
+    the others; the percentiles of a camera's depths that another camera's wide depth confirms (geometric
+    check), widened by ``range_margin``. A camera with too few confirmed depths gets None."""
+    sweep = cfg.sweep_config()
+    h, w = imgs[0].shape[:2]
+    hw, hh = max(8, w // 2), max(8, h // 2)
+    small = [cv2.resize(im, (hw, hh), interpolation=cv2.INTER_AREA) for im in imgs]
+    ks_small = [scale_intrinsics(k, hw / w, hh / h) for k in ks]
+    wide = []
+    for i in range(len(imgs)):
+        others = [j for j in range(len(imgs)) if j != i]
+        d0, c0 = sweep_frame(small[i], [small[j] for j in others], ks_small[i], [ks_small[j] for j in others],
+                             poses[i], [poses[j] for j in others], (cfg.near, cfg.far), sweep,
+                             num_planes=cfg.range_planes)
+        wide.append(np.where(np.isfinite(d0) & (c0 > 0.5), d0, np.nan).astype(np.float32))
+    out: list[tuple[float, float] | None] = []
+    for i in range(len(imgs)):
+        errs = consistency_errors(wide[i], ks_small[i], poses[i],
+                                  [(wide[j], ks_small[j], poses[j]) for j in range(len(imgs)) if j != i],
+                                  2 * cfg.consistency_rel, cfg.consistency_px)
+        ok = (errs < 1.0).any(0)
+        rng = depth_range_from_points(wide[i][ok], cfg.range_percentiles, cfg.range_margin)
+        out.append(None if rng is None else (max(rng[0], cfg.near), min(rng[1], cfg.far)))
+    return out
+
+
+def _sweep_camera(i: int, imgs: list[np.ndarray], ks: list[np.ndarray], poses: list[np.ndarray],
+                  rng: tuple[float, float], cfg: RigDepthConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Depth and confidence of camera ``i`` against all the others over ``rng`` (metres)."""
+    others = [j for j in range(len(imgs)) if j != i]
+    d, c = sweep_frame(imgs[i], [imgs[j] for j in others], ks[i], [ks[j] for j in others], poses[i],
+                       [poses[j] for j in others], rng, cfg.sweep_config())
+    d = np.where(np.isfinite(d) & (c >= cfg.min_confidence), d, np.nan).astype(np.float32)
+    return d, c
+
+
+def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None = None,
+              cams_depth: dict[str, tuple] | None = None) -> RigDepth:
+    """Metric depth of camera ``ref`` from the calibrated rig ``views`` (at least two cameras, all at the same
+    instant or all static backgrounds). ``cams_depth``: a cache ``cam -> (depth, k)`` of the other cameras'
+    sweep depths at the sweep resolution (filled as they are computed), so that a whole rig costs one sweep per
+    camera."""
+    cfg = config or RigDepthConfig()
+    t0 = time.perf_counter()
+    names = [v.cam for v in views]
+    if ref not in names:
+        raise InputError(f"rig depth: reference camera {ref!r} is not in the rig ({', '.join(names)})")
+    if len(views) < 2:
+        raise InputError(f"rig depth of {ref}: the take has no other calibrated exo camera (a rig needs two)")
+    if len(set(names)) != len(names):
+        raise InputError(f"rig depth: duplicate cameras in {names}")
+    for v in views:
+        if v.image.ndim != 3 or v.image.shape[2] != 3:
+            raise InputError(f"rig depth: camera {v.cam} image must be HxWx3, got {v.image.shape}")
+        if not np.isfinite(v.c2w).all() or not np.isfinite(v.k).all():
+            raise InputError(f"rig depth: camera {v.cam} has a non-finite calibration")
+    order = [names.index(ref)] + [i for i, n in enumerate(names) if n != ref]
+    views = [views[i] for i in order]
+    H, W = views[0].image.shape[:2]
+    size = mvs_size(W, H, cfg.long_side)
+    imgs, ks = zip(*(_resized(v, size) for v in views), strict=True)
+    imgs, ks = list(imgs), list(ks)
+    poses = [np.asarray(v.c2w, np.float64) for v in views]
+    cache = cams_depth if cams_depth is not None else {}
+    keys = [f"{v.cam}@{size[0]}x{size[1]}" for v in views]
+    if not all(k in cache for k in keys):
+        found = _wide_sweeps(imgs, ks, poses, cfg)
+        for i in range(len(views)):
+            rng = found[i] or (cfg.near, cfg.far)
+            if keys[i] not in cache:
+                d, c = _sweep_camera(i, imgs, ks, poses, rng, cfg)
+                cache[keys[i]] = (d, c, [round(rng[0], 4), round(rng[1], 4)])
+    depths = [cache[k][0] for k in keys]
+    conf_ref = cache[keys[0]][1]
+    ranges = {v.cam: cache[keys[i]][2] for i, v in enumerate(views)}
+    errs = consistency_errors(depths[0], ks[0], poses[0], [(depths[j], ks[j], poses[j]) for j in range(1, len(views))],
+                              cfg.consistency_rel, cfg.consistency_px)
+    support = (errs < 1.0).sum(0).astype(np.int32)
+    keep = np.isfinite(depths[0]) & (support >= max(1, cfg.min_consistent))
+    d_lo = np.where(keep, depths[0], np.nan).astype(np.float32)
+    conf_lo = np.where(keep, conf_ref * support / (len(views) - 1), 0.0).astype(np.float32)
+    k_out = np.asarray(views[0].k, np.float64)
+    if (W, H) != size:  # back to the image resolution (nearest: no depth is blended across edges or holes)
+        d_out = cv2.resize(d_lo, (W, H), interpolation=cv2.INTER_NEAREST)
+        conf = cv2.resize(conf_lo, (W, H), interpolation=cv2.INTER_NEAREST)
+        sup = cv2.resize(support.astype(np.float32), (W, H), interpolation=cv2.INTER_NEAREST).astype(np.int32)
+    else:
+        d_out, conf, sup = d_lo, conf_lo, support
+    covered = np.isfinite(d_out)
+    report = {
+        "camera": ref, "others": [v.cam for v in views[1:]], "scale": SCALE, "source": SOURCE,
+        "covered_fraction": round(float(covered.mean()), 4),
+        "swept_fraction": round(float(np.isfinite(depths[0]).mean()), 4),
+        "seen_by": {str(n): round(float((sup >= n).mean()), 4) for n in range(1, len(views))},
+        "depth_range_m": ranges.get(ref),
+        "median_depth_m": round(float(np.nanmedian(d_out)), 4) if covered.any() else None,
+        "mean_confidence": round(float(conf[covered].mean()), 4) if covered.any() else 0.0,
+        "sweep_size": list(size), "image_size": [W, H], "seconds": round(time.perf_counter() - t0, 2),
+    }
+    log.info("rig depth of %s against %s: %.1f%% covered (%s, %s)", ref, ", ".join(report["others"]),
+             100 * report["covered_fraction"], SCALE, SOURCE)
+    return RigDepth(ref, d_out.astype(np.float32), conf.astype(np.float32), sup, k_out, report)
