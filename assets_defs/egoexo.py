@@ -25,6 +25,7 @@ from vipe_dagster.previews import contact_sheet, markdown_image
 from vipe_dagster.provenance import code_version
 
 from ._common import BACKFILL, GPU_POOL, RETRY, classify_failures, engine_logs_to_dagster, placement_tags
+from ._config import engine_values, run_config_class
 
 EGO_VIEWS = dg.DynamicPartitionsDefinition(name="ego_views")
 """One partition per renderable take x exo camera: ``<take>__<cam>``."""
@@ -78,13 +79,18 @@ exo_video = dg.AssetSpec(
                 "(`takes/<take>/frame_aligned_videos/downscaled/448/<cam>.mp4` under the takes root).")
 
 
-class ExoInferenceRunConfig(dg.Config):
-    """Fixed-camera inference of an exo camera; depth from the take's calibrated exo rig."""
+def _exo_inference_config() -> type[dg.Config]:
+    from vipe_dagster.egoexo.exo_infer import ExoInferConfig
+    from vipe_dagster.egoexo.rig_depth import RigDepthConfig
 
-    start_frame: int = Field(default=0, description="first take frame")
-    end_frame: int | None = Field(default=None, description="last take frame (inclusive); default: the last")
-    long_side: int = Field(default=320, description="rig sweep resolution (long side, px)")
-    fill_holes: bool = Field(default=True, description="fill depth no other camera confirms, edge-aware")
+    return run_config_class(
+        "ExoInferenceRunConfig", ExoInferConfig, fields=("start_frame", "end_frame", "fill_holes"),
+        also={"long_side": (RigDepthConfig, "long_side")},
+        doc="Fixed-camera inference of an exo camera; depth from the take's calibrated exo rig "
+            "(`vipe_dagster.egoexo.exo_infer.ExoInferConfig`).")
+
+
+ExoInferenceRunConfig = _exo_inference_config()
 
 
 @dg.asset(
@@ -113,8 +119,8 @@ def exo_inference(context: dg.AssetExecutionContext, config: ExoInferenceRunConf
     take_key, cam = split_view_key(key)
     take = egoexo.discover_raw({take_key}).get(take_key)
     with compute.step_device(key) as device:
-        cfg = xi.ExoInferConfig(start_frame=config.start_frame, end_frame=config.end_frame, fill_holes=config.fill_holes,
-                             rig=RigDepthConfig(long_side=config.long_side, device=device))
+        cfg = xi.ExoInferConfig(**engine_values(config),
+                                rig=RigDepthConfig(long_side=config.long_side, device=device))
         out = vipe_result_dir(egoexo.takes_root, take.take, cam)
         context.log.info(f"exo inference {take.take}/{cam} on {device} -> {out}")
         with classify_failures(context), engine_logs_to_dagster(context):

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InputError
 from ..io import ArtifactStore, fs
@@ -32,15 +33,21 @@ from .takes import RawTake, vipe_result_dir  # noqa: F401  (the folder this modu
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ExoInferConfig:
-    start_frame: int = 0
-    end_frame: int | None = None  # inclusive; None = the last frame of the video
-    background_frames: int = 9  # frames (spread over the range) whose per-pixel median is the static background
-    fill_holes: bool = True
-    median_px: int = 5  # median filter (3 or 5 px; 0 = off) of the dense depth: the sweep's pixel noise would
-    # otherwise fail the renderer's reliable-depth test (5x5 spread < 10 % of the mean) on flat surfaces
-    rig: RigDepthConfig = field(default_factory=RigDepthConfig)
+class ExoInferConfig(BaseModel):
+    """Fixed-camera inference of one exo camera of a take, depth from the take's calibrated exo rig."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start_frame: int = Field(0, ge=0, description="first take frame")
+    end_frame: int | None = Field(None, description="last take frame (inclusive); None = the last frame of the "
+                                                    "video")
+    background_frames: int = Field(9, ge=1, description="frames (spread over the range) whose per-pixel median "
+                                                        "is the static background")
+    fill_holes: bool = Field(True, description="fill depth no other camera confirms, edge-aware")
+    # the sweep's pixel noise would otherwise fail the renderer's reliable-depth test (5x5 spread < 10 % of the
+    # mean) on flat surfaces
+    median_px: int = Field(5, description="median filter of the dense depth (3 or 5 px; 0 = off)")
+    rig: RigDepthConfig = Field(default_factory=RigDepthConfig, description="rig sweep settings")
 
 
 @dataclass

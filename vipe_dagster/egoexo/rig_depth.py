@@ -25,10 +25,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..depth.config import DepthConfig
 from ..depth.mvs import consistency_errors, depth_range_from_points, mvs_size, scale_intrinsics, sweep_frame
@@ -50,24 +51,32 @@ class RigView:
     c2w: np.ndarray  # 4x4 camera-to-world, metres
 
 
-@dataclass
-class RigDepthConfig:
+class RigDepthConfig(BaseModel):
     """Settings of the rig sweep (the matching itself uses :class:`DepthConfig`'s window/aggregation)."""
 
-    long_side: int = 320  # sweep resolution (long side, px); the depth is returned at the image resolution
-    near: float = 0.3  # metres: bounds of the wide sweep that finds each camera's depth range
-    far: float = 60.0
-    range_planes: int = 128  # planes of the wide sweep (half resolution)
-    range_percentiles: tuple[float, float] = (5.0, 95.0)  # of the wide sweep's confident depths ...
-    range_margin: float = 1.5  # ... widened by this factor: the fine sweep's range
-    num_planes: int = 96  # planes of the fine sweep over the found range
-    min_confidence: float = 0.25
-    consistency_rel: float = 0.05  # another camera's depth agrees within 5 % ...
-    consistency_px: float = 3.0  # ... and reprojects within 3 px (sweep resolution)
-    min_consistent: int = 1  # other cameras whose depth must agree
-    best_k: int = 1  # sources averaged per pixel (1: the best; occlusions differ between wide-baseline cameras)
-    device: str = "cpu"
-    depth: DepthConfig = field(default_factory=lambda: DepthConfig(sgm=True, coarse_to_fine=False))
+    model_config = ConfigDict(extra="forbid")
+
+    long_side: int = Field(320, ge=32, description="rig sweep resolution (long side, px); the depth is returned "
+                                                   "at the image resolution")
+    near: float = Field(0.3, gt=0, description="metres: near bound of the wide sweep that finds each camera's "
+                                               "depth range")
+    far: float = Field(60.0, gt=0, description="metres: far bound of the wide sweep")
+    range_planes: int = Field(128, ge=2, description="planes of the wide sweep (half resolution)")
+    range_percentiles: tuple[float, float] = Field((5.0, 95.0), description="percentiles of the wide sweep's "
+                                                                          "confident depths ...")
+    range_margin: float = Field(1.5, ge=1, description="... widened by this factor: the fine sweep's range")
+    num_planes: int = Field(96, ge=2, description="planes of the fine sweep over the found range")
+    min_confidence: float = Field(0.25, ge=0, le=1, description="sweep confidence a depth needs")
+    consistency_rel: float = Field(0.05, gt=0, description="another camera's depth agrees within this relative "
+                                                           "difference ...")
+    consistency_px: float = Field(3.0, gt=0, description="... and reprojects within this many px (sweep "
+                                                         "resolution)")
+    min_consistent: int = Field(1, ge=1, description="other cameras whose depth must agree")
+    best_k: int = Field(1, ge=1, description="sources averaged per pixel (1: the best; occlusions differ "
+                                             "between wide-baseline cameras)")
+    device: str = Field("cpu", description="torch device of the sweep")
+    depth: DepthConfig = Field(default_factory=lambda: DepthConfig(sgm=True, coarse_to_fine=False),
+                               description="window/aggregation settings of the matching")
 
     def sweep_config(self) -> DepthConfig:
         return self.depth.model_copy(update={"device": self.device, "best_k": self.best_k,

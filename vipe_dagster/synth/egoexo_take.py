@@ -178,15 +178,7 @@ def generate_take(out_root: str, num_frames: int = 8, exo_size: tuple[int, int] 
     row = ["cam01", "g0", *T_exo[:3, 3], *q, W, H, "KANNALABRANDTK3", K[0, 0], K[1, 1], K[0, 2], K[1, 2],
            0, 0, 0, 0, -1, -1]
     (traj / "gopro_calibs.csv").write_text(",".join(cols) + "\n" + ",".join(str(x) for x in row) + "\n")
-    lines = []
-    for i in range(num_frames + 2):
-        lines.append(json.dumps({
-            "tracking_timestamp_us": 1_000_000 + int(round(i / 30.0 * 1e6)), "utc_timestamp_ns": 0,
-            "ImuCalibrations": [], "CameraCalibrations": [{
-                "Label": "camera-rgb", "SerialNumber": "synth", "Calibrated": True,
-                "Projection": {"Name": "FisheyeRadTanThinPrism", "Params": params_sensor.tolist()},
-                "T_Device_Camera": {"Translation": [0, 0, 0], "UnitQuaternion": [1.0, [0, 0, 0]]}}]}))
-    (traj / "online_calibration.jsonl").write_text("\n".join(lines) + "\n")
+    _write_online_calibration(traj, params_sensor, num_frames)
     meta = {"test_datasets": [{
         "exo_path": f"./takes/{take}/cam01/exo.mp4", "prompt": "", "ego_prior_path": "", "ego_gt_path": "",
         "camera_intrinsics": K.tolist(), "camera_extrinsics": exo_w2c[:3].tolist(),
@@ -404,15 +396,7 @@ def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48,
                K_full[1, 1], K_full[0, 2], K_full[1, 2], 0, 0, 0, 0, -1, -1]
         rows.append(",".join(repr(float(x)) if isinstance(x, (float, np.floating)) else str(x) for x in row))
     (traj / "gopro_calibs.csv").write_text("\n".join(rows) + "\n")
-    lines = []
-    for i in range(num_frames + 2):
-        lines.append(json.dumps({
-            "tracking_timestamp_us": 1_000_000 + int(round(i / 30.0 * 1e6)), "utc_timestamp_ns": 0,
-            "ImuCalibrations": [], "CameraCalibrations": [{
-                "Label": "camera-rgb", "SerialNumber": "synth", "Calibrated": True,
-                "Projection": {"Name": "FisheyeRadTanThinPrism", "Params": params_sensor.tolist()},
-                "T_Device_Camera": {"Translation": [0, 0, 0], "UnitQuaternion": [1.0, [0, 0, 0]]}}]}))
-    (traj / "online_calibration.jsonl").write_text("\n".join(lines) + "\n")
+    _write_online_calibration(traj, params_sensor, num_frames)
 
     # ground-truth ego fisheye views (projectaria_tools' unprojection) and, per exo camera, what it sees of them
     scaled = scale_fisheye624(params_sensor, resolution / ARIA_RGB_SENSOR_PX)
@@ -440,3 +424,17 @@ def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48,
                             (seen.reshape(R, R) * 255).astype(np.uint8))
     return RigTake(str(root), take, uid, cams, videos, ego_video, str(cp_path), str(traj / "gopro_calibs.csv"),
                    str(traj / "online_calibration.jsonl"), str(gt_dir), K, T, num_frames, resolution)
+
+
+def _write_online_calibration(traj, params_sensor: np.ndarray, num_frames: int) -> None:
+    """``trajectory/online_calibration.jsonl``: the Aria RGB camera's Fisheye624 calibration at 30 Hz, two
+    records more than the take's frames (Ego-Exo4D's layout)."""
+    lines = []
+    for i in range(num_frames + 2):
+        lines.append(json.dumps({
+            "tracking_timestamp_us": 1_000_000 + int(round(i / 30.0 * 1e6)), "utc_timestamp_ns": 0,
+            "ImuCalibrations": [], "CameraCalibrations": [{
+                "Label": "camera-rgb", "SerialNumber": "synth", "Calibrated": True,
+                "Projection": {"Name": "FisheyeRadTanThinPrism", "Params": params_sensor.tolist()},
+                "T_Device_Camera": {"Translation": [0, 0, 0], "UnitQuaternion": [1.0, [0, 0, 0]]}}]}))
+    (traj / "online_calibration.jsonl").write_text("\n".join(lines) + "\n")
