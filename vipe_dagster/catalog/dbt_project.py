@@ -102,9 +102,10 @@ def _invoke(args: list[str], project: Path, work: Path, db_env: str, timeout: fl
 
 
 def _last_error(proc: subprocess.CompletedProcess) -> str:
+    """dbt's own report (from its first error line on), else the last lines of its output."""
     lines = [ln for ln in (proc.stdout + "\n" + proc.stderr).splitlines() if ln.strip()]
-    errs = [ln for ln in lines if "error" in ln.lower()]
-    return "\n".join((errs or lines)[-12:])
+    first = next((i for i, ln in enumerate(lines) if "error" in ln.lower()), max(0, len(lines) - 12))
+    return "\n".join(lines[first:first + 20])
 
 
 def manifest_path(project: Path | None = None) -> Path:
