@@ -15,7 +15,9 @@
 """
 
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 from collections.abc import Mapping
@@ -170,9 +172,21 @@ def catalog_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, cata
     staging = catalog_db.staging_db_path
     if not staging.is_file():
         raise Failure(f"error: no staging catalog at {staging}; materialize the catalog_raw assets first")
-    with catalog_db.writer_lock():
-        yield from dbt.cli(["build", "--vars", json.dumps({"catalog_db": str(staging)})], context=context,
-                           target_path=staging.parent / "target").stream()
+    # dagster-dbt echoes every dbt event on stdout; the run log gets the structured events (materializations,
+    # check evaluations) and a summary, dbt's full log stays in <staging folder>/target/dbt.log
+    echo = io.StringIO()
+    with catalog_db.writer_lock(), contextlib.redirect_stdout(echo):
+        invocation = dbt.cli(["build", "--vars", json.dumps({"catalog_db": str(staging)})], context=context,
+                             target_path=staging.parent / "target", raise_on_error=False)
+        events = list(invocation.stream())
+    yield from events
+    lines = [ln.strip() for ln in echo.getvalue().splitlines() if ln.strip()]
+    summary = next((ln for ln in reversed(lines) if ln.startswith("Done.")), lines[-1] if lines else "")
+    context.log.info("dbt build on %s: %s", staging, summary)
+    if not invocation.is_successful():
+        failed = [ln for ln in lines if " FAIL " in ln or " ERROR " in ln or ln.startswith("Failure in")]
+        raise Failure(f"error: dbt build of the catalog failed ({summary}): " + "; ".join(failed[:8]),
+                      metadata={"dbt_log": MetadataValue.path(str(staging.parent / "target" / "dbt.log"))})
 
 
 @asset(

@@ -2,8 +2,7 @@
     The pre-hook drops the model's indexes (DuckDB cannot rename a table that has indexes, and dbt swaps the
     new table in by renaming); the post-hook creates idx_<model>_<i> on the new table. -#}
 {% macro _catalog_indexes() %}
-  {%- set meta = config.get('meta') or {} -%}
-  {{ return(meta.get('indexes', [])) }}
+  {{ return(config.meta_get('indexes', []) or []) }}
 {% endmacro %}
 
 {% macro drop_catalog_indexes() %}

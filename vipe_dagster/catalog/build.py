@@ -248,7 +248,8 @@ def build_catalog(sources: Iterable[str | DatasetSource], artifact_roots: Iterab
 
     The raw tables are loaded in Python, then ``dbt run`` builds the models and ``dbt test`` runs every data
     test (all of them, so a failure report is complete); an error-severity failure raises ``DataTestError``
-    and leaves the old catalog in place."""
+    and leaves the old catalog in place. ``threads`` limits DuckDB while loading the raw tables; dbt's DuckDB
+    connection uses DuckDB's default (all cores)."""
     import duckdb
 
     t_start = time.perf_counter()
