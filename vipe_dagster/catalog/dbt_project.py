@@ -11,7 +11,7 @@ Project layout::
                                     unique_combination, accepted_range in tests/generic/)
     tests/*.sql                     singular data tests: a SELECT of the offending rows, ``config(severity='warn')``
 
-dbt runs in a subprocess (``python -m dbt.cli.main``) so its global state, logging and the DuckDB file handle
+dbt runs in a subprocess (dbt's ``cli()`` under this interpreter) so its global state, logging and the DuckDB file handle
 end with the process: the caller must have closed its own connection to the file before. Anonymous usage
 statistics are off and the project has no packages, so nothing is fetched from the network.
 
@@ -45,6 +45,8 @@ DB_ENV = "VIPE_CATALOG_DBT_DB"
 WORK_DB_NAME = "catalog.duckdb"
 RAW_TABLES = ("meta", "remote_shards", "datasets", "artifacts", "video_stats", "manifests", "local_shards",
               "build")
+# dbt's console script, run by this interpreter (``-m dbt.cli.main`` warns that the module is already imported)
+_DBT_MAIN = "import sys; from dbt.cli.main import cli; sys.argv[0] = 'dbt'; sys.exit(cli())"
 _HASHED_SUFFIXES = (".sql", ".yml", ".yaml", ".md", ".csv")
 _SKIP_DIRS = {"target", "logs", "dbt_packages"}
 
@@ -94,7 +96,7 @@ def dbt_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def _invoke(args: list[str], project: Path, work: Path, db_env: str, timeout: float | None = None
             ) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "dbt.cli.main", *args, "--project-dir", str(project), "--profiles-dir",
+    cmd = [sys.executable, "-c", _DBT_MAIN, *args, "--project-dir", str(project), "--profiles-dir",
            str(project), "--target-path", str(work / "target"), "--log-path", str(work / "logs")]
     log.debug("dbt: %s (cwd %s)", " ".join(cmd), work)
     return subprocess.run(cmd, cwd=work, env=dbt_env({DB_ENV: db_env}), capture_output=True, text=True,
