@@ -2,27 +2,36 @@
 
 - ``hf_dataset_meta/<dataset>`` (one asset per released dataset): reads ``meta.parquet`` at the source's
   current revision; its **data version is the Hub revision sha** (or the mirror's ETag / content hash).
-- ``annotation_catalog``: rebuilds the DuckDB catalog atomically from the revisions the upstream assets
-  recorded (Hub sources are pinned to those shas), plus the configured artifact roots.
-- checks on ``annotation_catalog``: schema, unique sequences, frame-count ranges, shard prefix consistency
-  (the SQL data tests of ``dbt_like_sql/``, run on a read-only connection) and a great-expectations suite.
+- ``catalog_raw/<table>`` (one multi-asset): reads the sources at the revisions the upstream assets recorded
+  (Hub sources are pinned to those shas) and scans the artifact roots into the raw tables of the staging
+  DuckDB file (``<catalog stem>.dbt/catalog.duckdb``).
+- ``catalog/<model>``: the dbt models of ``dbt_like_sql/`` (dagster-dbt ``@dbt_assets``, ``dbt build`` on the
+  staging file); every dbt data test is an asset check of its model (unique sequences, frame-count ranges,
+  shard prefix consistency, ...).
+- ``annotation_catalog``: publishes the staging file atomically over the catalog (raw tables dropped).
+- checks on ``annotation_catalog``: schema of the published tables and a great-expectations suite.
 - ``catalog_daily_refresh``: a daily schedule that resolves every source's current revision and requests a
   run only for datasets whose revision changed (``SkipReason`` when none did).
 """
 
 
+import contextlib
 import hashlib
+import io
+import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from dagster import (
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
     AssetSelection,
+    AssetSpec,
     DataVersion,
     DefaultScheduleStatus,
+    Failure,
     MaterializeResult,
     MetadataValue,
     RunRequest,
@@ -31,10 +40,15 @@ from dagster import (
     asset,
     asset_check,
     define_asset_job,
+    multi_asset,
     schedule,
 )
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from resources.catalog import CatalogResource
+from vipe_dagster.catalog.dbt_project import RAW_TABLES
+from vipe_dagster.catalog.dbt_project import manifest_path as dbt_manifest_path
+from vipe_dagster.catalog.dbt_project import project_dir as dbt_project_dir
 from vipe_dagster.catalog.sources import DATASETS, DatasetSpec
 
 from ._common import RETRY, classify_failures
@@ -43,6 +57,7 @@ log = logging.getLogger(__name__)
 
 GROUP = "catalog"
 META_PREFIX = "hf_dataset_meta"
+RAW_SOURCE = "catalog_raw"  # the dbt source of the raw tables (dbt_like_sql/models/sources.yml)
 DATA_VERSION_TAG = "dagster/data_version"
 
 # tables and the columns downstream users rely on
@@ -105,58 +120,95 @@ def latest_data_version(instance, key: AssetKey) -> str | None:
     return (event.asset_materialization.tags or {}).get(DATA_VERSION_TAG)
 
 
-@asset(
-    group_name=GROUP,
-    deps=list(META_KEYS.values()),
-    kinds={"duckdb"},
+RAW_KEYS = {name: AssetKey([RAW_SOURCE, name]) for name in RAW_TABLES}
+
+
+@multi_asset(
+    specs=[AssetSpec(key, group_name=GROUP, deps=list(META_KEYS.values()), kinds={"duckdb"},
+                     description=f"raw_{name}: raw input of the catalog's dbt models, gathered in Python "
+                                 f"(vipe_dagster.catalog.build.gather_raw) into the staging DuckDB file")
+           for name, key in RAW_KEYS.items()],
+    name="catalog_raw",
     retry_policy=RETRY,
-    description="DuckDB annotation catalog (datasets, shards, videos, artifacts, video_stats, lineage), "
-                "rebuilt atomically by the SQL models in dbt_like_sql/",
 )
-def annotation_catalog(context: AssetExecutionContext, catalog_db: CatalogResource) -> MaterializeResult:
+def catalog_raw(context: AssetExecutionContext, catalog_db: CatalogResource):
+    """Reads the sources at the revisions the meta assets recorded (Hub sources pinned to those shas) and
+    scans the artifact roots; the dbt models then build from these tables."""
     pinned = {}
     for name in catalog_db.datasets:
         version = latest_data_version(context.instance, META_KEYS[name])
         if version:
             pinned[name] = version
     with classify_failures(context):
-        res = catalog_db.build(pinned)
-    digest = hashlib.sha256("|".join(f"{k}={v}" for k, v in sorted(res.data_versions.items())).encode())
-    md: dict[str, Any] = {"db_path": MetadataValue.path(res.db_path), "build_id": res.build_id,
-                          "build_seconds": round(res.seconds, 3), "data_versions": res.data_versions,
-                          **{f"rows_{k}": v for k, v in res.counts.items()}}
-    if res.warnings:
-        md["warnings"] = MetadataValue.md("\n".join(f"- `{t.name}`: {t.failures} row(s)" for t in res.warnings))
-    for t in res.warnings:
-        context.log.warning("data test %s: %d row(s), e.g. %s", t.name, t.failures, t.sample[:3])
-    return MaterializeResult(metadata=md, data_version=DataVersion(digest.hexdigest()[:16] + "-" + res.build_id))
+        raw = catalog_db.stage(pinned)
+    for name, key in RAW_KEYS.items():
+        yield MaterializeResult(asset_key=key, metadata={
+            "rows": raw.tables[name].height, "build_id": raw.build_id,
+            "staging_db": MetadataValue.path(str(catalog_db.staging_db_path)),
+            **({"data_versions": raw.data_versions} if name == "datasets" else {})})
+
+
+class CatalogDbtTranslator(DagsterDbtTranslator):
+    """dbt models as ``catalog/<model>`` in the catalog group; sources keep ``catalog_raw/<table>``."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+        return AssetKey([GROUP, dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return GROUP
+
+
+DBT_PROJECT = DbtProject(project_dir=dbt_project_dir(),
+                         target_path=dbt_manifest_path().parent.relative_to(dbt_project_dir()))
+
+
+@dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, name="catalog_dbt_models",
+            dagster_dbt_translator=CatalogDbtTranslator(), retry_policy=RETRY)
+def catalog_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, catalog_db: CatalogResource):
+    """``dbt build`` of the selected models on the staging file: each model a table, each data test an
+    asset check of its model; an error-severity failure stops the models downstream (and the publish)."""
+    staging = catalog_db.staging_db_path
+    if not staging.is_file():
+        raise Failure(f"error: no staging catalog at {staging}; materialize the catalog_raw assets first")
+    # dagster-dbt echoes every dbt event on stdout; the run log gets the structured events (materializations,
+    # check evaluations) and a summary, dbt's full log stays in <staging folder>/target/dbt.log
+    echo = io.StringIO()
+    with catalog_db.writer_lock(), contextlib.redirect_stdout(echo):
+        invocation = dbt.cli(["build", "--vars", json.dumps({"catalog_db": str(staging)})], context=context,
+                             target_path=staging.parent / "target", raise_on_error=False)
+        events = list(invocation.stream())
+    yield from events
+    lines = [ln.strip() for ln in echo.getvalue().splitlines() if ln.strip()]
+    summary = next((ln for ln in reversed(lines) if ln.startswith("Done.")), lines[-1] if lines else "")
+    context.log.info("dbt build on %s: %s", staging, summary)
+    if not invocation.is_successful():
+        failed = [ln for ln in lines if " FAIL " in ln or " ERROR " in ln or ln.startswith("Failure in")]
+        raise Failure(f"error: dbt build of the catalog failed ({summary}): " + "; ".join(failed[:8]),
+                      metadata={"dbt_log": MetadataValue.path(str(staging.parent / "target" / "dbt.log"))})
+
+
+@asset(
+    group_name=GROUP,
+    deps=sorted(catalog_dbt_models.keys, key=lambda k: k.to_user_string()),
+    kinds={"duckdb"},
+    retry_policy=RETRY,
+    description="DuckDB annotation catalog (datasets, shards, videos, artifacts, video_stats, lineage): the "
+                "staging file that dbt built and tested, published atomically (raw tables dropped)",
+)
+def annotation_catalog(context: AssetExecutionContext, catalog_db: CatalogResource) -> MaterializeResult:
+    with classify_failures(context):
+        counts, build_id = catalog_db.publish()
+    versions = {r["name"]: r["data_version"] for r in catalog_db.query_arrow(
+        "SELECT name, data_version FROM datasets WHERE name <> 'local'").to_pylist()}
+    digest = hashlib.sha256("|".join(f"{k}={v}" for k, v in sorted(versions.items())).encode())
+    md: dict[str, Any] = {"db_path": MetadataValue.path(catalog_db.db_path), "build_id": build_id,
+                          "data_versions": versions, **{f"rows_{k}": v for k, v in counts.items()}}
+    return MaterializeResult(metadata=md, data_version=DataVersion(digest.hexdigest()[:16] + "-" + build_id))
 
 
 # ---------------------------------------------------------------------- checks
-def _sql_tests(catalog_db: CatalogResource, names: set[str] | None = None, prefixes: tuple[str, ...] = ()):
-    from vipe_dagster.catalog.build import connect_readonly
-    from vipe_dagster.catalog.sqlmodels import SqlProject, run_tests_only
-
-    con = connect_readonly(catalog_db.db_path)
-    try:
-        results = run_tests_only(con, SqlProject())
-    finally:
-        con.close()
-    return [t for t in results if (names and t.name in names) or (prefixes and t.name.startswith(prefixes))]
-
-
-def _check_from_tests(tests, description: str) -> AssetCheckResult:
-    failing = [t for t in tests if not t.passed]
-    return AssetCheckResult(
-        passed=not failing,
-        severity=AssetCheckSeverity.ERROR,
-        description=description,
-        metadata={"tests_run": len(tests), "failing_rows": sum(t.failures for t in failing),
-                  "failing": MetadataValue.md("\n".join(f"- `{t.name}`: {t.failures} row(s), e.g. {t.sample[:3]}"
-                                                        for t in failing) or "none")},
-    )
-
-
 @asset_check(asset=annotation_catalog, blocking=True, description="every catalog table has its required columns")
 def catalog_schema(catalog_db: CatalogResource) -> AssetCheckResult:
     cols = catalog_db.query_arrow("SELECT table_name, column_name FROM duckdb_columns()").to_pylist()
@@ -167,25 +219,6 @@ def catalog_schema(catalog_db: CatalogResource) -> AssetCheckResult:
     missing = {t: c for t, c in missing.items() if c or t not in have}
     return AssetCheckResult(passed=not missing, metadata={"missing": MetadataValue.json(missing),
                                                           "tables": sorted(have)})
-
-
-@asset_check(asset=annotation_catalog, blocking=True, description="sequences are unique and keys not null")
-def catalog_unique_sequences(catalog_db: CatalogResource) -> AssetCheckResult:
-    return _check_from_tests(_sql_tests(catalog_db, {"videos.unique(sequence)",
-                                                     "videos.not_null(sequence, dataset, num_frames)"}),
-                             "unique sequences, non-null keys")
-
-
-@asset_check(asset=annotation_catalog, description="frame counts inside each dataset's documented range")
-def catalog_frame_counts(catalog_db: CatalogResource) -> AssetCheckResult:
-    return _check_from_tests(_sql_tests(catalog_db, {"frame_count_in_dataset_range"},
-                                        ("videos.accepted_range",)), "frame-count ranges")
-
-
-@asset_check(asset=annotation_catalog, description="shard names carry their dataset's prefix")
-def catalog_shard_prefixes(catalog_db: CatalogResource) -> AssetCheckResult:
-    return _check_from_tests(_sql_tests(catalog_db, {"shard_prefix_consistency", "shard_single_dataset"}),
-                             "shard prefix consistency")
 
 
 @asset_check(asset=annotation_catalog, description="great-expectations suite over videos and video_stats")
@@ -227,6 +260,11 @@ def catalog_expectations(catalog_db: CatalogResource) -> AssetCheckResult:
     return AssetCheckResult(passed=passed, metadata={"results": MetadataValue.json(outcomes)})
 
 
+# the assets a rebuild runs after the changed meta assets: raw tables, dbt models, publish
+BUILD_KEYS = [*RAW_KEYS.values(), *sorted(catalog_dbt_models.keys, key=lambda k: k.to_user_string()),
+              annotation_catalog.key]
+
+
 # ---------------------------------------------------------------------- job and schedule
 catalog_refresh_job = define_asset_job(
     "catalog_refresh", selection=AssetSelection.groups(GROUP),
@@ -245,12 +283,11 @@ def catalog_daily_refresh(context: ScheduleEvaluationContext, catalog_db: Catalo
     if not changed:
         return SkipReason("dataset revisions unchanged: " + ", ".join(f"{k}@{v[:12]}" for k, v in unchanged.items()))
     run_key = "catalog-" + hashlib.sha256(repr(sorted(changed.items())).encode()).hexdigest()[:16]
-    return RunRequest(run_key=run_key, asset_selection=[META_KEYS[n] for n in changed] + [annotation_catalog.key],
+    return RunRequest(run_key=run_key, asset_selection=[META_KEYS[n] for n in changed] + BUILD_KEYS,
                       tags={"catalog/changed": ",".join(sorted(changed))})
 
 
-ASSETS = [*META_ASSETS, annotation_catalog]
-CHECKS = [catalog_schema, catalog_unique_sequences, catalog_frame_counts, catalog_shard_prefixes,
-          catalog_expectations]
+ASSETS = [*META_ASSETS, catalog_raw, catalog_dbt_models, annotation_catalog]
+CHECKS = [catalog_schema, catalog_expectations]
 SCHEDULES = [catalog_daily_refresh]
 JOBS = [catalog_refresh_job]

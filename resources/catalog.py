@@ -1,13 +1,30 @@
-"""``catalog_db``: where the annotation catalog lives and which dataset sources feed it."""
+"""``catalog_db``: where the annotation catalog lives and which dataset sources feed it; ``dbt``: the dbt CLI
+of the catalog's dbt project (``dbt_like_sql/``)."""
 
 
 import re
+from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableResource
+from dagster_dbt import DbtCliResource
 from pydantic import Field
 
-from vipe_dagster.catalog.build import BuildResult, build_catalog, default_db_path, query, query_arrow
+from vipe_dagster.catalog.build import (
+    BuildResult,
+    RawTables,
+    build_catalog,
+    default_db_path,
+    publish_staged,
+    query,
+    query_arrow,
+    stage_raw,
+    staging_dir,
+    writer_lock,
+)
+from vipe_dagster.catalog.dbt_project import WORK_DB_NAME, dbt_executable
+from vipe_dagster.catalog.dbt_project import project_dir as dbt_project_dir
 from vipe_dagster.catalog.sources import DATASETS, DatasetSource, open_source
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -47,6 +64,22 @@ class CatalogResource(ConfigurableResource):
         return build_catalog(srcs, self.artifact_roots, self.db_path, list_payload=self.list_payload,
                              depth_frames=self.depth_frames, lock_timeout=self.lock_timeout_s)
 
+    # the staged build of the Dagster assets: raw tables -> dbt build (assets_defs/catalog.py) -> publish
+    @property
+    def staging_db_path(self) -> Path:
+        return staging_dir(self.db_path) / WORK_DB_NAME
+
+    def stage(self, revisions: dict[str, str] | None = None) -> RawTables:
+        srcs = [self.open_source(n, (revisions or {}).get(n)) for n in self.datasets]
+        return stage_raw(srcs, self.artifact_roots, self.db_path, list_payload=self.list_payload,
+                         depth_frames=self.depth_frames, lock_timeout=self.lock_timeout_s)
+
+    def writer_lock(self) -> AbstractContextManager[None]:
+        return writer_lock(self.db_path, self.lock_timeout_s)
+
+    def publish(self) -> tuple[dict[str, int], str]:
+        return publish_staged(self.db_path, self.lock_timeout_s)
+
     def query(self, sql: str, fmt: str = "table") -> Any:
         return query(self.db_path, sql, fmt)
 
@@ -54,9 +87,15 @@ class CatalogResource(ConfigurableResource):
         return query_arrow(self.db_path, sql)
 
 
-def resources() -> dict[str, CatalogResource]:
-    """Default resource; ``VIPE_CATALOG_DB`` (the default ``db_path``) is read when the definitions are built."""
-    return {"catalog_db": CatalogResource()}
+def dbt_resource() -> DbtCliResource:
+    """The dbt CLI of the catalog project (profiles.yml inside it; no packages, no usage statistics)."""
+    project = str(dbt_project_dir())
+    return DbtCliResource(project_dir=project, profiles_dir=project, dbt_executable=dbt_executable())
+
+
+def resources() -> dict[str, ConfigurableResource]:
+    """Default resources; ``VIPE_CATALOG_DB`` (the default ``db_path``) is read when the definitions are built."""
+    return {"catalog_db": CatalogResource(), "dbt": dbt_resource()}
 
 
 def __getattr__(name: str):

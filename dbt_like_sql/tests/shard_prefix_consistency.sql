@@ -1,4 +1,5 @@
 -- Every released video's shard is named <dataset prefix>-<8 hex digits>.
+{{ config(meta={'dagster': {'ref': {'name': 'videos'}}}) }}
 SELECT v.dataset, v.tar_name, d.prefix, count(*) AS videos
 FROM {{ ref('videos') }} AS v
 JOIN {{ ref('datasets') }} AS d ON d.name = v.dataset

@@ -137,7 +137,7 @@ def test_demo_from_nothing(tmp_path, monkeypatch):
 DEMO_UI = """
 query ($job: String!, $repo: String!) {
   pipelineOrError(params: {repositoryLocationName: "vipe_dagster", repositoryName: $repo, pipelineName: $job}) {
-    ... on Pipeline { runs { runId status repositoryOrigin { repositoryLocationName } } }
+    ... on Pipeline { pipelineSnapshotId runs { runId status pipelineSnapshotId repositoryOrigin { repositoryLocationName } } }
   }
   frame: assetCheckExecutions(assetKey: {path: ["processed_video"]}, checkName: "frame_range_within_video",
                               limit: 10) { partition status }
@@ -164,6 +164,9 @@ def _assert_ui_lists_the_demo_runs(inst):
             runs = res.data["pipelineOrError"]["runs"]
             assert len(runs) == n and {r["status"] for r in runs} == {"SUCCESS"}, (job, runs)
             assert {r["repositoryOrigin"]["repositoryLocationName"] for r in runs} == {"vipe_dagster"}
+            if job != "catalog_refresh":  # (that run is a subset: the catalog build without the Hub metadata)
+                # the same snapshot as the job the UI loads: Re-execute without a "different version" warning
+                assert {r["pipelineSnapshotId"] for r in runs} == {res.data["pipelineOrError"]["pipelineSnapshotId"]}
         assert [(e["partition"], e["status"]) for e in res.data["frame"]] == [("my-demo", "SUCCEEDED")]
         assert sorted(e["partition"] for e in res.data["coverage"]) == ["synth_take_1__cam01",
                                                                         "synth_take_1__cam02"]

@@ -168,8 +168,8 @@ def test_a_busy_sequence_is_retried_then_runs(tmp_path, instance):
 
 
 def test_pose_check_refuses_a_mixed_set(tmp_path, instance):
-    from assets_defs.pose import pose_valid
-    from resources.artifacts import ArtifactStoreResource
+    from assets_defs.pose import pose_valid_result
+    from vipe_dagster.io import ArtifactStore
 
     res = tmp_path / "res"
     assert cli("infer", SAMPLE, "-o", res, "--end_frame", "11", "--long_side", "128", "--pipeline",
@@ -178,7 +178,5 @@ def test_pose_check_refuses_a_mixed_set(tmp_path, instance):
     assert cli("ingest", SAMPLE, "-o", other, "--start_frame", "60", "--end_frame", "71", "--long_side",
                "128", "--name", "clip").rc == 0
     shutil.copy2(other / "rgb" / "clip.mp4", res / "rgb" / "clip.mp4")
-    instance.add_dynamic_partitions("videos", ["clip"])
-    ctx = dg.build_op_context(partition_key="clip", instance=instance)
-    ev = pose_valid(ctx, artifacts=ArtifactStoreResource(root=str(res)))
+    ev = pose_valid_result(ArtifactStore(str(res)), "clip")
     assert not ev.passed and "belongs to generation" in ev.description

@@ -3,6 +3,6 @@
 - ``sources``: dataset registry and ``DatasetSource`` (one fsspec code path for every location)
 - ``download``: resumable, checksummed, safe shard download and extraction
 - ``stats``: per-video statistics and file inventory of ViPE-format artifact folders
-- ``sqlmodels``: the dbt-like runner of ``dbt_like_sql/`` (ref(), topological order, data tests)
+- ``dbt_project``: runs the dbt project ``dbt_like_sql/`` (dbt-core + dbt-duckdb, offline) and caches its parse
 - ``build``: atomic catalog build and read-only queries
 """

@@ -1,9 +1,9 @@
 """Build the annotation catalog (a DuckDB file) atomically, and query it read-only.
 
 ``build_catalog`` gathers the raw inputs in Python (``meta.parquet`` of every source, the payload listing,
-files and statistics of local artifact roots, our manifests) into Parquet files, runs the SQL models of
-``dbt_like_sql/`` into a *temporary* DuckDB file beside the destination, runs the data tests, and only then
-renames it over ``db_path``. Readers therefore see the old catalog or the new one, never a partial file.
+files and statistics of local artifact roots, our manifests) and loads them as raw tables into a *temporary*
+DuckDB file beside the destination; dbt (the project ``dbt_like_sql/``, see ``dbt_project``) builds the models
+and runs the data tests in that file, and only then is it renamed over ``db_path``. Readers therefore see the old catalog or the new one, never a partial file.
 A lock file (``<db>.lock``, ``flock``) admits one writer at a time; a failed build leaves the old catalog.
 
 ``query`` opens the catalog with ``read_only=True`` and external access disabled, so a query can neither
@@ -31,9 +31,10 @@ from typing import Any
 import polars as pl
 
 from ..io import fs as vfs
-from .errors import CatalogError, CatalogLockedError, QueryError
+from .dbt_project import RAW_TABLES, WORK_DB_NAME, TestResult, run_models, run_tests
+from .dbt_project import project_dir as dbt_project_dir
+from .errors import CatalogError, CatalogLockedError, DataTestError, QueryError
 from .sources import DatasetSource, open_source
-from .sqlmodels import SqlProject, TestResult, run_project
 from .stats import scan_roots
 
 log = logging.getLogger(__name__)
@@ -130,93 +131,213 @@ def _source_rows(src: DatasetSource, list_payload: bool) -> tuple[pl.DataFrame, 
     return meta.select(list(META_SCHEMA)), remote.select(list(REMOTE_SCHEMA)), row
 
 
+@dataclass
+class RawTables:
+    """The raw inputs of one build (the dbt sources ``catalog_raw.<name>``), gathered in Python."""
+
+    build_id: str
+    tables: dict[str, pl.DataFrame]
+    data_versions: dict[str, str]
+    timings: dict[str, float]
+
+
+def gather_raw(sources: Iterable[str | DatasetSource], artifact_roots: Iterable[str] = (),
+               db_path: str | os.PathLike | None = None, *, list_payload: bool = True, stats_cache: bool = True,
+               depth_frames: int = 8) -> RawTables:
+    """Read every source's meta.parquet (and payload listing) and scan the artifact roots."""
+    from .. import __version__
+
+    db = Path(db_path or default_db_path()).expanduser().absolute()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    metas, remotes, ds_rows, versions = [], [], [], {}
+    for s in sources:
+        src = s if isinstance(s, DatasetSource) else open_source(str(s))
+        meta, remote, row = _source_rows(src, list_payload)
+        if row["name"] in versions:
+            raise CatalogError(f"dataset {row['name']} given twice (second source {src.uri})")
+        versions[row["name"]] = row["data_version"]
+        metas.append(meta)
+        remotes.append(remote)
+        ds_rows.append(row)
+    timings["read_sources"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    roots = [str(r) for r in artifact_roots]
+    scan = scan_roots(roots, cache_path=(str(db) + ".stats.parquet") if stats_cache and roots else None,
+                      depth_frames=depth_frames)
+    timings["scan_artifacts"] = time.perf_counter() - t0
+    build_id = uuid.uuid4().hex[:12]
+    tables = {
+        "meta": pl.concat(metas) if metas else pl.DataFrame(schema=META_SCHEMA),
+        "remote_shards": pl.concat(remotes) if remotes else pl.DataFrame(schema=REMOTE_SCHEMA),
+        "datasets": pl.DataFrame(ds_rows, schema=DATASET_SCHEMA),
+        "artifacts": scan.artifacts, "video_stats": scan.stats, "manifests": scan.manifests,
+        "local_shards": scan.local_shards,
+        "build": pl.DataFrame({"build_id": [build_id], "built_at": [_dt.datetime.now(_dt.UTC)],
+                               "code_version": [__version__]}),
+    }
+    assert set(tables) == set(RAW_TABLES)
+    return RawTables(build_id, tables, versions, timings)
+
+
+def load_raw(staging_db: str | os.PathLike, raw: RawTables, threads: int | None = None) -> float:
+    """Write the raw tables ``raw_<name>`` into ``staging_db`` (through Parquet) and close the connection, so
+    that dbt (another process) can open the file. Returns the seconds spent."""
+    import duckdb
+
+    t0 = time.perf_counter()
+    staging = Path(staging_db)
+    work = Path(tempfile.mkdtemp(prefix=f".tmp-raw-{staging.stem}-{vfs.tmp_tag()}-", dir=staging.parent))
+    try:
+        paths = {}
+        for name, df in raw.tables.items():
+            paths[name] = work / f"{name}.parquet"
+            df.write_parquet(paths[name], compression="lz4", statistics=False)
+        con = duckdb.connect(str(staging))
+        try:
+            if threads:
+                con.execute(f"SET threads = {int(threads)}")
+            con.execute("SET enable_progress_bar = false")
+            for name, path in paths.items():
+                con.execute(f"CREATE OR REPLACE TABLE raw_{name} AS SELECT * FROM read_parquet(?)", [str(path)])
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return time.perf_counter() - t0
+
+
+def _catalog_counts(con) -> dict[str, int]:
+    keys = ["datasets", "shards", "videos", "artifacts", "video_stats", "lineage"]
+    row = con.execute(f"SELECT {', '.join(keys)} FROM catalog_info").fetchone()
+    return {k: int(v) for k, v in zip(keys, row, strict=True)}
+
+
+def _drop_raw(con) -> None:
+    for name in RAW_TABLES:
+        con.execute(f"DROP TABLE IF EXISTS raw_{name}")
+    con.execute("CHECKPOINT")
+
+
+def _replace(src: Path, db: Path) -> None:
+    wal = Path(str(db) + ".wal")
+    if wal.exists():  # a stale WAL of an earlier read-write session would be replayed on the new file
+        wal.unlink()
+    os.replace(src, db)
+
+
+def _raise_on_errors(tests: list[TestResult]) -> None:
+    for t in tests:
+        if not t.passed:
+            log.log(logging.ERROR if t.severity == "error" else logging.WARNING,
+                    "data test %s: %d failing row(s), e.g. %s", t.name, t.failures, t.sample[:3])
+    errors = [t for t in tests if not t.passed and t.severity == "error"]
+    if errors:
+        raise DataTestError(
+            "catalog data tests failed: " + "; ".join(f"{t.name} ({t.failures} rows, e.g. {t.sample[:2]})"
+                                                      for t in errors),
+            [(t.name, t.failures, t.sample) for t in errors])
+
+
 def build_catalog(sources: Iterable[str | DatasetSource], artifact_roots: Iterable[str] = (),
                   db_path: str | os.PathLike | None = None, *, models_dir: str | os.PathLike | None = None,
                   list_payload: bool = True, stats_cache: bool = True, depth_frames: int = 8,
                   lock_timeout: float = 0.0, threads: int | None = None) -> BuildResult:
-    """Build the catalog into a temporary DuckDB file and rename it over ``db_path`` when every test passed."""
-    import duckdb
+    """Build the catalog into a temporary DuckDB file and rename it over ``db_path`` when every test passed.
 
-    from .. import __version__
+    The raw tables are loaded in Python, then ``dbt run`` builds the models and ``dbt test`` runs every data
+    test (all of them, so a failure report is complete); an error-severity failure raises ``DataTestError``
+    and leaves the old catalog in place. ``threads`` limits DuckDB while loading the raw tables; dbt's DuckDB
+    connection uses DuckDB's default (all cores)."""
+    import duckdb
 
     t_start = time.perf_counter()
     db = Path(db_path or default_db_path()).expanduser().absolute()
     db.parent.mkdir(parents=True, exist_ok=True)
-    project = SqlProject(models_dir)
-    timings: dict[str, float] = {}
-    build_id = uuid.uuid4().hex[:12]
+    project = Path(models_dir) if models_dir else dbt_project_dir()
     with writer_lock(db, lock_timeout):
         # this build holds the writer lock: temporary files of earlier builds of this catalog are leftovers
         vfs.sweep_stale_temps(db.parent, older_than=time.time(),
-                              stems=(f"catalog-{db.stem}", db.stem, f"{db.name}.stats"))
+                              stems=(f"catalog-{db.stem}", db.stem, f"{db.name}.stats", f"raw-{db.stem}"))
         vfs.sweep_system_temps()
         work = Path(tempfile.mkdtemp(prefix=f".tmp-catalog-{db.stem}-{vfs.tmp_tag()}-", dir=db.parent))
-        tmp_db = db.parent / f".tmp-{db.stem}-{vfs.tmp_tag()}.duckdb"
+        tmp_db = work / WORK_DB_NAME
         try:
+            raw = gather_raw(sources, artifact_roots, db, list_payload=list_payload, stats_cache=stats_cache,
+                             depth_frames=depth_frames)
+            timings = dict(raw.timings)
+            timings["load_raw"] = load_raw(tmp_db, raw, threads)
             t0 = time.perf_counter()
-            metas, remotes, ds_rows, versions = [], [], [], {}
-            for s in sources:
-                src = s if isinstance(s, DatasetSource) else open_source(str(s))
-                meta, remote, row = _source_rows(src, list_payload)
-                if row["name"] in versions:
-                    raise CatalogError(f"dataset {row['name']} given twice (second source {src.uri})")
-                versions[row["name"]] = row["data_version"]
-                metas.append(meta)
-                remotes.append(remote)
-                ds_rows.append(row)
-            timings["read_sources"] = time.perf_counter() - t0
+            model_seconds = run_models(work, project)
+            timings["dbt_run"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            roots = [str(r) for r in artifact_roots]
-            scan = scan_roots(roots, cache_path=(str(db) + ".stats.parquet") if stats_cache and roots else None,
-                              depth_frames=depth_frames)
-            timings["scan_artifacts"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            tables = {
-                "meta": pl.concat(metas) if metas else pl.DataFrame(schema=META_SCHEMA),
-                "remote_shards": pl.concat(remotes) if remotes else pl.DataFrame(schema=REMOTE_SCHEMA),
-                "datasets": pl.DataFrame(ds_rows, schema=DATASET_SCHEMA),
-                "artifacts": scan.artifacts, "video_stats": scan.stats, "manifests": scan.manifests,
-                "local_shards": scan.local_shards,
-                "build": pl.DataFrame({"build_id": [build_id], "built_at": [_dt.datetime.now(_dt.UTC)],
-                                       "code_version": [__version__]}),
-            }
-            paths = {}
-            for name, df in tables.items():
-                p = work / f"{name}.parquet"
-                df.write_parquet(p, compression="lz4", statistics=False)
-                paths[name] = str(p)
-            timings["write_parquet"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
+            tests = run_tests(work, project)
+            timings["dbt_test"] = time.perf_counter() - t0
+            _raise_on_errors(tests)
             con = duckdb.connect(str(tmp_db))
             try:
-                if threads:
-                    con.execute(f"SET threads = {int(threads)}")
-                con.execute("SET enable_progress_bar = false")
-                result = run_project(con, project, paths)
-                counts = {k: int(v) for k, v in zip(
-                    ["datasets", "shards", "videos", "artifacts", "video_stats", "lineage"],
-                    con.execute("SELECT datasets, shards, videos, artifacts, video_stats, lineage "
-                                "FROM catalog_info").fetchone(), strict=True)}
-                for name in ("meta", "remote_shards", "artifacts", "video_stats", "manifests", "local_shards",
-                             "datasets", "build"):
-                    con.execute(f"DROP TABLE IF EXISTS raw_{name}")
-                con.execute("CHECKPOINT")
+                counts = _catalog_counts(con)
+                _drop_raw(con)
             finally:
                 con.close()
-            timings["sql_models"] = time.perf_counter() - t0
-            timings.update({f"model_{k}": v for k, v in result.model_seconds.items()})
-            wal = Path(str(db) + ".wal")
-            if wal.exists():  # a stale WAL of an earlier read-write session would be replayed on the new file
-                wal.unlink()
-            os.replace(tmp_db, db)
+            timings.update({f"model_{k}": v for k, v in model_seconds.items()})
+            _replace(tmp_db, db)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-            for p in (tmp_db, Path(str(tmp_db) + ".wal")):
-                if p.exists():
-                    p.unlink()
     seconds = time.perf_counter() - t_start
     log.info("catalog %s built in %.2f s: %s", db, seconds, counts)
-    return BuildResult(str(db), build_id, seconds, counts, versions, result.tests, timings)
+    return BuildResult(str(db), raw.build_id, seconds, counts, raw.data_versions, tests, timings)
+
+
+# ---------------------------------------------------------------------- staged build (Dagster)
+def staging_dir(db_path: str | os.PathLike | None = None) -> Path:
+    """``<catalog stem>.dbt/`` beside the catalog: the persistent staging file dbt builds into under Dagster
+    (``catalog.duckdb`` with the raw tables and every model), published by ``publish_staged``."""
+    db = Path(db_path or default_db_path()).expanduser().absolute()
+    return db.parent / f"{db.stem}.dbt"
+
+
+def stage_raw(sources: Iterable[str | DatasetSource], artifact_roots: Iterable[str] = (),
+              db_path: str | os.PathLike | None = None, *, list_payload: bool = True, depth_frames: int = 8,
+              lock_timeout: float = 0.0) -> RawTables:
+    """Load the raw tables into the staging file of ``db_path`` (the dbt models then run on it)."""
+    db = Path(db_path or default_db_path()).expanduser().absolute()
+    stage = staging_dir(db)
+    stage.mkdir(parents=True, exist_ok=True)
+    with writer_lock(db, lock_timeout):
+        raw = gather_raw(sources, artifact_roots, db, list_payload=list_payload, depth_frames=depth_frames)
+        raw.timings["load_raw"] = load_raw(stage / WORK_DB_NAME, raw)
+    return raw
+
+
+def publish_staged(db_path: str | os.PathLike | None = None, lock_timeout: float = 0.0
+                   ) -> tuple[dict[str, int], str]:
+    """Copy the staging file (models built and tested by dbt), drop its raw tables and rename the copy over
+    the catalog atomically. Returns the row counts of catalog_info and the build id."""
+    import duckdb
+
+    db = Path(db_path or default_db_path()).expanduser().absolute()
+    staged = staging_dir(db) / WORK_DB_NAME
+    if not staged.is_file():
+        raise CatalogError(f"no staged catalog at {staged}; materialize the catalog_raw and dbt assets first")
+    with writer_lock(db, lock_timeout):
+        tmp = db.parent / f".tmp-catalog-{db.stem}-{vfs.tmp_tag()}.duckdb"
+        try:
+            shutil.copyfile(staged, tmp)
+            con = duckdb.connect(str(tmp))
+            try:
+                counts = _catalog_counts(con)
+                build_id = con.execute("SELECT build_id FROM catalog_info").fetchone()[0]
+                _drop_raw(con)
+            finally:
+                con.close()
+            _replace(tmp, db)
+        finally:
+            for p in (tmp, Path(str(tmp) + ".wal")):
+                if p.exists():
+                    p.unlink()
+    return counts, build_id
 
 
 # ---------------------------------------------------------------------- read side

@@ -4,10 +4,10 @@ catalog over what they produced, on a local SQLite instance, from nothing.
 Registers the video as a ``videos`` partition and records its data version; then launches, one at a time,
 runs of the workspace's code location through the instance's run launcher (``_launch``: the runs carry the
 location's origin, so the UI lists them on Overview and each job's Runs tab and re-executes them from that
-location): ``video_pipeline`` for the video (raw_video -> processed_video -> slam -> depth_maps +
+location, with the job's snapshot): ``video_pipeline`` for the video (raw_video -> processed_video -> slam -> depth_maps +
 dynamic_masks -> colmap_export, with checks); ``ego_render_job`` per view of a generated two-camera
-Ego-Exo4D take and ``best_ego_view_job`` for the take; ``annotation_catalog`` (with its checks) over the
-artifact root. Prints what each run materialized and checked, and where to look. Imports dagster lazily
+Ego-Exo4D take and ``best_ego_view_job`` for the take; the catalog build (``catalog_raw`` -> the dbt models
+with their checks -> ``annotation_catalog``) over the artifact root. Prints what each run materialized and checked, and where to look. Imports dagster lazily
 (CLI hand-off).
 """
 
@@ -99,8 +99,11 @@ def run(args) -> int:
             catalog_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}},
                               "resources": {"catalog_db": {"config": {"datasets": [], "artifact_roots": [root],
                                                                       "db_path": catalog_db}}}}
+            # the catalog build without the Hub metadata: raw tables -> dbt models (+ checks) -> publish
+            from assets_defs.catalog import BUILD_KEYS
+
             ok = _launch_and_finish(ws, runs, f"the catalog over {root}", "catalog_refresh", catalog_config,
-                                    asset_selection=["annotation_catalog"]) and ok
+                                    asset_selection=[k.path for k in BUILD_KEYS]) and ok
         except KeyboardInterrupt:
             _terminate(instance, runs)
             raise

@@ -1,8 +1,6 @@
 -- Files that exist locally, with their frame count, whether they validated and whether they disagree
 -- with the expected frame count of meta.parquet.
--- index: sequence
--- test: not_null(root, sequence, attribute, path)
--- test: unique(root, attribute, sequence)
+{{ config(meta={'indexes': [['sequence']]}) }}
 WITH a AS (
     SELECT
         a.root, a.sequence, a.attribute, a.path, a.format, a.bytes, a.recorded_sha256,

@@ -1,5 +1,4 @@
 -- One row: when and from what this catalog was built, with the row count of every mart.
--- test: not_null(build_id, built_at)
 SELECT
     b.build_id,
     b.built_at,

@@ -1,6 +1,4 @@
 -- Released datasets (plus 'local' for our own outputs) with counts from the catalog.
--- test: unique(name)
--- test: not_null(name)
 WITH ds AS (
     SELECT * FROM {{ ref('stg_datasets') }}
     UNION ALL BY NAME

@@ -1,6 +1,4 @@
 -- Provenance of our own outputs: one row per vipe/<n>_manifest.json, with the artifacts beside it.
--- test: not_null(sequence, manifest_path)
--- test: unique(root, sequence)
 WITH files AS (
     SELECT root, sequence, list(attribute ORDER BY attribute) AS attributes
     FROM {{ ref('stg_artifacts') }}

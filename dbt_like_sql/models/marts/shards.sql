@@ -1,9 +1,6 @@
 -- One row per shard and attribute: remote tar (path, bytes), videos it should hold, local extraction status,
 -- and the frames counted in the extracted files (local_frames) against meta.parquet (frames).
--- index: dataset, tar_name
--- test: not_null(dataset, tar_name, attribute)
--- test: unique(dataset, tar_name, attribute)
--- test: accepted_values(local_status, 'complete', 'incomplete', 'absent')
+{{ config(meta={'indexes': [['dataset', 'tar_name']]}) }}
 WITH per_shard AS (
     SELECT dataset, tar_name, count(*) AS videos, sum(num_frames) AS frames
     FROM {{ ref('stg_meta') }}

@@ -1,11 +1,5 @@
 -- Per-video annotation statistics (computed from artifacts), with the video's dataset and shard.
--- index: fov_x_deg
--- index: dataset, tar_name
--- test: not_null(root, sequence)
--- test: unique(root, sequence)
--- test: accepted_range(fov_x_deg, 0, 360)
--- test: accepted_range(fov_y_deg, 0, 360)
--- test: accepted_range(invalid_depth_fraction, 0, 1)
+{{ config(meta={'indexes': [['fov_x_deg'], ['dataset', 'tar_name']]}) }}
 SELECT
     v.dataset,
     v.tar_name,

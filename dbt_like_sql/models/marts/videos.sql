@@ -2,11 +2,7 @@
 -- (dataset 'local'), with source links and which artifacts exist locally.
 -- Stored sorted by sequence: min/max zone maps then make point lookups by sequence skip all but one row
 -- group (about 5 ms at 1M videos) without the cost of an ART index on 32-character keys (5 s to build).
--- index: dataset, tar_name
--- index: num_frames
--- test: unique(sequence)
--- test: not_null(sequence, dataset, num_frames)
--- test: accepted_range(num_frames, 1, 100000)
+{{ config(meta={'indexes': [['dataset', 'tar_name'], ['num_frames']]}) }}
 WITH local_files AS (
     SELECT
         sequence,

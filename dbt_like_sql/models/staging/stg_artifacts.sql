@@ -1,3 +1,3 @@
 -- Files found under the artifact roots (ViPE layout).
 SELECT root, sequence, attribute, path, format, CAST(bytes AS BIGINT) AS bytes, mtime, recorded_sha256, tar_name
-FROM {{ source('artifacts') }}
+FROM {{ source('catalog_raw', 'artifacts') }}

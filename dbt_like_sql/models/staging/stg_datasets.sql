@@ -13,4 +13,4 @@ SELECT
     CAST(num_frames_min AS INTEGER) AS num_frames_min,
     CAST(num_frames_max AS INTEGER) AS num_frames_max,
     CAST(rgb_hosted AS BOOLEAN) AS rgb_hosted
-FROM {{ source('datasets') }}
+FROM {{ source('catalog_raw', 'datasets') }}

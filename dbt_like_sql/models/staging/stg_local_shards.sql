@@ -12,4 +12,4 @@ SELECT
     coalesce(complete, false) AS complete,
     extracted,
     data_version
-FROM {{ source('local_shards') }}
+FROM {{ source('catalog_raw', 'local_shards') }}

@@ -2,4 +2,4 @@
 SELECT
     root, sequence, path, created, input_uri, input_hash, code_version, scale,
     config_json, packages_json, timings_json, metrics_json, manifest_json
-FROM {{ source('manifests') }}
+FROM {{ source('catalog_raw', 'manifests') }}

@@ -7,4 +7,4 @@ SELECT
     CAST(num_frames AS INTEGER) AS num_frames,
     nullif(trim(youtube_link), '') AS youtube_link,
     nullif(trim(youtube_timestamp), '') AS youtube_timestamp
-FROM {{ source('meta') }}
+FROM {{ source('catalog_raw', 'meta') }}

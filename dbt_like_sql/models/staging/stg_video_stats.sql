@@ -1,3 +1,3 @@
 -- Per-video statistics computed in Python from the artifacts (vipe_dagster.catalog.stats).
 SELECT * EXCLUDE (fingerprint)
-FROM {{ source('video_stats') }}
+FROM {{ source('catalog_raw', 'video_stats') }}
