@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # the source each stage runs (files or folders of .py files, relative to the repository root); shared
 # infrastructure (io, config, the camera models) is part of every stage
-_COMMON = ("vipe_dagster/io", "vipe_dagster/config.py", "vipe_dagster/errors.py", "vipe_dagster/camera.py")
+_COMMON = ("vipe_dagster/io", "vipe_dagster/config.py", "vipe_dagster/errors.py", "vipe_dagster/camera")
 STAGE_SOURCES: dict[str, tuple[str, ...]] = {
     "ingest": ("vipe_dagster/ingest.py",),
     "pose": ("vipe_dagster/slam", "vipe_dagster/pipeline.py", "gpu_kernels/ba.py", "gpu_kernels/lie.py"),

@@ -17,7 +17,6 @@ import math
 
 import numpy as np
 
-from ..camera import fov_from_focal
 from ..errors import InputError
 
 ALIGN_MODES = ("sim3", "se3", "none")
@@ -270,6 +269,8 @@ def focal_error(pred_f: float, gt_f: float, size_px: float) -> dict[str, float]:
     if not (gt_f > 0 and pred_f > 0 and size_px > 0) or not all(map(math.isfinite, (pred_f, gt_f, size_px))):
         raise InputError(f"focal_error: focal lengths and size must be positive and finite, got "
                          f"pred={pred_f}, gt={gt_f}, size={size_px}")
+    from ..camera import fov_from_focal  # the camera module imports torch: only when a focal is compared
+
     fov_p = float(fov_from_focal(size_px, pred_f))
     fov_g = float(fov_from_focal(size_px, gt_f))
     return {"percent": 100.0 * abs(pred_f - gt_f) / gt_f, "signed_percent": 100.0 * (pred_f - gt_f) / gt_f,

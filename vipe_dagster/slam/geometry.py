@@ -15,7 +15,7 @@ def K_matrix(intr: np.ndarray) -> np.ndarray:
     return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
 
 
-fov_to_focal = focal_for_fov  # the one formula, in vipe_dagster/camera.py
+fov_to_focal = focal_for_fov  # the one formula, in vipe_dagster/camera
 
 
 def invert(T: np.ndarray) -> np.ndarray:
