@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -19,9 +20,11 @@ import pytest
 
 from vipe_dagster.catalog import dbt_project
 from vipe_dagster.catalog.build import build_catalog, query_arrow
+from vipe_dagster.eval.realdata import SEVEN_SCENES_DEV, shared_data_dir
 from vipe_dagster.io import ArtifactStore
 
-SCENES = Path("/work/shared/data/7scenes_redkitchen_500_999")
+SCENES = (Path(os.environ["VIPE_7SCENES"]) if os.environ.get("VIPE_7SCENES")
+          else shared_data_dir() / SEVEN_SCENES_DEV)  # never committed (non-commercial)
 FIRST, N = 500, 24
 NAME = "redkitchen"
 
