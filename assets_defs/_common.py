@@ -51,23 +51,6 @@ VIDEO_PIPELINE_JOB = dg.define_asset_job(
 )
 
 
-def apply_overrides(base: dict[str, Any], overrides: dict[str, str], what: str) -> dict[str, Any]:
-    """Apply dotted ``{"a.b": "value"}`` overrides to a nested config dict (JSON values for lists/dicts)."""
-    from vipe_dagster.errors import ConfigError
-
-    for path, value in overrides.items():
-        node = base
-        parts = path.split(".")
-        for p in parts[:-1]:
-            if not isinstance(node.get(p), dict):
-                raise ConfigError(f"{what} override {path!r}: {p!r} is not a section")
-            node = node[p]
-        if parts[-1] not in node:
-            raise ConfigError(f"{what} override {path!r}: unknown setting {parts[-1]!r}")
-        node[parts[-1]] = json.loads(value) if value[:1] in "[{" else value
-    return base
-
-
 def placement_tags(kind: str = "gpu") -> dict[str, Any]:
     """Kubernetes placement op tags for engine steps, supplied by the deployment through the environment.
 

@@ -23,6 +23,7 @@ from vipe_dagster.egoexo.takes import SEP, Discovery, split_view_key, take_key_m
 from vipe_dagster.io import fs
 from vipe_dagster.previews import contact_sheet, markdown_image
 from vipe_dagster.provenance import code_version
+from vipe_dagster.render.config import EGO_PRIOR_PRESET, EgoRenderConfig
 
 from ._common import BACKFILL, GPU_POOL, RETRY, classify_failures, engine_logs_to_dagster, placement_tags
 from ._config import engine_values, run_config_class
@@ -43,19 +44,17 @@ COVERAGE_CHECK = "render_coverage"
 CAMERA_ID_CHECK = "camera_ids"
 
 
-class EgoRenderRunConfig(dg.Config):
-    """How the ego view is rendered (fisheye Aria camera-rgb, mean background by default)."""
-
-    resolution: int = Field(default=448, description="output size (square, px)")
-    point_size: float = Field(default=1.5, description="splat radius in px")
-    subsample: int = Field(default=2, description="pixel stride when lifting the exo depth to points")
-    fisheye: bool = Field(default=True, description="Aria fisheye (True) or the JSON's pinhole ego camera")
-    use_mean_bg: bool = Field(default=True, description="background from the per-pixel mean depth of the clip")
-    start_frame: int = Field(default=0, description="first ViPE frame to render")
-    end_frame: int | None = Field(default=None, description="last ViPE frame (inclusive); default: the last")
-    min_coverage: float = Field(default=0.2, description="render_coverage warns below this mean coverage")
-    normalize: bool = Field(default=False, description="normalised splat weights (False: the reference's "
-                                                        "front-to-back sum, which darkens splat edges)")
+EgoRenderRunConfig = run_config_class(
+    "EgoRenderRunConfig", EgoRenderConfig,
+    fields=("resolution", "point_size", "subsample", "fish_eye_rendering", "use_mean_bg", "only_bg", "near_clip",
+            "points_per_pixel", "voxel_size", "normalize", "background", "backend", "start_frame", "end_frame"),
+    preset=EGO_PRIOR_PRESET,
+    extra={"min_coverage": (float, Field(default=0.2, ge=0, le=1,
+                                         description="render_coverage warns below this mean coverage"))},
+    doc="How the ego view is rendered (`vipe_dagster.render.config.EgoRenderConfig`; the take's files, the "
+        "output folder and the device come from the resources). Defaults: the engine's, with the ego-prior "
+        "preset `EGO_PRIOR_PRESET` (fisheye Aria camera, mean background) where `render-ego` keeps the "
+        "reference's flags off.")
 
 
 def artifacts_rgb(vipe_dir: str, sequence: str) -> str:
@@ -158,7 +157,7 @@ def exo_inference(context: dg.AssetExecutionContext, config: ExoInferenceRunConf
 )
 def ego_render(context: dg.AssetExecutionContext, config: EgoRenderRunConfig, artifacts: ArtifactStoreResource,
                egoexo: EgoExoResource, compute: ComputeResource):
-    from vipe_dagster.render.ego import EgoRenderConfig, render_ego
+    from vipe_dagster.render.ego import render_ego
 
     key = context.partition_key
     view = egoexo.discover({split_view_key(key)[0]}).get(key)
@@ -166,9 +165,7 @@ def ego_render(context: dg.AssetExecutionContext, config: EgoRenderRunConfig, ar
     cfg = EgoRenderConfig(
         input_dir=view.vipe_dir, out_dir=out_root, ego_camera_pose_path=view.camera_pose_json,
         exo_camera_pose_path=view.gopro_calibs, online_calibration_path=view.online_calibration,
-        start_frame=config.start_frame, end_frame=config.end_frame, point_size=config.point_size,
-        fish_eye_rendering=config.fisheye, use_mean_bg=config.use_mean_bg, resolution=config.resolution,
-        subsample=config.subsample, output="both", artifact_name=view.sequence, normalize=config.normalize)
+        output="both", artifact_name=view.sequence, **engine_values(config))
     with compute.step_device(key) as device:
         cfg.device = device
         context.log.info(f"rendering {view.take}/{view.cam} from {view.vipe_dir} on {device}")

@@ -11,7 +11,16 @@ from pydantic import Field, ValidationError
 from resources.artifacts import ArtifactStoreResource
 from resources.compute import ComputeResource
 from vipe_dagster.camera import pinhole_fov_deg
-from vipe_dagster.config import PRESETS, IntrinsicsConfig, PoseConfig, preset
+from vipe_dagster.config import (
+    PRESETS,
+    BAConfig,
+    IntrinsicsConfig,
+    KeyframeConfig,
+    MapConfig,
+    PoseConfig,
+    TrackingConfig,
+    preset,
+)
 from vipe_dagster.errors import ConfigError
 from vipe_dagster.io import fs
 from vipe_dagster.pipeline import run_pose
@@ -30,44 +39,57 @@ from ._common import (
     RETRY,
     VIDEO_GROUP,
     VIDEOS,
-    apply_overrides,
     engine_step,
     placement_tags,
     sidecar_path,
 )
-from ._config import engine_values, run_config_class
+from ._config import engine_values, run_config_class, section_config_class
 from .video import processed_video
 
 INTRINSICS = dg.AssetKey("camera_intrinsics")
 POSE = dg.AssetKey("pose_trajectory")
 
 
+POSE_SECTIONS = {
+    "tracking": section_config_class("PoseTrackingRunConfig", TrackingConfig),
+    "keyframe": section_config_class("PoseKeyframeRunConfig", KeyframeConfig),
+    "ba": section_config_class("PoseBARunConfig", BAConfig, exclude=("device",)),
+    "map": section_config_class("PoseMapRunConfig", MapConfig),
+    "intrinsics": section_config_class("PoseIntrinsicsRunConfig", IntrinsicsConfig),
+}
+"""Every nested section of ``PoseConfig`` as typed nested run config (the BA device is the compute resource's)."""
+
 PoseRunConfig = run_config_class(
-    "PoseRunConfig", IntrinsicsConfig, fields=("fx", "fy", "cx", "cy"),
-    also={"seed": (PoseConfig, "seed"), "use_masks": (PoseConfig, "use_masks")},
+    "PoseRunConfig", PoseConfig, fields=("seed", "use_masks"), sections=POSE_SECTIONS,
     extra={
         "preset": (Literal[PRESETS], Field(
             default="pose_only", description="pose_only | fixed_camera (identity poses); the other presets' "
                                              "pose part is the same as pose_only")),
-        "overrides": (dict[str, str], Field(
-            default_factory=dict, description="any other PoseConfig setting by its dotted path -> value, e.g. "
-                                              "ba.window: '12' (checked against PoseConfig)")),
     },
-    doc="Which pose preset to run, known intrinsics (px of the processed rgb), the seed, and any other "
-        "`PoseConfig` setting as a dotted override (`{\"tracking.max_features\": \"1200\"}`).")
+    doc="Which pose preset to run, the seed, and every `PoseConfig` section as typed nested config "
+        "(`intrinsics: {fx: 900.0}`, `ba: {window: 12}`, `tracking: {max_features: 1200}`). Left out: "
+        "`ba.device` (the compute resource's), `assume_fixed_camera_pose` (the `fixed_camera` preset) and "
+        "`long_side` (the processing size is `processed_video`'s).")
 
 
 def build_pose_config(cfg, device: str) -> PoseConfig:
-    """PoseConfig from a preset, given intrinsics, dotted overrides and the compute device."""
+    """PoseConfig from a preset, the run config's settings and sections, and the compute device.
+
+    The sections replace the preset's: every preset's sections are the engine defaults (a preset differs
+    only in ``assume_fixed_camera_pose``; tests/test_config_single_source.py checks it), so a section left
+    at its run-config defaults keeps the preset's values."""
     base = preset(cfg.preset).pose.model_dump()
+    for name, value in engine_values(cfg).items():
+        if name in POSE_SECTIONS:
+            base[name].update(value)
+        else:
+            base[name] = value
     base["ba"]["device"] = device
-    base["intrinsics"].update(engine_values(cfg))
-    base["seed"], base["use_masks"] = cfg.seed, cfg.use_masks
-    apply_overrides(base, cfg.overrides, "pose")
     try:
         return PoseConfig.model_validate(base)
     except ValidationError as exc:
-        raise ConfigError(f"invalid pose configuration: {exc}") from exc
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid slam_pose run config: {problems}") from exc
 
 
 @dg.multi_asset(

@@ -17,9 +17,9 @@ Per-field command-line details live in the field's ``json_schema_extra["cli"]`` 
 
 Mapping: ``bool`` -> ``--x`` / ``--no-x`` (:class:`argparse.BooleanOptionalAction`); ``Literal`` ->
 ``choices``; ``int``/``float``/``str`` -> ``type``; ``tuple[...]`` of fixed length -> ``nargs=N``;
-``list[T]`` -> ``nargs="+"``; ``X | None`` -> X with the default ``None`` (left out of the help text).
-The default of every option is the model's default; the help text is the field's description plus its
-bounds.
+``list[T]`` -> ``nargs="+"``; ``X | None`` -> X with the default ``None`` (left out of the help text); a
+field without a default -> a required option. The default of every option is the model's default; the help
+text is the field's description plus its bounds.
 """
 
 from __future__ import annotations
@@ -183,10 +183,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel],
     specs = []
     for name in names:
         info = model.model_fields[name]
-        default = (defaults or {}).get(name, field_default(info))
+        required = info.is_required() and name not in (defaults or {})
+        default = None if required else (defaults or {}).get(name, field_default(info))
         if isinstance(default, list):
             default = list(default)
         flags, kwargs = _argument(name, info, info.annotation, default)
+        if required:
+            kwargs["required"] = True
         (group or parser).add_argument(*flags, **kwargs)
         specs.append(OptionSpec(model, name, kwargs["dest"], tuple(flags), default))
     parser.__dict__.setdefault("model_options", []).extend(specs)

@@ -177,7 +177,7 @@ def test_wrong_known_intrinsics_fail_the_blocking_intrinsics_check(tmp_path, ins
     artifacts = ArtifactStoreResource(root=str(tmp_path / "artifacts"))
     entry = _register(instance, artifacts, SAMPLE, start_frame=0, end_frame=15, long_side=256)
     # a user passes the focal of the 1280 px source video for the 256 px processed frames
-    run_config = {"ops": {"slam_pose": {"config": {"fx": 2000.0, "fy": 2000.0}}}}
+    run_config = {"ops": {"slam_pose": {"config": {"intrinsics": {"fx": 2000.0, "fy": 2000.0}}}}}
     _, _, result, checks = _run(instance, artifacts, entry.key, run_config)
     assert not result.success
     chk = checks["intrinsics_plausible"]

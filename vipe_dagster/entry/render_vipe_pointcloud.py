@@ -8,8 +8,10 @@ Every flag of the reference renderer is accepted, in both of its input modes:
 - Ego-Exo4D native (pre-release): ``--ego_camera_pose_path`` (camera_pose/<take_uid>.json),
   ``--exo_camera_pose_path`` (gopro_calibs.csv), ``--source_start_frame``/``--source_end_frame`` (the take
   frames of ViPE frames start..end; they must span as many frames);
-- and this engine's: ``--near_clip``, ``--voxel_size``, ``--normalize``, ``--resolution``, ``--fps``,
-  ``--output``, ``--artifact_name``, ``--backend``, ``--device``.
+- and this engine's (every setting of ``vipe_dagster.render.config.EgoRenderConfig``): ``--near_clip``,
+  ``--voxel_size``, ``--normalize``, ``--resolution``, ``--fps``, ``--output``, ``--artifact_name``,
+  ``--backend``, ``--device``, ``--subsample``, ``--points_per_pixel``, ``--background``, ``--threads``,
+  ``--cloud_cache``.
 
 ``--batch_size`` is accepted and has no effect: frames are rendered one at a time (the reference parses
 it and never uses it). ``--end_frame`` may be omitted or -1 (the last ViPE frame). The output is the
@@ -36,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Render the exo ViPE point cloud into the ego (Aria) camera.",
         epilog=(__doc__ or "").split("\n", 2)[2],
     )
-    render_ego.add_arguments(p)
-    p.set_defaults(point_size=1.0)  # the reference renderer's default (render-ego's is 1.5)
+    from ..render.config import REFERENCE_SCRIPT_PRESET
+
+    render_ego.add_arguments(p, defaults=REFERENCE_SCRIPT_PRESET)  # --point_size 1.0, as the reference script
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 

@@ -13,12 +13,14 @@ Output layout (compatible with the reference's pre-release version)::
 
 where ``<parent>/<cam_id>_<rest>`` are the last two components of ``input_dir``.
 
-Backends (``EgoRenderConfig.backend``): ``raster`` is the native CPU rasteriser (:mod:`.raster`, the exact
-splat's semantics at interactive speed), ``splat`` the exact torch reference (:func:`gpu_kernels.splat.splat`,
-CPU or CUDA), ``pyrender`` OpenGL points (pinhole only, nearest point per pixel). ``auto`` (the default) picks
-``raster`` on a CPU device and ``splat`` on CUDA; where the native kernel cannot be built it falls back to
-``splat`` with a warning. The background cloud is cached per exo result and settings (:mod:`.cloud_cache`),
-and PNG / mp4 encoding runs on a writer thread while the next frame renders.
+Settings: :class:`~.config.EgoRenderConfig` (pydantic; it also generates the ``render-ego`` flags and the
+``ego_render`` asset's run config). Backends (``EgoRenderConfig.backend``): ``raster`` is the native CPU
+rasteriser (:mod:`.raster`, the exact splat's semantics at interactive speed), ``splat`` the exact torch
+reference (:func:`gpu_kernels.splat.splat`, CPU or CUDA), ``pyrender`` OpenGL points (pinhole only, nearest
+point per pixel). ``auto`` (the default) picks ``raster`` on a CPU device and ``splat`` on CUDA; where the
+native kernel cannot be built it falls back to ``splat`` with a warning. The background cloud is cached per
+exo result and settings (:mod:`.cloud_cache`), and PNG / mp4 encoding runs on a writer thread while the next
+frame renders.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -46,48 +48,13 @@ from ..io import ArtifactStore, fs
 from ..io.names import check_sequence_name
 from ..io.video import VideoWriter
 from .cloud_cache import cache_for, cache_key
+from .config import EgoRenderConfig
 from .ego_camera import EgoView, views_from_egoexo, views_from_meta
 from .pointcloud import ArtifactReader, PointCloud, build_background, iter_dynamic_points
 from .pyrender_backend import PyrenderPointRenderer
 from .raster import PointRasterizer, native_error
 
-BACKENDS = ("auto", "raster", "splat", "pyrender")
-
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EgoRenderConfig:
-    input_dir: str
-    out_dir: str
-    meta_json_path: str | None = None
-    ego_camera_pose_path: str | None = None
-    exo_camera_pose_path: str | None = None  # gopro_calibs.csv
-    online_calibration_path: str | None = None
-    start_frame: int = 0
-    end_frame: int | None = None  # inclusive; default: last inference frame
-    source_start_frame: int | None = None  # take frame of ViPE frame start_frame (native mode)
-    source_end_frame: int | None = None  # take frame of ViPE frame end_frame (native mode; checked, derived)
-    point_size: float = 1.5
-    fish_eye_rendering: bool = False
-    use_mean_bg: bool = False
-    only_bg: bool = False
-    near_clip: float = 0.0
-    resolution: int = 448
-    fps: float = 30.0
-    output: str = "both"  # mp4 | png | both
-    subsample: int = 2
-    points_per_pixel: int = 20
-    voxel_size: float | None = None
-    artifact_name: str | None = None
-    normalize: bool = False  # normalised alpha weights instead of the reference's front-to-back sum
-    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    device: str = "cpu"
-    # auto (raster on CPU, splat on CUDA) | raster (native CPU) | splat (exact torch reference, CPU/CUDA) |
-    # pyrender (OpenGL points, pinhole only)
-    backend: str = "auto"
-    threads: int | None = None  # raster threads (default: the cores this process may use, at most 4)
-    cloud_cache: str | None = "auto"  # auto | memory | a folder | None (see render/cloud_cache.py)
 
 
 @dataclass
@@ -144,14 +111,7 @@ def _artifact_name(cfg: EgoRenderConfig) -> str:
 
 def validate(cfg: EgoRenderConfig) -> tuple[ArtifactReader, list[int], np.ndarray, list[EgoView]]:
     """All cheap checks, in order, before any heavy work. Returns the reader, ViPE frames and cameras."""
-    if cfg.output not in ("mp4", "png", "both"):
-        raise InputError(f"--output must be mp4, png or both, got {cfg.output!r}")
-    if cfg.point_size <= 0:
-        raise InputError(f"--point_size must be > 0, got {cfg.point_size}")
-    if cfg.resolution < 16:
-        raise InputError(f"--resolution must be >= 16 px, got {cfg.resolution}")
-    if cfg.backend not in BACKENDS:
-        raise InputError(f"--backend must be one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
+    # value ranges (output, backend, point_size > 0, resolution >= 16, ...) are EgoRenderConfig's own checks
     if cfg.backend == "pyrender" and cfg.fish_eye_rendering:
         raise InputError("the pyrender backend renders pinhole cameras only; use --backend splat for fisheye")
     native = cfg.ego_camera_pose_path is not None
@@ -436,7 +396,7 @@ def render_ego(cfg: EgoRenderConfig, progress: bool = False) -> EgoRenderResult:
         if writer:
             files.append("ego_Prior.mp4")
         res = EgoRenderResult(out, frames, coverage, len(bg), time.perf_counter() - t0, files)
-        meta = {"config": {k: v for k, v in asdict(cfg).items()}, "backend": backend, "frames": frames,
+        meta = {"config": cfg.model_dump(), "backend": backend, "frames": frames,
                 "take_frames": [v.take_frame for v in views], "coverage": coverage,
                 "mean_coverage": res.mean_coverage, "num_background_points": len(bg),
                 "exo_frames_flagged_invalid": [int(i) for i in frames if not reader.usable[i]],

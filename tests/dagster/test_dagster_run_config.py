@@ -1,0 +1,101 @@
+"""Typed run config generated from the engine models: ``slam_pose``'s nested pose sections and ``ego_render``'s
+settings reach the engine, and Dagster's config validation rejects a wrongly typed or unknown nested value
+before any step runs."""
+
+import json
+
+import dagster as dg
+import pytest
+from graph_runs import register
+
+import assets_defs.pose as pose_assets
+from resources.artifacts import ArtifactStoreResource
+from resources.egoexo import EgoExoResource
+from vipe_dagster.config import PoseConfig
+from vipe_dagster.definitions import build_definitions
+from vipe_dagster.errors import InputError
+
+
+def _failures(res) -> str:
+    return "\n".join(e.event_specific_data.error.to_string() for e in res.all_events if e.is_step_failure)
+
+
+def test_nested_pose_settings_in_run_config_reach_run_pose(tmp_path, instance, video_maker, monkeypatch):
+    artifacts = ArtifactStoreResource(root=str(tmp_path / "artifacts"))
+    entry = register(instance, artifacts, video_maker(tmp_path / "clip.mp4", n=8))
+    seen: list[PoseConfig] = []
+
+    def capture(store, name, config, progress=False):
+        seen.append(config)
+        raise InputError("configuration captured; SLAM not run in this test")
+
+    monkeypatch.setattr(pose_assets, "run_pose", capture)
+    defs = build_definitions({"artifacts": artifacts})
+    job = defs.resolve_job_def("video_pipeline")
+    run_config = {"ops": {"slam_pose": {"config": {
+        "preset": "fixed_camera", "seed": 7,
+        "ba": {"window": 12, "loss": "cauchy"}, "tracking": {"max_features": 1200},
+        "intrinsics": {"fx": 150.0, "sweep_fov_deg": [40.0, 90.0]}, "map": {"reassociate": False}}}}}
+    res = job.execute_in_process(instance=instance, partition_key=entry.key, run_config=run_config,
+                                 raise_on_error=False)
+    assert not res.success and "configuration captured" in _failures(res)
+    (cfg,) = seen
+    assert (cfg.ba.window, cfg.ba.loss, cfg.tracking.max_features, cfg.map.reassociate) == (12, "cauchy", 1200, False)
+    assert (cfg.intrinsics.fx, cfg.intrinsics.sweep_fov_deg, cfg.seed) == (150.0, (40.0, 90.0), 7)
+    assert cfg.assume_fixed_camera_pose  # the preset's part stays
+    assert cfg.ba.device == "cpu"  # the compute resource's device, not a run-config field
+    # settings not given are the engine's defaults, section by section
+    d = PoseConfig()
+    assert cfg.keyframe == d.keyframe and cfg.ba.window_iters == d.ba.window_iters
+    assert cfg.tracking.min_tracks == d.tracking.min_tracks and cfg.intrinsics.fov_prior_deg == 60.0
+
+
+@pytest.mark.parametrize("bad, where", [
+    ({"ba": {"window": "twelve"}}, "ba:window"),
+    ({"tracking": {"max_features": 1.5}}, "tracking:max_features"),
+    ({"ba": {"windw": 12}}, "windw"),
+    ({"ba": {"device": "cuda"}}, "device"),  # the compute resource's, not run config
+    ({"overrides": {"ba.window": "12"}}, "overrides"),  # dotted strings are gone: typed sections instead
+    ({"intrinsics": {"fx": "900"}}, "intrinsics:fx"),
+])
+def test_a_wrongly_typed_or_unknown_nested_pose_setting_is_rejected_by_dagster(tmp_path, bad, where):
+    defs = build_definitions({"artifacts": ArtifactStoreResource(root=str(tmp_path / "a"))})
+    job = defs.resolve_job_def("video_pipeline")
+    dg.validate_run_config(job, {"ops": {"slam_pose": {"config": {"ba": {"window": 12}}}}})  # a good one
+    with pytest.raises(dg.DagsterInvalidConfigError) as err:
+        dg.validate_run_config(job, {"ops": {"slam_pose": {"config": bad}}})
+    assert where in str(err.value), str(err.value)
+
+
+def test_a_pose_section_value_the_engine_refuses_fails_with_the_setting_named():
+    cfg = pose_assets.PoseRunConfig(intrinsics={"fy": 100.0})  # fy without fx
+    with pytest.raises(InputError, match="invalid slam_pose run config: intrinsics: .*fy given without fx"):
+        pose_assets.build_pose_config(cfg, "cpu")
+    cfg = pose_assets.PoseRunConfig(intrinsics={"camera_model": "fisheeye"})  # Optional[Literal]: engine-checked
+    with pytest.raises(InputError, match="intrinsics.camera_model"):
+        pose_assets.build_pose_config(cfg, "cpu")
+
+
+def test_ego_render_run_config_reaches_the_renderer(tmp_path, instance):
+    from vipe_dagster.synth.egoexo_take import generate_take
+
+    take = generate_take(str(tmp_path / "takes"), num_frames=4, resolution=64)
+    art = ArtifactStoreResource(root=str(tmp_path / "artifacts"))
+    defs = build_definitions({"artifacts": art, "egoexo": EgoExoResource(takes_root=take.root)})
+    key = "synth_take_1__cam01"
+    instance.add_dynamic_partitions("ego_views", [key])
+    job = defs.resolve_job_def("ego_render_job")
+    with pytest.raises(dg.DagsterInvalidConfigError, match="fish_eye_rendering"):
+        dg.validate_run_config(job, {"ops": {"ego_render": {"config": {"fish_eye_rendering": "yes"}}}})
+    with pytest.raises(dg.DagsterInvalidConfigError, match="background"):
+        dg.validate_run_config(job, {"ops": {"ego_render": {"config": {"background": "black"}}}})
+    cfg = {"ops": {"ego_render": {"config": {"resolution": 64, "subsample": 1, "fish_eye_rendering": False,
+                                             "use_mean_bg": False, "point_size": 2.0, "points_per_pixel": 8,
+                                             "background": [0.0, 0.0, 1.0], "min_coverage": 0.0}}}}
+    res = job.execute_in_process(instance=instance, partition_key=key, run_config=cfg, raise_on_error=False)
+    assert res.success, _failures(res)
+    out = tmp_path / "artifacts" / "render" / "synth_take_1" / "cam01" / "test_output_pts2.0"  # no mean_bg/fisheye
+    meta = json.loads((out / "render_meta.json").read_text())["config"]
+    assert (meta["fish_eye_rendering"], meta["use_mean_bg"], meta["point_size"], meta["points_per_pixel"],
+            meta["resolution"], list(meta["background"])) == (False, False, 2.0, 8, 64, [0.0, 0.0, 1.0])
+    assert meta["output"] == "both" and meta["near_clip"] == 0.0  # asset-fixed / engine default
