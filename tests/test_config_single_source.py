@@ -32,20 +32,24 @@ from vipe_dagster.depth.config import DepthConfig, LearnedDepthConfig, MetricSca
 from vipe_dagster.export.colmap.options import ColmapExportOptions as ColmapExportConfig
 from vipe_dagster.masks.config import MaskConfig
 from vipe_dagster.options import add_model_arguments, dest_of, field_default, model_fields, model_values
+from vipe_dagster.render import config as render_config
+from vipe_dagster.render.config import EGO_PRIOR_PRESET, REFERENCE_SCRIPT_PRESET, EgoRenderConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
 ENGINE_MODELS = (PipelineConfig, PoseConfig, TrackingConfig, KeyframeConfig, BAConfig, MapConfig, IntrinsicsConfig,
-                 DepthConfig, LearnedDepthConfig, MetricScaleConfig, MaskConfig, ColmapExportConfig)
+                 DepthConfig, LearnedDepthConfig, MetricScaleConfig, MaskConfig, ColmapExportConfig, EgoRenderConfig)
+
+# Named presets: the only way a front end may start from other values than a model's defaults. Each is a
+# module-level constant beside its model (documented there and in docs/dagster.md).
+NAMED_PRESETS = {"vipe_dagster.render.config.EGO_PRIOR_PRESET": EGO_PRIOR_PRESET,
+                 "vipe_dagster.render.config.REFERENCE_SCRIPT_PRESET": REFERENCE_SCRIPT_PRESET}
 
 # Hand-written options / run-config fields that share a name with an engine setting but are a different
 # setting (so their default is not the model's). Each entry says why; anything else must agree.
 DIFFERENT_SETTING = {
     ("ingest", "long_side"): "ingest's resize (None = keep the source size), not the pose stage's processing size",
     ("IngestConfig", "long_side"): "per-run override of the partition's registered value (None = registered)",
-    ("render-ego", "resolution"): "the ego render's output size",
-    ("render-ego", "voxel_size"): "the ego render's point de-duplication (m), not the COLMAP merge voxel",
-    ("render-ego", "output"): "the ego render's output kind",
     ("infer", "output"): "-o: the artifact root", ("ingest", "output"): "-o: the artifact root",
     ("synth", "output"): "-o: the output folder",
     ("demo", "long_side"): "the demo registers its sample clip at 384 px so that the whole graph runs quickly",
@@ -70,8 +74,14 @@ def _normalise(v):
 def test_every_generated_option_defaults_to_the_model_default():
     checked = 0
     for words, parser in _parsers():
+        actions = {a.dest: a for a in parser._actions}
         for spec in getattr(parser, "model_options", []):
-            model_default = field_default(spec.model.model_fields[spec.field])
+            info = spec.model.model_fields[spec.field]
+            if info.is_required():  # no default in the model: a required option without one
+                assert actions[spec.dest].required and parser.get_default(spec.dest) is None, spec.flags
+                checked += 1
+                continue
+            model_default = field_default(info)
             assert _normalise(parser.get_default(spec.dest)) == _normalise(model_default), (
                 f"{' '.join(words)} {spec.flags[0]}: argparse default {parser.get_default(spec.dest)!r}, "
                 f"{spec.model.__name__}.{spec.field} default {model_default!r}")
@@ -134,18 +144,38 @@ def _schema_defaults(cls) -> dict:
     return {k: (f.default_value if f.default_provided else None) for k, f in fields.items()}
 
 
+def _check_generated_defaults(cls, path: str = "") -> int:
+    """Every generated field of ``cls`` (and of its nested sections, recursively) defaults to its engine
+    model's default, or to the value of the named preset the class was built with. Returns fields checked."""
+    where = path or cls.__name__
+    schema = _schema_defaults(cls)
+    presets = getattr(cls, "preset_defaults", {})
+    if presets:
+        assert any(presets == p for p in NAMED_PRESETS.values()), f"{where}: preset {presets} is not a named preset"
+    checked = 0
+    for field, (model, name) in getattr(cls, "field_sources", {}).items():
+        want = _normalise(presets[field] if field in presets else field_default(model.model_fields[name]))
+        assert schema[field] == want, f"{where}.{field}: {schema[field]!r} != {model.__name__}.{name} {want!r}"
+        checked += 1
+    for field, (model, name) in getattr(cls, "section_sources", {}).items():
+        section = cls.model_fields[field].annotation
+        engine = field_default(model.model_fields[name])  # e.g. PoseConfig.ba -> BAConfig()
+        assert isinstance(engine, section.engine_model), f"{where}.{field}"
+        want = {k: _normalise(v) for k, v in engine.model_dump().items() if k in section.engine_fields}
+        assert schema[field] == want, f"{where}.{field}: {schema[field]!r} != {model.__name__}.{name} {want!r}"
+        checked += _check_generated_defaults(section, f"{where}.{field}")
+    return checked
+
+
 def test_dagster_run_config_defaults_are_the_model_defaults():
     classes = {c.__name__: c for c in _config_classes()}
-    for name in ("DepthRunConfig", "MaskRunConfig", "PoseRunConfig", "ColmapExportConfig"):
+    for name in ("DepthRunConfig", "MaskRunConfig", "PoseRunConfig", "ColmapExportConfig", "EgoRenderRunConfig"):
         assert hasattr(classes[name], "engine_model"), f"{name} is not built from an engine model"
     checked = 0
     for cls in classes.values():
         schema = _schema_defaults(cls)
-        sources = getattr(cls, "field_sources", {})
-        for field, (model, name) in sources.items():
-            want = _normalise(field_default(model.model_fields[name]))
-            assert schema[field] == want, f"{cls.__name__}.{field}: {schema[field]!r} != {model.__name__}.{name} {want!r}"
-            checked += 1
+        sources = {**getattr(cls, "field_sources", {}), **getattr(cls, "section_sources", {})}
+        checked += _check_generated_defaults(cls)
         # hand-written fields (and classes) that carry an engine setting's name must agree with it too
         for field, value in schema.items():
             if field in sources or (cls.__name__, field) in DIFFERENT_SETTING:
@@ -153,7 +183,7 @@ def test_dagster_run_config_defaults_are_the_model_defaults():
             wants = [_normalise(field_default(m.model_fields[field])) for m in ENGINE_MODELS
                      if field in m.model_fields]
             assert value is None or not wants or value in wants, f"{cls.__name__}.{field}: {value!r} not in {wants}"
-    assert checked >= 60
+    assert checked >= 140  # the pose sections alone hold ~80 settings
     # the depth run config carries every DepthConfig setting but the device (the compute resource's)
     depth = classes["DepthRunConfig"]
     assert set(depth.engine_fields) == set(model_fields(DepthConfig)) - {"device"}
@@ -170,6 +200,82 @@ def test_one_export_default_for_the_command_line_and_the_asset():
     assert (schema["fmt"], schema["dense"]) == ("text", None)
 
 
+def _defaults(parser, model):
+    return {n: _normalise(parser.get_default(dest_of(model, n))) for n in model_fields(model)}
+
+
+def _model_defaults(model, **preset):
+    return {n: _normalise(preset[n] if n in preset else field_default(model.model_fields[n]))
+            for n in model_fields(model) if not model.model_fields[n].is_required()}
+
+
+def test_ego_render_settings_have_one_source_and_named_presets():
+    """render-ego, the reference's script and the ego_render asset all start from EgoRenderConfig; where
+    they differ it is a named preset, and only in that preset's settings."""
+    from assets_defs._config import engine_values
+    from assets_defs.egoexo import EgoRenderRunConfig
+    from vipe_dagster.entry.render_vipe_pointcloud import build_parser as reference_parser
+
+    ego = dict(cli.iter_parsers(cli.build_parser()))[("render-ego",)]
+    generated = {s.field for s in ego.model_options if s.model is EgoRenderConfig}
+    assert generated == set(model_fields(EgoRenderConfig))  # every setting is a flag
+    args = ego.parse_args(["--input_dir", "a/cam01_x", "--out_dir", "o"])
+    assert EgoRenderConfig(**model_values(args, EgoRenderConfig)) == EgoRenderConfig(input_dir="a/cam01_x",
+                                                                                      out_dir="o")
+    # the reference's flags: off unless given, as the reference renderer
+    assert (args.fish_eye_rendering, args.use_mean_bg, args.only_bg) == (False, False, False)
+    args = ego.parse_args(["--input_dir", "a", "--out_dir", "o", "--fish_eye_rendering", "--use_mean_bg",
+                           "--background", "1", "0", "0", "--points_per_pixel", "4", "--cloud_cache", "off"])
+    cfg = EgoRenderConfig(**model_values(args, EgoRenderConfig))
+    assert (cfg.fish_eye_rendering, cfg.use_mean_bg, cfg.background, cfg.points_per_pixel, cfg.cloud_cache) == (
+        True, True, (1.0, 0.0, 0.0), 4, "off")
+    with pytest.raises(SystemExit):
+        ego.parse_args(["--out_dir", "o"])  # --input_dir is required (the model has no default)
+
+    # the reference's own script: render-ego's defaults but for REFERENCE_SCRIPT_PRESET (point_size 1.0)
+    ref = _defaults(reference_parser(), EgoRenderConfig)
+    want = _model_defaults(EgoRenderConfig, **REFERENCE_SCRIPT_PRESET)
+    assert {k: v for k, v in ref.items() if k in want} == want and ref["point_size"] == 1.0
+
+    # the Dagster asset: the model's defaults but for EGO_PRIOR_PRESET (fisheye, mean background)
+    assert EgoRenderRunConfig.preset_defaults == EGO_PRIOR_PRESET
+    values = engine_values(EgoRenderRunConfig())
+    want = _model_defaults(EgoRenderConfig, **EGO_PRIOR_PRESET)
+    assert {k: _normalise(v) for k, v in values.items()} == {k: want[k] for k in values}
+    assert (values["fish_eye_rendering"], values["use_mean_bg"]) == (True, True)
+    assert set(values) <= set(model_fields(EgoRenderConfig))
+
+    # each preset sets existing settings to values other than the defaults, and is documented
+    docs = (REPO / "docs" / "dagster.md").read_text() + (REPO / "README.md").read_text()
+    for name, preset_values in render_config.PRESETS.items():
+        for k, v in preset_values.items():
+            assert v != field_default(EgoRenderConfig.model_fields[k]), (name, k)
+    shown = ", ".join(f"{k}: {json.dumps(v)}" for k, v in EGO_PRIOR_PRESET.items())  # as docs/dagster.md shows it
+    assert f"`EGO_PRIOR_PRESET` (`vipe_dagster/render/config.py`):\n`{shown}`" in docs, shown
+
+
+def test_pose_run_config_carries_every_pose_setting_as_typed_sections():
+    from assets_defs.pose import POSE_SECTIONS, PoseRunConfig, build_pose_config
+    from vipe_dagster.config import PRESETS, preset
+
+    left_out = {"assume_fixed_camera_pose", "long_side"}  # the preset's / processed_video's (docstring)
+    assert set(PoseRunConfig.engine_fields) == set(PoseConfig.model_fields) - left_out
+    for name, section in POSE_SECTIONS.items():
+        model = section.engine_model
+        assert model is type(getattr(PoseConfig(), name))
+        assert set(section.engine_fields) == set(model.model_fields) - ({"device"} if name == "ba" else set())
+    assert "overrides" not in PoseRunConfig.model_fields  # typed sections replace the dotted strings
+    # run-config defaults give the engine's PoseConfig (the device is the compute resource's)
+    assert build_pose_config(PoseRunConfig(), "cpu") == PoseConfig()
+    assert build_pose_config(PoseRunConfig(), "cuda").ba.device == "cuda"
+    # the sections replace a preset's sections, so no preset may have sections other than the defaults
+    for name in PRESETS:
+        p = preset(name).pose
+        for section in POSE_SECTIONS:
+            assert getattr(p, section) == getattr(PoseConfig(), section), (name, section)
+        assert build_pose_config(PoseRunConfig(preset=name), "cpu") == p
+
+
 def test_no_help_text_says_default_none():
     seen = 0
     for words, parser in _parsers():
@@ -184,7 +290,7 @@ def test_help_of_every_subcommand_from_the_console():
     """``vipe-dagster <cmd> --help`` as a user runs it (one process per subcommand is slow: a few here, the
     in-process test above covers all)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for cmd in ("depth", "infer", "to-colmap"):
+    for cmd in ("depth", "infer", "to-colmap", "render-ego"):
         out = subprocess.run([sys.executable, "-m", "vipe_dagster.cli", cmd, "--help"], cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr[-2000:]
