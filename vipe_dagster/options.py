@@ -1,10 +1,10 @@
 """Command-line options generated from the engine's pydantic models (the one declaration of every setting).
 
 A setting is declared once, as a field of a pydantic model (``vipe_dagster/config.py``,
-``depth/config.py``, ``masks/config.py``, ``export/colmap/options.py``): name, type, default, bounds and
-description. :func:`add_model_arguments` turns the fields into ``argparse`` options and
-:func:`model_values` reads them back; ``assets_defs/_config.py`` builds the Dagster run-config classes
-from the same fields. Nothing here imports dagster.
+``depth/config.py``, ``masks/config.py``, ``render/config.py``, ``export/colmap/options.py``): name, type,
+default, bounds and description. :func:`add_model_arguments` turns the fields into ``argparse`` options and
+:func:`model_values` reads them back; ``assets_defs/_config.py`` builds the Dagster run-config classes from
+the same fields. Nothing here imports dagster.
 
 Per-field command-line details live in the field's ``json_schema_extra["cli"]`` (all optional):
 
