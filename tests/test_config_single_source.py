@@ -324,6 +324,10 @@ def test_bad_option_values_name_the_flag(tmp_path, capsys):
     rc = main(["to-colmap", str(tmp_path), "--sequence", "x", "--jpeg_quality", "0"])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: ")
+    rc = main(["render-ego", "--input_dir", str(tmp_path), "--out_dir", str(tmp_path / "o"), "--point_size", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: invalid render-ego option --point_size: ") and "greater than 0" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_the_environment_is_read_when_the_definitions_are_built_not_at_import(tmp_path):
