@@ -73,6 +73,8 @@ def _calibration_pass(store: ArtifactStore, name: str, cfg: PoseConfig, width: i
         slam = SlamSystem(cfg, width, height, focal_init=f, radial_init=radial)
         masks = _mask_iter(store, name, cfg.use_masks)
         use = tracks if tracks is not None and tracks.usable else None
+        if use is not None:
+            slam.desc_cache = use.descriptors
         for i, (_, frame) in enumerate(store.open_rgb(name)):
             m = next(masks)
             slam.process(i, frame, m, tracks=use.get(i, frame, m) if use is not None else None)
@@ -135,6 +137,8 @@ def _run_pose(store: ArtifactStore, name: str, cfg: PoseConfig, progress: bool) 
         if not tracks.usable:
             tracks = None
     slam = SlamSystem(cfg, stream.width, stream.height, focal_init=focal_init, radial_init=radial_init)
+    if tracks is not None:
+        slam.desc_cache, slam.desc_cache_store = tracks.descriptors, False
     masks = _mask_iter(store, name, cfg.use_masks)
     for i, (_, frame) in enumerate(tqdm(stream, total=n, disable=not progress, desc=f"pose {name}", unit="frame")):
         m = next(masks)
