@@ -240,15 +240,21 @@ def _scan(x: Tensor, p1: float, p2: Tensor) -> Tensor:
     prev = x[0]
     out[0] = prev
     big = torch.finfo(x.dtype).max / 4
+    # every step writes into buffers allocated once (no per-step allocation; the same operations in the same
+    # order as the textbook form, so the same numbers)
+    step = torch.empty_like(prev)
+    mn = prev.amin(1, keepdim=True)
+    jump = torch.empty_like(mn)
     for j in range(1, x.shape[0]):
-        mn = prev.amin(1, keepdim=True)
-        step = torch.full_like(prev, big)
+        torch.amin(prev, 1, keepdim=True, out=mn)
+        step[:, 0] = big
         step[:, 1:] = prev[:, :-1]
-        step[:, :-1] = torch.minimum(step[:, :-1], prev[:, 1:])
-        best = torch.minimum(prev, step.add_(p1))
-        best = torch.minimum(best, mn + p2[j])
-        prev = best.sub_(mn).add_(x[j])
-        out[j] = prev
+        torch.minimum(step[:, :-1], prev[:, 1:], out=step[:, :-1])
+        torch.minimum(prev, step.add_(p1), out=step)
+        torch.minimum(step, torch.add(mn, p2[j], out=jump), out=step)
+        cur = out[j]
+        torch.sub(step, mn, out=cur)
+        prev = cur.add_(x[j])
     return out
 
 

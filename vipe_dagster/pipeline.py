@@ -73,6 +73,8 @@ def _calibration_pass(store: ArtifactStore, name: str, cfg: PoseConfig, width: i
         slam = SlamSystem(cfg, width, height, focal_init=f, radial_init=radial)
         masks = _mask_iter(store, name, cfg.use_masks)
         use = tracks if tracks is not None and tracks.usable else None
+        if use is not None:
+            slam.desc_cache = use.descriptors
         for i, (_, frame) in enumerate(store.open_rgb(name)):
             m = next(masks)
             slam.process(i, frame, m, tracks=use.get(i, frame, m) if use is not None else None)
@@ -92,10 +94,25 @@ def _calibration_pass(store: ArtifactStore, name: str, cfg: PoseConfig, width: i
 
 def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, progress: bool = False) -> PoseResult:
     """Estimate poses and intrinsics for ``rgb/<name>.mp4`` and write pose/intrinsics/sparse/info/manifest."""
+    import torch
+
+    cfg = config or PoseConfig()
+    # the SLAM's torch work (BA, lens undistortion of a few thousand tracks) is on small tensors: torch's
+    # intra-op threads only wait for each other there, up to 20x the CPU time on a loaded 2-core machine.
+    # Elementwise results do not depend on the thread count.
+    prev = torch.get_num_threads()
+    if cfg.ba.torch_threads and cfg.ba.device == "cpu":
+        torch.set_num_threads(cfg.ba.torch_threads)
+    try:
+        return _run_pose(store, name, cfg, progress)
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _run_pose(store: ArtifactStore, name: str, cfg: PoseConfig, progress: bool) -> PoseResult:
     from .slam.system import STATUS_NAMES, SlamSystem
     from .slam.tracker import TrackCache
 
-    cfg = config or PoseConfig()
     t0 = time.perf_counter()
     ic = cfg.intrinsics
     if ic.given_distortion() is not None and (ic.camera_model in ("fisheye", "mei")
@@ -120,6 +137,8 @@ def run_pose(store: ArtifactStore, name: str, config: PoseConfig | None = None, 
         if not tracks.usable:
             tracks = None
     slam = SlamSystem(cfg, stream.width, stream.height, focal_init=focal_init, radial_init=radial_init)
+    if tracks is not None:
+        slam.desc_cache, slam.desc_cache_store = tracks.descriptors, False
     masks = _mask_iter(store, name, cfg.use_masks)
     for i, (_, frame) in enumerate(tqdm(stream, total=n, disable=not progress, desc=f"pose {name}", unit="frame")):
         m = next(masks)

@@ -177,6 +177,8 @@ class SlamSystem:
         self.reloc: dict | None = None  # after a loss: the map to relocalise in, and since when
         self._force_planar = False  # finish(): decide a pending planar initialisation
         self._radial_checked = False  # the in-run radial distortion estimate has been made
+        self.desc_cache: dict | None = None  # keyframe descriptors shared between passes (see _descriptors)
+        self.desc_cache_store = True  # add new entries (the main pass only reads the calibration rounds')
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -709,7 +711,27 @@ class SlamSystem:
 
     # ------------------------------------------------------------------ long-term association
     def _descriptors(self, rgb: np.ndarray, uv: np.ndarray) -> np.ndarray:
-        """Upright SIFT descriptors (uint8, (N,128)) at the given pixels of the frame."""
+        """Upright SIFT descriptors (uint8, (N,128)) at the given pixels of the frame.
+
+        With a ``desc_cache`` (a dict shared by the passes of one run, see :class:`~.tracker.TrackCache`) the
+        result is looked up by the frame's and the pixels' bytes first: the calibration rounds and the main
+        pass describe the same keyframes at the same track positions, and SIFT is deterministic."""
+        cache = self.desc_cache
+        if cache is None:
+            return self._compute_descriptors(rgb, uv)
+        import hashlib
+
+        uv64 = np.ascontiguousarray(uv, np.float64)
+        key = (hashlib.blake2b(np.ascontiguousarray(rgb).data, digest_size=16).digest(), rgb.shape,
+               uv64.tobytes())
+        hit = cache.get(key)
+        if hit is None:
+            hit = self._compute_descriptors(rgb, uv)
+            if self.desc_cache_store:
+                cache[key] = hit
+        return hit.copy()
+
+    def _compute_descriptors(self, rgb: np.ndarray, uv: np.ndarray) -> np.ndarray:
         if not hasattr(self, "_sift"):
             self._sift = cv2.SIFT_create()
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb

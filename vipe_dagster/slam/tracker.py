@@ -100,6 +100,8 @@ class TrackCache:
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._next = 0  # the next frame the live tracker expects
         self._released = 0  # entries before this frame are gone
+        # keyframe SIFT descriptors of the calibration rounds, looked up again by the later passes
+        self.descriptors: dict = {}
 
     def get(self, i: int, rgb: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         if i in self._cache:
