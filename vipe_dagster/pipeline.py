@@ -414,7 +414,7 @@ def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | N
 
         c = time.process_time()
         res.camera = wide_finish(store, ing.name, wide, source, start_frame, end_frame, frame_skip,
-                                 pose_cfg.long_side)
+                                 pose_cfg.long_side, depth_cfg=pipe.depth_config if pipe.depth else None)
         cpu["wide_angle"] = time.process_time() - c
     if pipe.visualize:
         from .viz.video import write_vis_video
