@@ -30,7 +30,8 @@ def _fake_cached(cache, spec: str):
 
 
 def test_every_reference_preset_name_is_known_and_documented():
-    assert set(PRESETS) == {"default", "pose_only", "fixed_camera", "no_vda", "static_vda", "lyra", "dav3"}
+    assert set(PRESETS) == {"default", "pose_only", "fixed_camera", "no_vda", "static_vda", "lyra", "dav3",
+                            "wide_angle"}
     assert set(PRESET_INFO) == set(PRESETS)
     for name in PRESETS:
         cfg = preset(name)
