@@ -19,7 +19,7 @@ XI = 0.8
 
 @pytest.fixture(scope="module")
 def mei(synth_scene):
-    return synth_scene(trajectory="handheld", num_frames=48, width=320, height=240, hfov_deg=150.0, xi=XI)
+    return synth_scene(trajectory="handheld", num_frames=60, width=320, height=240, hfov_deg=150.0, xi=XI)
 
 
 def _warp_error(res, model, params, i, j):
@@ -64,7 +64,7 @@ def test_mei_video_ground_truth_is_exact_for_the_lens(mei):
 @pytest.mark.slow
 def test_wide_angle_self_calibrates_and_writes_vipe_mei_layout(mei, tmp_path):
     out = str(tmp_path / "wide")
-    execute(prepare(mei.video_path, out, "wide_angle", name=mei.name, long_side=320))
+    execute(prepare(mei.video_path, out, "wide_angle", name=mei.name))  # processed at 512x384
     st = ArtifactStore(out)
     intr, _, types = st.read_intrinsics(mei.name)
     assert set(types) == {"MEI"} and intr.shape[1] == 5
@@ -77,11 +77,13 @@ def test_wide_angle_self_calibrates_and_writes_vipe_mei_layout(mei, tmp_path):
     print(f"wide_angle self-calibrated: ATE {ate_pct:.3f} % of path, focal {focal_pct:.2f} %, xi error "
           f"{xi_err:.4f}, depth AbsRel {abs_rel:.4f} (valid {seq['depth']['valid_fraction']:.3f})")
     assert ate_pct <= 0.5 and focal_pct <= 2.0 and xi_err <= 0.02
-    assert abs_rel <= 0.10 and seq["depth"]["valid_fraction"] >= 0.99
+    # the target is AbsRel <= 0.06; measured 0.058 where the main pinhole view reaches (64 % of the
+    # image) and 0.074 over the whole image (the corners from the side views are worse): guard what is reached
+    assert abs_rel <= 0.09 and seq["depth"]["valid_fraction"] >= 0.99
 
     from vipe_dagster.io.validate import validate_sequence
 
-    fails = [f for f in validate_sequence(st, mei.name, expected_frames=48) if not f.ok]
+    fails = [f for f in validate_sequence(st, mei.name, expected_frames=60) if not f.ok]
     assert not fails, fails
 
     import pycolmap
@@ -91,7 +93,7 @@ def test_wide_angle_self_calibrates_and_writes_vipe_mei_layout(mei, tmp_path):
     dest = tmp_path / "colmap"
     export_colmap(st, mei.name, str(dest), ColmapExportOptions())
     rec = pycolmap.Reconstruction(str(dest / "sparse" / "0"))
-    assert rec.num_reg_images() == 48 and rec.num_points3D() > 100
+    assert rec.num_reg_images() == 60 and rec.num_points3D() > 100
     camera = next(iter(rec.cameras.values()))
     assert camera.model.name in ("SIMPLE_PINHOLE", "PINHOLE")
 
@@ -100,7 +102,7 @@ def test_wide_angle_with_the_given_mei_camera(mei, tmp_path):
     K = mei.gt.read_intrinsics(mei.name)[0][0].astype(np.float64)
     out = str(tmp_path / "given")
     req = prepare(mei.video_path, out, "wide_angle", name=mei.name, long_side=320,
-                  intrinsics=",".join(f"{v:.6f}" for v in K))
+                  intrinsics=",".join(f"{v:.6f}" for v in K))  # at the video's size: K as generated
     req.config.depth = False  # poses + intrinsics: the depth path is the self-calibrated test's
     req.config.masks = False
     execute(req)
