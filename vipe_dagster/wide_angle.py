@@ -5,8 +5,10 @@ ViPE runs its wide-angle preset on the MEI model ``[fx, fy, cx, cy, xi]`` (spec 
 (:func:`plan`): KLT SLAM, BA and plane-sweep depth run on that view unchanged, and :func:`finish` writes the
 artifacts back in the MEI image (ViPE's layout): ``rgb`` the MEI frames, ``intrinsics`` ``(N, 5)`` MEI rows
 with ``MEI`` in ``_camera.txt``, ``depth`` the z-depth of each MEI pixel's ray (the rectification is a pure
-re-projection, so the z-depth of a point is the same in both images; MEI pixels outside the pinhole view are
-NaN), the sparse map's observations as MEI pixels. Poses are those of the pinhole run.
+re-projection, so the z-depth of a point is the same in both images; the MEI pixels the pinhole view cannot
+reach get plane-sweep depth from four side views turned towards the corners, :func:`side_view_depth`),
+masks (warped; 0 beyond the main view) and the sparse map's observations as MEI pixels. Poses are those of the
+pinhole run.
 
 The MEI camera comes from ``--intrinsics fx,fy,cx,cy,xi`` / an MEI intrinsics file (then the pinhole's focal is
 fixed) or is self-calibrated: the frames are rectified with a starting MEI camera (``MeiConfig.xi_init`` and
