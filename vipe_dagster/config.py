@@ -15,6 +15,9 @@ checkpoint takes the reference model's role, is in :mod:`vipe_dagster.compat.pre
 - ``static_vda``: as ``default`` without dynamic-object masks
 - ``lyra``: as ``default`` (the EgoX renderer's preset; with a fixed camera it needs a learned depth model)
 - ``dav3``: as ``default`` with a learned depth model aligned to the multi-view depth (weights required)
+- ``wide_angle``: an MEI (unified, xi) camera: every frame is rectified to a pinhole view for SLAM, BA and
+  plane-sweep depth, depth is warped back to the MEI image; MEI intrinsics rows and ``MEI`` in
+  ``_camera.txt`` (:mod:`vipe_dagster.wide_angle`); masks computed on the pinhole view, warped back
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from .depth.config import DepthConfig, MetricScaleConfig
 from .errors import ConfigError
 from .masks.config import MaskConfig
 
-PRESETS = ("default", "pose_only", "fixed_camera", "no_vda", "static_vda", "lyra", "dav3")
-UNAVAILABLE_PRESETS = {"wide_angle": "the MEI (wide-angle) camera model", "panorama": "equirectangular input"}
+PRESETS = ("default", "pose_only", "fixed_camera", "no_vda", "static_vda", "lyra", "dav3", "wide_angle")
+UNAVAILABLE_PRESETS = {"panorama": "equirectangular input"}
 """Reference presets that need a camera model this engine does not run yet (a separate issue)."""
 
 
@@ -235,11 +238,29 @@ class PoseConfig(_Model):
         return v
 
 
+class MeiConfig(_Model):
+    """The MEI (unified) camera of ``--pipeline wide_angle`` (``camera: mei``)."""
+
+    xi_init: float = Field(1.0, gt=-1, description="xi the self-calibration starts from when no MEI camera is "
+                           "given (the frames are rectified with it; the radial terms the pose stage estimates "
+                           "on that view then give the focal and xi)")
+    fov_prior_deg: float = Field(150.0, gt=5, lt=220, description="horizontal FoV of the starting MEI focal when "
+                                 "no camera is given")
+    rectify_focal_scale: float = Field(0.8, gt=0, description="focal of the pinhole view SLAM and depth run on, "
+                                       "as a fraction of the MEI's equivalent pinhole focal f / (1 + xi) (smaller: "
+                                       "wider view at a lower resolution; never wider than the MEI image holds)")
+
+
 class PipelineConfig(_Model):
     """Top-level config: which stages run, and their settings."""
 
-    preset: Literal["default", "pose_only", "fixed_camera", "no_vda", "static_vda", "lyra", "dav3"] = Field(
-        "default", description="preset name")
+    preset: Literal["default", "pose_only", "fixed_camera", "no_vda", "static_vda", "lyra", "dav3",
+                    "wide_angle"] = Field("default", description="preset name")
+    camera: Literal["pinhole", "mei"] = Field("pinhole", description="camera model of the video: pinhole (lens "
+                                              "distortion given with --intrinsics is rectified at ingest) or mei "
+                                              "(wide-angle: processed on a pinhole rectification, artifacts in "
+                                              "ViPE's MEI layout)")
+    mei: MeiConfig = Field(default_factory=MeiConfig, description="MEI camera settings (camera: mei)")
     depth: bool = Field(True, description="compute dense depth (plane-sweep MVS; learned model if configured)")
     masks: bool = Field(True, description="compute dynamic-object masks (background model / motion residual)")
     visualize: bool = Field(False, description="write vipe/<n>_vis.mp4 (rgb | depth | mask | trajectory)",
@@ -273,6 +294,8 @@ def preset(name: str) -> PipelineConfig:
         return PipelineConfig(preset=name, depth=True, masks=True)
     if name == "static_vda":
         return PipelineConfig(preset="static_vda", depth=True, masks=False)
+    if name == "wide_angle":
+        return PipelineConfig(preset="wide_angle", depth=True, masks=True, camera="mei")
     if name in UNAVAILABLE_PRESETS:
         raise ConfigError(f"pipeline preset {name!r} is not available yet: it needs "
                           f"{UNAVAILABLE_PRESETS[name]}, which this engine does not run yet; choose one of "

@@ -329,6 +329,7 @@ class InferResult:
     seconds: float = 0.0
     masks_seconds: float | None = None  # wall time of the mask stage
     cpu_seconds: dict[str, float] | None = None  # process CPU seconds per stage and for the whole run
+    camera: dict | None = None  # the MEI camera of a wide-angle run (manifest ``camera``)
 
     @property
     def name(self) -> str:
@@ -348,6 +349,9 @@ class InferResult:
                           "foreground_fraction": round(self.masks.foreground_fraction, 4)}
         if self.vis_uri:
             d["visualization"] = self.vis_uri
+        if self.camera is not None:
+            d["camera"] = {"model": self.camera["model"], "source": self.camera["source"],
+                           "params": self.camera["params_processing_px"]}
         return d
 
 
@@ -383,7 +387,13 @@ def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | N
         fields = {**pose_cfg.intrinsics.model_dump(), **(camera_source_px or {}), "fx": fx, "fy": fy, "cx": cx,
                   "cy": cy}
         pose_cfg.intrinsics = type(pose_cfg.intrinsics)(**fields)
-    lens = _lens_rectification(pose_cfg, stream, camera_source_px)
+    wide = None
+    if pipe.camera == "mei":  # MEI: processed on a pinhole rectification, written back in the MEI image
+        from .wide_angle import plan as wide_plan
+
+        wide = wide_plan(pose_cfg, stream.width, stream.height, pipe.mei)
+        pose_cfg = wide["pose_config"]
+    lens = None if wide is not None else _lens_rectification(pose_cfg, stream, camera_source_px)
     if lens is not None:
         pose_cfg = pose_cfg.model_copy(deep=True)
         pose_cfg.intrinsics = lens.pop("config")
@@ -391,11 +401,15 @@ def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | N
     c = time.process_time()
     ing = ingest_video(source, store, name=name, start_frame=start_frame, end_frame=end_frame,
                        frame_skip=frame_skip, long_side=pose_cfg.long_side, progress=progress,
-                       remap=lens.pop("maps") if lens else None)
+                       remap=lens.pop("maps") if lens else wide["maps"] if wide else None)
     if lens is not None:
         store.update_manifest(ing.name, "ingest", {"camera": lens})
     cpu["ingest"], c = time.process_time() - c, time.process_time()
     res = InferResult(pose=run_pose(store, ing.name, pose_cfg, progress=progress))
+    if wide is not None:  # the final MEI camera; a self-calibrated one re-rectifies the frames for depth
+        from .wide_angle import refine as wide_refine
+
+        wide_refine(store, ing.name, wide, source, start_frame, end_frame, frame_skip, pose_cfg.long_side)
     cpu["pose"], c = time.process_time() - c, time.process_time()
     from .depth.scale import make_metric
 
@@ -414,6 +428,13 @@ def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | N
         t, c = time.perf_counter(), time.process_time()
         res.masks = run_masks(store, ing.name, pipe.mask_config)
         cpu["masks"], res.masks_seconds = time.process_time() - c, time.perf_counter() - t
+    if wide is not None:
+        from .wide_angle import finish as wide_finish
+
+        c = time.process_time()
+        res.camera = wide_finish(store, ing.name, wide, source, start_frame, end_frame, frame_skip,
+                                 pose_cfg.long_side, depth_cfg=pipe.depth_config if pipe.depth else None)
+        cpu["wide_angle"] = time.process_time() - c
     if pipe.visualize:
         from .viz.video import write_vis_video
 

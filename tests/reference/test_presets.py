@@ -30,7 +30,8 @@ def _fake_cached(cache, spec: str):
 
 
 def test_every_reference_preset_name_is_known_and_documented():
-    assert set(PRESETS) == {"default", "pose_only", "fixed_camera", "no_vda", "static_vda", "lyra", "dav3"}
+    assert set(PRESETS) == {"default", "pose_only", "fixed_camera", "no_vda", "static_vda", "lyra", "dav3",
+                            "wide_angle"}
     assert set(PRESET_INFO) == set(PRESETS)
     for name in PRESETS:
         cfg = preset(name)
@@ -41,10 +42,12 @@ def test_every_reference_preset_name_is_known_and_documented():
     assert preset("no_vda").depth and preset("lyra").depth and preset("dav3").depth
     assert preset("pose_only").depth is False
     rows = {r["preset"]: r for r in preset_table()}
-    assert rows["dav3"]["weights"] == "required" and rows["wide_angle"]["here"] == "not available yet"
+    assert rows["dav3"]["weights"] == "required" and rows["panorama"]["here"] == "not available yet"
+    assert preset("wide_angle").camera == "mei" and preset("wide_angle").depth
+    assert "MEI" in rows["wide_angle"]["here"]
 
 
-@pytest.mark.parametrize("name", ["wide_angle", "panorama"])
+@pytest.mark.parametrize("name", ["panorama"])
 def test_camera_model_presets_say_not_available_yet(name):
     with pytest.raises(ConfigError, match=f"'{name}' is not available yet"):
         preset(name)

@@ -80,7 +80,7 @@ def test_any_dotted_path_into_the_engine_config():
             "streams must be one of raw_mp4_stream, frame_dir_stream",
         ),
         (["streams.base_path=x", "streams.frame_end=3", "streams.frame_start=5"], "must be greater than"),
-        (["streams.base_path=x", "pipeline.init.camera_type=mei"], "only the pinhole camera model"),
+        (["streams.base_path=x", "pipeline.init.camera_type=panorama"], "camera types pinhole and mei"),
         (["streams.base_path=x", "pipeline=panorama"], "not available yet"),
         (["pipeline=default"], "no input: give streams.base_path"),
         (["streams.base_path"], "expected key=value"),
@@ -91,6 +91,12 @@ def test_bad_overrides(args, fragment):
     with pytest.raises(ConfigError, match=None) as exc:
         apply_overrides(args)
     assert fragment in str(exc.value), str(exc.value)
+
+
+def test_camera_type_mei_selects_the_wide_angle_camera():
+    plan = apply_overrides(["streams.base_path=x", "pipeline.init.camera_type=mei"])
+    assert plan.config.camera == "mei"
+    assert apply_overrides(["streams.base_path=x", "pipeline=wide_angle"]).config.camera == "mei"
 
 
 def test_run_py_bad_input_is_one_error_line_and_writes_nothing(clip, tmp_path):

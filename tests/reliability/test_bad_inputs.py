@@ -161,7 +161,9 @@ def test_output_pointing_at_a_file(tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--long_side", "4"], "--long_side 4: Value error, must be 0 (the source size) or >= 64 px"),
-    (["--pipeline", "wide_angle"], "pipeline preset 'wide_angle' is not available yet"),
+    (["--pipeline", "panorama"], "pipeline preset 'panorama' is not available yet"),
+    (["--pipeline", "wide_angle", "--intrinsics", "300,300,160,120,-1.5"], "MEI xi must be > -1"),
+    (["--pipeline", "wide_angle", "--camera-model", "radial"], "--pipeline wide_angle runs an MEI camera"),
     (["--pipeline", "dav3"], "depth-anything/Depth-Anything-V2-Small:depth_anything_v2_vits.pth"),
     (["--start_frame", "500"], "Frame range [500, last] exceeds available frames [0, 121] in "
                                "dog-example.mp4: start_frame 500 is past the last frame 121"),

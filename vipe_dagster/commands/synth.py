@@ -10,7 +10,7 @@ NAME = "synth"
 HELP = "generate a synthetic video with ground-truth poses, intrinsics, depth and masks"
 
 _FIELDS = ("trajectory", "scene", "num_frames", "fps", "width", "height", "hfov_deg", "moving_objects", "seed", "k1",
-           "name")
+           "xi", "name")
 
 
 def add_arguments(p) -> None:
@@ -34,6 +34,9 @@ def add_arguments(p) -> None:
     p.add_argument("--k1", type=float, default=None,
                    help="radial lens distortion of the video (OpenCV / COLMAP SIMPLE_RADIAL k1, e.g. -0.1 barrel) "
                         "[0: pinhole]; the ground truth keeps the exact geometry")
+    p.add_argument("--xi", type=float, default=None,
+                   help="MEI (unified) wide-angle lens of the video, e.g. 0.8 with --hfov-deg 150 [0: pinhole]; "
+                        "the ground truth is in ViPE's MEI layout (fx fy cx cy xi rows, MEI in _camera.txt, z-depth)")
     p.add_argument("--seed", type=int, default=None, help="random seed; same seed -> identical output [0]")
     p.add_argument("--name", default=None,
                    help="sequence name [synth_<scene>_<trajectory>_s<seed>, or the preset's name]")

@@ -250,10 +250,12 @@ def apply_overrides(args: list[str]) -> RunPlan:
                     f"give known intrinsics with intrinsics=fx,fy,cx,cy"
                 )
         elif key == "pipeline.init.camera_type":
-            if v != "pinhole":
+            if v == "mei":  # the wide_angle preset's camera (vipe_dagster.wide_angle)
+                plan.config.camera = "mei"
+            elif v != "pinhole":
                 raise ConfigError(
-                    f"override {raw}: only the pinhole camera model is available yet "
-                    f"(wide-angle and panorama input belong to the camera-model work)"
+                    f"override {raw}: camera types pinhole and mei are available "
+                    f"(panorama input is not available yet)"
                 )
         elif key == "pipeline.slam.optimize_intrinsics":
             plan.config.pose.intrinsics.estimate_focal = _bool(key, v)

@@ -109,6 +109,17 @@ PRESET_INFO: dict[str, PresetInfo] = {
             "MoGe-2 (metric keyframe depth)",
         ),
         PresetInfo(
+            "wide_angle",
+            "MEI camera model (xi refined slowly in BA), GeoCalib 'distorted' initialisation, UniDepth-L "
+            "depth on a pinhole rectification warped back; no depth post-processing",
+            "MEI camera: frames rectified to a pinhole view for KLT SLAM, BA and plane-sweep depth, depth "
+            "warped back to the MEI image; the given MEI camera (--intrinsics fx,fy,cx,cy,xi) or focal and xi "
+            "self-calibrated (radial terms estimated on the rectification of a starting MEI, refitted as MEI); "
+            "dynamic masks on the pinhole view, warped back",
+            None,
+            "-",
+        ),
+        PresetInfo(
             "dav3",
             "Depth-Anything-3 keyframe depth and DA3 multi-view depth conditioned on the SLAM poses "
             "(windows of 10 frames, overlap 3)",
@@ -121,7 +132,6 @@ PRESET_INFO: dict[str, PresetInfo] = {
     )
 }
 UNAVAILABLE = {
-    "wide_angle": "MEI camera model, GeoCalib 'distorted' initialisation",
     "panorama": "equirectangular frames split into 5 pinhole views, rigid-rig SLAM",
 }
 

@@ -173,6 +173,11 @@ def prepare(
     src_w, src_h = check_output_resolution(output_resolution, stream)
     intr = None
     camera = None
+    if cfg.camera == "mei" and camera_model is None and (intrinsics is not None or intrinsics_file is not None):
+        camera_model = "mei"  # --pipeline wide_angle: --intrinsics fx,fy,cx,cy,xi
+    if cfg.camera == "mei" and camera_model not in (None, "mei"):
+        raise ConfigError(f"--pipeline wide_angle runs an MEI camera; --camera-model {camera_model} does not fit it "
+                          f"(give --camera-model mei or leave it out)")
     if intrinsics is not None:
         camera = parse_camera(intrinsics, camera_model)
     elif intrinsics_file is not None:

@@ -6,8 +6,10 @@ Layout under ``out_root``::
     <name>_scene.json          config, intrinsics, objects (static poses / motion laws), trajectory length
     gt/rgb/<name>.mp4          the same video (ViPE layout)
     gt/pose/<name>.npz         (N,4,4) OpenCV camera-to-world
-    gt/intrinsics/<name>.npz   (N,4) fx fy cx cy (+ <name>_camera.txt)
-    gt/depth/<name>.zip        float16 EXR z-depth in metres, valid (> 0) at every pixel
+    gt/intrinsics/<name>.npz   (N,4) fx fy cx cy (+ <name>_camera.txt); MEI videos (``xi``): (N,5) fx fy cx cy xi
+                               and ``MEI`` in <name>_camera.txt (ViPE's layout)
+    gt/depth/<name>.zip        float16 EXR z-depth in metres, valid (> 0) at every pixel (MEI too: z-depth of the
+                               pixel's ray, as ViPE stores MEI depth; only panoramas use ray distance)
     gt/mask/<name>.zip (+ .txt) uint8 instance ids: 0 background, 1..n moving objects
     gt/vipe/<name>_manifest.json provenance (config, timings, scale status "metric")
 """
@@ -63,6 +65,80 @@ def _radial_lens(scene: Scene) -> dict:
     return {"wide": wide, "wide_size": (ww, wh), "maps": cam.resample_maps(lens, w, h, pin)}
 
 
+# cube faces as rotations face camera -> MEI camera (columns: the face's x, y, z axes in OpenCV camera axes)
+_CUBE_FACES = {
+    "front": np.eye(3),
+    "right": np.array([[0, 0, 1], [0, 1, 0], [-1, 0, 0]], np.float64),
+    "left": np.array([[0, 0, -1], [0, 1, 0], [1, 0, 0]], np.float64),
+    "down": np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], np.float64),
+    "up": np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], np.float64),
+    "back": np.diag([-1.0, 1.0, -1.0]),
+}
+
+
+def mei_focal(width: int, hfov_deg: float, xi: float) -> float:
+    """The MEI focal (px) whose horizontal field of view over ``width`` pixels is ``hfov_deg``: the ray at
+    ``width / 2`` from the centre is at half the FoV (:func:`vipe_dagster.camera.field_of_view`'s rule)."""
+    t = np.radians(hfov_deg) / 2.0
+    return float(width / 2.0 / (np.sin(t) / (np.cos(t) + xi)))
+
+
+def _mei_lens(scene: Scene) -> dict:
+    """An MEI camera ``[f, f, cx, cy, xi]`` with the scene's horizontal FoV, rendered as cube faces (90 deg
+    pinholes plus a 2 px margin, 1.5x the MEI's central resolution) and resampled per pixel from the face its
+    ray crosses: ``cv2.remap`` maps per face, the pixels it owns, and the z-depth factor of each pixel's ray
+    (face z-depth -> MEI z-depth of the same point)."""
+    from .. import camera as cam
+
+    cfg = scene.config
+    w, h, xi = int(cfg.width), int(cfg.height), float(cfg.xi)
+    f = mei_focal(w, cfg.hfov_deg, xi)
+    params = np.array([f, f, (w - 1) / 2.0, (h - 1) / 2.0, xi])
+    lens = cam.camera_from_params("mei", params)
+    rays, ok = lens.unproject_with_valid(cam.pixel_grid(w, h), unit_norm=True)
+    if not bool(ok.all()):
+        raise ConfigError(f"xi {xi} with hfov {cfg.hfov_deg} deg: some pixels of the {w}x{h} image see no ray of "
+                          "the MEI model: choose a smaller FoV")
+    d = rays.numpy().reshape(h, w, 3)
+    size = 2 * int(np.ceil(0.75 * f / (1.0 + xi))) + 4
+    ff = size / 2.0 - 2.0  # 45 deg lands 2 px inside the border: bilinear samples never leave the face
+    c = (size - 1) / 2.0
+    axes = np.stack([R[:, 2] for R in _CUBE_FACES.values()])
+    owner = np.argmax(d @ axes.T, axis=-1)
+    faces = []
+    for i, (label, R) in enumerate(_CUBE_FACES.items()):
+        mine = owner == i
+        if not mine.any():
+            continue
+        df = d @ R  # rays in face axes (R^T d)
+        z = np.where(mine, df[..., 2], 1.0)
+        mx = np.where(mine, ff * df[..., 0] / z + c, -1e6).astype(np.float32)
+        my = np.where(mine, ff * df[..., 1] / z + c, -1e6).astype(np.float32)
+        zf = np.where(mine, d[..., 2] / z, 0.0).astype(np.float32)
+        faces.append({"face": label, "rotation": R, "maps": (mx, my), "mask": mine, "z_factor": zf})
+    from .scene import Intrinsics
+
+    return {"params": params, "face_intrinsics": Intrinsics(fx=ff, fy=ff, cx=c, cy=c), "face_size": (size, size),
+            "faces": faces}
+
+
+def _render_mei(renderer: SceneRenderer, lens: dict, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    h, w = lens["faces"][0]["mask"].shape
+    rgb = np.zeros((h, w, 3), np.uint8)
+    depth = np.zeros((h, w), np.float32)
+    mask = np.zeros((h, w), np.uint8)
+    for face in lens["faces"]:
+        frgb, fdepth, fmask = renderer.render(k, face["rotation"])
+        mx, my = face["maps"]
+        m = face["mask"]
+        rgb[m] = cv2.remap(frgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[m]
+        # nearest face pixel's z-depth, along this pixel's ray: the MEI z-depth of that point
+        depth[m] = (cv2.remap(fdepth, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+                    * face["z_factor"])[m]
+        mask[m] = cv2.remap(fmask, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)[m]
+    return rgb, depth, mask
+
+
 def generate(config: SceneConfig, out_root: str, progress: bool = False) -> SynthResult:
     """Render ``config`` and write the video and its ground truth under ``out_root`` (local or s3://)."""
     t0 = time.perf_counter()
@@ -85,12 +161,14 @@ def generate(config: SceneConfig, out_root: str, progress: bool = False) -> Synt
     max_depth = 0.0
     mask_pixels = np.zeros(int(config.moving_objects) + 1, np.int64)
     lens = _radial_lens(scene) if config.k1 else None
-    with SceneRenderer(scene, *((lens["wide"], lens["wide_size"]) if lens else ())) as renderer, \
+    mei = _mei_lens(scene) if config.xi else None
+    view = (lens["wide"], lens["wide_size"]) if lens else (mei["face_intrinsics"], mei["face_size"]) if mei else ()
+    with SceneRenderer(scene, *view) as renderer, \
             VideoWriter(video_path, fps=config.fps) as video, \
             gt.depth_writer(name) as depth_w, gt.mask_writer(name) as mask_w:
         for k in frames:
             tr = time.perf_counter()
-            rgb, depth, mask = renderer.render(k)
+            rgb, depth, mask = _render_mei(renderer, mei, k) if mei else renderer.render(k)
             if lens:  # the wide pinhole view resampled through the distorted lens (z-depth is the same point's)
                 mx, my = lens["maps"]
                 rgb = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -108,8 +186,11 @@ def generate(config: SceneConfig, out_root: str, progress: bool = False) -> Synt
     # the ViPE rgb artifact is the same H.264 stream
     fs.write_bytes(gt.path("rgb", name), fs.read_bytes(video_path))
     gt.write_pose(name, scene.c2w.astype(np.float32))
-    intr = np.tile(np.array([K.fx, K.fy, K.cx, K.cy], np.float32), (n, 1))
-    gt.write_intrinsics(name, intr, camera_type="PINHOLE")
+    if mei:
+        gt.write_intrinsics(name, np.tile(mei["params"].astype(np.float32), (n, 1)), camera_type="MEI")
+    else:
+        gt.write_intrinsics(name, np.tile(np.array([K.fx, K.fy, K.cx, K.cy], np.float32), (n, 1)),
+                            camera_type="PINHOLE")
     gt.write_phrases(name, {o.instance_id: f"moving box {o.instance_id}" for o in scene.objects if o.instance_id})
 
     desc = scene.describe()
@@ -120,8 +201,9 @@ def generate(config: SceneConfig, out_root: str, progress: bool = False) -> Synt
 
     elapsed = time.perf_counter() - t0
     cfg_dict = asdict(config) | {"name": name}
-    if not config.k1:
-        cfg_dict.pop("k1")  # pinhole videos keep the configuration hash they had before lenses existed
+    for key in ("k1", "xi"):
+        if not getattr(config, key):
+            cfg_dict.pop(key)  # pinhole videos keep the configuration hash they had before lenses existed
     cfg_hash = "sha256:" + hashlib.sha256(json.dumps(cfg_dict, sort_keys=True).encode()).hexdigest()
     manifest = base_manifest(f"synth://{name}", cfg_hash, cfg_dict)
     manifest.update({
@@ -138,6 +220,14 @@ def generate(config: SceneConfig, out_root: str, progress: bool = False) -> Synt
                               "rendering": "pinhole render of the rays the lens sees (same focal, "
                                            f"{lens['wide_size'][0]}x{lens['wide_size'][1]}), resampled through the "
                                            "lens with vipe_dagster.camera (bilinear rgb, nearest depth and masks)"}
+    if mei:
+        manifest["camera"] = {"model": "MEI", "params": [float(v) for v in mei["params"]],
+                              "params_note": "ViPE MEI row fx fy cx cy xi (unified model, u = fx X / (Z + xi |P|) + "
+                                             "cx) with OpenCV pixel centres; gt/intrinsics holds the same row",
+                              "depth": "z-depth (ViPE's MEI depth)",
+                              "rendering": f"{len(mei['faces'])} cube faces ({', '.join(f['face'] for f in mei['faces'])}"
+                                           f", {mei['face_size'][0]} px, 90 deg + 2 px) resampled through the MEI "
+                                           "model with vipe_dagster.camera (bilinear rgb, nearest depth and masks)"}
     gt.write_manifest(name, manifest)
     log.info("synth %s: %d frames %dx%d in %.1f s (render %.1f s), path %.2f m, depth [%.2f, %.2f] m",
              name, n, config.width, config.height, elapsed, t_render, desc["trajectory_length_m"],

@@ -89,16 +89,21 @@ class SceneRenderer:
         except Exception as exc:  # EGL/OSMesa missing or broken: say what to install
             raise _gl_error(exc) from exc
 
-    def set_frame(self, k: int) -> None:
+    def set_frame(self, k: int, rotation: np.ndarray | None = None) -> None:
+        """Pose the scene at frame ``k``; ``rotation`` (3x3, OpenCV axes) turns the render camera about the
+        frame's camera centre: a point ``P`` of the render camera is ``rotation @ P`` in the frame's camera."""
         t = float(self.scene.times[k])
         for obj, node in self._nodes:
             if obj.motion is not None:
                 self._pscene.set_pose(node, obj.world_pose(t))
-        self._pscene.set_pose(self._cam_node, self.scene.c2w[k] @ GL_FROM_CV)
+        turn = np.eye(4)
+        if rotation is not None:
+            turn[:3, :3] = rotation
+        self._pscene.set_pose(self._cam_node, self.scene.c2w[k] @ turn @ GL_FROM_CV)
 
-    def render(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def render(self, k: int, rotation: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pr = self._pr
-        self.set_frame(k)
+        self.set_frame(k, rotation)
         rgb, _ = self._renderer.render(self._pscene, flags=pr.RenderFlags.FLAT)
         seg, depth = self._renderer.render(self._pscene, flags=pr.RenderFlags.SEG, seg_node_map=self._seg_map)
         return np.ascontiguousarray(rgb[..., :3]), np.ascontiguousarray(depth, np.float32), \

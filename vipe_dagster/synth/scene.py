@@ -46,6 +46,7 @@ class SceneConfig:
     seed: int = 0
     name: str | None = None
     k1: float = 0.0  # radial lens distortion (OpenCV / COLMAP SIMPLE_RADIAL k1) of the rendered video; 0 = pinhole
+    xi: float = 0.0  # MEI (unified) xi of the rendered video (hfov_deg is then the MEI image's FoV); 0 = pinhole
 
     def resolved_name(self) -> str:
         return self.name or f"synth_{self.scene}_{self.trajectory}_s{self.seed}"
@@ -67,6 +68,10 @@ class SceneConfig:
             raise ConfigError(f"hfov_deg must be in [5, 150] degrees, got {self.hfov_deg}")
         if not (math.isfinite(self.k1) and -0.5 <= self.k1 <= 0.5):
             raise ConfigError(f"k1 must be in [-0.5, 0.5], got {self.k1}")
+        if not (math.isfinite(self.xi) and 0.0 <= self.xi <= 1.0):
+            raise ConfigError(f"xi must be in [0, 1] (0: pinhole), got {self.xi}")
+        if self.xi and self.k1:
+            raise ConfigError("give either k1 (radial lens) or xi (MEI lens), not both")
         if not (0 <= int(self.moving_objects) <= 255):
             raise ConfigError(f"moving_objects must be in [0, 255] (uint8 mask ids), got {self.moving_objects}")
         if self.name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):

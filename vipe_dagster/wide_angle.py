@@ -1,0 +1,380 @@
+"""``--pipeline wide_angle``: an MEI (unified) camera through the pinhole pipeline.
+
+ViPE runs its wide-angle preset on the MEI model ``[fx, fy, cx, cy, xi]`` (spec §2: ``u = fx X / (Z + xi |P|)
++ cx``). Here every frame is rectified to a pinhole view with the same centre and orientation
+(:func:`plan`): KLT SLAM, BA and plane-sweep depth run on that view unchanged, and :func:`finish` writes the
+artifacts back in the MEI image (ViPE's layout): ``rgb`` the MEI frames, ``intrinsics`` ``(N, 5)`` MEI rows
+with ``MEI`` in ``_camera.txt``, ``depth`` the z-depth of each MEI pixel's ray (the rectification is a pure
+re-projection, so the z-depth of a point is the same in both images; the MEI pixels the pinhole view cannot
+reach get plane-sweep depth from four side views turned towards the corners, :func:`side_view_depth`),
+masks (warped; 0 beyond the main view) and the sparse map's observations as MEI pixels. Poses are those of the
+pinhole run.
+
+The MEI camera comes from ``--intrinsics fx,fy,cx,cy,xi`` / an MEI intrinsics file (then the pinhole's focal is
+fixed) or is self-calibrated: the frames are rectified with a starting MEI camera (``MeiConfig.xi_init`` and
+the focal of ``MeiConfig.fov_prior_deg``), the pose stage self-calibrates the focal and the radial terms k1 k2
+of that view (:mod:`vipe_dagster.slam`; a wrong starting MEI shows there as radial distortion), and the MEI
+camera that maps the calibrated rays to the recorded pixels best is fitted by least squares (focal and xi,
+principal point at the image centre). The manifest's ``camera`` section says which it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import cv2
+import numpy as np
+
+from .config import MeiConfig, PoseConfig
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def mei_focal_for_fov(width: float, hfov_deg: float, xi: float) -> float:
+    """The MEI focal whose ray at ``width / 2`` from the centre is at ``hfov_deg / 2`` from the axis."""
+    t = math.radians(hfov_deg) / 2.0
+    if t >= math.pi / 2 and xi <= 0:
+        raise ConfigError(f"an MEI camera with xi {xi} cannot see {hfov_deg} deg")
+    return float(width / 2.0 / (math.sin(t) / (math.cos(t) + xi)))
+
+
+def rectification_pinhole(mei: np.ndarray, width: int, height: int, focal_scale: float) -> np.ndarray:
+    """``[f, f, cx, cy]`` of the pinhole view (same size, centred) the pipeline runs on: ``focal_scale`` times
+    the MEI's equivalent pinhole focal ``f / (1 + xi)``, but never wider than the view whose every pixel sees
+    the recorded MEI image."""
+    from . import camera as cam
+
+    lens = cam.camera_from_params("mei", np.asarray(mei, np.float64))
+    valid = cam.rectifying_pinhole(lens, width, height, mode="valid")
+    f_eq = float(mei[0]) / (1.0 + float(mei[4]))
+    f = max(focal_scale * f_eq, float(valid[0]))
+    return np.array([f, f, (width - 1) / 2.0, (height - 1) / 2.0])
+
+
+def plan(pose_cfg: PoseConfig, width: int, height: int, mei_cfg: MeiConfig) -> dict:
+    """The MEI camera (given or starting), the pinhole view, the ``cv2.remap`` maps MEI -> pinhole, the pose
+    config of the pinhole run, and the manifest record."""
+    from . import camera as cam
+
+    ic = pose_cfg.intrinsics
+    given = ic.fx is not None
+    if given:
+        if ic.camera_model != "mei" or ic.xi is None:
+            raise ConfigError(f"--pipeline wide_angle needs an MEI camera (fx,fy,cx,cy,xi), got camera model "
+                              f"{ic.camera_model or 'pinhole'}: give --intrinsics fx,fy,cx,cy,xi or an MEI "
+                              "intrinsics file, or no intrinsics (self-calibration)")
+        if any(getattr(ic, k) for k in ("k1", "k2", "p1", "p2")):
+            raise ConfigError("--pipeline wide_angle: the MEI camera's extra distortion (k1 k2 p1 p2) is not "
+                              "written in ViPE's MEI rows; give fx,fy,cx,cy,xi")
+        mei = np.array([ic.fx, ic.fy if ic.fy is not None else ic.fx,
+                        ic.cx if ic.cx is not None else (width - 1) / 2.0,
+                        ic.cy if ic.cy is not None else (height - 1) / 2.0, ic.xi], np.float64)
+    else:
+        f0 = mei_focal_for_fov(width, mei_cfg.fov_prior_deg, mei_cfg.xi_init)
+        mei = np.array([f0, f0, (width - 1) / 2.0, (height - 1) / 2.0, mei_cfg.xi_init], np.float64)
+    pin = rectification_pinhole(mei, width, height, mei_cfg.rectify_focal_scale)
+    lens = cam.camera_from_params("mei", mei)
+    maps = cam.rectify_maps(lens, pin, width, height)
+    fields = ic.model_dump()
+    fields.update(k1=None, k2=None, p1=None, p2=None, k3=None, k4=None, xi=None)
+    hfov_pin = float(cam.fov_from_focal(width, pin[0]))
+    if given:
+        fields.update(fx=float(pin[0]), fy=float(pin[1]), cx=float(pin[2]), cy=float(pin[3]), camera_model="pinhole")
+    else:  # the pinhole view of a starting MEI: the pose stage calibrates its focal and radial k1 k2
+        fields.update(fx=None, fy=None, cx=None, cy=None, camera_model=None, radial_terms=2,
+                      fov_prior_deg=hfov_pin,
+                      sweep_fov_deg=(max(20.0, hfov_pin - 40.0), min(165.0, hfov_pin + 20.0)))
+    cfg = pose_cfg.model_copy(deep=True)
+    cfg.intrinsics = type(ic)(**fields)
+    record = {
+        "model": "MEI", "source": "given" if given else "self-calibrated",
+        "start" if not given else "given": [float(v) for v in mei],
+        "rectified": False,
+        "processing": {"to": "PINHOLE", "pinhole": [float(v) for v in pin], "hfov_deg": round(hfov_pin, 3),
+                       "rule": "every frame is remapped (bilinear) to this pinhole view for SLAM, BA and plane-sweep "
+                               "depth; artifacts are written back in the MEI image"},
+    }
+    log.info("wide_angle: %s MEI %s, pinhole view f %.1f (hfov %.1f deg)", record["source"],
+             [round(float(v), 4) for v in mei], pin[0], hfov_pin)
+    return {"mei": mei, "given": given, "pinhole": pin, "maps": maps, "pose_config": cfg, "record": record}
+
+
+def _undistort_radial(uv: np.ndarray, intr: np.ndarray, radial: np.ndarray, iters: int = 30) -> np.ndarray:
+    """Pixels of the RADIAL model -> ideal pinhole pixels (fixed-point inversion of ``d = 1 + k1 r^2 + k2 r^4``)."""
+    fx, fy, cx, cy = (float(v) for v in intr[:4])
+    xd, yd = (uv[:, 0] - cx) / fx, (uv[:, 1] - cy) / fy
+    x, y = xd.copy(), yd.copy()
+    for _ in range(iters):
+        r2 = x * x + y * y
+        d = 1.0 + radial[0] * r2 + radial[1] * r2 * r2
+        x, y = xd / d, yd / d
+    return np.stack([x * fx + cx, y * fy + cy], 1)
+
+
+def fit_mei(start: np.ndarray, pin0: np.ndarray, intr: np.ndarray, radial: np.ndarray, width: int,
+            height: int) -> tuple[np.ndarray, dict]:
+    """The MEI camera (focal, xi; centre fixed) whose projection of the self-calibrated rays best matches
+    the recorded pixels. A recorded MEI pixel ``u`` was rectified with the starting camera to pixel
+    ``p = pin0(start^-1(u))`` of the first pinhole view; the pose stage found that view to be a pinhole
+    ``intr`` with radial terms ``radial``, so ``u``'s true ray is ``intr^-1(undistort(p))``."""
+    from scipy.optimize import least_squares
+
+    from . import camera as cam
+
+    xs = np.linspace(0, width - 1, 41)
+    ys = np.linspace(0, height - 1, 31)
+    gx, gy = np.meshgrid(xs, ys)
+    u = np.stack([gx.ravel(), gy.ravel()], 1)
+    rays0, ok = cam.unproject_pixels("mei", start, u)
+    ok = ok & (rays0[:, 2] > 0.15)
+    p = np.stack([pin0[0] * rays0[:, 0] / np.where(ok, rays0[:, 2], 1) + pin0[2],
+                  pin0[1] * rays0[:, 1] / np.where(ok, rays0[:, 2], 1) + pin0[3]], 1)
+    ok &= (p[:, 0] >= 0) & (p[:, 0] <= width - 1) & (p[:, 1] >= 0) & (p[:, 1] <= height - 1)
+    q = _undistort_radial(p[ok], intr, radial)
+    rays = np.stack([(q[:, 0] - intr[2]) / intr[0], (q[:, 1] - intr[3]) / intr[1], np.ones(len(q))], 1)
+    rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+    target = u[ok]
+    cx, cy = float(start[2]), float(start[3])
+
+    def resid(x):
+        f, xi = x
+        den = rays[:, 2] + xi
+        return np.concatenate([f * rays[:, 0] / den + cx - target[:, 0], f * rays[:, 1] / den + cy - target[:, 1]])
+
+    sol = least_squares(resid, x0=[float(start[0]), float(start[4])], bounds=([1.0, -0.99], [1e5, 5.0]))
+    f, xi = (float(v) for v in sol.x)
+    r = resid(sol.x).reshape(2, -1)
+    rms = float(np.sqrt(np.mean(np.sum(r * r, 0))))
+    return np.array([f, f, cx, cy, xi]), {"fit_rms_px": round(rms, 4), "fit_points": int(ok.sum()),
+                                          "rule": "least squares of the MEI projection of the self-calibrated "
+                                                  "rays against the recorded pixels (focal and xi; principal "
+                                                  "point at the image centre)"}
+
+
+def _warp_depth(d: np.ndarray, mx: np.ndarray, my: np.ndarray, edge_rel: float = 0.05) -> np.ndarray:
+    """Sample a depth map at ``(mx, my)``: bilinear where the neighbourhood is smooth and valid, nearest elsewhere
+    (no flying pixels across depth edges), NaN outside."""
+    src = np.where(np.isfinite(d) & (d > 0), d, np.nan).astype(np.float32)
+    near = cv2.remap(src, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+    lin = cv2.remap(np.nan_to_num(src, nan=0.0), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                    borderValue=0.0)
+    with np.errstate(invalid="ignore"):
+        smooth = np.isfinite(near) & (np.abs(lin - near) <= edge_rel * near)
+    return np.where(smooth, lin, near).astype(np.float32)
+
+
+def refine(store, name: str, plan_: dict, source: str, start_frame, end_frame, frame_skip: int,
+           long_side: int) -> None:
+    """After the pose stage: the final MEI camera (given, or fitted to the self-calibration) and the pinhole
+    view the later stages see. A self-calibrated camera's frames are rectified again from the recorded MEI
+    frames with the fitted MEI to the pose stage's ideal pinhole (one resampling, whatever the pose stage
+    did to the first view); poses and the sparse map (ideal-pinhole pixels) stay as they are."""
+    from . import camera as cam
+    from .io import open_video
+
+    intr, _, _ = store.read_intrinsics(name)
+    K = intr[0, :4].astype(np.float64)
+    plan_["final_pinhole"] = K
+    record = plan_["record"]
+    if plan_["given"]:
+        plan_["final_mei"] = plan_["mei"]
+        return
+    pi = (store.read_manifest(name).get("pose") or {}).get("intrinsics") or {}
+    radial = np.array([float(pi.get("k1") or 0.0), float(pi.get("k2") or 0.0)])
+    stream = open_video(source, start_frame, end_frame, frame_skip, long_side)
+    w, h = stream.width, stream.height
+    mei, fit = fit_mei(plan_["mei"], plan_["pinhole"], K, radial, w, h)
+    record.update(fit=fit, pinhole_calibration={"intrinsics": [float(v) for v in K], "k1": float(radial[0]),
+                                                "k2": float(radial[1]), "source": pi.get("source")})
+    plan_["final_mei"] = mei
+    mx, my = cam.rectify_maps(cam.camera_from_params("mei", mei), K, w, h)
+    with store.rgb_writer(name, stream.fps) as wr:
+        for _, frame in stream:
+            wr.add(cv2.remap(frame, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT))
+    record["processing"]["pinhole"] = [float(v) for v in K]
+    record["processing"]["hfov_deg"] = round(float(cam.fov_from_focal(w, K[0])), 3)
+    record["processing"]["rerectified"] = ("the recorded frames rectified again with the fitted MEI camera to "
+                                           "the pose stage's ideal pinhole before depth")
+    log.info("wide_angle %s: fitted MEI %s (rms %.3f px); frames rectified again to pinhole f %.1f", name,
+             [round(float(v), 4) for v in mei], fit["fit_rms_px"], K[0])
+
+
+# side views for the part of the MEI image the main pinhole view does not reach: (yaw, pitch) in degrees
+# towards the four corners, with the main view's focal times SIDE_FOCAL (an MEI lens with xi < 1 resolves its periphery
+# finer than its centre)
+SIDE_VIEWS = ((50.0, 40.0), (-50.0, 40.0), (50.0, -40.0), (-50.0, -40.0))
+SIDE_FOCAL = 1.8
+
+
+def _rotation(yaw_deg: float, pitch_deg: float) -> np.ndarray:
+    """View -> camera rotation (OpenCV axes) of a view turned ``yaw`` to the right and ``pitch`` down."""
+    a, b = math.radians(yaw_deg), math.radians(pitch_deg)
+    ry = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
+    rx = np.array([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]])
+    return ry @ rx
+
+
+def _view_maps(rays: np.ndarray, R: np.ndarray, K: np.ndarray, w: int, h: int):
+    """For unit camera rays (h, w, 3): pixel coordinates in the pinhole view ``K`` turned by ``R`` (view ->
+    camera), whether the view sees them, and the z-depth factor view -> camera."""
+    dv = rays @ R  # R^T d
+    z = dv[..., 2]
+    zs = np.where(z > 1e-6, z, 1.0)
+    mx, my = K[0] * dv[..., 0] / zs + K[2], K[1] * dv[..., 1] / zs + K[3]
+    seen = (z > 1e-6) & (mx >= -0.5) & (mx <= w - 0.5) & (my >= -0.5) & (my <= h - 0.5)
+    return mx.astype(np.float32), my.astype(np.float32), seen, (rays[..., 2] / zs).astype(np.float32), z
+
+
+def side_view_depth(store, name: str, mei: np.ndarray, K: np.ndarray, rays: np.ndarray, covered: np.ndarray,
+                    source: str, start_frame, end_frame, frame_skip: int, long_side: int, depth_cfg,
+                    out: list[np.ndarray]) -> list[dict]:
+    """Plane-sweep depth of the MEI pixels the main view does not reach: each is given to the side view
+    (:data:`SIDE_VIEWS`) that sees it closest to its centre; every such view is a pinhole sequence of its own
+    (the recorded frames remapped into it, the poses turned with it) in a temporary store, run through the
+    same depth stage, and its z-depth converted to the MEI camera's z-depth of the same point."""
+    import tempfile
+
+    import torch
+
+    from . import camera as cam
+    from .depth.run import run_depth
+    from .io import ArtifactStore, open_video
+    from .io.artifacts import SparseMap
+    from .io.manifest import base_manifest
+
+    h, w = covered.shape
+    Kv = np.array([K[0] * SIDE_FOCAL, K[1] * SIDE_FOCAL, (w - 1) / 2.0, (h - 1) / 2.0])
+    views = []
+    for yaw, pitch in SIDE_VIEWS:
+        R = _rotation(yaw, pitch)
+        views.append((yaw, pitch, R, *_view_maps(rays, R, Kv, w, h)))
+    score = np.stack([np.where(v[5], v[7], -np.inf) for v in views])  # view z of the ray: larger = more central
+    owner = np.where(covered, -1, np.argmax(score, 0))
+    owner = np.where(~covered & ~np.isfinite(score.max(0)), -2, owner)
+    c2w, inds = store.read_pose(name)
+    valid = store.read_pose_valid(name)
+    sm = store.read_sparse_map(name) if store.exists("sparse", name) else None
+    lens = cam.camera_from_params("mei", mei)
+    done = []
+    for i, (yaw, pitch, R, _, _, _, _, _) in enumerate(views):
+        mine = owner == i
+        if not mine.any():
+            continue
+        # the view's frames: its pinhole pixels -> camera rays -> recorded MEI pixels
+        pin = cam.PinholeCamera(np.asarray(Kv))
+        vr = pin.unproject(cam.pixel_grid(w, h)).numpy()
+        vr = vr / np.linalg.norm(vr, axis=-1, keepdims=True)
+        uv, ok = lens.project(torch.as_tensor(vr @ R.T))
+        uv = uv.numpy()
+        ok = ok.numpy()
+        fx_ = np.where(ok, uv[..., 0], -1e6).astype(np.float32)
+        fy_ = np.where(ok, uv[..., 1], -1e6).astype(np.float32)
+        T = np.eye(4)
+        T[:3, :3] = R
+        with tempfile.TemporaryDirectory(prefix="vipe_side_") as tmp:
+            vs = ArtifactStore(tmp)
+            stream = open_video(source, start_frame, end_frame, frame_skip, long_side)
+            vs.begin_generation(name)
+            with vs.rgb_writer(name, stream.fps) as wr:
+                for _, frame in stream:
+                    wr.add(cv2.remap(frame, fx_, fy_, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT))
+            vs.write_manifest(name, base_manifest(source, "side-view", {"view": [yaw, pitch]}))
+            vs.write_pose(name, (c2w.astype(np.float64) @ T).astype(np.float32), inds=inds, valid=valid)
+            vs.write_intrinsics(name, np.tile(Kv.astype(np.float32), (len(inds), 1)), inds=inds)
+            if sm is not None and len(sm.obs_frame):
+                w2c = np.linalg.inv(c2w[sm.obs_frame].astype(np.float64) @ T)
+                p = sm.points[sm.obs_point].astype(np.float64)
+                pc = np.einsum("nij,nj->ni", w2c[:, :3, :3], p) + w2c[:, :3, 3]
+                front = pc[:, 2] > 1e-6
+                uvv = np.stack([Kv[0] * pc[front, 0] / pc[front, 2] + Kv[2],
+                                Kv[1] * pc[front, 1] / pc[front, 2] + Kv[3]], 1)
+                inside = (uvv[:, 0] >= 0) & (uvv[:, 0] <= w - 1) & (uvv[:, 1] >= 0) & (uvv[:, 1] <= h - 1)
+                sel = np.flatnonzero(front)[inside]
+                if len(sel):
+                    vs.write_sparse_map(name, SparseMap(sm.points, sm.colors, sm.obs_frame[sel], sm.obs_point[sel],
+                                                        uvv[inside].astype(np.float32), sm.keyframes))
+            res = run_depth(vs, name, depth_cfg)
+            _, mx, my, _, zf, _ = views[i][2:]
+            for k, d in vs.iter_depth(name):
+                warped = _warp_depth(d, mx, my) * zf
+                out[k][mine] = warped[mine]
+        done.append({"yaw_deg": yaw, "pitch_deg": pitch, "pinhole": [float(v) for v in Kv],
+                     "pixels": round(float(mine.mean()), 4), "measured_fraction": round(res.mvs_valid_fraction, 4)})
+        log.info("wide_angle %s: side view yaw %.0f pitch %.0f: depth of %.1f %% of the MEI image", name, yaw, pitch,
+                 100 * mine.mean())
+    return done
+
+
+def finish(store, name: str, plan_: dict, source: str, start_frame, end_frame, frame_skip: int,
+           long_side: int, depth_cfg=None) -> dict:
+    """Write the sequence's artifacts in the MEI image (module docstring) and the manifest's ``camera``."""
+    from . import camera as cam
+    from .io import open_video
+    from .io.artifacts import SparseMap
+
+    _, inds, _ = store.read_intrinsics(name)
+    K = plan_["final_pinhole"]
+    mei = plan_["final_mei"]
+    stream = open_video(source, start_frame, end_frame, frame_skip, long_side)
+    w, h = stream.width, stream.height
+    record = dict(plan_["record"])
+    record["params_processing_px"] = [float(v) for v in mei]
+    record["params_note"] = "ViPE MEI row fx fy cx cy xi in pixels of the processed rgb"
+    lens = cam.camera_from_params("mei", mei)
+    # MEI pixel -> its ray -> pixel of the final pinhole view (where rgb, depth and masks were computed)
+    rays, ok = lens.unproject_with_valid(cam.pixel_grid(w, h))
+    rays = rays.numpy()
+    ok = ok.numpy() & (rays[..., 2] > 1e-6)
+    z = np.where(ok, rays[..., 2], 1.0)
+    q = np.stack([K[0] * rays[..., 0] / z + K[2], K[1] * rays[..., 1] / z + K[3]], -1)
+    mx = np.where(ok, q[..., 0], -1e6).astype(np.float32)
+    my = np.where(ok, q[..., 1], -1e6).astype(np.float32)
+    covered = ok & (q[..., 0] >= -0.5) & (q[..., 0] <= w - 0.5) & (q[..., 1] >= -0.5) & (q[..., 1] <= h - 0.5)
+    record["depth_coverage"] = round(float(covered.mean()), 4)
+    record["depth"] = ("z-depth (ViPE's MEI depth), warped from the main pinhole view; the MEI pixels it does not "
+                       "reach from side views turned towards the corners (side_views)")
+
+    record["depth_coverage_main_view"] = record.pop("depth_coverage")
+    # same order as a set rewrite: rgb, intrinsics, then what was computed with them
+    proc = store.open_rgb(name)
+    fps = proc.fps
+    with store.rgb_writer(name, fps) as wr:
+        for _, frame in stream:
+            wr.add(frame)
+    store.write_intrinsics(name, np.tile(mei.astype(np.float32), (len(inds), 1)), inds=inds, camera_type="MEI")
+    rewritten = ["rgb", "intrinsics"]
+    if store.exists("depth", name):
+        depths = [_warp_depth(d, mx, my) for _, d in store.iter_depth(name)]
+        if depth_cfg is not None and not covered.all():
+            unit = rays / np.linalg.norm(rays, axis=-1, keepdims=True)
+            record["side_views"] = side_view_depth(store, name, mei, K, unit, covered, source, start_frame,
+                                                   end_frame, frame_skip, long_side, depth_cfg, depths)
+        with store.depth_writer(name) as dw:
+            for d in depths:
+                dw.add(d)
+        rewritten.append("depth")
+    if store.exists("mask", name):
+        phrases = store.read_phrases(name) if store.exists("phrases", name) else {}
+        masks = [m for _, m in store.iter_masks(name)]
+        with store.mask_writer(name) as mw:
+            for m in masks:
+                mw.add(cv2.remap(m, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0))
+        store.write_phrases(name, phrases)
+        rewritten.append("mask")
+    if store.exists("sparse", name):
+        sm = store.read_sparse_map(name)
+        ideal = sm.obs_uv.astype(np.float64)  # ideal-pinhole pixels of the final view
+        r = np.stack([(ideal[:, 0] - K[2]) / K[0], (ideal[:, 1] - K[3]) / K[1], np.ones(len(ideal))], 1)
+        uv, _ = cam.project_points("mei", mei, r)
+        store.write_sparse_map(name, SparseMap(sm.points, sm.colors, sm.obs_frame, sm.obs_point,
+                                               uv.astype(np.float32), sm.keyframes))
+        rewritten.append("sparse")
+    record["rewritten"] = rewritten
+    hfov = cam.field_of_view("MEI", mei, w, h)
+    record["fov_deg"] = [round(hfov.x_deg, 3), round(hfov.y_deg, 3)]
+    store.update_manifest(name, "ingest", {"camera": record})  # the lens section (see io/manifest.py)
+    log.info("wide_angle %s: MEI %s (%s), depth on %.1f %% of the MEI image", name,
+             [round(float(v), 4) for v in mei], record["source"], 100 * record["depth_coverage_main_view"])
+    return record
