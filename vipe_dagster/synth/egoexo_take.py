@@ -325,7 +325,7 @@ def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48,
     Ego-Exo4D's calibration is at the full GoPro resolution while the videos are downscaled); the camera_pose
     JSON and ``online_calibration.jsonl`` as :func:`generate_take` writes them.
 
-    Ground truth for evaluation only (nothing in the pipeline reads it), under ``gt/``:
+    Ground truth for evaluation only (nothing in the pipeline reads it), under ``gt/<take>/``:
     ``exo_depth/<cam>.npy`` (exact z-depth), ``exo_seen_by_other/<cam>.png`` (255 where another exo camera
     sees the same surface point unoccluded), ``ego_fisheye/frame_%06d.png`` (upright, projectaria_tools'
     unprojection) and ``ego_fisheye_visible/<cam>/frame_%06d.png`` (ego pixels whose surface ``cam`` sees).
@@ -343,7 +343,7 @@ def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48,
     T = {c: _look_at(np.array(eye, float), np.array(tgt, float)) for c, eye, tgt in RIG_CAMERAS[:num_cameras]}
     vdir = root / "takes" / take / Path(EXO_VIDEO_SUBDIR)
     vdir.mkdir(parents=True, exist_ok=True)
-    gt_dir = root / "gt"
+    gt_dir = root / "gt" / take  # per take: several takes can share one root
     for sub in ("exo_depth", "exo_seen_by_other", "ego_fisheye"):
         (gt_dir / sub).mkdir(parents=True, exist_ok=True)
 
