@@ -72,10 +72,43 @@ def _read_image(uri: str) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-exo_video = dg.AssetSpec(
-    EXO_VIDEO, partitions_def=EGO_VIEWS, group_name=EGOEXO_GROUP, kinds={"mp4"},
+EXO_VIDEO_CODE_VERSION = code_version("exo_video")
+
+
+@dg.asset(
+    key=EXO_VIDEO,
+    partitions_def=EGO_VIEWS,
+    group_name=EGOEXO_GROUP,
+    code_version=EXO_VIDEO_CODE_VERSION,
+    backfill_policy=BACKFILL,
+    kinds={"mp4"},
     description="The frame-aligned video of one exo camera of a take "
-                "(`takes/<take>/frame_aligned_videos/downscaled/448/<cam>.mp4` under the takes root).")
+                "(`takes/<take>/frame_aligned_videos/downscaled/448/<cam>.mp4` under the takes root), recorded "
+                "as it is (frames, size, fps; data version: sha256 of the bytes, or the S3 ETag). Its blocking "
+                "`camera_ids` check stops the take x camera before inference when the camera is not calibrated.",
+)
+def exo_video(context: dg.AssetExecutionContext, egoexo: EgoExoResource) -> dg.MaterializeResult:
+    from vipe_dagster.egoexo.takes import VIDEO_SUBDIR
+    from vipe_dagster.io.video import probe
+    from vipe_dagster.registry import source_data_version
+
+    key = context.partition_key
+    take_key, cam = split_view_key(key)
+    take = _take_name(egoexo.takes_root, take_key, egoexo.discover({take_key}))
+    if take is None:
+        raise dg.Failure(description=f"error: no take folder under {egoexo.takes_root} has the partition key "
+                                     f"{take_key!r}")
+    video = fs.join(egoexo.takes_root, "takes", take, *VIDEO_SUBDIR.split("/"), f"{cam}.mp4")
+    if not fs.exists(video):
+        raise dg.Failure(description=f"error: {video} does not exist (expected the frame-aligned video of exo "
+                                     f"camera {cam} of take {take!r})")
+    with classify_failures(context):
+        info = probe(video)
+        version = source_data_version(video)
+    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+        "take": take, "camera": cam, "path": dg.MetadataValue.path(video), "num_frames": info.num_frames,
+        "resolution": f"{info.width}x{info.height}", "fps": round(float(info.fps or 0.0), 3),
+        "bytes": fs.size(video)})
 
 
 def _exo_inference_config() -> type[dg.Config]:
@@ -223,35 +256,60 @@ def _take_name(root: str, take_key: str, found: Discovery) -> str | None:
     return {k: t for t, k in take_key_map(sorted(names)).items()}.get(take_key)
 
 
-@dg.asset_check(asset=EGO_RENDER, name=CAMERA_ID_CHECK, blocking=True, partitions_def=EGO_VIEWS,
-                description="The view's exo camera is in the take's calibration (a `gopro_calibs.csv` row, or the "
-                            "camera_pose JSON's entry for a take without that file) and in the take (its video "
-                            "or a ViPE result folder, EgoX names like `cam02_static_vda_fixedcam` included), and "
-                            "the take's camera_pose JSON has an Aria trajectory over every rendered frame. "
-                            "Blocking: a render placed by the wrong camera or pose is garbage.")
-def camera_ids(context: dg.AssetCheckExecutionContext, egoexo: EgoExoResource) -> dg.AssetCheckResult:
+def camera_id_result(egoexo: EgoExoResource, key: str, raw: bool) -> dg.AssetCheckResult:
+    """The camera-ID check of view ``key`` (``vipe_dagster.egoexo.camera_check``). ``raw``: the view as a video
+    of the raw layout (frame range: the video's frames; why discovery left the camera out, if it did), else as
+    a ViPE result (frame range: the result's frames)."""
     from vipe_dagster.egoexo.camera_check import check_camera_ids
-    from vipe_dagster.egoexo.takes import PoseFile
+    from vipe_dagster.egoexo.takes import VIDEO_SUBDIR, PoseFile
+    from vipe_dagster.io.video import probe
 
-    key = context.partition_key
     take_key, cam = split_view_key(key)
     found = egoexo.discover({take_key})
-    view = next((v for v in found.views if v.key == key), None)
+    view = None if raw else next((v for v in found.views if v.key == key), None)
     take = view.take if view else _take_name(egoexo.takes_root, take_key, found)
     if take is None:
         return dg.AssetCheckResult(passed=False, description=f"error: no take folder under {egoexo.takes_root} "
                                                              f"has the partition key {take_key!r}")
     last = (view.num_frames - 1) if view else 0
-    # the JSON discovery matched to the take (by metadata.take_name); its take_uid is re-read by the check
-    pose = PoseFile(view.camera_pose_json, "", "") if view else None
+    pose = PoseFile(view.camera_pose_json, "", "") if view else None  # discovery's JSON (metadata.take_name)
+    skipped = found.skipped
+    if raw:
+        video = fs.join(egoexo.takes_root, "takes", take, *VIDEO_SUBDIR.split("/"), f"{cam}.mp4")
+        if fs.exists(video):
+            last = max(probe(video).num_frames - 1, 0)
+        rd = egoexo.discover_raw({take_key})
+        skipped = rd.skipped
+        usable = any(cam in t.exo_videos for t in rd.takes)
+    else:
+        usable = view is not None
     rep = check_camera_ids(egoexo.takes_root, take, cam, 0, last, pose=pose)
-    if view is None:
-        rep.problems += [f"not renderable: {r}" for t, c, r in found.skipped
+    if not usable:
+        what = "no exo inference" if raw else "not renderable"
+        rep.problems += [f"{what}: {r}" for t, c, r in skipped
                          if t == take and (c == "*" or c == cam or c.startswith(cam + "_"))] or \
-                        [f"not renderable: discovery found no ViPE result of {cam} in take {take!r}"]
+                        [f"{what}: discovery found no {'video' if raw else 'ViPE result'} of {cam} in take {take!r}"]
     meta = {k: (dg.MetadataValue.json(v) if isinstance(v, (list, dict)) else v) for k, v in rep.facts.items()}
     meta["problems"] = dg.MetadataValue.json(rep.problems)
     return dg.AssetCheckResult(passed=rep.passed, metadata=meta, description=rep.describe())
+
+
+_CAMERA_ID_DOC = ("The view's exo camera is in the take's calibration (a `gopro_calibs.csv` row, or the camera_pose "
+                  "JSON's entry for a take without that file) and in the take (its video or a ViPE result folder, "
+                  "EgoX names like `cam02_static_vda_fixedcam` included), and the take's camera_pose JSON has an "
+                  "Aria trajectory over every frame. Blocking: ")
+
+
+@dg.asset_check(asset=EXO_VIDEO, name=CAMERA_ID_CHECK, blocking=True, partitions_def=EGO_VIEWS,
+                description=_CAMERA_ID_DOC + "exo inference of a camera the rig cannot place does not run.")
+def exo_camera_ids(context: dg.AssetCheckExecutionContext, egoexo: EgoExoResource) -> dg.AssetCheckResult:
+    return camera_id_result(egoexo, context.partition_key, raw=True)
+
+
+@dg.asset_check(asset=EGO_RENDER, name=CAMERA_ID_CHECK, blocking=True, partitions_def=EGO_VIEWS,
+                description=_CAMERA_ID_DOC + "a render placed by the wrong camera or pose is garbage.")
+def camera_ids(context: dg.AssetCheckExecutionContext, egoexo: EgoExoResource) -> dg.AssetCheckResult:
+    return camera_id_result(egoexo, context.partition_key, raw=False)
 
 
 def latest_renders(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, dg.EventLogRecord]:
@@ -332,9 +390,10 @@ def best_ego_view(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRes
 
 EGO_RENDER_JOB = dg.define_asset_job("ego_render_job", selection=[EGO_RENDER], partitions_def=EGO_VIEWS,
                                      description="Render the ego view of one take x exo camera.")
-EXO_VIEW_JOB = dg.define_asset_job("exo_view_job", selection=[EXO_INFERENCE, EGO_RENDER], partitions_def=EGO_VIEWS,
-                                    description="From one exo camera's video: fixed-camera inference (rig depth), "
-                                                "then the ego render.")
+EXO_VIEW_JOB = dg.define_asset_job("exo_view_job", selection=[EXO_VIDEO, EXO_INFERENCE, EGO_RENDER],
+                                    partitions_def=EGO_VIEWS,
+                                    description="From one exo camera's video: the video (camera-ID check), "
+                                                "fixed-camera inference (rig depth), then the ego render.")
 BEST_VIEW_JOB = dg.define_asset_job("best_ego_view_job", selection=["best_ego_view"], partitions_def=TAKES,
                                     description="Choose the best exo camera of one take.")
 
@@ -399,6 +458,6 @@ def egoexo_takes(context: dg.SensorEvaluationContext, egoexo: EgoExoResource):
 
 
 ASSETS = [exo_video, exo_inference, ego_render, best_ego_view]
-CHECKS = [camera_ids]
+CHECKS = [exo_camera_ids, camera_ids]
 JOBS = [EGO_RENDER_JOB, EXO_VIEW_JOB, BEST_VIEW_JOB]
 SENSORS = [egoexo_takes]

@@ -27,6 +27,7 @@ STAGE_SOURCES: dict[str, tuple[str, ...]] = {
     "colmap": ("vipe_dagster/export",),
     "ego_render": ("vipe_dagster/render", "vipe_dagster/egoexo", "gpu_kernels/splat.py", "gpu_kernels/cameras.py"),
     "best_ego_view": ("vipe_dagster/render", "vipe_dagster/egoexo"),
+    "exo_video": ("vipe_dagster/registry.py", "vipe_dagster/egoexo/takes.py"),
     "exo_inference": ("vipe_dagster/egoexo", "vipe_dagster/depth/mvs.py", "vipe_dagster/depth/config.py",
                       "gpu_kernels/plane_sweep.py"),
 }

@@ -95,7 +95,10 @@ def test_demo_from_nothing(tmp_path, monkeypatch):
     env.pop("PYTHONWARNINGS", None)  # the demo itself must not print Dagster's beta/preview warnings
     out = subprocess.run([sys.executable, "-m", "vipe_dagster.cli", "demo", str(video), "--end-frame", "11",
                           "--long-side", "192", "--dagster-home", str(home), "--artifacts", str(art)],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                         cwd=REPO, env=env, capture_output=True, text=True,
+                         # the Ego-Exo4D branch runs from videos: 3 exo_view runs (rig inference) + the best view;
+                         # one run worker each, which on a loaded 2-core machine took more than the earlier 300 s
+                         timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     # quiet output (issue 22): engine lines once (in the run log), no third-party INFO, no stray lines
     from console_output import log_lines, problems
@@ -108,14 +111,23 @@ def test_demo_from_nothing(tmp_path, monkeypatch):
     assert f"{art}/rgb/my-demo.mp4" in out.stdout and "my-demo_frames.png" in out.stdout
     assert "frame_range_within_video" in out.stdout and "passed" in out.stdout
     assert (art / "rgb" / "my-demo.mp4").exists() and (art / "vipe" / "my-demo_frames.png").exists()
-    for name in ("[depth_maps]", "[dynamic_masks]", "[colmap_export]", "[ego_render]", "[best_ego_view]"):
+    for name in ("[depth_maps]", "[dynamic_masks]", "[colmap_export]", "[exo_video]", "[exo_inference]", "[ego_render]",
+                 "[best_ego_view]"):
         assert name in out.stdout, name
     assert "depth_maps:depth_valid                         passed" in out.stdout
     # the dog moves: the mask stage refills its depth and the depth preview is redrawn from the refilled depth
     assert "depth_refilled_fraction" in out.stdout
     assert (art / "vipe" / "my-demo_depth.png").exists() and (art / "colmap" / "my-demo" / "sparse" / "0").is_dir()
-    assert "best_camera            cam01" in out.stdout
-    assert (art / "render" / "synth_take_1" / "best_view.json").exists()
+    # the Ego-Exo4D branch from the generated take's videos: camera-ID check, rig depth, renders, best view,
+    # and the comparison with the generator's ground truth
+    views = ["synth_rig_1__cam01", "synth_rig_1__cam02", "synth_rig_1__cam03"]
+    for v in views:
+        assert f"exo_video:camera_ids                           passed: {v.replace('__', '/')}" in out.stdout
+    assert out.stdout.count("depth_source           rig calibration") == 3
+    assert "against the generator's ground truth" in out.stdout
+    assert out.stdout.count("exo depth AbsRel") == 3
+    assert (art / "render" / "synth_rig_1" / "best_view.json").exists()
+    assert (art / "best_ego_view_rendering" / "synth_rig_1" / "metadata.json").exists()
     # the run is in the instance the UI would open
     import dagster as dg
 
@@ -125,7 +137,7 @@ def test_demo_from_nothing(tmp_path, monkeypatch):
         assert inst.get_dynamic_partitions("videos") == ["my-demo"]
         assert inst.get_latest_materialization_event(dg.AssetKey("processed_video")) is not None
         assert inst.get_latest_materialization_event(dg.AssetKey("colmap_export")) is not None
-        assert inst.get_dynamic_partitions("ego_views") == ["synth_take_1__cam01", "synth_take_1__cam02"]
+        assert inst.get_dynamic_partitions("ego_views") == views
         monkeypatch.chdir(REPO)  # workspace.yaml's working_directory is relative, as for `vipe-dagster ui`
         _assert_ui_lists_the_demo_runs(inst)
     finally:
@@ -156,7 +168,7 @@ def _assert_ui_lists_the_demo_runs(inst):
 
     from vipe_dagster.commands._launch import open_workspace
 
-    expected = {"video_pipeline": 1, "ego_render_job": 2, "best_ego_view_job": 1, "catalog_refresh": 1}
+    expected = {"video_pipeline": 1, "exo_view_job": 3, "best_ego_view_job": 1, "catalog_refresh": 1}
     with open_workspace(inst, str(REPO / "workspace.yaml")) as ws:
         for job, n in expected.items():
             res = execute_dagster_graphql(ws.context, DEMO_UI, {"job": job, "repo": ws.repository.name})
@@ -168,8 +180,8 @@ def _assert_ui_lists_the_demo_runs(inst):
                 # the same snapshot as the job the UI loads: Re-execute without a "different version" warning
                 assert {r["pipelineSnapshotId"] for r in runs} == {res.data["pipelineOrError"]["pipelineSnapshotId"]}
         assert [(e["partition"], e["status"]) for e in res.data["frame"]] == [("my-demo", "SUCCEEDED")]
-        assert sorted(e["partition"] for e in res.data["coverage"]) == ["synth_take_1__cam01",
-                                                                        "synth_take_1__cam02"]
+        assert sorted(e["partition"] for e in res.data["coverage"]) == ["synth_rig_1__cam01", "synth_rig_1__cam02",
+                                                                        "synth_rig_1__cam03"]
 
 
 def test_register_command(tmp_path, video_maker, monkeypatch):

@@ -5,8 +5,10 @@ Registers the video as a ``videos`` partition and records its data version; then
 runs of the workspace's code location through the instance's run launcher (``_launch``: the runs carry the
 location's origin, so the UI lists them on Overview and each job's Runs tab and re-executes them from that
 location, with the job's snapshot): ``video_pipeline`` for the video (raw_video -> processed_video -> slam -> depth_maps +
-dynamic_masks -> colmap_export, with checks); ``ego_render_job`` per view of a generated two-camera
-Ego-Exo4D take and ``best_ego_view_job`` for the take; the catalog build (``catalog_raw`` -> the dbt models
+dynamic_masks -> colmap_export, with checks); ``exo_view_job`` (exo_video + camera-ID check ->
+exo_inference -> ego_render) per camera of a generated Ego-Exo4D take in the raw layout (Kannala-Brandt exo
+videos, rig depth without weights) and ``best_ego_view_job`` for the take, compared with the generator's ground
+truth; the catalog build (``catalog_raw`` -> the dbt models
 with their checks -> ``annotation_catalog``) over the artifact root. Prints what each run materialized and checked, and where to look. Imports dagster lazily
 (CLI hand-off).
 """
@@ -128,41 +130,85 @@ def _cwd(path: Path):
         os.chdir(old)
 
 
+DEMO_TAKE = "synth_rig_1"
+DEMO_CAMERAS = 3
+DEMO_FRAMES = 8
+
+
 def _egoexo(args, home: Path, ws, runs: list[str], artifact_root: str) -> bool:
+    """The Ego-Exo4D branch from the videos: a generated take in the raw layout (exo cameras as Kannala-Brandt
+    videos, the Aria video, gopro_calibs.csv, camera_pose JSON), registered as the takes sensor would, then per
+    take x camera ``exo_view_job`` (exo_video + camera-ID check -> exo_inference -> ego_render) and per take
+    ``best_ego_view_job``; finally the results against the generator's ground truth."""
     from assets_defs.egoexo import EGO_VIEWS, TAKES
     from resources.egoexo import EgoExoResource
 
     from ..io import fs
-    from ..synth.egoexo_take import add_exo_camera, generate_take
+    from ..synth.egoexo_take import generate_rig_take
 
     instance = ws.instance
     root = Path(args.takes_root or home / "demo_takes").absolute()
-    if fs.exists(str(root / "vipe_results")):
-        print(f"\nEgo-Exo4D     re-using the synthetic take under {root}")
+    if fs.exists(str(root / "takes" / DEMO_TAKE)):
+        print(f"\nEgo-Exo4D     re-using the generated take under {root}")
     else:
-        take = generate_take(str(root), num_frames=8, resolution=224)
-        add_exo_camera(take, "cam02", 60.0)  # a second exo camera, turned away from the wearer
-        print(f"\nEgo-Exo4D     generated synthetic take '{take.take}' with cam01, cam02 under {root}: cam01 is an "
-              f"exact ViPE-format result (ray-cast depth, not inferred), cam02 a copy of it placed turned 60 "
-              f"degrees (not a render of its own); vipe_dagster.synth.egoexo_take.generate_rig_take makes takes "
-              f"whose exo cameras are separate videos for the exo_inference asset")
-    found = EgoExoResource(takes_root=str(root)).discover()
-    for t, c, reason in found.skipped:
-        print(f"  not renderable: {t}/{c}: {reason}")
-    for name, keys in ((TAKES.name, found.take_keys), (EGO_VIEWS.name, found.view_keys)):
+        take = generate_rig_take(str(root), num_cameras=DEMO_CAMERAS, num_frames=DEMO_FRAMES, exo_size=(192, 144),
+                                 exo_focal=130.0, resolution=160, take=DEMO_TAKE)
+        print(f"\nEgo-Exo4D     generated take '{take.take}' under {root} in the raw Ego-Exo4D layout: exo cameras "
+              f"{', '.join(take.cams)} as separate {DEMO_FRAMES}-frame videos of a ray-cast room through a "
+              f"Kannala-Brandt lens (k = {list(take.kb)}, in gopro_calibs.csv), the Aria Fisheye624 video, the "
+              f"camera_pose JSON; ground truth under gt/ is for the comparison below only")
+    egoexo = EgoExoResource(takes_root=str(root))
+    raw = egoexo.discover_raw()
+    for t, c, reason in raw.skipped:
+        print(f"  skipped: {t}/{c}: {reason}")
+    for name, keys in ((TAKES.name, raw.take_keys), (EGO_VIEWS.name, raw.view_keys)):
         new = [k for k in keys if not instance.has_dynamic_partition(name, k)]
         if new:
             instance.add_dynamic_partitions(name, new)
     resources = {"artifacts": {"config": {"root": artifact_root}}, "egoexo": {"config": {"takes_root": str(root)}}}
     quiet = {"console": {"config": {"log_level": "WARNING"}}}
-    render_config = {"loggers": quiet, "resources": resources, "ops": {"ego_render": {"config": {"resolution": 224}}}}
+    view_config = {"loggers": quiet, "resources": resources,
+                   "ops": {"ego_render": {"config": {"resolution": 160, "subsample": 1, "normalize": True}}}}
     ok = True
-    for k in found.view_keys:  # one after the other: two renders on the same cores are no faster
-        ok = _launch_and_finish(ws, runs, f"ego view '{k}'", "ego_render_job", render_config, k) and ok
-    for t in found.take_keys:
+    for k in raw.view_keys:  # one after the other: the rig sweeps of the first run are cached for the others
+        ok = _launch_and_finish(ws, runs, f"exo view '{k}'", "exo_view_job", view_config, k) and ok
+    for t in raw.take_keys:
         ok = _launch_and_finish(ws, runs, f"take '{t}'", "best_ego_view_job",
                                 {"loggers": quiet, "resources": resources}, t) and ok
+    if ok:
+        _against_ground_truth(root, artifact_root)
     return ok
+
+
+def _against_ground_truth(root: Path, artifact_root: str) -> None:
+    """Print the exo depth and the chosen camera against the generator's ground truth (not read by any asset)."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    from ..io import ArtifactStore, fs
+
+    gt = root / "gt" / DEMO_TAKE
+    if not gt.is_dir():
+        return
+    print("\nagainst the generator's ground truth (exact ray-cast depth and visibility):")
+    cams = sorted(p.stem for p in (gt / "exo_depth").glob("cam*.npy"))
+    for cam in cams:
+        d = ArtifactStore(str(root / "vipe_results" / DEMO_TAKE / cam)).read_depth(cam, 0).astype(np.float64)
+        g = np.load(gt / "exo_depth" / f"{cam}.npy").astype(np.float64)
+        seen = cv2.imread(str(gt / "exo_seen_by_other" / f"{cam}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        ok = seen & np.isfinite(d) & (d > 0)
+        rel = np.abs(d - g)[ok] / g[ok]
+        print(f"  {cam}: dense exo depth AbsRel {rel.mean():.3f} (metric, no alignment, holes filled) on the "
+              f"{seen.mean():.0%} of its pixels another exo camera sees")
+    vis = {c: np.mean([(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) > 0).mean()
+                       for f in sorted((gt / "ego_fisheye_visible" / c).glob("frame_*.png"))]) for c in cams}
+    gt_best = max(cams, key=lambda c: vis[c])
+    doc = json.loads(fs.read_text(fs.join(artifact_root, "render", DEMO_TAKE, "best_view.json")))
+    same = "the same" if doc["best_camera"] == gt_best else "NOT the same"
+    print(f"  best camera {doc['best_camera']}; by ground-truth coverage of the ego view {gt_best} "
+          f"({', '.join(f'{c} {vis[c]:.0%}' for c in cams)}): {same}")
 
 
 def _launch_and_finish(ws, runs: list[str], what: str, job: str, run_config: dict, partition_key: str | None = None,

@@ -256,6 +256,10 @@ RIG_CAMERAS = (  # (eye, look-at target) of each exo camera in the world; all se
     ("cam04", (-2.2, -1.0, 3.3), (0.6, 0.6, 0.6)),
 )
 EXO_VIDEO_SUBDIR = "frame_aligned_videos/downscaled/448"
+GOPRO_KB = (0.04, -0.012, 0.003, -0.0004)
+"""Kannala-Brandt k0..k3 of the generated exo cameras: a wide GoPro-like lens (``theta_d`` 2 % above the
+equidistant ``theta`` at 40 degrees; with k = 0 the model is the equidistant fisheye, not a pinhole). Chosen
+for the synthetic takes, not measured on a real GoPro."""
 
 
 @dataclass
@@ -273,14 +277,20 @@ class RigTake:
     gopro_calibs: str
     online_calibration: str
     gt_dir: str
-    K: np.ndarray  # 3x3 of every exo camera at the video resolution (pinhole)
+    K: np.ndarray  # 3x3 of every exo camera at the video resolution (fx fy cx cy of the lens model)
+    kb: tuple[float, float, float, float] | None  # Kannala-Brandt k0..k3 of the videos (None: pinhole videos)
     T_world_cam: dict[str, np.ndarray]
     num_frames: int
     resolution: int
 
     def gt_depth(self, cam: str) -> np.ndarray:
-        """Exact z-depth (m) of ``cam`` at the video resolution."""
+        """Exact z-depth (m) of ``cam``'s pinhole-rectified image (fx fy cx cy of :attr:`K`, the video's size):
+        the camera the exo inference writes its result in."""
         return np.load(Path(self.gt_dir) / "exo_depth" / f"{cam}.npy")
+
+    def gt_depth_distorted(self, cam: str) -> np.ndarray:
+        """Exact z-depth (m) at the pixels of ``cam``'s video (the Kannala-Brandt image when :attr:`kb`)."""
+        return np.load(Path(self.gt_dir) / "exo_depth_video" / f"{cam}.npy")
 
     def gt_seen_by_other(self, cam: str) -> np.ndarray:
         """True where the surface ``cam`` sees at a pixel is also seen (unoccluded, in view) by another exo camera."""
@@ -314,21 +324,44 @@ def _project_seen(X: np.ndarray, T_cam: np.ndarray, K: np.ndarray, depth: np.nda
     return seen
 
 
+def _kb_rays(K: np.ndarray, kb, width: int, height: int) -> np.ndarray:
+    """Unit-z camera rays (H, W, 3) of every pixel of a Kannala-Brandt image (``vipe_dagster.camera``'s model)."""
+    import torch
+
+    from ..camera.models import KannalaBrandtCamera
+
+    cam = KannalaBrandtCamera([K[0, 0], K[1, 1], K[0, 2], K[1, 2], *kb]).to(dtype=torch.float64)
+    u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    rays, valid = cam.unproject_with_valid(torch.from_numpy(np.stack([u, v], -1)))
+    if not bool(valid.all()):
+        raise InputError(f"Kannala-Brandt k={list(kb)} with fx={K[0, 0]} does not cover a {width}x{height} image "
+                         f"(some pixels have no ray)")
+    return rays.numpy()
+
+
 def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48, exo_size: tuple[int, int] = (320, 240),
                       exo_focal: float = 220.0, resolution: int = 224, take: str = "synth_rig_1",
-                      calib_scale: float = 2.0, uid: str = "00000000-synth-rig-0001") -> RigTake:
+                      calib_scale: float = 2.0, uid: str = "00000000-synth-rig-0001",
+                      kb: tuple[float, float, float, float] | None = GOPRO_KB) -> RigTake:
     """A take of the raw Ego-Exo4D layout with ``num_cameras`` (2..4) static exo cameras at distinct poses, each
     rendered from its own viewpoint (analytic ray casting) and written as an H.264 video
-    ``takes/<take>/frame_aligned_videos/downscaled/448/camNN.mp4``; the Aria wearer's ground-truth fisheye view
-    as ``aria01_214-1.mp4`` (raw sensor orientation); ``gopro_calibs.csv`` with every camera's metric
-    ``T_world_cam`` and pinhole intrinsics (KB k0..k3 = 0) at ``calib_scale`` times the video size (as
-    Ego-Exo4D's calibration is at the full GoPro resolution while the videos are downscaled); the camera_pose
-    JSON and ``online_calibration.jsonl`` as :func:`generate_take` writes them.
+    ``takes/<take>/frame_aligned_videos/downscaled/448/camNN.mp4`` through the Kannala-Brandt lens ``kb``
+    (every pixel's own ray, from :class:`vipe_dagster.camera.models.KannalaBrandtCamera`; ``kb=None``: pinhole
+    videos); the Aria wearer's view as ``aria01_214-1.mp4`` (the Fisheye624 camera of
+    ``online_calibration.jsonl`` scaled to ``resolution``, rays from projectaria_tools, raw sensor
+    orientation); ``gopro_calibs.csv`` with every camera's metric ``T_world_cam`` and ``KANNALABRANDTK3``
+    intrinsics fx fy cx cy k0..k3 at ``calib_scale`` times the video size (as Ego-Exo4D's calibration is at the
+    full GoPro resolution while the videos are downscaled; the distortion coefficients do not scale), the same
+    in the camera_pose JSON (``distortion_coeffs``), and ``online_calibration.jsonl`` as :func:`generate_take`
+    writes it.
 
-    Ground truth for evaluation only (nothing in the pipeline reads it), under ``gt/``:
-    ``exo_depth/<cam>.npy`` (exact z-depth), ``exo_seen_by_other/<cam>.png`` (255 where another exo camera
-    sees the same surface point unoccluded), ``ego_fisheye/frame_%06d.png`` (upright, projectaria_tools'
-    unprojection) and ``ego_fisheye_visible/<cam>/frame_%06d.png`` (ego pixels whose surface ``cam`` sees).
+    Ground truth for evaluation only (nothing in the pipeline reads it), under ``gt/<take>/``:
+    ``exo_depth/<cam>.npy`` (exact z-depth of the pinhole-rectified image: fx fy cx cy of the calibration at
+    the video size, the camera the exo inference undistorts to), ``exo_depth_video/<cam>.npy`` (exact z-depth
+    at the video's own, distorted, pixels), ``exo_seen_by_other/<cam>.png`` (rectified pixels whose surface
+    point another exo camera's rectified image sees unoccluded), ``ego_fisheye/frame_%06d.png`` (upright,
+    projectaria_tools' unprojection) and ``ego_fisheye_visible/<cam>/frame_%06d.png`` (ego pixels whose
+    surface ``cam``'s rectified image sees).
     """
     from projectaria_tools.core import calibration
 
@@ -343,20 +376,25 @@ def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48,
     T = {c: _look_at(np.array(eye, float), np.array(tgt, float)) for c, eye, tgt in RIG_CAMERAS[:num_cameras]}
     vdir = root / "takes" / take / Path(EXO_VIDEO_SUBDIR)
     vdir.mkdir(parents=True, exist_ok=True)
-    gt_dir = root / "gt"
-    for sub in ("exo_depth", "exo_seen_by_other", "ego_fisheye"):
+    gt_dir = root / "gt" / take  # per take: several takes can share one root
+    for sub in ("exo_depth", "exo_depth_video", "exo_seen_by_other", "ego_fisheye"):
         (gt_dir / sub).mkdir(parents=True, exist_ok=True)
+    if kb is not None and (len(kb) != 4 or not np.all(np.isfinite(kb))):
+        raise InputError(f"kb must be 4 finite Kannala-Brandt coefficients k0..k3, got {kb}")
 
     u, v = np.meshgrid(np.arange(W, dtype=float), np.arange(H, dtype=float))
     rays_c = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=-1)
+    rays_v = _kb_rays(K, kb, W, H) if kb is not None else rays_c  # the video's pixels
     depth: dict[str, np.ndarray] = {}
     points: dict[str, np.ndarray] = {}
     videos: dict[str, str] = {}
     for c in cams:
-        t, rgb = cast(T[c][:3, 3], rays_c @ T[c][:3, :3].T)
+        t, _ = cast(T[c][:3, 3], rays_c @ T[c][:3, :3].T)
         depth[c] = t.astype(np.float32)  # unit-z rays: the ray parameter is the z-depth
         points[c] = T[c][:3, 3] + (rays_c * t[..., None]).reshape(-1, 3) @ T[c][:3, :3].T
         np.save(gt_dir / "exo_depth" / f"{c}.npy", depth[c])
+        tv, rgb = cast(T[c][:3, 3], rays_v @ T[c][:3, :3].T)
+        np.save(gt_dir / "exo_depth_video" / f"{c}.npy", tv.astype(np.float32))
         img = (rgb * 255).round().astype(np.uint8)
         videos[c] = str(vdir / f"{c}.mp4")
         with VideoWriter(videos[c], fps=30.0, crf=18) as w:
@@ -377,9 +415,10 @@ def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48,
     K_full = np.array([[K[0, 0] * s, 0, (K[0, 2] + 0.5) * s - 0.5], [0, K[1, 1] * s, (K[1, 2] + 0.5) * s - 0.5],
                        [0, 0, 1.0]])
     pose_json: dict = {"metadata": {"take_name": take, "take_uid": uid}}
+    dist = [float(x) for x in kb] if kb is not None else [0.0, 0.0, 0.0, 0.0]
     for c in cams:
         pose_json[c] = {"camera_intrinsics": K_full.tolist(), "camera_extrinsics": np.linalg.inv(T[c])[:3].tolist(),
-                        "distortion_coeffs": [0.0, 0.0, 0.0, 0.0]}
+                        "distortion_coeffs": dist}
     pose_json["aria01"] = {"camera_intrinsics": [[150.0, 0, 255.5], [0, 150.0, 255.5], [0, 0, 1]],
                            "camera_extrinsics": {str(i): ego_w2c[i][:3].tolist() for i in range(num_frames)}}
     cp_path = ann / f"{uid}.json"
@@ -393,7 +432,7 @@ def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48,
     for c in cams:
         q = Rotation.from_matrix(T[c][:3, :3]).as_quat()
         row = [c, "g0", *T[c][:3, 3], *q, int(round(W * s)), int(round(H * s)), "KANNALABRANDTK3", K_full[0, 0],
-               K_full[1, 1], K_full[0, 2], K_full[1, 2], 0, 0, 0, 0, -1, -1]
+               K_full[1, 1], K_full[0, 2], K_full[1, 2], *dist, -1, -1]
         rows.append(",".join(repr(float(x)) if isinstance(x, (float, np.floating)) else str(x) for x in row))
     (traj / "gopro_calibs.csv").write_text("\n".join(rows) + "\n")
     _write_online_calibration(traj, params_sensor, num_frames)
@@ -423,7 +462,8 @@ def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48,
                 cv2.imwrite(str(gt_dir / "ego_fisheye_visible" / c / f"frame_{i:06d}.png"),
                             (seen.reshape(R, R) * 255).astype(np.uint8))
     return RigTake(str(root), take, uid, cams, videos, ego_video, str(cp_path), str(traj / "gopro_calibs.csv"),
-                   str(traj / "online_calibration.jsonl"), str(gt_dir), K, T, num_frames, resolution)
+                   str(traj / "online_calibration.jsonl"), str(gt_dir), K, None if kb is None else tuple(dist), T,
+                   num_frames, resolution)
 
 
 def _write_online_calibration(traj, params_sensor: np.ndarray, num_frames: int) -> None:

@@ -1,8 +1,9 @@
 """Static exo camera depth without learned weights: the take's calibrated exo cameras as a metric rig.
 
 Input: :func:`vipe_dagster.synth.egoexo_take.generate_rig_take`, 4 distinct static exo cameras (320 x 240,
-H.264 videos, 48 frames; ``quick``: 12 frames) around a textured room with a box, calibrated in
-``gopro_calibs.csv`` at twice the video size. Each camera's depth comes from
+H.264 videos through a Kannala-Brandt lens, 48 frames; ``quick``: 12 frames) around a textured room with a
+box, calibrated in ``gopro_calibs.csv`` (fx fy cx cy k0..k3) at twice the video size. The inference
+undistorts each video to the pinhole camera with the same fx fy cx cy; the ground truth is that camera's. Each camera's depth comes from
 :func:`vipe_dagster.egoexo.exo_infer.infer_exo_camera` (static background = median of 9 frames, plane
 sweep against the 3 other cameras, cross-camera consistency), in metres with no scale alignment.
 
