@@ -62,7 +62,7 @@ class RigDepthConfig(BaseModel):
                                                "depth range")
     far: float = Field(60.0, gt=0, description="metres: far bound of the wide sweep")
     range_planes: int = Field(128, ge=2, description="planes of the wide sweep (half resolution)")
-    range_percentiles: tuple[float, float] = Field((5.0, 95.0), description="percentiles of the wide sweep's "
+    range_percentiles: tuple[float, float] = Field((2.0, 98.0), description="percentiles of the wide sweep's "
                                                                           "confident depths ...")
     range_margin: float = Field(1.5, ge=1, description="... widened by this factor: the fine sweep's range")
     num_planes: int = Field(96, ge=2, description="planes of the fine sweep over the found range")
@@ -72,10 +72,13 @@ class RigDepthConfig(BaseModel):
     consistency_px: float = Field(3.0, gt=0, description="... and reprojects within this many px (sweep "
                                                          "resolution)")
     min_consistent: int = Field(1, ge=1, description="other cameras whose depth must agree")
-    best_k: int = Field(1, ge=1, description="sources averaged per pixel (1: the best; occlusions differ "
-                                             "between wide-baseline cameras)")
+    best_k: int = Field(2, ge=1, description="sources averaged per pixel (the lowest costs: an occluded source "
+                                             "drops out; 2 of 3 suppresses chance matches of a single pair)")
     device: str = Field("cpu", description="torch device of the sweep")
-    depth: DepthConfig = Field(default_factory=lambda: DepthConfig(sgm=True, coarse_to_fine=False),
+    # wide-baseline views: fronto-parallel windows match slanted surfaces poorly, so the semi-global
+    # smoothness carries more weight than for a moving camera's short baselines
+    depth: DepthConfig = Field(default_factory=lambda: DepthConfig(sgm=True, coarse_to_fine=False, sgm_p1=0.1,
+                                                                   sgm_p2=4.0),
                                description="window/aggregation settings of the matching")
 
     def sweep_config(self) -> DepthConfig:
@@ -131,30 +134,56 @@ def _resized(view: RigView, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarr
     return img, scale_intrinsics(view.k, size[0] / w, size[1] / h)
 
 
+def _points_world(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray) -> np.ndarray:
+    """World points (N, 3) of the finite pixels of a z-depth map."""
+    vv, uu = np.nonzero(np.isfinite(depth))
+    z = depth[vv, uu].astype(np.float64)
+    pc = np.stack([(uu - k[2]) / k[0] * z, (vv - k[3]) / k[1] * z, z], -1)
+    return pc @ c2w[:3, :3].T + c2w[:3, 3]
+
+
 def _wide_sweeps(imgs: list[np.ndarray], ks: list[np.ndarray], poses: list[np.ndarray],
                  cfg: RigDepthConfig) -> list[tuple[float, float] | None]:
     """Each camera's depth range: a wide sweep (``near``..``far``, half resolution) of every camera against
-    the others; the percentiles of a camera's depths that another camera's wide depth confirms (geometric
-    check), widened by ``range_margin``. A camera with too few confirmed depths gets None."""
+    the others; the depths that another camera's wide depth confirms (geometric check) are pooled as world
+    points over the whole rig (a camera's own confirmed depths are few where its view is oblique, the other
+    cameras' points fill in), projected into each camera, and the percentiles of their depths in its view,
+    widened by ``range_margin``, are its range. Depths on the first or last planes of the wide sweep (no
+    minimum inside the range: nothing matched) never count. A camera with too few points gets None."""
     sweep = cfg.sweep_config()
     h, w = imgs[0].shape[:2]
     hw, hh = max(8, w // 2), max(8, h // 2)
     small = [cv2.resize(im, (hw, hh), interpolation=cv2.INTER_AREA) for im in imgs]
     ks_small = [scale_intrinsics(k, hw / w, hh / h) for k in ks]
+    inv_near, inv_far = 1.0 / cfg.near, 1.0 / cfg.far
+    step = (inv_near - inv_far) / (cfg.range_planes - 1)
     wide = []
     for i in range(len(imgs)):
         others = [j for j in range(len(imgs)) if j != i]
         d0, c0 = sweep_frame(small[i], [small[j] for j in others], ks_small[i], [ks_small[j] for j in others],
                              poses[i], [poses[j] for j in others], (cfg.near, cfg.far), sweep,
                              num_planes=cfg.range_planes)
-        wide.append(np.where(np.isfinite(d0) & (c0 > 0.5), d0, np.nan).astype(np.float32))
-    out: list[tuple[float, float] | None] = []
+        with np.errstate(invalid="ignore", divide="ignore"):
+            inv = 1.0 / d0
+        inner = (inv < inv_near - 1.5 * step) & (inv > inv_far + 1.5 * step)
+        wide.append(np.where(np.isfinite(d0) & inner & (c0 > 0.5), d0, np.nan).astype(np.float32))
+    pts = []
     for i in range(len(imgs)):
         errs = consistency_errors(wide[i], ks_small[i], poses[i],
                                   [(wide[j], ks_small[j], poses[j]) for j in range(len(imgs)) if j != i],
                                   2 * cfg.consistency_rel, cfg.consistency_px)
-        ok = (errs < 1.0).any(0)
-        rng = depth_range_from_points(wide[i][ok], cfg.range_percentiles, cfg.range_margin)
+        pts.append(_points_world(np.where((errs < 1.0).any(0), wide[i], np.nan), ks_small[i], poses[i]))
+    cloud = np.concatenate(pts) if pts else np.zeros((0, 3))
+    out: list[tuple[float, float] | None] = []
+    for i in range(len(imgs)):
+        w2c = np.linalg.inv(poses[i])
+        pc = cloud @ w2c[:3, :3].T + w2c[:3, 3]
+        z = pc[:, 2]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            u = ks_small[i][0] * pc[:, 0] / z + ks_small[i][2]
+            v = ks_small[i][1] * pc[:, 1] / z + ks_small[i][3]
+        inside = (z > cfg.near) & (u >= -0.5) & (u < hw - 0.5) & (v >= -0.5) & (v < hh - 0.5)
+        rng = depth_range_from_points(z[inside], cfg.range_percentiles, cfg.range_margin)
         out.append(None if rng is None else (max(rng[0], cfg.near), min(rng[1], cfg.far)))
     return out
 
