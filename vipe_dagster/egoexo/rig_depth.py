@@ -74,6 +74,10 @@ class RigDepthConfig(BaseModel):
     min_consistent: int = Field(1, ge=1, description="other cameras whose depth must agree")
     best_k: int = Field(2, ge=1, description="sources averaged per pixel (the lowest costs: an occluded source "
                                              "drops out; 2 of 3 suppresses chance matches of a single pair)")
+    smooth_window: int = Field(9, ge=0, description="robust local plane fit of the kept depth over this window "
+                                                     "(px at the sweep resolution; < 3: off)")
+    smooth_sigma: float = Field(0.03, gt=0, description="relative inverse-depth difference at which a neighbour's "
+                                                        "weight in the plane fit falls to exp(-1/2)")
     device: str = Field("cpu", description="torch device of the sweep")
     # wide-baseline views: fronto-parallel windows match slanted surfaces poorly, so the semi-global
     # smoothness carries more weight than for a moving camera's short baselines
@@ -188,6 +192,50 @@ def _wide_sweeps(imgs: list[np.ndarray], ks: list[np.ndarray], poses: list[np.nd
     return out
 
 
+def plane_smooth(depth: np.ndarray, window: int, rel_sigma: float, iterations: int = 2) -> np.ndarray:
+    """Robust local plane fit of a depth map with holes (NaN): each valid pixel takes the value at its own
+    position of the weighted least-squares plane through its ``window x window`` neighbourhood in inverse
+    depth (a 3-D plane is affine in inverse depth under a pinhole camera, so planar surfaces are kept exactly,
+    slanted ones included). A neighbour's weight falls off with its relative inverse-depth difference to the
+    pixel's current estimate (``rel_sigma``), so neighbours across a depth edge do not pull the pixel; the
+    matching noise of the sweep (sub-plane steps, window effects) averages out. Holes stay holes."""
+    import torch
+    import torch.nn.functional as tF
+
+    valid = np.isfinite(depth) & (depth > 0)
+    if window < 3 or not valid.any():
+        return depth
+    h, w = depth.shape
+    r = window // 2
+    y = torch.from_numpy(np.where(valid, 1.0 / np.where(valid, depth, 1.0), 0.0).astype(np.float32))
+    m = torch.from_numpy(valid.astype(np.float32))
+
+    def patches(x: torch.Tensor) -> torch.Tensor:  # (window^2, h, w)
+        return tF.unfold(tF.pad(x[None, None], (r, r, r, r)), window).reshape(window * window, h, w)
+
+    yq, mq = patches(y), patches(m)
+    off = torch.arange(-r, r + 1, dtype=torch.float32)
+    dy = off[:, None].expand(window, window).reshape(-1, 1, 1)
+    dx = off[None, :].expand(window, window).reshape(-1, 1, 1)
+    est = y
+    for _ in range(max(1, iterations)):
+        wq = mq * torch.exp(-0.5 * ((yq - est) / (rel_sigma * est.clamp_min(1e-9))) ** 2)
+        s0, sx, sy = wq.sum(0), (wq * dx).sum(0), (wq * dy).sum(0)
+        sxx, sxy, syy = (wq * dx * dx).sum(0), (wq * dx * dy).sum(0), (wq * dy * dy).sum(0)
+        b0, bx, by = (wq * yq).sum(0), (wq * dx * yq).sum(0), (wq * dy * yq).sum(0)
+        a_mat = torch.stack([torch.stack([s0, sx, sy], -1), torch.stack([sx, sxx, sxy], -1),
+                             torch.stack([sy, sxy, syy], -1)], -2)  # (h, w, 3, 3)
+        rhs = torch.stack([b0, bx, by], -1)[..., None]
+        det = torch.linalg.det(a_mat)
+        ok = (det.abs() > 1e-6 * s0.clamp_min(1e-9) ** 3) & (s0 >= 6)
+        eye = torch.eye(3).expand(h, w, 3, 3)
+        sol = torch.linalg.solve(torch.where(ok[..., None, None], a_mat, eye), rhs)[..., 0, 0]
+        plane = torch.where(ok & (sol > 0), sol, est)
+        est = torch.where(m > 0, plane, y)
+    out = np.where(valid, 1.0 / est.clamp_min(1e-9).numpy(), np.nan)
+    return out.astype(np.float32)
+
+
 def _sweep_camera(i: int, imgs: list[np.ndarray], ks: list[np.ndarray], poses: list[np.ndarray],
                   rng: tuple[float, float], cfg: RigDepthConfig) -> tuple[np.ndarray, np.ndarray]:
     """Depth and confidence of camera ``i`` against all the others over ``rng`` (metres)."""
@@ -242,6 +290,8 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
     support = (errs < 1.0).sum(0).astype(np.int32)
     keep = np.isfinite(depths[0]) & (support >= max(1, cfg.min_consistent))
     d_lo = np.where(keep, depths[0], np.nan).astype(np.float32)
+    if cfg.smooth_window >= 3:
+        d_lo = plane_smooth(d_lo, cfg.smooth_window, cfg.smooth_sigma)
     conf_lo = np.where(keep, conf_ref * support / (len(views) - 1), 0.0).astype(np.float32)
     k_out = np.asarray(views[0].k, np.float64)
     if (W, H) != size:  # back to the image resolution (nearest: no depth is blended across edges or holes)
