@@ -6,12 +6,17 @@ cameras' images at the same instant (or against their temporal medians, which fo
 static background without the people walking through it). The depth is in metres because the calibration
 is: nothing is scaled or aligned afterwards.
 
-Per camera of the rig: a wide coarse sweep bounds the depth range (metric, so the default bounds are in
-metres), then the fine sweep (:func:`vipe_dagster.depth.mvs.sweep_frame`, ZNCC with the best-k sources per
-pixel, semi-global aggregation) gives depth and a confidence. A reference pixel's depth is kept when it is
-confident and at least ``min_consistent`` other cameras' own depths agree with it (forward-backward
-geometric check, :func:`vipe_dagster.depth.mvs.consistency_errors`): it is then *covered*, i.e. measured
-and seen by that many other cameras. :class:`RigDepth` reports the covered fraction.
+Per camera of the rig: a wide coarse sweep finds the depth range (the depths another camera confirms,
+pooled as world points over the whole rig and projected into each camera; metric, so the default bounds are
+in metres), then the fine sweep (:func:`vipe_dagster.depth.mvs.sweep_frame`, ZNCC with the best-k sources per
+pixel, semi-global aggregation) gives depth and a confidence. Every camera's depth is then checked against
+the others (forward-backward geometric check, :func:`vipe_dagster.depth.mvs.consistency_errors`), the
+confirmed depth is smoothed by a robust local plane fit (:func:`plane_fit`, exact on planes, slanted ones
+included) and grown into its holes along the neighbours' planes where the images agree
+(:func:`propagate_planes`: ZNCC with the window warped by the slanted plane). A reference pixel's depth is
+kept when it is confident and at least ``min_consistent`` other cameras' own (grown) depths agree with it:
+it is then *covered*, i.e. measured and seen by that many other cameras. :class:`RigDepth` reports the
+covered fraction.
 
 Kannala-Brandt calibrations (non-zero k0..k3) are undistorted to a pinhole image with the same fx, fy, cx,
 cy (:func:`undistort_kb`, OpenCV's fisheye model); the depth and the intrinsics returned then belong to
