@@ -57,7 +57,31 @@ def test_four_camera_take_gives_metric_exo_depth(tmp_path):
         assert s["scale"] == "metric" and s["source"] == "rig calibration"
         assert s["absrel_measured"] <= 0.08
         assert s["covered_of_seen"] > 0.05
-    # the front camera and the two side cameras see most of what the others see (measured 0.66 / 0.44 / 0.49)
-    assert scores["cam01"]["covered_of_seen"] >= 0.55
-    assert scores["cam02"]["covered_of_seen"] >= 0.35 and scores["cam03"]["covered_of_seen"] >= 0.35
-    assert scores["cam01"]["absrel_dense"] <= 0.08
+    # share of the GT-seen pixels the rig confirms (measured 0.81 / 0.66 / 0.73 / 0.42; dense AbsRel of cam01
+    # 0.042)
+    assert scores["cam01"]["covered_of_seen"] >= 0.75
+    assert scores["cam02"]["covered_of_seen"] >= 0.6 and scores["cam03"]["covered_of_seen"] >= 0.65
+    assert scores["cam04"]["covered_of_seen"] >= 0.35
+    assert scores["cam01"]["absrel_dense"] <= 0.06
+
+
+def test_plane_smooth_keeps_slanted_planes_and_depth_edges():
+    """The robust local plane fit removes matching noise on a slanted plane (affine in inverse depth) and does
+    not blend across a depth edge; holes stay holes."""
+    from vipe_dagster.egoexo.rig_depth import plane_smooth
+
+    h, w = 60, 80
+    vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
+    inv = 0.2 + 0.002 * uu - 0.001 * vv  # a slanted plane
+    truth = np.where(uu < 40, 1.0 / inv, 8.0)  # a far wall on the right: a depth edge
+    rng = np.random.default_rng(0)
+    noisy = (truth * (1 + 0.02 * rng.standard_normal(truth.shape))).astype(np.float32)
+    noisy[20:25, 10:15] = np.nan
+    out = plane_smooth(noisy, 9, 0.03)
+    assert np.isnan(out[20:25, 10:15]).all()
+    ok = np.isfinite(out)
+    rel_in = np.abs(noisy - truth)[ok] / truth[ok]
+    rel_out = np.abs(out - truth)[ok] / truth[ok]
+    assert rel_out.mean() < 0.4 * rel_in.mean()
+    edge = ok & (np.abs(uu - 39.5) < 2)  # the two columns either side of the edge keep their own depth
+    assert (np.abs(out - truth)[edge] / truth[edge]).max() < 0.06

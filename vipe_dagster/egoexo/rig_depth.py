@@ -6,12 +6,17 @@ cameras' images at the same instant (or against their temporal medians, which fo
 static background without the people walking through it). The depth is in metres because the calibration
 is: nothing is scaled or aligned afterwards.
 
-Per camera of the rig: a wide coarse sweep bounds the depth range (metric, so the default bounds are in
-metres), then the fine sweep (:func:`vipe_dagster.depth.mvs.sweep_frame`, ZNCC with the best-k sources per
-pixel, semi-global aggregation) gives depth and a confidence. A reference pixel's depth is kept when it is
-confident and at least ``min_consistent`` other cameras' own depths agree with it (forward-backward
-geometric check, :func:`vipe_dagster.depth.mvs.consistency_errors`): it is then *covered*, i.e. measured
-and seen by that many other cameras. :class:`RigDepth` reports the covered fraction.
+Per camera of the rig: a wide coarse sweep finds the depth range (the depths another camera confirms,
+pooled as world points over the whole rig and projected into each camera; metric, so the default bounds are
+in metres), then the fine sweep (:func:`vipe_dagster.depth.mvs.sweep_frame`, ZNCC with the best-k sources per
+pixel, semi-global aggregation) gives depth and a confidence. Every camera's depth is then checked against
+the others (forward-backward geometric check, :func:`vipe_dagster.depth.mvs.consistency_errors`), the
+confirmed depth is smoothed by a robust local plane fit (:func:`plane_fit`, exact on planes, slanted ones
+included) and grown into its holes along the neighbours' planes where the images agree
+(:func:`propagate_planes`: ZNCC with the window warped by the slanted plane). A reference pixel's depth is
+kept when it is confident and at least ``min_consistent`` other cameras' own (grown) depths agree with it:
+it is then *covered*, i.e. measured and seen by that many other cameras. :class:`RigDepth` reports the
+covered fraction.
 
 Kannala-Brandt calibrations (non-zero k0..k3) are undistorted to a pinhole image with the same fx, fy, cx,
 cy (:func:`undistort_kb`, OpenCV's fisheye model); the depth and the intrinsics returned then belong to
@@ -62,7 +67,7 @@ class RigDepthConfig(BaseModel):
                                                "depth range")
     far: float = Field(60.0, gt=0, description="metres: far bound of the wide sweep")
     range_planes: int = Field(128, ge=2, description="planes of the wide sweep (half resolution)")
-    range_percentiles: tuple[float, float] = Field((5.0, 95.0), description="percentiles of the wide sweep's "
+    range_percentiles: tuple[float, float] = Field((2.0, 98.0), description="percentiles of the wide sweep's "
                                                                           "confident depths ...")
     range_margin: float = Field(1.5, ge=1, description="... widened by this factor: the fine sweep's range")
     num_planes: int = Field(96, ge=2, description="planes of the fine sweep over the found range")
@@ -72,10 +77,21 @@ class RigDepthConfig(BaseModel):
     consistency_px: float = Field(3.0, gt=0, description="... and reprojects within this many px (sweep "
                                                          "resolution)")
     min_consistent: int = Field(1, ge=1, description="other cameras whose depth must agree")
-    best_k: int = Field(1, ge=1, description="sources averaged per pixel (1: the best; occlusions differ "
-                                             "between wide-baseline cameras)")
+    best_k: int = Field(2, ge=1, description="sources averaged per pixel (the lowest costs: an occluded source "
+                                             "drops out; 2 of 3 suppresses chance matches of a single pair)")
+    smooth_window: int = Field(9, ge=0, description="robust local plane fit of the kept depth over this window "
+                                                     "(px at the sweep resolution; < 3: off)")
+    smooth_sigma: float = Field(0.03, gt=0, description="relative inverse-depth difference at which a neighbour's "
+                                                        "weight in the plane fit falls to exp(-1/2)")
+    propagate_rounds: int = Field(3, ge=0, description="rounds of plane propagation into the sweep's holes "
+                                                         "(neighbours' local planes, photometrically checked; 0: off)")
+    propagate_cost: float = Field(0.6, gt=0, le=2, description="matching cost (1 - ZNCC, best sources) a "
+                                                               "propagated depth must stay below")
     device: str = Field("cpu", description="torch device of the sweep")
-    depth: DepthConfig = Field(default_factory=lambda: DepthConfig(sgm=True, coarse_to_fine=False),
+    # wide-baseline views: fronto-parallel windows match slanted surfaces poorly, so the semi-global
+    # smoothness carries more weight than for a moving camera's short baselines
+    depth: DepthConfig = Field(default_factory=lambda: DepthConfig(sgm=True, coarse_to_fine=False, sgm_p1=0.1,
+                                                                   sgm_p2=4.0),
                                description="window/aggregation settings of the matching")
 
     def sweep_config(self) -> DepthConfig:
@@ -131,32 +147,188 @@ def _resized(view: RigView, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarr
     return img, scale_intrinsics(view.k, size[0] / w, size[1] / h)
 
 
+def _points_world(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray) -> np.ndarray:
+    """World points (N, 3) of the finite pixels of a z-depth map."""
+    vv, uu = np.nonzero(np.isfinite(depth))
+    z = depth[vv, uu].astype(np.float64)
+    pc = np.stack([(uu - k[2]) / k[0] * z, (vv - k[3]) / k[1] * z, z], -1)
+    return pc @ c2w[:3, :3].T + c2w[:3, 3]
+
+
 def _wide_sweeps(imgs: list[np.ndarray], ks: list[np.ndarray], poses: list[np.ndarray],
                  cfg: RigDepthConfig) -> list[tuple[float, float] | None]:
     """Each camera's depth range: a wide sweep (``near``..``far``, half resolution) of every camera against
-    the others; the percentiles of a camera's depths that another camera's wide depth confirms (geometric
-    check), widened by ``range_margin``. A camera with too few confirmed depths gets None."""
+    the others; the depths that another camera's wide depth confirms (geometric check) are pooled as world
+    points over the whole rig (a camera's own confirmed depths are few where its view is oblique, the other
+    cameras' points fill in), projected into each camera, and the percentiles of their depths in its view,
+    widened by ``range_margin``, are its range. Depths on the first or last planes of the wide sweep (no
+    minimum inside the range: nothing matched) never count. A camera with too few points gets None."""
     sweep = cfg.sweep_config()
     h, w = imgs[0].shape[:2]
     hw, hh = max(8, w // 2), max(8, h // 2)
     small = [cv2.resize(im, (hw, hh), interpolation=cv2.INTER_AREA) for im in imgs]
     ks_small = [scale_intrinsics(k, hw / w, hh / h) for k in ks]
+    inv_near, inv_far = 1.0 / cfg.near, 1.0 / cfg.far
+    step = (inv_near - inv_far) / (cfg.range_planes - 1)
     wide = []
     for i in range(len(imgs)):
         others = [j for j in range(len(imgs)) if j != i]
         d0, c0 = sweep_frame(small[i], [small[j] for j in others], ks_small[i], [ks_small[j] for j in others],
                              poses[i], [poses[j] for j in others], (cfg.near, cfg.far), sweep,
                              num_planes=cfg.range_planes)
-        wide.append(np.where(np.isfinite(d0) & (c0 > 0.5), d0, np.nan).astype(np.float32))
-    out: list[tuple[float, float] | None] = []
+        with np.errstate(invalid="ignore", divide="ignore"):
+            inv = 1.0 / d0
+        inner = (inv < inv_near - 1.5 * step) & (inv > inv_far + 1.5 * step)
+        wide.append(np.where(np.isfinite(d0) & inner & (c0 > 0.5), d0, np.nan).astype(np.float32))
+    pts = []
     for i in range(len(imgs)):
         errs = consistency_errors(wide[i], ks_small[i], poses[i],
                                   [(wide[j], ks_small[j], poses[j]) for j in range(len(imgs)) if j != i],
                                   2 * cfg.consistency_rel, cfg.consistency_px)
-        ok = (errs < 1.0).any(0)
-        rng = depth_range_from_points(wide[i][ok], cfg.range_percentiles, cfg.range_margin)
+        pts.append(_points_world(np.where((errs < 1.0).any(0), wide[i], np.nan), ks_small[i], poses[i]))
+    cloud = np.concatenate(pts) if pts else np.zeros((0, 3))
+    out: list[tuple[float, float] | None] = []
+    for i in range(len(imgs)):
+        w2c = np.linalg.inv(poses[i])
+        pc = cloud @ w2c[:3, :3].T + w2c[:3, 3]
+        z = pc[:, 2]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            u = ks_small[i][0] * pc[:, 0] / z + ks_small[i][2]
+            v = ks_small[i][1] * pc[:, 1] / z + ks_small[i][3]
+        inside = (z > cfg.near) & (u >= -0.5) & (u < hw - 0.5) & (v >= -0.5) & (v < hh - 0.5)
+        rng = depth_range_from_points(z[inside], cfg.range_percentiles, cfg.range_margin)
         out.append(None if rng is None else (max(rng[0], cfg.near), min(rng[1], cfg.far)))
     return out
+
+
+def plane_smooth(depth: np.ndarray, window: int, rel_sigma: float, iterations: int = 2) -> np.ndarray:
+    """The depth of :func:`plane_fit` (NaN where ``depth`` has holes)."""
+    valid = np.isfinite(depth) & (depth > 0)
+    if window < 3 or not valid.any():
+        return depth
+    coef = plane_fit(depth, window, rel_sigma, iterations)
+    return np.where(valid, 1.0 / np.maximum(coef[..., 0], 1e-9), np.nan).astype(np.float32)
+
+
+def plane_fit(depth: np.ndarray, window: int, rel_sigma: float, iterations: int = 2) -> np.ndarray:
+    """Robust local plane fit of a depth map with holes (NaN): each valid pixel takes the value at its own
+    position of the weighted least-squares plane through its ``window x window`` neighbourhood in inverse
+    depth (a 3-D plane is affine in inverse depth under a pinhole camera, so planar surfaces are kept exactly,
+    slanted ones included). A neighbour's weight falls off with its relative inverse-depth difference to the
+    pixel's current estimate (``rel_sigma``), so neighbours across a depth edge do not pull the pixel; the
+    matching noise of the sweep (sub-plane steps, window effects) averages out.
+
+    Returns (h, w, 3): the plane of every valid pixel as inverse depth ``c + a dx + b dy`` at the pixel offset
+    ``(dx, dy)`` from it, ``(c, a, b)`` (zeros at holes)."""
+    import torch
+    import torch.nn.functional as tF
+
+    valid = np.isfinite(depth) & (depth > 0)
+    h, w = depth.shape
+    r = window // 2
+    y = torch.from_numpy(np.where(valid, 1.0 / np.where(valid, depth, 1.0), 0.0).astype(np.float32))
+    m = torch.from_numpy(valid.astype(np.float32))
+
+    def patches(x: torch.Tensor) -> torch.Tensor:  # (window^2, h, w)
+        return tF.unfold(tF.pad(x[None, None], (r, r, r, r)), window).reshape(window * window, h, w)
+
+    yq, mq = patches(y), patches(m)
+    off = torch.arange(-r, r + 1, dtype=torch.float32)
+    dy = off[:, None].expand(window, window).reshape(-1, 1, 1)
+    dx = off[None, :].expand(window, window).reshape(-1, 1, 1)
+    est = y
+    coef = torch.zeros(h, w, 3)
+    for _ in range(max(1, iterations)):
+        wq = mq * torch.exp(-0.5 * ((yq - est) / (rel_sigma * est.clamp_min(1e-9))) ** 2)
+        s0, sx, sy = wq.sum(0), (wq * dx).sum(0), (wq * dy).sum(0)
+        sxx, sxy, syy = (wq * dx * dx).sum(0), (wq * dx * dy).sum(0), (wq * dy * dy).sum(0)
+        b0, bx, by = (wq * yq).sum(0), (wq * dx * yq).sum(0), (wq * dy * yq).sum(0)
+        a_mat = torch.stack([torch.stack([s0, sx, sy], -1), torch.stack([sx, sxx, sxy], -1),
+                             torch.stack([sy, sxy, syy], -1)], -2)  # (h, w, 3, 3)
+        rhs = torch.stack([b0, bx, by], -1)[..., None]
+        det = torch.linalg.det(a_mat)
+        ok = (det.abs() > 1e-6 * s0.clamp_min(1e-9) ** 3) & (s0 >= 6)
+        eye = torch.eye(3).expand(h, w, 3, 3)
+        sol = torch.linalg.solve(torch.where(ok[..., None, None], a_mat, eye), rhs)[..., 0]
+        good = (ok & (sol[..., 0] > 0))[..., None]
+        coef = torch.where(good, sol, torch.stack([est, torch.zeros_like(est), torch.zeros_like(est)], -1))
+        coef = coef * m[..., None]
+        est = torch.where(m > 0, coef[..., 0], y)
+    return coef.numpy().astype(np.float64)
+
+
+def _nearest_along(valid: np.ndarray, axis: int, reverse: bool) -> np.ndarray:
+    """Per pixel, the index along ``axis`` of the nearest valid pixel before it (after it when ``reverse``)
+    on its row/column; -1 where there is none."""
+    v = np.moveaxis(valid, axis, -1)
+    n = v.shape[-1]
+    idx = np.broadcast_to(np.arange(n), v.shape)
+    if not reverse:
+        out = np.maximum.accumulate(np.where(v, idx, -1), axis=-1)
+    else:
+        out = np.minimum.accumulate(np.where(v, idx, n)[..., ::-1], axis=-1)[..., ::-1]
+        out = np.where(out == n, -1, out)
+    return np.moveaxis(out, -1, axis)
+
+
+def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray], k_ref: np.ndarray,
+                     k_srcs: list[np.ndarray], c2w_ref: np.ndarray, c2w_srcs: list[np.ndarray],
+                     rng: tuple[float, float], cfg: RigDepthConfig) -> np.ndarray:
+    """Grow the confident depth into its holes, PatchMatch-like, with a photometric check.
+
+    Every hole pixel gets up to four hypotheses: the local plane (:func:`plane_fit`) of the nearest measured
+    pixel to its left, right, above and below on its row/column, extended to the hole pixel. Each is scored
+    with the sweep's matching cost (ZNCC against the best ``best_k`` other cameras, the window warped by the
+    hypotheses of its own pixels, i.e. by the slanted plane); the best one is kept where its cost is below
+    ``propagate_cost`` and it lies in the sweep range. ``propagate_rounds`` rounds, each from the depth the
+    previous one grew. Nothing is invented where the images disagree: a kept value is a measured one."""
+    import torch
+
+    from gpu_kernels.plane_sweep import zncc_cost_volume
+
+    d = depth.astype(np.float32).copy()
+    h, w = d.shape
+    sweep = cfg.sweep_config()
+    dev = torch.device(cfg.device)
+    ref_t = torch.from_numpy(np.ascontiguousarray(ref, np.float32)).permute(2, 0, 1).to(dev)
+    src_t = torch.stack([torch.from_numpy(np.ascontiguousarray(x, np.float32)).permute(2, 0, 1) for x in srcs]).to(dev)
+    kr = torch.tensor(np.asarray(k_ref), dtype=torch.float32, device=dev)
+    ksr = torch.tensor(np.stack(k_srcs), dtype=torch.float32, device=dev)
+    tt = torch.tensor(np.stack([np.linalg.inv(c) @ c2w_ref for c in c2w_srcs]), dtype=torch.float32, device=dev)
+    lo, hi = 1.0 / rng[1], 1.0 / rng[0]
+    vv, uu = np.mgrid[0:h, 0:w]
+    for _ in range(cfg.propagate_rounds):
+        valid = np.isfinite(d)
+        holes = ~valid
+        if not holes.any() or not valid.any():
+            break
+        coef = plane_fit(d, cfg.smooth_window if cfg.smooth_window >= 3 else 7, cfg.smooth_sigma)
+        hyps = []
+        for axis in (0, 1):
+            for rev in (False, True):
+                near = _nearest_along(valid, axis, rev)
+                has = near >= 0
+                ny = np.where(has, near, 0) if axis == 0 else vv
+                nx = np.where(has, near, 0) if axis == 1 else uu
+                c = coef[ny, nx]
+                inv = c[..., 0] + c[..., 1] * (uu - nx) + c[..., 2] * (vv - ny)
+                ok = holes & has & (inv > lo) & (inv < hi)
+                hyps.append(np.where(ok, inv, np.nan))
+        hyp = np.stack(hyps)
+        usable = np.isfinite(hyp)
+        # a hole pixel with no hypothesis still needs a positive value for the warp; its cost is discarded
+        safe = np.where(usable, hyp, 0.5 * (lo + hi)).astype(np.float32)
+        cost, _ = zncc_cost_volume(ref_t, src_t, kr, ksr, tt, torch.from_numpy(safe).to(dev),
+                                   window=sweep.window, best_k=sweep.best_k, texture_sigma=sweep.texture_sigma)
+        cost = np.where(usable, cost.cpu().numpy(), np.inf)
+        best = cost.argmin(0)
+        bc = np.take_along_axis(cost, best[None], 0)[0]
+        take = holes & (bc < cfg.propagate_cost)
+        if not take.any():
+            break
+        inv_best = np.take_along_axis(safe, best[None], 0)[0]
+        d[take] = 1.0 / inv_best[take]
+    return d
 
 
 def _sweep_camera(i: int, imgs: list[np.ndarray], ks: list[np.ndarray], poses: list[np.ndarray],
@@ -167,6 +339,25 @@ def _sweep_camera(i: int, imgs: list[np.ndarray], ks: list[np.ndarray], poses: l
                        [poses[j] for j in others], rng, cfg.sweep_config())
     d = np.where(np.isfinite(d) & (c >= cfg.min_confidence), d, np.nan).astype(np.float32)
     return d, c
+
+
+def _consistent(i: int, depths: list[np.ndarray], ks: list[np.ndarray], poses: list[np.ndarray],
+                cfg: RigDepthConfig) -> np.ndarray:
+    """Per pixel of camera ``i``, how many other cameras' depths agree with its own."""
+    errs = consistency_errors(depths[i], ks[i], poses[i], [(depths[j], ks[j], poses[j]) for j in range(len(depths))
+                                                           if j != i], cfg.consistency_rel, cfg.consistency_px)
+    return (errs < 1.0).sum(0).astype(np.int32)
+
+
+def _grown(i: int, depths: list[np.ndarray], imgs: list[np.ndarray], ks: list[np.ndarray],
+           poses: list[np.ndarray], rng: tuple[float, float], cfg: RigDepthConfig) -> np.ndarray:
+    """Camera ``i``'s depth kept by the rig's consistency check, grown into its holes by
+    :func:`propagate_planes`."""
+    keep = np.isfinite(depths[i]) & (_consistent(i, depths, ks, poses, cfg) >= max(1, cfg.min_consistent))
+    others = [j for j in range(len(imgs)) if j != i]
+    return propagate_planes(np.where(keep, depths[i], np.nan).astype(np.float32), imgs[i],
+                            [imgs[j] for j in others], ks[i], [ks[j] for j in others], poses[i],
+                            [poses[j] for j in others], rng, cfg)
 
 
 def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None = None,
@@ -208,11 +399,16 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
     depths = [cache[k][0] for k in keys]
     conf_ref = cache[keys[0]][1]
     ranges = {v.cam: cache[keys[i]][2] for i, v in enumerate(views)}
-    errs = consistency_errors(depths[0], ks[0], poses[0], [(depths[j], ks[j], poses[j]) for j in range(1, len(views))],
-                              cfg.consistency_rel, cfg.consistency_px)
-    support = (errs < 1.0).sum(0).astype(np.int32)
+    if cfg.propagate_rounds > 0:
+        # every camera's confirmed depth grown into its holes (photometrically checked), then the rig's
+        # consistency check again: a grown depth counts only where another camera's (grown) depth agrees
+        depths = [_grown(i, depths, imgs, ks, poses, tuple(cache[keys[i]][2] or (cfg.near, cfg.far)), cfg)
+                  for i in range(len(views))]
+    support = _consistent(0, depths, ks, poses, cfg)
     keep = np.isfinite(depths[0]) & (support >= max(1, cfg.min_consistent))
     d_lo = np.where(keep, depths[0], np.nan).astype(np.float32)
+    if cfg.smooth_window >= 3:
+        d_lo = plane_smooth(d_lo, cfg.smooth_window, cfg.smooth_sigma)
     conf_lo = np.where(keep, conf_ref * support / (len(views) - 1), 0.0).astype(np.float32)
     k_out = np.asarray(views[0].k, np.float64)
     if (W, H) != size:  # back to the image resolution (nearest: no depth is blended across edges or holes)
