@@ -85,3 +85,52 @@ def test_plane_smooth_keeps_slanted_planes_and_depth_edges():
     assert rel_out.mean() < 0.4 * rel_in.mean()
     edge = ok & (np.abs(uu - 39.5) < 2)  # the two columns either side of the edge keep their own depth
     assert (np.abs(out - truth)[edge] / truth[edge]).max() < 0.06
+
+
+def test_plane_fit_in_bands_equals_the_whole_image_fit(monkeypatch):
+    """Large images are fitted in overlapping bands of rows; the planes are those of the whole-image fit."""
+    import vipe_dagster.egoexo.rig_depth as rd
+
+    h, w = 90, 70
+    vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
+    rng = np.random.default_rng(3)
+    d = (1.0 / (0.2 + 0.001 * uu + 0.002 * vv) * (1 + 0.02 * rng.standard_normal((h, w)))).astype(np.float32)
+    d[rng.random((h, w)) < 0.3] = np.nan
+    d[30:45] = np.nan
+    for window, dilation in ((9, 1), (5, 2)):
+        whole = rd._plane_fit(d, window, 0.03, 2, dilation)
+        monkeypatch.setattr(rd, "_PLANE_FIT_BUDGET", window * window * w * 12)  # bands of 12 rows
+        banded = rd.plane_fit(d, window, 0.03, 2, dilation)
+        monkeypatch.undo()
+        assert np.abs(banded - whole).max() < 1e-5 * np.abs(whole).max()
+
+
+def test_plane_fill_extends_slanted_planes_and_keeps_the_measured_depth():
+    """Holes in a slanted floor and a far wall are filled by extending each surface's plane (not a constant or
+    a blend across the edge); measured pixels are untouched; a pixel with no measured pixel on its row or
+    column stays NaN (for the colour-guided fallback)."""
+    from vipe_dagster.egoexo.rig_depth import plane_fill, smooth_filled
+
+    h, w = 60, 80
+    vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
+    truth = np.where(uu < 40, 1.0 / (0.2 + 0.004 * uu - 0.002 * vv), 8.0)
+    guide = np.where((uu < 40)[..., None], [0.8, 0.3, 0.2], [0.2, 0.4, 0.9]).astype(np.float32)
+    meas = truth.astype(np.float32).copy()
+    meas[20:32, 12:26] = np.nan  # inside the slanted plane
+    meas[10:50, 50:62] = np.nan  # inside the wall
+    holes = ~np.isfinite(meas)
+    out = plane_fill(meas, guide, 0.08)
+    assert np.array_equal(out[~holes], meas[~holes])
+    rel = np.abs(out - truth) / truth
+    # the nearest measured value (a constant) would be off by up to ~10 % in the slanted hole
+    assert rel[holes].max() < 1e-3
+    smooth = smooth_filled(out, holes)
+    assert np.array_equal(smooth[~holes], meas[~holes])
+    assert (np.abs(smooth - truth) / truth)[holes].max() < 1e-3
+    lone = np.full((h, w), np.nan, np.float32)
+    lone[5, 5] = 2.0
+    got = plane_fill(lone, guide, 0.08)  # one pixel: too few for a plane, its own value along its row/column
+    assert np.allclose(got[5], 2.0) and np.allclose(got[:, 5], 2.0)
+    off = np.ones((h, w), bool)
+    off[5] = off[:, 5] = False
+    assert np.isnan(got[off]).all()

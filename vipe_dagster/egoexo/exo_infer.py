@@ -9,9 +9,11 @@ calibrated exo cameras (:mod:`vipe_dagster.egoexo.rig_depth`). The result is wri
 ``vipe_results/<take>/<cam>/`` of the takes root (:func:`vipe_dagster.egoexo.takes.vipe_result_dir`), where
 take discovery and ``ego_render`` find it.
 
-Depth holes (pixels no other camera confirms) are filled edge-aware from the measured depth when
-``fill_holes`` is set (ViPE's depth is dense too); the info pickle and :class:`ExoInferResult` report the
-measured (covered) fraction separately.
+Depth holes (pixels no other camera confirms) are filled from the measured depth when ``fill_holes`` is set
+(ViPE's depth is dense too): by default the local planes of the measured depth are extended into the holes
+(:func:`vipe_dagster.egoexo.rig_depth.plane_fill`, colour-weighted, then smoothed by a robust plane fit),
+with colour-guided spreading where no plane reaches (``fill_method="colour"``: that alone). The info pickle
+and :class:`ExoInferResult` report the measured (covered) fraction and the filled fraction separately.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,7 +30,17 @@ from ..errors import InputError
 from ..io import ArtifactStore, fs
 from ..io.video import open_video, probe
 from . import formats as F
-from .rig_depth import SCALE, SOURCE, RigDepthConfig, RigView, rig_depth, static_background, undistort_kb
+from .rig_depth import (
+    SCALE,
+    SOURCE,
+    RigDepthConfig,
+    RigView,
+    plane_fill,
+    rig_depth,
+    smooth_filled,
+    static_background,
+    undistort_kb,
+)
 from .takes import RawTake, vipe_result_dir  # noqa: F401  (the folder this module's results go to)
 
 log = logging.getLogger(__name__)
@@ -44,6 +57,10 @@ class ExoInferConfig(BaseModel):
     background_frames: int = Field(9, ge=1, description="frames (spread over the range) whose per-pixel median "
                                                         "is the static background")
     fill_holes: bool = Field(True, description="fill depth no other camera confirms, edge-aware")
+    fill_method: Literal["planes", "colour"] = Field(
+        "planes", description="planes: extend the local planes of the measured depth into the holes (colour-"
+                              "weighted), then smooth the filled pixels by a robust plane fit; colour: "
+                              "colour-guided (joint-bilateral) spreading of the measured depth only")
     # the sweep's pixel noise would otherwise fail the renderer's reliable-depth test (5x5 spread < 10 % of the
     # mean) on flat surfaces
     median_px: int = Field(5, description="median filter of the dense depth (3 or 5 px; 0 = off)")
@@ -130,8 +147,14 @@ def infer_exo_camera(take: RawTake, cam: str, out_dir: str, config: ExoInferConf
     rd = rig_depth(list(views.values()), cam, cfg.rig, rig_cache)
     depth = rd.depth
     if cfg.fill_holes and np.isfinite(depth).any():
-        depth = edge_aware_fill(depth, views[cam].image, cfg.rig.depth.fill_sigma_color,
-                                cfg.rig.depth.fill_iterations)
+        sigma = cfg.rig.depth.fill_sigma_color
+        holes = ~np.isfinite(depth)
+        if cfg.fill_method == "planes":
+            depth = plane_fill(depth, views[cam].image, sigma)
+        if not np.isfinite(depth).all():  # pixels no measured plane reaches: colour-guided spreading
+            depth = edge_aware_fill(depth, views[cam].image, sigma, cfg.rig.depth.fill_iterations)
+        if cfg.fill_method == "planes":
+            depth = smooth_filled(depth, holes)
     if cfg.median_px in (3, 5) and cfg.fill_holes:
         import cv2
 

@@ -210,7 +210,8 @@ def plane_smooth(depth: np.ndarray, window: int, rel_sigma: float, iterations: i
     return np.where(valid, 1.0 / np.maximum(coef[..., 0], 1e-9), np.nan).astype(np.float32)
 
 
-def plane_fit(depth: np.ndarray, window: int, rel_sigma: float, iterations: int = 2) -> np.ndarray:
+def plane_fit(depth: np.ndarray, window: int, rel_sigma: float, iterations: int = 2,
+              dilation: int = 1) -> np.ndarray:
     """Robust local plane fit of a depth map with holes (NaN): each valid pixel takes the value at its own
     position of the weighted least-squares plane through its ``window x window`` neighbourhood in inverse
     depth (a 3-D plane is affine in inverse depth under a pinhole camera, so planar surfaces are kept exactly,
@@ -219,21 +220,43 @@ def plane_fit(depth: np.ndarray, window: int, rel_sigma: float, iterations: int 
     matching noise of the sweep (sub-plane steps, window effects) averages out.
 
     Returns (h, w, 3): the plane of every valid pixel as inverse depth ``c + a dx + b dy`` at the pixel offset
-    ``(dx, dy)`` from it, ``(c, a, b)`` (zeros at holes)."""
+    ``(dx, dy)`` from it, ``(c, a, b)`` (zeros at holes). ``dilation``: the window samples every
+    ``dilation``-th pixel (a wider support at the same cost). Large images are fitted in bands of rows that overlap
+    by ``iterations x dilation x window/2`` rows (a pixel's result depends on no row farther away), so the result is the
+    same and the memory stays bounded."""
+    h = depth.shape[0]
+    r = (window // 2) * dilation
+    band = max(8, _PLANE_FIT_BUDGET // max(1, depth.shape[1] * window * window))
+    if h <= band:
+        return _plane_fit(depth, window, rel_sigma, iterations, dilation)
+    margin = max(1, iterations) * r
+    out = np.zeros(depth.shape + (3,), np.float64)
+    for y0 in range(0, h, band):
+        y1 = min(h, y0 + band)
+        a, b = max(0, y0 - margin), min(h, y1 + margin)
+        out[y0:y1] = _plane_fit(depth[a:b], window, rel_sigma, iterations, dilation)[y0 - a:y1 - a]
+    return out
+
+
+_PLANE_FIT_BUDGET = 8_000_000  # window^2 x pixels per band of plane_fit
+
+
+def _plane_fit(depth: np.ndarray, window: int, rel_sigma: float, iterations: int, dilation: int) -> np.ndarray:
     import torch
     import torch.nn.functional as tF
 
     valid = np.isfinite(depth) & (depth > 0)
     h, w = depth.shape
     r = window // 2
+    p = r * dilation
     y = torch.from_numpy(np.where(valid, 1.0 / np.where(valid, depth, 1.0), 0.0).astype(np.float32))
     m = torch.from_numpy(valid.astype(np.float32))
 
     def patches(x: torch.Tensor) -> torch.Tensor:  # (window^2, h, w)
-        return tF.unfold(tF.pad(x[None, None], (r, r, r, r)), window).reshape(window * window, h, w)
+        return tF.unfold(tF.pad(x[None, None], (p, p, p, p)), window, dilation=dilation).reshape(window * window, h, w)
 
     yq, mq = patches(y), patches(m)
-    off = torch.arange(-r, r + 1, dtype=torch.float32)
+    off = torch.arange(-r, r + 1, dtype=torch.float32) * dilation
     dy = off[:, None].expand(window, window).reshape(-1, 1, 1)
     dx = off[None, :].expand(window, window).reshape(-1, 1, 1)
     est = y
@@ -255,6 +278,65 @@ def plane_fit(depth: np.ndarray, window: int, rel_sigma: float, iterations: int 
         coef = coef * m[..., None]
         est = torch.where(m > 0, coef[..., 0], y)
     return coef.numpy().astype(np.float64)
+
+
+def plane_fill(depth: np.ndarray, guide: np.ndarray, sigma_color: float, window: int = 9,
+               rel_sigma: float = 0.03) -> np.ndarray:
+    """Fill the holes (NaN) of a measured depth map by extending the local planes of the measured depth.
+
+    Every hole pixel gets up to four hypotheses: the local plane (:func:`plane_fit`, inverse depth) of the
+    nearest measured pixel to its left, right, above and below on its row/column, extended to the hole pixel
+    (a slanted wall or floor continues as the same plane, not as a constant). A hypothesis outside
+    [0.5 x, 2 x] the measured inverse-depth range is dropped. The kept ones are averaged in inverse depth,
+    each weighted by ``1 / (1 + distance)`` times the colour similarity of its measured pixel to the hole
+    pixel (``exp(-|I_p - I_q|^2 / (2 sigma_color^2))``, ``guide`` HxWx3 in [0, 1]), so the nearer surface of a
+    similar colour dominates. Pixels with no hypothesis stay NaN (the caller falls back to another fill);
+    measured pixels are returned unchanged."""
+    d = depth.astype(np.float32).copy()
+    valid = np.isfinite(d) & (d > 0)
+    if valid.all() or not valid.any():
+        return d
+    h, w = d.shape
+    coef = plane_fit(np.where(valid, d, np.nan), window, rel_sigma)
+    vv, uu = np.mgrid[0:h, 0:w]
+    inv_valid = 1.0 / d[valid]
+    lo, hi = 0.5 * float(inv_valid.min()), 2.0 * float(inv_valid.max())
+    g = np.asarray(guide, np.float64)
+    num = np.zeros((h, w))
+    den = np.zeros((h, w))
+    for axis in (0, 1):
+        for rev in (False, True):
+            near = _nearest_along(valid, axis, rev)
+            has = near >= 0
+            ny = np.where(has, near, 0) if axis == 0 else vv
+            nx = np.where(has, near, 0) if axis == 1 else uu
+            c = coef[ny, nx]
+            inv = c[..., 0] + c[..., 1] * (uu - nx) + c[..., 2] * (vv - ny)
+            ok = ~valid & has & (inv > lo) & (inv < hi)
+            sim = np.exp(-((g[ny, nx] - g) ** 2).sum(-1) / (2.0 * sigma_color * sigma_color))
+            wt = np.where(ok, (sim + 1e-3) / (1.0 + np.abs(uu - nx) + np.abs(vv - ny)), 0.0)
+            num += wt * np.where(ok, inv, 0.0)
+            den += wt
+    fill = ~valid & (den > 0)
+    d[fill] = (den[fill] / num[fill]).astype(np.float32)
+    d[~valid & ~fill] = np.nan
+    return d
+
+
+def smooth_filled(depth: np.ndarray, filled: np.ndarray, window: int = 7, rel_sigma: float = 0.05,
+                  iterations: int = 2, dilation: int = 2) -> np.ndarray:
+    """Replace the ``filled`` pixels of a dense depth map by its robust local plane (:func:`plane_fit` over a
+    13 px support sampled every 2nd pixel by default, ``iterations`` times), keeping the others: a fill assembled pixel by pixel from row and column hypotheses
+    becomes a smooth surface (no streaks that a renderer's depth-spread test would reject), and it still
+    bends at depth edges (the fit's relative weights)."""
+    d = depth.astype(np.float32).copy()
+    if window < 3 or not filled.any():
+        return d
+    for _ in range(iterations):
+        inv = plane_fit(d, window, rel_sigma, dilation=dilation)[..., 0]
+        ok = filled & (inv > 0)
+        d[ok] = (1.0 / inv[ok]).astype(np.float32)
+    return d
 
 
 def _nearest_along(valid: np.ndarray, axis: int, reverse: bool) -> np.ndarray:
