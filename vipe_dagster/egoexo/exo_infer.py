@@ -56,7 +56,7 @@ class ExoInferConfig(BaseModel):
                                                     "video")
     background_frames: int = Field(9, ge=1, description="frames (spread over the range) whose per-pixel median "
                                                         "is the static background")
-    fill_holes: bool = Field(True, description="fill depth no other camera confirms, edge-aware")
+    fill_holes: bool = Field(True, description="fill depth no other camera confirms (see fill_method)")
     fill_method: Literal["planes", "colour"] = Field(
         "planes", description="planes: extend the local planes of the measured depth into the holes (colour-"
                               "weighted), then smooth the filled pixels by a robust plane fit; colour: "

@@ -10,7 +10,8 @@ sweep against the 3 other cameras, cross-camera consistency), in metres with no 
 Rows per camera, against the exact ray-cast depth (kept by the generator for evaluation only), on the
 pixels the ground truth says another exo camera also sees (unoccluded):
 * AbsRel of the measured depth (the pixels the rig confirms) and the share of those pixels it covers;
-* AbsRel of the dense depth written to the ViPE result (holes filled edge-aware), on all of those pixels;
+* AbsRel of the dense depth written to the ViPE result (holes filled by extending the measured local planes,
+  :func:`vipe_dagster.egoexo.rig_depth.plane_fill`), on all of those pixels;
 * the ego fisheye render from that ViPE result (:func:`vipe_dagster.render.ego.render_ego`, 160 px, normalised
   splats, as the Dagster ``ego_render`` test runs it) against the ground-truth ego view: the share of the ego
   pixels whose surface the camera sees (GT) that the render covers, and the PSNR on them; the best camera by
