@@ -54,8 +54,10 @@ def test_a_stage_cannot_write_another_stages_section(tmp_path, stage, sections, 
     assert store.read_manifest("s") == before  # nothing written
 
 
-# files allowed to write a whole manifest: the stage that creates it, the GT generator, and the store itself
-_WHOLE_MANIFEST_WRITERS = {"vipe_dagster/ingest.py", "vipe_dagster/synth/generate.py", "vipe_dagster/io/artifacts.py"}
+# files allowed to write a whole manifest: the stage that creates it, the GT generator, the store itself, and the
+# wide-angle side views (each creates a new temporary sequence of remapped frames in its own store)
+_WHOLE_MANIFEST_WRITERS = {"vipe_dagster/ingest.py", "vipe_dagster/synth/generate.py", "vipe_dagster/io/artifacts.py",
+                           "vipe_dagster/wide_angle.py"}
 
 
 def test_only_the_creating_stage_writes_a_whole_manifest():
