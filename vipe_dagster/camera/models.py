@@ -21,6 +21,9 @@ class CameraModel(ABC):
 
     NAME: str = ""
     PARAM_NAMES: tuple[str, ...] = ()
+    # attribute holding a per-camera validity limit tensor computed from the params at construction (the
+    # fisheye's theta, Brown's radius, MEI's normalised radius); ``_new``/``to`` carry it along
+    LIMIT_ATTR: str | None = None
 
     def __init__(self, params: Tensor | list[float] | tuple[float, ...], min_depth: float = 1e-6) -> None:
         p = torch.as_tensor(params)
@@ -51,7 +54,14 @@ class CameraModel(ABC):
         out = object.__new__(type(self))
         out.__dict__.update(self.__dict__)
         out.params = params
+        if self.LIMIT_ATTR is not None:
+            setattr(out, self.LIMIT_ATTR, getattr(self, self.LIMIT_ATTR).to(params.device, params.dtype))
         return out
+
+    def _limit(self, nd: int, like: Tensor) -> Tensor:
+        """The per-camera limit (``LIMIT_ATTR``) reshaped to broadcast against data with ``nd`` batch dims."""
+        v = getattr(self, self.LIMIT_ATTR).to(like.device, like.dtype)
+        return v.reshape(tuple(v.shape) + (1,) * (nd - v.ndim))
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> CameraModel:
         return self._new(self.params.to(device=device, dtype=dtype))
@@ -245,6 +255,7 @@ class _RadialFisheye(CameraModel):
 
     K_SLICE: slice = slice(0, 0)
     NEWTON_ITERS = 30
+    LIMIT_ATTR = "theta_limit"
 
     def __init__(self, params: Tensor | list[float] | tuple[float, ...], min_depth: float = 1e-6,
                  max_theta: float | None = None) -> None:
@@ -253,22 +264,13 @@ class _RadialFisheye(CameraModel):
         cap = math.pi / 2 - 1e-6 if max_theta is None else min(float(max_theta), math.pi / 2 - 1e-6)
         self.theta_limit = _theta_max(self.params[..., self.K_SLICE], cap)
 
-    def _new(self, params: Tensor) -> CameraModel:
-        out = super()._new(params)
-        out.theta_limit = self.theta_limit.to(params.device, params.dtype)  # type: ignore[attr-defined]
-        return out
-
     def _ks(self, nd: int, like: Tensor) -> list[Tensor]:
         return [self._pget(i, nd, like) for i in range(self.K_SLICE.start, self.K_SLICE.stop)]
-
-    def _theta_lim(self, nd: int, like: Tensor) -> Tensor:
-        v = self.theta_limit.to(like.device, like.dtype)
-        return v.reshape(tuple(v.shape) + (1,) * (nd - v.ndim))
 
     def _invert_radial(self, xr: Tensor, yr: Tensor, ks: list[Tensor], nd: int) -> tuple[Tensor, Tensor, Tensor]:
         """Solve ``theta_d(theta) = |(xr, yr)|`` by Newton; returns (a, b, valid)."""
         rd = torch.sqrt(xr * xr + yr * yr)
-        lim = self._theta_lim(nd, xr)
+        lim = self._limit(nd, xr)
         theta = torch.minimum(rd, lim)
         for _ in range(self.NEWTON_ITERS):
             t2 = theta * theta
@@ -312,7 +314,7 @@ class KannalaBrandtCamera(_RadialFisheye):
         iz = 1.0 / z
         a, b = x * iz, y * iz
         rad = _radial(a, b, self._ks(nd, points), jacobians)
-        valid = valid & (rad["theta"] <= self._theta_lim(nd, points))
+        valid = valid & (rad["theta"] <= self._limit(nd, points))
         uv = torch.stack([fx * rad["xr"] + cx, fy * rad["yr"] + cy], -1)
         if not jacobians:
             return uv, valid, None, None
@@ -375,7 +377,7 @@ class Fisheye624Camera(_RadialFisheye):
         iz = 1.0 / z
         a, b = x * iz, y * iz
         rad = _radial(a, b, self._ks(nd, points), jacobians)
-        valid = valid & (rad["theta"] <= self._theta_lim(nd, points))
+        valid = valid & (rad["theta"] <= self._limit(nd, points))
         d = self._distort(rad["xr"], rad["yr"], nd, points, jacobians)
         uv = torch.stack([f * d["u"] + cx, f * d["v"] + cy], -1)
         if not jacobians:
@@ -546,6 +548,8 @@ class BrownCamera(_AutogradCamera):
     Valid: ``z > min_depth`` and ``r`` below the radius where the radial polynomial stops increasing (there
     the lens model folds back onto itself). Unprojection: 2-D Newton on ``(a, b)``."""
 
+    LIMIT_ATTR = "r_limit"
+
     NAME = "opencv"
     PARAM_NAMES = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3")
     R_CAP = 1.0e3
@@ -559,15 +563,6 @@ class BrownCamera(_AutogradCamera):
         super().__init__(p, min_depth)
         self.r_limit = _brown_r_max(self.params[..., [4, 5, 8]], self.R_CAP)
 
-    def _new(self, params: Tensor) -> CameraModel:
-        out = super()._new(params)
-        out.r_limit = self.r_limit.to(params.device, params.dtype)  # type: ignore[attr-defined]
-        return out
-
-    def _rlim(self, nd: int, like: Tensor) -> Tensor:
-        v = self.r_limit.to(like.device, like.dtype)
-        return v.reshape(tuple(v.shape) + (1,) * (nd - v.ndim))
-
     def _uv(self, points: Tensor, p: list[Tensor]) -> Tensor:
         fx, fy, cx, cy, k1, k2, p1, p2, k3 = p
         x, y, z, _ = _safe_depth(points, self.min_depth)
@@ -577,7 +572,7 @@ class BrownCamera(_AutogradCamera):
     def _valid(self, points: Tensor, nd: int) -> Tensor:
         x, y, z, valid = _safe_depth(points, self.min_depth)
         r = torch.sqrt((x / z) ** 2 + (y / z) ** 2)
-        return valid & (r <= self._rlim(nd, points))
+        return valid & (r <= self._limit(nd, points))
 
     def _project(self, points: Tensor, jacobians: bool) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         """Analytic Jacobians (the bundle adjuster's hot path); ``_uv`` stays the reference formula."""
@@ -613,7 +608,7 @@ class BrownCamera(_AutogradCamera):
         xd, yd = (uv[..., 0] - cx) / fx, (uv[..., 1] - cy) / fy
         a, b, res = _brown_invert(xd, yd, k1, k2, p1, p2, k3)
         tol = 1e-12 if uv.dtype == torch.float64 else 1e-5
-        ok = (res * torch.maximum(fx, fy).abs() <= tol * 1e3) & (torch.sqrt(a * a + b * b) <= self._rlim(nd, uv))
+        ok = (res * torch.maximum(fx, fy).abs() <= tol * 1e3) & (torch.sqrt(a * a + b * b) <= self._limit(nd, uv))
         return a, b, ok & torch.isfinite(a) & torch.isfinite(b)
 
 
@@ -626,6 +621,8 @@ class MeiCamera(_AutogradCamera):
     Valid: the angle from the optical axis below ``acos(-xi)`` (``xi <= 1``) or ``acos(-1/xi)`` (``xi > 1``),
     where the model is one-to-one, and ``|m|`` on the monotonic branch of the distortion. Unprojection:
     Newton on the distortion, then the closed-form lift onto the sphere."""
+
+    LIMIT_ATTR = "m_limit"
 
     NAME = "mei"
     PARAM_NAMES = ("fx", "fy", "cx", "cy", "xi", "k1", "k2", "p1", "p2")
@@ -642,15 +639,6 @@ class MeiCamera(_AutogradCamera):
         k = torch.stack([self.params[..., 5], self.params[..., 6], torch.zeros_like(xi)], -1)
         # scan each camera's own range: the distortion's fold radius, capped by the image circle
         self.m_limit = torch.minimum(_brown_r_max(k, 1e3), m_cap.clamp_max(1e3))
-
-    def _new(self, params: Tensor) -> CameraModel:
-        out = super()._new(params)
-        out.m_limit = self.m_limit.to(params.device, params.dtype)  # type: ignore[attr-defined]
-        return out
-
-    def _mlim(self, nd: int, like: Tensor) -> Tensor:
-        v = self.m_limit.to(like.device, like.dtype)
-        return v.reshape(tuple(v.shape) + (1,) * (nd - v.ndim))
 
     def _uv(self, points: Tensor, p: list[Tensor]) -> Tensor:
         fx, fy, cx, cy, xi, k1, k2, p1, p2 = p
@@ -670,7 +658,7 @@ class MeiCamera(_AutogradCamera):
         den = cos_t + xi
         sin_t = torch.sqrt((1 - cos_t * cos_t).clamp_min(0))
         m = sin_t / torch.where(den > 0, den, torch.ones_like(den))
-        return (n > 0) & (xi > -1) & (cos_t > cos_max + 1e-12) & (den > 0) & (m <= self._mlim(nd, points))
+        return (n > 0) & (xi > -1) & (cos_t > cos_max + 1e-12) & (den > 0) & (m <= self._limit(nd, points))
 
     def _unproject_rays(self, uv: Tensor) -> tuple[Tensor, Tensor]:
         self._check(uv, 2, "pixels")
@@ -683,7 +671,7 @@ class MeiCamera(_AutogradCamera):
         eta = (xi + torch.sqrt(disc.clamp_min(0))) / (1 + r2)
         rays = torch.stack([eta * mx, eta * my, eta - xi], -1)
         tol = 1e-12 if uv.dtype == torch.float64 else 1e-5
-        ok = (disc >= 0) & (res * torch.maximum(fx, fy).abs() <= tol * 1e3) & (torch.sqrt(r2) <= self._mlim(nd, uv))
+        ok = (disc >= 0) & (res * torch.maximum(fx, fy).abs() <= tol * 1e3) & (torch.sqrt(r2) <= self._limit(nd, uv))
         cos_max = torch.where(xi > 1, -1.0 / xi, -xi)
         ok = ok & (rays[..., 2] > cos_max + 1e-12) & torch.isfinite(rays).all(-1)
         return rays, ok

@@ -304,19 +304,11 @@ def plane_fill(depth: np.ndarray, guide: np.ndarray, sigma_color: float, window:
     g = np.asarray(guide, np.float64)
     num = np.zeros((h, w))
     den = np.zeros((h, w))
-    for axis in (0, 1):
-        for rev in (False, True):
-            near = _nearest_along(valid, axis, rev)
-            has = near >= 0
-            ny = np.where(has, near, 0) if axis == 0 else vv
-            nx = np.where(has, near, 0) if axis == 1 else uu
-            c = coef[ny, nx]
-            inv = c[..., 0] + c[..., 1] * (uu - nx) + c[..., 2] * (vv - ny)
-            ok = ~valid & has & (inv > lo) & (inv < hi)
-            sim = np.exp(-((g[ny, nx] - g) ** 2).sum(-1) / (2.0 * sigma_color * sigma_color))
-            wt = np.where(ok, (sim + 1e-3) / (1.0 + np.abs(uu - nx) + np.abs(vv - ny)), 0.0)
-            num += wt * np.where(ok, inv, 0.0)
-            den += wt
+    for ny, nx, inv, ok in _plane_hypotheses(valid, coef, lo, hi):
+        sim = np.exp(-((g[ny, nx] - g) ** 2).sum(-1) / (2.0 * sigma_color * sigma_color))
+        wt = np.where(ok, (sim + 1e-3) / (1.0 + np.abs(uu - nx) + np.abs(vv - ny)), 0.0)
+        num += wt * np.where(ok, inv, 0.0)
+        den += wt
     fill = ~valid & (den > 0)
     d[fill] = (den[fill] / num[fill]).astype(np.float32)
     d[~valid & ~fill] = np.nan
@@ -353,6 +345,25 @@ def _nearest_along(valid: np.ndarray, axis: int, reverse: bool) -> np.ndarray:
     return np.moveaxis(out, -1, axis)
 
 
+def _plane_hypotheses(valid: np.ndarray, coef: np.ndarray, lo: float, hi: float):
+    """The four directional plane hypotheses of every hole pixel: for the nearest ``valid`` pixel to its
+    left, right, above and below (:func:`_nearest_along`), that pixel's local plane ``coef`` (inverse depth,
+    :func:`plane_fit`) extended to the hole pixel. Yields ``(ny, nx, inv, ok)`` per direction: the source
+    pixel's coordinates, the extended inverse depth, and where it is a usable hypothesis (a hole pixel with a
+    source on its line and ``lo < inv < hi``)."""
+    h, w = valid.shape
+    vv, uu = np.mgrid[0:h, 0:w]
+    for axis in (0, 1):
+        for rev in (False, True):
+            near = _nearest_along(valid, axis, rev)
+            has = near >= 0
+            ny = np.where(has, near, 0) if axis == 0 else vv
+            nx = np.where(has, near, 0) if axis == 1 else uu
+            c = coef[ny, nx]
+            inv = c[..., 0] + c[..., 1] * (uu - nx) + c[..., 2] * (vv - ny)
+            yield ny, nx, inv, ~valid & has & (inv > lo) & (inv < hi)
+
+
 def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray], k_ref: np.ndarray,
                      k_srcs: list[np.ndarray], c2w_ref: np.ndarray, c2w_srcs: list[np.ndarray],
                      rng: tuple[float, float], cfg: RigDepthConfig) -> np.ndarray:
@@ -369,7 +380,6 @@ def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray],
     from gpu_kernels.plane_sweep import zncc_cost_volume
 
     d = depth.astype(np.float32).copy()
-    h, w = d.shape
     sweep = cfg.sweep_config()
     dev = torch.device(cfg.device)
     ref_t = torch.from_numpy(np.ascontiguousarray(ref, np.float32)).permute(2, 0, 1).to(dev)
@@ -378,25 +388,13 @@ def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray],
     ksr = torch.tensor(np.stack(k_srcs), dtype=torch.float32, device=dev)
     tt = torch.tensor(np.stack([np.linalg.inv(c) @ c2w_ref for c in c2w_srcs]), dtype=torch.float32, device=dev)
     lo, hi = 1.0 / rng[1], 1.0 / rng[0]
-    vv, uu = np.mgrid[0:h, 0:w]
     for _ in range(cfg.propagate_rounds):
         valid = np.isfinite(d)
         holes = ~valid
         if not holes.any() or not valid.any():
             break
         coef = plane_fit(d, cfg.smooth_window if cfg.smooth_window >= 3 else 7, cfg.smooth_sigma)
-        hyps = []
-        for axis in (0, 1):
-            for rev in (False, True):
-                near = _nearest_along(valid, axis, rev)
-                has = near >= 0
-                ny = np.where(has, near, 0) if axis == 0 else vv
-                nx = np.where(has, near, 0) if axis == 1 else uu
-                c = coef[ny, nx]
-                inv = c[..., 0] + c[..., 1] * (uu - nx) + c[..., 2] * (vv - ny)
-                ok = holes & has & (inv > lo) & (inv < hi)
-                hyps.append(np.where(ok, inv, np.nan))
-        hyp = np.stack(hyps)
+        hyp = np.stack([np.where(ok, inv, np.nan) for _, _, inv, ok in _plane_hypotheses(valid, coef, lo, hi)])
         usable = np.isfinite(hyp)
         # a hole pixel with no hypothesis still needs a positive value for the warp; its cost is discarded
         safe = np.where(usable, hyp, 0.5 * (lo + hi)).astype(np.float32)
