@@ -332,11 +332,10 @@ def finish(store, name: str, plan_: dict, source: str, start_frame, end_frame, f
     mx = np.where(ok, q[..., 0], -1e6).astype(np.float32)
     my = np.where(ok, q[..., 1], -1e6).astype(np.float32)
     covered = ok & (q[..., 0] >= -0.5) & (q[..., 0] <= w - 0.5) & (q[..., 1] >= -0.5) & (q[..., 1] <= h - 0.5)
-    record["depth_coverage"] = round(float(covered.mean()), 4)
+    record["depth_coverage_main_view"] = round(float(covered.mean()), 4)
     record["depth"] = ("z-depth (ViPE's MEI depth), warped from the main pinhole view; the MEI pixels it does not "
                        "reach from side views turned towards the corners (side_views)")
 
-    record["depth_coverage_main_view"] = record.pop("depth_coverage")
     # same order as a set rewrite: rgb, intrinsics, then what was computed with them
     proc = store.open_rgb(name)
     fps = proc.fps
