@@ -116,7 +116,7 @@ def _exo_inference_config() -> type[dg.Config]:
     from vipe_dagster.egoexo.rig_depth import RigDepthConfig
 
     return run_config_class(
-        "ExoInferenceRunConfig", ExoInferConfig, fields=("start_frame", "end_frame", "fill_holes"),
+        "ExoInferenceRunConfig", ExoInferConfig, fields=("start_frame", "end_frame", "fill_holes", "fill_method"),
         also={"long_side": (RigDepthConfig, "long_side")},
         doc="Fixed-camera inference of an exo camera; depth from the take's calibrated exo rig "
             "(`vipe_dagster.egoexo.exo_infer.ExoInferConfig`).")

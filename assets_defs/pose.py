@@ -63,8 +63,9 @@ PoseRunConfig = run_config_class(
     "PoseRunConfig", PoseConfig, fields=("seed", "use_masks"), sections=POSE_SECTIONS,
     extra={
         "preset": (Literal[PRESETS], Field(
-            default="pose_only", description="pose_only | fixed_camera (identity poses); the other presets' "
-                                             "pose part is the same as pose_only")),
+            default="pose_only", description="pose_only | fixed_camera (identity poses); the other pinhole "
+                                             "presets' pose part is the same as pose_only; wide_angle (MEI) is "
+                                             "refused here: `vipe-dagster infer --pipeline wide_angle` runs it")),
     },
     doc="Which pose preset to run, the seed, and every `PoseConfig` section as typed nested config "
         "(`intrinsics: {fx: 900.0}`, `ba: {window: 12}`, `tracking: {max_features: 1200}`). Left out: "
@@ -78,7 +79,12 @@ def build_pose_config(cfg, device: str) -> PoseConfig:
     The sections replace the preset's: every preset's sections are the engine defaults (a preset differs
     only in ``assume_fixed_camera_pose``; tests/test_config_single_source.py checks it), so a section left
     at its run-config defaults keeps the preset's values."""
-    base = preset(cfg.preset).pose.model_dump()
+    pipe = preset(cfg.preset)
+    if pipe.camera != "pinhole":  # e.g. wide_angle: MEI frames rectified at ingest, written back after depth
+        raise ConfigError(f"slam_pose run config: preset {cfg.preset!r} runs a {pipe.camera} camera, which the "
+                          "Dagster graph does not process yet (its frames are pinhole); run it with "
+                          f"`vipe-dagster infer VIDEO --pipeline {cfg.preset}` (or `vipe infer`, `run.py`)")
+    base = pipe.pose.model_dump()
     for name, value in engine_values(cfg).items():
         if name in POSE_SECTIONS:
             base[name].update(value)

@@ -99,3 +99,39 @@ def test_ego_render_run_config_reaches_the_renderer(tmp_path, instance):
     assert (meta["fish_eye_rendering"], meta["use_mean_bg"], meta["point_size"], meta["points_per_pixel"],
             meta["resolution"], list(meta["background"])) == (False, False, 2.0, 8, 64, [0.0, 0.0, 1.0])
     assert meta["output"] == "both" and meta["near_clip"] == 0.0  # asset-fixed / engine default
+
+
+def test_a_preset_for_another_camera_model_is_refused_by_the_pose_asset():
+    """The Dagster graph's frames are pinhole: a wide-angle (MEI) preset would silently run the pinhole model."""
+    with pytest.raises(InputError, match="preset 'wide_angle' runs a mei camera.*--pipeline wide_angle"):
+        pose_assets.build_pose_config(pose_assets.PoseRunConfig(preset="wide_angle"), "cpu")
+    assert not pose_assets.build_pose_config(pose_assets.PoseRunConfig(preset="pose_only"), "cpu") \
+        .assume_fixed_camera_pose
+
+
+def test_exo_inference_fill_method_in_run_config_reaches_the_engine(tmp_path, instance, monkeypatch):
+    from vipe_dagster.egoexo import exo_infer
+    from vipe_dagster.synth.egoexo_take import generate_rig_take
+
+    take = generate_rig_take(str(tmp_path / "takes"), num_cameras=2, num_frames=4, exo_size=(96, 72), resolution=64)
+    seen = []
+
+    def capture(take, cam, out, cfg, views, cache):
+        seen.append(cfg)
+        raise InputError("configuration captured; rig depth not run in this test")
+
+    monkeypatch.setattr(exo_infer, "infer_exo_camera", capture)
+    monkeypatch.setattr(exo_infer, "rig_views", lambda take, cfg: {})
+    defs = build_definitions({"artifacts": ArtifactStoreResource(root=str(tmp_path / "artifacts")),
+                              "egoexo": EgoExoResource(takes_root=take.root)})
+    key = f"{take.take}__{take.cams[0]}"
+    instance.add_dynamic_partitions("ego_views", [key])
+    job = defs.resolve_job_def("exo_view_job")
+    with pytest.raises(dg.DagsterInvalidConfigError, match="fill_method"):
+        dg.validate_run_config(job, {"ops": {"exo_inference": {"config": {"fill_method": "nearest"}}}})
+    res = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False,
+                                 run_config={"ops": {"exo_inference": {"config": {"fill_method": "colour",
+                                                                                  "long_side": 96}}}})
+    assert not res.success and "configuration captured" in _failures(res)
+    (cfg,) = seen
+    assert (cfg.fill_method, cfg.fill_holes, cfg.rig.long_side) == ("colour", True, 96)

@@ -175,7 +175,7 @@ def infer_exo_camera(take: RawTake, cam: str, out_dir: str, config: ExoInferConf
     report = dict(rd.report)
     report.update({"take": take.take, "frames": [first, last], "filled_fraction": round(
         float(np.isfinite(depth).mean() - np.isfinite(rd.depth).mean()), 4) if cfg.fill_holes else 0.0,
-        "kb_undistorted": bool(np.any(dist)), "intrinsics": [round(float(x), 4) for x in k]})
+        "fill_method": cfg.fill_method if cfg.fill_holes else None, "kb_undistorted": bool(np.any(dist)), "intrinsics": [round(float(x), 4) for x in k]})
     store.write_info(cam, {"fixed_camera": True, "depth_scale": SCALE, "depth_source": SOURCE, "rig": report,
                            "T_world_cam": calibs[cam].T_world_cam, "source_video": video})
     fs.write_text(fs.join(out_dir, "rig_depth.json"), _json(report))
