@@ -185,7 +185,7 @@ def prepare(
     elif exo_intrinsic_gt is not None:
         intr = exo_intrinsics_from_gt(exo_intrinsic_gt, src_w, src_h)
     elif rig is not None:  # the camera's calibration, so that the rig depth and the intrinsics agree
-        intr = rig_intrinsics(rig, src_w, src_h)
+        intr, camera = rig_intrinsics(rig, src_w, src_h)
     if camera_model is not None and camera is None:
         set_field(cfg.pose.intrinsics, "camera_model", camera_model, "--camera-model")
     if camera is not None:
@@ -218,25 +218,42 @@ def prepare(
     )
 
 
-def rig_intrinsics(rig, width: int, height: int) -> tuple[float, float, float, float]:
-    """fx fy cx cy of a rig camera's video from ``gopro_calibs.csv``; a Kannala-Brandt calibration is refused
-    here (the exo_inference asset undistorts; this path writes the video's own frames)."""
+def rig_intrinsics(rig, width: int, height: int) -> tuple[tuple[float, float, float, float], dict | None]:
+    """fx fy cx cy of a rig camera's video from ``gopro_calibs.csv``, and with a Kannala-Brandt calibration the
+    camera as ``--intrinsics ... --camera-model fisheye`` gives it (source-video pixels): the frames are then
+    rectified at ingest like any given fisheye lens, and :func:`write_rig_depth` resamples the rig's depth (made
+    on the pinhole with the calibration's fx fy cx cy) to that rectified view."""
     from ..egoexo import formats as F
     from ..egoexo.exo_infer import video_intrinsics
 
     take, cam = rig
     k, dist = video_intrinsics(F.read_gopro_calibs(take.gopro_calibs)[cam], width, height, take.gopro_calibs)
-    if any(dist):
-        raise ConfigError(f"{take.gopro_calibs}: camera {cam} has Kannala-Brandt distortion {list(dist)}; "
-                          f"infer writes the distorted frames, so run the exo_inference asset (it undistorts) for "
-                          f"rig depth of this camera")
-    return tuple(float(x) for x in k)
+    intr = tuple(float(x) for x in k)
+    if not any(dist):
+        return intr, None
+    camera = dict(zip(("fx", "fy", "cx", "cy"), intr, strict=True))
+    camera.update({f"k{i + 1}": float(d) for i, d in enumerate(dist)}, camera_model="fisheye")
+    return intr, camera
+
+
+def resample_pinhole_depth(depth, k_from, k_to, size: tuple[int, int]):
+    """Z-depth of a pinhole view ``k_from`` (fx fy cx cy at ``depth``'s size) seen through another pinhole
+    ``k_to`` with the same centre and axes at ``size`` (w, h): z is unchanged, each pixel takes the nearest
+    sample along its ray; pixels outside ``k_from``'s image get NaN."""
+    import cv2
+    import numpy as np
+
+    w, h = size
+    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    mx = (k_from[0] * (u - k_to[2]) / k_to[0] + k_from[2]).astype(np.float32)
+    my = (k_from[1] * (v - k_to[3]) / k_to[1] + k_from[3]).astype(np.float32)
+    return cv2.remap(np.ascontiguousarray(depth, np.float32), mx, my, interpolation=cv2.INTER_NEAREST,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
 
 
 def write_rig_depth(req: InferRequest, store) -> dict:
     """Metric depth of a fixed exo camera from its take's calibrated exo rig, written as every frame's depth
     at the processing size; returns the rig report (also in the manifest's ``rig_depth``)."""
-    import cv2
     import numpy as np
 
     from ..depth.mvs import edge_aware_fill
@@ -250,12 +267,14 @@ def write_rig_depth(req: InferRequest, store) -> dict:
     rd = rig_depth(list(views.values()), cam, cfg.rig)
     dense = edge_aware_fill(rd.depth, views[cam].image, req.config.depth_config.fill_sigma_color,
                             req.config.depth_config.fill_iterations) if np.isfinite(rd.depth).any() else rd.depth
-    w, h = req.processing_size
-    if dense.shape != (h, w):
-        dense = cv2.resize(dense, (w, h), interpolation=cv2.INTER_NEAREST)
+    # the written intrinsics are the processing view's (the calibration's pinhole scaled, or the view rectified
+    # from the KB lens at ingest): the rig depth is resampled along the rays into it
+    filled = round(float(np.isfinite(dense).mean() - np.isfinite(rd.depth).mean()), 4)  # of the rig's view
+    k_proc = store.read_intrinsics(req.name)[0][0, :4]
+    dense = resample_pinhole_depth(dense, views[cam].k, k_proc, req.processing_size)
     n = store.read_pose(req.name)[0].shape[0]
     store.write_depth(req.name, (dense for _ in range(n)))
-    return {**rd.report, "filled_fraction": round(float(np.isfinite(dense).mean() - np.isfinite(rd.depth).mean()), 4),
+    return {**rd.report, "filled_fraction": filled,
             "take": take.take, "calibration": take.gopro_calibs}
 
 
