@@ -12,8 +12,11 @@ in metres), then the fine sweep (:func:`vipe_dagster.depth.mvs.sweep_frame`, ZNC
 pixel, semi-global aggregation) gives depth and a confidence. Every camera's depth is then checked against
 the others (forward-backward geometric check, :func:`vipe_dagster.depth.mvs.consistency_errors`), the
 confirmed depth is smoothed by a robust local plane fit (:func:`plane_fit`, exact on planes, slanted ones
-included) and grown into its holes along the neighbours' planes where the images agree
-(:func:`propagate_planes`: ZNCC with the window warped by the slanted plane). A reference pixel's depth is
+included) and grown into its holes where the images agree (:func:`propagate_planes`: ZNCC with the window
+warped by the slanted plane), first along the scene's dominant plane orientations (:func:`dominant_plane_families`
+on the rig's confirmed points: a floor seen at a grazing angle is one plane of a family rather than many
+fronto-parallel ones, the multi-direction sweep of Gallup et al., CVPR 2007), then along the neighbours' local
+planes. A reference pixel's depth is
 kept when it is confident and at least ``min_consistent`` other cameras' own (grown) depths agree with it:
 it is then *covered*, i.e. measured and seen by that many other cameras. :class:`RigDepth` reports the
 covered fraction.
@@ -87,6 +90,16 @@ class RigDepthConfig(BaseModel):
                                                          "(neighbours' local planes, photometrically checked; 0: off)")
     propagate_cost: float = Field(0.6, gt=0, le=2, description="matching cost (1 - ZNCC, best sources) a "
                                                                "propagated depth must stay below")
+    plane_families: int = Field(3, ge=0, description="dominant plane orientations of the scene (sequential "
+                                                     "RANSAC on the rig's confirmed points, parallel planes "
+                                                     "sharing one) swept as extra plane families into the "
+                                                     "holes (floors, ceilings, walls seen obliquely); 0: off")
+    family_planes: int = Field(64, ge=2, description="planes per family, evenly spaced over the confirmed "
+                                                     "points' offsets along its normal")
+    family_inlier_rel: float = Field(0.01, gt=0, description="RANSAC inlier distance, relative to the median "
+                                                             "distance of the confirmed points from their median")
+    family_min_share: float = Field(0.08, gt=0, lt=1, description="share of the confirmed points a plane needs "
+                                                                 "to define a family")
     device: str = Field("cpu", description="torch device of the sweep")
     # wide-baseline views: fronto-parallel windows match slanted surfaces poorly, so the semi-global
     # smoothness carries more weight than for a moving camera's short baselines
@@ -364,9 +377,87 @@ def _plane_hypotheses(valid: np.ndarray, coef: np.ndarray, lo: float, hi: float)
             yield ny, nx, inv, ~valid & has & (inv > lo) & (inv < hi)
 
 
+def dominant_plane_families(points: np.ndarray, max_families: int, inlier_rel: float, min_share: float,
+                            iterations: int = 300, parallel_deg: float = 15.0,
+                            seed: int = 0) -> list[tuple[np.ndarray, float, float]]:
+    """The orientations of the largest planes of ``points`` (N, 3): sequential RANSAC (3-point samples, inliers
+    within ``inlier_rel`` x the points' median distance from their median, normal refined by SVD of the
+    inliers), each plane's inliers removed before the next; a plane within ``parallel_deg`` of a family
+    already found (a ceiling of a floor, the opposite wall) widens that family's offsets instead of starting
+    one. Returns up to ``max_families`` ``(unit normal, lowest offset, highest offset)`` with ``n . X =
+    offset`` on the planes; a plane needs ``min_share`` of the points."""
+    pts = np.asarray(points, np.float64)
+    pts = pts[np.isfinite(pts).all(1)]
+    if max_families <= 0 or len(pts) < 50:
+        return []
+    gen = np.random.default_rng(seed)
+    if len(pts) > 20000:
+        pts = pts[gen.choice(len(pts), 20000, replace=False)]
+    tol = inlier_rel * float(np.median(np.linalg.norm(pts - np.median(pts, 0), axis=1)))
+    need = max(3, int(min_share * len(pts)))
+    cos_par = np.cos(np.radians(parallel_deg))
+    fams: list[list] = []  # [normal, lo, hi]
+    rest = pts
+    for _ in range(3 * max_families):
+        if len(rest) < need:
+            break
+        idx = gen.integers(0, len(rest), size=(iterations, 3))
+        a, b, c = rest[idx[:, 0]], rest[idx[:, 1]], rest[idx[:, 2]]
+        nrm = np.cross(b - a, c - a)
+        ln = np.linalg.norm(nrm, axis=1)
+        ok = ln > 1e-12
+        if not ok.any():
+            break
+        nrm = nrm[ok] / ln[ok, None]
+        off = np.einsum("ij,ij->i", nrm, a[ok])
+        counts = (np.abs(rest @ nrm.T - off) < tol).sum(0)
+        best = int(counts.argmax())
+        if counts[best] < need:
+            break
+        inl = np.abs(rest @ nrm[best] - off[best]) < tol
+        q = rest[inl]
+        n = np.linalg.svd(q - q.mean(0), full_matrices=False)[2][-1]
+        inl = np.abs((rest - q.mean(0)) @ n) < tol
+        h = float(rest[inl].mean(0) @ n)
+        for f in fams:
+            dot = float(f[0] @ n)
+            if abs(dot) >= cos_par:
+                h = h if dot > 0 else -h
+                f[1], f[2] = min(f[1], h), max(f[2], h)
+                break
+        else:
+            if len(fams) < max_families:
+                fams.append([n, h, h])
+        rest = rest[~inl]
+    return [(f[0], float(f[1]), float(f[2])) for f in fams]
+
+
+def family_hypotheses(families: list[tuple[np.ndarray, float, float]], k: np.ndarray, c2w: np.ndarray,
+                      size: tuple[int, int], planes: int, rng: tuple[float, float]) -> np.ndarray:
+    """Per-pixel inverse depths ``(P, H, W)`` of the planes ``n . X = h`` of every family (``planes`` offsets
+    from its lowest to its highest, widened by 5 % of the span and by a step): the inverse z-depth at which a
+    pixel's ray meets the plane. NaN where the plane is behind the camera or outside ``rng`` (metres)."""
+    w, h = size
+    vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
+    rays = np.stack([(uu - k[2]) / k[0], (vv - k[3]) / k[1], np.ones_like(uu)], -1) @ c2w[:3, :3].T
+    centre = c2w[:3, 3]
+    lo, hi = 1.0 / rng[1], 1.0 / rng[0]
+    out = []
+    for n, h0, h1 in families:
+        pad = 0.05 * (h1 - h0) + 1e-6
+        step = (h1 - h0 + 2 * pad) / max(planes - 1, 1)
+        nr = rays @ n
+        for off in np.linspace(h0 - pad - step, h1 + pad + step, planes):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                inv = nr / (off - float(n @ centre))
+            out.append(np.where((inv > lo) & (inv < hi), inv, np.nan))
+    return np.asarray(out, np.float32).reshape(-1, h, w)
+
+
 def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray], k_ref: np.ndarray,
                      k_srcs: list[np.ndarray], c2w_ref: np.ndarray, c2w_srcs: list[np.ndarray],
-                     rng: tuple[float, float], cfg: RigDepthConfig) -> np.ndarray:
+                     rng: tuple[float, float], cfg: RigDepthConfig,
+                     families: list[tuple[np.ndarray, float, float]] | None = None) -> np.ndarray:
     """Grow the confident depth into its holes, PatchMatch-like, with a photometric check.
 
     Every hole pixel gets up to four hypotheses: the local plane (:func:`plane_fit`) of the nearest measured
@@ -374,7 +465,11 @@ def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray],
     with the sweep's matching cost (ZNCC against the best ``best_k`` other cameras, the window warped by the
     hypotheses of its own pixels, i.e. by the slanted plane); the best one is kept where its cost is below
     ``propagate_cost`` and it lies in the sweep range. ``propagate_rounds`` rounds, each from the depth the
-    previous one grew. Nothing is invented where the images disagree: a kept value is a measured one."""
+    previous one grew. Nothing is invented where the images disagree: a kept value is a measured one.
+
+    ``families`` (:func:`dominant_plane_families`): before the rounds, every hole pixel is also swept along
+    the scene's dominant plane orientations (:func:`family_hypotheses`: a floor seen at a grazing angle is one
+    plane of a family, not many fronto-parallel ones), with the same cost test."""
     import torch
 
     from gpu_kernels.plane_sweep import zncc_cost_volume
@@ -388,13 +483,9 @@ def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray],
     ksr = torch.tensor(np.stack(k_srcs), dtype=torch.float32, device=dev)
     tt = torch.tensor(np.stack([np.linalg.inv(c) @ c2w_ref for c in c2w_srcs]), dtype=torch.float32, device=dev)
     lo, hi = 1.0 / rng[1], 1.0 / rng[0]
-    for _ in range(cfg.propagate_rounds):
-        valid = np.isfinite(d)
-        holes = ~valid
-        if not holes.any() or not valid.any():
-            break
-        coef = plane_fit(d, cfg.smooth_window if cfg.smooth_window >= 3 else 7, cfg.smooth_sigma)
-        hyp = np.stack([np.where(ok, inv, np.nan) for _, _, inv, ok in _plane_hypotheses(valid, coef, lo, hi)])
+
+    def fill_best(hyp: np.ndarray, holes: np.ndarray) -> bool:
+        """Each hole pixel takes its lowest-cost hypothesis (NaN: none) where the cost passes the test."""
         usable = np.isfinite(hyp)
         # a hole pixel with no hypothesis still needs a positive value for the warp; its cost is discarded
         safe = np.where(usable, hyp, 0.5 * (lo + hi)).astype(np.float32)
@@ -404,10 +495,24 @@ def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray],
         best = cost.argmin(0)
         bc = np.take_along_axis(cost, best[None], 0)[0]
         take = holes & (bc < cfg.propagate_cost)
-        if not take.any():
-            break
         inv_best = np.take_along_axis(safe, best[None], 0)[0]
         d[take] = 1.0 / inv_best[take]
+        return bool(take.any())
+
+    if families:
+        holes = ~np.isfinite(d)
+        if holes.any():
+            fill_best(family_hypotheses(families, np.asarray(k_ref, np.float64), np.asarray(c2w_ref, np.float64),
+                                        (d.shape[1], d.shape[0]), cfg.family_planes, rng), holes)
+    for _ in range(cfg.propagate_rounds):
+        valid = np.isfinite(d)
+        holes = ~valid
+        if not holes.any() or not valid.any():
+            break
+        coef = plane_fit(d, cfg.smooth_window if cfg.smooth_window >= 3 else 7, cfg.smooth_sigma)
+        hyp = np.stack([np.where(ok, inv, np.nan) for _, _, inv, ok in _plane_hypotheses(valid, coef, lo, hi)])
+        if not fill_best(hyp, holes):
+            break
     return d
 
 
@@ -429,15 +534,19 @@ def _consistent(i: int, depths: list[np.ndarray], ks: list[np.ndarray], poses: l
     return (errs < 1.0).sum(0).astype(np.int32)
 
 
-def _grown(i: int, depths: list[np.ndarray], imgs: list[np.ndarray], ks: list[np.ndarray],
-           poses: list[np.ndarray], rng: tuple[float, float], cfg: RigDepthConfig) -> np.ndarray:
-    """Camera ``i``'s depth kept by the rig's consistency check, grown into its holes by
-    :func:`propagate_planes`."""
+def _kept(i: int, depths: list[np.ndarray], ks: list[np.ndarray], poses: list[np.ndarray],
+          cfg: RigDepthConfig) -> np.ndarray:
+    """Camera ``i``'s depth where the rig's consistency check keeps it, NaN elsewhere."""
     keep = np.isfinite(depths[i]) & (_consistent(i, depths, ks, poses, cfg) >= max(1, cfg.min_consistent))
+    return np.where(keep, depths[i], np.nan).astype(np.float32)
+
+
+def _grown(i: int, kept: np.ndarray, imgs: list[np.ndarray], ks: list[np.ndarray], poses: list[np.ndarray],
+           rng: tuple[float, float], cfg: RigDepthConfig, families) -> np.ndarray:
+    """Camera ``i``'s kept depth grown into its holes by :func:`propagate_planes`."""
     others = [j for j in range(len(imgs)) if j != i]
-    return propagate_planes(np.where(keep, depths[i], np.nan).astype(np.float32), imgs[i],
-                            [imgs[j] for j in others], ks[i], [ks[j] for j in others], poses[i],
-                            [poses[j] for j in others], rng, cfg)
+    return propagate_planes(kept, imgs[i], [imgs[j] for j in others], ks[i], [ks[j] for j in others], poses[i],
+                            [poses[j] for j in others], rng, cfg, families)
 
 
 def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None = None,
@@ -479,11 +588,18 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
     depths = [cache[k][0] for k in keys]
     conf_ref = cache[keys[0]][1]
     ranges = {v.cam: cache[keys[i]][2] for i, v in enumerate(views)}
-    if cfg.propagate_rounds > 0:
-        # every camera's confirmed depth grown into its holes (photometrically checked), then the rig's
-        # consistency check again: a grown depth counts only where another camera's (grown) depth agrees
-        depths = [_grown(i, depths, imgs, ks, poses, tuple(cache[keys[i]][2] or (cfg.near, cfg.far)), cfg)
-                  for i in range(len(views))]
+    families: list = []
+    if cfg.propagate_rounds > 0 or cfg.plane_families > 0:
+        # every camera's confirmed depth grown into its holes (the scene's dominant plane orientations, then
+        # the neighbours' local planes; photometrically checked), then the rig's consistency check again: a
+        # grown depth counts only where another camera's (grown) depth agrees
+        kept = [_kept(i, depths, ks, poses, cfg) for i in range(len(views))]
+        if cfg.plane_families > 0:
+            cloud = np.concatenate([_points_world(kept[i], ks[i], poses[i]) for i in range(len(views))])
+            families = dominant_plane_families(cloud, cfg.plane_families, cfg.family_inlier_rel,
+                                               cfg.family_min_share)
+        depths = [_grown(i, kept[i], imgs, ks, poses, tuple(cache[keys[i]][2] or (cfg.near, cfg.far)), cfg,
+                         families) for i in range(len(views))]
     support = _consistent(0, depths, ks, poses, cfg)
     keep = np.isfinite(depths[0]) & (support >= max(1, cfg.min_consistent))
     d_lo = np.where(keep, depths[0], np.nan).astype(np.float32)
@@ -506,6 +622,8 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
         "depth_range_m": ranges.get(ref),
         "median_depth_m": round(float(np.nanmedian(d_out)), 4) if covered.any() else None,
         "mean_confidence": round(float(conf[covered].mean()), 4) if covered.any() else 0.0,
+        "plane_families": [{"normal": [round(float(x), 4) for x in n], "offsets_m": [round(lo, 4), round(hi, 4)]}
+                           for n, lo, hi in families],
         "sweep_size": list(size), "image_size": [W, H], "seconds": round(time.perf_counter() - t0, 2),
     }
     log.info("rig depth of %s against %s: %.1f%% covered (%s, %s)", ref, ", ".join(report["others"]),
