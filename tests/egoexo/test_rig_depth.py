@@ -177,14 +177,15 @@ def test_family_hypotheses_meet_the_plane_on_each_ray():
     c2w[:3, :3] = cv2.Rodrigues(np.array([-0.3, -0.2, 0.1]))[0]  # pitched down
     c2w[:3, 3] = [0.4, -1.0, 0.2]
     n = np.array([0.0, 1.0, 0.0])  # y-down world: the floor y = 0.5 lies below a camera at y = -1
-    hyp = family_hypotheses([(n, 0.5, 0.5)], k, c2w, (40, 30), 3, (0.1, 50.0))
+    assert family_hypotheses([(n, 0.5, 0.5)], k, c2w, (40, 30), 3, (0.1, 50.0)).shape == (1, 30, 40)  # one plane
+    hyp = family_hypotheses([(n, 0.3, 0.7)], k, c2w, (40, 30), 3, (0.1, 50.0))
     assert hyp.shape == (3, 30, 40)
-    mid = hyp[1]  # offsets 0.5 - step, 0.5, 0.5 + step: the middle one is the plane itself
+    mid = hyp[1]  # offsets 0.3 - pad - step, 0.5, 0.7 + pad + step: the middle one is y = 0.5
     v, u = np.nonzero(np.isfinite(mid))
     assert len(u) > 100 and (~np.isfinite(mid)).any()  # the upper part of the image never meets the floor
     z = 1.0 / mid[v, u].astype(np.float64)
     pc = np.stack([(u - k[2]) / k[0] * z, (v - k[3]) / k[1] * z, z], -1)
     pw = pc @ c2w[:3, :3].T + c2w[:3, 3]
     np.testing.assert_allclose(pw @ n, 0.5, atol=1e-4)
-    near = family_hypotheses([(n, 0.5, 0.5)], k, c2w, (40, 30), 3, (0.1, 4.0))[1]
+    near = family_hypotheses([(n, 0.5, 0.5)], k, c2w, (40, 30), 3, (0.1, 4.0))[0]
     assert 0 < np.isfinite(near).sum() < len(u) and np.nanmax(1.0 / near) <= 4.0 + 1e-4

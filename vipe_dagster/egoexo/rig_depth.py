@@ -435,8 +435,9 @@ def dominant_plane_families(points: np.ndarray, max_families: int, inlier_rel: f
 def family_hypotheses(families: list[tuple[np.ndarray, float, float]], k: np.ndarray, c2w: np.ndarray,
                       size: tuple[int, int], planes: int, rng: tuple[float, float]) -> np.ndarray:
     """Per-pixel inverse depths ``(P, H, W)`` of the planes ``n . X = h`` of every family (``planes`` offsets
-    from its lowest to its highest, widened by 5 % of the span and by a step): the inverse z-depth at which a
-    pixel's ray meets the plane. NaN where the plane is behind the camera or outside ``rng`` (metres)."""
+    from its lowest to its highest, widened by 5 % of the span and by a step; a family of one plane is that
+    plane): the inverse z-depth at which a pixel's ray meets the plane. NaN where the plane is behind the
+    camera or outside ``rng`` (metres)."""
     w, h = size
     vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
     rays = np.stack([(uu - k[2]) / k[0], (vv - k[3]) / k[1], np.ones_like(uu)], -1) @ c2w[:3, :3].T
@@ -444,10 +445,11 @@ def family_hypotheses(families: list[tuple[np.ndarray, float, float]], k: np.nda
     lo, hi = 1.0 / rng[1], 1.0 / rng[0]
     out = []
     for n, h0, h1 in families:
-        pad = 0.05 * (h1 - h0) + 1e-6
+        pad = 0.05 * (h1 - h0)
         step = (h1 - h0 + 2 * pad) / max(planes - 1, 1)
         nr = rays @ n
-        for off in np.linspace(h0 - pad - step, h1 + pad + step, planes):
+        offsets = np.linspace(h0 - pad - step, h1 + pad + step, planes) if h1 > h0 else [h0]
+        for off in offsets:
             with np.errstate(divide="ignore", invalid="ignore"):
                 inv = nr / (off - float(n @ centre))
             out.append(np.where((inv > lo) & (inv < hi), inv, np.nan))
