@@ -317,9 +317,9 @@ def preset(name: str) -> PipelineConfig:
     if name == "wide_angle":
         return PipelineConfig(preset="wide_angle", depth=True, masks=True, camera="mei")
     if name == "panorama":
-        # equirectangular frames processed at up to 1024x512 (virtual views of ~388 px); no dynamic masks
-        return PipelineConfig(preset="panorama", depth=True, masks=False, camera="panorama",
-                              pose=PoseConfig(long_side=1024))
+        # the equirectangular frames are processed at pose.long_side (512x256 by default: virtual views of
+        # ~194 px; --long_side 1024 gives ~388 px views); no dynamic masks
+        return PipelineConfig(preset="panorama", depth=True, masks=False, camera="panorama")
     if name in UNAVAILABLE_PRESETS:
         raise ConfigError(f"pipeline preset {name!r} is not available yet: it needs "
                           f"{UNAVAILABLE_PRESETS[name]}, which this engine does not run yet; choose one of "
