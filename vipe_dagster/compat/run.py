@@ -176,7 +176,7 @@ def prepare(
     if cfg.camera == "panorama":  # equirectangular: 2:1 frames, no intrinsics (vipe_dagster.panorama)
         from ..panorama import check_equirect
 
-        check_equirect(source, stream.width, stream.height)
+        check_equirect(source, stream.info.width, stream.info.height)  # the recorded size in the message
         if camera_model is not None or given:
             raise ConfigError("--pipeline panorama takes no --intrinsics / --intrinsics_file / --camera-model: an "
                               "equirectangular camera has no intrinsics (ViPE writes all-zero PANORAMA rows) and "
