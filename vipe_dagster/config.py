@@ -263,6 +263,10 @@ class PanoramaConfig(_Model):
                          "the reference uses 512)")
     fov_deg: float = Field(100.0, gt=60, lt=150, description="field of view of the virtual views (the reference's "
                            "100 deg; 4 yaw views need more than 90)")
+    track_view: Literal["auto", "front", "right", "back", "left"] = Field(
+        "auto", description="the yaw view SLAM runs on (poses of the panorama camera follow through its fixed "
+        "rotation); auto = front unless the first frame has fewer than half as many corners there as in the "
+        "best-textured yaw view")
     top_view: bool = Field(True, description="also compute depth on a view looking straight up (the reference's "
                            "rig has 4 yaw views and a bottom view; without it the cap above ~50 deg elevation "
                            "has no depth)")

@@ -6,18 +6,20 @@ split into virtual pinhole views with fixed, exactly known intrinsics (``Panoram
 back, left), a bottom view (the reference's rig) and a top view (so that every pixel gets depth; the reference
 has none). What runs on them:
 
-- **poses**: the ordinary pinhole pipeline (KLT SLAM, BA) runs on the *front* view only, with its intrinsics
-  fixed (no self-calibration). The front view's rotation from the panorama camera is the identity, so its poses
-  are the panorama camera's poses. This is not the reference's rigid-rig SLAM over all five views with
-  cross-view edges: the other views do not constrain the poses here, so a front view without texture loses
-  tracking where a rig would not.
+- **poses**: the ordinary pinhole pipeline (KLT SLAM, BA) runs on *one* yaw view, with its intrinsics fixed
+  (no self-calibration): the front view, unless the first frame has fewer than half as many corners there as in
+  the best-textured yaw view (``PanoramaConfig.track_view`` "auto", :func:`choose_track_view`). The tracked
+  view's poses composed with the inverse of its fixed rotation are the panorama camera's poses (the front view's
+  rotation is the identity). This is not the reference's rigid-rig SLAM over all five views with cross-view
+  edges: the other views do not constrain the poses here, so a scene that loses texture in the tracked view
+  after the first frame loses tracking where a rig would not.
 - **depth**: plane-sweep depth on every view (the front view in the main run, the others with
   :func:`vipe_dagster.virtual_views.view_depth`, their poses the panorama's composed with the rig rotation);
   each equirectangular pixel takes its depth from the view that sees its ray closest to the view's centre,
   converted to **ray distance** (ViPE's panorama depth).
 - **artifacts** in ViPE's panorama layout: ``rgb`` the equirectangular frames, ``intrinsics`` all-zero rows
   with ``PANORAMA`` in ``_camera.txt``, ``depth`` ray distance, ``vipe/<n>_info.pkl`` ``{"finished": True}``;
-  masks (when asked for) and the sparse map's observations are warped from the front view (masks 0 elsewhere).
+  masks (when asked for) and the sparse map's observations are warped from the tracked view (masks 0 elsewhere).
 """
 
 from __future__ import annotations
@@ -63,9 +65,39 @@ def _views(cfg: PanoramaConfig) -> list[tuple[str, float, float]]:
     return [v for v in VIEWS if cfg.top_view or v[0] != "top"]
 
 
-def plan(pose_cfg: PoseConfig, width: int, height: int, cfg: PanoramaConfig, source: str) -> dict:
-    """The virtual views, the ``cv2.remap`` maps equirectangular -> front view (ingest), the pose config of the
-    front-view run (intrinsics fixed) and the manifest record."""
+YAW_VIEWS = ("front", "right", "back", "left")
+
+
+def view_corners(frame: np.ndarray, maps: tuple[np.ndarray, np.ndarray]) -> int:
+    """Shi-Tomasi corners of ``frame`` resampled into a view (the texture a KLT tracker would find there)."""
+    from .virtual_views import sample_wrapped
+
+    img = sample_wrapped(frame, *maps)
+    gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
+    pts = cv2.goodFeaturesToTrack(gray, maxCorners=2000, qualityLevel=0.01, minDistance=5, blockSize=7)
+    return 0 if pts is None else len(pts)
+
+
+def choose_track_view(frame: np.ndarray | None, lens, K: np.ndarray, size: int, cfg: PanoramaConfig
+                      ) -> tuple[str, dict]:
+    """The yaw view SLAM runs on: ``cfg.track_view``, or ("auto") the front view unless the first frame has fewer
+    than half as many corners there as in the best yaw view (then that one)."""
+    if cfg.track_view != "auto":
+        return cfg.track_view, {"rule": "given"}
+    if frame is None:
+        return "front", {"rule": "auto: no frame to measure, front"}
+    counts = {n: view_corners(frame, source_maps(lens, rotation(y, p), K, size, size))
+              for n, y, p in VIEWS if n in YAW_VIEWS}
+    best = max(counts, key=counts.get)
+    pick = "front" if counts["front"] >= 0.5 * counts[best] else best
+    return pick, {"rule": "auto: front unless its first-frame corners are < 0.5 x the best yaw view's",
+                  "corners_first_frame": counts}
+
+
+def plan(pose_cfg: PoseConfig, width: int, height: int, cfg: PanoramaConfig, source: str,
+         first_frame: np.ndarray | None = None) -> dict:
+    """The virtual views, the tracked view and the ``cv2.remap`` maps equirectangular -> tracked view (ingest),
+    the pose config of the tracked-view run (intrinsics fixed) and the manifest record."""
     from . import camera as cam
 
     check_equirect(source, width, height)
@@ -77,7 +109,10 @@ def plan(pose_cfg: PoseConfig, width: int, height: int, cfg: PanoramaConfig, sou
     size = view_size(width, cfg)
     K = view_intrinsics(size, cfg.fov_deg)
     lens = cam.EquirectangularCamera(np.array([float(width), float(height)]))
-    maps = source_maps(lens, rotation(0.0, 0.0), K, size, size)
+    track, why = choose_track_view(first_frame, lens, K, size, cfg)
+    _, yaw, pitch = next(v for v in VIEWS if v[0] == track)
+    R_track = rotation(yaw, pitch)
+    maps = source_maps(lens, R_track, K, size, size)
     fields = ic.model_dump()
     fields.update(fx=float(K[0]), fy=float(K[1]), cx=float(K[2]), cy=float(K[3]), camera_model="pinhole")
     pcfg = pose_cfg.model_copy(deep=True)
@@ -87,14 +122,16 @@ def plan(pose_cfg: PoseConfig, width: int, height: int, cfg: PanoramaConfig, sou
         "processing": {"to": "PINHOLE", "pinhole": [float(v) for v in K], "view_px": size,
                        "fov_deg": float(cfg.fov_deg),
                        "views": [{"label": n, "yaw_deg": y, "pitch_deg": p} for n, y, p in _views(cfg)],
-                       "tracking": "KLT SLAM and BA on the front view only (intrinsics fixed; its rotation from "
-                                   "the panorama camera is the identity, so its poses are the panorama's)",
+                       "tracked_view": track, "tracked_view_choice": why,
+                       "tracking": f"KLT SLAM and BA on the {track} view only (intrinsics fixed); the panorama "
+                                   "camera's poses are its poses composed with the inverse of its rotation",
                        "rule": "every view is remapped (bilinear, longitude wrapping) from the equirectangular "
                                "frame; depth is plane-sweep per view, stitched back as ray distance"},
     }
-    log.info("panorama: %dx%d equirectangular, %d views of %d px, %.0f deg (f %.1f)", width, height,
-             len(_views(cfg)), size, cfg.fov_deg, K[0])
-    return {"K": K, "size": size, "maps": maps, "pose_config": pcfg, "record": record, "config": cfg}
+    log.info("panorama: %dx%d equirectangular, %d views of %d px, %.0f deg (f %.1f), tracking the %s view",
+             width, height, len(_views(cfg)), size, cfg.fov_deg, K[0], track)
+    return {"K": K, "size": size, "maps": maps, "pose_config": pcfg, "record": record, "config": cfg,
+            "track": track, "R_track": R_track}
 
 
 def finish(store, name: str, plan_: dict, source: str, start_frame, end_frame, frame_skip: int, long_side: int,
@@ -120,12 +157,14 @@ def finish(store, name: str, plan_: dict, source: str, start_frame, end_frame, f
                       "size": (size, size), "maps": source_maps(lens, R, K, size, size), "wrap": True})
     score = np.stack(scores)
     owner = np.where(np.isfinite(score.max(0)), np.argmax(score, 0), -2)
-    mx0, my0, seen0, _, z0 = view_maps(rays, views[0]["R"], K, size, size)
+    main_i = next(i for i, v in enumerate(views) if v["label"]["label"] == plan_["track"])
+    R_track = plan_["R_track"]
+    mx0, my0, seen0, _, z0 = view_maps(rays, R_track, K, size, size)
     record = dict(plan_["record"])
     record["params_processing_px"] = [0.0, 0.0, 0.0, 0.0]
     record["params_note"] = "ViPE PANORAMA rows are all zeros (the equirectangular mapping needs only W and H)"
     record["depth_coverage_views"] = round(float((owner >= 0).mean()), 4)
-    record["depth_coverage_main_view"] = round(float((owner == 0).mean()), 4)
+    record["depth_coverage_main_view"] = round(float((owner == main_i).mean()), 4)
     record["depth"] = "ray distance (ViPE's panorama depth), plane-sweep per view, each pixel from its most central view"
 
     proc = store.open_rgb(name)
@@ -135,17 +174,25 @@ def finish(store, name: str, plan_: dict, source: str, start_frame, end_frame, f
             wr.add(frame)
     store.write_intrinsics(name, np.zeros((len(inds), 4), np.float32), inds=inds, camera_type="PANORAMA")
     rewritten = ["rgb", "intrinsics"]
+    if not np.allclose(R_track, np.eye(3)):  # the tracked view's poses -> the panorama camera's
+        c2w, pinds = store.read_pose(name)
+        T_inv = np.eye(4)
+        T_inv[:3, :3] = R_track.T
+        kf = store._read_npz(store.path("pose", name)).get("keyframe_ids")
+        store.write_pose(name, (c2w.astype(np.float64) @ T_inv).astype(np.float32), inds=pinds, keyframe_ids=kf,
+                         valid=store.read_pose_flags(name))
+        rewritten.append("pose")
     if store.exists("depth", name):
         inv_z0 = (1.0 / np.where(z0 > 1e-6, z0, 1.0)).astype(np.float32)
         depths = []
         for _, d in store.iter_depth(name):
             out = np.full((h, w), np.nan, np.float32)
-            main = owner == 0
+            main = owner == main_i
             out[main] = (warp_depth(d, mx0, my0) * inv_z0)[main]
             depths.append(out)
         if depth_cfg is not None:
-            # the front view's depth came from the main run: view_depth handles the others (owner 0 skipped)
-            others = np.where(owner == 0, -1, owner)
+            # the tracked view's depth came from the main run: view_depth handles the others
+            others = np.where(owner == main_i, -1, owner)
             record["views_depth"] = view_depth(store, name, views, rays, others, source, start_frame, end_frame,
                                                frame_skip, long_side, depth_cfg, depths, ray_distance=True,
                                                tag="panorama")
@@ -164,8 +211,8 @@ def finish(store, name: str, plan_: dict, source: str, start_frame, end_frame, f
         rewritten.append("mask")
     if store.exists("sparse", name):
         sm = store.read_sparse_map(name)
-        ideal = sm.obs_uv.astype(np.float64)  # front-view pixels
-        r = np.stack([(ideal[:, 0] - K[2]) / K[0], (ideal[:, 1] - K[3]) / K[1], np.ones(len(ideal))], 1)
+        ideal = sm.obs_uv.astype(np.float64)  # tracked-view pixels -> panorama camera rays
+        r = np.stack([(ideal[:, 0] - K[2]) / K[0], (ideal[:, 1] - K[3]) / K[1], np.ones(len(ideal))], 1) @ R_track.T
         import torch
 
         uv, _ = lens.project(torch.as_tensor(r))
@@ -176,6 +223,6 @@ def finish(store, name: str, plan_: dict, source: str, start_frame, end_frame, f
     record["rewritten"] = rewritten
     record["fov_note"] = cam.PANORAMA_FOV_NOTE
     store.update_manifest(name, "ingest", {"camera": record})
-    log.info("panorama %s: %dx%d, depth on %.1f %% of the image (front view %.1f %%)", name, w, h,
+    log.info("panorama %s: %dx%d, depth on %.1f %% of the image (tracked view %.1f %%)", name, w, h,
              100 * record["depth_coverage_views"], 100 * record["depth_coverage_main_view"])
     return record

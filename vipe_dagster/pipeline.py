@@ -394,7 +394,8 @@ def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | N
         if intrinsics_source_px is not None:
             raise ConfigError(f"{source}: --pipeline panorama takes no intrinsics (an equirectangular camera has "
                               "none; its virtual views' intrinsics follow from their size and FoV)")
-        pano = pano_plan(pose_cfg, stream.width, stream.height, pipe.panorama, source)
+        first = next(iter(open_video(source, start_frame, end_frame, frame_skip, pose_cfg.long_side)))[1]
+        pano = pano_plan(pose_cfg, stream.width, stream.height, pipe.panorama, source, first_frame=first)
         pose_cfg = pano["pose_config"]
     if pipe.camera == "mei":  # MEI: processed on a pinhole rectification, written back in the MEI image
         from .wide_angle import plan as wide_plan

@@ -57,6 +57,18 @@ def _warp_error(res, i, j, as_z_depth=False):
     return float(np.abs(a - frames[i].reshape(-1, 3)[inside]).mean()), float(inside.mean())
 
 
+def _relative_rotation_error_deg(est: ArtifactStore, gt: ArtifactStore, name: str) -> float:
+    """Largest angle between the estimated and true rotations from frame 0 to each frame (alignment-free: a
+    wrong rig rotation would show here even where a Sim(3) alignment absorbs it)."""
+    e, _ = est.read_pose(name)
+    g, _ = gt.read_pose(name)
+    worst = 0.0
+    for k in range(1, len(e)):
+        d = (e[0][:3, :3].T @ e[k][:3, :3]).T @ (g[0][:3, :3].T @ g[k][:3, :3])
+        worst = max(worst, float(np.degrees(np.arccos(np.clip((np.trace(d) - 1) / 2, -1, 1)))))
+    return worst
+
+
 def test_panorama_ground_truth_is_exact_for_the_equirectangular_model(pano):
     intr, inds, types = pano.gt.read_intrinsics(pano.name)
     assert set(types) == {"PANORAMA"} and intr.shape == (30, 4) and not intr.any()
@@ -118,6 +130,7 @@ def test_infer_panorama_recovers_poses_and_ray_distance_in_vipe_layout(pano, tmp
     assert len(depths) == 30 and depths[0].shape == (H, W)
     cam = st.read_manifest(pano.name)["camera"]
     assert cam["model"] == "PANORAMA" and cam["depth_coverage_views"] == 1.0
+    assert cam["processing"]["tracked_view"] == "front"  # textured everywhere: the front view is kept
 
     from vipe_dagster.eval.evaluate import evaluate
 
@@ -126,8 +139,10 @@ def test_infer_panorama_recovers_poses_and_ray_distance_in_vipe_layout(pano, tmp
     print(f"panorama 512x256 (views {cam['processing']['view_px']} px): ATE {ate:.3f} % of path, rotation "
           f"{seq['ate']['rot_rmse_deg']:.3f} deg, ray-distance AbsRel {dep['abs_rel']:.4f} "
           f"(valid {dep['valid_fraction']:.3f})")
-    # measured 0.35 % and 0.017 at this small size (194 px views); the bench (1024x512) is the issue's test
-    assert ate <= 1.0 and seq["ate"]["rot_rmse_deg"] <= 1.0
+    # measured 0.26-0.35 %, 0.13 deg and 0.013-0.017 at this small size (194 px views); the bench (1024x512) is the issue's test
+    rel = _relative_rotation_error_deg(st, pano.gt, pano.name)
+    print(f"largest rotation error relative to frame 0: {rel:.3f} deg")
+    assert ate <= 1.0 and rel <= 0.5
     assert dep["abs_rel"] <= 0.04 and dep["valid_fraction"] >= 0.99
 
     v = _cli("validate", out, "--require", "rgb,pose,intrinsics,depth,info", "--frames", 30)
@@ -152,3 +167,36 @@ def test_infer_panorama_refuses_a_video_that_is_not_2_to_1(synth_scene, tmp_path
     err = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
     assert len(err) == 1 and Path(res.video_path).name in err[0] and "256x192" in err[0]
     assert "expected 2:1" in err[0] and not out.exists()
+
+
+@pytest.mark.slow
+def test_panorama_tracks_another_view_when_the_front_is_textureless(pano, tmp_path):
+    """The front 150 deg of longitude painted flat grey: "auto" tracks a textured yaw view instead and the
+    panorama camera's poses (that view's poses turned back by its rotation) still match the ground truth."""
+    from vipe_dagster.compat.run import execute, prepare
+    from vipe_dagster.eval.evaluate import evaluate
+    from vipe_dagster.io import VideoWriter
+
+    src = open_video(pano.video_path)
+    theta = ((np.arange(W) + 0.5) / W - 0.5) * 360.0
+    flat = np.abs(theta) < 75.0
+    video = tmp_path / f"{pano.name}.mp4"
+    with VideoWriter(str(video), fps=src.fps) as wr:
+        for _, f in src:
+            f = f.copy()
+            f[:, flat] = 128
+            wr.add(f)
+    out = str(tmp_path / "out")
+    req = prepare(str(video), out, "panorama", name=pano.name)
+    req.config.depth = False  # poses only: the depth path is the other test's
+    execute(req)
+    st = ArtifactStore(out)
+    proc = st.read_manifest(pano.name)["camera"]["processing"]
+    print("tracked view", proc["tracked_view"], proc["tracked_view_choice"])
+    assert proc["tracked_view"] != "front"
+    seq = evaluate(out, str(pano.gt.root), [pano.name])["sequences"][0]
+    rel = _relative_rotation_error_deg(st, pano.gt, pano.name)
+    print(f"textureless front: ATE {seq['ate']['rmse_pct_of_path']:.3f} % of path, largest rotation error "
+          f"relative to frame 0 {rel:.3f} deg")
+    assert seq["ate"]["rmse_pct_of_path"] <= 1.0 and rel <= 0.5
+    assert set(st.read_intrinsics(pano.name)[2]) == {"PANORAMA"}
