@@ -19,7 +19,8 @@ checkpoint takes the reference model's role, is in :mod:`vipe_dagster.compat.pre
   plane-sweep depth, depth is warped back to the MEI image; MEI intrinsics rows and ``MEI`` in
   ``_camera.txt`` (:mod:`vipe_dagster.wide_angle`); masks computed on the pinhole view, warped back
 - ``panorama``: an equirectangular (360 x 180 deg) video split into virtual pinhole views (100 deg, fixed
-  intrinsics): poses from the front view's SLAM, plane-sweep depth on 4 yaw + bottom + top views stitched back
+  intrinsics): poses from one yaw view's SLAM (the front
+  view unless it lacks texture), plane-sweep depth on 4 yaw + bottom + top views stitched back
   as ray distance; all-zero ``PANORAMA`` intrinsics rows (:mod:`vipe_dagster.panorama`); no dynamic masks
 """
 

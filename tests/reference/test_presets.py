@@ -42,7 +42,7 @@ def test_every_reference_preset_name_is_known_and_documented():
     assert preset("no_vda").depth and preset("lyra").depth and preset("dav3").depth
     assert preset("pose_only").depth is False
     rows = {r["preset"]: r for r in preset_table()}
-    assert rows["dav3"]["weights"] == "required" and "front view only" in rows["panorama"]["here"]
+    assert rows["dav3"]["weights"] == "required" and "one yaw view only" in rows["panorama"]["here"]
     assert preset("wide_angle").camera == "mei" and preset("wide_angle").depth
     assert "MEI" in rows["wide_angle"]["here"]
 

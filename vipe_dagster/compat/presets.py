@@ -124,7 +124,7 @@ PRESET_INFO: dict[str, PresetInfo] = {
             "equirectangular frames split into 4 yaw + 1 bottom pinhole views (512 px, 100 deg), rigid-rig SLAM "
             "with cross-view edges, intrinsics not optimised; no depth by default (optional panorama depth models)",
             "equirectangular frames split into virtual pinhole views (100 deg, fixed intrinsics): KLT SLAM and BA "
-            "on the front view only (not a rigid rig), plane-sweep depth on 4 yaw + bottom + top views stitched "
+            "on one yaw view only (not a rigid rig; the front view unless it lacks texture), plane-sweep depth on 4 yaw + bottom + top views stitched "
             "back as ray distance; PANORAMA (all-zero) intrinsics rows; no dynamic masks",
             None,
             "-",

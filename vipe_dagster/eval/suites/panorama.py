@@ -3,7 +3,7 @@
 Input: ``vipe-dagster synth --panorama`` videos (six cube faces rendered and resampled through the
 equirectangular model; depth = ray distance), 1024 x 512, processed at that size (``--long_side 1024``: virtual
 views of 388 px, 100 deg), hand-held and forward (``quick``: one 40-frame hand-held video). Each video is
-inferred with ``--pipeline panorama`` (poses from the front view's SLAM, plane-sweep depth on six views stitched
+inferred with ``--pipeline panorama`` (poses from one yaw view's SLAM, plane-sweep depth on six views stitched
 back as ray distance) and scored with :func:`vipe_dagster.eval.evaluate.evaluate`: ATE (Sim(3)) as % of the
 path, depth AbsRel of the ray distance (per-frame median-aligned, every equirectangular pixel). Targets from
 the camera-model issue: ATE <= 0.5 % of path, AbsRel <= 0.06.
@@ -47,7 +47,7 @@ def run(quick: bool = False) -> list[dict]:
                 {"name": f"panorama ATE ({label})", "value": ate["rmse_pct_of_path"], "unit": "% of path",
                  "frames": n, "target": "<= 0.5",
                  "note": f"Sim(3)-aligned, {ate['path_length']:.2f} m path, rotation {ate['rot_rmse_deg']:.2f} deg; "
-                         f"front view ({proc.get('view_px')} px, {proc.get('fov_deg')} deg) tracked"},
+                         f"{proc.get('tracked_view')} view ({proc.get('view_px')} px, {proc.get('fov_deg')} deg) tracked"},
                 {"name": f"panorama depth AbsRel, ray distance, every pixel ({traj})",
                  "value": dep.get("abs_rel", float("nan")), "unit": "", "target": "<= 0.06",
                  "note": f"per-frame median-aligned, delta1 {dep.get('delta1', float('nan')):.3f}, valid "
