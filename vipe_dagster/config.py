@@ -18,6 +18,10 @@ checkpoint takes the reference model's role, is in :mod:`vipe_dagster.compat.pre
 - ``wide_angle``: an MEI (unified, xi) camera: every frame is rectified to a pinhole view for SLAM, BA and
   plane-sweep depth, depth is warped back to the MEI image; MEI intrinsics rows and ``MEI`` in
   ``_camera.txt`` (:mod:`vipe_dagster.wide_angle`); masks computed on the pinhole view, warped back
+- ``panorama``: an equirectangular (360 x 180 deg) video split into virtual pinhole views (100 deg, fixed
+  intrinsics): poses from one yaw view's SLAM (the front
+  view unless it lacks texture), plane-sweep depth on 4 yaw + bottom + top views stitched back
+  as ray distance; all-zero ``PANORAMA`` intrinsics rows (:mod:`vipe_dagster.panorama`); no dynamic masks
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ from .depth.config import DepthConfig, MetricScaleConfig
 from .errors import ConfigError
 from .masks.config import MaskConfig
 
-PRESETS = ("default", "pose_only", "fixed_camera", "no_vda", "static_vda", "lyra", "dav3", "wide_angle")
-UNAVAILABLE_PRESETS = {"panorama": "equirectangular input"}
+PRESETS = ("default", "pose_only", "fixed_camera", "no_vda", "static_vda", "lyra", "dav3", "wide_angle",
+           "panorama")
+UNAVAILABLE_PRESETS: dict[str, str] = {}
 """Reference presets that need a camera model this engine does not run yet (a separate issue)."""
 
 
@@ -251,16 +256,36 @@ class MeiConfig(_Model):
                                        "wider view at a lower resolution; never wider than the MEI image holds)")
 
 
+class PanoramaConfig(_Model):
+    """The virtual pinhole views of ``--pipeline panorama`` (``camera: panorama``, :mod:`vipe_dagster.panorama`)."""
+
+    view_px: int = Field(0, ge=0, description="side of the square virtual views (px); 0 = the size whose central "
+                         "resolution equals the equirectangular frame's (0.38 x its width: 388 px at 1024x512; "
+                         "the reference uses 512)")
+    fov_deg: float = Field(100.0, gt=60, lt=150, description="field of view of the virtual views (the reference's "
+                           "100 deg; 4 yaw views need more than 90)")
+    track_view: Literal["auto", "front", "right", "back", "left"] = Field(
+        "auto", description="the yaw view SLAM runs on (poses of the panorama camera follow through its fixed "
+        "rotation); auto = front unless the first frame has fewer than half as many corners there as in the "
+        "best-textured yaw view")
+    top_view: bool = Field(True, description="also compute depth on a view looking straight up (the reference's "
+                           "rig has 4 yaw views and a bottom view; without it the cap above ~50 deg elevation "
+                           "has no depth)")
+
+
 class PipelineConfig(_Model):
     """Top-level config: which stages run, and their settings."""
 
     preset: Literal["default", "pose_only", "fixed_camera", "no_vda", "static_vda", "lyra", "dav3",
-                    "wide_angle"] = Field("default", description="preset name")
-    camera: Literal["pinhole", "mei"] = Field("pinhole", description="camera model of the video: pinhole (lens "
-                                              "distortion given with --intrinsics is rectified at ingest) or mei "
-                                              "(wide-angle: processed on a pinhole rectification, artifacts in "
-                                              "ViPE's MEI layout)")
+                    "wide_angle", "panorama"] = Field("default", description="preset name")
+    camera: Literal["pinhole", "mei", "panorama"] = Field(
+        "pinhole", description="camera model of the video: pinhole (lens distortion given with --intrinsics is "
+        "rectified at ingest), mei (wide-angle: processed on a pinhole rectification, artifacts in ViPE's MEI "
+        "layout) or panorama (equirectangular: processed on virtual pinhole views, artifacts in ViPE's panorama "
+        "layout)")
     mei: MeiConfig = Field(default_factory=MeiConfig, description="MEI camera settings (camera: mei)")
+    panorama: PanoramaConfig = Field(default_factory=PanoramaConfig,
+                                     description="virtual views of an equirectangular video (camera: panorama)")
     depth: bool = Field(True, description="compute dense depth (plane-sweep MVS; learned model if configured)")
     masks: bool = Field(True, description="compute dynamic-object masks (background model / motion residual)")
     visualize: bool = Field(False, description="write vipe/<n>_vis.mp4 (rgb | depth | mask | trajectory)",
@@ -296,6 +321,10 @@ def preset(name: str) -> PipelineConfig:
         return PipelineConfig(preset="static_vda", depth=True, masks=False)
     if name == "wide_angle":
         return PipelineConfig(preset="wide_angle", depth=True, masks=True, camera="mei")
+    if name == "panorama":
+        # the equirectangular frames are processed at pose.long_side (512x256 by default: virtual views of
+        # ~194 px; --long_side 1024 gives ~388 px views); no dynamic masks
+        return PipelineConfig(preset="panorama", depth=True, masks=False, camera="panorama")
     if name in UNAVAILABLE_PRESETS:
         raise ConfigError(f"pipeline preset {name!r} is not available yet: it needs "
                           f"{UNAVAILABLE_PRESETS[name]}, which this engine does not run yet; choose one of "

@@ -387,13 +387,22 @@ def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | N
         fields = {**pose_cfg.intrinsics.model_dump(), **(camera_source_px or {}), "fx": fx, "fy": fy, "cx": cx,
                   "cy": cy}
         pose_cfg.intrinsics = type(pose_cfg.intrinsics)(**fields)
-    wide = None
+    wide = pano = None
+    if pipe.camera == "panorama":  # equirectangular: the front virtual view runs, artifacts written back
+        from .panorama import plan as pano_plan
+
+        if intrinsics_source_px is not None:
+            raise ConfigError(f"{source}: --pipeline panorama takes no intrinsics (an equirectangular camera has "
+                              "none; its virtual views' intrinsics follow from their size and FoV)")
+        first = next(iter(open_video(source, start_frame, end_frame, frame_skip, pose_cfg.long_side)))[1]
+        pano = pano_plan(pose_cfg, stream.width, stream.height, pipe.panorama, source, first_frame=first)
+        pose_cfg = pano["pose_config"]
     if pipe.camera == "mei":  # MEI: processed on a pinhole rectification, written back in the MEI image
         from .wide_angle import plan as wide_plan
 
         wide = wide_plan(pose_cfg, stream.width, stream.height, pipe.mei)
         pose_cfg = wide["pose_config"]
-    lens = None if wide is not None else _lens_rectification(pose_cfg, stream, camera_source_px)
+    lens = None if wide is not None or pano is not None else _lens_rectification(pose_cfg, stream, camera_source_px)
     if lens is not None:
         pose_cfg = pose_cfg.model_copy(deep=True)
         pose_cfg.intrinsics = lens.pop("config")
@@ -401,7 +410,7 @@ def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | N
     c = time.process_time()
     ing = ingest_video(source, store, name=name, start_frame=start_frame, end_frame=end_frame,
                        frame_skip=frame_skip, long_side=pose_cfg.long_side, progress=progress,
-                       remap=lens.pop("maps") if lens else wide["maps"] if wide else None)
+                       remap=lens.pop("maps") if lens else wide["maps"] if wide else pano["maps"] if pano else None)
     if lens is not None:
         store.update_manifest(ing.name, "ingest", {"camera": lens})
     cpu["ingest"], c = time.process_time() - c, time.process_time()
@@ -435,6 +444,13 @@ def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | N
         res.camera = wide_finish(store, ing.name, wide, source, start_frame, end_frame, frame_skip,
                                  pose_cfg.long_side, depth_cfg=pipe.depth_config if pipe.depth else None)
         cpu["wide_angle"] = time.process_time() - c
+    if pano is not None:
+        from .panorama import finish as pano_finish
+
+        c = time.process_time()
+        res.camera = pano_finish(store, ing.name, pano, source, start_frame, end_frame, frame_skip,
+                                 pose_cfg.long_side, depth_cfg=pipe.depth_config if pipe.depth else None)
+        cpu["panorama"] = time.process_time() - c
     if pipe.visualize:
         from .viz.video import write_vis_video
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from .config import MeiConfig, PoseConfig
 from .errors import ConfigError
+from .virtual_views import rotation, source_maps, view_depth, view_maps, warp_depth
 
 log = logging.getLogger(__name__)
 
@@ -153,18 +154,6 @@ def fit_mei(start: np.ndarray, pin0: np.ndarray, intr: np.ndarray, radial: np.nd
                                                   "point at the image centre)"}
 
 
-def _warp_depth(d: np.ndarray, mx: np.ndarray, my: np.ndarray, edge_rel: float = 0.05) -> np.ndarray:
-    """Sample a depth map at ``(mx, my)``: bilinear where the neighbourhood is smooth and valid, nearest elsewhere
-    (no flying pixels across depth edges), NaN outside."""
-    src = np.where(np.isfinite(d) & (d > 0), d, np.nan).astype(np.float32)
-    near = cv2.remap(src, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
-    lin = cv2.remap(np.nan_to_num(src, nan=0.0), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                    borderValue=0.0)
-    with np.errstate(invalid="ignore"):
-        smooth = np.isfinite(near) & (np.abs(lin - near) <= edge_rel * near)
-    return np.where(smooth, lin, near).astype(np.float32)
-
-
 def refine(store, name: str, plan_: dict, source: str, start_frame, end_frame, frame_skip: int,
            long_side: int) -> None:
     """After the pose stage: the final MEI camera (given, or fitted to the self-calibration) and the pinhole
@@ -208,103 +197,31 @@ SIDE_VIEWS = ((50.0, 40.0), (-50.0, 40.0), (50.0, -40.0), (-50.0, -40.0))
 SIDE_FOCAL = 1.8
 
 
-def _rotation(yaw_deg: float, pitch_deg: float) -> np.ndarray:
-    """View -> camera rotation (OpenCV axes) of a view turned ``yaw`` to the right and ``pitch`` down."""
-    a, b = math.radians(yaw_deg), math.radians(pitch_deg)
-    ry = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
-    rx = np.array([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]])
-    return ry @ rx
-
-
-def _view_maps(rays: np.ndarray, R: np.ndarray, K: np.ndarray, w: int, h: int):
-    """For unit camera rays (h, w, 3): pixel coordinates in the pinhole view ``K`` turned by ``R`` (view ->
-    camera), whether the view sees them, and the z-depth factor view -> camera."""
-    dv = rays @ R  # R^T d
-    z = dv[..., 2]
-    zs = np.where(z > 1e-6, z, 1.0)
-    mx, my = K[0] * dv[..., 0] / zs + K[2], K[1] * dv[..., 1] / zs + K[3]
-    seen = (z > 1e-6) & (mx >= -0.5) & (mx <= w - 0.5) & (my >= -0.5) & (my <= h - 0.5)
-    return mx.astype(np.float32), my.astype(np.float32), seen, (rays[..., 2] / zs).astype(np.float32), z
-
-
 def side_view_depth(store, name: str, mei: np.ndarray, K: np.ndarray, rays: np.ndarray, covered: np.ndarray,
                     source: str, start_frame, end_frame, frame_skip: int, long_side: int, depth_cfg,
                     out: list[np.ndarray]) -> list[dict]:
     """Plane-sweep depth of the MEI pixels the main view does not reach: each is given to the side view
     (:data:`SIDE_VIEWS`) that sees it closest to its centre; every such view is a pinhole sequence of its own
-    (the recorded frames remapped into it, the poses turned with it) in a temporary store, run through the
-    same depth stage, and its z-depth converted to the MEI camera's z-depth of the same point."""
-    import tempfile
-
-    import torch
-
+    (the recorded frames remapped into it, the poses turned with it) run through the same depth stage
+    (:func:`vipe_dagster.virtual_views.view_depth`), and its z-depth converted to the MEI camera's z-depth of
+    the same point."""
     from . import camera as cam
-    from .depth.run import run_depth
-    from .io import ArtifactStore, open_video
-    from .io.artifacts import SparseMap
-    from .io.manifest import base_manifest
 
     h, w = covered.shape
     Kv = np.array([K[0] * SIDE_FOCAL, K[1] * SIDE_FOCAL, (w - 1) / 2.0, (h - 1) / 2.0])
-    views = []
+    lens = cam.camera_from_params("mei", mei)
+    views, scores = [], []
     for yaw, pitch in SIDE_VIEWS:
-        R = _rotation(yaw, pitch)
-        views.append((yaw, pitch, R, *_view_maps(rays, R, Kv, w, h)))
-    score = np.stack([np.where(v[5], v[7], -np.inf) for v in views])  # view z of the ray: larger = more central
+        R = rotation(yaw, pitch)
+        _, _, seen, _, z = view_maps(rays, R, Kv, w, h)
+        scores.append(np.where(seen, z, -np.inf))  # view z of the ray: larger = more central
+        views.append({"label": {"yaw_deg": yaw, "pitch_deg": pitch}, "R": R, "K": Kv, "size": (w, h),
+                      "maps": source_maps(lens, R, Kv, w, h)})
+    score = np.stack(scores)
     owner = np.where(covered, -1, np.argmax(score, 0))
     owner = np.where(~covered & ~np.isfinite(score.max(0)), -2, owner)
-    c2w, inds = store.read_pose(name)
-    valid = store.read_pose_valid(name)
-    sm = store.read_sparse_map(name) if store.exists("sparse", name) else None
-    lens = cam.camera_from_params("mei", mei)
-    done = []
-    for i, (yaw, pitch, R, _, _, _, _, _) in enumerate(views):
-        mine = owner == i
-        if not mine.any():
-            continue
-        # the view's frames: its pinhole pixels -> camera rays -> recorded MEI pixels
-        pin = cam.PinholeCamera(np.asarray(Kv))
-        vr = pin.unproject(cam.pixel_grid(w, h)).numpy()
-        vr = vr / np.linalg.norm(vr, axis=-1, keepdims=True)
-        uv, ok = lens.project(torch.as_tensor(vr @ R.T))
-        uv = uv.numpy()
-        ok = ok.numpy()
-        fx_ = np.where(ok, uv[..., 0], -1e6).astype(np.float32)
-        fy_ = np.where(ok, uv[..., 1], -1e6).astype(np.float32)
-        T = np.eye(4)
-        T[:3, :3] = R
-        with tempfile.TemporaryDirectory(prefix="vipe_side_") as tmp:
-            vs = ArtifactStore(tmp)
-            stream = open_video(source, start_frame, end_frame, frame_skip, long_side)
-            vs.begin_generation(name)
-            with vs.rgb_writer(name, stream.fps) as wr:
-                for _, frame in stream:
-                    wr.add(cv2.remap(frame, fx_, fy_, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT))
-            vs.write_manifest(name, base_manifest(source, "side-view", {"view": [yaw, pitch]}))
-            vs.write_pose(name, (c2w.astype(np.float64) @ T).astype(np.float32), inds=inds, valid=valid)
-            vs.write_intrinsics(name, np.tile(Kv.astype(np.float32), (len(inds), 1)), inds=inds)
-            if sm is not None and len(sm.obs_frame):
-                w2c = np.linalg.inv(c2w[sm.obs_frame].astype(np.float64) @ T)
-                p = sm.points[sm.obs_point].astype(np.float64)
-                pc = np.einsum("nij,nj->ni", w2c[:, :3, :3], p) + w2c[:, :3, 3]
-                front = pc[:, 2] > 1e-6
-                uvv = np.stack([Kv[0] * pc[front, 0] / pc[front, 2] + Kv[2],
-                                Kv[1] * pc[front, 1] / pc[front, 2] + Kv[3]], 1)
-                inside = (uvv[:, 0] >= 0) & (uvv[:, 0] <= w - 1) & (uvv[:, 1] >= 0) & (uvv[:, 1] <= h - 1)
-                sel = np.flatnonzero(front)[inside]
-                if len(sel):
-                    vs.write_sparse_map(name, SparseMap(sm.points, sm.colors, sm.obs_frame[sel], sm.obs_point[sel],
-                                                        uvv[inside].astype(np.float32), sm.keyframes))
-            res = run_depth(vs, name, depth_cfg)
-            _, mx, my, _, zf, _ = views[i][2:]
-            for k, d in vs.iter_depth(name):
-                warped = _warp_depth(d, mx, my) * zf
-                out[k][mine] = warped[mine]
-        done.append({"yaw_deg": yaw, "pitch_deg": pitch, "pinhole": [float(v) for v in Kv],
-                     "pixels": round(float(mine.mean()), 4), "measured_fraction": round(res.mvs_valid_fraction, 4)})
-        log.info("wide_angle %s: side view yaw %.0f pitch %.0f: depth of %.1f %% of the MEI image", name, yaw, pitch,
-                 100 * mine.mean())
-    return done
+    return view_depth(store, name, views, rays, owner, source, start_frame, end_frame, frame_skip, long_side,
+                      depth_cfg, out, ray_distance=False, tag="wide_angle")
 
 
 def finish(store, name: str, plan_: dict, source: str, start_frame, end_frame, frame_skip: int,
@@ -345,7 +262,7 @@ def finish(store, name: str, plan_: dict, source: str, start_frame, end_frame, f
     store.write_intrinsics(name, np.tile(mei.astype(np.float32), (len(inds), 1)), inds=inds, camera_type="MEI")
     rewritten = ["rgb", "intrinsics"]
     if store.exists("depth", name):
-        depths = [_warp_depth(d, mx, my) for _, d in store.iter_depth(name)]
+        depths = [warp_depth(d, mx, my) for _, d in store.iter_depth(name)]
         if depth_cfg is not None and not covered.all():
             unit = rays / np.linalg.norm(rays, axis=-1, keepdims=True)
             record["side_views"] = side_view_depth(store, name, mei, K, unit, covered, source, start_frame,

@@ -31,7 +31,7 @@ def _fake_cached(cache, spec: str):
 
 def test_every_reference_preset_name_is_known_and_documented():
     assert set(PRESETS) == {"default", "pose_only", "fixed_camera", "no_vda", "static_vda", "lyra", "dav3",
-                            "wide_angle"}
+                            "wide_angle", "panorama"}
     assert set(PRESET_INFO) == set(PRESETS)
     for name in PRESETS:
         cfg = preset(name)
@@ -42,15 +42,15 @@ def test_every_reference_preset_name_is_known_and_documented():
     assert preset("no_vda").depth and preset("lyra").depth and preset("dav3").depth
     assert preset("pose_only").depth is False
     rows = {r["preset"]: r for r in preset_table()}
-    assert rows["dav3"]["weights"] == "required" and rows["panorama"]["here"] == "not available yet"
+    assert rows["dav3"]["weights"] == "required" and "one yaw view only" in rows["panorama"]["here"]
     assert preset("wide_angle").camera == "mei" and preset("wide_angle").depth
     assert "MEI" in rows["wide_angle"]["here"]
 
 
-@pytest.mark.parametrize("name", ["panorama"])
-def test_camera_model_presets_say_not_available_yet(name):
-    with pytest.raises(ConfigError, match=f"'{name}' is not available yet"):
-        preset(name)
+def test_panorama_preset_runs_the_equirectangular_camera():
+    cfg = preset("panorama")
+    assert cfg.camera == "panorama" and cfg.depth and not cfg.masks
+    assert cfg.panorama.fov_deg == 100.0
 
 
 def test_weight_free_presets_ignore_a_cached_checkpoint(tmp_path):
@@ -143,8 +143,9 @@ def test_missing_checkpoint_fails_before_any_work(clip, tmp_path, front):
         HF_HUB_CACHE=str(tmp_path / "empty-cache"),
     )
     assert p.rc == 2 and RELATIVE_SMALL.spec in p.error_lines[0] and not out.exists()
-    p = run([*argv, "infer", clip, "-o", out, "--pipeline", "panorama"], tmp_path)
-    assert p.rc == 2 and "not available yet" in p.error_lines[0] and not out.exists()
+    p = run([*argv, "infer", clip, "-o", out, "--pipeline", "panorama"], tmp_path)  # the clip is not 2:1
+    assert p.rc == 2 and "needs an equirectangular video" in p.error_lines[0] and not out.exists()
+    assert "expected 2:1" in p.error_lines[0]
     p = run([*argv, "infer", clip, "-o", out, "--pipeline", "nope"], tmp_path)
     assert p.rc == 2 and "unknown pipeline preset 'nope'" in p.error_lines[0] and not out.exists()
 

@@ -80,8 +80,7 @@ def test_any_dotted_path_into_the_engine_config():
             "streams must be one of raw_mp4_stream, frame_dir_stream",
         ),
         (["streams.base_path=x", "streams.frame_end=3", "streams.frame_start=5"], "must be greater than"),
-        (["streams.base_path=x", "pipeline.init.camera_type=panorama"], "camera types pinhole and mei"),
-        (["streams.base_path=x", "pipeline=panorama"], "not available yet"),
+        (["streams.base_path=x", "pipeline.init.camera_type=fisheye"], "camera types pinhole, mei and panorama"),
         (["pipeline=default"], "no input: give streams.base_path"),
         (["streams.base_path"], "expected key=value"),
         (["streams.base_path=x", "streams.frame_skip=0"], "expected an integer >= 1"),
@@ -91,6 +90,12 @@ def test_bad_overrides(args, fragment):
     with pytest.raises(ConfigError, match=None) as exc:
         apply_overrides(args)
     assert fragment in str(exc.value), str(exc.value)
+
+
+def test_camera_type_panorama_selects_the_equirectangular_camera():
+    plan = apply_overrides(["streams.base_path=x", "pipeline.init.camera_type=panorama"])
+    assert plan.config.camera == "panorama"
+    assert apply_overrides(["streams.base_path=x", "pipeline=panorama"]).config.camera == "panorama"
 
 
 def test_camera_type_mei_selects_the_wide_angle_camera():

@@ -161,7 +161,8 @@ def test_output_pointing_at_a_file(tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--long_side", "4"], "--long_side 4: Value error, must be 0 (the source size) or >= 64 px"),
-    (["--pipeline", "panorama"], "pipeline preset 'panorama' is not available yet"),
+    (["--pipeline", "panorama"], "dog-example.mp4: --pipeline panorama needs an equirectangular video"),
+    (["--pipeline", "panorama"], "expected 2:1"),
     (["--pipeline", "wide_angle", "--intrinsics", "300,300,160,120,-1.5"], "MEI xi must be > -1"),
     (["--pipeline", "wide_angle", "--camera-model", "radial"], "--pipeline wide_angle runs an MEI camera"),
     (["--pipeline", "dav3"], "depth-anything/Depth-Anything-V2-Small:depth_anything_v2_vits.pth"),

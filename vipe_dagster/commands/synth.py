@@ -10,7 +10,7 @@ NAME = "synth"
 HELP = "generate a synthetic video with ground-truth poses, intrinsics, depth and masks"
 
 _FIELDS = ("trajectory", "scene", "num_frames", "fps", "width", "height", "hfov_deg", "moving_objects", "seed", "k1",
-           "xi", "name")
+           "xi", "panorama", "name")
 
 
 def add_arguments(p) -> None:
@@ -37,6 +37,10 @@ def add_arguments(p) -> None:
     p.add_argument("--xi", type=float, default=None,
                    help="MEI (unified) wide-angle lens of the video, e.g. 0.8 with --hfov-deg 150 [0: pinhole]; "
                         "the ground truth is in ViPE's MEI layout (fx fy cx cy xi rows, MEI in _camera.txt, z-depth)")
+    p.add_argument("--panorama", action="store_true", default=None,
+                   help="equirectangular 360 x 180 deg video (--width = 2 x --height, e.g. 1024x512; --hfov-deg "
+                        "unused); the ground truth is in ViPE's panorama layout (all-zero rows, PANORAMA in "
+                        "_camera.txt, depth = ray distance)")
     p.add_argument("--seed", type=int, default=None, help="random seed; same seed -> identical output [0]")
     p.add_argument("--name", default=None,
                    help="sequence name [synth_<scene>_<trajectory>_s<seed>, or the preset's name]")

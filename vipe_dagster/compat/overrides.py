@@ -252,11 +252,10 @@ def apply_overrides(args: list[str]) -> RunPlan:
         elif key == "pipeline.init.camera_type":
             if v == "mei":  # the wide_angle preset's camera (vipe_dagster.wide_angle)
                 plan.config.camera = "mei"
+            elif v == "panorama":  # the panorama preset's camera (vipe_dagster.panorama)
+                plan.config.camera = "panorama"
             elif v != "pinhole":
-                raise ConfigError(
-                    f"override {raw}: camera types pinhole and mei are available "
-                    f"(panorama input is not available yet)"
-                )
+                raise ConfigError(f"override {raw}: camera types pinhole, mei and panorama are available")
         elif key == "pipeline.slam.optimize_intrinsics":
             plan.config.pose.intrinsics.estimate_focal = _bool(key, v)
         elif key == "depth_model":

@@ -120,6 +120,16 @@ PRESET_INFO: dict[str, PresetInfo] = {
             "-",
         ),
         PresetInfo(
+            "panorama",
+            "equirectangular frames split into 4 yaw + 1 bottom pinhole views (512 px, 100 deg), rigid-rig SLAM "
+            "with cross-view edges, intrinsics not optimised; no depth by default (optional panorama depth models)",
+            "equirectangular frames split into virtual pinhole views (100 deg, fixed intrinsics): KLT SLAM and BA "
+            "on one yaw view only (not a rigid rig; the front view unless it lacks texture), plane-sweep depth on 4 yaw + bottom + top views stitched "
+            "back as ray distance; PANORAMA (all-zero) intrinsics rows; no dynamic masks",
+            None,
+            "-",
+        ),
+        PresetInfo(
             "dav3",
             "Depth-Anything-3 keyframe depth and DA3 multi-view depth conditioned on the SLAM poses "
             "(windows of 10 frames, overlap 3)",
@@ -131,9 +141,7 @@ PRESET_INFO: dict[str, PresetInfo] = {
         ),
     )
 }
-UNAVAILABLE = {
-    "panorama": "equirectangular frames split into 5 pinhole views, rigid-rig SLAM",
-}
+UNAVAILABLE: dict[str, str] = {}
 
 
 # ------------------------------------------------------------------------------ checkpoint settings

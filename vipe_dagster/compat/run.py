@@ -173,6 +173,14 @@ def prepare(
     src_w, src_h = check_output_resolution(output_resolution, stream)
     intr = None
     camera = None
+    if cfg.camera == "panorama":  # equirectangular: 2:1 frames, no intrinsics (vipe_dagster.panorama)
+        from ..panorama import check_equirect
+
+        check_equirect(source, stream.info.width, stream.info.height)  # the recorded size in the message
+        if camera_model is not None or given:
+            raise ConfigError("--pipeline panorama takes no --intrinsics / --intrinsics_file / --camera-model: an "
+                              "equirectangular camera has no intrinsics (ViPE writes all-zero PANORAMA rows) and "
+                              "its virtual views' intrinsics follow from their size and FoV")
     if cfg.camera == "mei" and camera_model is None and (intrinsics is not None or intrinsics_file is not None):
         camera_model = "mei"  # --pipeline wide_angle: --intrinsics fx,fy,cx,cy,xi
     if cfg.camera == "mei" and camera_model not in (None, "mei"):

@@ -10,6 +10,8 @@ Layout under ``out_root``::
                                and ``MEI`` in <name>_camera.txt (ViPE's layout)
     gt/depth/<name>.zip        float16 EXR z-depth in metres, valid (> 0) at every pixel (MEI too: z-depth of the
                                pixel's ray, as ViPE stores MEI depth; only panoramas use ray distance)
+                               Panoramas (``panorama``): equirectangular 360 x 180 deg frames (width = 2 x height),
+                               all-zero (N,4) rows with PANORAMA in <name>_camera.txt, depth = ray distance
     gt/mask/<name>.zip (+ .txt) uint8 instance ids: 0 background, 1..n moving objects
     gt/vipe/<name>_manifest.json provenance (config, timings, scale status "metric")
 """
@@ -83,24 +85,14 @@ def mei_focal(width: int, hfov_deg: float, xi: float) -> float:
     return float(width / 2.0 / (np.sin(t) / (np.cos(t) + xi)))
 
 
-def _mei_lens(scene: Scene) -> dict:
-    """An MEI camera ``[f, f, cx, cy, xi]`` with the scene's horizontal FoV, rendered as cube faces (90 deg
-    pinholes plus a 2 px margin, 1.5x the MEI's central resolution) and resampled per pixel from the face its
-    ray crosses: ``cv2.remap`` maps per face, the pixels it owns, and the z-depth factor of each pixel's ray
-    (face z-depth -> MEI z-depth of the same point)."""
-    from .. import camera as cam
+def _cube_faces(d: np.ndarray, face_focal: float, ray_distance: bool) -> dict:
+    """Cube faces (90 deg pinholes plus a 2 px margin, focal about ``face_focal``) that render the unit rays
+    ``d`` (h, w, 3) of a camera: per face the ``cv2.remap`` maps, the pixels it owns (the face its ray crosses),
+    and the depth factor of each pixel (face z-depth -> the camera's z-depth of the same point, or its ray
+    distance when ``ray_distance``)."""
+    from .scene import Intrinsics
 
-    cfg = scene.config
-    w, h, xi = int(cfg.width), int(cfg.height), float(cfg.xi)
-    f = mei_focal(w, cfg.hfov_deg, xi)
-    params = np.array([f, f, (w - 1) / 2.0, (h - 1) / 2.0, xi])
-    lens = cam.camera_from_params("mei", params)
-    rays, ok = lens.unproject_with_valid(cam.pixel_grid(w, h), unit_norm=True)
-    if not bool(ok.all()):
-        raise ConfigError(f"xi {xi} with hfov {cfg.hfov_deg} deg: some pixels of the {w}x{h} image see no ray of "
-                          "the MEI model: choose a smaller FoV")
-    d = rays.numpy().reshape(h, w, 3)
-    size = 2 * int(np.ceil(0.75 * f / (1.0 + xi))) + 4
+    size = 2 * int(np.ceil(face_focal)) + 4
     ff = size / 2.0 - 2.0  # 45 deg lands 2 px inside the border: bilinear samples never leave the face
     c = (size - 1) / 2.0
     axes = np.stack([R[:, 2] for R in _CUBE_FACES.values()])
@@ -114,12 +106,40 @@ def _mei_lens(scene: Scene) -> dict:
         z = np.where(mine, df[..., 2], 1.0)
         mx = np.where(mine, ff * df[..., 0] / z + c, -1e6).astype(np.float32)
         my = np.where(mine, ff * df[..., 1] / z + c, -1e6).astype(np.float32)
-        zf = np.where(mine, d[..., 2] / z, 0.0).astype(np.float32)
+        zf = np.where(mine, (1.0 if ray_distance else d[..., 2]) / z, 0.0).astype(np.float32)
         faces.append({"face": label, "rotation": R, "maps": (mx, my), "mask": mine, "z_factor": zf})
-    from .scene import Intrinsics
+    return {"face_intrinsics": Intrinsics(fx=ff, fy=ff, cx=c, cy=c), "face_size": (size, size), "faces": faces}
 
-    return {"params": params, "face_intrinsics": Intrinsics(fx=ff, fy=ff, cx=c, cy=c), "face_size": (size, size),
-            "faces": faces}
+
+def _mei_lens(scene: Scene) -> dict:
+    """An MEI camera ``[f, f, cx, cy, xi]`` with the scene's horizontal FoV, rendered as cube faces
+    (:func:`_cube_faces`, face focal 0.75x the MEI's equivalent pinhole focal) and resampled per pixel from the
+    face its ray crosses (z-depth of the MEI pixel's ray)."""
+    from .. import camera as cam
+
+    cfg = scene.config
+    w, h, xi = int(cfg.width), int(cfg.height), float(cfg.xi)
+    f = mei_focal(w, cfg.hfov_deg, xi)
+    params = np.array([f, f, (w - 1) / 2.0, (h - 1) / 2.0, xi])
+    lens = cam.camera_from_params("mei", params)
+    rays, ok = lens.unproject_with_valid(cam.pixel_grid(w, h), unit_norm=True)
+    if not bool(ok.all()):
+        raise ConfigError(f"xi {xi} with hfov {cfg.hfov_deg} deg: some pixels of the {w}x{h} image see no ray of "
+                          "the MEI model: choose a smaller FoV")
+    d = rays.numpy().reshape(h, w, 3)
+    return {"params": params, **_cube_faces(d, 0.75 * f / (1.0 + xi), ray_distance=False)}
+
+
+def _panorama_lens(scene: Scene) -> dict:
+    """An equirectangular (360 x 180 deg, ViPE ``PANORAMA``) camera of the scene's size, rendered as six cube
+    faces (face focal 1.2x the panorama's ``width / 2 pi`` px per radian) and resampled per pixel through
+    :class:`vipe_dagster.camera.EquirectangularCamera`; depth is ray distance (ViPE's panorama depth)."""
+    from .. import camera as cam
+
+    w, h = int(scene.config.width), int(scene.config.height)
+    lens = cam.EquirectangularCamera(np.array([float(w), float(h)]))
+    d = lens.unproject(cam.pixel_grid(w, h), unit_norm=True).numpy().reshape(h, w, 3)
+    return {"params": np.zeros(4), **_cube_faces(d, 1.2 * w / (2 * np.pi), ray_distance=True)}
 
 
 def _render_mei(renderer: SceneRenderer, lens: dict, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -161,7 +181,7 @@ def generate(config: SceneConfig, out_root: str, progress: bool = False) -> Synt
     max_depth = 0.0
     mask_pixels = np.zeros(int(config.moving_objects) + 1, np.int64)
     lens = _radial_lens(scene) if config.k1 else None
-    mei = _mei_lens(scene) if config.xi else None
+    mei = _mei_lens(scene) if config.xi else _panorama_lens(scene) if config.panorama else None
     view = (lens["wide"], lens["wide_size"]) if lens else (mei["face_intrinsics"], mei["face_size"]) if mei else ()
     with SceneRenderer(scene, *view) as renderer, \
             VideoWriter(video_path, fps=config.fps) as video, \
@@ -186,7 +206,9 @@ def generate(config: SceneConfig, out_root: str, progress: bool = False) -> Synt
     # the ViPE rgb artifact is the same H.264 stream
     fs.write_bytes(gt.path("rgb", name), fs.read_bytes(video_path))
     gt.write_pose(name, scene.c2w.astype(np.float32))
-    if mei:
+    if config.panorama:
+        gt.write_intrinsics(name, np.zeros((n, 4), np.float32), camera_type="PANORAMA")
+    elif mei:
         gt.write_intrinsics(name, np.tile(mei["params"].astype(np.float32), (n, 1)), camera_type="MEI")
     else:
         gt.write_intrinsics(name, np.tile(np.array([K.fx, K.fy, K.cx, K.cy], np.float32), (n, 1)),
@@ -201,7 +223,7 @@ def generate(config: SceneConfig, out_root: str, progress: bool = False) -> Synt
 
     elapsed = time.perf_counter() - t0
     cfg_dict = asdict(config) | {"name": name}
-    for key in ("k1", "xi"):
+    for key in ("k1", "xi", "panorama"):
         if not getattr(config, key):
             cfg_dict.pop(key)  # pinhole videos keep the configuration hash they had before lenses existed
     cfg_hash = "sha256:" + hashlib.sha256(json.dumps(cfg_dict, sort_keys=True).encode()).hexdigest()
@@ -220,7 +242,15 @@ def generate(config: SceneConfig, out_root: str, progress: bool = False) -> Synt
                               "rendering": "pinhole render of the rays the lens sees (same focal, "
                                            f"{lens['wide_size'][0]}x{lens['wide_size'][1]}), resampled through the "
                                            "lens with vipe_dagster.camera (bilinear rgb, nearest depth and masks)"}
-    if mei:
+    if config.panorama:
+        manifest["camera"] = {"model": "PANORAMA", "params": [0.0, 0.0, 0.0, 0.0],
+                              "params_note": "ViPE PANORAMA rows are all zeros: equirectangular, pixel (u, v) at "
+                                             "longitude ((u + 0.5) / W - 0.5) 2 pi, colatitude (v + 0.5) / H pi",
+                              "depth": "ray distance (ViPE's panorama depth)",
+                              "rendering": f"6 cube faces ({mei['face_size'][0]} px, 90 deg + 2 px) resampled "
+                                           "through vipe_dagster.camera.EquirectangularCamera (bilinear rgb, nearest "
+                                           "depth and masks)"}
+    elif mei:
         manifest["camera"] = {"model": "MEI", "params": [float(v) for v in mei["params"]],
                               "params_note": "ViPE MEI row fx fy cx cy xi (unified model, u = fx X / (Z + xi |P|) + "
                                              "cx) with OpenCV pixel centres; gt/intrinsics holds the same row",

@@ -47,6 +47,7 @@ class SceneConfig:
     name: str | None = None
     k1: float = 0.0  # radial lens distortion (OpenCV / COLMAP SIMPLE_RADIAL k1) of the rendered video; 0 = pinhole
     xi: float = 0.0  # MEI (unified) xi of the rendered video (hfov_deg is then the MEI image's FoV); 0 = pinhole
+    panorama: bool = False  # equirectangular 360 x 180 deg video (width = 2 x height; hfov_deg unused)
 
     def resolved_name(self) -> str:
         return self.name or f"synth_{self.scene}_{self.trajectory}_s{self.seed}"
@@ -72,6 +73,11 @@ class SceneConfig:
             raise ConfigError(f"xi must be in [0, 1] (0: pinhole), got {self.xi}")
         if self.xi and self.k1:
             raise ConfigError("give either k1 (radial lens) or xi (MEI lens), not both")
+        if self.panorama and (self.xi or self.k1):
+            raise ConfigError("a panorama (equirectangular) video has no lens distortion: leave out k1 and xi")
+        if self.panorama and int(self.width) != 2 * int(self.height):
+            raise ConfigError(f"a panorama (equirectangular, 360 x 180 deg) needs width = 2 x height, got "
+                              f"{self.width}x{self.height}")
         if not (0 <= int(self.moving_objects) <= 255):
             raise ConfigError(f"moving_objects must be in [0, 255] (uint8 mask ids), got {self.moving_objects}")
         if self.name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
