@@ -64,8 +64,9 @@ PoseRunConfig = run_config_class(
     extra={
         "preset": (Literal[PRESETS], Field(
             default="pose_only", description="pose_only | fixed_camera (identity poses); the other pinhole "
-                                             "presets' pose part is the same as pose_only; wide_angle (MEI) is "
-                                             "refused here: `vipe-dagster infer --pipeline wide_angle` runs it")),
+                                             "presets' pose part is the same as pose_only; wide_angle (MEI) and "
+                                             "panorama are refused here: `vipe-dagster infer --pipeline NAME` "
+                                             "runs them")),
     },
     doc="Which pose preset to run, the seed, and every `PoseConfig` section as typed nested config "
         "(`intrinsics: {fx: 900.0}`, `ba: {window: 12}`, `tracking: {max_features: 1200}`). Left out: "

@@ -105,6 +105,8 @@ def test_a_preset_for_another_camera_model_is_refused_by_the_pose_asset():
     """The Dagster graph's frames are pinhole: a wide-angle (MEI) preset would silently run the pinhole model."""
     with pytest.raises(InputError, match="preset 'wide_angle' runs a mei camera.*--pipeline wide_angle"):
         pose_assets.build_pose_config(pose_assets.PoseRunConfig(preset="wide_angle"), "cpu")
+    with pytest.raises(InputError, match="preset 'panorama' runs a panorama camera.*--pipeline panorama"):
+        pose_assets.build_pose_config(pose_assets.PoseRunConfig(preset="panorama"), "cpu")
     assert not pose_assets.build_pose_config(pose_assets.PoseRunConfig(preset="pose_only"), "cpu") \
         .assume_fixed_camera_pose
 
