@@ -29,6 +29,7 @@ from vipe_dagster.config import (
     TrackingConfig,
 )
 from vipe_dagster.depth.config import DepthConfig, LearnedDepthConfig, MetricScaleConfig
+from vipe_dagster.errors import ConfigError
 from vipe_dagster.export.colmap.options import ColmapExportOptions as ColmapExportConfig
 from vipe_dagster.masks.config import MaskConfig
 from vipe_dagster.options import add_model_arguments, dest_of, field_default, model_fields, model_values
@@ -273,6 +274,10 @@ def test_pose_run_config_carries_every_pose_setting_as_typed_sections():
         p = preset(name).pose
         for section in POSE_SECTIONS:
             assert getattr(p, section) == getattr(PoseConfig(), section), (name, section)
+        if preset(name).camera != "pinhole":  # MEI / panorama frames are not the graph's: refused, not run
+            with pytest.raises(ConfigError, match=f"preset '{name}' runs a"):
+                build_pose_config(PoseRunConfig(preset=name), "cpu")
+            continue
         assert build_pose_config(PoseRunConfig(preset=name), "cpu") == p
 
 

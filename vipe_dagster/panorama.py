@@ -32,7 +32,7 @@ import numpy as np
 
 from .config import PanoramaConfig, PoseConfig
 from .errors import ConfigError
-from .virtual_views import rotation, source_maps, view_depth, view_maps, warp_depth
+from .virtual_views import remap_masks, rotation, source_maps, view_depth, view_maps, warp_depth
 
 log = logging.getLogger(__name__)
 
@@ -201,13 +201,7 @@ def finish(store, name: str, plan_: dict, source: str, start_frame, end_frame, f
                 dw.add(d)
         rewritten.append("depth")
     if store.exists("mask", name):
-        phrases = store.read_phrases(name) if store.exists("phrases", name) else {}
-        masks = [m for _, m in store.iter_masks(name)]
-        mxm = np.where(seen0, mx0, -1e6).astype(np.float32)
-        with store.mask_writer(name) as mw:
-            for m in masks:
-                mw.add(cv2.remap(m, mxm, my0, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0))
-        store.write_phrases(name, phrases)
+        remap_masks(store, name, np.where(seen0, mx0, -1e6).astype(np.float32), my0)
         rewritten.append("mask")
     if store.exists("sparse", name):
         sm = store.read_sparse_map(name)

@@ -66,6 +66,16 @@ def warp_depth(d: np.ndarray, mx: np.ndarray, my: np.ndarray, edge_rel: float = 
     return np.where(smooth, lin, near).astype(np.float32)
 
 
+def remap_masks(store, name: str, mx: np.ndarray, my: np.ndarray) -> None:
+    """Rewrite the sequence's mask artifact (and its phrases) sampled at ``(mx, my)``: nearest, 0 outside."""
+    phrases = store.read_phrases(name) if store.exists("phrases", name) else {}
+    masks = [m for _, m in store.iter_masks(name)]
+    with store.mask_writer(name) as mw:
+        for m in masks:
+            mw.add(cv2.remap(m, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0))
+    store.write_phrases(name, phrases)
+
+
 def sample_wrapped(frame: np.ndarray, mx: np.ndarray, my: np.ndarray) -> np.ndarray:
     """Bilinear ``cv2.remap`` of an equirectangular frame: columns wrap around (longitude is periodic), rows
     are clamped at the poles."""

@@ -28,7 +28,7 @@ import numpy as np
 
 from .config import MeiConfig, PoseConfig
 from .errors import ConfigError
-from .virtual_views import rotation, source_maps, view_depth, view_maps, warp_depth
+from .virtual_views import remap_masks, rotation, source_maps, view_depth, view_maps, warp_depth
 
 log = logging.getLogger(__name__)
 
@@ -272,12 +272,7 @@ def finish(store, name: str, plan_: dict, source: str, start_frame, end_frame, f
                 dw.add(d)
         rewritten.append("depth")
     if store.exists("mask", name):
-        phrases = store.read_phrases(name) if store.exists("phrases", name) else {}
-        masks = [m for _, m in store.iter_masks(name)]
-        with store.mask_writer(name) as mw:
-            for m in masks:
-                mw.add(cv2.remap(m, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0))
-        store.write_phrases(name, phrases)
+        remap_masks(store, name, mx, my)
         rewritten.append("mask")
     if store.exists("sparse", name):
         sm = store.read_sparse_map(name)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from image_sampling import bilinear
 
 from vipe_dagster import camera as C
 from vipe_dagster.io import ArtifactStore, open_video
@@ -49,11 +50,7 @@ def _warp_error(res, i, j, as_z_depth=False):
     uv = uv.numpy()
     inside = (uv[:, 0] > 1) & (uv[:, 0] < w - 2) & (uv[:, 1] > 1) & (uv[:, 1] < h - 2)
     x, y = uv[inside].T
-    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
-    ax, ay = (x - x0)[:, None], (y - y0)[:, None]
-    f = frames[j]
-    a = ((1 - ax) * (1 - ay) * f[y0, x0] + ax * (1 - ay) * f[y0, x0 + 1] + (1 - ax) * ay * f[y0 + 1, x0]
-         + ax * ay * f[y0 + 1, x0 + 1])
+    a = bilinear(frames[j], x, y)
     return float(np.abs(a - frames[i].reshape(-1, 3)[inside]).mean()), float(inside.mean())
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from image_sampling import bilinear
 
 from vipe_dagster import camera as C
 from vipe_dagster.compat.run import execute, prepare
@@ -40,11 +41,7 @@ def _warp_error(res, model, params, i, j):
     inside = ok.numpy().ravel() & okj.numpy() & (uv[:, 0] > 2) & (uv[:, 0] < w - 3) & (uv[:, 1] > 2) & \
         (uv[:, 1] < h - 3)
     x, y = uv[inside].T
-    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
-    ax, ay = (x - x0)[:, None], (y - y0)[:, None]
-    f = frames[j]
-    a = ((1 - ax) * (1 - ay) * f[y0, x0] + ax * (1 - ay) * f[y0, x0 + 1] + (1 - ax) * ay * f[y0 + 1, x0]
-         + ax * ay * f[y0 + 1, x0 + 1])
+    a = bilinear(frames[j], x, y)
     return float(np.abs(a - frames[i].reshape(-1, 3)[inside]).mean()), float(inside.mean())
 
 

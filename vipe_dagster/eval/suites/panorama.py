@@ -12,7 +12,6 @@ the camera-model issue: ATE <= 0.5 % of path, AbsRel <= 0.06.
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 SUITE = "panorama"
@@ -22,10 +21,8 @@ WIDTH, HEIGHT = 1024, 512
 
 
 def run(quick: bool = False) -> list[dict]:
-    from ...compat.run import execute, prepare
-    from ...eval.evaluate import evaluate
-    from ...io import ArtifactStore
     from ...synth import SceneConfig, generate
+    from .wide_angle import infer_and_score
 
     n = 40 if quick else 200
     trajectories = ["handheld"] if quick else ["handheld", "forward"]
@@ -34,12 +31,7 @@ def run(quick: bool = False) -> list[dict]:
         for traj in trajectories:
             cfg = SceneConfig(trajectory=traj, num_frames=n, width=WIDTH, height=HEIGHT, panorama=True, seed=0)
             res = generate(cfg, str(Path(tmp) / f"gen_{traj}"))
-            out = str(Path(tmp) / f"pano_{traj}")
-            t0 = time.process_time()
-            execute(prepare(res.video_path, out, "panorama", name=res.name, long_side=WIDTH))
-            cpu = time.process_time() - t0
-            seq = evaluate(out, str(res.gt.root), [res.name])["sequences"][0]
-            camera = ArtifactStore(out).read_manifest(res.name).get("camera", {})
+            seq, camera, cpu = infer_and_score(res, str(Path(tmp) / f"pano_{traj}"), "panorama", long_side=WIDTH)
             ate, dep = seq["ate"], seq.get("depth", {})
             proc = camera.get("processing", {})
             label = f"{traj}, {n} frames {WIDTH}x{HEIGHT} equirectangular"

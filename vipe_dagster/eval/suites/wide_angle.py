@@ -21,13 +21,15 @@ TITLE = "Wide-angle MEI videos (--pipeline wide_angle, self-calibrated)"
 XI, HFOV = 0.8, 150.0
 
 
-def _infer_and_score(res, out: str, pipeline: str) -> tuple[dict, dict, float]:
+def infer_and_score(res, out: str, pipeline: str, **prepare_kwargs) -> tuple[dict, dict, float]:
+    """Infer the generated video ``res`` with ``--pipeline pipeline`` into ``out`` and score it against its
+    ground truth: (the evaluation of the sequence, the manifest's ``camera`` section, CPU-s of the run)."""
     from ...compat.run import execute, prepare
     from ...eval.evaluate import evaluate
     from ...io import ArtifactStore
 
     t0 = time.process_time()
-    execute(prepare(res.video_path, out, pipeline, name=res.name))
+    execute(prepare(res.video_path, out, pipeline, name=res.name, **prepare_kwargs))
     cpu = time.process_time() - t0
     seq = evaluate(out, str(res.gt.root), [res.name])["sequences"][0]
     return seq, ArtifactStore(out).read_manifest(res.name).get("camera", {}), cpu
@@ -44,7 +46,7 @@ def run(quick: bool = False) -> list[dict]:
             cfg = SceneConfig(trajectory=traj, num_frames=n, width=512, height=384, hfov_deg=HFOV, xi=XI, seed=0)
             res = generate(cfg, str(Path(tmp) / f"gen_{traj}"))
             label = f"{traj}, {n} frames 512x384, MEI xi {XI}, {HFOV:.0f} deg"
-            seq, camera, cpu = _infer_and_score(res, str(Path(tmp) / f"wide_{traj}"), "wide_angle")
+            seq, camera, cpu = infer_and_score(res, str(Path(tmp) / f"wide_{traj}"), "wide_angle")
             ate, foc, dep = seq["ate"], seq["focal"], seq.get("depth", {})
             main_cov = camera.get("depth_coverage_main_view")
             rows += [
@@ -63,7 +65,7 @@ def run(quick: bool = False) -> list[dict]:
                 {"name": f"wide_angle infer CPU time ({traj})", "value": cpu, "unit": "CPU-s", "frames": n,
                  "note": "process time of the whole run (pose, depth, side views, masks, writes)"},
             ]
-            pin, _, _ = _infer_and_score(res, str(Path(tmp) / f"pinhole_{traj}"), "default")
+            pin, _, _ = infer_and_score(res, str(Path(tmp) / f"pinhole_{traj}"), "default")
             rows.append({"name": f"same video taken as pinhole (default preset): ATE ({traj})",
                          "value": pin["ate"]["rmse_pct_of_path"], "unit": "% of path", "frames": n,
                          "note": f"rotation {pin['ate']['rot_rmse_deg']:.2f} deg; the lens ignored"})
