@@ -55,9 +55,9 @@ def test_a_stage_cannot_write_another_stages_section(tmp_path, stage, sections, 
 
 
 # files allowed to write a whole manifest: the stage that creates it, the GT generator, the store itself, and the
-# wide-angle side views (each creates a new temporary sequence of remapped frames in its own store)
+# virtual views of wide_angle / panorama (each creates a new temporary sequence of remapped frames in its own store)
 _WHOLE_MANIFEST_WRITERS = {"vipe_dagster/ingest.py", "vipe_dagster/synth/generate.py", "vipe_dagster/io/artifacts.py",
-                           "vipe_dagster/wide_angle.py"}
+                           "vipe_dagster/virtual_views.py"}
 
 
 def test_only_the_creating_stage_writes_a_whole_manifest():
