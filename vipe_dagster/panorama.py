@@ -178,7 +178,7 @@ def finish(store, name: str, plan_: dict, source: str, start_frame, end_frame, f
         c2w, pinds = store.read_pose(name)
         T_inv = np.eye(4)
         T_inv[:3, :3] = R_track.T
-        kf = store._read_npz(store.path("pose", name)).get("keyframe_ids")
+        kf = store.read_keyframe_ids(name)
         store.write_pose(name, (c2w.astype(np.float64) @ T_inv).astype(np.float32), inds=pinds, keyframe_ids=kf,
                          valid=store.read_pose_flags(name))
         rewritten.append("pose")

@@ -391,9 +391,7 @@ def infer(source: str, output_root: str, config: PipelineConfig | PoseConfig | N
     if pipe.camera == "panorama":  # equirectangular: the front virtual view runs, artifacts written back
         from .panorama import plan as pano_plan
 
-        if intrinsics_source_px is not None:
-            raise ConfigError(f"{source}: --pipeline panorama takes no intrinsics (an equirectangular camera has "
-                              "none; its virtual views' intrinsics follow from their size and FoV)")
+        # given intrinsics are refused by plan (they are in pose_cfg.intrinsics by now)
         first = next(iter(open_video(source, start_frame, end_frame, frame_skip, pose_cfg.long_side)))[1]
         pano = pano_plan(pose_cfg, stream.width, stream.height, pipe.panorama, source, first_frame=first)
         pose_cfg = pano["pose_config"]

@@ -251,10 +251,9 @@ def resample_pinhole_depth(depth, k_from, k_to, size: tuple[int, int]):
     import cv2
     import numpy as np
 
-    w, h = size
-    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-    mx = (k_from[0] * (u - k_to[2]) / k_to[0] + k_from[2]).astype(np.float32)
-    my = (k_from[1] * (v - k_to[3]) / k_to[1] + k_from[3]).astype(np.float32)
+    from .. import camera as cam
+
+    mx, my = cam.rectify_maps(cam.camera_from_params("pinhole", np.asarray(k_from, np.float64)), k_to, *size)
     return cv2.remap(np.ascontiguousarray(depth, np.float32), mx, my, interpolation=cv2.INTER_NEAREST,
                      borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
 

@@ -261,6 +261,10 @@ class ArtifactStore:
         return arr
 
     # ---------------------------------------------------------------- pose
+    def read_keyframe_ids(self, name: str) -> np.ndarray | None:
+        """The keyframe frame ids stored with the poses (None when the pose artifact has none)."""
+        return self._read_npz(self.path("pose", name)).get("keyframe_ids")
+
     def write_pose(self, name: str, c2w: np.ndarray, inds=None, keyframe_ids=None, valid=None) -> str:
         """``valid`` (N,) bool: False for frames whose pose is not a measurement (tracking lost); stored as
         the extra array ``valid`` beside ViPE's ``data``/``inds`` (readers that do not know it ignore it)."""
