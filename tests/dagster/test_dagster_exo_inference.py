@@ -51,7 +51,9 @@ def test_exo_videos_to_best_ego_view(tmp_path, instance):
     assert dg.AssetKey("exo_inference") in graph.get(dg.AssetKey("ego_render")).parent_keys
     assert graph.get(dg.AssetKey("best_ego_view")).parent_keys == {dg.AssetKey("ego_render")}
 
-    cfg = {"ops": {"ego_render": {"config": {"resolution": RES, "subsample": 1, "min_coverage": 0.1,
+    # every 2nd exo pixel, as the reference renders (every pixel of a 448 px video reaches the 20-nearest splat
+    # limit at this ego size and biases the colours)
+    cfg = {"ops": {"ego_render": {"config": {"resolution": RES, "subsample": 2, "min_coverage": 0.1,
                                                      "normalize": True}}}}
     md, stats = {}, {}
     for key in raw.view_keys:
@@ -106,10 +108,11 @@ def test_exo_videos_to_best_ego_view(tmp_path, instance):
         assert instance.fetch_materializations(dg.AssetRecordsFilter(
             asset_key=dg.AssetKey(asset), asset_partitions=[key]), limit=1).records
 
-    # floors just under what this measures (12 frames at 160 px, normalised splats: cam01 87 % / 22.0 dB, best
-    # camera cam02 64 % / 16.3 dB). The target (>= 90 % of the GT-visible pixels at >= 28 dB) is NOT met:
-    # the rig confirms 46-70 % of an exo camera's depth and the edge-aware fill of the rest is where the render
-    # goes wrong. With the exact depth in the same chain (H.264 4:2:0 exo video, 224 px) it is 98-99.6 % / 27 dB.
+    # floors under what this measures (12 frames of 598x448 video, 160 px ego, normalised splats: cam01 97 % /
+    # 22.5 dB, best camera cam02 90 % / 22.8 dB; at 320x240 with every exo pixel it was 87 % / 22.0 and 64 % /
+    # 16.3). The target (>= 90 % of the GT-visible pixels at >= 28 dB) is NOT met on PSNR: the rig
+    # confirms 34-83 % of an exo camera's depth and the fill of the rest is where the render goes wrong (see
+    # the egoexo_rig bench: the same chain from the exact depth reaches about 28 dB at 224 px).
     assert best["best_camera"].value == gt_best
     assert stats["cam01"][0] >= 0.8 and stats["cam01"][1] >= 20.0
     assert stats[gt_best][0] >= 0.55 and stats[gt_best][1] >= 15.0

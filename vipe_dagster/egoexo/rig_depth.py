@@ -609,8 +609,14 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
         d_lo = plane_smooth(d_lo, cfg.smooth_window, cfg.smooth_sigma)
     conf_lo = np.where(keep, conf_ref * support / (len(views) - 1), 0.0).astype(np.float32)
     k_out = np.asarray(views[0].k, np.float64)
-    if (W, H) != size:  # back to the image resolution (nearest: no depth is blended across edges or holes)
-        d_out = cv2.resize(d_lo, (W, H), interpolation=cv2.INTER_NEAREST)
+    if (W, H) != size:
+        # back to the image resolution: bilinear on smooth surfaces (no staircase on a slanted floor), nearest
+        # across depth edges and next to holes (no depth blended between surfaces)
+        from ..virtual_views import warp_depth
+
+        mx, my = np.meshgrid((np.arange(W, dtype=np.float32) + 0.5) * (size[0] / W) - 0.5,
+                             (np.arange(H, dtype=np.float32) + 0.5) * (size[1] / H) - 0.5)
+        d_out = warp_depth(d_lo, np.clip(mx, 0, size[0] - 1), np.clip(my, 0, size[1] - 1), edge_rel=0.02)
         conf = cv2.resize(conf_lo, (W, H), interpolation=cv2.INTER_NEAREST)
         sup = cv2.resize(support.astype(np.float32), (W, H), interpolation=cv2.INTER_NEAREST).astype(np.int32)
     else:

@@ -288,6 +288,11 @@ class RigTake:
         the camera the exo inference writes its result in."""
         return np.load(Path(self.gt_dir) / "exo_depth" / f"{cam}.npy")
 
+    def gt_image(self, cam: str) -> np.ndarray:
+        """Exact colours (RGB uint8) of ``cam``'s pinhole-rectified image (the camera of :meth:`gt_depth`), before
+        the lens, the H.264 encoding and the undistortion: what the inference's rectified frames approximate."""
+        return cv2.cvtColor(cv2.imread(str(Path(self.gt_dir) / "exo_image" / f"{cam}.png")), cv2.COLOR_BGR2RGB)
+
     def gt_depth_distorted(self, cam: str) -> np.ndarray:
         """Exact z-depth (m) at the pixels of ``cam``'s video (the Kannala-Brandt image when :attr:`kb`)."""
         return np.load(Path(self.gt_dir) / "exo_depth_video" / f"{cam}.npy")
@@ -339,8 +344,15 @@ def _kb_rays(K: np.ndarray, kb, width: int, height: int) -> np.ndarray:
     return rays.numpy()
 
 
-def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48, exo_size: tuple[int, int] = (320, 240),
-                      exo_focal: float = 220.0, resolution: int = 224, take: str = "synth_rig_1",
+RIG_EXO_SIZE = (598, 448)
+"""Default exo video size of a generated rig take: Ego-Exo4D's ``downscaled/448`` videos are 448 px high; 4:3
+here (the GoPro frames are 16:9) so that every camera keeps the same field of view as :data:`RIG_EXO_FOCAL`."""
+RIG_EXO_FOCAL = 410.0
+
+
+def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48,
+                      exo_size: tuple[int, int] = RIG_EXO_SIZE, exo_focal: float = RIG_EXO_FOCAL,
+                      resolution: int = 224, take: str = "synth_rig_1",
                       calib_scale: float = 2.0, uid: str = "00000000-synth-rig-0001",
                       kb: tuple[float, float, float, float] | None = GOPRO_KB) -> RigTake:
     """A take of the raw Ego-Exo4D layout with ``num_cameras`` (2..4) static exo cameras at distinct poses, each
@@ -357,8 +369,8 @@ def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48,
 
     Ground truth for evaluation only (nothing in the pipeline reads it), under ``gt/<take>/``:
     ``exo_depth/<cam>.npy`` (exact z-depth of the pinhole-rectified image: fx fy cx cy of the calibration at
-    the video size, the camera the exo inference undistorts to), ``exo_depth_video/<cam>.npy`` (exact z-depth
-    at the video's own, distorted, pixels), ``exo_seen_by_other/<cam>.png`` (rectified pixels whose surface
+    the video size, the camera the exo inference undistorts to), ``exo_image/<cam>.png`` (its exact colours),
+    ``exo_depth_video/<cam>.npy`` (exact z-depth at the video's own, distorted, pixels), ``exo_seen_by_other/<cam>.png`` (rectified pixels whose surface
     point another exo camera's rectified image sees unoccluded), ``ego_fisheye/frame_%06d.png`` (upright,
     projectaria_tools' unprojection) and ``ego_fisheye_visible/<cam>/frame_%06d.png`` (ego pixels whose
     surface ``cam``'s rectified image sees).
@@ -377,7 +389,7 @@ def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48,
     vdir = root / "takes" / take / Path(EXO_VIDEO_SUBDIR)
     vdir.mkdir(parents=True, exist_ok=True)
     gt_dir = root / "gt" / take  # per take: several takes can share one root
-    for sub in ("exo_depth", "exo_depth_video", "exo_seen_by_other", "ego_fisheye"):
+    for sub in ("exo_depth", "exo_depth_video", "exo_image", "exo_seen_by_other", "ego_fisheye"):
         (gt_dir / sub).mkdir(parents=True, exist_ok=True)
     if kb is not None and (len(kb) != 4 or not np.all(np.isfinite(kb))):
         raise InputError(f"kb must be 4 finite Kannala-Brandt coefficients k0..k3, got {kb}")
@@ -389,8 +401,10 @@ def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48,
     points: dict[str, np.ndarray] = {}
     videos: dict[str, str] = {}
     for c in cams:
-        t, _ = cast(T[c][:3, 3], rays_c @ T[c][:3, :3].T)
+        t, rgb_c = cast(T[c][:3, 3], rays_c @ T[c][:3, :3].T)
         depth[c] = t.astype(np.float32)  # unit-z rays: the ray parameter is the z-depth
+        cv2.imwrite(str(gt_dir / "exo_image" / f"{c}.png"),
+                    cv2.cvtColor((rgb_c * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR))
         points[c] = T[c][:3, 3] + (rays_c * t[..., None]).reshape(-1, 3) @ T[c][:3, :3].T
         np.save(gt_dir / "exo_depth" / f"{c}.npy", depth[c])
         tv, rgb = cast(T[c][:3, 3], rays_v @ T[c][:3, :3].T)
