@@ -15,7 +15,9 @@ confirmed depth is smoothed by a robust local plane fit (:func:`plane_fit`, exac
 included) and grown into its holes where the images agree (:func:`propagate_planes`: ZNCC with the window
 warped by the slanted plane), first along the scene's dominant plane orientations (:func:`dominant_plane_families`
 on the rig's confirmed points: a floor seen at a grazing angle is one plane of a family rather than many
-fronto-parallel ones, the multi-direction sweep of Gallup et al., CVPR 2007), then along the neighbours' local
+fronto-parallel ones, the multi-direction sweep of Gallup et al., CVPR 2007; two perpendicular families get
+the third, and each family also sweeps the peaks of its normal's offset histogram, :func:`family_peaks`, as
+Manhattan-world stereo does: the ceiling, a box top, the side walls), then along the neighbours' local
 planes. A reference pixel's depth is
 kept when it is confident and at least ``min_consistent`` other cameras' own (grown) depths agree with it:
 it is then *covered*, i.e. measured and seen by that many other cameras. :class:`RigDepth` reports the
@@ -96,6 +98,11 @@ class RigDepthConfig(BaseModel):
                                                      "holes (floors, ceilings, walls seen obliquely); 0: off")
     family_planes: int = Field(64, ge=2, description="planes per family, evenly spaced over the confirmed "
                                                      "points' offsets along its normal")
+    manhattan: bool = Field(True, description="two perpendicular families found: add the third orthogonal "
+                                              "orientation (its planes from the histogram peaks)")
+    peak_share: float = Field(0.01, ge=0, lt=1, description="share of the confirmed points a peak of a family "
+                                                            "normal's offset histogram needs to be swept as one "
+                                                            "more plane (ceilings, box tops, side walls); 0: off")
     family_inlier_rel: float = Field(0.01, gt=0, description="RANSAC inlier distance, relative to the median "
                                                              "distance of the confirmed points from their median")
     family_min_share: float = Field(0.08, gt=0, lt=1, description="share of the confirmed points a plane needs "
@@ -433,22 +440,31 @@ def dominant_plane_families(points: np.ndarray, max_families: int, inlier_rel: f
 
 
 def family_hypotheses(families: list[tuple[np.ndarray, float, float]], k: np.ndarray, c2w: np.ndarray,
-                      size: tuple[int, int], planes: int, rng: tuple[float, float]) -> np.ndarray:
+                      size: tuple[int, int], planes: int, rng: tuple[float, float],
+                      peaks: list[list[float]] | None = None, peak_halfwidth: float = 0.0,
+                      peak_steps: int = 4) -> np.ndarray:
     """Per-pixel inverse depths ``(P, H, W)`` of the planes ``n . X = h`` of every family (``planes`` offsets
     from its lowest to its highest, widened by 5 % of the span and by a step; a family of one plane is that
-    plane): the inverse z-depth at which a pixel's ray meets the plane. NaN where the plane is behind the
-    camera or outside ``rng`` (metres)."""
+    plane; none where the offsets are NaN), then around each of the family's ``peaks`` offsets
+    (:func:`family_peaks`) ``2 peak_steps + 1`` planes evenly within ``peak_halfwidth`` metres each side (the
+    matching cost picks the exact one): the inverse z-depth at which a pixel's ray meets the plane. NaN where the plane is behind the camera or outside
+    ``rng`` (metres)."""
     w, h = size
     vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
     rays = np.stack([(uu - k[2]) / k[0], (vv - k[3]) / k[1], np.ones_like(uu)], -1) @ c2w[:3, :3].T
     centre = c2w[:3, 3]
     lo, hi = 1.0 / rng[1], 1.0 / rng[0]
     out = []
-    for n, h0, h1 in families:
-        pad = 0.05 * (h1 - h0)
-        step = (h1 - h0 + 2 * pad) / max(planes - 1, 1)
+    for f, (n, h0, h1) in enumerate(families):
         nr = rays @ n
-        offsets = np.linspace(h0 - pad - step, h1 + pad + step, planes) if h1 > h0 else [h0]
+        offsets: list[float] = []
+        if np.isfinite(h0) and np.isfinite(h1):
+            pad = 0.05 * (h1 - h0)
+            step = (h1 - h0 + 2 * pad) / max(planes - 1, 1)
+            offsets += list(np.linspace(h0 - pad - step, h1 + pad + step, planes)) if h1 > h0 else [h0]
+        for pk in peaks[f] if peaks is not None else []:
+            offsets += list(pk + np.linspace(-peak_halfwidth, peak_halfwidth, 2 * peak_steps + 1)
+                            if peak_halfwidth > 0 else [pk])
         for off in offsets:
             with np.errstate(divide="ignore", invalid="ignore"):
                 inv = nr / (off - float(n @ centre))
@@ -456,10 +472,73 @@ def family_hypotheses(families: list[tuple[np.ndarray, float, float]], k: np.nda
     return np.asarray(out, np.float32).reshape(-1, h, w)
 
 
+def manhattan_completion(families: list[tuple[np.ndarray, float, float]],
+                         max_deg: float = 10.0) -> list[tuple[np.ndarray, float, float]]:
+    """``families`` plus, when exactly two were found within ``max_deg`` of perpendicular, the third orthogonal
+    orientation (an indoor room: floor and back wall found by RANSAC, the side walls too small to be), with no
+    confirmed offsets (NaN): its planes come from :func:`family_peaks` only."""
+    if len(families) != 2:
+        return list(families)
+    n1, n2 = families[0][0], families[1][0]
+    if abs(float(n1 @ n2)) > np.sin(np.radians(max_deg)):
+        return list(families)
+    n3 = np.cross(n1, n2)
+    return [*families, (n3 / np.linalg.norm(n3), float("nan"), float("nan"))]
+
+
+def family_peaks(points: np.ndarray, families: list[tuple[np.ndarray, float, float]], bin_m: float,
+                 min_share: float, suppress_bins: int = 3, background: float = 1.0) -> list[list[float]]:
+    """Per family, the offsets of the planes its normal's 1-D histogram of ``points`` (N, 3: the rig's
+    confirmed points) peaks at, as in Manhattan-world stereo (Furukawa et al., CVPR 2009): bins of ``bin_m``
+    metres summed over 3 bins, local maxima holding at least ``min_share`` of the points above their
+    ``background`` (the median of the sums 3-10 bins away: the surfaces the normal runs along), the
+    strongest first with weaker peaks within ``suppress_bins`` bins dropped, each refined by a mean shift of
+    one bin's width (the background still pulls it by up to a bin: :func:`family_hypotheses` sweeps a bin
+    each side of it). Finds the ceiling, a box top or a side wall that RANSAC's larger
+    ``family_min_share`` leaves out."""
+    pts = np.asarray(points, np.float64)
+    pts = pts[np.isfinite(pts).all(1)]
+    out: list[list[float]] = []
+    for n, _, _ in families:
+        o = pts @ n
+        if len(o) < 50 or bin_m <= 0:
+            out.append([])
+            continue
+        lo, hi = float(o.min()), float(o.max())
+        nb = int(np.ceil((hi - lo) / bin_m)) + 1
+        if nb > 100000:  # a degenerate bin size for this scene: no peaks rather than a huge histogram
+            out.append([])
+            continue
+        hist = np.bincount(((o - lo) / bin_m).astype(np.int64), minlength=nb).astype(np.float64)
+        sm = np.convolve(hist, [1.0, 1.0, 1.0], mode="same")  # a plane's points fall in one or two bins
+        left = np.r_[-np.inf, sm[:-1]]
+        right = np.r_[sm[1:], -np.inf]
+        # the local background: points of the surfaces the normal runs along spread over every offset
+        bg = np.array([np.median(np.r_[sm[max(b - 10, 0):max(b - 2, 0)], sm[b + 3:b + 11]])
+                       if nb > 6 else 0.0 for b in range(nb)])
+        cand = np.flatnonzero((sm >= left) & (sm > right) & (sm - background * bg >= min_share * len(o)))
+        chosen: list[int] = []
+        for b in cand[np.argsort(-sm[cand], kind="stable")]:
+            if all(abs(int(b) - c) > suppress_bins for c in chosen):
+                chosen.append(int(b))
+        offs: list[float] = []
+        for b in sorted(chosen):
+            centre = lo + (b + 0.5) * bin_m
+            for _ in range(3):  # mean shift over one bin: the background around the peak pulls it less
+                near = np.abs(o - centre) <= 0.5 * bin_m
+                if not near.any():
+                    break
+                centre = float(o[near].mean())
+            offs.append(centre)
+        out.append(offs)
+    return out
+
+
 def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray], k_ref: np.ndarray,
                      k_srcs: list[np.ndarray], c2w_ref: np.ndarray, c2w_srcs: list[np.ndarray],
                      rng: tuple[float, float], cfg: RigDepthConfig,
-                     families: list[tuple[np.ndarray, float, float]] | None = None) -> np.ndarray:
+                     families: list[tuple[np.ndarray, float, float]] | None = None,
+                     peaks: list[list[float]] | None = None, peak_halfwidth: float = 0.0) -> np.ndarray:
     """Grow the confident depth into its holes, PatchMatch-like, with a photometric check.
 
     Every hole pixel gets up to four hypotheses: the local plane (:func:`plane_fit`) of the nearest measured
@@ -471,7 +550,8 @@ def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray],
 
     ``families`` (:func:`dominant_plane_families`): before the rounds, every hole pixel is also swept along
     the scene's dominant plane orientations (:func:`family_hypotheses`: a floor seen at a grazing angle is one
-    plane of a family, not many fronto-parallel ones), with the same cost test."""
+    plane of a family, not many fronto-parallel ones), with the same cost test; ``peaks``
+    (:func:`family_peaks`) adds each family's histogram-peak planes, ``peak_halfwidth`` metres either side."""
     import torch
 
     from gpu_kernels.plane_sweep import zncc_cost_volume
@@ -505,7 +585,8 @@ def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray],
         holes = ~np.isfinite(d)
         if holes.any():
             fill_best(family_hypotheses(families, np.asarray(k_ref, np.float64), np.asarray(c2w_ref, np.float64),
-                                        (d.shape[1], d.shape[0]), cfg.family_planes, rng), holes)
+                                        (d.shape[1], d.shape[0]), cfg.family_planes, rng, peaks,
+                                        peak_halfwidth), holes)
     for _ in range(cfg.propagate_rounds):
         valid = np.isfinite(d)
         holes = ~valid
@@ -544,11 +625,11 @@ def _kept(i: int, depths: list[np.ndarray], ks: list[np.ndarray], poses: list[np
 
 
 def _grown(i: int, kept: np.ndarray, imgs: list[np.ndarray], ks: list[np.ndarray], poses: list[np.ndarray],
-           rng: tuple[float, float], cfg: RigDepthConfig, families) -> np.ndarray:
+           rng: tuple[float, float], cfg: RigDepthConfig, families, peaks, peak_halfwidth) -> np.ndarray:
     """Camera ``i``'s kept depth grown into its holes by :func:`propagate_planes`."""
     others = [j for j in range(len(imgs)) if j != i]
     return propagate_planes(kept, imgs[i], [imgs[j] for j in others], ks[i], [ks[j] for j in others], poses[i],
-                            [poses[j] for j in others], rng, cfg, families)
+                            [poses[j] for j in others], rng, cfg, families, peaks, peak_halfwidth)
 
 
 def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None = None,
@@ -591,17 +672,28 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
     conf_ref = cache[keys[0]][1]
     ranges = {v.cam: cache[keys[i]][2] for i, v in enumerate(views)}
     families: list = []
+    peaks: list | None = None
+    peak_bin = 0.0
     if cfg.propagate_rounds > 0 or cfg.plane_families > 0:
         # every camera's confirmed depth grown into its holes (the scene's dominant plane orientations, then
         # the neighbours' local planes; photometrically checked), then the rig's consistency check again: a
         # grown depth counts only where another camera's (grown) depth agrees
         kept = [_kept(i, depths, ks, poses, cfg) for i in range(len(views))]
         if cfg.plane_families > 0:
-            cloud = np.concatenate([_points_world(kept[i], ks[i], poses[i]) for i in range(len(views))])
+            # in the cameras' name order: every reference camera of the rig gets the same families
+            cloud = np.concatenate([_points_world(kept[i], ks[i], poses[i])
+                                    for i in sorted(range(len(views)), key=lambda j: views[j].cam)])
             families = dominant_plane_families(cloud, cfg.plane_families, cfg.family_inlier_rel,
                                                cfg.family_min_share)
+            if cfg.manhattan:
+                families = manhattan_completion(families)
+            if cfg.peak_share > 0 and families:
+                finite = cloud[np.isfinite(cloud).all(1)]
+                scale = float(np.median(np.linalg.norm(finite - np.median(finite, 0), axis=1)))
+                peak_bin = 2 * cfg.family_inlier_rel * scale
+                peaks = family_peaks(finite, families, peak_bin, cfg.peak_share)
         depths = [_grown(i, kept[i], imgs, ks, poses, tuple(cache[keys[i]][2] or (cfg.near, cfg.far)), cfg,
-                         families) for i in range(len(views))]
+                         families, peaks, peak_bin) for i in range(len(views))]
     support = _consistent(0, depths, ks, poses, cfg)
     keep = np.isfinite(depths[0]) & (support >= max(1, cfg.min_consistent))
     d_lo = np.where(keep, depths[0], np.nan).astype(np.float32)
@@ -630,8 +722,10 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
         "depth_range_m": ranges.get(ref),
         "median_depth_m": round(float(np.nanmedian(d_out)), 4) if covered.any() else None,
         "mean_confidence": round(float(conf[covered].mean()), 4) if covered.any() else 0.0,
-        "plane_families": [{"normal": [round(float(x), 4) for x in n], "offsets_m": [round(lo, 4), round(hi, 4)]}
-                           for n, lo, hi in families],
+        "plane_families": [{"normal": [round(float(x), 4) for x in n],
+                            "offsets_m": [round(lo, 4), round(hi, 4)] if np.isfinite(lo) else None,
+                            "peak_offsets_m": [round(x, 4) for x in peaks[f]] if peaks is not None else []}
+                           for f, (n, lo, hi) in enumerate(families)],
         "sweep_size": list(size), "image_size": [W, H], "seconds": round(time.perf_counter() - t0, 2),
     }
     log.info("rig depth of %s against %s: %.1f%% covered (%s, %s)", ref, ", ".join(report["others"]),
