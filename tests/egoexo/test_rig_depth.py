@@ -60,10 +60,11 @@ def test_four_camera_take_gives_metric_exo_depth(tmp_path):
         # the rig's input is the undistorted video: its colours match the exact rectified image (measured
         # 33-34 dB at 598x448; the same image shifted by 2 px scores 27-28 dB, the video not undistorted 15 dB)
         assert s["source_psnr"] >= 30.0
-    # share of the GT-seen pixels the rig confirms (measured at 598x448: 0.89 / 0.82 / 0.84 / 0.63 with the
-    # families' histogram peaks, 0.84 / 0.76 / 0.83 / 0.56 with RANSAC's families only; at 320x240 0.83 / 0.75 /
-    # 0.82 / 0.53 with those, 0.81 / 0.66 / 0.73 / 0.40 without families); dense AbsRel 0.015 / 0.010 / 0.010 /
-    # 0.027 with the peaks (0.024 / 0.023 / 0.014 / 0.038 without them, 0.053 for cam02 without any family)
+    # share of the GT-seen pixels the rig confirms (measured at 598x448: 0.87 / 0.79 / 0.81 / 0.59 with the
+    # families' histogram peaks and the speckle filter, 0.84 / 0.76 / 0.83 / 0.56 with RANSAC's families only;
+    # at 320x240 0.83 / 0.75 / 0.82 / 0.53 with those, 0.81 / 0.66 / 0.73 / 0.40 without families); dense AbsRel
+    # 0.011 / 0.007 / 0.010 / 0.015 (0.024 / 0.023 / 0.014 / 0.038 with RANSAC's families only, 0.053 for cam02
+    # without any family)
     assert scores["cam01"]["covered_of_seen"] >= 0.75
     assert scores["cam02"]["covered_of_seen"] >= 0.7 and scores["cam03"]["covered_of_seen"] >= 0.76
     assert scores["cam04"]["covered_of_seen"] >= 0.46
@@ -244,3 +245,25 @@ def test_family_peaks_find_the_small_parallel_planes_and_no_spread():
     assert len(third) == 3 and abs(abs(third[2][0] @ ex) - 1) < 1e-9 and np.isnan(third[2][1])
     tilted = (np.array([0.0, 0.5, 0.866]), 1.0, 1.0)
     assert len(manhattan_completion([fams[0], tilted])) == 2 and len(manhattan_completion(fams[:1])) == 1
+
+
+def test_remove_speckles_drops_small_islands_only():
+    """A slanted plane (depth rising 1 % per row) with a 3x3 island and a 20x20 block 30 % nearer, and a lone
+    hole: the island goes, the block, the plane and the hole's surroundings stay."""
+    from vipe_dagster.egoexo.rig_depth import remove_speckles
+
+    d = (2.0 * 1.01 ** np.arange(60))[:, None] * np.ones((60, 80))
+    d[10:13, 10:13] *= 0.7
+    d[30:50, 40:60] *= 0.7
+    d[5, 70] = np.nan
+    out = remove_speckles(d.astype(np.float32), 20, 0.03)
+    assert np.isnan(out[10:13, 10:13]).all()
+    gone = np.isnan(out)
+    gone[10:13, 10:13] = False
+    gone[5, 70] = False
+    assert not gone.any()
+    np.testing.assert_array_equal(out[30:50, 40:60], d[30:50, 40:60].astype(np.float32))
+    assert np.isnan(remove_speckles(d.astype(np.float32), 400, 0.03)[30:50, 40:60]).all()  # a 400 px island
+    # 1 % steps between rows part every row (80 px) from the next
+    assert np.isnan(remove_speckles(d.astype(np.float32), 100, 0.005)).all()
+    assert not np.isnan(remove_speckles(d.astype(np.float32), 100, 0.03)[20:29]).any()

@@ -103,6 +103,10 @@ class RigDepthConfig(BaseModel):
     peak_share: float = Field(0.01, ge=0, lt=1, description="share of the confirmed points a peak of a family "
                                                             "normal's offset histogram needs to be swept as one "
                                                             "more plane (ceilings, box tops, side walls); 0: off")
+    speckle_size: float = Field(0.001, ge=0, lt=1, description="confirmed depth regions this small (share of the "
+                                                               "sweep's pixels) unlike all around them are dropped "
+                                                               "before the fill; 0: off")
+    speckle_rel: float = Field(0.03, gt=0, description="relative depth step that separates two regions")
     family_inlier_rel: float = Field(0.01, gt=0, description="RANSAC inlier distance, relative to the median "
                                                              "distance of the confirmed points from their median")
     family_min_share: float = Field(0.08, gt=0, lt=1, description="share of the confirmed points a plane needs "
@@ -219,6 +223,31 @@ def _wide_sweeps(imgs: list[np.ndarray], ks: list[np.ndarray], poses: list[np.nd
         rng = depth_range_from_points(z[inside], cfg.range_percentiles, cfg.range_margin)
         out.append(None if rng is None else (max(rng[0], cfg.near), min(rng[1], cfg.far)))
     return out
+
+
+def remove_speckles(depth: np.ndarray, max_size: int, rel: float) -> np.ndarray:
+    """``depth`` with its speckles set to NaN: the connected regions (4-neighbours whose depths differ by at
+    most ``rel``, relative) of at most ``max_size`` pixels, i.e. small islands unlike everything around them
+    (stereo's classic speckle filter, on relative depth; OpenCV's works on integer disparities only)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    h, w = depth.shape
+    logd = np.where(np.isfinite(depth) & (depth > 0), np.log(np.maximum(depth, 1e-12)), np.nan)
+    idx = np.arange(h * w).reshape(h, w)
+    rows, cols = [], []
+    for a, b, la, lb in ((idx[:, :-1], idx[:, 1:], logd[:, :-1], logd[:, 1:]),
+                         (idx[:-1], idx[1:], logd[:-1], logd[1:])):
+        with np.errstate(invalid="ignore"):
+            link = np.abs(la - lb) <= np.log1p(rel)
+        rows.append(a[link])
+        cols.append(b[link])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(r), np.int8), (r, c)), shape=(h * w, h * w))
+    _, label = connected_components(graph, directed=False)
+    size = np.bincount(label, minlength=label.max() + 1)
+    small = (size[label] <= max_size).reshape(h, w) & np.isfinite(logd)
+    return np.where(small, np.nan, depth).astype(depth.dtype)
 
 
 def plane_smooth(depth: np.ndarray, window: int, rel_sigma: float, iterations: int = 2) -> np.ndarray:
@@ -697,6 +726,9 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
     support = _consistent(0, depths, ks, poses, cfg)
     keep = np.isfinite(depths[0]) & (support >= max(1, cfg.min_consistent))
     d_lo = np.where(keep, depths[0], np.nan).astype(np.float32)
+    if cfg.speckle_size > 0:
+        d_lo = remove_speckles(d_lo, int(cfg.speckle_size * d_lo.size), cfg.speckle_rel)
+        keep = np.isfinite(d_lo)
     if cfg.smooth_window >= 3:
         d_lo = plane_smooth(d_lo, cfg.smooth_window, cfg.smooth_sigma)
     conf_lo = np.where(keep, conf_ref * support / (len(views) - 1), 0.0).astype(np.float32)
