@@ -413,6 +413,12 @@ def _plane_hypotheses(valid: np.ndarray, coef: np.ndarray, lo: float, hi: float)
             yield ny, nx, inv, ~valid & has & (inv > lo) & (inv < hi)
 
 
+def cloud_spread(points: np.ndarray) -> float:
+    """The median distance of ``points`` (N, 3, finite) from their median: the scene size that plane
+    tolerances are relative to."""
+    return float(np.median(np.linalg.norm(points - np.median(points, 0), axis=1)))
+
+
 def dominant_plane_families(points: np.ndarray, max_families: int, inlier_rel: float, min_share: float,
                             iterations: int = 300, parallel_deg: float = 15.0,
                             seed: int = 0) -> list[tuple[np.ndarray, float, float]]:
@@ -429,7 +435,7 @@ def dominant_plane_families(points: np.ndarray, max_families: int, inlier_rel: f
     gen = np.random.default_rng(seed)
     if len(pts) > 20000:
         pts = pts[gen.choice(len(pts), 20000, replace=False)]
-    tol = inlier_rel * float(np.median(np.linalg.norm(pts - np.median(pts, 0), axis=1)))
+    tol = inlier_rel * cloud_spread(pts)
     need = max(3, int(min_share * len(pts)))
     cos_par = np.cos(np.radians(parallel_deg))
     fams: list[list] = []  # [normal, lo, hi]
@@ -476,8 +482,8 @@ def family_hypotheses(families: list[tuple[np.ndarray, float, float]], k: np.nda
     from its lowest to its highest, widened by 5 % of the span and by a step; a family of one plane is that
     plane; none where the offsets are NaN), then around each of the family's ``peaks`` offsets
     (:func:`family_peaks`) ``2 peak_steps + 1`` planes evenly within ``peak_halfwidth`` metres each side (the
-    matching cost picks the exact one): the inverse z-depth at which a pixel's ray meets the plane. NaN where the plane is behind the camera or outside
-    ``rng`` (metres)."""
+    matching cost picks the exact one): the inverse z-depth at which a pixel's ray meets the plane. NaN where
+    the plane is behind the camera or outside ``rng`` (metres)."""
     w, h = size
     vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
     rays = np.stack([(uu - k[2]) / k[0], (vv - k[3]) / k[1], np.ones_like(uu)], -1) @ c2w[:3, :3].T
@@ -718,8 +724,7 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
                 families = manhattan_completion(families)
             if cfg.peak_share > 0 and families:
                 finite = cloud[np.isfinite(cloud).all(1)]
-                scale = float(np.median(np.linalg.norm(finite - np.median(finite, 0), axis=1)))
-                peak_bin = 2 * cfg.family_inlier_rel * scale
+                peak_bin = 2 * cfg.family_inlier_rel * cloud_spread(finite)
                 peaks = family_peaks(finite, families, peak_bin, cfg.peak_share)
         depths = [_grown(i, kept[i], imgs, ks, poses, tuple(cache[keys[i]][2] or (cfg.near, cfg.far)), cfg,
                          families, peaks, peak_bin) for i in range(len(views))]

@@ -370,8 +370,9 @@ def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48,
     Ground truth for evaluation only (nothing in the pipeline reads it), under ``gt/<take>/``:
     ``exo_depth/<cam>.npy`` (exact z-depth of the pinhole-rectified image: fx fy cx cy of the calibration at
     the video size, the camera the exo inference undistorts to), ``exo_image/<cam>.png`` (its exact colours),
-    ``exo_depth_video/<cam>.npy`` (exact z-depth at the video's own, distorted, pixels), ``exo_seen_by_other/<cam>.png`` (rectified pixels whose surface
-    point another exo camera's rectified image sees unoccluded), ``ego_fisheye/frame_%06d.png`` (upright,
+    ``exo_depth_video/<cam>.npy`` (exact z-depth at the video's own, distorted, pixels),
+    ``exo_seen_by_other/<cam>.png`` (rectified pixels whose surface point another exo camera's rectified image
+    sees unoccluded), ``ego_fisheye/frame_%06d.png`` (upright,
     projectaria_tools' unprojection) and ``ego_fisheye_visible/<cam>/frame_%06d.png`` (ego pixels whose
     surface ``cam``'s rectified image sees).
     """

@@ -1,11 +1,12 @@
 """Static exo camera depth without learned weights: the take's calibrated exo cameras as a metric rig.
 
 Input: :func:`vipe_dagster.synth.egoexo_take.generate_rig_take`, 4 distinct static exo cameras (598 x 448,
-Ego-Exo4D's 448 px height, H.264 videos through a Kannala-Brandt lens, 48 frames; ``quick``: 12 frames) around a textured room with a
-box, calibrated in ``gopro_calibs.csv`` (fx fy cx cy k0..k3) at twice the video size. The inference
-undistorts each video to the pinhole camera with the same fx fy cx cy; the ground truth is that camera's. Each camera's depth comes from
-:func:`vipe_dagster.egoexo.exo_infer.infer_exo_camera` (static background = median of 9 frames, plane
-sweep against the 3 other cameras, cross-camera consistency), in metres with no scale alignment.
+Ego-Exo4D's 448 px height, H.264 videos through a Kannala-Brandt lens, 48 frames; ``quick``: 12 frames) around
+a textured room with a box, calibrated in ``gopro_calibs.csv`` (fx fy cx cy k0..k3) at twice the video size.
+The inference undistorts each video to the pinhole camera with the same fx fy cx cy; the ground truth is that
+camera's. Each camera's depth comes from :func:`vipe_dagster.egoexo.exo_infer.infer_exo_camera` (static
+background = median of 9 frames, plane sweep against the 3 other cameras, cross-camera consistency), in metres
+with no scale alignment.
 
 Rows per camera, against the exact ray-cast depth (kept by the generator for evaluation only), on the
 pixels the ground truth says another exo camera also sees (unoccluded):
@@ -15,9 +16,9 @@ pixels the ground truth says another exo camera also sees (unoccluded):
 * the PSNR of the rig's input (the static background, undistorted) against the exact rectified image: what
   the lens, H.264 and the resampling leave of the colours any render is made of;
 * the ego fisheye render from that ViPE result (:func:`vipe_dagster.render.ego.render_ego`, 224 px, normalised
-  splats of radius 1.5 px, every 2nd exo pixel as in the reference) against the ground-truth ego view: the share of the ego
-  pixels whose surface the camera sees (GT) that the render covers, and the PSNR on them; the best camera by
-  render coverage against the ground-truth best (most GT-visible ego pixels);
+  splats of radius 1.5 px, every 2nd exo pixel as in the reference) against the ground-truth ego view: the
+  share of the ego pixels whose surface the camera sees (GT) that the render covers, and the PSNR on them; the
+  best camera by render coverage against the ground-truth best (most GT-visible ego pixels);
 * the same renders with the exact depth in place of the rig's (:func:`with_exact_depth`): the ceiling that
   better depth alone can reach; and those from every exo pixel (``subsample`` 1), where the 20 nearest-in-z
   splats a pixel blends no longer span the splat disk.
@@ -133,6 +134,7 @@ def run(quick: bool = False) -> list[dict]:
         with_exact_depth(take, str(Path(tmp) / "vipe"), str(Path(tmp) / "exact"))
         exact = evaluate_rig_renders(take, str(Path(tmp) / "exact"), take.resolution)
         exact_all = evaluate_rig_renders(take, str(Path(tmp) / "exact"), take.resolution, subsample=1)
+        h, w = take.gt_depth(take.cams[0]).shape
     for cam, s in scores.items():
         rows.append({"name": f"{cam}: AbsRel of the rig-measured depth (metric, no alignment)",
                      "value": s["absrel_measured"], "unit": "", "target": "<= 0.08",
@@ -165,7 +167,6 @@ def run(quick: bool = False) -> list[dict]:
     gt_best = max(sorted(renders), key=lambda c: renders[c]["gt_visible"])
     rows.append({"name": "best camera by render coverage matches the ground-truth best", "value": float(best == gt_best),
                  "unit": "", "target": "1", "note": f"chosen {best}, ground truth {gt_best}"})
-    w, h = int(round(2 * take.K[0, 2] + 1)), int(round(2 * take.K[1, 2] + 1))  # centred principal point
     rows.append({"name": f"rig depth of 4 cameras, {n} frames, {w}x{h}", "value": total, "unit": "s",
                  "target": None, "note": "4 wide + 4 fine sweeps on CPU, then the ViPE results written"})
     return rows
