@@ -41,6 +41,7 @@ class SweepResult:
     confidence: Tensor  # (H, W) in [0, 1]
     cost: Tensor  # (H, W) aggregated best cost (1 - ZNCC), inf where invalid
     inv_depth: Tensor  # (H, W) refined inverse depth (NaN where invalid)
+    seen: Tensor | None = None  # (H, W) share of the hypotheses at which at least one source sees the pixel
 
 
 def inverse_depth_planes(depth_min: float, depth_max: float, num_planes: int,
@@ -342,12 +343,12 @@ def _wta(cost: Tensor, inv_depths: Tensor, match_cost: Tensor | None = None) -> 
     return inv.reshape(h, w), best_cost.reshape(h, w), conf.reshape(h, w)
 
 
-def _result(inv: Tensor, best_cost: Tensor, conf: Tensor) -> SweepResult:
+def _result(inv: Tensor, best_cost: Tensor, conf: Tensor, nvalid: Tensor) -> SweepResult:
     ok = torch.isfinite(best_cost) & (inv > 0)
     inv = torch.where(ok, inv, torch.full_like(inv, float("nan")))
     depth = 1.0 / inv
     return SweepResult(depth=depth, confidence=torch.where(ok, conf, torch.zeros_like(conf)), cost=best_cost,
-                       inv_depth=inv)
+                       inv_depth=inv, seen=(nvalid > 0).to(inv.dtype).mean(0))
 
 
 def plane_sweep(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_src_ref: Tensor,
@@ -362,13 +363,13 @@ def plane_sweep(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_src_r
     ``texture_sigma``: see :func:`zncc_cost_volume`.
     """
     planes = inverse_depth_planes(depth_min, depth_max, num_planes, device=ref.device, dtype=ref.dtype)
-    cost, _ = zncc_cost_volume(ref, srcs, k_ref, k_src, t_src_ref, planes, window=window, best_k=best_k,
-                               chunk=chunk, texture_sigma=texture_sigma)
+    cost, nvalid = zncc_cost_volume(ref, srcs, k_ref, k_src, t_src_ref, planes, window=window, best_k=best_k,
+                                    chunk=chunk, texture_sigma=texture_sigma)
     cost = _aggregate(cost, agg_window)
     if sgm is None:
-        return _result(*_wta(cost, planes))
+        return _result(*_wta(cost, planes), nvalid)
     agg = sgm_aggregate(cost, _gray(ref), p1=float(sgm[0]), p2=float(sgm[1]))
-    return _result(*_wta(agg, planes, match_cost=cost))
+    return _result(*_wta(agg, planes, match_cost=cost), nvalid)
 
 
 def refine_sweep(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_src_ref: Tensor, inv_depth: Tensor,
@@ -388,7 +389,7 @@ def refine_sweep(ref: Tensor, srcs: Tensor, k_ref: Tensor, k_src: Tensor, t_src_
     s = torch.linspace(-1.0, 1.0, num_hyp, device=inv_depth.device, dtype=inv_depth.dtype)
     hyp = base[None] + s[:, None, None] * float(half_width)
     hyp = torch.maximum(hyp, torch.full_like(hyp, 1e-3 * float(half_width)))
-    cost, _ = zncc_cost_volume(ref, srcs, k_ref, k_src, t_src_ref, hyp, window=window, best_k=best_k, chunk=chunk,
-                               texture_sigma=texture_sigma)
+    cost, nvalid = zncc_cost_volume(ref, srcs, k_ref, k_src, t_src_ref, hyp, window=window, best_k=best_k,
+                                    chunk=chunk, texture_sigma=texture_sigma)
     cost = _aggregate(cost, agg_window)
-    return _result(*_wta(cost, hyp))
+    return _result(*_wta(cost, hyp), nvalid)

@@ -188,3 +188,36 @@ def test_frames_without_a_measured_pose_are_skipped(scene, inputs_only):
     errs = [depth_metrics(store.read_depth(res.name, i), res.gt.read_depth(res.name, i), align=None)["abs_rel"]
             for i in bad]
     assert max(errs) > 0.08
+
+
+def test_sweep_depth_needs_a_source_over_half_the_hypotheses():
+    """A near textured plane (1.5 m) and one source 0.3 m to the right, as in a one-sided sweep at the start of
+    a video: the reference's left columns leave the source's view at the near planes, so only far hypotheses
+    can match there and the winner is wrong. With ``min_seen`` (default 0.5) those pixels get no sweep depth
+    (NaN, filled later from their neighbours); elsewhere the depth is unchanged and right."""
+    import cv2
+
+    from vipe_dagster.depth.mvs import sweep_frame
+
+    w, h, f, depth = 160, 120, 100.0, 1.5
+    rng = np.random.default_rng(1)
+    tex = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 1.2)
+    tex = (tex - tex.min()) / np.ptp(tex)
+    kmat = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
+    t_src_ref = np.eye(4)
+    t_src_ref[0, 3] = -0.3
+    hmat = kmat @ (np.eye(3) + np.outer(t_src_ref[:3, 3], [0, 0, 1]) / depth) @ np.linalg.inv(kmat)
+    src = cv2.warpPerspective(tex, hmat, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    rgb = lambda g: np.repeat(g[..., None], 3, axis=2)  # noqa: E731
+    k = np.array([f, f, (w - 1) / 2, (h - 1) / 2])
+    c2w_src = np.linalg.inv(t_src_ref)
+    args = (rgb(tex), [rgb(src)], k, [k], np.eye(4), [c2w_src], (1.0, 20.0))
+    off, _ = sweep_frame(*args, DepthConfig(min_seen=0.0, sgm=False))
+    on, _ = sweep_frame(*args, DepthConfig(sgm=False))
+    border = np.s_[10:-10, 2:12]  # seen at under (12 / 30 - 0.05) / 0.95 = 37 % of the planes
+    assert np.isfinite(off[border]).all()
+    assert np.median(np.abs(off[border] / depth - 1)) > 0.2  # biased far without the rule
+    assert np.isnan(on[border]).all()
+    inner = np.s_[10:-10, 40:-10]
+    np.testing.assert_array_equal(on[inner], off[inner])
+    assert np.median(np.abs(on[inner] / depth - 1)) < 0.02

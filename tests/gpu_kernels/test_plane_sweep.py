@@ -112,3 +112,16 @@ def test_box_mean_matches_direct_window_means(window):
         for j in range(13):
             want[..., i, j] = x[..., max(0, i - r):i + r + 1, max(0, j - r):j + r + 1].mean((-2, -1))
     torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_seen_share_of_hypotheses_at_the_border():
+    """A source 0.3 m to the right: reference column u has a source sample for inverse depths <= u / 30
+    (content shifts 30 px per unit inverse depth), so its share of the 48 planes uniform in [1/20, 1] is
+    (u / 30 - 0.05) / 0.95; columns from 31 px on are seen at every plane."""
+    ref, srcs, k, ks, t = _views(1.5, baselines=(0.3,))
+    res = plane_sweep(ref, srcs, k, ks, t, depth_min=1.0, depth_max=20.0, num_planes=48)
+    assert res.seen is not None and res.seen.shape == (96, 128)
+    assert bool((res.seen[:, 32:] == 1.0).all())
+    for u in (3, 9, 15, 24):
+        expect = (u / 30 - 0.05) / 0.95
+        assert abs(float(res.seen[:, u].mean()) - expect) < 0.04, u

@@ -74,6 +74,11 @@ class DepthConfig(BaseModel):
     fill_from_sweep: bool = Field(True, description="holes left by the filters first take the fused sweep depth "
                                                     "that passes the geometric check with plausible_factor times "
                                                     "the tolerances (best with sgm), then the edge-aware fill")
+    min_seen: float = Field(0.5, ge=0.0, le=1.0, description="a pixel's sweep depth counts only where some source "
+                                                            "sees the pixel at this share of the hypotheses or "
+                                                            "more: near the image border, where a near surface "
+                                                            "leaves every source's view, only the far hypotheses "
+                                                            "remain to match and the winner is biased far; 0 = off")
     plausible_factor: float = Field(3.0, ge=1.0, description="tolerance factor of the relaxed geometric check "
                                                              "for the depth that fills holes")
     use_masks: bool = Field(True, description="when mask/<n>.zip exists (one mask per frame), moving-object "

@@ -203,8 +203,9 @@ def auto_depth_range(lo: dict[int, np.ndarray], centres: np.ndarray, k_lo: np.nd
     hw_, hh_ = max(8, w // 2), max(8, h // 2)
     small = {j: cv2.resize(lo[j], (hw_, hh_), interpolation=cv2.INTER_AREA) for j in [0, *far]}
     ks = {j: scale_intrinsics(k_lo[j], hw_ / w, hh_ / h) for j in [0, *far]}
-    sweeps = [sweep_frame(small[0], [small[j]], ks[0], [ks[j]], poses[0], [poses[j]], wide, config, num_planes=128)
-              for j in far]
+    # the wide range's near planes leave the view nearly everywhere: the visibility rule is for real ranges
+    sweeps = [sweep_frame(small[0], [small[j]], ks[0], [ks[j]], poses[0], [poses[j]], wide, config, num_planes=128,
+                          min_seen=0.0) for j in far]
     if len(sweeps) == 2:
         (d1, c1), (d2, c2) = sweeps
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -226,8 +227,12 @@ def auto_depth_range(lo: dict[int, np.ndarray], centres: np.ndarray, k_lo: np.nd
 
 def sweep_frame(ref_img: np.ndarray, src_imgs: Sequence[np.ndarray], k_ref: np.ndarray, k_srcs: Sequence[np.ndarray],
                 c2w_ref: np.ndarray, c2w_srcs: Sequence[np.ndarray], depth_range: tuple[float, float],
-                config: DepthConfig, num_planes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Plane sweep of one reference frame (float images in [0,1], HxWx3) -> (depth, confidence)."""
+                config: DepthConfig, num_planes: int | None = None,
+                min_seen: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Plane sweep of one reference frame (float images in [0,1], HxWx3) -> (depth, confidence).
+
+    ``min_seen`` (default ``config.min_seen``): NaN depth where fewer than this share of the hypotheses have a
+    source sample."""
     dev = torch.device(config.device)
     ref = torch.from_numpy(np.ascontiguousarray(ref_img)).to(dev).permute(2, 0, 1).float()
     srcs = torch.stack([torch.from_numpy(np.ascontiguousarray(s)).to(dev).permute(2, 0, 1).float()
@@ -261,9 +266,15 @@ def sweep_frame(ref_img: np.ndarray, src_imgs: Sequence[np.ndarray], k_ref: np.n
             res = refine_sweep(ref, srcs, kr, ks, tt, up, half_width=config.refine_steps * step,
                                num_hyp=config.refine_hypotheses, **opts)
             res.confidence = torch.minimum(res.confidence, conf_up)
+            # visibility over the whole depth range is the full-range sweep's (the refinement's is local)
+            res.seen = F.interpolate(coarse.seen[None, None], size=(h, w), mode="nearest")[0, 0]
     else:
         res = plane_sweep(ref, srcs, kr, ks, tt, depth_min=near, depth_max=far, num_planes=planes, sgm=sgm, **opts)
-    return res.depth.cpu().numpy().astype(np.float32), res.confidence.cpu().numpy().astype(np.float32)
+    depth = res.depth
+    min_seen = config.min_seen if min_seen is None else min_seen
+    if min_seen > 0 and res.seen is not None:  # winners picked among the far hypotheses only: no depth
+        depth = torch.where(res.seen >= min_seen, depth, torch.full_like(depth, float("nan")))
+    return depth.cpu().numpy().astype(np.float32), res.confidence.cpu().numpy().astype(np.float32)
 
 
 def consistency_errors(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray, others: Sequence[tuple[np.ndarray,

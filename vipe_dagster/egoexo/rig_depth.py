@@ -114,8 +114,9 @@ class RigDepthConfig(BaseModel):
     device: str = Field("cpu", description="torch device of the sweep")
     # wide-baseline views: fronto-parallel windows match slanted surfaces poorly, so the semi-global
     # smoothness carries more weight than for a moving camera's short baselines
+    # (the moving camera's visibility rule min_seen is off: no effect measured on the rig yet)
     depth: DepthConfig = Field(default_factory=lambda: DepthConfig(sgm=True, coarse_to_fine=False, sgm_p1=0.1,
-                                                                   sgm_p2=4.0),
+                                                                   sgm_p2=4.0, min_seen=0.0),
                                description="window/aggregation settings of the matching")
 
     def sweep_config(self) -> DepthConfig:
