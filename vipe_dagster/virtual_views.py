@@ -119,10 +119,13 @@ def view_depth(store, name: str, views: list[dict], rays: np.ndarray, owner: np.
             vs = ArtifactStore(tmp)
             stream = open_video(source, start_frame, end_frame, frame_skip, long_side)
             vs.begin_generation(name)
+            # view pixels beyond the recorded image take its nearest edge pixel, not black: a black area's border
+            # stays at the same view pixel in every frame, and matching that fixed edge pulls the depth of the
+            # recorded pixels next to it to the farthest plane (zero parallax)
             with vs.rgb_writer(name, stream.fps) as wr:
                 for _, frame in stream:
                     wr.add(sample_wrapped(frame, fx_, fy_) if v.get("wrap") else
-                           cv2.remap(frame, fx_, fy_, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT))
+                           cv2.remap(frame, fx_, fy_, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
             vs.write_manifest(name, base_manifest(source, "virtual-view", {"view": v["label"]}))
             vs.write_pose(name, (c2w.astype(np.float64) @ T).astype(np.float32), inds=inds, valid=valid)
             vs.write_intrinsics(name, np.tile(Kv.astype(np.float32), (len(inds), 1)), inds=inds)

@@ -74,9 +74,10 @@ def test_wide_angle_self_calibrates_and_writes_vipe_mei_layout(mei, tmp_path):
     print(f"wide_angle self-calibrated: ATE {ate_pct:.3f} % of path, focal {focal_pct:.2f} %, xi error "
           f"{xi_err:.4f}, depth AbsRel {abs_rel:.4f} (valid {seq['depth']['valid_fraction']:.3f})")
     assert ate_pct <= 0.5 and focal_pct <= 2.0 and xi_err <= 0.02
-    # the issue's target is AbsRel <= 0.06; measured 0.058 where the main pinhole view reaches (64 % of the
-    # image) and 0.074 over the whole image (the corners from the side views are worse): guard what is reached
-    assert abs_rel <= 0.09 and seq["depth"]["valid_fraction"] >= 0.99
+    # the issue's target, over every MEI pixel (the corners from the side views included): measured 0.045; it
+    # was 0.074 while the side views' frames were black beyond the recorded image (that fixed edge pulled the
+    # corners' depth to the far plane) and one-sided sweeps' far-biased border pixels filled holes
+    assert abs_rel <= 0.06 and seq["depth"]["valid_fraction"] >= 0.99
 
     from vipe_dagster.io.validate import validate_sequence
 
