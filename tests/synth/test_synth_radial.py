@@ -82,3 +82,41 @@ def test_pose_with_the_right_intrinsics_beats_pinhole(radial, tmp_path):
         errs[label] = ate(c2w[valid].astype(np.float64), gt[valid].astype(np.float64))["rmse_pct_of_path"]
     print("ATE % of path:", errs)
     assert errs["lens"] < errs["pinhole"], errs
+
+
+def test_evaluate_samples_the_distorted_ground_truth_for_a_rectified_prediction(radial, tmp_path):
+    """A prediction whose frames were rectified to the pinhole of the same K (what the pose stage does after
+    self-calibrating k1) is scored against the distorted ground truth through the lens: the ground-truth depth
+    rectified with the pose stage's own radial model (``slam.geometry.distort_radial``, not the camera package
+    the evaluation uses) scores AbsRel ~0; compared pixel by pixel it would not."""
+    import shutil
+
+    import cv2
+
+    from vipe_dagster.eval.evaluate import evaluate
+    from vipe_dagster.slam.geometry import distort_radial
+
+    name = radial.name
+    pred_root = tmp_path / "pred"
+    shutil.copytree(radial.gt.root, pred_root)
+    pred = ArtifactStore(str(pred_root))
+    intr = radial.gt.read_intrinsics(name)[0][0].astype(np.float64)
+    h, w = next(radial.gt.iter_depth(name))[1].shape
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    src = distort_radial(np.stack([gx.ravel(), gy.ravel()], 1), intr, np.array([K1, 0.0]))
+    mx, my = (src[:, i].reshape(h, w).astype(np.float32) for i in (0, 1))
+    depths = [cv2.remap(d, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+              for _, d in radial.gt.iter_depth(name)]
+    with pred.depth_writer(name) as dw:
+        for d in depths:
+            dw.add(d)
+    pose = {"intrinsics": {"fx": float(intr[0]), "k1": K1, "distortion": {"model": "RADIAL", "rectified": True}}}
+    pred.update_manifest(name, "pose", {"pose": pose})
+    seq = evaluate(str(pred_root), str(radial.gt.root), [name])["sequences"][0]
+    assert seq["depth"]["abs_rel"] < 0.005 and "gt_resampled" in seq["depth"], seq["depth"]
+    assert seq["focal"]["k1_error"] < 1e-9
+    pose["intrinsics"]["distortion"]["rectified"] = False  # same depth maps, taken as the distorted image's
+    pred.update_manifest(name, "pose", {"pose": pose})
+    direct = evaluate(str(pred_root), str(radial.gt.root), [name])["sequences"][0]["depth"]["abs_rel"]
+    print("rectified vs distorted ground truth: AbsRel through the lens", seq["depth"]["abs_rel"], "direct", direct)
+    assert direct > 10 * seq["depth"]["abs_rel"] + 0.005, direct

@@ -112,9 +112,19 @@ def evaluate_sequence(pred: ArtifactStore, gt: ArtifactStore, name: str, align: 
                 out["focal_note"] = cammod.PANORAMA_FOV_NOTE + "; no focal to compare"
             else:
                 out["focal"] = _focal_section(p_int[a], g_int[b], next(iter(models[0])), p_res, g_res)
+                gcam = gt.read_manifest(name).get("camera") or {}
+                k1 = ((pred.read_manifest(name).get("pose") or {}).get("intrinsics") or {}).get("k1")
+                if gcam.get("model") == "SIMPLE_RADIAL" and k1 is not None:  # self-calibrated k1 vs the lens's
+                    k1_gt = float(gcam["params"][3])
+                    out["focal"].update(k1_pred=float(k1), k1_gt=k1_gt, k1_error=abs(float(k1) - k1_gt))
     if pred.exists("depth", name) and gt.exists("depth", name):
+        lens = _rectified_lens_maps(pred, gt, name, p_res, g_res)
         out["depth"] = _depth_section(pred, gt, name, depth_align, depth_stride, static_only,
-                                      pose_scale=out["ate"]["scale"], inds=(p_inds, g_inds))
+                                      pose_scale=out["ate"]["scale"], inds=(p_inds, g_inds), gt_maps=lens)
+        if lens is not None:
+            out["depth"]["gt_resampled"] = ("the prediction's frames are a rectified pinhole of the ground truth's "
+                                            "distorted camera: the ground-truth depth is sampled (nearest) where "
+                                            "each predicted pixel's ray meets the distorted image")
     if pred.exists("mask", name) and gt.exists("mask", name):
         out["masks"] = _mask_section(pred, gt, name, inds=(p_inds, g_inds))
     return out
@@ -139,8 +149,35 @@ def _mask_section(pred: ArtifactStore, gt: ArtifactStore, name: str, inds) -> di
     return {**mask_scores(tp, fp, fn), "mean_frame_iou": float(np.mean(ious)), "frames": n}
 
 
+# ground-truth cameras with a lens distortion that a prediction may have rectified (COLMAP model names)
+_DISTORTED = ("SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV", "OPENCV_FISHEYE")
+
+
+def _rectified_lens_maps(pred: ArtifactStore, gt: ArtifactStore, name: str, p_res, g_res):
+    """``cv2.remap`` maps (at the ground-truth resolution) from the prediction's pixels to the ground truth's when
+    the ground-truth camera is distorted and the prediction's frames were rectified to a pinhole (lens given or
+    self-calibrated); ``None`` when both images are the same camera's (pixels compare directly)."""
+    gcam = gt.read_manifest(name).get("camera") or {}
+    if gcam.get("model") not in _DISTORTED or g_res is None or not pred.exists("intrinsics", name):
+        return None
+    pm = pred.read_manifest(name)
+    self_cal = ((pm.get("pose") or {}).get("intrinsics") or {}).get("distortion") or {}
+    if not (self_cal.get("rectified") or (pm.get("camera") or {}).get("rectified")):
+        return None
+    p_int, _, types = pred.read_intrinsics(name)
+    if set(types) != {"PINHOLE"}:
+        return None
+    k = cammod.scale_intrinsics(np.mean(p_int.astype(np.float64), axis=0), g_res[0] / (p_res or g_res)[0],
+                                g_res[1] / (p_res or g_res)[1], "PINHOLE")
+    w, h = g_res
+    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    rays = np.stack([(u - k[2]) / k[0], (v - k[3]) / k[1], np.ones_like(u)], -1)
+    uv, ok = cammod.project_points(gcam["model"], np.asarray(gcam["params"], np.float64), rays)
+    return (np.where(ok, uv[..., 0], -1e6).astype(np.float32), np.where(ok, uv[..., 1], -1e6).astype(np.float32))
+
+
 def _depth_section(pred: ArtifactStore, gt: ArtifactStore, name: str, depth_align: str, stride: int,
-                   static_only: bool, pose_scale: float, inds) -> dict[str, Any]:
+                   static_only: bool, pose_scale: float, inds, gt_maps=None) -> dict[str, Any]:
     import cv2
 
     n_p, n_g = pred.depth_count(name), gt.depth_count(name)
@@ -155,6 +192,9 @@ def _depth_section(pred: ArtifactStore, gt: ArtifactStore, name: str, depth_alig
     for (_, dp), (k, dg) in zip(pred.iter_depth(name, pm), gt.iter_depth(name, gm), strict=True):
         if dp.shape != dg.shape:
             dp = cv2.resize(dp, (dg.shape[1], dg.shape[0]), interpolation=cv2.INTER_NEAREST)
+        if gt_maps is not None:
+            dg = cv2.remap(dg, gt_maps[0], gt_maps[1], cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                           borderValue=np.nan)
         if depth_align == "pose":
             dp = dp * pose_scale
         valid = None
@@ -212,6 +252,8 @@ def format_table(result: dict[str, Any]) -> str:
                                         f"FOV {f['fov_deg_error']:.3f} deg"))
             if "xi_error" in f:
                 rows.append(("MEI xi error", f"{f['xi_error']:.4f} (xi {f['xi_pred']:.4f} vs {f['xi_gt']:.4f})"))
+            if "k1_error" in f:
+                rows.append(("radial k1 error", f"{f['k1_error']:.4f} (k1 {f['k1_pred']:.4f} vs {f['k1_gt']:.4f})"))
         elif "focal_note" in r:
             rows.append(("focal error", r["focal_note"]))
         if "depth" in r:
