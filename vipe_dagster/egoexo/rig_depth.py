@@ -114,7 +114,8 @@ class RigDepthConfig(BaseModel):
     device: str = Field("cpu", description="torch device of the sweep")
     # wide-baseline views: fronto-parallel windows match slanted surfaces poorly, so the semi-global
     # smoothness carries more weight than for a moving camera's short baselines
-    # (the moving camera's visibility rule min_seen is off: no effect measured on the rig yet)
+    # the moving camera's visibility rule min_seen is off here: at 0.5 the egoexo_rig bench's chosen camera
+    # rendered worse (cam02 24.7 -> 24.4 dB; cam01 27.9 -> 28.0, cam03/04 -0.1 to -0.2 dB), one run
     depth: DepthConfig = Field(default_factory=lambda: DepthConfig(sgm=True, coarse_to_fine=False, sgm_p1=0.1,
                                                                    sgm_p2=4.0, min_seen=0.0),
                                description="window/aggregation settings of the matching")
