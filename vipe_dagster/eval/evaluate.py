@@ -264,6 +264,8 @@ def format_table(result: dict[str, Any]) -> str:
                 ("depth RMSE", f"{d['rmse']:.4f} m"),
                 ("depth valid fraction", f"{d['valid_fraction']:.4f} ({d['frames']} frames)"),
             ]
+            if d.get("gt_resampled"):
+                rows.append(("depth ground truth", "sampled through the lens (prediction rectified to pinhole)"))
         if "masks" in r:
             mk = r["masks"]
             rows.append(("dynamic mask IoU", f"{mk['iou']:.4f} (precision {mk['precision']:.3f}, "
