@@ -21,16 +21,11 @@ WIDTH, HEIGHT = 1024, 512
 
 
 def run(quick: bool = False) -> list[dict]:
-    from ...synth import SceneConfig, generate
-    from .wide_angle import infer_and_score
+    from .wide_angle import generated_videos, infer_and_score
 
-    n = 40 if quick else 200
-    trajectories = ["handheld"] if quick else ["handheld", "forward"]
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for traj in trajectories:
-            cfg = SceneConfig(trajectory=traj, num_frames=n, width=WIDTH, height=HEIGHT, panorama=True, seed=0)
-            res = generate(cfg, str(Path(tmp) / f"gen_{traj}"))
+        for traj, n, res in generated_videos(tmp, quick, width=WIDTH, height=HEIGHT, panorama=True):
             seq, camera, cpu = infer_and_score(res, str(Path(tmp) / f"pano_{traj}"), "panorama", long_side=WIDTH)
             ate, dep = seq["ate"], seq.get("depth", {})
             proc = camera.get("processing", {})

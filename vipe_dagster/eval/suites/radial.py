@@ -22,16 +22,11 @@ K1 = -0.1
 
 
 def run(quick: bool = False) -> list[dict]:
-    from ...synth import SceneConfig, generate
-    from .wide_angle import infer_and_score
+    from .wide_angle import generated_videos, infer_and_score
 
-    n = 40 if quick else 200
-    trajectories = ["handheld"] if quick else ["handheld", "forward"]
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for traj in trajectories:
-            cfg = SceneConfig(trajectory=traj, num_frames=n, width=512, height=384, k1=K1, seed=0)
-            res = generate(cfg, str(Path(tmp) / f"gen_{traj}"))
+        for traj, n, res in generated_videos(tmp, quick, width=512, height=384, k1=K1):
             label = f"{traj}, {n} frames 512x384, k1 {K1}"
             for model, what in (("radial", "lens self-calibrated"), ("pinhole", "lens ignored")):
                 seq, _, cpu = infer_and_score(res, str(Path(tmp) / f"{model}_{traj}"), "default",

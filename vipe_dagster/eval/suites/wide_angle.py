@@ -35,16 +35,22 @@ def infer_and_score(res, out: str, pipeline: str, **prepare_kwargs) -> tuple[dic
     return seq, ArtifactStore(out).read_manifest(res.name).get("camera", {}), cpu
 
 
-def run(quick: bool = False) -> list[dict]:
+def generated_videos(tmp: str, quick: bool, **scene):
+    """The camera-model suites' inputs: 200-frame hand-held and forward videos (``quick``: one 40-frame
+    hand-held) generated with the ``SceneConfig`` settings ``scene`` under ``tmp``; yields
+    ``(trajectory, frames, SynthResult)``."""
     from ...synth import SceneConfig, generate
 
     n = 40 if quick else 200
-    trajectories = ["handheld"] if quick else ["handheld", "forward"]
+    for traj in ["handheld"] if quick else ["handheld", "forward"]:
+        cfg = SceneConfig(trajectory=traj, num_frames=n, seed=0, **scene)
+        yield traj, n, generate(cfg, str(Path(tmp) / f"gen_{traj}"))
+
+
+def run(quick: bool = False) -> list[dict]:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for traj in trajectories:
-            cfg = SceneConfig(trajectory=traj, num_frames=n, width=512, height=384, hfov_deg=HFOV, xi=XI, seed=0)
-            res = generate(cfg, str(Path(tmp) / f"gen_{traj}"))
+        for traj, n, res in generated_videos(tmp, quick, width=512, height=384, hfov_deg=HFOV, xi=XI):
             label = f"{traj}, {n} frames 512x384, MEI xi {XI}, {HFOV:.0f} deg"
             seq, camera, cpu = infer_and_score(res, str(Path(tmp) / f"wide_{traj}"), "wide_angle")
             ate, foc, dep = seq["ate"], seq["focal"], seq.get("depth", {})
