@@ -112,8 +112,8 @@ def evaluate_sequence(pred: ArtifactStore, gt: ArtifactStore, name: str, align: 
                 out["focal_note"] = cammod.PANORAMA_FOV_NOTE + "; no focal to compare"
             else:
                 out["focal"] = _focal_section(p_int[a], g_int[b], next(iter(models[0])), p_res, g_res)
-                gcam = gt.read_manifest(name).get("camera") or {}
-                k1 = ((pred.read_manifest(name).get("pose") or {}).get("intrinsics") or {}).get("k1")
+                gcam = _manifest(gt, name).get("camera") or {}
+                k1 = ((_manifest(pred, name).get("pose") or {}).get("intrinsics") or {}).get("k1")
                 if gcam.get("model") == "SIMPLE_RADIAL" and k1 is not None:  # self-calibrated k1 vs the lens's
                     k1_gt = float(gcam["params"][3])
                     out["focal"].update(k1_pred=float(k1), k1_gt=k1_gt, k1_error=abs(float(k1) - k1_gt))
@@ -149,6 +149,11 @@ def _mask_section(pred: ArtifactStore, gt: ArtifactStore, name: str, inds) -> di
     return {**mask_scores(tp, fp, fn), "mean_frame_iou": float(np.mean(ious)), "frames": n}
 
 
+def _manifest(store: ArtifactStore, name: str) -> dict:
+    """The sequence's manifest, or ``{}`` where there is none (e.g. ground truth written as bare arrays)."""
+    return store.read_manifest(name) if store.exists("manifest", name) else {}
+
+
 # ground-truth cameras with a lens distortion that a prediction may have rectified (COLMAP model names)
 _DISTORTED = ("SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV", "OPENCV_FISHEYE")
 
@@ -157,10 +162,10 @@ def _rectified_lens_maps(pred: ArtifactStore, gt: ArtifactStore, name: str, p_re
     """``cv2.remap`` maps (at the ground-truth resolution) from the prediction's pixels to the ground truth's when
     the ground-truth camera is distorted and the prediction's frames were rectified to a pinhole (lens given or
     self-calibrated); ``None`` when both images are the same camera's (pixels compare directly)."""
-    gcam = gt.read_manifest(name).get("camera") or {}
+    gcam = _manifest(gt, name).get("camera") or {}
     if gcam.get("model") not in _DISTORTED or g_res is None or not pred.exists("intrinsics", name):
         return None
-    pm = pred.read_manifest(name)
+    pm = _manifest(pred, name)
     self_cal = ((pm.get("pose") or {}).get("intrinsics") or {}).get("distortion") or {}
     if not (self_cal.get("rectified") or (pm.get("camera") or {}).get("rectified")):
         return None
