@@ -99,6 +99,7 @@ def evaluate_sequence(pred: ArtifactStore, gt: ArtifactStore, name: str, align: 
 
     g_res = _resolution(gt, name)
     p_res = _resolution(pred, name) or g_res
+    p_man, g_man = _manifest(pred, name), _manifest(gt, name)
     if pred.exists("intrinsics", name) and gt.exists("intrinsics", name) and g_res is not None:
         p_int, p_iinds, p_types = pred.read_intrinsics(name)
         g_int, g_iinds, g_types = gt.read_intrinsics(name)
@@ -112,13 +113,13 @@ def evaluate_sequence(pred: ArtifactStore, gt: ArtifactStore, name: str, align: 
                 out["focal_note"] = cammod.PANORAMA_FOV_NOTE + "; no focal to compare"
             else:
                 out["focal"] = _focal_section(p_int[a], g_int[b], next(iter(models[0])), p_res, g_res)
-                gcam = _manifest(gt, name).get("camera") or {}
-                k1 = ((_manifest(pred, name).get("pose") or {}).get("intrinsics") or {}).get("k1")
+                gcam = g_man.get("camera") or {}
+                k1 = ((p_man.get("pose") or {}).get("intrinsics") or {}).get("k1")
                 if gcam.get("model") == "SIMPLE_RADIAL" and k1 is not None:  # self-calibrated k1 vs the lens's
                     k1_gt = float(gcam["params"][3])
                     out["focal"].update(k1_pred=float(k1), k1_gt=k1_gt, k1_error=abs(float(k1) - k1_gt))
     if pred.exists("depth", name) and gt.exists("depth", name):
-        lens = _rectified_lens_maps(pred, gt, name, p_res, g_res)
+        lens = _rectified_lens_maps(pred, p_man, g_man, name, p_res, g_res)
         out["depth"] = _depth_section(pred, gt, name, depth_align, depth_stride, static_only,
                                       pose_scale=out["ate"]["scale"], inds=(p_inds, g_inds), gt_maps=lens)
         if lens is not None:
@@ -158,14 +159,13 @@ def _manifest(store: ArtifactStore, name: str) -> dict:
 _DISTORTED = ("SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV", "OPENCV_FISHEYE")
 
 
-def _rectified_lens_maps(pred: ArtifactStore, gt: ArtifactStore, name: str, p_res, g_res):
+def _rectified_lens_maps(pred: ArtifactStore, pm: dict, g_man: dict, name: str, p_res, g_res):
     """``cv2.remap`` maps (at the ground-truth resolution) from the prediction's pixels to the ground truth's when
     the ground-truth camera is distorted and the prediction's frames were rectified to a pinhole (lens given or
     self-calibrated); ``None`` when both images are the same camera's (pixels compare directly)."""
-    gcam = _manifest(gt, name).get("camera") or {}
+    gcam = g_man.get("camera") or {}
     if gcam.get("model") not in _DISTORTED or g_res is None or not pred.exists("intrinsics", name):
         return None
-    pm = _manifest(pred, name)
     self_cal = ((pm.get("pose") or {}).get("intrinsics") or {}).get("distortion") or {}
     if not (self_cal.get("rectified") or (pm.get("camera") or {}).get("rectified")):
         return None
@@ -174,11 +174,8 @@ def _rectified_lens_maps(pred: ArtifactStore, gt: ArtifactStore, name: str, p_re
         return None
     k = cammod.scale_intrinsics(np.mean(p_int.astype(np.float64), axis=0), g_res[0] / (p_res or g_res)[0],
                                 g_res[1] / (p_res or g_res)[1], "PINHOLE")
-    w, h = g_res
-    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-    rays = np.stack([(u - k[2]) / k[0], (v - k[3]) / k[1], np.ones_like(u)], -1)
-    uv, ok = cammod.project_points(gcam["model"], np.asarray(gcam["params"], np.float64), rays)
-    return (np.where(ok, uv[..., 0], -1e6).astype(np.float32), np.where(ok, uv[..., 1], -1e6).astype(np.float32))
+    lens = cammod.camera_from_colmap(gcam["model"], np.asarray(gcam["params"], np.float64))
+    return cammod.rectify_maps(lens, k, *g_res)
 
 
 def _depth_section(pred: ArtifactStore, gt: ArtifactStore, name: str, depth_align: str, stride: int,
