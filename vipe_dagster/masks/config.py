@@ -29,6 +29,12 @@ class MaskConfig(BaseModel):
                                               "the Sampson distance to the epipolar line is the residual")
     seed_residual_px: float = Field(2.5, ge=0, description="a moving-object seed (connected component) needs this "
                                                            "mean residual (px at mask res); 0 = off")
+    static_residual_px: float = Field(1.25, ge=0, description="depth from multi-view stereo (manifest depth.method "
+                                                              "mvs*): a seed must also keep this median residual (px "
+                                                              "at mask res) against the best static explanation of "
+                                                              "its flow, the depth triangulated from the flow clamped "
+                                                              "to the depth range around the seed, unless it touches "
+                                                              "a seed that does (0 = off)")
     grow_margin: float = Field(0.5, ge=0, description="each motion seed is grown inside its box enlarged by this "
                                                      "share of its size: residual against the depth the "
                                                      "surrounding static scene would have there (0 = off)")

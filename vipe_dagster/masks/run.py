@@ -220,6 +220,90 @@ def _residual(flow: np.ndarray, depth: np.ndarray | None, k_a: np.ndarray, k_b: 
     return np.sqrt(num / np.maximum(den, 1e-12))
 
 
+def _depth_is_stereo(store: ArtifactStore, name: str) -> bool:
+    """Whether ``depth/<name>.zip`` is multi-view stereo of these frames (manifest ``depth.method`` mvs or
+    mvs+learned): then a disagreement between the depth and the flow that a static point explains is a depth
+    error of the same parallax evidence. Depth from elsewhere (a learned model alone, ground truth) is
+    independent of the flow, and such a disagreement is motion."""
+    if not store.exists("manifest", name):
+        return False
+    method = (store.read_manifest(name).get("depth") or {}).get("method")
+    return isinstance(method, str) and method.startswith("mvs")
+
+
+def _triangulated_depth(flow: np.ndarray, k_a: np.ndarray, k_b: np.ndarray, c2w_a: np.ndarray, c2w_b: np.ndarray,
+                        offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Depth along each ray of frame a that best explains the flow a->b for a static point (linear least
+    squares of the two projection equations in b); NaN where the two cameras see the ray without parallax or
+    the point would be behind camera a. ``flow`` may be a crop whose top-left pixel is ``offset`` (x, y)."""
+    h, w = flow.shape[:2]
+    vv, uu = np.mgrid[offset[1]:offset[1] + h, offset[0]:offset[0] + w].astype(np.float64)
+    t_ba = np.linalg.inv(c2w_b) @ c2w_a
+    R, t = t_ba[:3, :3], t_ba[:3, 3]
+    ray = np.stack([(uu - k_a[2]) / k_a[0], (vv - k_a[3]) / k_a[1], np.ones_like(uu)], -1) @ R.T
+    xb = (uu + flow[..., 0] - k_b[2]) / k_b[0]
+    yb = (vv + flow[..., 1] - k_b[3]) / k_b[1]
+    a1, a2 = ray[..., 0] - xb * ray[..., 2], ray[..., 1] - yb * ray[..., 2]
+    b1, b2 = t[0] - xb * t[2], t[1] - yb * t[2]
+    den = a1 * a1 + a2 * a2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = -(a1 * b1 + a2 * b2) / den
+    return np.where((den > 1e-12) & (d > 0), d, np.nan)
+
+
+def _static_residual(comp: np.ndarray, depth: np.ndarray, flows: dict, k_lo: np.ndarray, poses: np.ndarray,
+                     i: int, ring_px: int = 15, pct: tuple[float, float] = (5, 95), widen: float = 1.25) -> float:
+    """Median over the component ``comp`` of the residual left by the best *static* explanation of its flow:
+    per neighbour, the depth triangulated from that flow, clamped to the depth range of the surface around
+    the component (a ``ring_px`` ring, 5th-95th percentile, widened by 25 %), then the smaller residual of
+    the two neighbours. Static structure whose depth map is wrong (occlusion borders, grazing surfaces) is
+    explained by some depth in that range; a moving object is not, and neither is one that the stereo
+    explains only as a point far behind its surroundings (the dog following a retreating camera)."""
+    h, w = comp.shape
+    ring_k = np.ones((ring_px, ring_px), np.uint8)
+    near = cv2.dilate(comp.astype(np.uint8), ring_k) > 0
+    ring = near & ~comp & np.isfinite(depth) & (depth > 0)
+    if ring.sum() < 8:
+        return float("inf")
+    lo, hi = np.percentile(depth[ring], pct)
+    lo, hi = lo / widen, hi * widen
+    ys, xs = np.nonzero(comp)
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    res = []
+    for j, f in flows.items():
+        crop = f[y0:y1, x0:x1]
+        d = _triangulated_depth(crop, k_lo[i], k_lo[j], poses[i], poses[j], offset=(x0, y0))
+        d = np.clip(np.where(np.isfinite(d), d, hi), lo, hi)
+        res.append(_residual(crop, d, k_lo[i], k_lo[j], poses[i], poses[j], offset=(x0, y0), image_size=(w, h)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r = np.nanmin(np.stack(res), axis=0) if len(res) > 1 else res[0]
+        v = r[comp[y0:y1, x0:x1]]
+        return float(np.nanmedian(v)) if np.isfinite(v).any() else float("inf")
+
+
+def _grow_box(st_row: np.ndarray, margin: float, w: int, h: int) -> tuple[int, int, int, int]:
+    """The box ``(x0, y0, x1, y1)`` of a component (a ``connectedComponentsWithStats`` row) enlarged by
+    ``margin`` of its size (+2 px) on every side, clipped to the image."""
+    x, y, bw, bh = (int(v) for v in st_row[:4])
+    mx, my = int(margin * bw) + 2, int(margin * bh) + 2
+    return max(0, x - mx), max(0, y - my), min(w, x + bw + mx), min(h, y + bh + my)
+
+
+def _moving_seeds(seeds: list[int], lab: np.ndarray, cstats: np.ndarray, moves, margin: float) -> list[int]:
+    """The seeds that are motion: those ``moves(c)`` proves (their residual is not a depth error on static
+    structure, see :func:`_static_residual`), and the others whose growth box touches a proven seed's (a
+    slow part of the same object, e.g. a body whose legs move)."""
+    h, w = lab.shape
+    proven = [c for c in seeds if moves(c)]
+    boxes = {c: _grow_box(cstats[c], margin, w, h) for c in seeds}
+
+    def touches(a, b) -> bool:
+        return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+    return [c for c in seeds if c in proven or any(touches(boxes[c], boxes[p]) for p in proven)]
+
+
 def _background_depth(depth: np.ndarray, box: tuple[int, int, int, int], blur: float) -> np.ndarray:
     """The depth inside the box ``(x0, y0, x1, y1)`` that the static scene around it would have: the nearest
     pixel just outside the box, Gaussian-blurred. Returns the box-sized crop."""
@@ -317,7 +401,8 @@ def strong_motion_share(residual: np.ndarray, cfg: MaskConfig) -> float:
 
 def _motion_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int], full: tuple[int, int],
                   poses: np.ndarray, k_lo: np.ndarray, use_depth: bool, cfg: MaskConfig, writer,
-                  stats: _InstanceStats, refiller: _DepthRefiller | None, pose_ok: np.ndarray) -> tuple[int, float, dict]:
+                  stats: _InstanceStats, refiller: _DepthRefiller | None, pose_ok: np.ndarray,
+                  stereo: bool = False) -> tuple[int, float, dict]:
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     gap = cfg.flow_gap
     gray: dict[int, np.ndarray] = {}
@@ -351,10 +436,14 @@ def _motion_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int]
             if cfg.seed_residual_px > 0 and fg.any():
                 # a moving object moves clearly somewhere: components whose mean residual stays near the
                 # noise floor are depth/flow errors on static structure (thin edges, occlusion borders)
-                ncomp, lab = cv2.connectedComponents(fg.astype(np.uint8), connectivity=8)[:2]
+                ncomp, lab, cstats, _ = cv2.connectedComponentsWithStats(fg.astype(np.uint8), connectivity=8)
                 means = np.bincount(lab.ravel(), rr.ravel(), ncomp) / np.maximum(np.bincount(lab.ravel(), None,
                                                                                                ncomp), 1)
-                fg = np.isin(lab, np.flatnonzero(means >= cfg.seed_residual_px)) & (lab > 0)
+                seeds = [c for c in np.flatnonzero(means >= cfg.seed_residual_px) if c > 0]
+                if stereo and cfg.static_residual_px > 0 and i in depth and seeds:
+                    seeds = _moving_seeds(seeds, lab, cstats, lambda c: _static_residual(
+                        lab == c, depth[i], flows, k_lo, poses, i) >= cfg.static_residual_px, cfg.grow_margin)
+                fg = np.isin(lab, seeds) & (lab > 0)
             strong.append(strong_motion_share(r, cfg))
             if fg.any() and (cfg.grow_margin > 0 or cfg.grabcut_iterations > 0):
                 fg, r = _grow(i, fg, r, thr, flows)
@@ -404,11 +493,10 @@ def _motion_masks(store: ArtifactStore, name: str, n: int, size: tuple[int, int]
         out = fg.copy()
         r_out = r.copy()
         for c in range(1, ncomp):
-            x, y, bw, bh, area = st[c]
-            if area < min_area:
+            if st[c][4] < min_area:
                 continue
-            mx, my = int(cfg.grow_margin * bw) + 2, int(cfg.grow_margin * bh) + 2
-            box = (max(0, x - mx), max(0, y - my), min(w, x + bw + mx), min(h, y + bh + my))
+            bw, bh = int(st[c][2]), int(st[c][3])
+            box = _grow_box(st[c], cfg.grow_margin, w, h)
             comp = lab == c
             x0, y0, x1, y1 = box
             d_bg = _background_depth(depth[i], box, blur=max(2.0, 0.1 * max(bw, bh))) if i in depth else None
@@ -568,10 +656,12 @@ def run_masks(store: ArtifactStore, name: str, config: MaskConfig | None = None)
             use_depth = cfg.use_depth and store.exists("depth", name)
             if use_depth and store.depth_count(name) != n:
                 raise ArtifactError(f"{store.path('depth', name)} has {store.depth_count(name)} frames, expected {n}")
+            stereo = use_depth and _depth_is_stereo(store, name)
             with _DepthRefiller(store, name) if use_depth and cfg.refill_depth else nullcontext() as refiller:
                 pose_ok = store.read_pose_valid(name)
                 n_inst, fg, motion = _motion_masks(store, name, n, size, full, poses.astype(np.float64), k_lo,
-                                                   use_depth, cfg, writer, stats, refiller, pose_ok)
+                                                   use_depth, cfg, writer, stats, refiller, pose_ok, stereo)
+                motion["static_explanation_test"] = bool(stereo and cfg.static_residual_px > 0)
                 motion["frames_without_pose"] = int((~pose_ok).sum())
             if refiller is not None:
                 motion["depth_refilled"] = refiller.summary()
