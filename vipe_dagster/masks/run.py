@@ -8,7 +8,9 @@
   with the flow the camera motion induces: the full rigid flow from the depth map when ``depth/<n>.zip``
   exists, otherwise the Sampson distance of the flow match to the epipolar geometry of the two poses.
   A pixel is dynamic when the smaller of the two residuals (robust to disocclusions, which show up on
-  one side only) exceeds ``max(residual_px, residual_k * 1.4826 * MAD)``.
+  one side only) exceeds ``max(residual_px, residual_k * 1.4826 * MAD)``. With multi-view-stereo depth, a
+  region whose flow a static point at a depth of its surroundings explains is a depth error, not motion
+  (:func:`_static_residual`).
 
 Both then clean up with opening/closing, drop small components, and give connected components instance
 ids that persist over frames by overlap with the previous frame's instances.
