@@ -182,18 +182,23 @@ def _skew(v: np.ndarray) -> np.ndarray:
     return np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
 
 
+def _pixel_rays(shape: tuple[int, int], k_a: np.ndarray, c2w_a: np.ndarray, c2w_b: np.ndarray,
+                offset: tuple[int, int] = (0, 0)):
+    """Pixel grid of an ``(h, w)`` crop at ``offset`` (x, y) of frame a, its normalised rays ``(xa, ya, 1)``
+    and the motion a->b: ``(uu, vv, xa, ya, R, t)``."""
+    h, w = shape
+    vv, uu = np.mgrid[offset[1]:offset[1] + h, offset[0]:offset[0] + w].astype(np.float64)
+    t_ba = np.linalg.inv(c2w_b) @ c2w_a
+    return uu, vv, (uu - k_a[2]) / k_a[0], (vv - k_a[3]) / k_a[1], t_ba[:3, :3], t_ba[:3, 3]
+
+
 def _residual(flow: np.ndarray, depth: np.ndarray | None, k_a: np.ndarray, k_b: np.ndarray, c2w_a: np.ndarray,
               c2w_b: np.ndarray, offset: tuple[int, int] = (0, 0),
               image_size: tuple[int, int] | None = None) -> np.ndarray:
     """Pixel residual of the flow a->b against the camera motion (rigid flow or Sampson distance); NaN where
     the rigid flow leaves frame b. ``flow``/``depth`` may be a crop whose top-left pixel is ``offset`` (x, y)
     of an image of ``image_size`` (w, h)."""
-    h, w = flow.shape[:2]
-    vv, uu = np.mgrid[offset[1]:offset[1] + h, offset[0]:offset[0] + w].astype(np.float64)
-    t_ba = np.linalg.inv(c2w_b) @ c2w_a
-    R, t = t_ba[:3, :3], t_ba[:3, 3]
-    xa = (uu - k_a[2]) / k_a[0]
-    ya = (vv - k_a[3]) / k_a[1]
+    uu, vv, xa, ya, R, t = _pixel_rays(flow.shape[:2], k_a, c2w_a, c2w_b, offset)
     if depth is not None:
         p = np.stack([xa * depth, ya * depth, depth], -1) @ R.T + t
         z = p[..., 2]
@@ -238,11 +243,8 @@ def _triangulated_depth(flow: np.ndarray, k_a: np.ndarray, k_b: np.ndarray, c2w_
     """Depth along each ray of frame a that best explains the flow a->b for a static point (linear least
     squares of the two projection equations in b); NaN where the two cameras see the ray without parallax or
     the point would be behind camera a. ``flow`` may be a crop whose top-left pixel is ``offset`` (x, y)."""
-    h, w = flow.shape[:2]
-    vv, uu = np.mgrid[offset[1]:offset[1] + h, offset[0]:offset[0] + w].astype(np.float64)
-    t_ba = np.linalg.inv(c2w_b) @ c2w_a
-    R, t = t_ba[:3, :3], t_ba[:3, 3]
-    ray = np.stack([(uu - k_a[2]) / k_a[0], (vv - k_a[3]) / k_a[1], np.ones_like(uu)], -1) @ R.T
+    uu, vv, xa, ya, R, t = _pixel_rays(flow.shape[:2], k_a, c2w_a, c2w_b, offset)
+    ray = np.stack([xa, ya, np.ones_like(uu)], -1) @ R.T
     xb = (uu + flow[..., 0] - k_b[2]) / k_b[0]
     yb = (vv + flow[..., 1] - k_b[3]) / k_b[1]
     a1, a2 = ray[..., 0] - xb * ray[..., 2], ray[..., 1] - yb * ray[..., 2]
@@ -254,7 +256,7 @@ def _triangulated_depth(flow: np.ndarray, k_a: np.ndarray, k_b: np.ndarray, c2w_
 
 
 def _static_residual(comp: np.ndarray, depth: np.ndarray, flows: dict, k_lo: np.ndarray, poses: np.ndarray,
-                     i: int, ring_px: int = 15, pct: tuple[float, float] = (5, 95), widen: float = 1.25) -> float:
+                     i: int, ring_px: int = 15) -> float:
     """Median over the component ``comp`` of the residual left by the best *static* explanation of its flow:
     per neighbour, the depth triangulated from that flow, clamped to the depth range of the surface around
     the component (a ``ring_px`` ring, 5th-95th percentile, widened by 25 %), then the smaller residual of
@@ -267,8 +269,8 @@ def _static_residual(comp: np.ndarray, depth: np.ndarray, flows: dict, k_lo: np.
     ring = near & ~comp & np.isfinite(depth) & (depth > 0)
     if ring.sum() < 8:
         return float("inf")
-    lo, hi = np.percentile(depth[ring], pct)
-    lo, hi = lo / widen, hi * widen
+    lo, hi = np.percentile(depth[ring], (5, 95))
+    lo, hi = lo / 1.25, hi * 1.25
     ys, xs = np.nonzero(comp)
     x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
     res = []
