@@ -439,7 +439,7 @@ class ArtifactStore:
         return FrameZipReader(self.path("mask", name), "png", _decode_mask_png).read(index)
 
     # ---------------------------------------------------------------- rgb
-    def rgb_writer(self, name: str, fps: float, crf: int = 18):
+    def rgb_writer(self, name: str, fps: float, crf: int | None = None):
         from .video import VideoWriter
 
         return VideoWriter(self.path("rgb", name), fps=fps, crf=crf,

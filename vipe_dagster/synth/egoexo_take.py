@@ -412,7 +412,7 @@ def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48,
         np.save(gt_dir / "exo_depth_video" / f"{c}.npy", tv.astype(np.float32))
         img = (rgb * 255).round().astype(np.uint8)
         videos[c] = str(vdir / f"{c}.mp4")
-        with VideoWriter(videos[c], fps=30.0, crf=18) as w:
+        with VideoWriter(videos[c], fps=30.0) as w:
             for _ in range(num_frames):
                 w.add(img)
     for c in cams:
@@ -463,7 +463,7 @@ def generate_rig_take(out_root: str, num_cameras: int = 4, num_frames: int = 48,
     for c in cams:
         (gt_dir / "ego_fisheye_visible" / c).mkdir(parents=True, exist_ok=True)
     ego_video = str(vdir / "aria01_214-1.mp4")
-    with VideoWriter(ego_video, fps=30.0, crf=18) as ego_w:
+    with VideoWriter(ego_video, fps=30.0) as ego_w:
         for i in range(num_frames):
             c2w = np.linalg.inv(ego_w2c[i])
             tt, col = cast(c2w[:3, 3], rays @ c2w[:3, :3].T)

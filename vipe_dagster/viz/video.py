@@ -209,7 +209,7 @@ def render_vis_frame(src: SequenceSource, index: int, layout: VisLayout, plot: T
     return np.concatenate([_header(layout, index, src.n), row], axis=0)
 
 
-def write_vis_video(store: ArtifactStore, name: str, crf: int = 18,
+def write_vis_video(store: ArtifactStore, name: str, crf: int | None = None,
                     progress: Callable[[int, int], None] | None = None) -> str:
     """Write ``vipe/<name>_vis.mp4`` (atomically) and return its URI.
 

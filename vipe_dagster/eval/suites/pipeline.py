@@ -50,7 +50,7 @@ def make_pingpong_video(src: str | os.PathLike, dst: str, num_frames: int) -> in
     if len(frames) < 2:
         raise ValueError(f"{src}: need at least 2 frames for a ping-pong video, got {len(frames)}")
     cycle = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1))
-    with VideoWriter(dst, stream.fps, crf=18) as w:
+    with VideoWriter(dst, stream.fps) as w:
         for k in range(num_frames):
             w.add(frames[cycle[k % len(cycle)]])
     return num_frames
