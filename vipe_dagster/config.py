@@ -68,6 +68,11 @@ class KeyframeConfig(_Model):
     max_gap: int = Field(15, ge=1, description="a keyframe at least every this many frames")
     init_min_parallax_deg: float = Field(1.0, gt=0, description="median rotation-compensated parallax needed "
                                          "before the two-view initialisation is accepted")
+    init_max_parallax_deg: float = Field(20.0, gt=0, description="a two-view motion whose median rotation-"
+                                         "compensated parallax exceeds this is rejected: the initialisation "
+                                         "accepts the first pair past init_min_parallax_deg, so a video's true "
+                                         "pair sits near it, and tens of degrees mean a wrong rotation (a "
+                                         "near-homography pair's twisted or planar alternative)")
     init_ambiguity_ratio: float = Field(0.5, gt=0, le=1, description="a planar scene has two two-view "
                                         "motions: the initialisation waits until the better one's accumulated "
                                         "reprojection error on later frames is below this fraction of the other's")

@@ -324,7 +324,8 @@ class SlamSystem:
         rotation_like = h_frac >= 0.8 and h_frac >= 0.95 * e_frac and rot_res < 0.01
         log.debug("init test frame %d: parallax %.2f deg, H/E inliers %.2f/%.2f, H rotation residual %.4f",
                   frame, med_par, h_frac, e_frac, rot_res)
-        if med_par < self.cfg.keyframe.init_min_parallax_deg or rotation_like:
+        kc = self.cfg.keyframe
+        if med_par < kc.init_min_parallax_deg or med_par > kc.init_max_parallax_deg or rotation_like:
             return False
         T0 = np.eye(4)
         min_par = 0.5 * self.cfg.keyframe.init_min_parallax_deg
@@ -337,8 +338,8 @@ class SlamSystem:
         valid = []
         for T1c in self._distinct_motions(cands):
             par_c = geo.rotation_compensated_parallax(p0[inl], p1[inl], T1c[:3, :3], K)
-            if float(np.median(par_c)) < self.cfg.keyframe.init_min_parallax_deg:
-                continue  # this motion explains the tracks by rotation: no depth from it
+            if not kc.init_min_parallax_deg <= float(np.median(par_c)) <= kc.init_max_parallax_deg:
+                continue  # this motion explains the tracks by rotation (no depth from it), or is implausible
             Xc = geo.triangulate(T0, T1c, p0, p1, K)
             gc = self._check_points(Xc, [(T0, p0), (T1c, p1)], K, min_par=min_par) & inl
             if gc.sum() >= max(self._min_tracks(), 0.3 * len(p0)):
