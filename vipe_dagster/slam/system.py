@@ -328,7 +328,7 @@ class SlamSystem:
         if med_par < kc.init_min_parallax_deg or med_par > kc.init_max_parallax_deg or rotation_like:
             return False
         T0 = np.eye(4)
-        min_par = 0.5 * self.cfg.keyframe.init_min_parallax_deg
+        min_par = 0.5 * kc.init_min_parallax_deg
         cands = [geo.pose(R, t.ravel())]
         planar = H is not None and h_frac >= 0.8 * e_frac
         if planar:
