@@ -125,6 +125,12 @@ class BAConfig(_Model):
     loss_scale_px: float = Field(1.5, gt=0, description="robust loss scale (px)")
     outlier_px: float = Field(3.0, gt=0, description="observations with larger reprojection error are dropped")
     min_obs: int = Field(2, ge=2, description="keyframe observations a map point needs to stay in BA")
+    track_consistency_p: float = Field(1e-6, ge=0, lt=1, description="after the final global BA, a map point "
+                                       "whose reprojection errors, summed over its observations, exceed the "
+                                       "chi-square bound of this tail probability (noise estimated robustly "
+                                       "from all observations) is dropped and the BA runs again: a corner that "
+                                       "slides along an occlusion or a shadow fits no static point, and its "
+                                       "errors, each below outlier_px, bias the self-calibrated focal; 0 = off")
     device: str = Field("cpu", description="torch device of the BA ('cpu', 'cuda')")
     torch_threads: int = Field(1, ge=0, description="torch intra-op threads during BA on CPU (0 = torch's "
                                "default); the BA problems are small and extra threads only contend "

@@ -20,6 +20,7 @@ class BAOutput:
     inliers: np.ndarray  # (K,) bool: observation reprojection error below the outlier threshold
     reproj_px: np.ndarray  # (K,) reprojection error norm at the solution
     cost: float  # final robust cost
+    obs_pid: np.ndarray | None = None  # (K,) the map point id of each observation (set by the SLAM's driver)
 
 
 def bundle_adjust(poses_w2c: np.ndarray, points: np.ndarray, obs_cam: np.ndarray, obs_pt: np.ndarray,
