@@ -209,7 +209,8 @@ def _run_pose(store: ArtifactStore, name: str, cfg: PoseConfig, progress: bool) 
                     "num_points": int(len(out.points)), "num_observations": int(len(out.obs_frame)),
                     "lost_frames": int(status_counts.get("lost", 0)),
                     "ba_windowed_runs": out.stats.get("ba_windowed"),
-                    "ba_global_runs": out.stats.get("ba_global")},
+                    "ba_global_runs": out.stats.get("ba_global"),
+                    "inconsistent_tracks_dropped": out.stats.get("inconsistent_tracks")},
         "peak_rss_mb": round(peak_mb, 1),
     }
     store.update_manifest(name, "pose", {"pose": _json_clean(pose_section)}, timings=timings)
