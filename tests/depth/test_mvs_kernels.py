@@ -85,3 +85,30 @@ def test_project_moves_pixels_by_the_relative_pose():
     np.testing.assert_array_equal(dv, sv)
     np.testing.assert_array_equal(du, su - 5)
     assert (su >= 5).all() and len(src) == (w - 5) * h - 1
+
+
+def test_scene_depth_weighs_sparse_points_by_image_area():
+    # an 80x60 image in 10 px cells (8 x 6): 40 cells hold one point each at depth 2; the 8 textured cells of
+    # the top row hold 50 points each at depth 9. The plain median follows the crowd (9); over the image area
+    # the scene is at 2.
+    uv, z = [], []
+    for cy in range(6):
+        for cx in range(8):
+            many = cy == 0
+            for k in range(50 if many else 1):
+                uv.append((cx * 10 + 1 + (k % 8), cy * 10 + 1 + (k // 8)))
+                z.append(9.0 if many else 2.0)
+    uv, z = np.asarray(uv, np.float32), np.asarray(z)
+    frame = np.zeros(len(z), np.int32)
+    assert np.median(z) == 9.0
+    assert mvs.area_median_depth(z, frame, uv, (80, 60), 8) == pytest.approx(2.0)
+    # one cell over the whole image: the plain median again
+    assert mvs.area_median_depth(z, frame, uv, (80, 60), 1) == pytest.approx(9.0)
+    # cells are per frame: split over two frames, the textured cells count twice (16 against 40)
+    assert mvs.area_median_depth(z, np.arange(len(z)) % 2, uv, (80, 60), 8) == pytest.approx(2.0)
+    # non-finite and non-positive depths are ignored; none left is an error
+    z2 = z.copy()
+    z2[:5], z2[5:8] = np.nan, -1.0
+    assert mvs.area_median_depth(z2, frame, uv, (80, 60), 8) == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        mvs.area_median_depth(np.full(3, np.nan), np.zeros(3, np.int32), np.zeros((3, 2)), (80, 60), 8)

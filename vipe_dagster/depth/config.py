@@ -85,6 +85,10 @@ class DepthConfig(BaseModel):
                                               "pixels are not measured: they are filled from the static depth "
                                               "around them and are never reliable")
     max_frame_gap: int = Field(30, ge=1, description="sources come from frames within +-this many frames")
+    scene_depth_cells: int = Field(8, ge=1, description="the median scene depth (at which parallax is "
+                                                        "measured) weighs the sparse points by image area: "
+                                                        "the median of per-cell medians, this many square "
+                                                        "cells along the image's long side")
     min_parallax_px: float = Field(6.0, gt=0, description="least parallax (px at MVS resolution, at the median "
                                                           "scene depth) between reference and source")
     source_spacing: float = Field(0.5, ge=0, description="sources must differ from each other by this share of "

@@ -105,7 +105,9 @@ def _read_inputs(store: ArtifactStore, name: str) -> tuple[np.ndarray, np.ndarra
     return poses.astype(np.float64), intr[:, :4].astype(np.float64)
 
 
-def _sparse_depths(store: ArtifactStore, name: str, poses: np.ndarray) -> np.ndarray | None:
+def _sparse_depths(store: ArtifactStore, name: str, poses: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Depth, frame and pixel (stored resolution) of the sparse-map observations (a sample of 200k at most)."""
     if not store.exists("sparse", name):
         return None
     sm = store.read_sparse_map(name)
@@ -121,7 +123,7 @@ def _sparse_depths(store: ArtifactStore, name: str, poses: np.ndarray) -> np.nda
     w2c = np.linalg.inv(poses[sm.obs_frame[sel]])
     p = sm.points[sm.obs_point[sel]].astype(np.float64)
     z = np.einsum("nj,nj->n", w2c[:, 2, :3], p) + w2c[:, 2, 3]
-    return z
+    return z, sm.obs_frame[sel], sm.obs_uv[sel]
 
 
 class DepthStage:
@@ -162,18 +164,18 @@ class DepthStage:
 
         self.depth_range: tuple[float, float] | None = None
         self.range_source = "none"  # "sparse_map", "config", "auto" or "none"
-        self.ref_depth: float | None = None  # median scene depth
-        sparse = _sparse_depths(store, name, self.poses)
-        if sparse is not None:
-            self.depth_range = mvs.depth_range_from_points(sparse, cfg.range_percentiles, cfg.range_margin)
+        self.ref_depth: float | None = None  # median scene depth (over the image area)
+        W, H = self.W, self.H = self.stream.width, self.stream.height
+        obs = _sparse_depths(store, name, self.poses)
+        if obs is not None:
+            self.depth_range = mvs.depth_range_from_points(obs[0], cfg.range_percentiles, cfg.range_margin)
             if self.depth_range is not None:
                 self.range_source = "sparse_map"
-                self.ref_depth = float(np.median(sparse[np.isfinite(sparse) & (sparse > 0)]))
+                self.ref_depth = mvs.area_median_depth(*obs, (W, H), cfg.scene_depth_cells)
         if self.depth_range is None and cfg.depth_range is not None:
             self.depth_range, self.range_source = tuple(cfg.depth_range), "config"
             self.ref_depth = mvs.geometric_mid(self.depth_range)
 
-        W, H = self.W, self.H = self.stream.width, self.stream.height
         self.w, self.h = mvs.mvs_size(W, H, cfg.mvs_long_side)
         sx, sy = self.w / W, self.h / H
         self.k_lo = np.stack([mvs.scale_intrinsics(k, sx, sy) for k in self.intr])
