@@ -411,6 +411,7 @@ def edge_aware_fill(depth: np.ndarray, guide: np.ndarray, sigma_color: float, it
     g = torch.from_numpy(np.ascontiguousarray(guide, dtype=np.float32)).reshape(-1, 3)  # (HW, 3)
     inv2s2 = 1.0 / (2.0 * sigma_color * sigma_color)
     g3 = g.t().reshape(3, h, w)
+    g_planar = [g3[c].reshape(-1).contiguous() for c in range(3)]
     # a pass evaluates only the hole pixels while they are few (gathered neighbours; a neighbour outside the
     # image has the colour of the nearest border pixel and no depth), every pixel with shifted slices
     # otherwise (faster when a large share of the image is open); both give the same numbers
@@ -428,7 +429,7 @@ def edge_aware_fill(depth: np.ndarray, guide: np.ndarray, sigma_color: float, it
             holes = (~val).nonzero()[:, 0]
             continue
         hy, hx = holes // w, holes % w
-        gh = g[holes]
+        gh = [gc.index_select(0, holes) for gc in g_planar]
         num = torch.zeros(len(holes))
         den = torch.zeros(len(holes))
         for dy in (-dil, 0, dil):
@@ -441,9 +442,12 @@ def edge_aware_fill(depth: np.ndarray, guide: np.ndarray, sigma_color: float, it
                 nx = hx + dx
                 inside = y_in & (nx >= 0) & (nx < w)
                 nb = nyc * w + nx.clamp(0, w - 1)
-                diff = ((g[nb] - gh) ** 2).sum(1)
-                wgt = torch.exp(-diff * inv2s2) * (val[nb] & inside).float()
-                num += wgt * torch.where(inside, logd[nb], torch.zeros(()))
+                # 1-D gathers from planar channels: several times faster than gathering (N, 3) rows
+                diff = torch.zeros(len(holes))
+                for gc, ghc in zip(g_planar, gh, strict=True):
+                    diff += (gc.index_select(0, nb) - ghc).square_()
+                wgt = torch.exp(-diff * inv2s2) * (val.index_select(0, nb) & inside).float()
+                num += wgt * torch.where(inside, logd.index_select(0, nb), torch.zeros(()))
                 den += wgt
         newly = den > 1e-4
         logd[holes[newly]] = (num / den.clamp_min(1e-12))[newly]
