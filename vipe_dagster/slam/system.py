@@ -849,13 +849,17 @@ class SlamSystem:
         hits = []
         for k in range(len(seg.keyframes) - 1, -1, -1):
             kk = seg.keyframes[k]
-            if not len(kk.ids) or kk.ids.max() < t:
-                break  # keyframes before the track was born (ids grow with birth time)
-            pos = kk.lookup(np.array([t, p]))
-            if pos[0] >= 0:
-                if pos[1] >= 0:
+            n = len(kk.ids)
+            if not n or kk.ids[-1] < t:
+                break  # keyframes before the track was born (ids grow with birth time; ids are sorted)
+            # scalar searches (this runs for every keyframe of every merge: Keyframe.lookup's array
+            # handling costs several times more here)
+            rt = int(kk.ids.searchsorted(t))
+            if rt < n and kk.ids[rt] == t:
+                rp = int(kk.ids.searchsorted(p))
+                if rp < n and kk.ids[rp] == p:
                     return False
-                hits.append((kk, int(pos[0])))
+                hits.append((kk, rt))
         for kk, r in hits:
             kk.ids = kk.ids.copy()
             kk.ids[r] = p
@@ -1034,6 +1038,7 @@ class SlamSystem:
         alive = np.ones(len(pids), bool)
         counts = np.zeros(len(pids), np.int64)
         K = self.K
+        P = np.stack([seg.points[i] for i in pids.tolist()])  # once: this runs after every BA, for every keyframe
         for kf in seg.keyframes:
             ids = kf.ids[~kf.bad]
             pos = np.clip(np.searchsorted(pids, ids), 0, len(pids) - 1)
@@ -1041,8 +1046,7 @@ class SlamSystem:
             if not has.any():
                 continue
             idx = pos[has]
-            X = np.stack([seg.points[i] for i in pids[idx].tolist()])
-            _, z = geo.project(X, kf.T, K)
+            _, z = geo.project(P[idx], kf.T, K)
             alive[idx[z <= 1e-3]] = False
             counts[idx[z > 1e-3]] += 1
         drop = ~alive | ((counts < 2) & ~np.isin(pids, seg.keyframes[-1].ids))
