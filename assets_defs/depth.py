@@ -10,6 +10,7 @@ from pydantic import Field
 from resources.artifacts import ArtifactStoreResource
 from resources.compute import ComputeResource
 from resources.models import ModelHubResource
+from vipe_dagster.camera_stages import run_depth_on_camera, run_masks_on_camera, sequence_camera
 from vipe_dagster.depth.config import DepthConfig, LearnedDepthConfig
 from vipe_dagster.depth.quality import (
     MAX_TEMPORAL_INCONSISTENCY,
@@ -115,7 +116,9 @@ def _depth_preview(store: ArtifactStore, key: str, n: int, stats: dict, scale: s
     kinds={"pytorch"},
     description="Dense per-frame depth `depth/<key>.zip` at the pose scale: plane-sweep MVS on neighbouring "
                 "frames (+ an optional learned prior). A fixed camera has no parallax and needs a learned "
-                "prior (`learned_repo_id`): without one the step fails with the engine's error.",
+                "prior (`learned_repo_id`): without one the step fails with the engine's error. An MEI or "
+                "PANORAMA sequence (slam_pose preset wide_angle / panorama) is swept on virtual pinhole views "
+                "and written in its camera's image (MEI z-depth, panorama ray distance).",
 )
 def depth_maps(context: dg.AssetExecutionContext, config: DepthRunConfig, artifacts: ArtifactStoreResource,
                compute: ComputeResource, model_hub: ModelHubResource) -> dg.MaterializeResult:
@@ -126,7 +129,8 @@ def depth_maps(context: dg.AssetExecutionContext, config: DepthRunConfig, artifa
         context.log.info(f"dense depth for {key} on {device} (MVS {cfg.mvs_long_side} px, {cfg.num_planes} "
                          f"planes)")
         with engine_step(context, store, key, "depth_maps"):
-            res = run_depth(store, key, cfg)
+            camera = sequence_camera(store, key)  # MEI / PANORAMA: on virtual pinhole views, written back
+            res = run_depth(store, key, cfg) if camera == "PINHOLE" else run_depth_on_camera(store, key, cfg)
     t0 = time.perf_counter()
     stats = depth_statistics(store, key, max_frames=16)
     png = _depth_preview(store, key, res.num_frames, stats, res.scale)
@@ -134,6 +138,7 @@ def depth_maps(context: dg.AssetExecutionContext, config: DepthRunConfig, artifa
         "num_frames": res.num_frames,
         "image_size": f"{res.width}x{res.height}",
         "method": res.method,
+        "camera_model": camera,
         "scale": res.scale,
         "depth_range": f"[{res.depth_range[0]:.4g}, {res.depth_range[1]:.4g}]" if res.depth_range else None,
         "range_source": res.range_source,
@@ -224,7 +229,8 @@ MaskRunConfig = run_config_class("MaskRunConfig", MaskConfig,
     kinds={"opencv"},
     description="Dynamic-object instance masks `mask/<key>.zip` + `.txt`: temporal background model for a "
                 "fixed camera, flow residual against the rigid flow of poses + depth for a moving one. "
-                "Materialized alone (without depth) it falls back to the epipolar residual.",
+                "Materialized alone (without depth) it falls back to the epipolar residual. An MEI or "
+                "PANORAMA sequence is masked on the pinhole view its poses were tracked in and written back.",
 )
 def dynamic_masks(context: dg.AssetExecutionContext, config: MaskRunConfig,
                   artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
@@ -232,7 +238,8 @@ def dynamic_masks(context: dg.AssetExecutionContext, config: MaskRunConfig,
     store = artifacts.store()
     cfg = build_model(MaskConfig, engine_values(config), "dynamic_masks run config", cli=False)
     with engine_step(context, store, key, "dynamic_masks"):
-        res = run_masks(store, key, cfg)
+        camera = sequence_camera(store, key)  # MEI / PANORAMA: on the tracked pinhole view, written back
+        res = run_masks(store, key, cfg) if camera == "PINHOLE" else run_masks_on_camera(store, key, cfg)
     wanted = _preview_frames(res.num_frames)
     png = mask_sheet([(i, frame, store.read_mask(key, i)) for i, frame in store.open_rgb(key) if i in wanted])
     preview_uri = sidecar_path(store, key, "masks.png")

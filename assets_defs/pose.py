@@ -10,13 +10,17 @@ from pydantic import Field, ValidationError
 
 from resources.artifacts import ArtifactStoreResource
 from resources.compute import ComputeResource
-from vipe_dagster.camera import pinhole_fov_deg
+from vipe_dagster.camera import field_of_view
+from vipe_dagster.camera_stages import run_pose_on_camera
 from vipe_dagster.config import (
     PRESETS,
     BAConfig,
     IntrinsicsConfig,
     KeyframeConfig,
     MapConfig,
+    MeiConfig,
+    PanoramaConfig,
+    PipelineConfig,
     PoseConfig,
     TrackingConfig,
     preset,
@@ -59,19 +63,38 @@ POSE_SECTIONS = {
 }
 """Every nested section of ``PoseConfig`` as typed nested run config (the BA device is the compute resource's)."""
 
+MeiRunConfig = section_config_class("MeiRunConfig", MeiConfig)
+PanoramaRunConfig = section_config_class("PanoramaRunConfig", PanoramaConfig)
+
 PoseRunConfig = run_config_class(
     "PoseRunConfig", PoseConfig, fields=("seed", "use_masks"), sections=POSE_SECTIONS,
     extra={
         "preset": (Literal[PRESETS], Field(
-            default="pose_only", description="pose_only | fixed_camera (identity poses); the other pinhole "
-                                             "presets' pose part is the same as pose_only; wide_angle (MEI) and "
-                                             "panorama are refused here: `vipe-dagster infer --pipeline NAME` "
-                                             "runs them")),
+            default="pose_only", description="pose_only | fixed_camera (identity poses) | wide_angle (an MEI "
+                                             "camera) | panorama (equirectangular); the other pinhole presets' "
+                                             "pose part is the same as pose_only. wide_angle and panorama track "
+                                             "a pinhole view of the recorded frames and write MEI / PANORAMA "
+                                             "intrinsics; depth_maps and dynamic_masks follow the camera")),
+        "mei": (MeiRunConfig, Field(default_factory=MeiRunConfig, description=MeiConfig.__doc__)),
+        "panorama": (PanoramaRunConfig, Field(default_factory=PanoramaRunConfig, description=PanoramaConfig.__doc__)),
     },
     doc="Which pose preset to run, the seed, and every `PoseConfig` section as typed nested config "
-        "(`intrinsics: {fx: 900.0}`, `ba: {window: 12}`, `tracking: {max_features: 1200}`). Left out: "
+        "(`intrinsics: {fx: 900.0}`, `ba: {window: 12}`, `tracking: {max_features: 1200}`), plus the MEI and "
+        "panorama settings of the wide_angle / panorama presets. Left out: "
         "`ba.device` (the compute resource's), `assume_fixed_camera_pose` (the `fixed_camera` preset) and "
         "`long_side` (the processing size is `processed_video`'s).")
+
+
+def build_pipeline_config(cfg, device: str) -> PipelineConfig:
+    """The preset's PipelineConfig with the run config's pose settings, camera sections and compute device."""
+    pipe = preset(cfg.preset).model_copy(deep=True)
+    pipe.pose = build_pose_config(cfg, device)
+    try:
+        pipe.mei = MeiConfig.model_validate(engine_values(cfg.mei))
+        pipe.panorama = PanoramaConfig.model_validate(engine_values(cfg.panorama))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid slam_pose run config: {exc}") from exc
+    return pipe
 
 
 def build_pose_config(cfg, device: str) -> PoseConfig:
@@ -81,10 +104,6 @@ def build_pose_config(cfg, device: str) -> PoseConfig:
     only in ``assume_fixed_camera_pose``; tests/test_config_single_source.py checks it), so a section left
     at its run-config defaults keeps the preset's values."""
     pipe = preset(cfg.preset)
-    if pipe.camera != "pinhole":  # e.g. wide_angle: MEI frames rectified at ingest, written back after depth
-        raise ConfigError(f"slam_pose run config: preset {cfg.preset!r} runs a {pipe.camera} camera, which the "
-                          "Dagster graph does not process yet (its frames are pinhole); run it with "
-                          f"`vipe-dagster infer VIDEO --pipeline {cfg.preset}` (or `vipe infer`, `run.py`)")
     base = pipe.pose.model_dump()
     for name, value in engine_values(cfg).items():
         if name in POSE_SECTIONS:
@@ -123,14 +142,18 @@ def slam_pose(context: dg.AssetExecutionContext, config: PoseRunConfig, artifact
     key = context.partition_key
     store = artifacts.store()
     with compute.step_device(key) as device:
-        pose_cfg = build_pose_config(config, device)
-        context.log.info(f"SLAM on {store.path('rgb', key)} with preset {config.preset} on {device}")
+        pipe = build_pipeline_config(config, device)
+        context.log.info(f"SLAM on {store.path('rgb', key)} with preset {config.preset} ({pipe.camera} camera) "
+                         f"on {device}")
         with engine_step(context, store, key, "slam_pose"):
             store.check_set(key, ("rgb",))
-            res = run_pose(store, key, pose_cfg)
+            if pipe.camera == "pinhole":
+                res = run_pose(store, key, pipe.pose)
+            else:
+                res, _ = run_pose_on_camera(store, key, pipe)
     t0 = time.perf_counter()
     c2w, _ = store.read_pose(key)
-    intr, _, _ = store.read_intrinsics(key)
+    intr, _, types = store.read_intrinsics(key)
     manifest = store.read_manifest(key)
     frames = manifest.get("frames", {})
     width, height = int(frames.get("width", 0)), int(frames.get("height", 0))
@@ -145,8 +168,9 @@ def slam_pose(context: dg.AssetExecutionContext, config: PoseRunConfig, artifact
                            title=f"{key}: {len(c2w)} frames, scale {res.scale}")
     preview_uri = sidecar_path(store, key, "trajectory.png")
     fs.write_bytes(preview_uri, png)
-    fx, fy, cx, cy = (float(v) for v in res.intrinsics[:4])
-    hfov = pinhole_fov_deg(width, fx)
+    camera = types[0]
+    fx, fy, cx, cy = (float(v) for v in intr[0, :4])
+    hfov = field_of_view(camera, intr[0], width, height).x_deg
     frame_range = f"[{src[0]}, {src[-1]}]" if src else "[]"
     common = {"frame_range": frame_range, "num_frames": res.num_frames, "seconds": round(res.seconds, 3),
               "frames_per_second": round(res.frames_per_second, 2), "device": device, "preset": config.preset}
@@ -154,7 +178,9 @@ def slam_pose(context: dg.AssetExecutionContext, config: PoseRunConfig, artifact
         asset_key=INTRINSICS,
         metadata={
             **common,
+            "camera_model": camera,
             "fx": round(fx, 3), "fy": round(fy, 3), "cx": round(cx, 3), "cy": round(cy, 3),
+            **({"xi": round(float(intr[0, 4]), 4)} if camera == "MEI" else {}),
             "hfov_deg": round(hfov, 2) if hfov is not None else None,
             "image_size": f"{width}x{height}",
             "focal_source": manifest.get("pose", {}).get("intrinsics", {}).get("source", "unknown"),
@@ -237,13 +263,17 @@ def pose_checks(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore
 
 @dg.asset_check(asset=INTRINSICS, blocking=True, partitions_def=VIDEOS,
                 description="Focals positive with fx/fy near 1, principal point inside the image, "
-                            "horizontal FoV in [15, 160] deg, focal stable across frames. Blocking.")
+                            "horizontal FoV in [15, 160] deg (MEI: up to 220, xi > -1), focal stable across "
+                            "frames; PANORAMA rows all zeros (ViPE's layout). Blocking.")
 def intrinsics_plausible(context: dg.AssetCheckExecutionContext,
                          artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
     store = artifacts.store()
-    intr, _, _ = store.read_intrinsics(context.partition_key)
+    intr, _, types = store.read_intrinsics(context.partition_key)
     frames = store.read_manifest(context.partition_key).get("frames", {})
-    v = intrinsics_plausibility(intr, int(frames["width"]), int(frames["height"]))
+    if len(set(types)) > 1:
+        return dg.AssetCheckResult(passed=False, description=f"{store.path('camera', context.partition_key)}: "
+                                   f"camera models {sorted(set(types))} in one sequence")
+    v = intrinsics_plausibility(intr, int(frames["width"]), int(frames["height"]), camera_type=types[0])
     return dg.AssetCheckResult(passed=v.passed, description=v.description, metadata=_scalars(v.metadata))
 
 
@@ -259,7 +289,9 @@ def frame_metrics_expectations(context: dg.AssetCheckExecutionContext,
     frames = store.read_manifest(key).get("frames", {})
     with fs.local_copy(sidecar_path(store, key, "frame_metrics.parquet")) as path:
         df = pl.read_parquet(path)
-    v = expectations_report(df, int(frames["width"]), int(frames["height"]), int(frames["count"]))
+    camera = store.read_intrinsics(key)[2][0]
+    v = expectations_report(df, int(frames["width"]), int(frames["height"]), int(frames["count"]),
+                            camera_type=camera)
     table = dg.MetadataValue.md("| expectation | column | ok | observed |\n|---|---|---|---|\n" + "\n".join(
         f"| {r['expectation']} | {r['column']} | {'yes' if r['success'] else '**no**'} | {r['observed']} |"
         for r in v.metadata["results"]))

@@ -179,11 +179,24 @@ def sample_pairs(n: int, gaps: tuple[int, ...] = (4, 8), max_pairs: int = 24,
 
 def check_sequence(store, name: str, **kwargs) -> Verdict:
     """:func:`rotation_agreement` on the artifacts of ``name`` in an :class:`~vipe_dagster.io.ArtifactStore`
-    (decodes only the sampled frames)."""
+    (decodes only the sampled frames). An MEI or PANORAMA sequence is judged in the pinhole view its poses were
+    tracked in (:func:`vipe_dagster.camera_stages.tracked_view`): its frames resampled there, its poses turned
+    with the view."""
+    from .camera_stages import resample_to_view, sequence_camera, tracked_view
+
     c2w, _ = store.read_pose(name)
+    c2w = c2w.astype(np.float64)
     valid = store.read_pose_valid(name)
     intr, _, _ = store.read_intrinsics(name)
+    k = intr[0, :4].astype(np.float64)
     pairs = sample_pairs(len(c2w), kwargs.get("gaps", (4, 8)), kwargs.get("max_pairs", 24), valid)
     need = {i for p in pairs for i in p}
-    frames = {i: f for i, f in store.open_rgb(name) if i in need}
-    return rotation_agreement(frames, c2w.astype(np.float64), intr[0].astype(np.float64), valid, **kwargs)
+    stream = store.open_rgb(name)
+    frames = {i: f for i, f in stream if i in need}
+    if sequence_camera(store, name) != "PINHOLE":
+        view = tracked_view(store, name, stream.width, stream.height)
+        frames = {i: resample_to_view(f, view) for i, f in frames.items()}
+        T = np.eye(4)
+        T[:3, :3] = view["R"]
+        c2w, k = c2w @ T, view["K"]
+    return rotation_agreement(frames, c2w, k, valid, **kwargs)

@@ -134,10 +134,25 @@ def plan(pose_cfg: PoseConfig, width: int, height: int, cfg: PanoramaConfig, sou
             "track": track, "R_track": R_track}
 
 
+def depth_views(lens, rays: np.ndarray, K: np.ndarray, size: int, labels) -> tuple[list[dict], np.ndarray]:
+    """The virtual views ``labels`` ((label, yaw, pitch) rows) of the equirectangular camera ``lens`` as
+    :func:`vipe_dagster.virtual_views.view_depth` takes them, and which view owns each pixel (unit ``rays``): the
+    one that sees it closest to its centre (-2 where none does)."""
+    views, scores = [], []
+    for label, yaw, pitch in labels:
+        R = rotation(yaw, pitch)
+        _, _, seen, _, z = view_maps(rays, R, K, size, size)
+        scores.append(np.where(seen, z, -np.inf))
+        views.append({"label": {"label": label, "yaw_deg": yaw, "pitch_deg": pitch}, "R": R, "K": K,
+                      "size": (size, size), "maps": source_maps(lens, R, K, size, size), "wrap": True})
+    score = np.stack(scores)
+    return views, np.where(np.isfinite(score.max(0)), np.argmax(score, 0), -2)
+
+
 def finish(store, name: str, plan_: dict, source: str, start_frame, end_frame, frame_skip: int, long_side: int,
-           depth_cfg=None) -> dict:
+           depth_cfg=None, write_rgb: bool = True) -> dict:
     """Write the sequence's artifacts in the equirectangular image (module docstring) and the manifest's
-    ``camera``."""
+    ``camera``. ``write_rgb=False``: leave the rgb as it is (a caller that keeps the recorded frames elsewhere)."""
     from . import camera as cam
     from .io import open_video
     from .io.artifacts import SparseMap
@@ -148,15 +163,7 @@ def finish(store, name: str, plan_: dict, source: str, start_frame, end_frame, f
     w, h = stream.width, stream.height
     lens = cam.EquirectangularCamera(np.array([float(w), float(h)]))
     rays = lens.unproject(cam.pixel_grid(w, h), unit_norm=True).numpy()
-    views, scores = [], []
-    for label, yaw, pitch in _views(cfg):
-        R = rotation(yaw, pitch)
-        _, _, seen, _, z = view_maps(rays, R, K, size, size)
-        scores.append(np.where(seen, z, -np.inf))
-        views.append({"label": {"label": label, "yaw_deg": yaw, "pitch_deg": pitch}, "R": R, "K": K,
-                      "size": (size, size), "maps": source_maps(lens, R, K, size, size), "wrap": True})
-    score = np.stack(scores)
-    owner = np.where(np.isfinite(score.max(0)), np.argmax(score, 0), -2)
+    views, owner = depth_views(lens, rays, K, size, _views(cfg))
     main_i = next(i for i, v in enumerate(views) if v["label"]["label"] == plan_["track"])
     R_track = plan_["R_track"]
     mx0, my0, seen0, _, z0 = view_maps(rays, R_track, K, size, size)
@@ -167,11 +174,10 @@ def finish(store, name: str, plan_: dict, source: str, start_frame, end_frame, f
     record["depth_coverage_main_view"] = round(float((owner == main_i).mean()), 4)
     record["depth"] = "ray distance (ViPE's panorama depth), plane-sweep per view, each pixel from its most central view"
 
-    proc = store.open_rgb(name)
-    fps = proc.fps
-    with store.rgb_writer(name, fps) as wr:
-        for _, frame in stream:
-            wr.add(frame)
+    if write_rgb:
+        with store.rgb_writer(name, store.open_rgb(name).fps) as wr:
+            for _, frame in stream:
+                wr.add(frame)
     store.write_intrinsics(name, np.zeros((len(inds), 4), np.float32), inds=inds, camera_type="PANORAMA")
     rewritten = ["rgb", "intrinsics"]
     if not np.allclose(R_track, np.eye(3)):  # the tracked view's poses -> the panorama camera's

@@ -101,15 +101,32 @@ def pose_validity(c2w: np.ndarray, jump_factor: float = 8.0, max_rot_step_deg: f
 
 
 def intrinsics_plausibility(intr: np.ndarray, width: int, height: int, fov_range_deg: tuple[float, float] = (15.0, 160.0),
-                            max_aspect: float = 1.3, max_focal_spread: float = 0.05) -> Verdict:
+                            max_aspect: float = 1.3, max_focal_spread: float = 0.05,
+                            camera_type: str = "PINHOLE", mei_fov_max_deg: float = 220.0) -> Verdict:
     """Finite positive focals, fx/fy near 1, principal point inside the image, a sane field of view,
-    and (for per-frame intrinsics) a focal that does not wander more than ``max_focal_spread``."""
+    and (for per-frame intrinsics) a focal that does not wander more than ``max_focal_spread``.
+
+    ``camera_type`` (``_camera.txt``): MEI rows also need ``xi > -1`` and their field of view (through the
+    unified model) may reach ``mei_fov_max_deg``; PANORAMA rows are all zeros, as ViPE writes them (the
+    equirectangular mapping needs only the image size), and nothing else is judged."""
+    from .camera import field_of_view, normalize_type, row_problem
+
     intr = np.asarray(intr, dtype=np.float64)
     if intr.ndim == 1:
         intr = intr[None]
-    meta: dict[str, Any] = {"width": width, "height": height}
+    kind = normalize_type(camera_type)
+    meta: dict[str, Any] = {"width": width, "height": height, "camera_type": kind}
     if intr.ndim != 2 or intr.shape[1] < 4 or len(intr) == 0:
         return Verdict(False, f"intrinsics have shape {intr.shape}, expected (N,4+) fx fy cx cy", meta)
+    if kind in ("PANORAMA", "MEI"):
+        bad = [(i, row_problem(kind, r)) for i, r in enumerate(intr)]
+        bad = [(i, m) for i, m in bad if m]
+        if bad:
+            return Verdict(False, f"{kind} intrinsics of frame {bad[0][0]}: {bad[0][1]}"
+                                  + (f" ({len(bad) - 1} more frame(s))" if len(bad) > 1 else ""), meta)
+        if kind == "PANORAMA":
+            return Verdict(True, f"PANORAMA: all-zero rows as ViPE writes them ({width}x{height} equirectangular)",
+                           meta)
     if not np.isfinite(intr[:, :4]).all():
         return Verdict(False, f"non-finite intrinsics in {int((~np.isfinite(intr[:, :4])).any(1).sum())} frame(s)", meta)
     fx, fy, cx, cy = (intr[:, i] for i in range(4))
@@ -117,7 +134,12 @@ def intrinsics_plausibility(intr: np.ndarray, width: int, height: int, fov_range
     if (fx <= 0).any() or (fy <= 0).any():
         return Verdict(False, f"focal lengths must be > 0, got fx in [{fx.min():.4g}, {fx.max():.4g}], "
                               f"fy in [{fy.min():.4g}, {fy.max():.4g}]", meta)
-    fov = fov_from_focal(width, fx)
+    if kind == "MEI":
+        fov = np.array([field_of_view("MEI", r, width, height).x_deg or np.nan for r in intr])
+        fov_range_deg = (fov_range_deg[0], mei_fov_max_deg)
+        meta["xi"] = float(np.median(intr[:, 4]))
+    else:
+        fov = fov_from_focal(width, fx)
     aspect = fx / fy
     meta.update({"fx": float(np.median(fx)), "fy": float(np.median(fy)), "cx": float(np.median(cx)),
                  "cy": float(np.median(cy)), "hfov_deg": float(np.median(fov)),
@@ -180,8 +202,10 @@ def gx_context():
 
 
 def expectations_report(df: pl.DataFrame, width: int, height: int, expected_rows: int,
-                        jump_factor: float = 8.0, max_rot_step_deg: float = 30.0) -> Verdict:
-    """Validate the per-frame metrics table with a great-expectations suite (ephemeral context)."""
+                        jump_factor: float = 8.0, max_rot_step_deg: float = 30.0,
+                        camera_type: str = "PINHOLE") -> Verdict:
+    """Validate the per-frame metrics table with a great-expectations suite (ephemeral context). A PANORAMA
+    sequence's intrinsics columns are ViPE's all-zero rows: their ranges are not expected."""
     import great_expectations as gx
 
     ctx = gx_context()
@@ -195,9 +219,10 @@ def expectations_report(df: pl.DataFrame, width: int, height: int, expected_rows
         e.ExpectColumnValuesToBeUnique(column="frame"),
         e.ExpectColumnValuesToBeIncreasing(column="source_frame", strictly=True),
         *[e.ExpectColumnValuesToNotBeNull(column=c) for c in ("tx", "ty", "tz", "fx", "fy", "cx", "cy")],
-        e.ExpectColumnValuesToBeBetween(column="fx", min_value=width * 0.1, max_value=width * 10),
-        e.ExpectColumnValuesToBeBetween(column="cx", min_value=0, max_value=width),
-        e.ExpectColumnValuesToBeBetween(column="cy", min_value=0, max_value=height),
+        *([] if str(camera_type).upper() == "PANORAMA" else [
+            e.ExpectColumnValuesToBeBetween(column="fx", min_value=width * 0.1, max_value=width * 10),
+            e.ExpectColumnValuesToBeBetween(column="cx", min_value=0, max_value=width),
+            e.ExpectColumnValuesToBeBetween(column="cy", min_value=0, max_value=height)]),
         e.ExpectColumnValuesToBeBetween(column="rotation_step_deg", min_value=0, max_value=max_rot_step_deg),
         e.ExpectColumnValuesToBeBetween(column="step_over_median", min_value=0, max_value=jump_factor),
         e.ExpectColumnSumToBeBetween(column="is_keyframe", min_value=1 if expected_rows > 1 else 0),

@@ -88,13 +88,16 @@ def sample_wrapped(frame: np.ndarray, mx: np.ndarray, my: np.ndarray) -> np.ndar
 
 def view_depth(store, name: str, views: list[dict], rays: np.ndarray, owner: np.ndarray, source: str,
                start_frame, end_frame, frame_skip: int, long_side: int, depth_cfg, out: list[np.ndarray], *,
-               ray_distance: bool, tag: str) -> list[dict]:
+               ray_distance: bool, tag: str, conf_out: list[np.ndarray] | None = None,
+               results: list | None = None) -> list[dict]:
     """Plane-sweep depth of the recorded pixels ``owner == i`` from virtual view ``views[i]`` (dicts with
     ``label``, ``R``, ``K``, ``size`` ``(w, h)``, ``maps`` recorded image -> view, ``wrap``: longitude wraps).
     Every view with pixels is a pinhole sequence of its own in a temporary store (the recorded frames resampled
     into it, the store's poses composed with ``R``, the sparse map's observations projected into it), run
     through the same depth stage; its depth is written into ``out[k]`` at the owned pixels, converted to the
-    recorded camera's z-depth of the same point, or to ray distance (``ray_distance``; ``rays`` are unit)."""
+    recorded camera's z-depth of the same point, or to ray distance (``ray_distance``; ``rays`` are unit).
+    ``conf_out`` (uint8 frames of the depth-confidence sidecar's encoding) receives each view's confidence at
+    the same pixels (nearest); ``results`` each view's :class:`~vipe_dagster.depth.run.DepthResult`."""
     import tempfile
 
     from .depth.run import run_depth
@@ -146,6 +149,15 @@ def view_depth(store, name: str, views: list[dict], rays: np.ndarray, owner: np.
             factor = (1.0 / np.where(z > 1e-6, z, 1.0)).astype(np.float32) if ray_distance else zf
             for k, d in vs.iter_depth(name):
                 out[k][mine] = (warp_depth(d, mx, my) * factor)[mine]
+            if conf_out is not None:
+                from .depth.quality import depth_conf_path
+                from .io.artifacts import FrameZipReader, _decode_mask_png
+
+                for k, c in FrameZipReader(depth_conf_path(vs, name), "png", _decode_mask_png).iter():
+                    conf_out[k][mine] = cv2.remap(c, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                                                  borderValue=0)[mine]
+            if results is not None:
+                results.append(res)
         done.append({**v["label"], "pinhole": [float(x) for x in Kv], "size": [int(w), int(h)],
                      "pixels": round(float(mine.mean()), 4), "measured_fraction": round(res.mvs_valid_fraction, 4)})
         log.info("%s %s: view %s: depth of %.1f %% of the image", tag, name, v["label"], 100 * mine.mean())

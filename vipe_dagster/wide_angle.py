@@ -197,14 +197,10 @@ SIDE_VIEWS = ((50.0, 40.0), (-50.0, 40.0), (50.0, -40.0), (-50.0, -40.0))
 SIDE_FOCAL = 1.8
 
 
-def side_view_depth(store, name: str, mei: np.ndarray, K: np.ndarray, rays: np.ndarray, covered: np.ndarray,
-                    source: str, start_frame, end_frame, frame_skip: int, long_side: int, depth_cfg,
-                    out: list[np.ndarray]) -> list[dict]:
-    """Plane-sweep depth of the MEI pixels the main view does not reach: each is given to the side view
-    (:data:`SIDE_VIEWS`) that sees it closest to its centre; every such view is a pinhole sequence of its own
-    (the recorded frames remapped into it, the poses turned with it) run through the same depth stage
-    (:func:`vipe_dagster.virtual_views.view_depth`), and its z-depth converted to the MEI camera's z-depth of
-    the same point."""
+def side_views(mei: np.ndarray, K: np.ndarray, rays: np.ndarray, covered: np.ndarray) -> tuple[list[dict], np.ndarray]:
+    """The side views (:data:`SIDE_VIEWS`) of an MEI image and which of them owns each pixel the main view does
+    not cover (``covered``): the one that sees it closest to its centre; -1 where the main view covers it, -2
+    where no view sees it. Each view is a pinhole ``K`` with the main view's focal times :data:`SIDE_FOCAL`."""
     from . import camera as cam
 
     h, w = covered.shape
@@ -220,13 +216,43 @@ def side_view_depth(store, name: str, mei: np.ndarray, K: np.ndarray, rays: np.n
     score = np.stack(scores)
     owner = np.where(covered, -1, np.argmax(score, 0))
     owner = np.where(~covered & ~np.isfinite(score.max(0)), -2, owner)
+    return views, owner
+
+
+def side_view_depth(store, name: str, mei: np.ndarray, K: np.ndarray, rays: np.ndarray, covered: np.ndarray,
+                    source: str, start_frame, end_frame, frame_skip: int, long_side: int, depth_cfg,
+                    out: list[np.ndarray]) -> list[dict]:
+    """Plane-sweep depth of the MEI pixels the main view does not reach: each is given to the side view
+    (:func:`side_views`) that sees it closest to its centre; every such view is a pinhole sequence of its own
+    (the recorded frames remapped into it, the poses turned with it) run through the same depth stage
+    (:func:`vipe_dagster.virtual_views.view_depth`), and its z-depth converted to the MEI camera's z-depth of
+    the same point."""
+    views, owner = side_views(mei, K, rays, covered)
     return view_depth(store, name, views, rays, owner, source, start_frame, end_frame, frame_skip, long_side,
                       depth_cfg, out, ray_distance=False, tag="wide_angle")
 
 
+def main_view_maps(mei: np.ndarray, K: np.ndarray, w: int, h: int):
+    """For every pixel of the MEI image: its ray (not unit), the pixel of the pinhole view ``K`` (same
+    orientation) it falls on (``-1e6`` where the lens has no ray) and whether that view covers it."""
+    from . import camera as cam
+
+    lens = cam.camera_from_params("mei", mei)
+    rays, ok = lens.unproject_with_valid(cam.pixel_grid(w, h))
+    rays = rays.numpy()
+    ok = ok.numpy() & (rays[..., 2] > 1e-6)
+    z = np.where(ok, rays[..., 2], 1.0)
+    q = np.stack([K[0] * rays[..., 0] / z + K[2], K[1] * rays[..., 1] / z + K[3]], -1)
+    mx = np.where(ok, q[..., 0], -1e6).astype(np.float32)
+    my = np.where(ok, q[..., 1], -1e6).astype(np.float32)
+    covered = ok & (q[..., 0] >= -0.5) & (q[..., 0] <= w - 0.5) & (q[..., 1] >= -0.5) & (q[..., 1] <= h - 0.5)
+    return rays, mx, my, covered
+
+
 def finish(store, name: str, plan_: dict, source: str, start_frame, end_frame, frame_skip: int,
-           long_side: int, depth_cfg=None) -> dict:
-    """Write the sequence's artifacts in the MEI image (module docstring) and the manifest's ``camera``."""
+           long_side: int, depth_cfg=None, write_rgb: bool = True) -> dict:
+    """Write the sequence's artifacts in the MEI image (module docstring) and the manifest's ``camera``.
+    ``write_rgb=False``: leave the rgb as it is (a caller that keeps the recorded frames elsewhere)."""
     from . import camera as cam
     from .io import open_video
     from .io.artifacts import SparseMap
@@ -239,26 +265,17 @@ def finish(store, name: str, plan_: dict, source: str, start_frame, end_frame, f
     record = dict(plan_["record"])
     record["params_processing_px"] = [float(v) for v in mei]
     record["params_note"] = "ViPE MEI row fx fy cx cy xi in pixels of the processed rgb"
-    lens = cam.camera_from_params("mei", mei)
     # MEI pixel -> its ray -> pixel of the final pinhole view (where rgb, depth and masks were computed)
-    rays, ok = lens.unproject_with_valid(cam.pixel_grid(w, h))
-    rays = rays.numpy()
-    ok = ok.numpy() & (rays[..., 2] > 1e-6)
-    z = np.where(ok, rays[..., 2], 1.0)
-    q = np.stack([K[0] * rays[..., 0] / z + K[2], K[1] * rays[..., 1] / z + K[3]], -1)
-    mx = np.where(ok, q[..., 0], -1e6).astype(np.float32)
-    my = np.where(ok, q[..., 1], -1e6).astype(np.float32)
-    covered = ok & (q[..., 0] >= -0.5) & (q[..., 0] <= w - 0.5) & (q[..., 1] >= -0.5) & (q[..., 1] <= h - 0.5)
+    rays, mx, my, covered = main_view_maps(mei, K, w, h)
     record["depth_coverage_main_view"] = round(float(covered.mean()), 4)
     record["depth"] = ("z-depth (ViPE's MEI depth), warped from the main pinhole view; the MEI pixels it does not "
                        "reach from side views turned towards the corners (side_views)")
 
     # same order as a set rewrite: rgb, intrinsics, then what was computed with them
-    proc = store.open_rgb(name)
-    fps = proc.fps
-    with store.rgb_writer(name, fps) as wr:
-        for _, frame in stream:
-            wr.add(frame)
+    if write_rgb:
+        with store.rgb_writer(name, store.open_rgb(name).fps) as wr:
+            for _, frame in stream:
+                wr.add(frame)
     store.write_intrinsics(name, np.tile(mei.astype(np.float32), (len(inds), 1)), inds=inds, camera_type="MEI")
     rewritten = ["rgb", "intrinsics"]
     if store.exists("depth", name):

@@ -226,7 +226,32 @@ def pixel_rays(model: str, params: np.ndarray, uu: np.ndarray, vv: np.ndarray, w
     return np.stack([mx, my, np.ones_like(mx)], axis=1)
 
 
+def project_depth(model: str, params, points: np.ndarray, width: int, height: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The inverse of :func:`pixel_rays`: camera-frame points (M,3) -> pixels (M,2), the depth a depth map of
+    the model stores for them (z-depth for PINHOLE and MEI, ray distance for PANORAMA) and validity (in front
+    of a PINHOLE / MEI camera; any non-zero point for PANORAMA, whose columns wrap)."""
+    model = normalize_type(model)
+    q = np.asarray(points, np.float64)
+    if model == "PANORAMA":
+        r = np.linalg.norm(q, axis=1)
+        ok = r > 1e-9
+        rs = np.where(ok, r, 1.0)
+        theta = np.arctan2(q[:, 0], q[:, 2])
+        phi = np.arccos(np.clip(-q[:, 1] / rs, -1.0, 1.0))
+        uv = np.stack([(theta / (2 * np.pi) + 0.5) * width - 0.5, phi / np.pi * height - 0.5], 1)
+        return uv, r, ok
+    z = q[:, 2]
+    if model == "MEI" and len(np.asarray(params).reshape(-1)) > 4:
+        uv, ok = mei_project(q, params)
+        return uv, z, ok & (z > 1e-9)
+    fx, fy, cx, cy = (float(x) for x in np.asarray(params, np.float64).reshape(-1)[:4])
+    ok = z > 1e-9
+    zs = np.where(ok, z, 1.0)
+    return np.stack([fx * q[:, 0] / zs + cx, fy * q[:, 1] / zs + cy], 1), z, ok
+
+
 # ====================================================================== batched torch camera models
 
 
-__all__ = ["CAMERA_TYPES", "PARAM_NAMES", "EXPECTED", "PANORAMA_FOV_NOTE", "normalize_type", "bad_rows", "row_problem", "fov_from_focal", "pinhole_fov_deg", "focal_for_fov", "mei_max_angle", "mei_ray_angle", "FieldOfView", "field_of_view", "scale_intrinsics", "equivalent_pinhole", "mei_project", "mei_unproject", "panorama_rays", "pixel_rays"]
+__all__ = ["CAMERA_TYPES", "PARAM_NAMES", "EXPECTED", "PANORAMA_FOV_NOTE", "normalize_type", "bad_rows", "row_problem", "fov_from_focal", "pinhole_fov_deg", "focal_for_fov", "mei_max_angle", "mei_ray_angle", "FieldOfView", "field_of_view", "scale_intrinsics", "equivalent_pinhole", "mei_project", "mei_unproject", "panorama_rays", "pixel_rays", "project_depth"]

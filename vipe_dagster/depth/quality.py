@@ -98,7 +98,7 @@ def temporal_consistency(store: ArtifactStore, name: str, gap: int = 5, max_pair
     if not store.exists("intrinsics", name):
         log.warning("temporal consistency of %s not measured: %s is missing", name, store.path("intrinsics", name))
         return {"median": float("nan"), "p90": float("nan"), "per_pair": [], "pairs": [], "gap": gap}
-    intr, _, _ = store.read_intrinsics(name)
+    intr, _, types = store.read_intrinsics(name)
     n = store.depth_count(name)
     if n != len(poses):
         raise ArtifactError(f"{store.path('depth', name)} has {n} frames but {store.path('pose', name)} has "
@@ -121,8 +121,8 @@ def temporal_consistency(store: ArtifactStore, name: str, gap: int = 5, max_pair
             a, b = i - gap, i
             (da, ma), (db, mb) = cache[a], cache[b]
             h, w = da.shape
-            med, cnt = depth_pair_consistency(da, db, intr[a, :4].astype(np.float64), intr[b, :4].astype(np.float64),
-                                        poses[a], poses[b], ma, mb)
+            med, cnt = depth_pair_consistency(da, db, intr[a].astype(np.float64), intr[b].astype(np.float64),
+                                              poses[a], poses[b], ma, mb, camera_type=types[a])
             if cnt >= 0.01 * h * w / 4:
                 per_pair.append(med)
                 pairs.append(a)

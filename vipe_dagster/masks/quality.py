@@ -32,6 +32,8 @@ MIN_COVER = 0.2
 def masks_cover_motion(store: ArtifactStore, name: str, config: MaskConfig | None = None, max_frames: int = 40,
                        max_missed: float = MAX_MISSED, min_cover: float = MIN_COVER) -> dict:
     """``{"problems": [...], "strong_frames", "missed_frames", "checked_frames", "method"}`` (see the module)."""
+    from ..camera_stages import depth_to_view, mask_to_view, resample_to_view, sequence_camera, tracked_view
+
     cfg = config or MaskConfig()
     poses, _ = store.read_pose(name)
     poses = poses.astype(np.float64)
@@ -49,15 +51,28 @@ def masks_cover_motion(store: ArtifactStore, name: str, config: MaskConfig | Non
     need = sorted({j for t in centres for j in (t - gap, t, t + gap)})
     use_depth = store.exists("depth", name) and store.depth_count(name) == n
     stream = store.open_rgb(name)
-    size = _size(stream.width, stream.height, cfg.long_side)
-    sx, sy = size[0] / stream.width, size[1] / stream.height
+    frames = ((i, f) for i, f in stream if i in need)
+    depths = store.iter_depth(name, centres) if use_depth else iter(())
+    mask_it = store.iter_masks(name, centres)
     k = intr[:, :4].astype(np.float64)
+    width, height = stream.width, stream.height
+    if sequence_camera(store, name) != "PINHOLE":  # MEI / panorama: judged in the view the poses were tracked in
+        view = tracked_view(store, name, width, height)
+        frames = ((i, resample_to_view(f, view)) for i, f in frames)
+        depths = ((i, depth_to_view(d, view)) for i, d in depths)
+        mask_it = ((i, mask_to_view(m, view)) for i, m in mask_it)
+        T = np.eye(4)
+        T[:3, :3] = view["R"]
+        poses = poses @ T
+        k = np.tile(view["K"], (len(poses), 1))
+        width, height = view["size"]
+    size = _size(width, height, cfg.long_side)
+    sx, sy = size[0] / width, size[1] / height
     k_lo = np.stack([k[:, 0] * sx, k[:, 1] * sy, (k[:, 2] + 0.5) * sx - 0.5, (k[:, 3] + 0.5) * sy - 0.5], 1)
     gray = {i: cv2.cvtColor(cv2.resize(f, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
-            for i, f in stream if i in need}
-    depth = ({i: cv2.resize(d, size, interpolation=cv2.INTER_NEAREST).astype(np.float64)
-              for i, d in store.iter_depth(name, centres)} if use_depth else {})
-    masks = {i: cv2.resize(m, size, interpolation=cv2.INTER_NEAREST) > 0 for i, m in store.iter_masks(name, centres)}
+            for i, f in frames}
+    depth = {i: cv2.resize(d, size, interpolation=cv2.INTER_NEAREST).astype(np.float64) for i, d in depths}
+    masks = {i: cv2.resize(m, size, interpolation=cv2.INTER_NEAREST) > 0 for i, m in mask_it}
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     strong, missed = [], []
     for t in centres:
