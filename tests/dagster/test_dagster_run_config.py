@@ -5,6 +5,7 @@ before any step runs."""
 import json
 
 import dagster as dg
+import pydantic
 import pytest
 from graph_runs import register
 
@@ -101,14 +102,18 @@ def test_ego_render_run_config_reaches_the_renderer(tmp_path, instance):
     assert meta["output"] == "both" and meta["near_clip"] == 0.0  # asset-fixed / engine default
 
 
-def test_a_preset_for_another_camera_model_is_refused_by_the_pose_asset():
-    """The Dagster graph's frames are pinhole: a wide-angle (MEI) preset would silently run the pinhole model."""
-    with pytest.raises(InputError, match="preset 'wide_angle' runs a mei camera.*--pipeline wide_angle"):
-        pose_assets.build_pose_config(pose_assets.PoseRunConfig(preset="wide_angle"), "cpu")
-    with pytest.raises(InputError, match="preset 'panorama' runs a panorama camera.*--pipeline panorama"):
-        pose_assets.build_pose_config(pose_assets.PoseRunConfig(preset="panorama"), "cpu")
-    assert not pose_assets.build_pose_config(pose_assets.PoseRunConfig(preset="pose_only"), "cpu") \
-        .assume_fixed_camera_pose
+def test_camera_presets_reach_the_engine_with_their_sections():
+    """wide_angle / panorama give the pose asset an MEI / panorama PipelineConfig, with the run config's MEI and
+    panorama settings; a setting out of the engine's bounds is refused."""
+    pipe = pose_assets.build_pipeline_config(pose_assets.PoseRunConfig(
+        preset="wide_angle", mei=pose_assets.MeiRunConfig(xi_init=0.6)), "cpu")
+    assert pipe.camera == "mei" and pipe.mei.xi_init == 0.6 and pipe.pose.ba.device == "cpu"
+    pipe = pose_assets.build_pipeline_config(pose_assets.PoseRunConfig(
+        preset="panorama", panorama=pose_assets.PanoramaRunConfig(view_px=256, track_view="left")), "cpu")
+    assert pipe.camera == "panorama" and (pipe.panorama.view_px, pipe.panorama.track_view) == (256, "left")
+    assert pose_assets.build_pipeline_config(pose_assets.PoseRunConfig(preset="pose_only"), "cpu").camera == "pinhole"
+    with pytest.raises(pydantic.ValidationError, match="fov_deg"):  # the engine's bounds, in the run config
+        pose_assets.PanoramaRunConfig(fov_deg=30.0)
 
 
 def test_exo_inference_fill_method_in_run_config_reaches_the_engine(tmp_path, instance, monkeypatch):

@@ -167,6 +167,33 @@ def test_intrinsics_plausibility():
     assert "varies" in intrinsics_plausibility(drift, w, h).description
 
 
+def test_intrinsics_plausibility_follows_the_camera_model():
+    """MEI rows are judged through the unified model (a 150 deg lens is plausible there, not as a pinhole) and
+    need xi > -1; PANORAMA rows must be ViPE's zeros."""
+    w, h = 320, 240
+    from vipe_dagster.camera import field_of_view
+
+    mei = np.array([[175.39, 175.39, 159.5, 119.5, 0.8]] * 4)
+    v = intrinsics_plausibility(mei, w, h, camera_type="MEI")
+    assert v.passed, v.description
+    assert abs(v.metadata["hfov_deg"] - field_of_view("MEI", mei[0], w, h).x_deg) < 1e-9
+    assert abs(v.metadata["hfov_deg"] - 150.0) < 0.1 and v.metadata["xi"] == 0.8
+    # the same focal read as a pinhole would report 85 deg
+    assert abs(intrinsics_plausibility(mei[:, :4], w, h).metadata["hfov_deg"] - 84.8) < 0.1
+    bad_xi = mei.copy()
+    bad_xi[2, 4] = -1.5
+    v = intrinsics_plausibility(bad_xi, w, h, camera_type="MEI")
+    assert not v.passed and "frame 2" in v.description
+    assert "principal point" in intrinsics_plausibility(mei + [0, 0, 400, 0, 0], w, h, camera_type="MEI").description
+    pano = np.zeros((4, 4))
+    v = intrinsics_plausibility(pano, 512, 256, camera_type="PANORAMA")
+    assert v.passed and "PANORAMA" in v.description
+    assert not intrinsics_plausibility(pano, 512, 256).passed  # zeros as a pinhole: no focal
+    pano[3, 0] = 200.0
+    v = intrinsics_plausibility(pano, 512, 256, camera_type="PANORAMA")
+    assert not v.passed and "frame 3" in v.description
+
+
 def test_frame_metrics_table_columns():
     c2w = _trajectory(12)
     df = frame_metrics_table(c2w, np.array([[100, 100, 50, 40]]), keyframes=[0, 6], source_frames=range(10, 22))

@@ -36,6 +36,27 @@ def test_pair_consistency_is_zero_for_exact_depth_and_sees_a_scale_change(scene)
     assert 0.07 < med2 < 0.13
 
 
+def test_pair_consistency_follows_mei_and_panorama_depth(scene):
+    """Exact MEI z-depth and exact panorama ray distance agree between frames through their own camera models
+    (and not when read as a pinhole); a 10 % scale change shows."""
+    for kw, kind in (({"hfov_deg": 150.0, "xi": 0.8}, "MEI"), ({"width": 256, "height": 128, "panorama": True},
+                                                                "PANORAMA")):
+        res = scene(trajectory="handheld", scene="indoor", seed=1, **kw)
+        c2w = res.gt.read_pose(res.name)[0].astype(np.float64)
+        k, _, types = res.gt.read_intrinsics(res.name)
+        assert set(types) == {kind}
+        d0, d4 = res.gt.read_depth(res.name, 0), res.gt.read_depth(res.name, 4)
+        med, cnt = depth_pair_consistency(d0, d4, k[0], k[4], c2w[0], c2w[4], camera_type=kind)
+        assert cnt > 1000 and med < 0.01, (kind, med, cnt)
+        med2, _ = depth_pair_consistency(d0 * 1.1, d4, k[0], k[4], c2w[0], c2w[4], camera_type=kind)
+        assert 0.07 < med2 < 0.13, (kind, med2)
+        tc = temporal_consistency(res.gt, res.name, gap=4)
+        assert tc["median"] < 0.01, (kind, tc["median"])
+        if kind == "MEI":  # the same row as a pinhole's fx fy cx cy: the lens is ignored
+            wrong, _ = depth_pair_consistency(d0, d4, k[0], k[4], c2w[0], c2w[4])
+            assert wrong > 3 * max(med, 1e-3), wrong
+
+
 def test_depth_quality_fails_on_all_fill_and_on_flicker_passes_on_good(scene, inputs_only):
     res = scene(trajectory="orbit", scene="indoor", seed=1)
     store = inputs_only(res, kinds=("rgb", "pose", "intrinsics", "camera", "depth"))
