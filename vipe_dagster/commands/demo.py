@@ -46,7 +46,9 @@ def add_arguments(p):
     p.add_argument("--no-egoexo", "--no_egoexo", dest="egoexo", action="store_false",
                    help="skip the Ego-Exo4D branch")
     p.add_argument("--key", default=None, help="partition key (default: the sanitised file stem)")
-    p.add_argument("--preset", default="pose_only", help="pose preset (pose_only, fixed_camera)")
+    p.add_argument("--preset", default="pose_only",
+                   help="slam_pose preset: pose_only, fixed_camera, wide_angle (an MEI video) or panorama (an "
+                        "equirectangular video; its colmap_export step fails: COLMAP has no equirectangular camera)")
 
 
 def run(args) -> int:
