@@ -267,3 +267,37 @@ def test_remove_speckles_drops_small_islands_only():
     # 1 % steps between rows part every row (80 px) from the next
     assert np.isnan(remove_speckles(d.astype(np.float32), 100, 0.005)).all()
     assert not np.isnan(remove_speckles(d.astype(np.float32), 100, 0.03)[20:29]).any()
+
+
+def test_a_camera_s_rig_depth_is_the_same_from_the_shared_cache_and_alone(tmp_path):
+    """The per-take cache keeps each camera's sweep and grown depth (one sweep and one growth per camera for a
+    whole take, not one per reference camera): a camera's depth after the other cameras filled the cache equals
+    its depth computed alone; the cache's entries are made once."""
+    from vipe_dagster.egoexo.exo_infer import ExoInferConfig, rig_views
+    from vipe_dagster.egoexo.rig_depth import RigDepthConfig
+    from vipe_dagster.egoexo.takes import discover_raw_takes
+
+    take = generate_rig_take(str(tmp_path / "take"), num_cameras=3, num_frames=6, exo_size=(240, 180),
+                             exo_focal=150.0)
+    raw = discover_raw_takes(take.root).get(take.take.lower())
+    views = list(rig_views(raw, ExoInferConfig(background_frames=3)).values())
+    cfg = RigDepthConfig(long_side=160)
+
+    class Counting(dict):
+        writes: list[str] = []
+
+        def __setitem__(self, key, value):
+            self.writes.append(key)
+            super().__setitem__(key, value)
+
+    shared = Counting()
+    for ref in ("cam02", "cam01"):
+        rig_depth(views, ref, cfg, shared)
+    last = rig_depth(views, "cam03", cfg, shared)
+    alone = rig_depth(views, "cam03", cfg)
+    assert sorted(shared.writes) == sorted(set(shared.writes)) and len(shared.writes) == 6  # 3 sweeps, 3 growths
+    assert sum(k.startswith("grown_") for k in shared.writes) == 3
+    same = np.isfinite(last.depth) == np.isfinite(alone.depth)
+    assert same.all() and np.isfinite(alone.depth).mean() > 0.2
+    ok = np.isfinite(alone.depth)
+    assert np.array_equal(last.depth[ok], alone.depth[ok])

@@ -689,14 +689,17 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
             raise InputError(f"rig depth: camera {v.cam} image must be HxWx3, got {v.image.shape}")
         if not np.isfinite(v.c2w).all() or not np.isfinite(v.k).all():
             raise InputError(f"rig depth: camera {v.cam} has a non-finite calibration")
-    order = [names.index(ref)] + [i for i, n in enumerate(names) if n != ref]
-    views = [views[i] for i in order]
-    H, W = views[0].image.shape[:2]
+    # every camera in name order, whichever is the reference: what is cached per camera (its sweep, its range,
+    # its grown depth) is then the same for every reference camera and every order of calls
+    views = sorted(views, key=lambda v: v.cam)
+    r = [v.cam for v in views].index(ref)
+    H, W = views[r].image.shape[:2]
     size = mvs_size(W, H, cfg.long_side)
     imgs, ks = zip(*(_resized(v, size) for v in views), strict=True)
     imgs, ks = list(imgs), list(ks)
     poses = [np.asarray(v.c2w, np.float64) for v in views]
     cache = cams_depth if cams_depth is not None else {}
+    # per camera at the sweep size: its sweep (depth, confidence, range) and its grown depth ("grown_" keys)
     keys = [f"{v.cam}@{size[0]}x{size[1]}" for v in views]
     if not all(k in cache for k in keys):
         found = _wide_sweeps(imgs, ks, poses, cfg)
@@ -706,7 +709,7 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
                 d, c = _sweep_camera(i, imgs, ks, poses, rng, cfg)
                 cache[keys[i]] = (d, c, [round(rng[0], 4), round(rng[1], 4)])
     depths = [cache[k][0] for k in keys]
-    conf_ref = cache[keys[0]][1]
+    conf_ref = cache[keys[r]][1]
     ranges = {v.cam: cache[keys[i]][2] for i, v in enumerate(views)}
     families: list = []
     peaks: list | None = None
@@ -717,9 +720,7 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
         # grown depth counts only where another camera's (grown) depth agrees
         kept = [_kept(i, depths, ks, poses, cfg) for i in range(len(views))]
         if cfg.plane_families > 0:
-            # in the cameras' name order: every reference camera of the rig gets the same families
-            cloud = np.concatenate([_points_world(kept[i], ks[i], poses[i])
-                                    for i in sorted(range(len(views)), key=lambda j: views[j].cam)])
+            cloud = np.concatenate([_points_world(kept[i], ks[i], poses[i]) for i in range(len(views))])
             families = dominant_plane_families(cloud, cfg.plane_families, cfg.family_inlier_rel,
                                                cfg.family_min_share)
             if cfg.manhattan:
@@ -728,18 +729,22 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
                 finite = cloud[np.isfinite(cloud).all(1)]
                 peak_bin = 2 * cfg.family_inlier_rel * cloud_spread(finite)
                 peaks = family_peaks(finite, families, peak_bin, cfg.peak_share)
-        depths = [_grown(i, kept[i], imgs, ks, poses, tuple(cache[keys[i]][2] or (cfg.near, cfg.far)), cfg,
-                         families, peaks, peak_bin) for i in range(len(views))]
-    support = _consistent(0, depths, ks, poses, cfg)
-    keep = np.isfinite(depths[0]) & (support >= max(1, cfg.min_consistent))
-    d_lo = np.where(keep, depths[0], np.nan).astype(np.float32)
+        for i in range(len(views)):
+            if f"grown_{keys[i]}" not in cache:
+                g = _grown(i, kept[i], imgs, ks, poses, tuple(cache[keys[i]][2] or (cfg.near, cfg.far)), cfg,
+                           families, peaks, peak_bin)
+                cache[f"grown_{keys[i]}"] = (g, np.zeros(0, np.float32), None)
+        depths = [cache[f"grown_{k}"][0] for k in keys]
+    support = _consistent(r, depths, ks, poses, cfg)
+    keep = np.isfinite(depths[r]) & (support >= max(1, cfg.min_consistent))
+    d_lo = np.where(keep, depths[r], np.nan).astype(np.float32)
     if cfg.speckle_size > 0:
         d_lo = remove_speckles(d_lo, int(cfg.speckle_size * d_lo.size), cfg.speckle_rel)
         keep = np.isfinite(d_lo)
     if cfg.smooth_window >= 3:
         d_lo = plane_smooth(d_lo, cfg.smooth_window, cfg.smooth_sigma)
     conf_lo = np.where(keep, conf_ref * support / (len(views) - 1), 0.0).astype(np.float32)
-    k_out = np.asarray(views[0].k, np.float64)
+    k_out = np.asarray(views[r].k, np.float64)
     if (W, H) != size:
         # back to the image resolution: bilinear on smooth surfaces (no staircase on a slanted floor), nearest
         # across depth edges and next to holes (no depth blended between surfaces)
@@ -754,9 +759,9 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
         d_out, conf, sup = d_lo, conf_lo, support
     covered = np.isfinite(d_out)
     report = {
-        "camera": ref, "others": [v.cam for v in views[1:]], "scale": SCALE, "source": SOURCE,
+        "camera": ref, "others": [v.cam for v in views if v.cam != ref], "scale": SCALE, "source": SOURCE,
         "covered_fraction": round(float(covered.mean()), 4),
-        "swept_fraction": round(float(np.isfinite(depths[0]).mean()), 4),
+        "swept_fraction": round(float(np.isfinite(depths[r]).mean()), 4),
         "seen_by": {str(n): round(float((sup >= n).mean()), 4) for n in range(1, len(views))},
         "depth_range_m": ranges.get(ref),
         "median_depth_m": round(float(np.nanmedian(d_out)), 4) if covered.any() else None,
