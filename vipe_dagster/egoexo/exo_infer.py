@@ -193,8 +193,8 @@ def _json(obj) -> str:
 
 
 class RigCache:
-    """The rig sweeps of a take kept on disk (``<folder>/<key>.npz``), so that each camera's inference (one
-    process per take x camera) reuses the other cameras' sweeps. ``folder`` should name the inputs (see
+    """The rig sweeps and grown depths of a take kept on disk (``<folder>/<key>.npz``), so that each camera's
+    inference (one process per take x camera) reuses the other cameras' work. ``folder`` should name the inputs (see
     :func:`rig_cache_key`): a changed video, calibration or setting lands in a new folder."""
 
     def __init__(self, folder: str):
@@ -222,12 +222,17 @@ class RigCache:
         fs.write_bytes(self._uri(key), buf.getvalue())
 
 
+RIG_CACHE_LAYOUT = 2
+"""What a rig cache folder holds; part of its key, so that a folder written by an earlier layout is not read
+(2: every camera swept and grown in name order, grown depths cached beside the sweeps)."""
+
+
 def rig_cache_key(take: RawTake, cfg: ExoInferConfig) -> str:
     """A short hash of what the take's rig sweeps depend on: the calibration file, every exo video (path,
-    size) and the settings."""
+    size), the settings and the cache layout."""
     import hashlib
 
-    h = hashlib.sha1()
+    h = hashlib.sha1(f"layout {RIG_CACHE_LAYOUT}".encode())
     h.update(fs.read_bytes(take.gopro_calibs) if take.gopro_calibs else b"")
     for cam, video in sorted(take.exo_videos.items()):
         h.update(f"{cam}:{video}:{fs.size(video)}".encode())
