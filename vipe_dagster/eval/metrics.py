@@ -318,8 +318,8 @@ def depth_pair_consistency(depth_a: np.ndarray, depth_b: np.ndarray, k_a: np.nda
     points outside b do not count. Points occluded in b (behind b's surface) are not singled out: they are a
     minority near depth edges and the median ignores them, whereas excluding "points behind" would also hide
     a whole frame whose scale jumped. Returns ``(median, pixels compared)``; ``(nan, 0)`` when nothing
-    overlaps. ``k`` are ``fx fy cx cy`` in pixels of the depth maps, poses camera-to-world. Other ViPE
-    cameras (``camera_type`` MEI: ``k`` with xi, z-depth; PANORAMA: ray distance, ``k`` unused) go through
+    overlaps. ``k`` are ``fx fy cx cy`` in pixels of the depth maps, poses camera-to-world; other ViPE cameras:
+    ``camera_type`` MEI (``k`` with xi, z-depth) or PANORAMA (ray distance, ``k`` unused), through
     :func:`vipe_dagster.camera.pixel_rays` / :func:`~vipe_dagster.camera.project_depth`.
     """
     from ..camera import normalize_type, pixel_rays, project_depth
@@ -335,22 +335,13 @@ def depth_pair_consistency(depth_a: np.ndarray, depth_b: np.ndarray, k_a: np.nda
         return float("nan"), 0
     hb, wb = depth_b.shape
     t = np.linalg.inv(np.asarray(c2w_b, np.float64)) @ np.asarray(c2w_a, np.float64)
-    if normalize_type(camera_type) == "PINHOLE":
-        p = np.stack([(uu - k_a[2]) / k_a[0] * d, (vv - k_a[3]) / k_a[1] * d, d], -1)
-        q = p @ t[:3, :3].T + t[:3, 3]
-        z = q[:, 2]
-        front = z > 1e-9
-        q, z = q[front], z[front]
-        ub = np.rint(k_b[0] * q[:, 0] / z + k_b[2]).astype(np.int64)
-        vb = np.rint(k_b[1] * q[:, 1] / z + k_b[3]).astype(np.int64)
-    else:
-        p = pixel_rays(camera_type, k_a, uu, vv, w, h) * d[:, None]
-        p = p[np.isfinite(p).all(1)]
-        uv, z, front = project_depth(camera_type, k_b, p @ t[:3, :3].T + t[:3, 3], wb, hb)
-        uv, z = uv[front], z[front]
-        ub, vb = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
-        if normalize_type(camera_type) == "PANORAMA":
-            ub = np.mod(ub, wb)
+    p = pixel_rays(camera_type, k_a, uu, vv, w, h) * d[:, None]
+    p = p[np.isfinite(p).all(1)]
+    uv, z, front = project_depth(camera_type, k_b, p @ t[:3, :3].T + t[:3, 3], wb, hb)
+    uv, z = uv[front], z[front]
+    ub, vb = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
+    if normalize_type(camera_type) == "PANORAMA":
+        ub = np.mod(ub, wb)
     inside = (ub >= 0) & (ub < wb) & (vb >= 0) & (vb < hb)
     ub, vb, z = ub[inside], vb[inside], z[inside]
     db = depth_b[vb, ub].astype(np.float64)
