@@ -222,12 +222,10 @@ def tracked_view(store: ArtifactStore, name: str, width: int, height: int) -> di
 
 
 def resample_to_view(frame: np.ndarray, view: dict) -> np.ndarray:
-    """A recorded frame in the :func:`tracked_view` (bilinear; beyond the recorded image its nearest edge)."""
-    from .virtual_views import sample_wrapped
+    """A recorded frame in the :func:`tracked_view` (:func:`vipe_dagster.virtual_views.resample`)."""
+    from .virtual_views import resample
 
-    mx, my = view["maps"]
-    return sample_wrapped(frame, mx, my) if view["wrap"] else cv2.remap(frame, mx, my, cv2.INTER_LINEAR,
-                                                                        borderMode=cv2.BORDER_REPLICATE)
+    return resample(frame, view["maps"], view["wrap"])
 
 
 def depth_to_view(depth: np.ndarray, view: dict) -> np.ndarray:
@@ -258,10 +256,9 @@ def run_masks_on_camera(store: ArtifactStore, name: str, config=None):
     (the depth is the camera's, not the view's). Returns the view's :class:`~vipe_dagster.masks.run.MaskResult`
     with the written mask's uri."""
     from . import camera as cam
-    from .io.manifest import base_manifest
     from .masks.config import MaskConfig
     from .masks.run import instances_path, run_masks
-    from .virtual_views import view_maps
+    from .virtual_views import view_maps, write_view_sequence
 
     cfg = (config or MaskConfig()).model_copy(update={"refill_depth": False})
     store.check_set(name, ("rgb", "pose", "intrinsics", "depth"))
@@ -273,18 +270,9 @@ def run_masks_on_camera(store: ArtifactStore, name: str, config=None):
         R, K, size, lens = tv["R"], tv["K"], tv["size"], tv["lens"]
         rays = lens.unproject(cam.pixel_grid(w, h), unit_norm=True).numpy()
         view = ArtifactStore(tmp)
-        view.begin_generation(name)
-        with view.rgb_writer(name, stream.fps) as wr:
-            for _, frame in stream:
-                wr.add(resample_to_view(frame, tv))
-        man = base_manifest(src, "virtual-view", {"view": "tracked"})
-        man["depth"] = {"method": (store.read_manifest(name).get("depth") or {}).get("method")}
-        view.write_manifest(name, man)
-        T = np.eye(4)
-        T[:3, :3] = R
-        view.write_pose(name, (c2w.astype(np.float64) @ T).astype(np.float32), inds=inds,
-                        valid=store.read_pose_valid(name))
-        view.write_intrinsics(name, np.tile(K.astype(np.float32), (len(inds), 1)), inds=inds)
+        method = (store.read_manifest(name).get("depth") or {}).get("method")
+        write_view_sequence(view, name, stream, src, tv["maps"], tv["wrap"], R, K, c2w, inds,
+                            store.read_pose_valid(name), "tracked", depth={"method": method})
         with view.depth_writer(name) as dw:
             for _, d in store.iter_depth(name):
                 dw.add(depth_to_view(d, tv))

@@ -86,6 +86,33 @@ def sample_wrapped(frame: np.ndarray, mx: np.ndarray, my: np.ndarray) -> np.ndar
                      borderMode=cv2.BORDER_REPLICATE)
 
 
+def resample(frame: np.ndarray, maps: tuple[np.ndarray, np.ndarray], wrap: bool = False) -> np.ndarray:
+    """A recorded frame resampled into a view (``maps``: view pixel -> recorded pixel), bilinear. View pixels
+    beyond the recorded image take its nearest edge pixel, not black: a black area's border stays at the same
+    view pixel in every frame, and matching that fixed edge pulls the depth of the recorded pixels next to it
+    to the farthest plane (zero parallax). ``wrap``: an equirectangular frame (:func:`sample_wrapped`)."""
+    return sample_wrapped(frame, *maps) if wrap else cv2.remap(frame, maps[0], maps[1], cv2.INTER_LINEAR,
+                                                               borderMode=cv2.BORDER_REPLICATE)
+
+
+def write_view_sequence(vs, name: str, stream, source: str, maps, wrap: bool, R: np.ndarray, K: np.ndarray,
+                        c2w: np.ndarray, inds: np.ndarray, valid: np.ndarray | None, label, **manifest) -> None:
+    """A new sequence ``name`` in the (temporary) store ``vs``: the frames of ``stream`` resampled into the view
+    (:func:`resample`), its manifest (``manifest``: extra sections), the recorded camera's poses ``c2w``
+    composed with the view's rotation ``R`` and the view's intrinsics ``K`` on every frame."""
+    from .io.manifest import base_manifest
+
+    T = np.eye(4)
+    T[:3, :3] = R
+    vs.begin_generation(name)
+    with vs.rgb_writer(name, stream.fps) as wr:
+        for _, frame in stream:
+            wr.add(resample(frame, maps, wrap))
+    vs.write_manifest(name, {**base_manifest(source, "virtual-view", {"view": label}), **manifest})
+    vs.write_pose(name, (c2w.astype(np.float64) @ T).astype(np.float32), inds=inds, valid=valid)
+    vs.write_intrinsics(name, np.tile(np.asarray(K, np.float32), (len(inds), 1)), inds=inds)
+
+
 def view_depth(store, name: str, views: list[dict], rays: np.ndarray, owner: np.ndarray, source: str,
                start_frame, end_frame, frame_skip: int, long_side: int, depth_cfg, out: list[np.ndarray], *,
                ray_distance: bool, tag: str, conf_out: list[np.ndarray] | None = None,
@@ -103,7 +130,6 @@ def view_depth(store, name: str, views: list[dict], rays: np.ndarray, owner: np.
     from .depth.run import run_depth
     from .io import ArtifactStore, open_video
     from .io.artifacts import SparseMap
-    from .io.manifest import base_manifest
 
     c2w, inds = store.read_pose(name)
     valid = store.read_pose_valid(name)
@@ -120,18 +146,8 @@ def view_depth(store, name: str, views: list[dict], rays: np.ndarray, owner: np.
         T[:3, :3] = R
         with tempfile.TemporaryDirectory(prefix="vipe_view_") as tmp:
             vs = ArtifactStore(tmp)
-            stream = open_video(source, start_frame, end_frame, frame_skip, long_side)
-            vs.begin_generation(name)
-            # view pixels beyond the recorded image take its nearest edge pixel, not black: a black area's border
-            # stays at the same view pixel in every frame, and matching that fixed edge pulls the depth of the
-            # recorded pixels next to it to the farthest plane (zero parallax)
-            with vs.rgb_writer(name, stream.fps) as wr:
-                for _, frame in stream:
-                    wr.add(sample_wrapped(frame, fx_, fy_) if v.get("wrap") else
-                           cv2.remap(frame, fx_, fy_, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
-            vs.write_manifest(name, base_manifest(source, "virtual-view", {"view": v["label"]}))
-            vs.write_pose(name, (c2w.astype(np.float64) @ T).astype(np.float32), inds=inds, valid=valid)
-            vs.write_intrinsics(name, np.tile(Kv.astype(np.float32), (len(inds), 1)), inds=inds)
+            write_view_sequence(vs, name, open_video(source, start_frame, end_frame, frame_skip, long_side), source,
+                                (fx_, fy_), bool(v.get("wrap")), R, Kv, c2w, inds, valid, v["label"])
             if sm is not None and len(sm.obs_frame):
                 w2c = np.linalg.inv(c2w[sm.obs_frame].astype(np.float64) @ T)
                 p = sm.points[sm.obs_point].astype(np.float64)
