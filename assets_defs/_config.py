@@ -56,7 +56,9 @@ def run_config_class(name: str, model: type[BaseModel], fields: Iterable[str] | 
                      exclude: Iterable[str] = (), also: Mapping[str, tuple[type[BaseModel], str]] | None = None,
                      extra: Mapping[str, tuple[Any, FieldInfo]] | None = None,
                      doc: str | None = None, preset: Mapping[str, Any] | None = None,
-                     sections: Mapping[str, type[dg.Config]] | None = None) -> type[dg.Config]:
+                     sections: Mapping[str, type[dg.Config]] | None = None,
+                     also_sections: Mapping[str, tuple[type[BaseModel], str, type[dg.Config]]] | None = None
+                     ) -> type[dg.Config]:
     """A ``dg.Config`` subclass named ``name`` with the fields of ``model`` (``fields`` or every non-nested
     field, minus ``exclude``), then fields of other models (``also``: config name -> (model, field)), then
     the front-end-only fields in ``extra`` (settings no engine model has).
@@ -65,7 +67,10 @@ def run_config_class(name: str, model: type[BaseModel], fields: Iterable[str] | 
     ``vipe_dagster.render.config.EGO_PRIOR_PRESET``) whose values replace the model's defaults of those
     ``model`` fields; never a dict written here. The class records where each generated field comes from in
     ``field_sources`` (name -> (model, field)) and the preset in ``preset_defaults``; :func:`engine_values`
-    returns the ``model`` ones.
+    returns the ``model`` ones. ``also_sections``: nested models of *other* engine models as typed nested config
+    (config name -> (model, field, class built by :func:`section_config_class`)), e.g. a pipeline's camera
+    settings beside a pose config; recorded in ``section_sources``, not returned by :func:`engine_values`
+    (read them with ``engine_values(config.<name>)``).
 
     ``sections``: nested models of ``model`` as typed nested config (field name -> a class built by
     :func:`section_config_class`), e.g. ``ba: {window: 12}`` in the launchpad; recorded in
@@ -90,12 +95,17 @@ def run_config_class(name: str, model: type[BaseModel], fields: Iterable[str] | 
         if not is_model(info.annotation) or sec.engine_model is not unwrap_optional(info.annotation)[0]:
             raise TypeError(f"{name}.{n}: section {sec.__name__} is not built from {model.__name__}.{n}")
         defs[n] = (sec, Field(default_factory=sec, description=info.description or sec.__doc__))
+    for n, (m, f, sec) in (also_sections or {}).items():
+        if sec.engine_model is not unwrap_optional(m.model_fields[f].annotation)[0]:
+            raise TypeError(f"{name}.{n}: section {sec.__name__} is not built from {m.__name__}.{f}")
+        defs[n] = (sec, Field(default_factory=sec, description=m.model_fields[f].description or sec.__doc__))
     defs.update(extra or {})
     cls = create_model(name, __base__=dg.Config, __module__=__name__, **defs)
     cls.__doc__ = doc or model.__doc__
     cls.engine_model = model  # type: ignore[attr-defined]
     cls.engine_fields = tuple(names) + tuple(sections or ())  # type: ignore[attr-defined]
-    cls.section_sources = {n: (model, n) for n in (sections or {})}  # type: ignore[attr-defined]
+    cls.section_sources = {**{n: (model, n) for n in (sections or {})},  # type: ignore[attr-defined]
+                           **{n: (m, f) for n, (m, f, _) in (also_sections or {}).items()}}
     cls.field_sources = sources  # type: ignore[attr-defined]
     cls.preset_defaults = dict(preset or {})  # type: ignore[attr-defined]
     return cls

@@ -75,9 +75,9 @@ PoseRunConfig = run_config_class(
                                              "pose part is the same as pose_only. wide_angle and panorama track "
                                              "a pinhole view of the recorded frames and write MEI / PANORAMA "
                                              "intrinsics; depth_maps and dynamic_masks follow the camera")),
-        "mei": (MeiRunConfig, Field(default_factory=MeiRunConfig, description=MeiConfig.__doc__)),
-        "panorama": (PanoramaRunConfig, Field(default_factory=PanoramaRunConfig, description=PanoramaConfig.__doc__)),
     },
+    also_sections={"mei": (PipelineConfig, "mei", MeiRunConfig),
+                   "panorama": (PipelineConfig, "panorama", PanoramaRunConfig)},
     doc="Which pose preset to run, the seed, and every `PoseConfig` section as typed nested config "
         "(`intrinsics: {fx: 900.0}`, `ba: {window: 12}`, `tracking: {max_features: 1200}`), plus the MEI and "
         "panorama settings of the wide_angle / panorama presets. Left out: "

@@ -29,7 +29,6 @@ from vipe_dagster.config import (
     TrackingConfig,
 )
 from vipe_dagster.depth.config import DepthConfig, LearnedDepthConfig, MetricScaleConfig
-from vipe_dagster.errors import ConfigError
 from vipe_dagster.export.colmap.options import ColmapExportOptions as ColmapExportConfig
 from vipe_dagster.masks.config import MaskConfig
 from vipe_dagster.options import add_model_arguments, dest_of, field_default, model_fields, model_values
@@ -256,7 +255,7 @@ def test_ego_render_settings_have_one_source_and_named_presets():
 
 
 def test_pose_run_config_carries_every_pose_setting_as_typed_sections():
-    from assets_defs.pose import POSE_SECTIONS, PoseRunConfig, build_pose_config
+    from assets_defs.pose import POSE_SECTIONS, PoseRunConfig, build_pipeline_config, build_pose_config
     from vipe_dagster.config import PRESETS, preset
 
     left_out = {"assume_fixed_camera_pose", "long_side"}  # the preset's / processed_video's (docstring)
@@ -274,11 +273,10 @@ def test_pose_run_config_carries_every_pose_setting_as_typed_sections():
         p = preset(name).pose
         for section in POSE_SECTIONS:
             assert getattr(p, section) == getattr(PoseConfig(), section), (name, section)
-        if preset(name).camera != "pinhole":  # MEI / panorama frames are not the graph's: refused, not run
-            with pytest.raises(ConfigError, match=f"preset '{name}' runs a"):
-                build_pose_config(PoseRunConfig(preset=name), "cpu")
-            continue
         assert build_pose_config(PoseRunConfig(preset=name), "cpu") == p
+        # the camera presets' settings come with them: run-config defaults are the engine's
+        pipe = build_pipeline_config(PoseRunConfig(preset=name), "cpu")
+        assert pipe == preset(name).model_copy(update={"pose": p}), name
 
 
 def test_no_help_text_says_default_none():
