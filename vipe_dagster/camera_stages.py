@@ -53,7 +53,7 @@ def _camera_record(store: ArtifactStore, name: str) -> dict:
     """The manifest's ``camera`` record of a sequence the pose stage wrote in its camera's image."""
     kind = sequence_camera(store, name)
     rec = (store.read_manifest(name).get("camera") or {}) if store.exists("manifest", name) else {}
-    if kind not in ("MEI", "PANORAMA") or rec.get("model") != kind or "processing" not in rec:
+    if kind not in CAMERAS.values() or rec.get("model") != kind or "processing" not in rec:
         raise ArtifactError(f"{store.path('manifest', name)}: a {kind} sequence without the pose stage's camera "
                             "record (model and processing view): run the pose stage (slam_pose with preset "
                             "wide_angle or panorama) first")
@@ -123,16 +123,14 @@ def _views(store: ArtifactStore, name: str, rec: dict, w: int, h: int):
 
     K = np.asarray(rec["processing"]["pinhole"], np.float64)
     if rec["model"] == "MEI":
-        from .virtual_views import source_maps
         from .wide_angle import main_view_maps, side_views
 
-        mei = store.read_intrinsics(name)[0][0].astype(np.float64)
+        tv = tracked_view(store, name, w, h)  # the main view: the one the poses were tracked in
+        mei = tv["params"]
         rays, _, _, covered = main_view_maps(mei, K, w, h)
         unit = rays / np.linalg.norm(rays, axis=-1, keepdims=True)
         side, owner = side_views(mei, K, unit, covered)
-        lens = cam.camera_from_params("mei", mei)
-        main = {"label": {"view": "main"}, "R": np.eye(3), "K": K, "size": (w, h),
-                "maps": source_maps(lens, np.eye(3), K, w, h)}
+        main = {"label": {"view": "main"}, "R": tv["R"], "K": K, "size": tv["size"], "maps": tv["maps"]}
         owner = np.where(owner >= 0, owner + 1, np.where(owner == -1, 0, owner))
         return [main] + side, owner, unit, False
     from .panorama import depth_views
@@ -201,24 +199,32 @@ def run_depth_on_camera(store: ArtifactStore, name: str, config=None):
 
 def tracked_view(store: ArtifactStore, name: str, width: int, height: int) -> dict:
     """The pinhole view an MEI / panorama sequence's poses were tracked in, from the manifest's camera record:
-    ``R`` (view -> camera), ``K``, ``size`` (w, h), ``lens`` (the recorded camera), ``maps`` (recorded image ->
-    view, for ``cv2.remap``) and ``wrap`` (longitude wraps: sample with
+    ``R`` (view -> camera), ``K``, ``size`` (w, h), ``lens`` and ``params`` (the recorded camera and its
+    intrinsics row), ``maps`` (recorded image -> view, for ``cv2.remap``), ``depth_factor`` (see
+    :func:`depth_to_view`) and ``wrap`` (longitude wraps: sample with
     :func:`~vipe_dagster.virtual_views.sample_wrapped`)."""
     from . import camera as cam
     from .virtual_views import rotation, source_maps
 
     rec = _camera_record(store, name)
     K = np.asarray(rec["processing"]["pinhole"], np.float64)
+    params = store.read_intrinsics(name)[0][0].astype(np.float64)
     if rec["model"] == "MEI":
-        lens = cam.camera_from_params("mei", store.read_intrinsics(name)[0][0].astype(np.float64))
+        lens = cam.camera_from_params("mei", params)
         R, size, wrap = np.eye(3), (width, height), False
     else:
         lens = cam.EquirectangularCamera(np.array([float(width), float(height)]))
         v = next(v for v in rec["processing"]["views"] if v["label"] == rec["processing"]["tracked_view"])
         R, wrap = rotation(float(v["yaw_deg"]), float(v["pitch_deg"])), True
         size = (int(rec["processing"]["view_px"]),) * 2
-    return {"model": rec["model"], "R": R, "K": K, "size": size, "lens": lens, "wrap": wrap,
-            "maps": source_maps(lens, R, K, *size)}
+    # recorded depth (MEI z-depth, panorama ray distance) sampled at a view pixel -> the view's z-depth:
+    # distance along the pixel's unit ray times its z in the view
+    vr = cam.PinholeCamera(K).unproject(cam.pixel_grid(*size)).numpy()
+    vr = vr / np.linalg.norm(vr, axis=-1, keepdims=True)
+    cam_z = (vr @ R.T)[..., 2]
+    factor = vr[..., 2] if rec["model"] == "PANORAMA" else vr[..., 2] / np.where(cam_z > 1e-6, cam_z, np.nan)
+    return {"model": rec["model"], "params": params, "R": R, "K": K, "size": size, "lens": lens, "wrap": wrap,
+            "maps": source_maps(lens, R, K, *size), "depth_factor": factor.astype(np.float32)}
 
 
 def resample_to_view(frame: np.ndarray, view: dict) -> np.ndarray:
@@ -230,18 +236,10 @@ def resample_to_view(frame: np.ndarray, view: dict) -> np.ndarray:
 
 def depth_to_view(depth: np.ndarray, view: dict) -> np.ndarray:
     """A depth map of the recorded camera (MEI z-depth, panorama ray distance) as the :func:`tracked_view`'s
-    z-depth: sampled at each view pixel's ray (:func:`~vipe_dagster.virtual_views.warp_depth`), then turned
-    into distance along the ray and into the view's z."""
-    from . import camera as cam
+    z-depth: sampled at each view pixel's ray (:func:`~vipe_dagster.virtual_views.warp_depth`), times the
+    view's ``depth_factor``."""
     from .virtual_views import warp_depth
 
-    if "depth_factor" not in view:
-        vw, vh = view["size"]
-        vr = cam.PinholeCamera(view["K"]).unproject(cam.pixel_grid(vw, vh)).numpy()
-        vr = vr / np.linalg.norm(vr, axis=-1, keepdims=True)
-        cam_z = (vr @ view["R"].T)[..., 2]
-        view["depth_factor"] = (vr[..., 2] if view["model"] == "PANORAMA" else
-                                vr[..., 2] / np.where(cam_z > 1e-6, cam_z, np.nan)).astype(np.float32)
     return (warp_depth(depth, *view["maps"]) * view["depth_factor"]).astype(np.float32)
 
 
