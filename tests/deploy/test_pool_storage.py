@@ -1,0 +1,125 @@
+"""Pool-slot claims are atomic across processes (resources/pool_storage.py).
+
+Eight claimers reach a pool of 2 slots in the same instant, each with its own storage object (its own
+connections, as separate run processes have): exactly 2 get a slot, the rest wait, and the slot rows name
+exactly the claimers that were told they hold one. Freeing hands the slots to the waiting claimers, still
+never more than 2 at once. Real PostgreSQL (the compose instance class) and real SQLite files (the local one).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+
+import pytest
+
+from .conftest import DEPLOY, create_database, postgres_env
+
+N = 8
+SLOTS = 2
+POOL = "gpu"
+
+
+def _claim(storage, run_id: str, barrier: threading.Barrier, got: dict, i: int) -> None:
+    barrier.wait()
+    got[i] = storage.claim_concurrency_slot(POOL, run_id, "pose").is_claimed
+
+
+def _contend(make_storage, rounds: int = 4) -> list[int]:
+    """Claims by N claimers released together; returns how many held a slot after each wave."""
+    admin = make_storage()
+    admin.set_concurrency_slots(POOL, SLOTS)
+    storages = [make_storage() for _ in range(N)]
+    runs = [f"run-{i}" for i in range(N)]
+    held: set[int] = set()
+    done: set[int] = set()
+    history = []
+    try:
+        for _ in range(rounds):
+            waiting = [i for i in range(N) if i not in held and i not in done]
+            if not waiting:
+                break
+            barrier = threading.Barrier(len(waiting))
+            got: dict[int, bool] = {}
+
+            threads = [threading.Thread(target=_claim, args=(storages[i], runs[i], barrier, got, i))
+                       for i in waiting]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            held |= {i for i, ok in got.items() if ok}
+            info = admin.get_concurrency_info(POOL)
+            owners = {(s.run_id, s.step_key) for s in info.claimed_slots}
+            # the table and the claimers agree, and the limit holds
+            assert owners == {(runs[i], "pose") for i in held}, (owners, sorted(held))
+            history.append(len(held))
+            # the holders finish: their slots go to the next claimers
+            for i in sorted(held):
+                storages[i].free_concurrency_slot_for_step(runs[i], "pose")
+            done |= held
+            held = set()
+        assert admin.get_concurrency_info(POOL).active_slot_count == 0
+    finally:
+        for s in [admin, *storages]:
+            s.dispose()
+    return history
+
+
+@pytest.mark.slow
+def test_postgres_pool_claims_never_exceed_the_limit(postgres_server):
+    pytest.importorskip("dagster_postgres", reason="dagster-postgres is needed for the PostgreSQL instance")
+    import yaml
+
+    from resources.pool_storage import PoolLockedPostgresEventLogStorage
+
+    conf = yaml.safe_load((DEPLOY / "compose" / "dagster.yaml").read_text())
+    assert conf["event_log_storage"]["module"] == "resources.pool_storage"
+    assert conf["event_log_storage"]["class"] == "PoolLockedPostgresEventLogStorage"
+    db = create_database(postgres_server, f"pool_{uuid.uuid4().hex[:8]}")
+    env = postgres_env(postgres_server, db)
+    url = (f"postgresql+psycopg2://{env['DAGSTER_POSTGRES_USER']}:{env['DAGSTER_POSTGRES_PASSWORD']}@"
+           f"{env['DAGSTER_POSTGRES_HOST']}:{env['DAGSTER_POSTGRES_PORT']}/{db}")
+    history = _contend(lambda: PoolLockedPostgresEventLogStorage(url))
+    assert history == [SLOTS] * (N // SLOTS), history
+
+
+@pytest.mark.slow
+def test_sqlite_pool_claims_never_exceed_the_limit(tmp_path):
+    import yaml
+
+    from resources.pool_storage import PoolLockedSqliteEventLogStorage
+
+    conf = yaml.safe_load((DEPLOY / "local" / "dagster.yaml").read_text())
+    assert conf["storage"]["custom"]["class"] == "PoolLockedSqliteStorage"
+    base = tmp_path / "home" / "history"
+    history = _contend(lambda: PoolLockedSqliteEventLogStorage(str(base)))
+    assert history == [SLOTS] * (N // SLOTS), history
+    shutil.rmtree(base)
+
+
+def test_pool_lock_is_reentrant_and_released(tmp_path):
+    """Freeing a slot assigns the next pending step through the guarded methods: the lock must not deadlock
+    on itself, and it is free again afterwards (another descriptor can take it at once)."""
+    import fcntl
+    import os
+
+    from resources.pool_storage import SQLITE_LOCK_FILE, PoolLockedSqliteEventLogStorage
+
+    s = PoolLockedSqliteEventLogStorage(str(tmp_path))
+    try:
+        with s._pool_section(), s._pool_section():
+            fd = os.open(tmp_path / SQLITE_LOCK_FILE, os.O_RDWR)
+            try:
+                with pytest.raises(BlockingIOError):
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            finally:
+                os.close(fd)
+        fd = os.open(tmp_path / SQLITE_LOCK_FILE, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    finally:
+        s.dispose()
