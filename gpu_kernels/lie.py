@@ -198,11 +198,24 @@ def so3_right_jacobian_inv(phi: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------------------------- SE(3)
 
 
+def _broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """NumPy broadcasting of batch shapes. (``torch.broadcast_shapes`` imports ``torch._refs`` on its first
+    call: 0.3-0.7 s in every process that runs a pose step.)"""
+    n = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(-n, 0):
+        sizes = {s[i] for s in shapes if len(s) >= -i and s[i] != 1}
+        if len(sizes) > 1:
+            raise ValueError(f"shapes {[tuple(s) for s in shapes]} do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
 def se3_from_rt(r: Tensor, t: Tensor) -> Tensor:
     """Assemble ``(...,4,4)`` from rotation ``(...,3,3)`` and translation ``(...,3)`` (broadcast)."""
     _check_last(r, (3, 3), "se3_from_rt")
     _check_last(t, (3,), "se3_from_rt")
-    batch = torch.broadcast_shapes(r.shape[:-2], t.shape[:-1])
+    batch = _broadcast_shapes(r.shape[:-2], t.shape[:-1])
     out = torch.zeros(*batch, 4, 4, dtype=r.dtype, device=r.device)
     out[..., :3, :3] = r
     out[..., :3, 3] = t
@@ -273,7 +286,7 @@ def se3_interpolate(t0: Tensor, t1: Tensor, t: Tensor | float) -> Tensor:
 
 def _sim3_v(phi: Tensor, sigma: Tensor) -> Tensor:
     """``V = int_0^1 exp(sigma u) exp(u [phi]_x) du`` as the top-right block of a 6x6 matrix exponential."""
-    batch = torch.broadcast_shapes(phi.shape[:-1], sigma.shape)
+    batch = _broadcast_shapes(phi.shape[:-1], sigma.shape)
     a = skew(phi) + sigma[..., None, None] * _eye(3, phi)
     m = torch.zeros(*batch, 6, 6, dtype=phi.dtype, device=phi.device)
     m[..., :3, :3] = a

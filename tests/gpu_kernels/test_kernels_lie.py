@@ -204,3 +204,19 @@ def test_batch_broadcast_and_bad_shapes():
         lie.so3_exp(torch.zeros(4, 2))
     with pytest.raises(ValueError, match="shape"):
         lie.se3_exp(torch.zeros(3))
+
+
+def test_batch_shapes_broadcast_like_torch():
+    """se3_from_rt / Sim(3) broadcast their batch shapes without torch.broadcast_shapes (which imports
+    torch._refs on first use); the result and the refusal match torch's rule."""
+    from gpu_kernels.lie import _broadcast_shapes
+
+    for shapes in [((), ()), ((3,), (1,)), ((2, 1), (5,)), ((4, 3), (3,)), ((1,), (7, 1)), ((0,), (1,)),
+                   ((0,), ()), ((2, 1, 4), (3, 1))]:
+        assert _broadcast_shapes(*shapes) == tuple(torch.broadcast_shapes(*shapes)), shapes
+    with pytest.raises(ValueError, match="do not broadcast"):
+        _broadcast_shapes((2,), (3,))
+    r = torch.eye(3).expand(5, 3, 3)
+    t = torch.arange(3.0)
+    out = lie.se3_from_rt(r, t)
+    assert out.shape == (5, 4, 4) and torch.equal(out[:, :3, 3], t.expand(5, 3))
