@@ -102,18 +102,6 @@ def plan(pose_cfg: PoseConfig, width: int, height: int, mei_cfg: MeiConfig) -> d
     return {"mei": mei, "given": given, "pinhole": pin, "maps": maps, "pose_config": cfg, "record": record}
 
 
-def _undistort_radial(uv: np.ndarray, intr: np.ndarray, radial: np.ndarray, iters: int = 30) -> np.ndarray:
-    """Pixels of the RADIAL model -> ideal pinhole pixels (fixed-point inversion of ``d = 1 + k1 r^2 + k2 r^4``)."""
-    fx, fy, cx, cy = (float(v) for v in intr[:4])
-    xd, yd = (uv[:, 0] - cx) / fx, (uv[:, 1] - cy) / fy
-    x, y = xd.copy(), yd.copy()
-    for _ in range(iters):
-        r2 = x * x + y * y
-        d = 1.0 + radial[0] * r2 + radial[1] * r2 * r2
-        x, y = xd / d, yd / d
-    return np.stack([x * fx + cx, y * fy + cy], 1)
-
-
 def fit_mei(start: np.ndarray, pin0: np.ndarray, intr: np.ndarray, radial: np.ndarray, width: int,
             height: int) -> tuple[np.ndarray, dict]:
     """The MEI camera (focal, xi; centre fixed) whose projection of the self-calibrated rays best matches
@@ -123,6 +111,7 @@ def fit_mei(start: np.ndarray, pin0: np.ndarray, intr: np.ndarray, radial: np.nd
     from scipy.optimize import least_squares
 
     from . import camera as cam
+    from .slam.geometry import undistort_radial
 
     xs = np.linspace(0, width - 1, 41)
     ys = np.linspace(0, height - 1, 31)
@@ -133,7 +122,7 @@ def fit_mei(start: np.ndarray, pin0: np.ndarray, intr: np.ndarray, radial: np.nd
     p = np.stack([pin0[0] * rays0[:, 0] / np.where(ok, rays0[:, 2], 1) + pin0[2],
                   pin0[1] * rays0[:, 1] / np.where(ok, rays0[:, 2], 1) + pin0[3]], 1)
     ok &= (p[:, 0] >= 0) & (p[:, 0] <= width - 1) & (p[:, 1] >= 0) & (p[:, 1] <= height - 1)
-    q = _undistort_radial(p[ok], intr, radial)
+    q = undistort_radial(p[ok], intr, radial)
     rays = np.stack([(q[:, 0] - intr[2]) / intr[0], (q[:, 1] - intr[3]) / intr[1], np.ones(len(q))], 1)
     rays /= np.linalg.norm(rays, axis=1, keepdims=True)
     target = u[ok]
