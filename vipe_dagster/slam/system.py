@@ -55,6 +55,12 @@ class Keyframe:
         ok = (len(self.ids) > 0) & (self.ids[pos] == ids) if len(self.ids) else np.zeros(len(ids), bool)
         return np.where(ok, pos, -1)
 
+    def index_of(self, track_id: int) -> int:
+        """Index of one id in ``self.ids`` or -1 (the scalar :meth:`lookup`: a merge calls it for every
+        keyframe, where the array handling would cost several times the search)."""
+        r = int(self.ids.searchsorted(track_id))
+        return r if r < len(self.ids) and self.ids[r] == track_id else -1
+
 
 @dataclass
 class FrameRecord:
@@ -852,12 +858,9 @@ class SlamSystem:
             n = len(kk.ids)
             if not n or kk.ids[-1] < t:
                 break  # keyframes before the track was born (ids grow with birth time; ids are sorted)
-            # scalar searches (this runs for every keyframe of every merge: Keyframe.lookup's array
-            # handling costs several times more here)
-            rt = int(kk.ids.searchsorted(t))
-            if rt < n and kk.ids[rt] == t:
-                rp = int(kk.ids.searchsorted(p))
-                if rp < n and kk.ids[rp] == p:
+            rt = kk.index_of(t)
+            if rt >= 0:
+                if kk.index_of(p) >= 0:
                     return False
                 hits.append((kk, rt))
         for kk, r in hits:
