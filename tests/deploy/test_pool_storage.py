@@ -1,7 +1,7 @@
 """Pool-slot claims are atomic across processes (resources/pool_storage.py).
 
-Eight claimers reach a pool of 2 slots in the same instant, each with its own storage object (its own
-connections, as separate run processes have): exactly 2 get a slot, the rest wait, and the slot rows name
+Eight claimers reach a pool of 2 slots in the same instant, each with its own instance opened from the
+deployment's dagster.yaml (its own connections, as separate run processes have): exactly 2 get a slot, the rest wait, and the slot rows name
 exactly the claimers that were told they hold one. Freeing hands the slots to the waiting claimers, still
 never more than 2 at once. Real PostgreSQL (the compose instance class) and real SQLite files (the local one).
 """
@@ -67,36 +67,55 @@ def _contend(make_storage, rounds: int = 4) -> list[int]:
     return history
 
 
-@pytest.mark.slow
-def test_postgres_pool_claims_never_exceed_the_limit(postgres_server):
-    pytest.importorskip("dagster_postgres", reason="dagster-postgres is needed for the PostgreSQL instance")
-    import yaml
+def _instances(home, yaml_name: str):
+    """A factory of instances opened from ``deployments/<yaml_name>`` (what every run process does)."""
+    import dagster as dg
 
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(DEPLOY / yaml_name, home / "dagster.yaml")
+    opened = []
+
+    def make():
+        inst = dg.DagsterInstance.from_config(str(home))
+        opened.append(inst)
+        return inst.event_log_storage
+
+    return make, opened
+
+
+@pytest.mark.slow
+def test_postgres_pool_claims_never_exceed_the_limit(postgres_server, tmp_path, monkeypatch):
+    pytest.importorskip("dagster_postgres", reason="dagster-postgres is needed for the PostgreSQL instance")
     from resources.pool_storage import PoolLockedPostgresEventLogStorage
 
-    conf = yaml.safe_load((DEPLOY / "compose" / "dagster.yaml").read_text())
-    assert conf["event_log_storage"]["module"] == "resources.pool_storage"
-    assert conf["event_log_storage"]["class"] == "PoolLockedPostgresEventLogStorage"
     db = create_database(postgres_server, f"pool_{uuid.uuid4().hex[:8]}")
-    env = postgres_env(postgres_server, db)
-    url = (f"postgresql+psycopg2://{env['DAGSTER_POSTGRES_USER']}:{env['DAGSTER_POSTGRES_PASSWORD']}@"
-           f"{env['DAGSTER_POSTGRES_HOST']}:{env['DAGSTER_POSTGRES_PORT']}/{db}")
-    history = _contend(lambda: PoolLockedPostgresEventLogStorage(url))
+    for k, v in postgres_env(postgres_server, db).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOG_DIR", str(tmp_path / "logs"))
+    make, opened = _instances(tmp_path / "home", "compose/dagster.yaml")
+    try:
+        assert isinstance(make(), PoolLockedPostgresEventLogStorage)
+        history = _contend(make)
+    finally:
+        for inst in opened:
+            inst.dispose()
     assert history == [SLOTS] * (N // SLOTS), history
 
 
 @pytest.mark.slow
-def test_sqlite_pool_claims_never_exceed_the_limit(tmp_path):
-    import yaml
-
+def test_sqlite_pool_claims_never_exceed_the_limit(tmp_path, monkeypatch):
     from resources.pool_storage import PoolLockedSqliteEventLogStorage
 
-    conf = yaml.safe_load((DEPLOY / "local" / "dagster.yaml").read_text())
-    assert conf["storage"]["custom"]["class"] == "PoolLockedSqliteStorage"
-    base = tmp_path / "home" / "history"
-    history = _contend(lambda: PoolLockedSqliteEventLogStorage(str(base)))
+    home = tmp_path / "home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    make, opened = _instances(home, "local/dagster.yaml")
+    try:
+        assert isinstance(make(), PoolLockedSqliteEventLogStorage)
+        history = _contend(make)
+    finally:
+        for inst in opened:
+            inst.dispose()
     assert history == [SLOTS] * (N // SLOTS), history
-    shutil.rmtree(base)
 
 
 def test_pool_lock_is_reentrant_and_released(tmp_path):
