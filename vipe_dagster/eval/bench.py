@@ -34,7 +34,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..io import fs
-from ..procinfo import vm_hwm_kb
+from ..procinfo import cpu_model, vm_hwm_kb
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +83,7 @@ def machine_info() -> dict[str, Any]:
         info["cpu_affinity"] = len(os.sched_getaffinity(0))
     except AttributeError:
         pass
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info["cpu_model"] = cpu or "unknown"
+    info["cpu_model"] = cpu_model() or platform.processor() or "unknown"
     try:
         with open("/proc/meminfo") as f:
             for line in f:

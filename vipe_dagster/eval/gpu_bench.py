@@ -52,6 +52,8 @@ class Check:
 def environment() -> dict[str, Any]:
     import torch
 
+    from ..procinfo import cpu_model
+
     env: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
                            "torch": torch.__version__, "torch_cuda_build": torch.version.cuda,
                            "cuda_available": bool(torch.cuda.is_available()), "cpu_count": os.cpu_count()}
@@ -59,11 +61,7 @@ def environment() -> dict[str, Any]:
         env["load_avg_1m"] = round(os.getloadavg()[0], 2)
     except OSError:
         pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            env["cpu_model"] = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
-    except OSError:
-        env["cpu_model"] = None
+    env["cpu_model"] = cpu_model()
     if env["cuda_available"]:
         i = torch.cuda.current_device()
         p = torch.cuda.get_device_properties(i)
