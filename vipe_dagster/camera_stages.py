@@ -40,24 +40,30 @@ CAMERAS = {"mei": "MEI", "panorama": "PANORAMA"}
 
 def sequence_camera(store: ArtifactStore, name: str) -> str:
     """The camera type of a sequence's intrinsics (``PINHOLE`` when it has none yet)."""
+    return _sequence_intrinsics(store, name)[0]
+
+
+def _sequence_intrinsics(store: ArtifactStore, name: str) -> tuple[str, np.ndarray | None]:
+    """(camera type, first intrinsics row) of a sequence; (``PINHOLE``, None) when it has no intrinsics yet."""
     if not store.exists("intrinsics", name):
-        return "PINHOLE"
-    types = set(store.read_intrinsics(name)[2])
-    if len(types) != 1:
+        return "PINHOLE", None
+    intr, _, types = store.read_intrinsics(name)
+    if len(set(types)) != 1:
         raise ArtifactError(f"{store.path('camera', name)}: one camera model per sequence expected, got "
-                            f"{sorted(types)}")
-    return next(iter(types))
+                            f"{sorted(set(types))}")
+    return types[0], intr[0].astype(np.float64)
 
 
-def _camera_record(store: ArtifactStore, name: str) -> dict:
-    """The manifest's ``camera`` record of a sequence the pose stage wrote in its camera's image."""
-    kind = sequence_camera(store, name)
+def _camera_record(store: ArtifactStore, name: str) -> tuple[dict, np.ndarray]:
+    """The manifest's ``camera`` record of a sequence the pose stage wrote in its camera's image, and the
+    camera's intrinsics row."""
+    kind, params = _sequence_intrinsics(store, name)
     rec = (store.read_manifest(name).get("camera") or {}) if store.exists("manifest", name) else {}
     if kind not in CAMERAS.values() or rec.get("model") != kind or "processing" not in rec:
         raise ArtifactError(f"{store.path('manifest', name)}: a {kind} sequence without the pose stage's camera "
                             "record (model and processing view): run the pose stage (slam_pose with preset "
                             "wide_angle or panorama) first")
-    return rec
+    return rec, params
 
 
 def run_pose_on_camera(store: ArtifactStore, name: str, pipe: PipelineConfig, pose_cfg: PoseConfig | None = None,
@@ -156,7 +162,7 @@ def run_depth_on_camera(store: ArtifactStore, name: str, config=None):
         raise ConfigError(f"{name}: a learned depth prior on an MEI / panorama sequence is not supported (it "
                           "would run on the virtual pinhole views); run without learned_repo_id")
     store.check_set(name, ("rgb", "pose", "intrinsics"))
-    rec = _camera_record(store, name)
+    rec, _ = _camera_record(store, name)
     t0 = time.perf_counter()
     with fs.local_copy(store.path("rgb", name)) as src:
         stream = open_video(src)
@@ -206,9 +212,8 @@ def tracked_view(store: ArtifactStore, name: str, width: int, height: int) -> di
     from . import camera as cam
     from .virtual_views import rotation, source_maps
 
-    rec = _camera_record(store, name)
+    rec, params = _camera_record(store, name)
     K = np.asarray(rec["processing"]["pinhole"], np.float64)
-    params = store.read_intrinsics(name)[0][0].astype(np.float64)
     if rec["model"] == "MEI":
         lens = cam.camera_from_params("mei", params)
         R, size, wrap = np.eye(3), (width, height), False
