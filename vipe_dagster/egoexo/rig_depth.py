@@ -421,12 +421,15 @@ def cloud_spread(points: np.ndarray) -> float:
     return float(np.median(np.linalg.norm(points - np.median(points, 0), axis=1)))
 
 
+_PLANE_REFITS = 20  # at most this many inlier-refit rounds per RANSAC plane (they converge in a few)
+
+
 def dominant_plane_families(points: np.ndarray, max_families: int, inlier_rel: float, min_share: float,
                             iterations: int = 300, parallel_deg: float = 15.0,
                             seed: int = 0) -> list[tuple[np.ndarray, float, float]]:
     """The orientations of the largest planes of ``points`` (N, 3): sequential RANSAC (3-point samples, inliers
-    within ``inlier_rel`` x the points' median distance from their median, normal refined by SVD of the
-    inliers), each plane's inliers removed before the next; a plane within ``parallel_deg`` of a family
+    within ``inlier_rel`` x the points' median distance from their median; the plane refitted by SVD of its
+    inliers and the inliers re-selected until they stop changing), each plane's inliers removed before the next; a plane within ``parallel_deg`` of a family
     already found (a ceiling of a floor, the opposite wall) widens that family's offsets instead of starting
     one. Returns up to ``max_families`` ``(unit normal, lowest offset, highest offset)`` with ``n . X =
     offset`` on the planes; a plane needs ``min_share`` of the points."""
@@ -458,10 +461,21 @@ def dominant_plane_families(points: np.ndarray, max_families: int, inlier_rel: f
         best = int(counts.argmax())
         if counts[best] < need:
             break
-        inl = np.abs(rest @ nrm[best] - off[best]) < tol
-        q = rest[inl]
-        n = np.linalg.svd(q - q.mean(0), full_matrices=False)[2][-1]
-        inl = np.abs((rest - q.mean(0)) @ n) < tol
+        n, h = nrm[best], float(off[best])
+        inl = np.abs(rest @ n - h) < tol
+        # local optimisation: refit the plane to its inliers and take the inliers of the refit, until they stop
+        # changing. One refit keeps much of the 3-point sample's tilt: the inliers are the slab of a thick,
+        # noisy surface cut by the tilted sample (measured 0.8 deg on a generated floor whose samples differed
+        # only by the CPU's floating-point kernels; after the iteration both agree within 0.1 deg)
+        for _ in range(_PLANE_REFITS):
+            q = rest[inl]
+            centre = q.mean(0)
+            n = np.linalg.svd(q - centre, full_matrices=False)[2][-1]
+            h = float(centre @ n)
+            new = np.abs(rest @ n - h) < tol
+            if np.array_equal(new, inl):
+                break
+            inl = new
         h = float(rest[inl].mean(0) @ n)
         for f in fams:
             dot = float(f[0] @ n)
