@@ -118,6 +118,18 @@ def postgres_env(server: dict, db: str | None = None) -> dict[str, str]:
     }
 
 
+def compose_instance_env(server: dict, prefix: str, tmp_path: Path, monkeypatch) -> str:
+    """A fresh database on ``server`` and the environment deployments/compose/dagster.yaml reads (set with
+    ``monkeypatch``: connection variables and the compute-log folder under ``tmp_path``); returns its name."""
+    import uuid
+
+    db = create_database(server, f"{prefix}_{uuid.uuid4().hex[:8]}")
+    for k, v in postgres_env(server, db).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOG_DIR", str(tmp_path / "logs"))
+    return db
+
+
 def create_database(server: dict, name: str) -> str:
     """A fresh database on ``server`` (one per test keeps tests independent)."""
     import psycopg2

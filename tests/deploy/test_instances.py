@@ -4,13 +4,12 @@ PostgreSQL configuration, the latter against a real PostgreSQL server."""
 from __future__ import annotations
 
 import shutil
-import uuid
 import warnings
 
 import pytest
 import yaml
 
-from .conftest import DEPLOY, create_database, postgres_env
+from .conftest import DEPLOY, compose_instance_env
 
 warnings.filterwarnings("ignore", module="dagster")
 
@@ -55,10 +54,7 @@ def test_postgres_instance_loads_and_holds_pool_limits(postgres_server, tmp_path
     from dagster._core.run_coordinator import QueuedRunCoordinator
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
-    db = create_database(postgres_server, f"load_{uuid.uuid4().hex[:8]}")
-    for k, v in postgres_env(postgres_server, db).items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("DAGSTER_COMPUTE_LOG_DIR", str(tmp_path / "logs"))
+    compose_instance_env(postgres_server, "load", tmp_path, monkeypatch)
     home = tmp_path / "home"
     home.mkdir()
     shutil.copyfile(DEPLOY / "compose" / "dagster.yaml", home / "dagster.yaml")

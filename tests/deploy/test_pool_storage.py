@@ -8,13 +8,13 @@ never more than 2 at once. Real PostgreSQL (the compose instance class) and real
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
-import uuid
 
 import pytest
 
-from .conftest import DEPLOY, create_database, postgres_env
+from .conftest import DEPLOY, compose_instance_env
 
 N = 8
 SLOTS = 2
@@ -67,8 +67,10 @@ def _contend(make_storage, rounds: int = 4) -> list[int]:
     return history
 
 
+@contextlib.contextmanager
 def _instances(home, yaml_name: str):
-    """A factory of instances opened from ``deployments/<yaml_name>`` (what every run process does)."""
+    """A factory of event logs of instances opened from ``deployments/<yaml_name>`` (what every run process
+    does); every instance is disposed at the end."""
     import dagster as dg
 
     home.mkdir(parents=True, exist_ok=True)
@@ -76,11 +78,14 @@ def _instances(home, yaml_name: str):
     opened = []
 
     def make():
-        inst = dg.DagsterInstance.from_config(str(home))
-        opened.append(inst)
-        return inst.event_log_storage
+        opened.append(dg.DagsterInstance.from_config(str(home)))
+        return opened[-1].event_log_storage
 
-    return make, opened
+    try:
+        yield make
+    finally:
+        for inst in opened:
+            inst.dispose()
 
 
 @pytest.mark.slow
@@ -88,17 +93,10 @@ def test_postgres_pool_claims_never_exceed_the_limit(postgres_server, tmp_path, 
     pytest.importorskip("dagster_postgres", reason="dagster-postgres is needed for the PostgreSQL instance")
     from resources.pool_storage import PoolLockedPostgresEventLogStorage
 
-    db = create_database(postgres_server, f"pool_{uuid.uuid4().hex[:8]}")
-    for k, v in postgres_env(postgres_server, db).items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("DAGSTER_COMPUTE_LOG_DIR", str(tmp_path / "logs"))
-    make, opened = _instances(tmp_path / "home", "compose/dagster.yaml")
-    try:
+    compose_instance_env(postgres_server, "pool", tmp_path, monkeypatch)
+    with _instances(tmp_path / "home", "compose/dagster.yaml") as make:
         assert isinstance(make(), PoolLockedPostgresEventLogStorage)
         history = _contend(make)
-    finally:
-        for inst in opened:
-            inst.dispose()
     assert history == [SLOTS] * (N // SLOTS), history
 
 
@@ -106,15 +104,10 @@ def test_postgres_pool_claims_never_exceed_the_limit(postgres_server, tmp_path, 
 def test_sqlite_pool_claims_never_exceed_the_limit(tmp_path, monkeypatch):
     from resources.pool_storage import PoolLockedSqliteEventLogStorage
 
-    home = tmp_path / "home"
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    make, opened = _instances(home, "local/dagster.yaml")
-    try:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    with _instances(tmp_path / "home", "local/dagster.yaml") as make:
         assert isinstance(make(), PoolLockedSqliteEventLogStorage)
         history = _contend(make)
-    finally:
-        for inst in opened:
-            inst.dispose()
     assert history == [SLOTS] * (N // SLOTS), history
 
 
