@@ -48,17 +48,12 @@ _GUARDED = ("claim_concurrency_slot", "free_concurrency_slot_for_step", "free_co
 
 
 class _PoolLockMixin:
-    """Runs the pool methods of a SQL event log inside ``self._pool_lock()`` (re-entrant per thread)."""
-
-    def _pool_lock_state(self) -> threading.local:
-        state = self.__dict__.get("_pool_lock_local")
-        if state is None:
-            state = self.__dict__.setdefault("_pool_lock_local", threading.local())
-        return state
+    """Runs the pool methods of a SQL event log inside ``self._pool_lock()``, a context manager each concrete
+    storage defines (re-entrant per thread: only the outermost section takes the lock)."""
 
     @contextlib.contextmanager
     def _pool_section(self) -> Iterator[None]:
-        state = self._pool_lock_state()
+        state = self.__dict__.setdefault("_pool_lock_local", threading.local())
         depth = getattr(state, "depth", 0)
         if depth:
             state.depth = depth + 1
@@ -73,9 +68,6 @@ class _PoolLockMixin:
                 yield
             finally:
                 state.depth = 0
-
-    def _pool_lock(self) -> contextlib.AbstractContextManager:  # pragma: no cover - abstract
-        raise NotImplementedError
 
 
 def _guard(name: str):

@@ -429,8 +429,8 @@ def dominant_plane_families(points: np.ndarray, max_families: int, inlier_rel: f
                             seed: int = 0) -> list[tuple[np.ndarray, float, float]]:
     """The orientations of the largest planes of ``points`` (N, 3): sequential RANSAC (3-point samples, inliers
     within ``inlier_rel`` x the points' median distance from their median; the plane refitted by SVD of its
-    inliers and the inliers re-selected until they stop changing), each plane's inliers removed before the next; a plane within ``parallel_deg`` of a family
-    already found (a ceiling of a floor, the opposite wall) widens that family's offsets instead of starting
+    inliers and the inliers re-selected until they stop changing), each plane's inliers removed before the
+    next; a plane within ``parallel_deg`` of a family already found (a ceiling of a floor, the opposite wall) widens that family's offsets instead of starting
     one. Returns up to ``max_families`` ``(unit normal, lowest offset, highest offset)`` with ``n . X =
     offset`` on the planes; a plane needs ``min_share`` of the points."""
     pts = np.asarray(points, np.float64)
