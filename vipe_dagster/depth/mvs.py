@@ -317,6 +317,52 @@ def sweep_frame(ref_img: np.ndarray, src_imgs: Sequence[np.ndarray], k_ref: np.n
     return depth.cpu().numpy().astype(np.float32), res.confidence.cpu().numpy().astype(np.float32)
 
 
+def _world_points(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World points ``(h, w, 3)`` of a pinhole depth map and where the depth is usable (finite, > 0)."""
+    h, w = depth.shape
+    vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
+    d = depth.astype(np.float64)
+    x = (uu - k[2]) / k[0] * d
+    y = (vv - k[3]) / k[1] * d
+    return np.stack([x, y, d], -1) @ c2w[:3, :3].T + c2w[:3, 3], np.isfinite(d) & (d > 0)
+
+
+def _lookup(pts_w: np.ndarray, ok: np.ndarray, dj: np.ndarray, kj: np.ndarray, c2wj: np.ndarray):
+    """``pts_w`` seen by pinhole camera j (depth map ``dj``): their depth ``zj`` in j, the nearest pixel
+    ``(ui, vi)`` (clipped into ``dj``), j's depth there, and where that depth is a usable observation (``ok``,
+    in front of j, inside ``dj``, finite and positive)."""
+    hj, wj = dj.shape
+    w2cj = np.linalg.inv(c2wj)
+    pj = pts_w @ w2cj[:3, :3].T + w2cj[:3, 3]
+    zj = pj[..., 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        uj = kj[0] * pj[..., 0] / zj + kj[2]
+        vj = kj[1] * pj[..., 1] / zj + kj[3]
+    ui = np.rint(np.nan_to_num(uj, nan=-1, posinf=-1, neginf=-1)).astype(np.int64)
+    vi = np.rint(np.nan_to_num(vj, nan=-1, posinf=-1, neginf=-1)).astype(np.int64)
+    inside = ok & (zj > 0) & (ui >= 0) & (ui < wj) & (vi >= 0) & (vi < hj)
+    ui_c, vi_c = np.clip(ui, 0, wj - 1), np.clip(vi, 0, hj - 1)
+    dj_s = dj[vi_c, ui_c].astype(np.float64)
+    return zj, ui_c, vi_c, dj_s, inside & np.isfinite(dj_s) & (dj_s > 0)
+
+
+def free_space_violations(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray,
+                          others: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], rel_tol: float) -> np.ndarray:
+    """Where a depth hypothesis contradicts what other calibrated cameras observe (bool ``(h, w)``).
+
+    ``others`` holds ``(depth_j, k_j, c2w_j)`` (any size, NaN where j measured nothing). A pixel's point,
+    projected into camera j, violates j's free space when j sees a surface more than ``rel_tol`` (relative)
+    *beyond* it along j's ray: the point would hide that surface from j, so there is nothing there. A point
+    behind j's observation (occluded in j) or outside j's image is not contradicted."""
+    pts_w, ok0 = _world_points(depth, k, c2w)
+    out = np.zeros(depth.shape, bool)
+    for dj, kj, c2wj in others:
+        zj, _, _, dj_s, good = _lookup(pts_w, ok0, dj, kj, c2wj)
+        with np.errstate(invalid="ignore"):
+            out |= good & (dj_s > zj * (1.0 + rel_tol))
+    return out
+
+
 def consistency_errors(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray, others: Sequence[tuple[np.ndarray,
                        np.ndarray, np.ndarray]], rel_tol: float, px_tol: float) -> np.ndarray:
     """Per neighbour and pixel, the forward-backward geometric error in units of the tolerances (inf where the
@@ -328,26 +374,11 @@ def consistency_errors(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray, others
     """
     h, w = depth.shape
     vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
-    d = depth.astype(np.float64)
-    ok0 = np.isfinite(d) & (d > 0)
-    x = (uu - k[2]) / k[0] * d
-    y = (vv - k[3]) / k[1] * d
-    pts_w = np.stack([x, y, d], -1) @ c2w[:3, :3].T + c2w[:3, 3]
+    pts_w, ok0 = _world_points(depth, k, c2w)
     w2c = np.linalg.inv(c2w)
     out = np.full((len(others), h, w), np.inf)
     for n_, (dj, kj, c2wj) in enumerate(others):
-        w2cj = np.linalg.inv(c2wj)
-        pj = pts_w @ w2cj[:3, :3].T + w2cj[:3, 3]
-        zj = pj[..., 2]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            uj = kj[0] * pj[..., 0] / zj + kj[2]
-            vj = kj[1] * pj[..., 1] / zj + kj[3]
-        ui = np.rint(np.nan_to_num(uj, nan=-1)).astype(np.int64)
-        vi = np.rint(np.nan_to_num(vj, nan=-1)).astype(np.int64)
-        inside = ok0 & (zj > 0) & (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h)
-        ui_c, vi_c = np.clip(ui, 0, w - 1), np.clip(vi, 0, h - 1)
-        dj_s = dj[vi_c, ui_c].astype(np.float64)
-        good = inside & np.isfinite(dj_s) & (dj_s > 0)
+        zj, ui_c, vi_c, dj_s, good = _lookup(pts_w, ok0, dj, kj, c2wj)
         with np.errstate(invalid="ignore", divide="ignore"):
             rel = np.abs(zj - dj_s) / dj_s
             # back-project j's own depth at that pixel into the reference

@@ -11,8 +11,8 @@ take discovery and ``ego_render`` find it.
 
 Depth holes (pixels no other camera confirms) are filled from the measured depth when ``fill_holes`` is set
 (ViPE's depth is dense too): by default the local planes of the measured depth are extended into the holes
-(:func:`vipe_dagster.egoexo.rig_depth.plane_fill`, colour-weighted, then smoothed by a robust plane fit),
-with colour-guided spreading where no plane reaches (``fill_method="colour"``: that alone). The info pickle
+(:func:`vipe_dagster.egoexo.rig_depth.plane_fill`, colour-weighted, without the extensions the other exo
+cameras see through when ``free_space`` is set, then smoothed by a robust plane fit), with colour-guided spreading where no plane reaches (``fill_method="colour"``: that alone). The info pickle
 and :class:`ExoInferResult` report the measured (covered) fraction and the filled fraction separately.
 """
 
@@ -35,6 +35,7 @@ from .rig_depth import (
     SOURCE,
     RigDepthConfig,
     RigView,
+    free_space_check,
     plane_fill,
     rig_depth,
     smooth_filled,
@@ -61,6 +62,9 @@ class ExoInferConfig(BaseModel):
         "planes", description="planes: extend the local planes of the measured depth into the holes (colour-"
                               "weighted), then smooth the filled pixels by a robust plane fit; colour: "
                               "colour-guided (joint-bilateral) spreading of the measured depth only")
+    free_space: bool = Field(True, description="planes fill: drop the hypotheses the other exo cameras see "
+                                               "through (a foreground surface extended over the background it "
+                                               "hides from them)")
     # the sweep's pixel noise would otherwise fail the renderer's reliable-depth test (5x5 spread < 10 % of the
     # mean) on flat surfaces
     median_px: int = Field(5, description="median filter of the dense depth (3 or 5 px; 0 = off)")
@@ -150,7 +154,8 @@ def infer_exo_camera(take: RawTake, cam: str, out_dir: str, config: ExoInferConf
         sigma = cfg.rig.depth.fill_sigma_color
         holes = ~np.isfinite(depth)
         if cfg.fill_method == "planes":
-            depth = plane_fill(depth, views[cam].image, sigma)
+            reject = free_space_check(rd, cfg.rig.consistency_rel) if cfg.free_space else None
+            depth = plane_fill(depth, views[cam].image, sigma, reject=reject)
         if not np.isfinite(depth).all():  # pixels no measured plane reaches: colour-guided spreading
             depth = edge_aware_fill(depth, views[cam].image, sigma, cfg.rig.depth.fill_iterations)
         if cfg.fill_method == "planes":

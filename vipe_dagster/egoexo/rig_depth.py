@@ -18,10 +18,16 @@ on the rig's confirmed points: a floor seen at a grazing angle is one plane of a
 fronto-parallel ones, the multi-direction sweep of Gallup et al., CVPR 2007; two perpendicular families get
 the third, and each family also sweeps the peaks of its normal's offset histogram, :func:`family_peaks`, as
 Manhattan-world stereo does: the ceiling, a box top, the side walls), then along the neighbours' local
-planes. A reference pixel's depth is
+planes. The same family sweep also refines the measured pixels: a measured depth within ``family_snap_rel`` of
+a family plane whose slanted window matches better than the fronto-parallel sweep's takes that plane's depth
+(PatchMatch-style plane refinement with the scene's planes as candidates). A reference pixel's depth is
 kept when it is confident and at least ``min_consistent`` other cameras' own (grown) depths agree with it:
 it is then *covered*, i.e. measured and seen by that many other cameras. :class:`RigDepth` reports the
 covered fraction.
+
+Holes no other camera sees are left to the caller's fill (:func:`plane_fill`); :class:`RigDepth` carries what
+the other cameras observe, so that the fill can drop the hypotheses they see through
+(:func:`free_space_check`: a foreground plane extended over the background it hides from them).
 
 Kannala-Brandt calibrations (non-zero k0..k3) are undistorted to a pinhole image with the same fx, fy, cx,
 cy (:func:`undistort_kb`, OpenCV's fisheye model); the depth and the intrinsics returned then belong to
@@ -34,15 +40,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..depth.config import DepthConfig
-from ..depth.mvs import consistency_errors, depth_range_from_points, mvs_size, scale_intrinsics, sweep_frame
+from ..depth.mvs import (
+    consistency_errors,
+    depth_range_from_points,
+    free_space_violations,
+    mvs_size,
+    scale_intrinsics,
+    sweep_frame,
+)
 from ..errors import InputError
 
 log = logging.getLogger(__name__)
@@ -96,6 +109,10 @@ class RigDepthConfig(BaseModel):
                                                      "RANSAC on the rig's confirmed points, parallel planes "
                                                      "sharing one) swept as extra plane families into the "
                                                      "holes (floors, ceilings, walls seen obliquely); 0: off")
+    family_snap_rel: float = Field(0.05, ge=0, lt=1, description="a measured depth within this relative "
+                                                                  "difference of a family plane whose slanted "
+                                                                  "window matches better takes the plane's "
+                                                                  "depth (0: off)")
     family_planes: int = Field(64, ge=2, description="planes per family, evenly spaced over the confirmed "
                                                      "points' offsets along its normal")
     manhattan: bool = Field(True, description="two perpendicular families found: add the third orthogonal "
@@ -135,6 +152,10 @@ class RigDepth:
     support: np.ndarray  # (H, W) int: other cameras whose depth agrees
     k: np.ndarray  # fx fy cx cy of ``depth``
     report: dict  # covered fraction, depth range, sources, timings, scale/source
+    # what the other cameras observe, ``(depth, k, c2w)`` each at the sweep resolution (their depth confirmed by
+    # another camera, :func:`_observed`; NaN elsewhere): their free space constrains this camera's hole fill
+    observations: list = field(default_factory=list)
+    c2w: np.ndarray | None = None  # the reference camera's camera-to-world
 
     @property
     def covered_fraction(self) -> float:
@@ -332,7 +353,7 @@ def _plane_fit(depth: np.ndarray, window: int, rel_sigma: float, iterations: int
 
 
 def plane_fill(depth: np.ndarray, guide: np.ndarray, sigma_color: float, window: int = 9,
-               rel_sigma: float = 0.03) -> np.ndarray:
+               rel_sigma: float = 0.03, reject: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Fill the holes (NaN) of a measured depth map by extending the local planes of the measured depth.
 
     Every hole pixel gets up to four hypotheses: the local plane (:func:`plane_fit`, inverse depth) of the
@@ -341,8 +362,10 @@ def plane_fill(depth: np.ndarray, guide: np.ndarray, sigma_color: float, window:
     [0.5 x, 2 x] the measured inverse-depth range is dropped. The kept ones are averaged in inverse depth,
     each weighted by ``1 / (1 + distance)`` times the colour similarity of its measured pixel to the hole
     pixel (``exp(-|I_p - I_q|^2 / (2 sigma_color^2))``, ``guide`` HxWx3 in [0, 1]), so the nearer surface of a
-    similar colour dominates. Pixels with no hypothesis stay NaN (the caller falls back to another fill);
-    measured pixels are returned unchanged."""
+    similar colour dominates. ``reject`` (depth hypotheses HxW, NaN where none -> bool HxW) drops the
+    hypotheses it flags, e.g. those other cameras see through (:func:`free_space_check`): a foreground surface
+    extended over the background it occludes. Pixels with no hypothesis stay NaN (the caller falls back to
+    another fill); measured pixels are returned unchanged."""
     d = depth.astype(np.float32).copy()
     valid = np.isfinite(d) & (d > 0)
     if valid.all() or not valid.any():
@@ -356,6 +379,9 @@ def plane_fill(depth: np.ndarray, guide: np.ndarray, sigma_color: float, window:
     num = np.zeros((h, w))
     den = np.zeros((h, w))
     for ny, nx, inv, ok in _plane_hypotheses(valid, coef, lo, hi):
+        if reject is not None:
+            with np.errstate(divide="ignore"):
+                ok = ok & ~reject(np.where(ok, 1.0 / np.where(ok, inv, 1.0), np.nan))
         sim = np.exp(-((g[ny, nx] - g) ** 2).sum(-1) / (2.0 * sigma_color * sigma_color))
         wt = np.where(ok, (sim + 1e-3) / (1.0 + np.abs(uu - nx) + np.abs(vv - ny)), 0.0)
         num += wt * np.where(ok, inv, 0.0)
@@ -364,6 +390,13 @@ def plane_fill(depth: np.ndarray, guide: np.ndarray, sigma_color: float, window:
     d[fill] = (den[fill] / num[fill]).astype(np.float32)
     d[~valid & ~fill] = np.nan
     return d
+
+
+def free_space_check(rig: RigDepth, rel: float) -> Callable[[np.ndarray], np.ndarray]:
+    """``reject`` for :func:`plane_fill` of ``rig.depth``: a depth hypothesis is rejected where another camera
+    of the rig observes a surface more than ``rel`` beyond its point (:func:`free_space_violations`)."""
+    k, c2w, obs = np.asarray(rig.k, np.float64), np.asarray(rig.c2w, np.float64), rig.observations
+    return lambda hyp: free_space_violations(hyp, k, c2w, obs, rel)
 
 
 def smooth_filled(depth: np.ndarray, filled: np.ndarray, window: int = 7, rel_sigma: float = 0.05,
@@ -617,14 +650,18 @@ def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray],
     tt = torch.tensor(np.stack([np.linalg.inv(c) @ c2w_ref for c in c2w_srcs]), dtype=torch.float32, device=dev)
     lo, hi = 1.0 / rng[1], 1.0 / rng[0]
 
-    def fill_best(hyp: np.ndarray, holes: np.ndarray) -> bool:
-        """Each hole pixel takes its lowest-cost hypothesis (NaN: none) where the cost passes the test."""
+    def costs(hyp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Matching cost of every hypothesis layer (inf where NaN) and the layers made usable for the warp."""
         usable = np.isfinite(hyp)
-        # a hole pixel with no hypothesis still needs a positive value for the warp; its cost is discarded
+        # a pixel with no hypothesis still needs a positive value for the warp; its cost is discarded
         safe = np.where(usable, hyp, 0.5 * (lo + hi)).astype(np.float32)
         cost, _ = zncc_cost_volume(ref_t, src_t, kr, ksr, tt, torch.from_numpy(safe).to(dev),
                                    window=sweep.window, best_k=sweep.best_k, texture_sigma=sweep.texture_sigma)
-        cost = np.where(usable, cost.cpu().numpy(), np.inf)
+        return np.where(usable, cost.cpu().numpy(), np.inf), safe
+
+    def fill_best(hyp: np.ndarray, holes: np.ndarray, scored: tuple[np.ndarray, np.ndarray] | None = None) -> bool:
+        """Each hole pixel takes its lowest-cost hypothesis (NaN: none) where the cost passes the test."""
+        cost, safe = scored if scored is not None else costs(hyp)
         best = cost.argmin(0)
         bc = np.take_along_axis(cost, best[None], 0)[0]
         take = holes & (bc < cfg.propagate_cost)
@@ -633,11 +670,25 @@ def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray],
         return bool(take.any())
 
     if families:
-        holes = ~np.isfinite(d)
-        if holes.any():
-            fill_best(family_hypotheses(families, np.asarray(k_ref, np.float64), np.asarray(c2w_ref, np.float64),
-                                        (d.shape[1], d.shape[0]), cfg.family_planes, rng, peaks,
-                                        peak_halfwidth), holes)
+        fam = family_hypotheses(families, np.asarray(k_ref, np.float64), np.asarray(c2w_ref, np.float64),
+                                (d.shape[1], d.shape[0]), cfg.family_planes, rng, peaks, peak_halfwidth)
+        valid = np.isfinite(d)
+        scored = costs(fam) if len(fam) else None
+        if scored is not None and cfg.family_snap_rel > 0 and valid.any():
+            # measured pixels: the family plane within family_snap_rel of the measured depth whose (slanted)
+            # window matches best replaces the measured depth where it matches better than the measured
+            # depth's own window (a fronto-parallel sweep plane, warped by the measured neighbourhood)
+            meas = np.where(valid, d, np.nan)
+            own_cost = costs(np.where(valid, 1.0 / np.where(valid, d, 1.0), np.nan)[None].astype(np.float32))[0][0]
+            in_band = np.abs(scored[1] * meas[None] - 1.0) <= cfg.family_snap_rel
+            band_cost = np.where(in_band, scored[0], np.inf)
+            best = band_cost.argmin(0)
+            bc = np.take_along_axis(band_cost, best[None], 0)[0]
+            snap = valid & (bc < own_cost)
+            d[snap] = 1.0 / np.take_along_axis(scored[1], best[None], 0)[0][snap]
+        holes = ~valid
+        if holes.any() and scored is not None:
+            fill_best(fam, holes, scored)
     for _ in range(cfg.propagate_rounds):
         valid = np.isfinite(d)
         holes = ~valid
@@ -681,6 +732,18 @@ def _grown(i: int, kept: np.ndarray, imgs: list[np.ndarray], ks: list[np.ndarray
     others = [j for j in range(len(imgs)) if j != i]
     return propagate_planes(kept, imgs[i], [imgs[j] for j in others], ks[i], [ks[j] for j in others], poses[i],
                             [poses[j] for j in others], rng, cfg, families, peaks, peak_halfwidth)
+
+
+def _observed(i: int, depths: list[np.ndarray], ks: list[np.ndarray], poses: list[np.ndarray],
+              cfg: RigDepthConfig) -> np.ndarray:
+    """What camera ``i`` certainly observes, for free-space tests: its depth where another camera confirms it
+    (:func:`_kept`), eroded by one pixel (the smallest depth of its 3x3 neighbourhood; NaN where the
+    neighbourhood has a hole), so that a point projected next to a depth edge is tested against the nearer
+    surface."""
+    kept = _kept(i, depths, ks, poses, cfg)
+    eroded = cv2.erode(np.nan_to_num(kept, nan=0.0), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                       borderValue=0.0)
+    return np.where(eroded > 0, eroded, np.nan).astype(np.float32)
 
 
 def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None = None,
@@ -788,4 +851,5 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
     }
     log.info("rig depth of %s against %s: %.1f%% covered (%s, %s)", ref, ", ".join(report["others"]),
              100 * report["covered_fraction"], SCALE, SOURCE)
-    return RigDepth(ref, d_out.astype(np.float32), conf.astype(np.float32), sup, k_out, report)
+    obs = [(_observed(i, depths, ks, poses, cfg), ks[i], poses[i]) for i in range(len(views)) if i != r]
+    return RigDepth(ref, d_out.astype(np.float32), conf.astype(np.float32), sup, k_out, report, obs, poses[r])
