@@ -75,13 +75,17 @@ def test_four_camera_take_gives_metric_exo_depth(tmp_path):
     # the ceiling no camera confirms enough of for RANSAC is swept as a histogram peak of the floor's family
     import json
 
-    from vipe_dagster.synth.egoexo_take import ROOM_MIN
+    from vipe_dagster.synth.egoexo_take import ROOM_MAX, ROOM_MIN
 
     fams = json.loads((tmp_path / "vipe" / "cam02" / "rig_depth.json").read_text())["plane_families"]
     vertical = [f for f in fams if abs(f["normal"][1]) > 0.999]
     assert len(vertical) == 1 and len(fams) == 3  # floor + back wall by RANSAC, the side walls' orientation added
     sign = np.sign(vertical[0]["normal"][1])
     assert any(abs(sign * p - ROOM_MIN[1]) < 0.05 for p in vertical[0]["peak_offsets_m"]), vertical
+    # the floor and that ceiling enclose the scene: the hole fill stops at them
+    bounds = json.loads((tmp_path / "vipe" / "cam02" / "rig_depth.json").read_text())["bounding_planes"]
+    levels = sorted(b["normal"][1] * b["offset_m"] for b in bounds if abs(b["normal"][1]) > 0.999)
+    assert len(levels) == 2 and abs(levels[0] - ROOM_MIN[1]) < 0.05 and abs(levels[1] - ROOM_MAX[1]) < 0.05, bounds
 
 
 def test_plane_smooth_keeps_slanted_planes_and_depth_edges():
@@ -354,3 +358,60 @@ def test_plane_fill_drops_hypotheses_another_camera_sees_through():
     hole = ~np.isfinite(meas)
     assert np.abs(plain[hole] - 5.0).max() > 1.0
     assert np.allclose(free[hole], 5.0, rtol=1e-4)
+
+
+def test_bounding_planes_are_the_room_s_floor_ceiling_and_walls_only():
+    """A room 6 x 3.2 x 8 m (y down, floor at +1.4, ceiling at -1.8) with a box whose top is at +0.6: the
+    floor, ceiling and walls enclose the cameras and every point; the box top (points on both sides) does
+    not; a floor with 3 % of the points beyond it (a pit) does not either."""
+    from vipe_dagster.egoexo.rig_depth import bounding_planes
+
+    gen = np.random.default_rng(0)
+
+    def face(axis, value, n):
+        p = gen.uniform([-3, -1.8, -4], [3, 1.4, 4], (n, 3))
+        p[:, axis] = value + gen.normal(0, 0.005, n)
+        return p
+
+    room = [face(1, 1.4, 4000), face(1, -1.8, 2000), face(0, -3, 2000), face(0, 3, 2000), face(2, 4, 2000),
+            face(2, -4, 1000)]
+    box = gen.uniform([-0.5, 0.6, -0.5], [0.5, 0.6, 0.5], (600, 3))
+    pts = np.concatenate(room + [box])
+    fams = [(np.array([0.0, 1.0, 0.0]), 1.4, 1.4), (np.array([1.0, 0.0, 0.0]), -3.0, 3.0),
+            (np.array([0.0, 0.0, 1.0]), -4.0, 4.0)]
+    peaks = [[-1.8, 0.6], [], []]
+    cams = np.array([[0.0, -0.5, -3.0], [2.0, -0.8, 0.0], [-2.0, -0.6, 2.5]])
+    got = bounding_planes(pts, fams, peaks, cams, 0.05)
+    as_set = {(tuple(np.round(n).astype(int)), round(h, 1)) for n, h in got}
+    assert as_set == {((0, 1, 0), 1.4), ((0, -1, 0), 1.8), ((-1, 0, 0), 3.0), ((1, 0, 0), 3.0),
+                      ((0, 0, 1), 4.0), ((0, 0, -1), 4.0)}
+    for n, h in got:  # the cameras' side is n . X < h
+        assert (cams @ n < h).all()
+    pit = gen.uniform([-1, 1.6, -1], [1, 2.0, 1], (int(0.03 * len(pts)), 3))
+    got = bounding_planes(np.concatenate([pts, pit]), fams, peaks, cams, 0.05)
+    assert not any(np.allclose(n, [0, 1, 0]) for n, _ in got)
+
+
+def test_clamp_to_bounds_stops_a_fill_at_the_ceiling_and_keeps_the_rest():
+    """A camera looking up into a ceiling corner: filled depth that runs past the ceiling plane (a wall
+    extended upwards) is cut back to where the ray meets the ceiling; depth in front of it and pixels outside
+    ``where`` are kept; rays that never meet a bounding plane are not limited."""
+    from vipe_dagster.egoexo.rig_depth import clamp_to_bounds
+
+    k = np.array([50.0, 50.0, 40.0, 30.0])
+    c2w = np.eye(4)
+    ceiling = [(np.array([0.0, -1.0, 0.0]), 2.0)]  # y = -2 (y down): the cameras' side is -y < 2
+    vv = np.mgrid[0:60, 0:80][0].astype(np.float64)
+    far = np.full((60, 80), 9.0, np.float32)
+    where = np.ones((60, 80), bool)
+    where[:, :10] = False
+    got = clamp_to_bounds(far, k, c2w, ceiling, where)
+    up = (vv < 30) & where  # rays going up meet the ceiling at z = 2 / ((30 - v) / 50)
+    with np.errstate(divide="ignore"):
+        limit = 2.0 / ((30 - vv) / 50.0)
+    expect = np.where(up & (limit < 9.0), limit, 9.0)
+    assert np.allclose(got[:, 10:], expect[:, 10:], rtol=1e-5)
+    assert (got[:, :10] == 9.0).all()
+    assert (got[30:] == 9.0).all()  # level and downward rays never reach the ceiling
+    near = np.full((60, 80), 1.0, np.float32)
+    assert (clamp_to_bounds(near, k, c2w, ceiling, where) == 1.0).all()

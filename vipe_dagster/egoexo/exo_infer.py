@@ -12,7 +12,8 @@ take discovery and ``ego_render`` find it.
 Depth holes (pixels no other camera confirms) are filled from the measured depth when ``fill_holes`` is set
 (ViPE's depth is dense too): by default the local planes of the measured depth are extended into the holes
 (:func:`vipe_dagster.egoexo.rig_depth.plane_fill`, colour-weighted, without the extensions the other exo
-cameras see through when ``free_space`` is set, then smoothed by a robust plane fit), with colour-guided spreading where no plane reaches (``fill_method="colour"``: that alone). The info pickle
+cameras see through when ``free_space`` is set, no farther than the planes enclosing the scene
+(:func:`vipe_dagster.egoexo.rig_depth.clamp_to_bounds`), then smoothed by a robust plane fit), with colour-guided spreading where no plane reaches (``fill_method="colour"``: that alone). The info pickle
 and :class:`ExoInferResult` report the measured (covered) fraction and the filled fraction separately.
 """
 
@@ -35,6 +36,7 @@ from .rig_depth import (
     SOURCE,
     RigDepthConfig,
     RigView,
+    clamp_to_bounds,
     free_space_check,
     plane_fill,
     rig_depth,
@@ -158,6 +160,7 @@ def infer_exo_camera(take: RawTake, cam: str, out_dir: str, config: ExoInferConf
             depth = plane_fill(depth, views[cam].image, sigma, reject=reject)
         if not np.isfinite(depth).all():  # pixels no measured plane reaches: colour-guided spreading
             depth = edge_aware_fill(depth, views[cam].image, sigma, cfg.rig.depth.fill_iterations)
+        depth = clamp_to_bounds(depth, rd.k, rd.c2w, rd.bounds, holes)
         if cfg.fill_method == "planes":
             depth = smooth_filled(depth, holes)
     if cfg.median_px in (3, 5) and cfg.fill_holes:

@@ -27,7 +27,10 @@ covered fraction.
 
 Holes no other camera sees are left to the caller's fill (:func:`plane_fill`); :class:`RigDepth` carries what
 the other cameras observe, so that the fill can drop the hypotheses they see through
-(:func:`free_space_check`: a foreground plane extended over the background it hides from them).
+(:func:`free_space_check`: a foreground plane extended over the background it hides from them), and the
+planes of the families that enclose the scene (:func:`bounding_planes`: the cameras and all but a few of the
+confirmed points on one side; a room's floor, ceiling and walls), which the fill does not go beyond
+(:func:`clamp_to_bounds`: a wall extended into a ceiling corner no other camera sees stops at the ceiling).
 
 Kannala-Brandt calibrations (non-zero k0..k3) are undistorted to a pinhole image with the same fx, fy, cx,
 cy (:func:`undistort_kb`, OpenCV's fisheye model); the depth and the intrinsics returned then belong to
@@ -113,6 +116,8 @@ class RigDepthConfig(BaseModel):
                                                                   "difference of a family plane whose slanted "
                                                                   "window matches better takes the plane's "
                                                                   "depth (0: off)")
+    bounding_planes: bool = Field(True, description="the family planes enclosing the scene (cameras on one "
+                                                    "side, the confirmed points too) limit the hole fill")
     family_planes: int = Field(64, ge=2, description="planes per family, evenly spaced over the confirmed "
                                                      "points' offsets along its normal")
     manhattan: bool = Field(True, description="two perpendicular families found: add the third orthogonal "
@@ -156,6 +161,7 @@ class RigDepth:
     # another camera, :func:`_observed`; NaN elsewhere): their free space constrains this camera's hole fill
     observations: list = field(default_factory=list)
     c2w: np.ndarray | None = None  # the reference camera's camera-to-world
+    bounds: list = field(default_factory=list)  # planes enclosing the scene (:func:`bounding_planes`)
 
     @property
     def covered_fraction(self) -> float:
@@ -618,6 +624,56 @@ def family_peaks(points: np.ndarray, families: list[tuple[np.ndarray, float, flo
     return out
 
 
+def bounding_planes(points: np.ndarray, families: list[tuple[np.ndarray, float, float]],
+                    peaks: list[list[float]] | None, centres: np.ndarray, tol: float,
+                    max_outside: float = 0.01) -> list[tuple[np.ndarray, float]]:
+    """The planes of the families (RANSAC offsets and histogram peaks) that enclose the scene: every camera
+    centre on one side and at most ``max_outside`` of the confirmed ``points`` more than ``tol`` metres on the
+    other (a floor, a ceiling, the walls of a room; not a box top, which has points on both sides). Returned
+    as ``(n, h)`` oriented so that the cameras' side is ``n . X < h``."""
+    pts = np.asarray(points, np.float64)
+    pts = pts[np.isfinite(pts).all(1)]
+    out: list[tuple[np.ndarray, float]] = []
+    if len(pts) < 50:
+        return out
+    for f, (n, lo, hi) in enumerate(families):
+        offs = [x for x in (lo, hi) if np.isfinite(x)] + (list(peaks[f]) if peaks is not None else [])
+        o, oc = pts @ n, np.asarray(centres, np.float64) @ n
+        for h in offs:
+            if (oc < h - tol).all():
+                nn, hh, side = n, h, o > h + tol
+            elif (oc > h + tol).all():
+                nn, hh, side = -n, -h, o < h - tol
+            else:
+                continue
+            if side.mean() <= max_outside and not any(abs(float(nn @ m) - 1) < 1e-9 and abs(hh - g) < tol
+                                                       for m, g in out):
+                out.append((np.asarray(nn, np.float64), float(hh)))
+    return out
+
+
+def clamp_to_bounds(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray, bounds: list[tuple[np.ndarray, float]],
+                    where: np.ndarray) -> np.ndarray:
+    """``depth`` with the pixels ``where`` no farther than the nearest enclosing plane (:func:`bounding_planes`)
+    their ray leaves the scene through: a hole filled by extending a wall cannot continue beyond the ceiling."""
+    d = depth.astype(np.float32).copy()
+    if not bounds or not where.any():
+        return d
+    h, w = d.shape
+    vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
+    rays = np.stack([(uu - k[2]) / k[0], (vv - k[3]) / k[1], np.ones_like(uu)], -1) @ np.asarray(c2w)[:3, :3].T
+    centre = np.asarray(c2w, np.float64)[:3, 3]
+    limit = np.full((h, w), np.inf)
+    for n, off in bounds:
+        nr = rays @ n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (off - float(n @ centre)) / nr  # z-depth where the ray meets the plane
+        limit = np.where((nr > 0) & (t > 0), np.minimum(limit, t), limit)
+    sel = where & np.isfinite(d) & (d > limit)
+    d[sel] = limit[sel]
+    return d
+
+
 def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray], k_ref: np.ndarray,
                      k_srcs: list[np.ndarray], c2w_ref: np.ndarray, c2w_srcs: list[np.ndarray],
                      rng: tuple[float, float], cfg: RigDepthConfig,
@@ -791,6 +847,7 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
     families: list = []
     peaks: list | None = None
     peak_bin = 0.0
+    bounds: list = []
     if cfg.propagate_rounds > 0 or cfg.plane_families > 0:
         # every camera's confirmed depth grown into its holes (the scene's dominant plane orientations, then
         # the neighbours' local planes; photometrically checked), then the rig's consistency check again: a
@@ -812,6 +869,13 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
                            families, peaks, peak_bin)
                 cache[f"grown_{keys[i]}"] = (g, np.zeros(0, np.float32), None)
         depths = [cache[f"grown_{k}"][0] for k in keys]
+        if cfg.bounding_planes and families:
+            # the enclosing planes from what the rig confirms after the growth (refined to the families)
+            grown = np.concatenate([_points_world(_kept(i, depths, ks, poses, cfg), ks[i], poses[i])
+                                    for i in range(len(views))])
+            # tolerance: twice the RANSAC inlier band (the confirmed depth's noise at the far walls)
+            bounds = bounding_planes(grown, families, peaks, np.stack([p[:3, 3] for p in poses]),
+                                     2 * cfg.family_inlier_rel * cloud_spread(grown[np.isfinite(grown).all(1)]))
     support = _consistent(r, depths, ks, poses, cfg)
     keep = np.isfinite(depths[r]) & (support >= max(1, cfg.min_consistent))
     d_lo = np.where(keep, depths[r], np.nan).astype(np.float32)
@@ -847,9 +911,12 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
                             "offsets_m": [round(lo, 4), round(hi, 4)] if np.isfinite(lo) else None,
                             "peak_offsets_m": [round(x, 4) for x in peaks[f]] if peaks is not None else []}
                            for f, (n, lo, hi) in enumerate(families)],
+        "bounding_planes": [{"normal": [round(float(x), 4) for x in n], "offset_m": round(float(h), 4)}
+                            for n, h in bounds],
         "sweep_size": list(size), "image_size": [W, H], "seconds": round(time.perf_counter() - t0, 2),
     }
     log.info("rig depth of %s against %s: %.1f%% covered (%s, %s)", ref, ", ".join(report["others"]),
              100 * report["covered_fraction"], SCALE, SOURCE)
     obs = [(_observed(i, depths, ks, poses, cfg), ks[i], poses[i]) for i in range(len(views)) if i != r]
-    return RigDepth(ref, d_out.astype(np.float32), conf.astype(np.float32), sup, k_out, report, obs, poses[r])
+    return RigDepth(ref, d_out.astype(np.float32), conf.astype(np.float32), sup, k_out, report, obs, poses[r],
+                    bounds)
