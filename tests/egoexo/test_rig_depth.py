@@ -415,3 +415,9 @@ def test_clamp_to_bounds_stops_a_fill_at_the_ceiling_and_keeps_the_rest():
     assert (got[30:] == 9.0).all()  # level and downward rays never reach the ceiling
     near = np.full((60, 80), 1.0, np.float32)
     assert (clamp_to_bounds(near, k, c2w, ceiling, where) == 1.0).all()
+    # snapping: a fill 4 % in front of the ceiling lies on it; 10 % in front stays
+    rough = np.where(up, limit * np.where(vv < 15, 0.96, 0.90), 3.0).astype(np.float32)
+    snapped = clamp_to_bounds(rough, k, c2w, ceiling, where, snap_rel=0.05)
+    sel = up & (vv < 15)
+    assert np.allclose(snapped[sel], limit[sel], rtol=1e-5)
+    assert np.array_equal(snapped[~sel], rough[~sel])

@@ -12,8 +12,8 @@ take discovery and ``ego_render`` find it.
 Depth holes (pixels no other camera confirms) are filled from the measured depth when ``fill_holes`` is set
 (ViPE's depth is dense too): by default the local planes of the measured depth are extended into the holes
 (:func:`vipe_dagster.egoexo.rig_depth.plane_fill`, colour-weighted, without the extensions the other exo
-cameras see through when ``free_space`` is set, no farther than the planes enclosing the scene
-(:func:`vipe_dagster.egoexo.rig_depth.clamp_to_bounds`), then smoothed by a robust plane fit), with colour-guided spreading where no plane reaches (``fill_method="colour"``: that alone). The info pickle
+cameras see through when ``free_space`` is set, no farther than the planes enclosing the scene and
+snapped onto one within ``snap_fill_rel`` (:func:`vipe_dagster.egoexo.rig_depth.clamp_to_bounds`), then smoothed by a robust plane fit), with colour-guided spreading where no plane reaches (``fill_method="colour"``: that alone). The info pickle
 and :class:`ExoInferResult` report the measured (covered) fraction and the filled fraction separately.
 """
 
@@ -67,6 +67,10 @@ class ExoInferConfig(BaseModel):
     free_space: bool = Field(True, description="planes fill: drop the hypotheses the other exo cameras see "
                                                "through (a foreground surface extended over the background it "
                                                "hides from them)")
+    snap_fill_rel: float = Field(0.05, ge=0, lt=1, description="planes fill: a filled depth within this "
+                                                               "relative difference of a plane enclosing the "
+                                                               "scene (floor, ceiling, wall) takes the plane's "
+                                                               "depth (0: off)")
     # the sweep's pixel noise would otherwise fail the renderer's reliable-depth test (5x5 spread < 10 % of the
     # mean) on flat surfaces
     median_px: int = Field(5, description="median filter of the dense depth (3 or 5 px; 0 = off)")
@@ -160,7 +164,7 @@ def infer_exo_camera(take: RawTake, cam: str, out_dir: str, config: ExoInferConf
             depth = plane_fill(depth, views[cam].image, sigma, reject=reject)
         if not np.isfinite(depth).all():  # pixels no measured plane reaches: colour-guided spreading
             depth = edge_aware_fill(depth, views[cam].image, sigma, cfg.rig.depth.fill_iterations)
-        depth = clamp_to_bounds(depth, rd.k, rd.c2w, rd.bounds, holes)
+        depth = clamp_to_bounds(depth, rd.k, rd.c2w, rd.bounds, holes, cfg.snap_fill_rel)
         if cfg.fill_method == "planes":
             depth = smooth_filled(depth, holes)
     if cfg.median_px in (3, 5) and cfg.fill_holes:

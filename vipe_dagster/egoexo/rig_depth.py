@@ -30,7 +30,8 @@ the other cameras observe, so that the fill can drop the hypotheses they see thr
 (:func:`free_space_check`: a foreground plane extended over the background it hides from them), and the
 planes of the families that enclose the scene (:func:`bounding_planes`: the cameras and all but a few of the
 confirmed points on one side; a room's floor, ceiling and walls), which the fill does not go beyond
-(:func:`clamp_to_bounds`: a wall extended into a ceiling corner no other camera sees stops at the ceiling).
+(:func:`clamp_to_bounds`: a wall extended into a ceiling corner no other camera sees stops at the ceiling) and
+which a filled depth close to one snaps onto.
 
 Kannala-Brandt calibrations (non-zero k0..k3) are undistorted to a pinhole image with the same fx, fy, cx,
 cy (:func:`undistort_kb`, OpenCV's fisheye model); the depth and the intrinsics returned then belong to
@@ -653,9 +654,11 @@ def bounding_planes(points: np.ndarray, families: list[tuple[np.ndarray, float, 
 
 
 def clamp_to_bounds(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray, bounds: list[tuple[np.ndarray, float]],
-                    where: np.ndarray) -> np.ndarray:
+                    where: np.ndarray, snap_rel: float = 0.0) -> np.ndarray:
     """``depth`` with the pixels ``where`` no farther than the nearest enclosing plane (:func:`bounding_planes`)
-    their ray leaves the scene through: a hole filled by extending a wall cannot continue beyond the ceiling."""
+    their ray leaves the scene through: a hole filled by extending a wall cannot continue beyond the ceiling.
+    ``snap_rel`` > 0: such a pixel within that relative difference of the depth of an enclosing plane on its
+    ray (the closest one, not beyond the limit) takes that plane's depth: a filled floor lies on the floor."""
     d = depth.astype(np.float32).copy()
     if not bounds or not where.any():
         return d
@@ -664,13 +667,22 @@ def clamp_to_bounds(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray, bounds: l
     rays = np.stack([(uu - k[2]) / k[0], (vv - k[3]) / k[1], np.ones_like(uu)], -1) @ np.asarray(c2w)[:3, :3].T
     centre = np.asarray(c2w, np.float64)[:3, 3]
     limit = np.full((h, w), np.inf)
+    snap = np.full((h, w), np.nan)
+    best = np.full((h, w), np.inf)
     for n, off in bounds:
         nr = rays @ n
         with np.errstate(divide="ignore", invalid="ignore"):
             t = (off - float(n @ centre)) / nr  # z-depth where the ray meets the plane
-        limit = np.where((nr > 0) & (t > 0), np.minimum(limit, t), limit)
+            hit = (nr > 0) & (t > 0)
+            limit = np.where(hit, np.minimum(limit, t), limit)
+            rel = np.where(hit, np.abs(d / t - 1.0), np.inf)
+        closer = rel < best
+        snap, best = np.where(closer, t, snap), np.where(closer, rel, best)
     sel = where & np.isfinite(d) & (d > limit)
     d[sel] = limit[sel]
+    if snap_rel > 0:
+        on = where & np.isfinite(d) & (best <= snap_rel) & (snap <= limit)
+        d[on] = snap[on]
     return d
 
 
