@@ -802,13 +802,11 @@ def _grown(i: int, kept: np.ndarray, imgs: list[np.ndarray], ks: list[np.ndarray
                             [poses[j] for j in others], rng, cfg, families, peaks, peak_halfwidth)
 
 
-def _observed(i: int, depths: list[np.ndarray], ks: list[np.ndarray], poses: list[np.ndarray],
-              cfg: RigDepthConfig) -> np.ndarray:
-    """What camera ``i`` certainly observes, for free-space tests: its depth where another camera confirms it
-    (:func:`_kept`), eroded by one pixel (the smallest depth of its 3x3 neighbourhood; NaN where the
+def _observed(kept: np.ndarray) -> np.ndarray:
+    """What a camera certainly observes, for free-space tests: its depth where another camera confirms it
+    (``kept``, :func:`_kept`), eroded by one pixel (the smallest depth of its 3x3 neighbourhood; NaN where the
     neighbourhood has a hole), so that a point projected next to a depth edge is tested against the nearer
     surface."""
-    kept = _kept(i, depths, ks, poses, cfg)
     eroded = cv2.erode(np.nan_to_num(kept, nan=0.0), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
                        borderValue=0.0)
     return np.where(eroded > 0, eroded, np.nan).astype(np.float32)
@@ -881,13 +879,15 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
                            families, peaks, peak_bin)
                 cache[f"grown_{keys[i]}"] = (g, np.zeros(0, np.float32), None)
         depths = [cache[f"grown_{k}"][0] for k in keys]
-        if cfg.bounding_planes and families:
-            # the enclosing planes from what the rig confirms after the growth (refined to the families)
-            grown = np.concatenate([_points_world(_kept(i, depths, ks, poses, cfg), ks[i], poses[i])
-                                    for i in range(len(views))])
-            # tolerance: twice the RANSAC inlier band (the confirmed depth's noise at the far walls)
+    # every camera's depth where another camera confirms it: the enclosing planes and the free space
+    confirmed = [_kept(i, depths, ks, poses, cfg) for i in range(len(views))]
+    if cfg.bounding_planes and families:
+        # the enclosing planes from what the rig confirms after the growth (refined to the families)
+        grown = np.concatenate([_points_world(confirmed[i], ks[i], poses[i]) for i in range(len(views))])
+        grown = grown[np.isfinite(grown).all(1)]
+        if len(grown) >= 50:  # tolerance: twice the RANSAC inlier band (the confirmed depth's noise far away)
             bounds = bounding_planes(grown, families, peaks, np.stack([p[:3, 3] for p in poses]),
-                                     2 * cfg.family_inlier_rel * cloud_spread(grown[np.isfinite(grown).all(1)]))
+                                     2 * cfg.family_inlier_rel * cloud_spread(grown))
     support = _consistent(r, depths, ks, poses, cfg)
     keep = np.isfinite(depths[r]) & (support >= max(1, cfg.min_consistent))
     d_lo = np.where(keep, depths[r], np.nan).astype(np.float32)
@@ -929,6 +929,6 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
     }
     log.info("rig depth of %s against %s: %.1f%% covered (%s, %s)", ref, ", ".join(report["others"]),
              100 * report["covered_fraction"], SCALE, SOURCE)
-    obs = [(_observed(i, depths, ks, poses, cfg), ks[i], poses[i]) for i in range(len(views)) if i != r]
+    obs = [(_observed(confirmed[i]), ks[i], poses[i]) for i in range(len(views)) if i != r]
     return RigDepth(ref, d_out.astype(np.float32), conf.astype(np.float32), sup, k_out, report, obs, poses[r],
                     bounds)
