@@ -322,9 +322,8 @@ def _world_points(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray) -> tuple[np
     h, w = depth.shape
     vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
     d = depth.astype(np.float64)
-    x = (uu - k[2]) / k[0] * d
-    y = (vv - k[3]) / k[1] * d
-    return np.stack([x, y, d], -1) @ c2w[:3, :3].T + c2w[:3, 3], np.isfinite(d) & (d > 0)
+    rays = cammod.pixel_rays("PINHOLE", k, uu.ravel(), vv.ravel(), w, h).reshape(h, w, 3)
+    return (rays * d[..., None]) @ c2w[:3, :3].T + c2w[:3, 3], np.isfinite(d) & (d > 0)
 
 
 def _lookup(pts_w: np.ndarray, ok: np.ndarray, dj: np.ndarray, kj: np.ndarray, c2wj: np.ndarray):

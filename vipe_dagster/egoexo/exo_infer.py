@@ -12,9 +12,10 @@ take discovery and ``ego_render`` find it.
 Depth holes (pixels no other camera confirms) are filled from the measured depth when ``fill_holes`` is set
 (ViPE's depth is dense too): by default the local planes of the measured depth are extended into the holes
 (:func:`vipe_dagster.egoexo.rig_depth.plane_fill`, colour-weighted, without the extensions the other exo
-cameras see through when ``free_space`` is set, no farther than the planes enclosing the scene and
-snapped onto one within ``snap_fill_rel`` (:func:`vipe_dagster.egoexo.rig_depth.clamp_to_bounds`), then smoothed by a robust plane fit), with colour-guided spreading where no plane reaches (``fill_method="colour"``: that alone). The info pickle
-and :class:`ExoInferResult` report the measured (covered) fraction and the filled fraction separately.
+cameras see through when ``free_space`` is set, then smoothed by a robust plane fit), with colour-guided
+spreading where no plane reaches (``fill_method="colour"``: that alone). Either fill stays on the camera's side
+of the planes enclosing the scene and snaps onto one within ``snap_fill_rel``
+(:func:`vipe_dagster.egoexo.rig_depth.clamp_to_bounds`). The info pickle and :class:`ExoInferResult` report the measured (covered) fraction and the filled fraction separately.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class ExoInferConfig(BaseModel):
     free_space: bool = Field(True, description="planes fill: drop the hypotheses the other exo cameras see "
                                                "through (a foreground surface extended over the background it "
                                                "hides from them)")
-    snap_fill_rel: float = Field(0.05, ge=0, lt=1, description="planes fill: a filled depth within this "
+    snap_fill_rel: float = Field(0.05, ge=0, lt=1, description="any fill: a filled depth within this "
                                                                "relative difference of a plane enclosing the "
                                                                "scene (floor, ceiling, wall) takes the plane's "
                                                                "depth (0: off)")

@@ -51,6 +51,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..camera import pixel_rays
 from ..depth.config import DepthConfig
 from ..depth.mvs import (
     consistency_errors,
@@ -205,8 +206,16 @@ def _points_world(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray) -> np.ndarr
     """World points (N, 3) of the finite pixels of a z-depth map."""
     vv, uu = np.nonzero(np.isfinite(depth))
     z = depth[vv, uu].astype(np.float64)
-    pc = np.stack([(uu - k[2]) / k[0] * z, (vv - k[3]) / k[1] * z, z], -1)
+    pc = pixel_rays("PINHOLE", k, uu, vv, depth.shape[1], depth.shape[0]) * z[:, None]
     return pc @ c2w[:3, :3].T + c2w[:3, 3]
+
+
+def _world_rays(k: np.ndarray, c2w: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The world directions ``(H, W, 3)`` of every pixel's ray of a pinhole camera of ``size`` (W, H), scaled
+    to unit z-depth: the point at z-depth ``d`` is ``centre + d * ray``."""
+    w, h = size
+    vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
+    return pixel_rays("PINHOLE", k, uu.ravel(), vv.ravel(), w, h).reshape(h, w, 3) @ np.asarray(c2w)[:3, :3].T
 
 
 def _wide_sweeps(imgs: list[np.ndarray], ks: list[np.ndarray], poses: list[np.ndarray],
@@ -470,8 +479,8 @@ def dominant_plane_families(points: np.ndarray, max_families: int, inlier_rel: f
     """The orientations of the largest planes of ``points`` (N, 3): sequential RANSAC (3-point samples, inliers
     within ``inlier_rel`` x the points' median distance from their median; the plane refitted by SVD of its
     inliers and the inliers re-selected until they stop changing), each plane's inliers removed before the
-    next; a plane within ``parallel_deg`` of a family already found (a ceiling of a floor, the opposite wall) widens that family's offsets instead of starting
-    one. Returns up to ``max_families`` ``(unit normal, lowest offset, highest offset)`` with ``n . X =
+    next; a plane within ``parallel_deg`` of a family already found (a ceiling of a floor, the opposite wall)
+    widens that family's offsets instead of starting one. Returns up to ``max_families`` ``(unit normal, lowest offset, highest offset)`` with ``n . X =
     offset`` on the planes; a plane needs ``min_share`` of the points."""
     pts = np.asarray(points, np.float64)
     pts = pts[np.isfinite(pts).all(1)]
@@ -541,8 +550,7 @@ def family_hypotheses(families: list[tuple[np.ndarray, float, float]], k: np.nda
     matching cost picks the exact one): the inverse z-depth at which a pixel's ray meets the plane. NaN where
     the plane is behind the camera or outside ``rng`` (metres)."""
     w, h = size
-    vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
-    rays = np.stack([(uu - k[2]) / k[0], (vv - k[3]) / k[1], np.ones_like(uu)], -1) @ c2w[:3, :3].T
+    rays = _world_rays(k, c2w, size)
     centre = c2w[:3, 3]
     lo, hi = 1.0 / rng[1], 1.0 / rng[0]
     out = []
@@ -663,8 +671,7 @@ def clamp_to_bounds(depth: np.ndarray, k: np.ndarray, c2w: np.ndarray, bounds: l
     if not bounds or not where.any():
         return d
     h, w = d.shape
-    vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
-    rays = np.stack([(uu - k[2]) / k[0], (vv - k[3]) / k[1], np.ones_like(uu)], -1) @ np.asarray(c2w)[:3, :3].T
+    rays = _world_rays(k, c2w, (w, h))
     centre = np.asarray(c2w, np.float64)[:3, 3]
     limit = np.full((h, w), np.inf)
     snap = np.full((h, w), np.nan)
@@ -727,9 +734,10 @@ def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray],
                                    window=sweep.window, best_k=sweep.best_k, texture_sigma=sweep.texture_sigma)
         return np.where(usable, cost.cpu().numpy(), np.inf), safe
 
-    def fill_best(hyp: np.ndarray, holes: np.ndarray, scored: tuple[np.ndarray, np.ndarray] | None = None) -> bool:
-        """Each hole pixel takes its lowest-cost hypothesis (NaN: none) where the cost passes the test."""
-        cost, safe = scored if scored is not None else costs(hyp)
+    def fill_best(holes: np.ndarray, scored: tuple[np.ndarray, np.ndarray]) -> bool:
+        """Each hole pixel takes its lowest-cost hypothesis (``scored``: :func:`costs` of the hypotheses)
+        where the cost passes the test."""
+        cost, safe = scored
         best = cost.argmin(0)
         bc = np.take_along_axis(cost, best[None], 0)[0]
         take = holes & (bc < cfg.propagate_cost)
@@ -746,9 +754,8 @@ def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray],
             # measured pixels: the family plane within family_snap_rel of the measured depth whose (slanted)
             # window matches best replaces the measured depth where it matches better than the measured
             # depth's own window (a fronto-parallel sweep plane, warped by the measured neighbourhood)
-            meas = np.where(valid, d, np.nan)
-            own_cost = costs(np.where(valid, 1.0 / np.where(valid, d, 1.0), np.nan)[None].astype(np.float32))[0][0]
-            in_band = np.abs(scored[1] * meas[None] - 1.0) <= cfg.family_snap_rel
+            own_cost = costs((1.0 / d)[None])[0][0]  # d is NaN at the holes
+            in_band = np.abs(scored[1] * d[None] - 1.0) <= cfg.family_snap_rel
             band_cost = np.where(in_band, scored[0], np.inf)
             best = band_cost.argmin(0)
             bc = np.take_along_axis(band_cost, best[None], 0)[0]
@@ -756,7 +763,7 @@ def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray],
             d[snap] = 1.0 / np.take_along_axis(scored[1], best[None], 0)[0][snap]
         holes = ~valid
         if holes.any() and scored is not None:
-            fill_best(fam, holes, scored)
+            fill_best(holes, scored)
     for _ in range(cfg.propagate_rounds):
         valid = np.isfinite(d)
         holes = ~valid
@@ -764,7 +771,7 @@ def propagate_planes(depth: np.ndarray, ref: np.ndarray, srcs: list[np.ndarray],
             break
         coef = plane_fit(d, cfg.smooth_window if cfg.smooth_window >= 3 else 7, cfg.smooth_sigma)
         hyp = np.stack([np.where(ok, inv, np.nan) for _, _, inv, ok in _plane_hypotheses(valid, coef, lo, hi)])
-        if not fill_best(hyp, holes):
+        if not fill_best(holes, costs(hyp)):
             break
     return d
 
@@ -879,8 +886,11 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
                            families, peaks, peak_bin)
                 cache[f"grown_{keys[i]}"] = (g, np.zeros(0, np.float32), None)
         depths = [cache[f"grown_{k}"][0] for k in keys]
+    support = _consistent(r, depths, ks, poses, cfg)
+    keep = np.isfinite(depths[r]) & (support >= max(1, cfg.min_consistent))
+    d_lo = np.where(keep, depths[r], np.nan).astype(np.float32)
     # every camera's depth where another camera confirms it: the enclosing planes and the free space
-    confirmed = [_kept(i, depths, ks, poses, cfg) for i in range(len(views))]
+    confirmed = [d_lo if i == r else _kept(i, depths, ks, poses, cfg) for i in range(len(views))]
     if cfg.bounding_planes and families:
         # the enclosing planes from what the rig confirms after the growth (refined to the families)
         grown = np.concatenate([_points_world(confirmed[i], ks[i], poses[i]) for i in range(len(views))])
@@ -888,9 +898,6 @@ def rig_depth(views: Sequence[RigView], ref: str, config: RigDepthConfig | None 
         if len(grown) >= 50:  # tolerance: twice the RANSAC inlier band (the confirmed depth's noise far away)
             bounds = bounding_planes(grown, families, peaks, np.stack([p[:3, 3] for p in poses]),
                                      2 * cfg.family_inlier_rel * cloud_spread(grown))
-    support = _consistent(r, depths, ks, poses, cfg)
-    keep = np.isfinite(depths[r]) & (support >= max(1, cfg.min_consistent))
-    d_lo = np.where(keep, depths[r], np.nan).astype(np.float32)
     if cfg.speckle_size > 0:
         d_lo = remove_speckles(d_lo, int(cfg.speckle_size * d_lo.size), cfg.speckle_rel)
         keep = np.isfinite(d_lo)
