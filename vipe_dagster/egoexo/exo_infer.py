@@ -235,9 +235,10 @@ class RigCache:
         fs.write_bytes(self._uri(key), buf.getvalue())
 
 
-RIG_CACHE_LAYOUT = 2
+RIG_CACHE_LAYOUT = 3
 """What a rig cache folder holds; part of its key, so that a folder written by an earlier layout is not read
-(2: every camera swept and grown in name order, grown depths cached beside the sweeps)."""
+(2: every camera swept and grown in name order, grown depths cached beside the sweeps; 3: the refined
+histogram-peak planes the growth used cached beside them)."""
 
 
 def rig_cache_key(take: RawTake, cfg: ExoInferConfig) -> str:
