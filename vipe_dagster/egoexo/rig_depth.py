@@ -19,9 +19,10 @@ fronto-parallel ones, the multi-direction sweep of Gallup et al., CVPR 2007; two
 the third, and each family also sweeps the peaks of its normal's offset histogram, :func:`family_peaks`, as
 Manhattan-world stereo does: the ceiling, a box top, the side walls; each peak's offset refined once per rig
 by the matching cost of the pixels on it, :func:`refine_peak_offsets`, since the histogram's peak is pulled by
-the surfaces the normal runs along), then along the neighbours' local planes. The same family sweep also refines the measured pixels: a measured depth within ``family_snap_rel`` of
-a family plane whose slanted window matches better than the fronto-parallel sweep's takes that plane's depth
-(PatchMatch-style plane refinement with the scene's planes as candidates). A reference pixel's depth is
+the surfaces the normal runs along), then along the neighbours' local planes. The same family sweep also
+refines the measured pixels: a measured depth within ``family_snap_rel`` of a family plane whose slanted window
+matches better than the fronto-parallel sweep's takes that plane's depth (PatchMatch-style plane refinement
+with the scene's planes as candidates). A reference pixel's depth is
 kept when it is confident and at least ``min_consistent`` other cameras' own (grown) depths agree with it:
 it is then *covered*, i.e. measured and seen by that many other cameras. :class:`RigDepth` reports the
 covered fraction.
